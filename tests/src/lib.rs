@@ -1,0 +1,1 @@
+//! Harness for Onmic end-to-end tests.
