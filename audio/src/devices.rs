@@ -1,0 +1,216 @@
+//! Audio devices: enumeration and the errors a user can act on.
+//!
+//! The host is cpal's default for the platform: on Linux the PulseAudio host when a PulseAudio
+//! (or PipeWire-pulse) server answers, ALSA otherwise; CoreAudio on macOS; WASAPI on Windows.
+//! Device ids are cpal's stable `host:device` strings, safe to persist in settings.
+
+use cpal::traits::{DeviceTrait, HostTrait};
+use serde::Serialize;
+
+/// Which way audio flows through a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Capture: a microphone, a line input, a monitor of an output.
+    Input,
+    /// Playback: speakers, headphones, a virtual sink.
+    Output,
+}
+
+/// One device as the user sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    /// Stable id (`host:device`), what settings store and [`crate::meter::InputMeter`] opens.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Input or output.
+    pub direction: Direction,
+    /// Whether this is the system's default device for its direction.
+    pub is_default: bool,
+    /// Channels of the device's default configuration.
+    pub channels: u16,
+    /// Sample rate of the device's default configuration, in Hz.
+    pub sample_rate: u32,
+}
+
+/// Every input and output device of the audio host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceList {
+    /// The audio host the devices belong to (`PulseAudio`, `ALSA`, `CoreAudio`, `WASAPI`, ...).
+    pub host: String,
+    /// Capture devices, the default first.
+    pub inputs: Vec<DeviceInfo>,
+    /// Playback devices, the default first.
+    pub outputs: Vec<DeviceInfo>,
+}
+
+/// Why a device operation failed; each variant says what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The audio system itself is not reachable.
+    #[error("the audio system ({host}) is not available: {reason}. {HOW_TO_FIX}")]
+    HostUnavailable {
+        /// The host that failed.
+        host: String,
+        /// What the host said.
+        reason: String,
+    },
+    /// The device id names no present device.
+    #[error(
+        "the audio device `{id}` is not present; it may have been unplugged. Pick another device."
+    )]
+    NotFound {
+        /// The id that was asked for.
+        id: String,
+    },
+    /// No input device exists at all.
+    #[error("there is no audio input device. {HOW_TO_FIX}")]
+    NoInputDevice,
+    /// The device refused the configuration.
+    #[error("the audio device `{id}` refused the stream configuration: {reason}")]
+    Unsupported {
+        /// The device.
+        id: String,
+        /// What the backend said.
+        reason: String,
+    },
+    /// The device is in use by another program; retrying may help.
+    #[error(
+        "the audio device `{id}` is busy (another program may hold it exclusively); close that program or try again"
+    )]
+    Busy {
+        /// The device.
+        id: String,
+    },
+    /// The OS refused access.
+    #[error(
+        "access to the audio device `{id}` was denied: allow microphone access for Onmic Studio in the system settings"
+    )]
+    PermissionDenied {
+        /// The device.
+        id: String,
+    },
+    /// Anything else the backend reported.
+    #[error("audio backend error on `{id}`: {reason}")]
+    Backend {
+        /// The device, or the host when no device is involved.
+        id: String,
+        /// What the backend said.
+        reason: String,
+    },
+}
+
+const HOW_TO_FIX: &str = "Connect a microphone or sound card; on Linux make sure PulseAudio or \
+PipeWire is running (`pactl info` should answer), then press Refresh.";
+
+impl DeviceError {
+    /// Whether trying the same thing again later may succeed without the user changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Busy { .. } | Self::HostUnavailable { .. })
+    }
+
+    /// Maps a cpal error about `id` to the variant the user can act on.
+    pub(crate) fn from_cpal(id: &str, err: &cpal::Error) -> Self {
+        use cpal::ErrorKind as K;
+        let id = id.to_owned();
+        match err.kind() {
+            K::DeviceNotAvailable => Self::NotFound { id },
+            K::DeviceBusy => Self::Busy { id },
+            K::PermissionDenied => Self::PermissionDenied { id },
+            K::UnsupportedConfig | K::UnsupportedOperation | K::InvalidInput => Self::Unsupported {
+                id,
+                reason: err.to_string(),
+            },
+            K::HostUnavailable => Self::HostUnavailable {
+                host: id,
+                reason: err.to_string(),
+            },
+            _ => Self::Backend {
+                id,
+                reason: err.to_string(),
+            },
+        }
+    }
+}
+
+/// The platform's audio host.
+pub(crate) fn host() -> cpal::Host {
+    cpal::default_host()
+}
+
+/// Lists every input and output device; an empty list is not an error.
+pub fn list_devices() -> Result<DeviceList, DeviceError> {
+    let host = host();
+    let host_name = host.id().name().to_owned();
+    let default_in = host.default_input_device().and_then(|d| d.id().ok());
+    let default_out = host.default_output_device().and_then(|d| d.id().ok());
+    let devices = host.devices().map_err(|e| DeviceError::HostUnavailable {
+        host: host_name.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut list = DeviceList {
+        host: host_name,
+        ..DeviceList::default()
+    };
+    for device in devices {
+        // A device that vanishes between listing and describing is simply not listed.
+        let Ok(id) = device.id() else { continue };
+        let name = device
+            .description()
+            .map(|d| d.name().to_owned())
+            .unwrap_or_else(|_| id.to_string());
+        if let Ok(config) = device.default_input_config() {
+            list.inputs.push(DeviceInfo {
+                id: id.to_string(),
+                name: name.clone(),
+                direction: Direction::Input,
+                is_default: default_in.as_ref() == Some(&id),
+                channels: config.channels(),
+                sample_rate: config.sample_rate(),
+            });
+        }
+        if let Ok(config) = device.default_output_config() {
+            list.outputs.push(DeviceInfo {
+                id: id.to_string(),
+                name,
+                direction: Direction::Output,
+                is_default: default_out.as_ref() == Some(&id),
+                channels: config.channels(),
+                sample_rate: config.sample_rate(),
+            });
+        }
+    }
+    // Default first, then by name: what a person scanning the list expects.
+    for group in [&mut list.inputs, &mut list.outputs] {
+        group.sort_by(|a, b| {
+            b.is_default
+                .cmp(&a.is_default)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+    }
+    Ok(list)
+}
+
+/// Finds a device by id, or the default input device when `id` is `None`.
+pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
+    let host = host();
+    let device = match id {
+        None => host
+            .default_input_device()
+            .ok_or(DeviceError::NoInputDevice)?,
+        Some(id) => {
+            let parsed: cpal::DeviceId = id
+                .parse()
+                .map_err(|_| DeviceError::NotFound { id: id.to_owned() })?;
+            host.device_by_id(&parsed)
+                .ok_or_else(|| DeviceError::NotFound { id: id.to_owned() })?
+        }
+    };
+    let id = device
+        .id()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| id.unwrap_or("default").to_owned());
+    Ok((device, id))
+}
