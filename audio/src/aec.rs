@@ -1,0 +1,67 @@
+//! Acoustic echo cancellation (WebRTC AEC3 via `sonora`), with far-end alignment by its delay
+//! estimator seeded from the engine's known output→input delay.
+//!
+//! The far-end reference must be exactly what is sent to the output device (remote seats plus
+//! local music); feed it with [`Aec::analyze_render`] before processing the capture block that
+//! was recorded while it played.
+
+use sonora::Config;
+use sonora::config::EchoCanceller;
+
+use crate::apm::Apm;
+use crate::block::Block;
+use crate::processor::{PrepareError, Processor, StreamSpec};
+
+/// The echo canceller stage.
+#[derive(Debug)]
+pub struct Aec {
+    apm: Apm,
+    delay_ms: i32,
+}
+
+impl Default for Aec {
+    fn default() -> Self {
+        Aec::new()
+    }
+}
+
+impl Aec {
+    /// An AEC3 instance (high-pass filter enforced, as the reference implementation does).
+    pub fn new() -> Aec {
+        Aec {
+            apm: Apm::new(Config {
+                echo_canceller: Some(EchoCanceller::default()),
+                ..Default::default()
+            }),
+            delay_ms: 0,
+        }
+    }
+
+    /// Feeds one 10 ms block of the far-end reference.
+    pub fn analyze_render(&mut self, far: &Block) {
+        self.apm.analyze_render(far);
+    }
+
+    /// Tells the canceller the expected render→capture delay (device buffers), in ms.
+    pub fn set_stream_delay_ms(&mut self, ms: i32) {
+        self.delay_ms = ms.clamp(0, 500);
+        self.apm.set_stream_delay_ms(self.delay_ms);
+    }
+}
+
+impl Processor for Aec {
+    fn prepare(&mut self, spec: StreamSpec) -> Result<(), PrepareError> {
+        self.apm.prepare(spec, "aec")?;
+        self.apm.set_stream_delay_ms(self.delay_ms);
+        Ok(())
+    }
+
+    fn process(&mut self, block: &mut Block) {
+        self.apm.set_stream_delay_ms(self.delay_ms);
+        self.apm.process(block);
+    }
+
+    fn reset(&mut self) {
+        self.apm.reinit();
+    }
+}
