@@ -1,0 +1,140 @@
+//! Room settings: the public part travels in snapshots; the IM policy stays on the server.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::GiftId;
+
+/// How speaking is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomMode {
+    /// A seated member whose seat is not host-muted may speak.
+    #[default]
+    Normal,
+    /// Game-party rooms: in addition, the app grants the floor (over REST) to who may speak.
+    FloorControl,
+}
+
+/// The boss seat: the top gifter of a window holds it for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BossSeatSettings {
+    /// Gifts younger than this count towards the boss seat.
+    #[serde(with = "millis")]
+    pub window: Duration,
+    /// How long the boss keeps the seat once taken.
+    #[serde(with = "millis")]
+    pub hold: Duration,
+    /// The least gift value within the window to claim the seat.
+    pub min_value: u64,
+}
+
+/// Settings that shape the room's state; part of every snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    /// Regular seats, besides the owner's seat (index 0).
+    pub seat_count: u16,
+    /// The boss seat, if the room has one (it comes after the regular seats).
+    pub boss_seat: Option<BossSeatSettings>,
+    /// Speaking rule.
+    pub mode: RoomMode,
+    /// An invitation lapses after this.
+    #[serde(with = "millis")]
+    pub invite_timeout: Duration,
+    /// An application lapses after this.
+    #[serde(with = "millis")]
+    pub apply_timeout: Duration,
+    /// A member silent this long is taken offline (seat released).
+    #[serde(with = "millis")]
+    pub presence_timeout: Duration,
+    /// How many IM messages a joining member receives as history.
+    pub history_len: usize,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        RoomSettings {
+            seat_count: 8,
+            boss_seat: None,
+            mode: RoomMode::Normal,
+            invite_timeout: Duration::from_secs(30),
+            apply_timeout: Duration::from_secs(60),
+            presence_timeout: Duration::from_secs(30),
+            history_len: 50,
+        }
+    }
+}
+
+/// A gift in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gift {
+    /// Shown name.
+    pub name: String,
+    /// Value of one gift, in the app's smallest currency unit.
+    pub value: u64,
+}
+
+/// Rules for chat and gifts, kept by the server and not sent in snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImPolicy {
+    /// Longest chat text, in characters.
+    pub max_chat_chars: usize,
+    /// At most this many chat messages per member ...
+    pub chat_burst: u32,
+    /// ... within this window.
+    #[serde(with = "millis")]
+    pub chat_window: Duration,
+    /// Words masked with `*` in chat (case-insensitive).
+    pub word_filter: Vec<String>,
+    /// The gift catalog.
+    pub gifts: BTreeMap<GiftId, Gift>,
+    /// Most gifts in one send.
+    pub max_gift_count: u32,
+    /// Longest custom message payload, in bytes of JSON.
+    pub max_custom_bytes: usize,
+}
+
+impl Default for ImPolicy {
+    fn default() -> Self {
+        let mut gifts = BTreeMap::new();
+        for (id, name, value) in [
+            ("rose", "Rose", 1),
+            ("heart", "Heart", 10),
+            ("rocket", "Rocket", 1000),
+        ] {
+            gifts.insert(
+                GiftId::from(id),
+                Gift {
+                    name: name.to_owned(),
+                    value,
+                },
+            );
+        }
+        ImPolicy {
+            max_chat_chars: 500,
+            chat_burst: 5,
+            chat_window: Duration::from_secs(5),
+            word_filter: Vec::new(),
+            gifts,
+            max_gift_count: 9999,
+            max_custom_bytes: 4096,
+        }
+    }
+}
+
+/// Durations as integer milliseconds on the wire and in storage.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

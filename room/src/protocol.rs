@@ -1,0 +1,367 @@
+//! The WebSocket wire protocol: JSON text frames `{"id": n, "type": "...", ...}` from the client,
+//! and tagged messages from the server. Every message and error code is listed in
+//! `docs/protocol.md`. Decoding never panics: any input is a message or a typed [`DecodeError`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::command::Action;
+use crate::config::Gift;
+use crate::ids::{GiftId, RoomId, Uid};
+use crate::room::LostSeat;
+use crate::state::{Event, Role, RoomState};
+
+/// Largest client frame accepted, in bytes. Larger frames close the connection (`too_large`).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Client request types that are room actions (the `type` of [`Action`] variants a member may
+/// send; `enter`, `grant_floor`, `revoke_floor` and `report_bombing` are server-side only).
+pub const ACTION_TYPES: &[&str] = &[
+    "leave",
+    "apply",
+    "cancel_apply",
+    "accept_invite",
+    "decline_invite",
+    "take_seat",
+    "leave_seat",
+    "mute_self",
+    "unmute_self",
+    "invite",
+    "approve",
+    "reject",
+    "kick_from_seat",
+    "mute_seat",
+    "unmute_seat",
+    "lock_seat",
+    "unlock_seat",
+    "move_seat",
+    "set_admin",
+    "kick",
+    "unban",
+    "mute_chat",
+    "unmute_chat",
+    "dismiss",
+    "chat",
+    "send_gift",
+    "notice",
+    "custom",
+];
+
+/// A decoded client frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientMessage {
+    /// Correlation id, echoed in the reply.
+    pub id: Option<u64>,
+    /// What the client asks.
+    pub request: Request,
+}
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Enter a room with a token; must come first.
+    Join {
+        /// The room.
+        room: RoomId,
+        /// The token.
+        token: String,
+    },
+    /// Keep-alive.
+    Heartbeat,
+    /// Ask for the full state.
+    Snapshot,
+    /// A room action.
+    Action(Action),
+}
+
+#[derive(Deserialize)]
+struct JoinBody {
+    room: RoomId,
+    token: String,
+}
+
+/// Why a frame was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Over [`MAX_MESSAGE_BYTES`].
+    #[error("message of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Frame size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON, not an object, or fields of the wrong shape.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// No `type` field.
+    #[error("message has no type")]
+    MissingType,
+    /// A `type` the server does not know.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// A binary frame.
+    #[error("binary frames are not supported")]
+    Binary,
+}
+
+impl DecodeError {
+    /// The wire error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Malformed(_) => "malformed",
+            DecodeError::MissingType => "missing_type",
+            DecodeError::UnknownType(_) => "unknown_type",
+            DecodeError::Binary => "binary_frame",
+        }
+    }
+}
+
+/// A decode failure with the request id, when one could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeFailure {
+    /// The id, if the frame had a readable one.
+    pub id: Option<u64>,
+    /// What was wrong.
+    pub error: DecodeError,
+}
+
+/// Decodes one client text frame.
+pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
+    let fail = |id, error| DecodeFailure { id, error };
+    if text.len() > MAX_MESSAGE_BYTES {
+        let error = DecodeError::TooLarge {
+            size: text.len(),
+            max: MAX_MESSAGE_BYTES,
+        };
+        return Err(fail(None, error));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| fail(None, DecodeError::Malformed(e.to_string())))?;
+    let Value::Object(mut obj) = value else {
+        return Err(fail(
+            None,
+            DecodeError::Malformed("expected a JSON object".into()),
+        ));
+    };
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            fail(
+                None,
+                DecodeError::Malformed("id must be a non-negative integer".into()),
+            )
+        })?),
+    };
+    let ty = match obj.get("type") {
+        None => return Err(fail(id, DecodeError::MissingType)),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(fail(
+                id,
+                DecodeError::Malformed("type must be a string".into()),
+            ));
+        }
+    };
+    let malformed = |e: serde_json::Error| fail(id, DecodeError::Malformed(e.to_string()));
+    let request = match ty.as_str() {
+        "join" => {
+            let b: JoinBody = serde_json::from_value(Value::Object(obj)).map_err(malformed)?;
+            Request::Join {
+                room: b.room,
+                token: b.token,
+            }
+        }
+        "heartbeat" => Request::Heartbeat,
+        "snapshot" => Request::Snapshot,
+        t if ACTION_TYPES.contains(&t) => {
+            Request::Action(serde_json::from_value(Value::Object(obj)).map_err(malformed)?)
+        }
+        _ => return Err(fail(id, DecodeError::UnknownType(truncate(&ty, 64)))),
+    };
+    Ok(ClientMessage { id, request })
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+/// Why the server closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The same uid joined from another connection; the newest wins.
+    Replaced,
+    /// Kicked from the room.
+    Kicked,
+    /// The room was dismissed.
+    Dismissed,
+    /// No heartbeat within the presence timeout.
+    Timeout,
+    /// Too many bad or excessive messages.
+    Flood,
+    /// A frame over the size limit.
+    TooLarge,
+    /// Join refused or not joined in time.
+    JoinFailed,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The WebSocket close code sent with this reason (4000-4999: application codes).
+    pub fn close_code(self) -> u16 {
+        match self {
+            CloseReason::Replaced => 4001,
+            CloseReason::Kicked => 4002,
+            CloseReason::Dismissed => 4003,
+            CloseReason::Timeout => 4004,
+            CloseReason::Flood => 4005,
+            CloseReason::TooLarge => 1009,
+            CloseReason::JoinFailed => 4006,
+            CloseReason::ServerShutdown => 1001,
+        }
+    }
+}
+
+/// A server frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// Reply to `join`: the full state, before any event.
+    Joined {
+        /// The request id.
+        id: Option<u64>,
+        /// Who you are.
+        uid: Uid,
+        /// Your role.
+        role: Role,
+        /// The room now (includes recent IM history).
+        snapshot: RoomState,
+        /// The seat you lost while away, if any (no ghost mic: do not publish).
+        lost_seat: Option<LostSeat>,
+        /// The gift catalog.
+        gifts: BTreeMap<GiftId, Gift>,
+        /// Send something at least this often (milliseconds).
+        heartbeat_ms: u64,
+    },
+    /// A request succeeded.
+    Ok {
+        /// The request id.
+        id: Option<u64>,
+        /// The room version after the request.
+        version: u64,
+    },
+    /// A request failed.
+    Error {
+        /// The request id, if known.
+        id: Option<u64>,
+        /// Error code (see `docs/protocol.md`).
+        code: String,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// Reply to `heartbeat`.
+    Pong {
+        /// The request id.
+        id: Option<u64>,
+        /// The room version, so a client can spot a gap even when idle.
+        version: u64,
+    },
+    /// Reply to `snapshot`, or sent unasked when the server saw the client fall behind.
+    Snapshot {
+        /// The request id.
+        id: Option<u64>,
+        /// The room now.
+        snapshot: RoomState,
+    },
+    /// A room event.
+    Event {
+        /// The event.
+        event: Event,
+    },
+    /// The server closes the connection after this.
+    Closing {
+        /// Why.
+        reason: CloseReason,
+        /// Detail.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// An error reply.
+    pub fn error(id: Option<u64>, code: &str, message: impl ToString) -> ServerMessage {
+        ServerMessage::Error {
+            id,
+            code: code.to_owned(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Serializes to a JSON text frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SeatIndex;
+
+    #[test]
+    fn decodes_requests_with_ids() {
+        let m = decode_client(r#"{"id":3,"type":"apply","seat":2}"#).unwrap();
+        assert_eq!(m.id, Some(3));
+        assert_eq!(
+            m.request,
+            Request::Action(Action::Apply {
+                seat: Some(SeatIndex(2))
+            })
+        );
+        let m = decode_client(r#"{"type":"join","room":"r","token":"t"}"#).unwrap();
+        assert!(matches!(m.request, Request::Join { .. }));
+        let m = decode_client(r#"{"id":1,"type":"kick","uid":"x","ban_ms":1000}"#).unwrap();
+        assert!(matches!(m.request, Request::Action(Action::Kick { .. })));
+    }
+
+    #[test]
+    fn refuses_bad_input_with_typed_errors() {
+        let code = |s: &str| decode_client(s).unwrap_err().error.code();
+        assert_eq!(code("{"), "malformed");
+        assert_eq!(code("[1]"), "malformed");
+        assert_eq!(code(r#"{"id":-1,"type":"heartbeat"}"#), "malformed");
+        assert_eq!(code(r#"{"id":1}"#), "missing_type");
+        assert_eq!(
+            code(r#"{"type":"enter","uid":"me","admin":true}"#),
+            "unknown_type"
+        );
+        assert_eq!(code(r#"{"type":"grant_floor","uid":"me"}"#), "unknown_type");
+        assert_eq!(code(r#"{"type":"apply","seat":"x"}"#), "malformed");
+        let big = format!(
+            r#"{{"type":"chat","text":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(code(&big), "too_large");
+        let e = decode_client(r#"{"id":9,"type":"nope"}"#).unwrap_err();
+        assert_eq!(e.id, Some(9));
+    }
+
+    #[test]
+    fn every_action_type_is_a_real_action() {
+        for t in ACTION_TYPES {
+            let e = decode_client(&format!(r#"{{"type":"{t}"}}"#));
+            if let Err(e) = e {
+                assert_eq!(e.error.code(), "malformed", "{t}");
+            }
+        }
+    }
+}
