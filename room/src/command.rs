@@ -214,9 +214,3 @@ impl Command {
         }
     }
 }
-
-impl From<String> for Uid {
-    fn from(s: String) -> Self {
-        Uid(s)
-    }
-}

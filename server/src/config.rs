@@ -20,6 +20,36 @@ pub struct Config {
     pub log: String,
     /// Directory for the database and recordings.
     pub data_dir: PathBuf,
+    /// SQLite database file; default `<data_dir>/onmic.sqlite3`; `:memory:` keeps nothing.
+    pub database: Option<PathBuf>,
+    /// The customer application this server serves (tokens must carry it).
+    pub app_id: String,
+    /// Secret that signs access tokens (HMAC-SHA256).
+    pub token_secret: String,
+    /// REST API credentials: `Authorization: Bearer <customer_key>:<customer_secret>`.
+    pub customer_key: String,
+    /// See `customer_key`.
+    pub customer_secret: String,
+    /// Where webhooks are POSTed; none disables delivery (events still queue in the outbox).
+    pub webhook_url: Option<String>,
+    /// Secret that signs webhook bodies (HMAC-SHA256, header `X-Onmic-Signature`).
+    pub webhook_secret: String,
+    /// First webhook retry delay in milliseconds; doubles per attempt up to 60 s.
+    pub webhook_retry_ms: u64,
+    /// A member silent this long (milliseconds) goes offline and loses its seat.
+    pub presence_timeout_ms: u64,
+    /// Regular seats per room unless the create request says otherwise.
+    pub seat_count: u16,
+    /// Longest chat text in characters.
+    pub max_chat_chars: usize,
+    /// Chat messages allowed per member per `chat_window_ms`.
+    pub chat_burst: u32,
+    /// See `chat_burst`.
+    pub chat_window_ms: u64,
+    /// Words masked in chat.
+    pub word_filter: Vec<String>,
+    /// WebSocket frames a connection may send per second before being refused, then closed.
+    pub max_frames_per_sec: u32,
 }
 
 impl Default for Config {
@@ -29,6 +59,21 @@ impl Default for Config {
             node_name: "onmic-1".into(),
             log: "info".into(),
             data_dir: PathBuf::from("onmic-data"),
+            database: None,
+            app_id: "onmic".into(),
+            token_secret: "change-me-token-secret".into(),
+            customer_key: "onmic-key".into(),
+            customer_secret: "change-me-customer-secret".into(),
+            webhook_url: None,
+            webhook_secret: "change-me-webhook-secret".into(),
+            webhook_retry_ms: 1000,
+            presence_timeout_ms: 30_000,
+            seat_count: 8,
+            max_chat_chars: 500,
+            chat_burst: 5,
+            chat_window_ms: 5000,
+            word_filter: Vec::new(),
+            max_frames_per_sec: 50,
         }
     }
 }
@@ -46,6 +91,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The SQLite database path (`:memory:` for none).
+    pub fn database_path(&self) -> PathBuf {
+        self.database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("onmic.sqlite3"))
+    }
+
     /// Loads defaults, then `file` (if given), then `ONMIC_*` variables from the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -55,11 +107,27 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        // `ONMIC_CONFIG` names the file itself and is not a setting.
-        figment = figment.merge(Env::prefixed("ONMIC_").ignore(&["CONFIG"]).split("__"));
+        // Only variables that name a setting: other tools' `ONMIC_*` variables (and
+        // `ONMIC_CONFIG`, which names the file) must not trip `deny_unknown_fields`.
+        let known = top_level_keys();
+        let env = Env::prefixed("ONMIC_")
+            .filter(move |key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                known.iter().any(|k| k.eq_ignore_ascii_case(top))
+            })
+            .split("__");
+        figment = figment.merge(env);
         figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+/// The names of the top-level settings, from the defaults themselves.
+fn top_level_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -81,6 +149,7 @@ mod tests {
             assert_eq!(c.listen.port(), 9100);
             assert_eq!(c.log, "info", "untouched keys keep their defaults");
             jail.set_env("ONMIC_NODE_NAME", "from-env");
+            jail.set_env("ONMIC_SOMETHING_ELSE", "another tool's variable");
             let c = Config::load(Some(Path::new("onmic.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.node_name, "from-env");
             assert_eq!(c.listen.port(), 9100);

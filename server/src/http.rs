@@ -27,6 +27,9 @@ pub struct Health {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/openapi.json", get(crate::rest::openapi))
+        .merge(crate::rest::router(state.clone()))
         .with_state(state)
 }
 

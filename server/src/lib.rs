@@ -5,15 +5,24 @@
 
 pub mod config;
 pub mod http;
+pub mod hub;
+pub mod rest;
+pub mod store;
+pub mod webhook;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{Config, ConfigError};
+pub use hub::{Clock, Hub, SystemClock};
+pub use store::{SqliteStore, Store, StoreError};
 
 /// Shared, read-mostly state every request handler sees.
 #[derive(Debug)]
@@ -22,6 +31,8 @@ pub struct AppState {
     pub config: Config,
     /// When the server started (for `/health`'s uptime).
     pub started: Instant,
+    /// Every room.
+    pub hub: Arc<Hub>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -38,6 +49,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The database could not be opened or read.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
     /// The HTTP server failed while running.
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -47,6 +61,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    hub: Arc<Hub>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -62,8 +77,14 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The room hub (for embedding: the media layer's seams live here).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        self.hub.shutdown();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -84,6 +105,14 @@ impl Drop for RunningServer {
 
 /// Binds the configured address and serves in the background of the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Like [`start`], with an injected clock.
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer, ServerError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -91,23 +120,56 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             source,
         })?;
     let addr = listener.local_addr()?;
-    let state = std::sync::Arc::new(AppState {
-        config,
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+    let config = Arc::new(config);
+    let hub = Arc::new(Hub::new(config.clone(), store, clock)?);
+    let state = Arc::new(AppState {
+        config: (*config).clone(),
         started: Instant::now(),
+        hub: hub.clone(),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
+    let (stop_workers, workers_stopped) = watch::channel(false);
+    let ticker = {
+        let hub = hub.clone();
+        let mut stopped = workers_stopped.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => hub.tick(),
+                    _ = stopped.changed() => return,
+                }
+            }
+        })
+    };
+    let webhooks = config.webhook_url.clone().map(|url| {
+        tokio::spawn(webhook::run_delivery(
+            hub.clone(),
+            url,
+            workers_stopped.clone(),
+        ))
+    });
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await
-            .map_err(ServerError::Serve)
+            .map_err(ServerError::Serve);
+        let _ = stop_workers.send(true);
+        let _ = ticker.await;
+        if let Some(w) = webhooks {
+            let _ = w.await;
+        }
+        served
     });
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,
+        hub,
         stop: Some(stop),
         task,
     })

@@ -31,6 +31,21 @@ enum Command {
     Serve,
     /// Print the effective configuration (defaults, file and environment merged) as TOML-like JSON.
     Config,
+    /// Issue an access token signed with the configured `token_secret` and `app_id`.
+    Token {
+        /// Room the token is for.
+        #[arg(long)]
+        room: String,
+        /// User id.
+        #[arg(long)]
+        uid: String,
+        /// Privileges, comma-separated: join, publish_audio, admin.
+        #[arg(long, value_delimiter = ',', default_value = "join,publish_audio")]
+        privileges: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +72,40 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve => serve(config),
+        Command::Token {
+            room,
+            uid,
+            privileges,
+            ttl,
+        } => token(&config, room, uid, &privileges, ttl),
     }
+}
+
+fn token(config: &Config, room: String, uid: String, privileges: &[String], ttl: u64) -> ExitCode {
+    let mut parsed = Vec::new();
+    for p in privileges {
+        match serde_json::from_value(serde_json::Value::String(p.trim().to_owned())) {
+            Ok(p) => parsed.push(p),
+            Err(_) => {
+                eprintln!("onmic-server: unknown privilege {p:?}; use join, publish_audio, admin");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if uid.is_empty() || ttl == 0 {
+        eprintln!("onmic-server: --uid must not be empty and --ttl must be positive");
+        return ExitCode::from(2);
+    }
+    let req = onmic_server::rest::TokenRequest {
+        room: room.into(),
+        uid: uid.into(),
+        privileges: parsed,
+        ttl_secs: ttl,
+    };
+    let now = onmic_server::Clock::now(&onmic_server::SystemClock);
+    let (token, _) = onmic_server::rest::make_token(config, &req, now);
+    println!("{token}");
+    ExitCode::SUCCESS
 }
 
 fn serve(config: Config) -> ExitCode {

@@ -23,7 +23,9 @@ fn start(args: &[&str], envs: &[(&str, &str)]) -> Started {
     cmd.args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // Keep test runs from leaving a database in the source tree.
+        .env("ONMIC_DATABASE", ":memory:");
     for (k, v) in envs {
         cmd.env(k, v);
     }

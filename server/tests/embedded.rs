@@ -6,6 +6,7 @@ use onmic_server::{Config, start};
 async fn embedded_server_serves_on_an_ephemeral_port_and_stops() {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
+        database: Some(":memory:".into()),
         ..Config::default()
     };
     let server = start(config).await.expect("starts");

@@ -1,0 +1,541 @@
+//! The room hub: every live room, driven through its sans-IO [`Room`], with persistence, webhook
+//! queueing, fan-out to connections and timers around it.
+//!
+//! Each room sits behind its own mutex; a command is handled, persisted, queued as webhooks and
+//! broadcast while that lock is held, so storage, webhooks and every subscriber see one order.
+//! Events are serialized once per room and shared by all connections (`Frame`).
+//!
+//! Seams for the media layer: [`Hub::may_publish`], [`Hub::subscribe`] (seat, mute and floor
+//! changes arrive as events) and [`Hub::report_bombing`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use onmic_room::protocol::{CloseReason, ServerMessage};
+use onmic_room::token::{Claims, Privilege};
+use onmic_room::{
+    Action, Command, Event, EventKind, ImPolicy, LeaveReason, LostSeat, Room, RoomError, RoomId,
+    RoomSettings, RoomState, Timestamp, Uid,
+};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::config::Config;
+use crate::store::{AuditRecord, RoomRecord, Store, StoreError, gift_records};
+use crate::webhook;
+
+/// Where the hub reads the time; tests may inject their own.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock (milliseconds since the Unix epoch).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// One event, serialized once for every subscriber.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The event.
+    pub event: Arc<Event>,
+    /// `ServerMessage::Event` as a JSON text frame (cheap to clone).
+    pub json: axum::extract::ws::Utf8Bytes,
+}
+
+/// Why a hub operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// No room with this id.
+    #[error("no such room")]
+    NoSuchRoom,
+    /// A room with this id exists (or existed).
+    #[error("room already exists")]
+    RoomExists,
+    /// The request is invalid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The room refused the command.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HubError {
+    /// The wire error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::NoSuchRoom => "no_such_room",
+            HubError::RoomExists => "room_exists",
+            HubError::Invalid(_) => "invalid_request",
+            HubError::Room(e) => e.code(),
+            HubError::Store(_) => "internal",
+        }
+    }
+}
+
+struct Conn {
+    id: u64,
+    close: mpsc::UnboundedSender<CloseReason>,
+}
+
+struct RoomInner {
+    room: Room,
+    created_at: Timestamp,
+    conns: HashMap<Uid, Conn>,
+}
+
+struct RoomCell {
+    inner: Mutex<RoomInner>,
+    tx: broadcast::Sender<Frame>,
+}
+
+impl RoomCell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoomInner> {
+        // The room is only mutated through `Room::handle`, which leaves it consistent even if a
+        // later step panicked; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a joining connection gets.
+pub struct Joined {
+    /// The `joined` reply (snapshot first, lost seat included).
+    pub reply: ServerMessage,
+    /// Events after the snapshot.
+    pub events: broadcast::Receiver<Frame>,
+    /// Version of the snapshot; skip frames at or below it.
+    pub version: u64,
+    /// Close requests for this connection (replaced, kicked, timed out, dismissed).
+    pub close: mpsc::UnboundedReceiver<CloseReason>,
+    /// The connection's id in the room.
+    pub conn_id: u64,
+}
+
+/// A request to create a room.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct CreateRoom {
+    /// Room id (letters, digits, `-`, `_`, `.`, `/`; at most 64).
+    pub id: RoomId,
+    /// Owner uid.
+    pub owner: Uid,
+    /// Title.
+    #[serde(default)]
+    pub title: String,
+    /// Regular seats (default from the config).
+    #[serde(default)]
+    pub seat_count: Option<u16>,
+    /// Boss seat settings, if wanted.
+    #[serde(default)]
+    pub boss_seat: Option<onmic_room::BossSeatSettings>,
+    /// Speaking mode.
+    #[serde(default)]
+    pub mode: onmic_room::RoomMode,
+}
+
+/// All rooms of this server.
+pub struct Hub {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    rooms: RwLock<HashMap<RoomId, Arc<RoomCell>>>,
+    next_conn: std::sync::atomic::AtomicU64,
+    /// Woken when webhooks were queued.
+    pub webhooks_queued: Notify,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub over `store`, restoring every stored room.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Hub, StoreError> {
+        let hub = Hub {
+            config,
+            store,
+            clock,
+            rooms: RwLock::new(HashMap::new()),
+            next_conn: 1.into(),
+            webhooks_queued: Notify::new(),
+        };
+        let now = hub.clock.now();
+        let mut rooms = HashMap::new();
+        for rec in hub.store.load_rooms()? {
+            let id = rec.state.id.clone();
+            let room = Room::restore(rec.state, hub.policy(), now);
+            rooms.insert(id, hub.cell(room, rec.created_at));
+        }
+        tracing::info!(rooms = rooms.len(), "rooms restored");
+        *hub.rooms.write().unwrap_or_else(|p| p.into_inner()) = rooms;
+        Ok(hub)
+    }
+
+    fn cell(&self, room: Room, created_at: Timestamp) -> Arc<RoomCell> {
+        let (tx, _) = broadcast::channel(4096);
+        Arc::new(RoomCell {
+            inner: Mutex::new(RoomInner {
+                room,
+                created_at,
+                conns: HashMap::new(),
+            }),
+            tx,
+        })
+    }
+
+    /// The IM policy rooms get from the configuration.
+    pub fn policy(&self) -> ImPolicy {
+        ImPolicy {
+            max_chat_chars: self.config.max_chat_chars,
+            chat_burst: self.config.chat_burst,
+            chat_window: Duration::from_millis(self.config.chat_window_ms),
+            word_filter: self.config.word_filter.clone(),
+            ..ImPolicy::default()
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Now, from the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn get(&self, id: &RoomId) -> Result<Arc<RoomCell>, HubError> {
+        self.rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or(HubError::NoSuchRoom)
+    }
+
+    fn all(&self) -> Vec<Arc<RoomCell>> {
+        self.rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a room.
+    pub fn create_room(&self, req: CreateRoom, actor: &str) -> Result<RoomState, HubError> {
+        let id_ok = !req.id.0.is_empty()
+            && req.id.0.len() <= 64
+            && req
+                .id
+                .0
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !id_ok {
+            return Err(HubError::Invalid("room id: 1-64 of [A-Za-z0-9-_./]".into()));
+        }
+        if req.owner.0.is_empty() || req.owner.0.len() > 128 {
+            return Err(HubError::Invalid("owner: 1-128 characters".into()));
+        }
+        let seat_count = req.seat_count.unwrap_or(self.config.seat_count);
+        if seat_count == 0 || seat_count > 64 {
+            return Err(HubError::Invalid("seat_count: 1-64".into()));
+        }
+        let settings = RoomSettings {
+            seat_count,
+            boss_seat: req.boss_seat.clone(),
+            mode: req.mode,
+            presence_timeout: Duration::from_millis(self.config.presence_timeout_ms),
+            ..RoomSettings::default()
+        };
+        let now = self.now();
+        let room = Room::new(
+            req.id.clone(),
+            req.owner.clone(),
+            req.title.clone(),
+            settings,
+            self.policy(),
+        );
+        let state = room.snapshot();
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        if rooms.contains_key(&req.id) {
+            return Err(HubError::RoomExists);
+        }
+        self.store.save_room(&RoomRecord {
+            state: state.clone(),
+            created_at: now,
+        })?;
+        let hook = webhook::room_created(&self.config.app_id, &state, now);
+        self.store.enqueue_webhooks(&[hook], now)?;
+        self.audit(now, actor, &req.id, "create_room", &req);
+        rooms.insert(req.id.clone(), self.cell(room, now));
+        drop(rooms);
+        self.webhooks_queued.notify_one();
+        Ok(state)
+    }
+
+    /// Ids of every room with its created time.
+    pub fn list(&self) -> Vec<(RoomState, Timestamp)> {
+        let mut v: Vec<_> = self
+            .all()
+            .iter()
+            .map(|c| {
+                let i = c.lock();
+                (i.room.snapshot(), i.created_at)
+            })
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        v
+    }
+
+    /// A room's current state.
+    pub fn snapshot(&self, id: &RoomId) -> Result<RoomState, HubError> {
+        Ok(self.get(id)?.lock().room.snapshot())
+    }
+
+    /// Runs a command in a room; on success the events are persisted, queued and broadcast.
+    pub fn execute(&self, id: &RoomId, command: Command) -> Result<Vec<Event>, HubError> {
+        let cell = self.get(id)?;
+        let mut inner = cell.lock();
+        let now = self.now();
+        let events = inner.room.handle(now, command)?;
+        self.commit(id, &cell, &mut inner, &events, now);
+        Ok(events)
+    }
+
+    /// Records an admin action in the audit log (failures are logged, not fatal).
+    pub fn audit(
+        &self,
+        now: Timestamp,
+        actor: &str,
+        room: &RoomId,
+        action: &str,
+        detail: &impl serde::Serialize,
+    ) {
+        let rec = AuditRecord {
+            at: now,
+            actor: actor.to_owned(),
+            room: room.0.clone(),
+            action: action.to_owned(),
+            detail: serde_json::to_string(detail).unwrap_or_default(),
+        };
+        if let Err(e) = self.store.audit(&rec) {
+            tracing::error!(%e, "audit log write failed");
+        }
+    }
+
+    /// Persists, queues webhooks, broadcasts, and closes connections the events end.
+    fn commit(
+        &self,
+        id: &RoomId,
+        cell: &RoomCell,
+        inner: &mut RoomInner,
+        events: &[Event],
+        now: Timestamp,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let record = RoomRecord {
+            state: inner.room.snapshot(),
+            created_at: inner.created_at,
+        };
+        if let Err(e) = self.store.save_room(&record) {
+            tracing::error!(room = %id, %e, "saving the room failed");
+        }
+        let gifts = gift_records(id.as_str(), events);
+        if !gifts.is_empty()
+            && let Err(e) = self.store.record_gifts(&gifts)
+        {
+            tracing::error!(room = %id, %e, "recording gifts failed");
+        }
+        let hooks = webhook::room_events(&self.config.app_id, id, events);
+        if !hooks.is_empty() {
+            match self.store.enqueue_webhooks(&hooks, now) {
+                Ok(()) => self.webhooks_queued.notify_one(),
+                Err(e) => tracing::error!(room = %id, %e, "queueing webhooks failed"),
+            }
+        }
+        let mut closes = Vec::new();
+        for event in events {
+            let json = ServerMessage::Event {
+                event: event.clone(),
+            }
+            .to_json()
+            .into();
+            // No receivers is fine: nobody is connected.
+            let _ = cell.tx.send(Frame {
+                event: Arc::new(event.clone()),
+                json,
+            });
+            match &event.kind {
+                EventKind::MemberLeft { uid, reason } => {
+                    let why = match reason {
+                        LeaveReason::Kicked => Some(CloseReason::Kicked),
+                        LeaveReason::Timeout => Some(CloseReason::Timeout),
+                        LeaveReason::Quit => None,
+                    };
+                    if let (Some(why), Some(conn)) = (why, inner.conns.remove(uid)) {
+                        closes.push((conn, why));
+                    }
+                }
+                EventKind::Dismissed => {
+                    closes.extend(
+                        inner
+                            .conns
+                            .drain()
+                            .map(|(_, c)| (c, CloseReason::Dismissed)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        // Close only after the whole batch is queued, so the closed member sees all of it.
+        for (conn, why) in closes {
+            let _ = conn.close.send(why);
+        }
+    }
+
+    /// A member joins over a connection with verified token claims. The newest connection of a
+    /// uid wins; the older one is told `replaced`.
+    pub fn join(
+        &self,
+        id: &RoomId,
+        claims: &Claims,
+        req_id: Option<u64>,
+    ) -> Result<Joined, HubError> {
+        let cell = self.get(id)?;
+        let mut inner = cell.lock();
+        let now = self.now();
+        let enter = Action::Enter {
+            uid: claims.uid.clone(),
+            admin: claims.allows(Privilege::Admin, now),
+            publish_until: claims.valid_until(Privilege::PublishAudio, now),
+        };
+        let events = inner.room.handle(now, Command::system(enter))?;
+        self.commit(id, &cell, &mut inner, &events, now);
+        let rx = cell.tx.subscribe();
+        let (close_tx, close_rx) = mpsc::unbounded_channel();
+        let conn_id = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(old) = inner.conns.insert(
+            claims.uid.clone(),
+            Conn {
+                id: conn_id,
+                close: close_tx,
+            },
+        ) {
+            let _ = old.close.send(CloseReason::Replaced);
+        }
+        let lost_seat: Option<LostSeat> = inner.room.take_lost_seat(&claims.uid);
+        let snapshot = inner.room.snapshot();
+        let role = snapshot
+            .role(&claims.uid)
+            .unwrap_or(onmic_room::Role::Audience);
+        let version = snapshot.version;
+        let reply = ServerMessage::Joined {
+            id: req_id,
+            uid: claims.uid.clone(),
+            role,
+            snapshot,
+            lost_seat,
+            gifts: inner.room.policy().gifts.clone(),
+            heartbeat_ms: self.config.presence_timeout_ms / 3,
+        };
+        Ok(Joined {
+            reply,
+            events: rx,
+            version,
+            close: close_rx,
+            conn_id,
+        })
+    }
+
+    /// A connection ended; forget it if it is still the uid's current one. The member stays in
+    /// the room until it leaves or the presence timeout takes it.
+    pub fn disconnected(&self, id: &RoomId, uid: &Uid, conn_id: u64) {
+        if let Ok(cell) = self.get(id) {
+            let mut inner = cell.lock();
+            if inner.conns.get(uid).is_some_and(|c| c.id == conn_id) {
+                inner.conns.remove(uid);
+            }
+        }
+    }
+
+    /// Records that a member was heard from.
+    pub fn touch(&self, id: &RoomId, uid: &Uid) {
+        if let Ok(cell) = self.get(id) {
+            let now = self.now();
+            cell.lock().room.touch(uid, now);
+        }
+    }
+
+    /// Media seam: may `uid` publish audio in room `id` right now?
+    pub fn may_publish(&self, id: &RoomId, uid: &Uid) -> bool {
+        let now = self.now();
+        self.get(id)
+            .map(|c| c.lock().room.may_publish(uid, now))
+            .unwrap_or(false)
+    }
+
+    /// Media seam: every event of a room from now on (seat, mute, floor and membership changes).
+    pub fn subscribe(&self, id: &RoomId) -> Result<broadcast::Receiver<Frame>, HubError> {
+        Ok(self.get(id)?.tx.subscribe())
+    }
+
+    /// Media seam: audio was seen from a member who may not publish (raises the event and the
+    /// `bombing_detected` webhook).
+    pub fn report_bombing(&self, id: &RoomId, uid: &Uid, detail: &str) -> Result<(), HubError> {
+        let action = Action::ReportBombing {
+            uid: uid.clone(),
+            detail: detail.to_owned(),
+        };
+        self.execute(id, Command::system(action)).map(|_| ())
+    }
+
+    /// Fires due room timers; the server calls this periodically.
+    pub fn tick(&self) {
+        let now = self.now();
+        for cell in self.all() {
+            let mut inner = cell.lock();
+            if inner.room.poll_timeout().is_some_and(|t| t <= now) {
+                let events = inner.room.handle_timeout(now);
+                let id = inner.room.state().id.clone();
+                self.commit(&id, &cell, &mut inner, &events, now);
+            }
+        }
+    }
+
+    /// Tells every connection the server is going away.
+    pub fn shutdown(&self) {
+        for cell in self.all() {
+            for (_, conn) in cell.lock().conns.drain() {
+                let _ = conn.close.send(CloseReason::ServerShutdown);
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Persistence behind the [`Store`] trait: rooms (with seats and bans, as the room's state),
+//! the gift ledger, the webhook outbox and the audit log. [`SqliteStore`] is the default; other
+//! backends (PostgreSQL for multi-node, DESIGN §7) implement the same trait.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use onmic_room::{Event, EventKind, RoomState, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// The database directory could not be created.
+    #[error("cannot create the database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A stored room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomRecord {
+    /// The room's full state (seats, bans, members, history).
+    pub state: RoomState,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// One gift in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GiftRecord {
+    /// Room.
+    pub room: String,
+    /// The room version of the gift event (unique per room).
+    pub version: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: Option<String>,
+    /// Gift id.
+    pub gift: String,
+    /// Count.
+    pub count: u32,
+    /// Total value.
+    pub value: u64,
+}
+
+/// A webhook waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Row id.
+    pub id: i64,
+    /// Unique event id, sent to the receiver for de-duplication.
+    pub event_id: String,
+    /// The exact body to POST.
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_at: Timestamp,
+}
+
+/// An admin action in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// When.
+    pub at: Timestamp,
+    /// Who (REST credentials' key, or a member uid).
+    pub actor: String,
+    /// Room.
+    pub room: String,
+    /// What.
+    pub action: String,
+    /// Details (JSON).
+    pub detail: String,
+}
+
+/// Everything the server persists.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts or replaces a room.
+    fn save_room(&self, room: &RoomRecord) -> Result<(), StoreError>;
+    /// All rooms.
+    fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
+    /// Appends gifts to the ledger (idempotent per room and version).
+    fn record_gifts(&self, gifts: &[GiftRecord]) -> Result<(), StoreError>;
+    /// The ledger of one room, oldest first.
+    fn gifts(&self, room: &str) -> Result<Vec<GiftRecord>, StoreError>;
+    /// Queues webhooks (idempotent per event id).
+    fn enqueue_webhooks(
+        &self,
+        items: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Undelivered webhooks due at `now`, oldest first.
+    fn due_webhooks(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The earliest pending webhook's due time.
+    fn next_webhook_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Marks a webhook delivered.
+    fn webhook_delivered(&self, id: i64) -> Result<(), StoreError>;
+    /// Records a failed attempt and when to try again.
+    fn webhook_failed(&self, id: i64, next_at: Timestamp, error: &str) -> Result<(), StoreError>;
+    /// Appends to the audit log.
+    fn audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The audit log of one room, oldest first.
+    fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Gift ledger rows for the gift events among `events`.
+pub fn gift_records(room: &str, events: &[Event]) -> Vec<GiftRecord> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Gift {
+                from,
+                to,
+                gift,
+                count,
+                value,
+            } => Some(GiftRecord {
+                room: room.to_owned(),
+                version: e.version,
+                at: e.at,
+                from: from.0.clone(),
+                to: to.as_ref().map(|t| t.0.clone()),
+                gift: gift.0.clone(),
+                count: *count,
+                value: *value,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE rooms (
+        id TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        dismissed INTEGER NOT NULL,
+        state TEXT NOT NULL
+     );
+     CREATE TABLE gifts (
+        room TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT,
+        gift TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (room, version)
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        last_error TEXT
+     );
+     CREATE INDEX outbox_due ON outbox (delivered_at, next_at);
+     CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        room TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+     );",
+];
+
+/// The SQLite store: one file, WAL mode, schema migrations by `user_version`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`; `:memory:` opens a private one.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Connection::open(path)?
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let have: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let have = usize::try_from(have).unwrap_or(0);
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(have) {
+            conn.execute_batch(&format!(
+                "BEGIN; {m} PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))?;
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (statements are atomic).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp(u64::try_from(v).unwrap_or(0))
+}
+
+fn sql_ts(t: Timestamp) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn save_room(&self, room: &RoomRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&room.state)?;
+        self.conn().execute(
+            "INSERT INTO rooms (id, created_at, version, dismissed, state) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET version = ?3, dismissed = ?4, state = ?5",
+            params![
+                room.state.id.as_str(),
+                sql_ts(room.created_at),
+                i64::try_from(room.state.version).unwrap_or(i64::MAX),
+                room.state.dismissed,
+                json
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT created_at, state FROM rooms ORDER BY created_at")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (created, json) = row?;
+            out.push(RoomRecord {
+                state: serde_json::from_str(&json)?,
+                created_at: ts(created),
+            });
+        }
+        Ok(out)
+    }
+
+    fn record_gifts(&self, gifts: &[GiftRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for g in gifts {
+            tx.execute(
+                "INSERT OR IGNORE INTO gifts (room, version, at, sender, recipient, gift, count, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    g.room,
+                    i64::try_from(g.version).unwrap_or(i64::MAX),
+                    sql_ts(g.at),
+                    g.from,
+                    g.to,
+                    g.gift,
+                    g.count,
+                    i64::try_from(g.value).unwrap_or(i64::MAX)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn gifts(&self, room: &str) -> Result<Vec<GiftRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT version, at, sender, recipient, gift, count, value FROM gifts
+             WHERE room = ?1 ORDER BY version",
+        )?;
+        let rows = stmt.query_map([room], |r| {
+            Ok(GiftRecord {
+                room: room.to_owned(),
+                version: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                at: ts(r.get(1)?),
+                from: r.get(2)?,
+                to: r.get(3)?,
+                gift: r.get(4)?,
+                count: r.get(5)?,
+                value: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn enqueue_webhooks(
+        &self,
+        items: &[(String, String)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (event_id, body) in items {
+            tx.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, body, next_at) VALUES (?1, ?2, ?3)",
+                params![event_id, body, sql_ts(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due_webhooks(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, event_id, body, attempts, next_at FROM outbox
+             WHERE delivered_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![sql_ts(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    body: r.get(2)?,
+                    attempts: r.get(3)?,
+                    next_at: ts(r.get(4)?),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn next_webhook_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let v: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(v.map(ts))
+    }
+
+    fn webhook_delivered(&self, id: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET delivered_at = next_at, attempts = attempts + 1 WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    fn webhook_failed(&self, id: i64, next_at: Timestamp, error: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, sql_ts(next_at), error],
+        )?;
+        Ok(())
+    }
+
+    fn audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO audit (at, actor, room, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![sql_ts(r.at), r.actor, r.room, r.action, r.detail],
+        )?;
+        Ok(())
+    }
+
+    fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at, actor, room, action, detail FROM audit WHERE room = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([room], |r| {
+            Ok(AuditRecord {
+                at: ts(r.get(0)?),
+                actor: r.get(1)?,
+                room: r.get(2)?,
+                action: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onmic_room::RoomSettings;
+
+    #[test]
+    fn rooms_gifts_outbox_and_audit_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("db/onmic.sqlite3");
+        {
+            let s = SqliteStore::open(&path).expect("open");
+            let state = RoomState::new("r".into(), "o".into(), "t".into(), RoomSettings::default());
+            s.save_room(&RoomRecord {
+                state,
+                created_at: Timestamp(5),
+            })
+            .expect("save");
+            let g = GiftRecord {
+                room: "r".into(),
+                version: 3,
+                at: Timestamp(9),
+                from: "a".into(),
+                to: None,
+                gift: "rose".into(),
+                count: 2,
+                value: 2,
+            };
+            s.record_gifts(&[g.clone(), g]).expect("gifts, twice");
+            let items = vec![("e1".to_owned(), "{}".to_owned())];
+            s.enqueue_webhooks(&items, Timestamp(1)).expect("queue");
+            s.enqueue_webhooks(&items, Timestamp(1))
+                .expect("queue again");
+            s.audit(&AuditRecord {
+                at: Timestamp(1),
+                actor: "k".into(),
+                room: "r".into(),
+                action: "kick".into(),
+                detail: "{}".into(),
+            })
+            .expect("audit");
+        }
+        let s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(s.load_rooms().expect("rooms").len(), 1);
+        assert_eq!(s.gifts("r").expect("gifts").len(), 1);
+        let due = s.due_webhooks(Timestamp(1), 10).expect("due");
+        assert_eq!(due.len(), 1);
+        s.webhook_failed(due[0].id, Timestamp(100), "500")
+            .expect("fail");
+        assert!(s.due_webhooks(Timestamp(99), 10).expect("due").is_empty());
+        assert_eq!(s.next_webhook_at().expect("next"), Some(Timestamp(100)));
+        s.webhook_delivered(due[0].id).expect("done");
+        assert_eq!(s.next_webhook_at().expect("next"), None);
+        assert_eq!(s.audit_log("r").expect("audit").len(), 1);
+    }
+}

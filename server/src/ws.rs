@@ -1,0 +1,350 @@
+//! The WebSocket endpoint (`GET /ws`): one task per connection. The first request must be
+//! `join`; then requests are answered in order, room events are pushed as they happen, a client
+//! that falls behind gets a snapshot, and the server closes with a typed reason when the member
+//! is replaced, kicked, timed out, dismissed or floods. See `docs/protocol.md`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use onmic_room::protocol::{CloseReason, DecodeError, Request, ServerMessage, decode_client};
+use onmic_room::{Action, Command, RoomId, Uid, token};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::AppState;
+use crate::hub::Joined;
+
+/// A connection that has not joined within this long is closed.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed joins allowed on one connection.
+const MAX_JOIN_ATTEMPTS: u32 = 5;
+
+/// Upgrades `GET /ws`.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    // Frames up to 1 MiB are read so that an oversized message gets a typed close
+    // (`too_large`) instead of a dropped connection; the protocol limit is MAX_MESSAGE_BYTES.
+    ws.max_message_size(1 << 20)
+        .max_frame_size(1 << 20)
+        .on_upgrade(move |socket| connection(socket, state))
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, msg: &ServerMessage) -> bool {
+    sink.send(Message::Text(msg.to_json().into())).await.is_ok()
+}
+
+async fn close(sink: &mut Sink, reason: CloseReason, message: &str) {
+    let _ = send(
+        sink,
+        &ServerMessage::Closing {
+            reason,
+            message: message.to_owned(),
+        },
+    )
+    .await;
+    let frame = CloseFrame {
+        code: reason.close_code(),
+        reason: Utf8Bytes::from(
+            serde_json::to_string(&reason)
+                .unwrap_or_default()
+                .trim_matches('"'),
+        ),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// Counts frames per second; says whether to refuse or close.
+struct FrameRate {
+    window_start: Instant,
+    count: u32,
+    max: u32,
+}
+
+enum Verdict {
+    Ok,
+    Refuse,
+    Close,
+}
+
+impl FrameRate {
+    fn check(&mut self) -> Verdict {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > self.max.saturating_mul(2) {
+            Verdict::Close
+        } else if self.count > self.max {
+            Verdict::Refuse
+        } else {
+            Verdict::Ok
+        }
+    }
+}
+
+/// Reads the text of a frame, or says why the frame is not acceptable.
+fn frame_text(msg: Message) -> Option<Result<Utf8Bytes, DecodeError>> {
+    match msg {
+        Message::Text(t) => Some(Ok(t)),
+        Message::Binary(_) => Some(Err(DecodeError::Binary)),
+        Message::Ping(_) | Message::Pong(_) => None,
+        Message::Close(_) => Some(Err(DecodeError::Malformed("closed".into()))),
+    }
+}
+
+async fn connection(socket: WebSocket, state: Arc<AppState>) {
+    let (mut sink, mut stream) = socket.split();
+    let mut rate = FrameRate {
+        window_start: Instant::now(),
+        count: 0,
+        max: state.config.max_frames_per_sec.max(1),
+    };
+    let deadline = tokio::time::sleep(JOIN_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut attempts = 0;
+    // Phase 1: wait for a valid join.
+    let (room, uid, joined) = loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = &mut deadline => {
+                close(&mut sink, CloseReason::JoinFailed, "no join within 10 s").await;
+                return;
+            }
+        };
+        let Some(Ok(msg)) = msg else { return };
+        if matches!(msg, Message::Close(_)) {
+            return;
+        }
+        let text = match frame_text(msg) {
+            None => continue,
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                let _ = send(&mut sink, &ServerMessage::error(None, e.code(), &e)).await;
+                continue;
+            }
+        };
+        if let Verdict::Close = rate.check() {
+            close(&mut sink, CloseReason::Flood, "too many frames").await;
+            return;
+        }
+        let m = match decode_client(text.as_str()) {
+            Ok(m) => m,
+            Err(f) if matches!(f.error, DecodeError::TooLarge { .. }) => {
+                close(&mut sink, CloseReason::TooLarge, &f.error.to_string()).await;
+                return;
+            }
+            Err(f) => {
+                let _ = send(
+                    &mut sink,
+                    &ServerMessage::error(f.id, f.error.code(), &f.error),
+                )
+                .await;
+                continue;
+            }
+        };
+        let Request::Join { room, token } = m.request else {
+            let _ = send(
+                &mut sink,
+                &ServerMessage::error(m.id, "not_joined", "send join first"),
+            )
+            .await;
+            continue;
+        };
+        let now = state.hub.now();
+        let cfg = &state.config;
+        let verified = token::verify(
+            cfg.token_secret.as_bytes(),
+            &token,
+            &cfg.app_id.as_str().into(),
+            &room,
+            now,
+        );
+        let result = match verified {
+            Err(e) => Err(ServerMessage::error(m.id, e.code(), &e)),
+            Ok(claims) => match state.hub.join(&room, &claims, m.id) {
+                Ok(j) => Ok((claims.uid.clone(), j)),
+                Err(e) => Err(ServerMessage::error(m.id, e.code(), &e)),
+            },
+        };
+        match result {
+            Ok((uid, joined)) => break (room, uid, joined),
+            Err(reply) => {
+                attempts += 1;
+                let _ = send(&mut sink, &reply).await;
+                if attempts >= MAX_JOIN_ATTEMPTS {
+                    close(&mut sink, CloseReason::JoinFailed, "too many failed joins").await;
+                    return;
+                }
+            }
+        }
+    };
+    let conn_id = joined.conn_id;
+    serve_member(
+        &state,
+        &room,
+        &uid,
+        joined,
+        &mut sink,
+        &mut stream,
+        &mut rate,
+    )
+    .await;
+    state.hub.disconnected(&room, &uid, conn_id);
+}
+
+async fn serve_member(
+    state: &AppState,
+    room: &RoomId,
+    uid: &Uid,
+    joined: Joined,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    rate: &mut FrameRate,
+) {
+    let Joined {
+        reply,
+        mut events,
+        version,
+        close: mut closer,
+        ..
+    } = joined;
+    let mut seen = version;
+    if !send(sink, &reply).await {
+        return;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            reason = closer.recv() => {
+                if let Some(reason) = reason {
+                    // Deliver what happened first (e.g. the kick event), then close.
+                    while let Ok(f) = events.try_recv() {
+                        if f.event.version > seen {
+                            seen = f.event.version;
+                            let _ = sink.send(Message::Text(f.json)).await;
+                        }
+                    }
+                    close(sink, reason, "").await;
+                    return;
+                }
+            }
+            frame = events.recv() => match frame {
+                Ok(f) => {
+                    if f.event.version > seen {
+                        seen = f.event.version;
+                        if sink.send(Message::Text(f.json)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // The client missed events: send the state instead.
+                    let Ok(snapshot) = state.hub.snapshot(room) else { return };
+                    seen = snapshot.version;
+                    if !send(sink, &ServerMessage::Snapshot { id: None, snapshot }).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            },
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { return };
+                if matches!(msg, Message::Close(_)) {
+                    return;
+                }
+                let Some(text) = frame_text(msg) else { continue };
+                match rate.check() {
+                    Verdict::Ok => {}
+                    Verdict::Refuse => {
+                        let e = ServerMessage::error(None, "rate_limited", "too many frames per second");
+                        if !send(sink, &e).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Verdict::Close => {
+                        close(sink, CloseReason::Flood, "too many frames").await;
+                        return;
+                    }
+                }
+                let text = match text {
+                    Ok(t) => t,
+                    Err(e) => {
+                        if !send(sink, &ServerMessage::error(None, e.code(), &e)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let m = match decode_client(text.as_str()) {
+                    Ok(m) => m,
+                    Err(f) if matches!(f.error, DecodeError::TooLarge { .. }) => {
+                        close(sink, CloseReason::TooLarge, &f.error.to_string()).await;
+                        return;
+                    }
+                    Err(f) => {
+                        let e = ServerMessage::error(f.id, f.error.code(), &f.error);
+                        if !send(sink, &e).await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                state.hub.touch(room, uid);
+                let reply = match m.request {
+                    Request::Join { .. } => ServerMessage::error(m.id, "already_joined", "already joined"),
+                    Request::Heartbeat => ServerMessage::Pong { id: m.id, version: seen },
+                    Request::Snapshot => match state.hub.snapshot(room) {
+                        Ok(snapshot) => {
+                            seen = seen.max(snapshot.version);
+                            ServerMessage::Snapshot { id: m.id, snapshot }
+                        }
+                        Err(e) => ServerMessage::error(m.id, e.code(), &e),
+                    },
+                    Request::Action(action) => {
+                        let leaving = matches!(action, Action::Leave);
+                        match state.hub.execute(room, Command::member(uid.clone(), action)) {
+                            Ok(evs) => {
+                                // The effects go out before the reply.
+                                let target = evs.last().map(|e| e.version).unwrap_or(seen);
+                                while seen < target {
+                                    match events.try_recv() {
+                                        Ok(f) => {
+                                            if f.event.version > seen {
+                                                seen = f.event.version;
+                                                if sink.send(Message::Text(f.json)).await.is_err() {
+                                                    return;
+                                                }
+                                            }
+                                        }
+                                        Err(TryRecvError::Lagged(_)) => continue,
+                                        Err(_) => break,
+                                    }
+                                }
+                                let ok = ServerMessage::Ok { id: m.id, version: target.max(seen) };
+                                if leaving {
+                                    let _ = send(sink, &ok).await;
+                                    let _ = sink.close().await;
+                                    return;
+                                }
+                                ok
+                            }
+                            Err(e) => ServerMessage::error(m.id, e.code(), &e),
+                        }
+                    }
+                    _ => ServerMessage::error(m.id, "unknown_type", "unsupported request"),
+                };
+                if !send(sink, &reply).await {
+                    return;
+                }
+            }
+        }
+    }
+}

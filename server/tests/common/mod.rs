@@ -1,0 +1,199 @@
+//! Shared helpers for the server's integration tests: an embedded server on 127.0.0.1, a
+//! WebSocket client speaking the JSON protocol, REST calls and tokens.
+#![allow(dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use onmic_server::{Config, RunningServer};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const KEY: &str = "test-key";
+pub const SECRET: &str = "test-secret";
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database: Some(":memory:".into()),
+        customer_key: KEY.into(),
+        customer_secret: SECRET.into(),
+        token_secret: "tok-secret".into(),
+        app_id: "app".into(),
+        ..Config::default()
+    }
+}
+
+pub async fn server(config: Config) -> RunningServer {
+    onmic_server::start(config).await.expect("server starts")
+}
+
+pub fn auth() -> String {
+    format!("Bearer {KEY}:{SECRET}")
+}
+
+/// REST call with valid auth; returns (status, JSON body).
+pub async fn rest(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    rest_with(base, method, path, body, Some(&auth())).await
+}
+
+pub async fn rest_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    auth: Option<&str>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "get" => client.get(url),
+        "post" => client.post(url),
+        other => panic!("method {other}"),
+    };
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("REST answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub async fn create_room(base: &str, id: &str, owner: &str) -> Value {
+    let (status, body) = rest(
+        base,
+        "post",
+        "/v1/rooms",
+        Some(json!({ "id": id, "owner": owner, "title": "test" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+pub async fn token(base: &str, room: &str, uid: &str) -> String {
+    let body = json!({ "room": room, "uid": uid, "privileges": ["join", "publish_audio"] });
+    let (status, body) = rest(base, "post", "/v1/tokens", Some(body)).await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Every event received, in order.
+    pub events: Vec<Value>,
+    pub uid: String,
+}
+
+impl Client {
+    pub async fn connect(base: &str) -> Client {
+        let url = format!("{}/ws", base.replace("http://", "ws://"));
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connects");
+        Client {
+            ws,
+            next_id: 1,
+            events: Vec::new(),
+            uid: String::new(),
+        }
+    }
+
+    /// Connects and joins; returns the client and the `joined` reply.
+    pub async fn join(base: &str, room: &str, uid: &str) -> (Client, Value) {
+        let tok = token(base, room, uid).await;
+        let mut c = Client::connect(base).await;
+        c.uid = uid.to_owned();
+        let reply = c
+            .request(json!({ "type": "join", "room": room, "token": tok }))
+            .await;
+        assert_eq!(reply["type"], "joined", "{reply}");
+        (c, reply)
+    }
+
+    pub async fn send_raw(&mut self, text: String) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next server message (any kind); `None` when the connection closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("server message within the wait")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if v["type"] == "event" {
+                        self.events.push(v["event"].clone());
+                    }
+                    return Some(v);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the reply with that id (events before it are
+    /// recorded).
+    pub async fn request(&mut self, mut body: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        body["id"] = json!(id);
+        self.send_raw(body.to_string()).await;
+        loop {
+            let m = self.next().await.expect("reply before close");
+            if m["type"] != "event" && m["id"] == json!(id) {
+                return m;
+            }
+        }
+    }
+
+    /// A request that must succeed.
+    pub async fn ok(&mut self, body: Value) -> Value {
+        let r = self.request(body.clone()).await;
+        assert_eq!(r["type"], "ok", "{} -> {r}", body);
+        r
+    }
+
+    /// Reads until an event with at least `version` arrived.
+    pub async fn until_version(&mut self, version: u64) {
+        while self
+            .events
+            .last()
+            .and_then(|e| e["version"].as_u64())
+            .unwrap_or(0)
+            < version
+        {
+            self.next().await.expect("connection open");
+        }
+    }
+
+    /// Reads until the server closes; returns the `closing` message, if one came.
+    pub async fn until_closed(&mut self) -> Option<Value> {
+        let mut closing = None;
+        while let Some(m) = self.next().await {
+            if m["type"] == "closing" {
+                closing = Some(m);
+            }
+        }
+        closing
+    }
+}
