@@ -1,0 +1,161 @@
+//! Streams the selected input's level to the UI at ~30 Hz.
+//!
+//! The capture callback (in `onmic-audio`) only accumulates levels into a lock-free ring; a
+//! worker thread here drains it every 33 ms and sends one [`MeterFrame`] over the UI channel.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use onmic_audio::InputMeter;
+use onmic_audio::meter::SILENCE_DBFS;
+use serde::Serialize;
+use specta::Type;
+use tauri::ipc::Channel;
+
+use crate::error::{AppError, AppErrorKind};
+use crate::views::{DeviceView, LevelView};
+
+/// The UI's refresh interval (~30 Hz).
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// One meter update.
+#[derive(Clone, Debug, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct MeterFrame {
+    /// Per-channel levels since the previous frame.
+    pub channels: Vec<LevelView>,
+    /// Whether a sample reached full scale.
+    pub clipped: bool,
+    /// Frame counter, so the UI can tell a live meter from a frozen one.
+    pub seq: u32,
+    /// Set when the stream stopped (device unplugged); no further frames follow.
+    pub error: Option<AppError>,
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// Owns at most one running meter.
+#[derive(Default)]
+pub struct MeterService {
+    running: Mutex<Option<Running>>,
+}
+
+impl MeterService {
+    /// Stops any running meter, opens `device_id` (the default input when `None`), and streams
+    /// frames to `channel` until stopped, the device fails, or the UI goes away.
+    pub fn start(
+        &self,
+        device_id: Option<String>,
+        channel: Channel<MeterFrame>,
+    ) -> Result<DeviceView, AppError> {
+        self.stop();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_worker = Arc::clone(&stop);
+        // The stream is opened on the worker thread and stays there: some backends want a
+        // stream dropped on the thread that made it.
+        let thread = std::thread::Builder::new()
+            .name("onmic-meter".into())
+            .spawn(move || {
+                let meter = match InputMeter::open(device_id.as_deref()) {
+                    Ok(meter) => {
+                        let _ = ready_tx.send(Ok(DeviceView::from(meter.device())));
+                        meter
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(AppError::from(e)));
+                        return;
+                    }
+                };
+                run(meter, &channel, &stop_worker);
+            })
+            .map_err(|e| {
+                AppError::new(
+                    AppErrorKind::Internal,
+                    format!("cannot start the meter thread: {e}"),
+                )
+            })?;
+        let device = ready_rx.recv().map_err(|_| {
+            AppError::new(
+                AppErrorKind::Internal,
+                "the meter thread ended before opening the device",
+            )
+        })??;
+        *self.lock() = Some(Running { stop, thread });
+        Ok(device)
+    }
+
+    /// Stops the running meter, if any, and waits for its stream to close.
+    pub fn stop(&self) {
+        let running = self.lock().take();
+        if let Some(Running { stop, thread }) = running {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) {
+    let channels = usize::from(meter.device().channels).clamp(1, onmic_audio::meter::MAX_CHANNELS);
+    let silence = vec![
+        LevelView {
+            peak_dbfs: SILENCE_DBFS,
+            rms_dbfs: SILENCE_DBFS
+        };
+        channels
+    ];
+    let mut seq = 0u32;
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(FRAME_INTERVAL);
+        let failure = meter.failure();
+        let frame = match (meter.read(), failure) {
+            (_, Some(e)) => MeterFrame {
+                channels: silence.clone(),
+                clipped: false,
+                seq,
+                error: Some(e.into()),
+            },
+            (Some(r), None) => {
+                idle = 0;
+                MeterFrame {
+                    channels: r.channels.iter().map(LevelView::from).collect(),
+                    clipped: r.clipped,
+                    seq,
+                    error: None,
+                }
+            }
+            // A stalled device shows silence after ~0.3 s rather than a frozen bar.
+            (None, None) => {
+                idle += 1;
+                if idle < 10 {
+                    continue;
+                }
+                MeterFrame {
+                    channels: silence.clone(),
+                    clipped: false,
+                    seq,
+                    error: None,
+                }
+            }
+        };
+        seq = seq.wrapping_add(1);
+        let failed = frame.error.is_some();
+        // The UI went away (window closed, page reloaded): nobody to meter for.
+        if channel.send(frame).is_err() || failed {
+            break;
+        }
+    }
+}

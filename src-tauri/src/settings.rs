@@ -1,0 +1,169 @@
+//! The Studio's settings, persisted as JSON in the OS config directory and restored on start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::error::{AppError, AppErrorKind};
+
+/// The server a fresh install probes: the local room server's default address.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7600";
+
+/// Everything the Studio remembers between runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Settings {
+    /// The input device the host picked last (`None`: the system default).
+    pub input_device: Option<String>,
+    /// Base URL of the room server.
+    pub server_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            input_device: None,
+            server_url: DEFAULT_SERVER_URL.into(),
+        }
+    }
+}
+
+/// Loads and saves [`Settings`]; the file is rewritten whole, through a temporary file, so a
+/// crash mid-write never leaves half a file.
+#[derive(Debug)]
+pub struct SettingsStore {
+    path: PathBuf,
+    current: Mutex<Settings>,
+}
+
+impl SettingsStore {
+    /// Opens the settings at `path`. A missing file gives defaults; an unreadable one is kept
+    /// aside as `settings.json.bad` (never silently lost) and defaults are used.
+    /// `ONMIC_SERVER_URL`, when set, overrides the stored server URL for this run.
+    pub fn open(path: PathBuf) -> Self {
+        let mut settings = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), "settings unreadable ({e}); kept aside, using defaults");
+                let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                Settings::default()
+            }),
+            Err(_) => Settings::default(),
+        };
+        if let Ok(url) = std::env::var("ONMIC_SERVER_URL") {
+            settings.server_url = url;
+        }
+        Self {
+            path,
+            current: Mutex::new(settings),
+        }
+    }
+
+    /// Where the settings live.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A copy of the current settings.
+    pub fn get(&self) -> Settings {
+        self.lock().clone()
+    }
+
+    /// Applies `change`, saves, and returns the new settings.
+    pub fn update(&self, change: impl FnOnce(&mut Settings)) -> Result<Settings, AppError> {
+        let mut guard = self.lock();
+        let mut next = guard.clone();
+        change(&mut next);
+        save(&self.path, &next)?;
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Settings> {
+        // A panic while holding the lock leaves valid settings behind: keep using them.
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn save(path: &Path, settings: &Settings) -> Result<(), AppError> {
+    let fail = |e: std::io::Error| {
+        AppError::new(
+            AppErrorKind::Settings,
+            format!(
+                "Could not save settings to {}: {e}. Check that the folder is writable.",
+                path.display()
+            ),
+        )
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let text = serde_json::to_vec_pretty(settings).map_err(|e| fail(std::io::Error::other(e)))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Checks a server URL typed by the user: absolute `http`/`https` with a host.
+pub fn validate_server_url(url: &str) -> Result<String, AppError> {
+    let url = url.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        AppError::new(
+            AppErrorKind::InvalidInput,
+            format!("“{url}” is not a URL ({e}); write it like http://127.0.0.1:7600"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(AppError::new(
+            AppErrorKind::InvalidInput,
+            format!(
+                "“{url}” must start with http:// or https:// and name a host, like http://127.0.0.1:7600"
+            ),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_survive_a_corrupt_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nested/settings.json");
+        let store = SettingsStore::open(path.clone());
+        assert_eq!(store.get(), Settings::default());
+        store
+            .update(|s| s.input_device = Some("pulseaudio:mic".into()))
+            .expect("saves");
+        let reopened = SettingsStore::open(path.clone());
+        assert_eq!(
+            reopened.get().input_device.as_deref(),
+            Some("pulseaudio:mic")
+        );
+
+        std::fs::write(&path, b"{ not json").expect("corrupt it");
+        let recovered = SettingsStore::open(path.clone());
+        assert_eq!(recovered.get(), Settings::default());
+        assert_eq!(
+            std::fs::read(path.with_extension("json.bad")).expect("kept aside"),
+            b"{ not json"
+        );
+    }
+
+    #[test]
+    fn server_urls_are_checked() {
+        assert_eq!(
+            validate_server_url(" http://127.0.0.1:7600/ ").expect("ok"),
+            "http://127.0.0.1:7600"
+        );
+        for bad in ["", "127.0.0.1:7600", "ftp://host", "http://", "not a url"] {
+            let e = validate_server_url(bad).expect_err(bad);
+            assert_eq!(e.kind, AppErrorKind::InvalidInput, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The real Studio window, driven over WebDriver (`tauri-driver` → `WebKitWebDriver` → the
+//! app's webview), as a user would click it.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// A running Studio under WebDriver. Call [`Studio::quit`] at the end; dropping it also stops
+/// the driver (and with it the app).
+pub struct Studio {
+    /// The WebDriver client.
+    pub client: Client,
+    driver: Child,
+    _config_home: tempfile::TempDir,
+}
+
+/// Path of the Studio binary that `cargo xtask test` built.
+pub fn studio_bin() -> PathBuf {
+    PathBuf::from(crate::required_env("ONMIC_STUDIO_BIN"))
+}
+
+impl Studio {
+    /// Starts `tauri-driver` with `env` added to the app's environment (the driver passes its
+    /// own environment on), opens a session on the Studio, and waits for the UI to render.
+    /// Settings live in a fresh config directory.
+    pub async fn launch(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        crate::required_env("DISPLAY");
+        let tauri_driver = crate::required_env("ONMIC_TAURI_DRIVER");
+        let webkit_driver = crate::required_env("ONMIC_WEBKIT_DRIVER");
+        let config_home = tempfile::tempdir()?;
+        let port = crate::free_port();
+        let native_port = crate::free_port();
+        let mut cmd = Command::new(tauri_driver);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native_port.to_string(),
+        ])
+        .args(["--native-driver", &webkit_driver])
+        .env("XDG_CONFIG_HOME", config_home.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // Its own process group, so that a failing test can stop the driver, WebKitWebDriver and
+        // the app together.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut driver = cmd.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                kill_group(&mut driver);
+                anyhow::bail!("tauri-driver did not open port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": studio_bin().to_string_lossy() }),
+        );
+        caps.insert("browserName".into(), "wry".into());
+        let client = match ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                kill_group(&mut driver);
+                anyhow::bail!("cannot open a WebDriver session on the Studio: {e}");
+            }
+        };
+        let studio = Self {
+            client,
+            driver,
+            _config_home: config_home,
+        };
+        studio
+            .client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(".topbar"))
+            .await?;
+        Ok(studio)
+    }
+
+    /// Saves a screenshot of the window as `target/screenshots/NAME.png`.
+    pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let path = crate::screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    /// The text of the first element matching `css`, if any.
+    pub async fn text(&self, css: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.text().await.ok()
+    }
+
+    /// The attribute `attr` of the first element matching `css`, if any.
+    pub async fn attr(&self, css: &str, attr: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.attr(attr).await.ok().flatten()
+    }
+
+    /// The RMS level of every meter channel as the UI shows it now.
+    pub async fn meter_rms(&self) -> anyhow::Result<Vec<f32>> {
+        let mut levels = Vec::new();
+        for el in self
+            .client
+            .find_all(Locator::Css("[data-testid=meter-channel]"))
+            .await?
+        {
+            let v = el.attr("data-rms-dbfs").await?.unwrap_or_default();
+            levels.push(v.parse::<f32>()?);
+        }
+        Ok(levels)
+    }
+
+    /// Ends the session (closing the app) and stops the driver.
+    pub async fn quit(mut self) -> anyhow::Result<()> {
+        let result = self.client.clone().close().await;
+        kill_group(&mut self.driver);
+        result.map_err(Into::into)
+    }
+}
+
+impl Drop for Studio {
+    fn drop(&mut self) {
+        kill_group(&mut self.driver);
+    }
+}
+
+/// Kills `child`'s whole process group (it was started as a group leader) and reaps it.
+pub(crate) fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,39 @@
+import { barFraction, formatDb, zone } from "./levels";
+
+export interface MeterBarProps {
+  label: string;
+  rmsDbfs: number | null;
+  peakDbfs: number | null;
+  /** Highest recent peak, drawn as a thin marker that falls back slowly. */
+  holdDbfs: number | null;
+}
+
+/** One channel's level: an RMS bar, the peak as a lighter bar, a peak-hold marker and a readout. */
+export function MeterBar({ label, rmsDbfs, peakDbfs, holdDbfs }: MeterBarProps) {
+  const pct = (db: number | null) => `${(barFraction(db) * 100).toFixed(1)}%`;
+  return (
+    <div
+      className="meter"
+      data-testid="meter-channel"
+      data-rms-dbfs={rmsDbfs ?? -100}
+      data-peak-dbfs={peakDbfs ?? -100}
+    >
+      <span className="meter-label">{label}</span>
+      <div className="meter-track" role="meter" aria-label={`${label} level`} aria-valuemin={-60} aria-valuemax={0} aria-valuenow={rmsDbfs ?? -100}>
+        <div className={`meter-peak zone-${zone(peakDbfs)}`} style={{ width: pct(peakDbfs) }} />
+        <div className={`meter-rms zone-${zone(rmsDbfs)}`} style={{ width: pct(rmsDbfs) }} />
+        <div className="meter-hold" style={{ left: pct(holdDbfs) }} />
+        <div className="meter-scale" aria-hidden="true">
+          {[-48, -36, -24, -18, -12, -6].map((db) => (
+            <span key={db} style={{ left: pct(db) }}>
+              {db}
+            </span>
+          ))}
+        </div>
+      </div>
+      <span className="meter-readout" data-testid="meter-readout">
+        {formatDb(rmsDbfs)}
+      </span>
+    </div>
+  );
+}
