@@ -11,6 +11,11 @@ use sonora::config::EchoCanceller;
 use crate::apm::Apm;
 use crate::block::Block;
 use crate::processor::{PrepareError, Processor, StreamSpec};
+use crate::units::Frames;
+
+/// The canceller's delay at 48 kHz for broadband noise (band split plus block framing), measured
+/// by `tests/latency_probe.rs`; the band split's phase response makes speech appear later.
+pub const AEC_LATENCY: Frames = Frames(238);
 
 /// The echo canceller stage.
 #[derive(Debug)]
@@ -63,5 +68,9 @@ impl Processor for Aec {
 
     fn reset(&mut self) {
         self.apm.reinit();
+    }
+
+    fn latency(&self) -> Frames {
+        AEC_LATENCY
     }
 }

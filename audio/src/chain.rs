@@ -1,5 +1,5 @@
 //! The capture chain and the publish bus, in Mumble's order:
-//! channel map → AEC (far-end aligned) → NS → AI-NS → AGC → mix with music → limiter,
+//! channel map → AEC (far-end aligned) → AI-NS → NS → AGC → mix with music → limiter,
 //! with meters before and after and taps for the ear monitor.
 //!
 //! Modes fix the layout: `Soundcard` runs stereo with every toggle off (the path is then
@@ -197,8 +197,8 @@ impl Chain {
         let voice = config.mode == Mode::Voice;
         let mut chain = Chain {
             config,
-            aec: Switched::new(Aec::new(), t.aec, false),
-            ns: Switched::new(NoiseSuppressor::new(config.ns_level), t.ns, false),
+            aec: Switched::new(Aec::new(), t.aec, voice),
+            ns: Switched::new(NoiseSuppressor::new(config.ns_level), t.ns, voice),
             ai_ns: Switched::new(
                 AiNoiseSuppressor::new(config.ai_ns_strength),
                 t.ai_ns,
@@ -278,7 +278,7 @@ impl Chain {
 
     /// Frames of delay the chain adds now.
     pub fn latency(&self) -> Frames {
-        self.ai_ns.latency()
+        self.aec.latency() + self.ns.latency() + self.ai_ns.latency()
     }
 
     /// Meter readings of the last block.
@@ -350,8 +350,10 @@ impl Chain {
             self.aec.inner_mut().analyze_render(far_end);
         }
         self.aec.process(block);
-        self.ns.process(block);
+        // RNNoise before the classic suppressor: it was trained on unprocessed noisy speech, and
+        // this order measured 2 dB better (tests/dsp_quality.rs).
         self.ai_ns.process(block);
+        self.ns.process(block);
         self.tap_ns.copy_from(block);
         self.agc.process(block);
         if let ChannelMap::VoiceAndInstrument { .. } = self.config.channel_map {

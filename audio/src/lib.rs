@@ -13,7 +13,6 @@
 //! Real-time contract: code that runs in a device callback or the DSP loop never allocates,
 //! locks, logs or blocks; audio crosses threads through SPSC rings.
 #![forbid(unsafe_code)]
-
 // DSP loops index several parallel buffers by the same frame index; iterator zips of three or
 // four buffers read worse than the index.
 #![allow(clippy::needless_range_loop)]

@@ -6,6 +6,11 @@ use sonora::config::{NoiseSuppression, NoiseSuppressionLevel};
 use crate::apm::Apm;
 use crate::block::Block;
 use crate::processor::{PrepareError, Processor, StreamSpec};
+use crate::units::Frames;
+
+/// The suppressor's delay at 48 kHz (band split plus its overlap-add), measured by
+/// `tests/latency_probe.rs`.
+pub const NS_LATENCY: Frames = Frames(334);
 
 /// How hard the suppressor works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,5 +70,9 @@ impl Processor for NoiseSuppressor {
 
     fn reset(&mut self) {
         self.apm.reinit();
+    }
+
+    fn latency(&self) -> Frames {
+        NS_LATENCY
     }
 }
