@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: Onmic's set-up and orchestration.
+//!
+//! - `cargo xtask run [--release] [--screenshot PATH]`: installs what is missing, builds the UI,
+//!   starts a local room server and the Studio.
+//! - `cargo xtask test`: the same set-up, the daemons tests need (Xvfb, PulseAudio), then fmt,
+//!   clippy, every crate's tests, the UI's tests and the end-to-end tests; a summary with phase
+//!   times; non-zero exit when anything failed.
+//! - `cargo xtask bench`: the benchmarks, with the same daemons.
+//! - `cargo xtask ui | bindings | icons | setup`: single steps.
+
+mod daemons;
+mod phases;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  run [--release] [--screenshot PATH]
+                 set up, build the UI and the Studio, start a local room server and the Studio
+                 (--screenshot: save the screen after start-up to PATH and close again)
+  test           set up, start test daemons, run fmt, clippy and every test; print a summary
+  bench          run the benchmarks (criterion and bench binaries) with the test daemons
+  setup          install missing system and npm packages (Debian, as root) or print how to
+  ui             build the UI into ui/dist
+  bindings       regenerate ui/src/bindings.ts from the Rust commands and types
+  icons          redraw the app icons in icons/ (ImageMagick)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "run" => run::run(rest),
+        "test" => return test::test(),
+        "bench" => test::bench(rest),
+        "setup" => setup::system_packages().and_then(|()| setup::npm_packages()),
+        "ui" => setup::build_ui(),
+        "bindings" => run::bindings(),
+        "icons" => run::icons(),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `cargo xtask run` and the single-step commands around it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{daemons, setup, util};
+
+/// Builds `packages`' binaries (debug or release) in the shared target dir.
+pub fn build_bins(release: bool) -> Result<(PathBuf, PathBuf)> {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "build",
+        "-p",
+        "onmic-studio",
+        "-p",
+        "onmic-server",
+        "--bins",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    util::run_ok(cmd.env("CARGO_TARGET_DIR", util::target_dir()))?;
+    let dir = util::target_dir().join(if release { "release" } else { "debug" });
+    Ok((dir.join(exe("onmic-studio")), dir.join(exe("onmic-server"))))
+}
+
+fn exe(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
+/// A room server for the Studio to talk to, stopped on drop.
+struct LocalRoom {
+    child: Child,
+    url: String,
+}
+
+impl Drop for LocalRoom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn local_room(server: &PathBuf) -> Result<LocalRoom> {
+    let data = util::target_dir().join("local-room");
+    let mut child = Command::new(server)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("ONMIC_DATA_DIR", &data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the local room server")?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let Some(url) = line.trim().strip_prefix("onmic-server listening on ") else {
+        let _ = child.kill();
+        bail!("the local room server did not start: {line}");
+    };
+    eprintln!("xtask: local room server at {url}");
+    Ok(LocalRoom {
+        url: url.to_owned(),
+        child,
+    })
+}
+
+/// `cargo xtask run`.
+pub fn run(args: &[String]) -> Result<()> {
+    let mut release = false;
+    let mut screenshot = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--release" => release = true,
+            "--screenshot" => {
+                screenshot = Some(PathBuf::from(
+                    it.next().context("--screenshot needs a PATH")?,
+                ))
+            }
+            other => bail!("unknown option `{other}` for run (see cargo xtask help)"),
+        }
+    }
+    setup::system_packages()?;
+    if cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        bail!(
+            "no display: the Studio is a desktop window. On a headless machine run it under a virtual display:\n\n    xvfb-run -a cargo xtask run\n"
+        );
+    }
+    setup::build_ui()?;
+    let (studio, server) = build_bins(release)?;
+
+    // A desktop has its sound server; a bare machine gets one for this run.
+    let _pulse = if cfg!(target_os = "linux")
+        && !daemons::sound_server_running()
+        && util::which("pulseaudio").is_some()
+    {
+        eprintln!("xtask: no sound server answers; starting PulseAudio for this run");
+        Some(daemons::pulseaudio()?)
+    } else {
+        None
+    };
+    let room = local_room(&server)?;
+    let mut cmd = Command::new(&studio);
+    cmd.env("ONMIC_SERVER_URL", &room.url);
+    if let Some(pulse) = &_pulse {
+        cmd.envs(pulse.env());
+    }
+    eprintln!("$ {}", util::describe(&cmd));
+    let mut app = cmd.spawn().context("cannot start the Studio")?;
+    match screenshot {
+        None => {
+            let status = app.wait()?;
+            if !status.success() {
+                bail!("the Studio exited with {status}");
+            }
+        }
+        Some(path) => {
+            std::thread::sleep(Duration::from_secs(8));
+            if let Some(status) = app.try_wait()? {
+                bail!("the Studio exited early with {status}");
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let shot = util::run(Command::new("import").args(["-window", "root"]).arg(&path));
+            let _ = app.kill();
+            let _ = app.wait();
+            if !shot?.success() {
+                bail!("`import` could not capture the screen (Debian package imagemagick)");
+            }
+            eprintln!("xtask: screenshot saved to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask bindings`: regenerates `ui/src/bindings.ts`.
+pub fn bindings() -> Result<()> {
+    let out = util::root().join("ui/src/bindings.ts");
+    util::run_ok(
+        util::cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "onmic-studio",
+                "--",
+                "--export-bindings",
+            ])
+            .arg(&out)
+            .env("CARGO_TARGET_DIR", util::target_dir()),
+    )?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+/// `cargo xtask icons`: redraws the icon set with ImageMagick (a violet tile, a white mic).
+pub fn icons() -> Result<()> {
+    let dir = util::root().join("icons");
+    let master = std::env::temp_dir().join("onmic-icon-1024.png");
+    util::run_ok(
+        Command::new("convert")
+            .args([
+                "-size",
+                "1024x1024",
+                "xc:none",
+                "-fill",
+                "#5b3df5",
+                "-draw",
+                "roundrectangle 64,64 960,960 200,200",
+                "-fill",
+                "#ffffff",
+                "-draw",
+                "roundrectangle 412,220 612,600 100,100",
+                "-stroke",
+                "#ffffff",
+                "-strokewidth",
+                "48",
+                "-fill",
+                "none",
+                "-draw",
+                "arc 312,360 712,720 0,180",
+                "-draw",
+                "line 512,720 512,820",
+                "-draw",
+                "line 392,830 632,830",
+            ])
+            .arg(&master),
+    )?;
+    for (size, name) in [
+        (32, "32x32.png"),
+        (128, "128x128.png"),
+        (256, "128x128@2x.png"),
+        (512, "icon.png"),
+    ] {
+        util::run_ok(
+            Command::new("convert")
+                .arg(&master)
+                .args(["-resize", &format!("{size}x{size}"), "-depth", "8"])
+                .arg(format!("PNG32:{}", dir.join(name).display())),
+        )?;
+    }
+    util::run_ok(
+        Command::new("convert")
+            .arg(&master)
+            .args(["-define", "icon:auto-resize=256,128,64,48,32,16"])
+            .arg(dir.join("icon.ico")),
+    )?;
+    let _ = std::fs::remove_file(master);
+    Ok(())
+}
