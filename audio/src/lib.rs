@@ -8,7 +8,7 @@
 //! - The [`chain::Chain`] is the capture path (channel map → AEC → NS → AI-NS → AGC → limiter →
 //!   meters); [`opus::OpusEncoder`] turns the publish bus into RTP-timestamped Opus packets and
 //!   `playout` turns received packets back into audio through a [`jitter::JitterBuffer`].
-//! - `offline` runs the same chain file to file; the `onmic-audio` binary is its CLI.
+//! - [`offline`] runs the same chain file to file; the `onmic-audio` binary is its CLI.
 //!
 //! Real-time contract: code that runs in a device callback or the DSP loop never allocates,
 //! locks, logs or blocks; audio crosses threads through SPSC rings.
@@ -23,12 +23,15 @@ pub mod ai_ns;
 mod apm;
 pub mod block;
 pub mod chain;
+pub mod debug_tap;
 pub mod devices;
 pub mod jitter;
 pub mod level;
 pub mod limiter;
 pub mod meter;
 pub mod ns;
+pub mod offline;
+pub mod ogg_opus;
 pub mod opus;
 pub mod processor;
 pub mod resample;

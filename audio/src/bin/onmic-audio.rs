@@ -1,2 +1,124 @@
-//! Placeholder, filled in by a later commit.
-fn main() {}
+//! `onmic-audio`: run Onmic's audio chain on files.
+//!
+//! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] --out OUT.wav|OUT.opus`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use onmic_audio::chain::Mode;
+use onmic_audio::offline::{OfflineJob, process};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "onmic-audio",
+    version,
+    about = "Onmic's audio chain, file to file"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Process a WAV file with the live chain into WAV or Ogg Opus.
+    Process {
+        /// Input WAV (PCM or float, mono or stereo, any rate).
+        input: PathBuf,
+        /// Processing mode.
+        #[arg(long, value_enum, default_value_t = CliMode::Voice)]
+        mode: CliMode,
+        /// Far-end reference WAV for echo cancellation.
+        #[arg(long)]
+        aec_ref: Option<PathBuf>,
+        /// Output file: .wav (32-bit float) or .opus/.ogg (Ogg Opus).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write raw / reference / processed WAVs into this directory.
+        #[arg(long)]
+        debug_tap: Option<PathBuf>,
+        /// Never show a progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliMode {
+    /// Stereo, processing off, Opus 128 kbps stereo.
+    Soundcard,
+    /// AEC/NS/AGC on, mono Opus voice profile.
+    Voice,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Process {
+            input,
+            mode,
+            aec_ref,
+            out,
+            debug_tap,
+            quiet,
+        } => {
+            let job = OfflineJob {
+                input,
+                output: out,
+                mode: match mode {
+                    CliMode::Soundcard => Mode::Soundcard,
+                    CliMode::Voice => Mode::Voice,
+                },
+                aec_ref,
+                debug_tap,
+            };
+            let started = Instant::now();
+            let mut bar: Option<ProgressBar> = None;
+            let result = process(&job, |done, total| {
+                // A bar only for long files (over 30 s of audio) and only on a terminal.
+                if quiet || total < 30 * 48_000 {
+                    return;
+                }
+                let b = bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(total / 48_000);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} s of audio, {elapsed} elapsed, ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    b
+                });
+                b.set_position(done / 48_000);
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            match result {
+                Ok(report) => {
+                    let secs = report.frames as f64 / 48_000.0;
+                    let took = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "processed {secs:.1} s of audio in {took:.2} s ({:.0}× real time) → {} ({} ch{})",
+                        secs / took.max(1e-9),
+                        job.output.display(),
+                        report.channels,
+                        if report.packets > 0 {
+                            format!(", {} Opus packets", report.packets)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("onmic-audio: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
