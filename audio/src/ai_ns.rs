@@ -11,6 +11,20 @@ use crate::units::{BLOCK_FRAMES, Frames};
 /// RNNoise's own delay: its analysis window overlaps one frame.
 pub const AI_NS_LATENCY: Frames = Frames(BLOCK_FRAMES);
 
+/// Warms RNNoise's per-thread FFT plan cache on the calling thread (it allocates the first time a
+/// thread runs RNNoise). The engine calls this on its DSP thread before processing starts.
+pub fn prime_thread() {
+    let mut st = DenoiseState::new();
+    let mut noise = crate::test_signals::Noise::new(1);
+    let input: Vec<f32> = (0..BLOCK_FRAMES)
+        .map(|_| noise.next_sample() * 3000.0)
+        .collect();
+    let mut out = vec![0.0f32; BLOCK_FRAMES];
+    for _ in 0..3 {
+        st.process_frame(&mut out, &input);
+    }
+}
+
 /// The AI noise suppression stage.
 pub struct AiNoiseSuppressor {
     states: Vec<Box<DenoiseState<'static>>>,

@@ -7,7 +7,7 @@
 //!   real-time safe (no allocation, lock, log or syscall), which a counting-allocator test proves.
 //! - The [`chain::Chain`] is the capture path (channel map → AEC → NS → AI-NS → AGC → limiter →
 //!   meters); [`opus::OpusEncoder`] turns the publish bus into RTP-timestamped Opus packets and
-//!   `playout` turns received packets back into audio through a [`jitter::JitterBuffer`].
+//!   [`playout`] turns received packets back into audio through a [`jitter::JitterBuffer`].
 //! - [`offline`] runs the same chain file to file; the `onmic-audio` binary is its CLI.
 //!
 //! Real-time contract: code that runs in a device callback or the DSP loop never allocates,
@@ -25,6 +25,8 @@ pub mod block;
 pub mod chain;
 pub mod debug_tap;
 pub mod devices;
+pub mod ear_monitor;
+pub mod engine;
 pub mod jitter;
 pub mod level;
 pub mod limiter;
@@ -33,6 +35,7 @@ pub mod ns;
 pub mod offline;
 pub mod ogg_opus;
 pub mod opus;
+pub mod playout;
 pub mod processor;
 pub mod resample;
 pub mod switch;

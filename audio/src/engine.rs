@@ -1,0 +1,473 @@
+//! The engine: one DSP thread running the capture chain, the publish-bus encoder, the playout
+//! mix and the ear monitor in fixed 10 ms blocks.
+//!
+//! Drive contract: device callbacks (or a test, or a file reader) push interleaved 48 kHz capture
+//! frames into the capture ring and pull stereo output frames from the output ring; they do
+//! nothing else. The DSP thread waits for a full block of capture, runs [`EngineCore::process`]
+//! and pushes the output. Control changes arrive as [`Control`] messages over an SPSC ring;
+//! anything they replace goes back over a garbage ring and is dropped by [`EngineHandle`] on the
+//! caller's thread. Encoded packets (with RTP timestamps) and volume reports leave over rings.
+//! Nothing on the DSP thread allocates, locks, logs or makes a syscall while processing
+//! (`tests/no_alloc.rs` proves it with a counting allocator); between blocks it sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::block::Block;
+use crate::chain::{Chain, ChainConfig, Toggles, crossfade};
+use crate::debug_tap::TapFeed;
+use crate::ear_monitor::{EarMonitor, EarMonitorConfig};
+use crate::opus::{OpusEncoder, OpusError, OpusPacket};
+use crate::playout::{Playout, RemoteStream};
+use crate::processor::PrepareError;
+use crate::units::{BLOCK_FRAMES, Dbfs, Frames};
+use crate::volume_indication::{IndicationConfig, SourceId, VolumeIndicator, VolumeReport};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A stage could not be prepared.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// The encoder could not be built.
+    #[error(transparent)]
+    Opus(#[from] OpusError),
+    /// The DSP thread could not be spawned.
+    #[error("cannot start the DSP thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The control ring is full (the DSP thread is not keeping up).
+    #[error("control queue full")]
+    Busy,
+}
+
+/// A change sent to the DSP thread.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Control {
+    /// Switch processing stages (crossfaded).
+    SetToggles(Toggles),
+    /// AI-NS strength 0..=1.
+    SetAiNsStrength(f32),
+    /// Mute the voice, keep the music.
+    SetVoiceMuted(bool),
+    /// Mute everything sent.
+    SetSendMuted(bool),
+    /// Music volume on the publish bus.
+    SetPublishMusicVolume(f32),
+    /// Music volume in the local output.
+    SetPlayoutMusicVolume(f32),
+    /// The devices' render→capture delay for the AEC, ms.
+    SetEchoDelayMs(i32),
+    /// A new chain (mode change), crossfaded in over one block.
+    ReplaceChain(Box<Chain>),
+    /// A new encoder (profile change); RTP timestamps and sequence numbers continue.
+    ReplaceEncoder(Box<OpusEncoder>),
+    /// A remote joins the playout.
+    AddRemote(Box<RemoteStream>),
+    /// A remote leaves.
+    RemoveRemote(u64),
+    /// A remote's volume 0..=1.5.
+    SetRemoteVolume(u64, f32),
+    /// Mute what you hear from one remote.
+    SetRemoteMuted(u64, bool),
+    /// Mute what you hear from all remotes.
+    SetAllRemotesMuted(bool),
+    /// Ear-monitor settings.
+    SetEarMonitor(EarMonitorConfig),
+    /// Start the debug tap (raw / reference / processed).
+    StartDebugTap(Box<TapFeed>),
+    /// Stop the debug tap.
+    StopDebugTap,
+}
+
+/// Objects the DSP thread hands back to be dropped elsewhere.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Garbage {
+    /// A replaced chain.
+    Chain(Box<Chain>),
+    /// A replaced encoder.
+    Encoder(Box<OpusEncoder>),
+    /// A removed remote.
+    Remote(Box<RemoteStream>),
+    /// A stopped debug tap.
+    Tap(Box<TapFeed>),
+}
+
+/// Counters shared with the handle.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Blocks processed.
+    pub blocks: AtomicU64,
+    /// Packets dropped because the packet ring was full.
+    pub packets_dropped: AtomicU64,
+    /// Output frames dropped because the output ring was full.
+    pub output_overruns: AtomicU64,
+    /// Objects leaked because the garbage ring was full (never dropped on the DSP thread).
+    pub garbage_leaked: AtomicU64,
+}
+
+/// The per-block work, independent of threads and devices (tests and offline tools drive it).
+pub struct EngineCore {
+    chain: Box<Chain>,
+    next_chain: Option<Box<Chain>>,
+    encoder: Box<OpusEncoder>,
+    playout: Playout,
+    ear: EarMonitor,
+    indicator: VolumeIndicator,
+    tap: Option<Box<TapFeed>>,
+    far: Block,
+    scratch: Block,
+    input_copy: Block,
+    capture_copy: Block,
+    voice_muted: bool,
+    send_muted: bool,
+}
+
+impl std::fmt::Debug for EngineCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineCore").finish_non_exhaustive()
+    }
+}
+
+/// Everything an engine starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// The chain.
+    pub chain: ChainConfig,
+    /// Volume indication.
+    pub indication: IndicationConfig,
+    /// Ear monitor.
+    pub ear: EarMonitorConfig,
+    /// Most remotes in the playout.
+    pub max_remotes: usize,
+    /// Capture channels in the capture ring (1 or 2).
+    pub capture_channels: usize,
+    /// Called first thing on the DSP thread (tests use it to mark the thread).
+    pub dsp_thread_hook: Option<fn()>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            chain: ChainConfig::for_mode(crate::chain::Mode::Soundcard),
+            indication: IndicationConfig::default(),
+            ear: EarMonitorConfig::default(),
+            max_remotes: 16,
+            capture_channels: 2,
+            dsp_thread_hook: None,
+        }
+    }
+}
+
+/// What one block produced besides the output audio.
+#[derive(Debug, Default)]
+pub struct BlockOutput<'a> {
+    /// An encoded packet, if a frame completed.
+    pub packet: Option<&'a OpusPacket>,
+    /// Volume reports, if an interval ended.
+    pub reports: Option<&'a [VolumeReport]>,
+}
+
+impl EngineCore {
+    /// Builds the core (allocates).
+    pub fn new(config: &EngineConfig) -> Result<EngineCore, EngineError> {
+        let chain = Box::new(Chain::new(config.chain)?);
+        let encoder = Box::new(OpusEncoder::new(config.chain.mode.opus_profile(), 0, 0)?);
+        Ok(EngineCore {
+            chain,
+            next_chain: None,
+            encoder,
+            playout: Playout::new(config.max_remotes),
+            ear: EarMonitor::new(config.ear),
+            indicator: VolumeIndicator::new(config.indication),
+            tap: None,
+            far: Block::silent(2),
+            scratch: Block::silent(2),
+            input_copy: Block::silent(2),
+            capture_copy: Block::silent(2),
+            voice_muted: false,
+            send_muted: false,
+        })
+    }
+
+    /// Latency the ear monitor adds inside the engine (the tap's processing delay).
+    pub fn ear_monitor_latency(&self) -> Frames {
+        self.ear.added_latency(self.chain.latency())
+    }
+
+    /// Applies one control message; returns what it replaced, to be dropped elsewhere.
+    pub fn apply(&mut self, c: Control) -> Option<Garbage> {
+        match c {
+            Control::SetToggles(t) => self.chain.set_toggles(t),
+            Control::SetAiNsStrength(s) => self.chain.set_ai_ns_strength(s),
+            Control::SetVoiceMuted(m) => {
+                self.voice_muted = m;
+                self.chain.set_voice_muted(m);
+            }
+            Control::SetSendMuted(m) => {
+                self.send_muted = m;
+                self.chain.set_send_muted(m);
+            }
+            Control::SetPublishMusicVolume(v) => self.chain.set_music_volume(v),
+            Control::SetPlayoutMusicVolume(v) => self.playout.set_music_volume(v),
+            Control::SetEchoDelayMs(ms) => self.chain.set_echo_delay_ms(ms),
+            Control::ReplaceChain(mut c) => {
+                c.set_voice_muted(self.voice_muted);
+                c.set_send_muted(self.send_muted);
+                return self.next_chain.replace(c).map(Garbage::Chain);
+            }
+            Control::ReplaceEncoder(e) => {
+                return Some(Garbage::Encoder(std::mem::replace(&mut self.encoder, e)));
+            }
+            Control::AddRemote(r) => {
+                if let Err(r) = self.playout.add(r) {
+                    return Some(Garbage::Remote(r));
+                }
+            }
+            Control::RemoveRemote(uid) => {
+                self.indicator.remove(SourceId::Remote(uid));
+                return self.playout.remove(uid).map(Garbage::Remote);
+            }
+            Control::SetRemoteVolume(uid, v) => self.playout.set_volume(uid, v),
+            Control::SetRemoteMuted(uid, m) => self.playout.set_muted(uid, m),
+            Control::SetAllRemotesMuted(m) => self.playout.set_all_muted(m),
+            Control::SetEarMonitor(cfg) => self.ear.set_config(cfg),
+            Control::StartDebugTap(t) => return self.tap.replace(t).map(Garbage::Tap),
+            Control::StopDebugTap => return self.tap.take().map(Garbage::Tap),
+        }
+        None
+    }
+
+    /// Processes one block: `capture` (mapped and processed in place into the publish bus),
+    /// `music` for both buses, `out` receives what the output device plays.
+    pub fn process(
+        &mut self,
+        capture: &mut Block,
+        music: Option<&Block>,
+        out: &mut Block,
+    ) -> (BlockOutput<'_>, Option<Garbage>) {
+        // The far-end reference is exactly what goes to the output: remotes plus music.
+        self.playout.mix(&mut self.far, music, &mut self.indicator);
+        if self.tap.is_some() {
+            self.capture_copy.copy_from(capture);
+        }
+        let mut garbage = None;
+        if let Some(mut next) = self.next_chain.take() {
+            self.input_copy.copy_from(capture);
+            crossfade(
+                &mut self.chain,
+                &mut next,
+                &self.input_copy,
+                &self.far,
+                &mut self.scratch,
+                capture,
+            );
+            garbage = Some(Garbage::Chain(std::mem::replace(&mut self.chain, next)));
+        } else {
+            self.chain.process(capture, &self.far, music);
+        }
+        let voice_level = if self.voice_muted || self.send_muted {
+            Dbfs::FLOOR
+        } else {
+            Dbfs::from_amplitude(self.chain.tap_voice().rms())
+        };
+        self.indicator.feed(SourceId::Local, voice_level);
+        out.copy_from(&self.far);
+        self.ear.mix(
+            out,
+            self.chain.tap_raw(),
+            self.chain.tap_ns(),
+            self.chain.tap_voice(),
+        );
+        if let Some(tap) = self.tap.as_mut() {
+            tap.push(&self.capture_copy, &self.far, capture);
+        }
+        let packet = self.encoder.push_block(capture).ok().flatten();
+        let reports = self.indicator.end_block();
+        (BlockOutput { packet, reports }, garbage)
+    }
+}
+
+/// The caller's side of a running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    control: rtrb::Producer<Control>,
+    garbage: rtrb::Consumer<Garbage>,
+    /// Encoded packets of the publish bus, in order, with RTP timestamps.
+    pub packets: rtrb::Consumer<OpusPacket>,
+    /// Volume reports; a batch ends with a report whose source is `Local`.
+    pub reports: rtrb::Consumer<VolumeReport>,
+    stats: Arc<EngineStats>,
+    running: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The device side of a running engine: capture in, output out (interleaved 48 kHz).
+#[derive(Debug)]
+pub struct EngineIo {
+    /// Push captured frames here (interleaved, `capture_channels`).
+    pub capture: rtrb::Producer<f32>,
+    /// Pull stereo output frames from here.
+    pub output: rtrb::Consumer<f32>,
+    /// Push local music here (interleaved stereo), if any.
+    pub music: rtrb::Producer<f32>,
+}
+
+/// Ring sizes: one second of audio each way.
+const RING_FRAMES: usize = 48_000;
+
+/// Starts an engine thread.
+pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineError> {
+    let mut core = EngineCore::new(&config)?;
+    let in_ch = config.capture_channels.clamp(1, 2);
+    let (cap_p, mut cap_c) = rtrb::RingBuffer::<f32>::new(RING_FRAMES * in_ch);
+    let (mut out_p, out_c) = rtrb::RingBuffer::<f32>::new(RING_FRAMES * 2);
+    let (mus_p, mut mus_c) = rtrb::RingBuffer::<f32>::new(RING_FRAMES * 2);
+    let (ctl_p, mut ctl_c) = rtrb::RingBuffer::<Control>::new(64);
+    let (mut gar_p, gar_c) = rtrb::RingBuffer::<Garbage>::new(64);
+    let (mut pkt_p, pkt_c) = rtrb::RingBuffer::<OpusPacket>::new(256);
+    let (mut rep_p, rep_c) = rtrb::RingBuffer::<VolumeReport>::new(1024);
+    let stats = Arc::new(EngineStats::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let (stats2, running2) = (stats.clone(), running.clone());
+    let thread = std::thread::Builder::new()
+        .name("onmic-dsp".into())
+        .spawn(move || {
+            // Thread-local caches some libraries fill on first use are filled now, before the
+            // real-time loop starts.
+            crate::ai_ns::prime_thread();
+            if let Some(hook) = config.dsp_thread_hook {
+                hook();
+            }
+            let mut capture = Block::silent(in_ch);
+            let mut music = Block::silent(2);
+            let mut out = Block::silent(2);
+            let mut inter = [0.0f32; BLOCK_FRAMES * 2];
+            let send_garbage = |g: Garbage, gar_p: &mut rtrb::Producer<Garbage>| {
+                if let Err(rtrb::PushError::Full(g)) = gar_p.push(g) {
+                    // Never drop on the DSP thread: leak and count instead.
+                    std::mem::forget(g);
+                    stats2.garbage_leaked.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            while running2.load(Ordering::Acquire) {
+                while let Ok(c) = ctl_c.pop() {
+                    if let Some(g) = core.apply(c) {
+                        send_garbage(g, &mut gar_p);
+                    }
+                }
+                let need = BLOCK_FRAMES * in_ch;
+                let Ok(chunk) = cap_c.read_chunk(need) else {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                };
+                let (a, b) = chunk.as_slices();
+                inter[..a.len()].copy_from_slice(a);
+                inter[a.len()..a.len() + b.len()].copy_from_slice(b);
+                chunk.commit_all();
+                capture.read_interleaved(&inter[..need], in_ch);
+                capture.timestamp = stats2.blocks.load(Ordering::Relaxed) * BLOCK_FRAMES as u64;
+                let have_music = match mus_c.read_chunk(BLOCK_FRAMES * 2) {
+                    Ok(chunk) => {
+                        let (a, b) = chunk.as_slices();
+                        inter[..a.len()].copy_from_slice(a);
+                        inter[a.len()..a.len() + b.len()].copy_from_slice(b);
+                        chunk.commit_all();
+                        music.read_interleaved(&inter, 2)
+                    }
+                    Err(_) => false,
+                };
+                let (result, garbage) =
+                    core.process(&mut capture, have_music.then_some(&music), &mut out);
+                if let Some(p) = result.packet
+                    && pkt_p.push(p.clone()).is_err()
+                {
+                    stats2.packets_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(reports) = result.reports {
+                    // Remotes first, the local report last, so a reader knows the batch ended.
+                    for r in reports.iter().filter(|r| r.source != SourceId::Local) {
+                        let _ = rep_p.push(*r);
+                    }
+                    for r in reports.iter().filter(|r| r.source == SourceId::Local) {
+                        let _ = rep_p.push(*r);
+                    }
+                }
+                if let Some(g) = garbage {
+                    send_garbage(g, &mut gar_p);
+                }
+                out.write_interleaved(&mut inter);
+                match out_p.write_chunk(BLOCK_FRAMES * 2) {
+                    Ok(mut chunk) => {
+                        let (a, b) = chunk.as_mut_slices();
+                        let n = a.len();
+                        a.copy_from_slice(&inter[..n]);
+                        b.copy_from_slice(&inter[n..n + b.len()]);
+                        chunk.commit_all();
+                    }
+                    Err(_) => {
+                        stats2.output_overruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                stats2.blocks.fetch_add(1, Ordering::Relaxed);
+            }
+        })?;
+    Ok((
+        EngineHandle {
+            control: ctl_p,
+            garbage: gar_c,
+            packets: pkt_c,
+            reports: rep_c,
+            stats,
+            running,
+            thread: Some(thread),
+        },
+        EngineIo {
+            capture: cap_p,
+            output: out_c,
+            music: mus_p,
+        },
+    ))
+}
+
+impl EngineHandle {
+    /// Sends a control message (never blocks); drops replaced objects returned so far.
+    pub fn send(&mut self, c: Control) -> Result<(), EngineError> {
+        self.collect_garbage();
+        self.control.push(c).map_err(|_| EngineError::Busy)
+    }
+
+    /// Drops objects the DSP thread handed back; returns how many.
+    pub fn collect_garbage(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(g) = self.garbage.pop() {
+            drop(g);
+            n += 1;
+        }
+        n
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Stops the DSP thread and waits for it.
+    pub fn stop(&mut self) {
+        self.running.store(false, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.collect_garbage();
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
