@@ -146,7 +146,10 @@ pub fn test() -> ExitCode {
                         .envs(env.vars.iter().map(|(k, v)| (k, v)))
                         .env("CARGO_TARGET_DIR", util::target_dir())
                         // Keep the user's real Studio settings out of the test.
-                        .env("XDG_CONFIG_HOME", util::target_dir().join("xtask-run-config")),
+                        .env(
+                            "XDG_CONFIG_HOME",
+                            util::target_dir().join("xtask-run-config"),
+                        ),
                 )
             });
         }
