@@ -197,3 +197,61 @@ impl Client {
         closing
     }
 }
+
+/// The real `onmic-server` binary, started with settings in environment variables.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_onmic-server");
+
+impl Proc {
+    pub fn start(db: &std::path::Path, extra: &[(&str, String)]) -> Proc {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.env_remove("RUST_LOG")
+            .env("ONMIC_LISTEN", "127.0.0.1:0")
+            .env("ONMIC_LOG", "warn")
+            .env("ONMIC_DATABASE", db)
+            .env("ONMIC_CUSTOMER_KEY", KEY)
+            .env("ONMIC_CUSTOMER_SECRET", SECRET)
+            .env("ONMIC_TOKEN_SECRET", "tok-secret")
+            .env("ONMIC_APP_ID", "app")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("server binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(url) = line.strip_prefix("onmic-server listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(WAIT)
+            .expect("the server reports its address");
+        Proc { child, url }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
