@@ -197,9 +197,42 @@ pub fn list_devices() -> Result<DeviceList, DeviceError> {
 pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
     let host = host();
     let device = match id {
+        None => {
+            // Some hosts name a default input even when nothing can capture (ALSA with no
+            // devices): what the device list shows decides.
+            let any_input = host
+                .devices()
+                .is_ok_and(|mut all| all.any(|d| d.default_input_config().is_ok()));
+            if !any_input {
+                return Err(DeviceError::NoInputDevice);
+            }
+            host.default_input_device()
+                .ok_or(DeviceError::NoInputDevice)?
+        }
+        Some(id) => {
+            let parsed: cpal::DeviceId = id
+                .parse()
+                .map_err(|_| DeviceError::NotFound { id: id.to_owned() })?;
+            host.device_by_id(&parsed)
+                .ok_or_else(|| DeviceError::NotFound { id: id.to_owned() })?
+        }
+    };
+    let id = device
+        .id()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|_| id.unwrap_or("default").to_owned());
+    Ok((device, id))
+}
+
+/// Finds an output device by id, or the default output device when `id` is `None`.
+pub(crate) fn find_output(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
+    let host = host();
+    let device = match id {
         None => host
-            .default_input_device()
-            .ok_or(DeviceError::NoInputDevice)?,
+            .default_output_device()
+            .ok_or_else(|| DeviceError::NotFound {
+                id: "default output".to_owned(),
+            })?,
         Some(id) => {
             let parsed: cpal::DeviceId = id
                 .parse()

@@ -38,6 +38,7 @@ pub mod opus;
 pub mod playout;
 pub mod processor;
 pub mod resample;
+pub mod streams;
 pub mod switch;
 pub mod test_signals;
 pub mod units;

@@ -1,0 +1,159 @@
+//! Acceptance item 1 on real cpal streams through the PulseAudio null sinks that `cargo xtask
+//! test` starts (`onmic_a`, `onmic_b`, 48 kHz stereo): a 1 kHz tone played to `onmic_a` comes
+//! back from `onmic_a.monitor` within 1 Hz and 1 dB; a 440 Hz left / 660 Hz right pair keeps its
+//! sides through capture → sound-card chain → Opus → decode.
+
+use std::time::{Duration, Instant};
+
+use onmic_audio::chain::{Chain, ChainConfig, Mode};
+use onmic_audio::opus::{MAX_DECODE_FRAMES, OpusDecoder, OpusEncoder, OpusProfile};
+use onmic_audio::streams::{StreamRequest, open_input, open_output};
+use onmic_audio::test_signals::{dominant_frequency, goertzel_power, rms};
+use onmic_audio::{BLOCK_FRAMES, Block, list_devices};
+
+fn require_audio() {
+    assert!(
+        std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
+        "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
+         (onmic_a, onmic_b; ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
+    );
+}
+
+/// Device ids for a sink and its monitor.
+fn ids(sink: &str) -> (String, String) {
+    let list = list_devices().expect("device list");
+    let out = list
+        .outputs
+        .iter()
+        .find(|d| d.id.ends_with(sink) || d.name.contains(sink))
+        .unwrap_or_else(|| panic!("no output {sink} in {:?}", list.outputs))
+        .id
+        .clone();
+    let mon = format!("{sink}.monitor");
+    let inp = list
+        .inputs
+        .iter()
+        .find(|d| d.id.ends_with(&mon) || d.name.contains(&mon))
+        .unwrap_or_else(|| panic!("no input {mon} in {:?}", list.inputs))
+        .id
+        .clone();
+    (out, inp)
+}
+
+/// Plays `signal` (interleaved stereo) to `sink` and records its monitor for the same time plus
+/// a margin; returns the recording (interleaved stereo).
+fn play_and_record(sink: &str, signal: &[f32]) -> Vec<f32> {
+    let (out_id, in_id) = ids(sink);
+    let (cap_p, mut cap_c) = rtrb::RingBuffer::<f32>::new(48_000 * 2 * 8);
+    let (mut play_p, play_c) = rtrb::RingBuffer::<f32>::new(signal.len() + 1);
+    let req_in = StreamRequest {
+        id: Some(in_id),
+        channels: Some(2),
+        ..StreamRequest::default()
+    };
+    let req_out = StreamRequest {
+        id: Some(out_id),
+        channels: Some(2),
+        ..StreamRequest::default()
+    };
+    let input = open_input(&req_in, cap_p, None).expect("open input");
+    assert_eq!(input.opened.sample_rate, 48_000);
+    let chunk = play_p.write_chunk_uninit(signal.len()).expect("room");
+    chunk.fill_from_iter(signal.iter().copied());
+    let output = open_output(&req_out, play_c, None).expect("open output");
+    println!("opened {:?} and {:?}", input.opened, output.opened);
+    let wanted = signal.len() + 48_000; // plus half a second of margin (stereo samples)
+    let mut rec = Vec::with_capacity(wanted);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rec.len() < wanted && Instant::now() < deadline {
+        while let Ok(s) = cap_c.pop() {
+            rec.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!(
+        "input latency {:?}, output latency {:?}, xruns in {} out {}",
+        input.status.latency(),
+        output.status.latency(),
+        input.status.xruns(),
+        output.status.xruns()
+    );
+    assert!(
+        !input.status.failed() && !output.status.failed(),
+        "stream failed"
+    );
+    rec
+}
+
+/// The part of a channel where the signal is present: from 0.3 s after the first loud sample,
+/// 0.5 s long.
+fn steady_part(x: &[f32]) -> &[f32] {
+    let start = x
+        .iter()
+        .position(|s| s.abs() > 0.05)
+        .expect("the tone never arrived");
+    let from = start + 14_400;
+    assert!(x.len() >= from + 24_000, "recording too short");
+    &x[from..from + 24_000]
+}
+
+#[test]
+fn tone_round_trip_within_1_hz_and_1_db() {
+    require_audio();
+    let secs = 2.0;
+    let n = (48_000.0 * secs) as usize;
+    let amp = 0.5f32;
+    let mut sig = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let s = amp * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin();
+        sig.push(s);
+        sig.push(s);
+    }
+    let rec = play_and_record("onmic_a", &sig);
+    let left: Vec<f32> = rec.iter().step_by(2).copied().collect();
+    let part = steady_part(&left);
+    let f = dominant_frequency(part, 990.0, 1010.0, 0.25);
+    let level_db = 20.0 * (rms(part) / (amp / std::f32::consts::SQRT_2)).log10();
+    println!("captured {f:.2} Hz at {level_db:+.2} dB");
+    assert!((f - 1000.0).abs() <= 1.0, "frequency {f}");
+    assert!(level_db.abs() <= 1.0, "level {level_db} dB");
+}
+
+#[test]
+fn stereo_sides_survive_capture_chain_opus_decode() {
+    require_audio();
+    let n = 48_000 * 2;
+    let mut sig = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let t = i as f32 / 48_000.0;
+        sig.push(0.4 * (2.0 * std::f32::consts::PI * 440.0 * t).sin());
+        sig.push(0.4 * (2.0 * std::f32::consts::PI * 660.0 * t).sin());
+    }
+    let rec = play_and_record("onmic_b", &sig);
+    let mut chain = Chain::new(ChainConfig::for_mode(Mode::Soundcard)).expect("chain");
+    let mut enc = OpusEncoder::new(OpusProfile::music(), 0, 0).expect("encoder");
+    let mut dec = OpusDecoder::new().expect("decoder");
+    let far = Block::silent(2);
+    let mut b = Block::silent(2);
+    let mut pcm = vec![0.0f32; MAX_DECODE_FRAMES * 2];
+    let (mut l, mut r) = (Vec::new(), Vec::new());
+    for chunk in rec.chunks_exact(BLOCK_FRAMES * 2) {
+        b.read_interleaved(chunk, 2);
+        chain.process(&mut b, &far, None);
+        if let Some(p) = enc.push_block(&b).expect("encode") {
+            let f = dec.decode(p.payload(), &mut pcm).expect("decode");
+            for fr in pcm[..f * 2].chunks_exact(2) {
+                l.push(fr[0]);
+                r.push(fr[1]);
+            }
+        }
+    }
+    let (pl, pr) = (steady_part(&l), steady_part(&r));
+    let fl = dominant_frequency(pl, 300.0, 800.0, 2.0);
+    let fr = dominant_frequency(pr, 300.0, 800.0, 2.0);
+    let sep_l = 10.0 * (goertzel_power(pl, 440.0) / goertzel_power(pl, 660.0)).log10();
+    let sep_r = 10.0 * (goertzel_power(pr, 660.0) / goertzel_power(pr, 440.0)).log10();
+    println!("left {fl:.1} Hz ({sep_l:.0} dB over 660), right {fr:.1} Hz ({sep_r:.0} dB over 440)");
+    assert!((fl - 440.0).abs() < 1.0 && (fr - 660.0).abs() < 1.0);
+    assert!(sep_l > 30.0 && sep_r > 30.0);
+}
