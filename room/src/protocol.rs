@@ -187,6 +187,63 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
     Ok(ClientMessage { id, request })
 }
 
+/// The fuzz target body (used by `room/fuzz` under cargo-fuzz and by a bounded stable test):
+/// decodes arbitrary bytes and, when they form a room action, runs it against a small room as
+/// each of its members. Must never panic.
+pub fn fuzz_decode(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(msg) = decode_client(text) else {
+        return;
+    };
+    let Request::Action(action) = msg.request else {
+        return;
+    };
+    use crate::command::{Actor, Command};
+    use crate::ids::Timestamp;
+    let mut room = crate::room::Room::new(
+        "fuzz".into(),
+        "owner".into(),
+        String::new(),
+        crate::config::RoomSettings::default(),
+        crate::config::ImPolicy::default(),
+    );
+    let now = Timestamp(1_000);
+    for uid in ["owner", "guest", "aud"] {
+        let enter = Action::Enter {
+            uid: uid.into(),
+            admin: false,
+            publish_until: Some(Timestamp(u64::MAX)),
+        };
+        let _ = room.handle(now, Command::system(enter));
+    }
+    let _ = room.handle(
+        now,
+        Command::member(
+            "guest",
+            Action::TakeSeat {
+                seat: crate::ids::SeatIndex(1),
+            },
+        ),
+    );
+    for actor in [
+        Actor::Member("aud".into()),
+        Actor::Member("guest".into()),
+        Actor::Member("owner".into()),
+        Actor::System,
+    ] {
+        let _ = room.handle(
+            now,
+            Command {
+                actor,
+                action: action.clone(),
+            },
+        );
+        let _ = room.handle_timeout(Timestamp(u64::MAX / 2));
+    }
+}
+
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
