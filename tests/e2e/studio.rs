@@ -160,13 +160,14 @@ async fn no_audio_devices_at_all_shows_the_typed_error_not_a_crash() -> anyhow::
 #[tokio::test]
 async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow::Result<()> {
     let server_bin = required_env("ONMIC_SERVER_BIN");
-    let mut server = Command::new(server_bin)
+    let server = Command::new(server_bin)
         .args(["--listen", "127.0.0.1:0"])
         .env("ONMIC_NODE_NAME", "e2e-node")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let stdout = server.stdout.take().expect("piped");
+    let mut server = KillOnDrop(server);
+    let stdout = server.0.stdout.take().expect("piped");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let url = line
@@ -197,8 +198,8 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
     );
     studio.screenshot("studio-server-reachable").await?;
 
-    server.kill()?;
-    server.wait()?;
+    server.0.kill()?;
+    server.0.wait()?;
     wait_for(
         Duration::from_secs(15),
         "the server to show as unreachable",
@@ -219,4 +220,14 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
         "says how to fix it: {title}"
     );
     studio.quit().await
+}
+
+/// A child process killed when the test ends, whether it passes or panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
