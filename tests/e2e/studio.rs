@@ -160,9 +160,11 @@ async fn no_audio_devices_at_all_shows_the_typed_error_not_a_crash() -> anyhow::
 #[tokio::test]
 async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow::Result<()> {
     let server_bin = required_env("ONMIC_SERVER_BIN");
+    let data = tempfile::tempdir()?;
     let server = Command::new(server_bin)
         .args(["--listen", "127.0.0.1:0"])
         .env("ONMIC_NODE_NAME", "e2e-node")
+        .env("ONMIC_DATA_DIR", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
