@@ -16,7 +16,11 @@ const PERIOD: usize = 480;
 fn raw_ear_monitor_adds_at_most_one_period() {
     let config = EngineConfig {
         chain: ChainConfig::for_mode(Mode::Soundcard),
-        ear: EarMonitorConfig { enabled: true, source: EarSource::Raw, volume: 1.0 },
+        ear: EarMonitorConfig {
+            enabled: true,
+            source: EarSource::Raw,
+            volume: 1.0,
+        },
         capture_channels: 2,
         ..EngineConfig::default()
     };
@@ -40,7 +44,10 @@ fn raw_ear_monitor_adds_at_most_one_period() {
             capture[at * 2 + 1] = 0.8;
             clicks_in.push(k * PERIOD + at);
         }
-        let chunk = io.capture.write_chunk_uninit(PERIOD * 2).expect("capture ring");
+        let chunk = io
+            .capture
+            .write_chunk_uninit(PERIOD * 2)
+            .expect("capture ring");
         chunk.fill_from_iter(capture.iter().copied());
         std::thread::sleep(phase);
         // The output callback: one period, silence for whatever is not there yet.
@@ -58,14 +65,24 @@ fn raw_ear_monitor_adds_at_most_one_period() {
     let phase_frames = phase.as_secs_f64() * 48_000.0;
     let mut worst = 0.0f64;
     for &c in &clicks_in {
-        let found = out[c..].iter().position(|s| *s > 0.4).map(|d| c + d).expect("click never came out");
+        let found = out[c..]
+            .iter()
+            .position(|s| *s > 0.4)
+            .map(|d| c + d)
+            .expect("click never came out");
         // Frames between capture and the output callback that played it: the position shift in
         // the output stream plus the callback's phase after capture.
         let added = (found - c) as f64 + phase_frames;
         worst = worst.max(added);
-        println!("click at {c}: out at {found}, engine-added {added:.0} frames ({:.2} ms)", added / 48.0);
+        println!(
+            "click at {c}: out at {found}, engine-added {added:.0} frames ({:.2} ms)",
+            added / 48.0
+        );
     }
     assert!(clicks_in.len() >= 8);
     println!("worst engine-added ear-monitor latency {worst:.0} frames, device period {PERIOD}");
-    assert!(worst <= PERIOD as f64, "ear monitor added {worst:.0} frames > one period ({PERIOD})");
+    assert!(
+        worst <= PERIOD as f64,
+        "ear monitor added {worst:.0} frames > one period ({PERIOD})"
+    );
 }
