@@ -9,8 +9,8 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use onmic_audio::InputMeter;
 use onmic_audio::meter::SILENCE_DBFS;
+use onmic_audio::{DeviceError, InputMeter};
 use serde::Serialize;
 use specta::Type;
 use tauri::ipc::Channel;
@@ -118,9 +118,19 @@ fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) 
     ];
     let mut seq = 0u32;
     let mut idle = 0u32;
+    let mut tick = 0u32;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(FRAME_INTERVAL);
-        let failure = meter.failure();
+        tick = tick.wrapping_add(1);
+        // Once a second, make sure the device is still there: some backends never report a
+        // vanished device and quietly move the stream to another one (PulseAudio does).
+        let failure = meter.failure().or_else(|| {
+            (tick.is_multiple_of(30) && !device_present(&meter.device().id)).then(|| {
+                DeviceError::NotFound {
+                    id: meter.device().id.clone(),
+                }
+            })
+        });
         let frame = match (meter.read(), failure) {
             (_, Some(e)) => MeterFrame {
                 channels: silence.clone(),
@@ -158,4 +168,10 @@ fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) 
             break;
         }
     }
+}
+
+/// Whether the input `id` is still in the host's device list (an unreadable list counts as
+/// present: only a definite absence stops the meter).
+fn device_present(id: &str) -> bool {
+    onmic_audio::list_devices().map_or(true, |list| list.inputs.iter().any(|d| d.id == id))
 }

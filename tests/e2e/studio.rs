@@ -109,6 +109,38 @@ async fn meter_shows_the_tone_on_the_selected_virtual_input_and_falls_to_silence
     )
     .await?;
     studio.screenshot("studio-meter-silence").await?;
+    let selected = studio
+        .attr("#input-device", "value")
+        .await
+        .unwrap_or_default();
+
+    // The choice survives a restart.
+    let settings = studio.quit_keeping_settings().await?;
+    let studio = Studio::launch_with_config(&[], settings).await?;
+    wait_for(
+        Duration::from_secs(10),
+        "the remembered input to open",
+        || async {
+            studio
+                .text("#meter-device")
+                .await
+                .filter(|t| t.contains(&monitor_name))
+        },
+    )
+    .await?;
+    assert_eq!(
+        studio.attr("#input-device", "value").await.as_deref(),
+        Some(selected.as_str())
+    );
+
+    // Unplugging the device (removing the sink) tells the user, typed, instead of freezing.
+    drop(sink);
+    let kind = wait_for(Duration::from_secs(15), "the device-gone banner", || {
+        studio.attr("#app-error", "data-kind")
+    })
+    .await?;
+    assert_eq!(kind, "device_not_found");
+    studio.screenshot("studio-device-gone").await?;
     studio.quit().await
 }
 

@@ -14,7 +14,7 @@ pub struct Studio {
     /// The WebDriver client.
     pub client: Client,
     driver: Child,
-    _config_home: tempfile::TempDir,
+    config_home: Option<tempfile::TempDir>,
 }
 
 /// Path of the Studio binary that `cargo xtask test` built.
@@ -27,10 +27,18 @@ impl Studio {
     /// own environment on), opens a session on the Studio, and waits for the UI to render.
     /// Settings live in a fresh config directory.
     pub async fn launch(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::launch_with_config(env, tempfile::tempdir()?).await
+    }
+
+    /// Like [`Studio::launch`], with settings in `config_home` (reuse one to test that settings
+    /// survive a restart).
+    pub async fn launch_with_config(
+        env: &[(&str, &str)],
+        config_home: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         crate::required_env("DISPLAY");
         let tauri_driver = crate::required_env("ONMIC_TAURI_DRIVER");
         let webkit_driver = crate::required_env("ONMIC_WEBKIT_DRIVER");
-        let config_home = tempfile::tempdir()?;
         let port = crate::free_port();
         let native_port = crate::free_port();
         let mut cmd = Command::new(tauri_driver);
@@ -80,7 +88,7 @@ impl Studio {
         let studio = Self {
             client,
             driver,
-            _config_home: config_home,
+            config_home: Some(config_home),
         };
         studio
             .client
@@ -126,10 +134,18 @@ impl Studio {
     }
 
     /// Ends the session (closing the app) and stops the driver.
-    pub async fn quit(mut self) -> anyhow::Result<()> {
+    pub async fn quit(self) -> anyhow::Result<()> {
+        self.quit_keeping_settings().await.map(drop)
+    }
+
+    /// Ends the session and hands back the settings directory for a relaunch.
+    pub async fn quit_keeping_settings(mut self) -> anyhow::Result<tempfile::TempDir> {
         let result = self.client.clone().close().await;
         kill_group(&mut self.driver);
-        result.map_err(Into::into)
+        result?;
+        self.config_home
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("settings directory already taken"))
     }
 }
 

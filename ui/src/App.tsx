@@ -34,7 +34,13 @@ export function App() {
       setFrame(f);
       holdRef.current = f.channels.map((c, i) => Math.max(c.peakDbfs ?? -100, (holdRef.current[i] ?? -100) - HOLD_FALL_DB));
       setHold(holdRef.current);
-      if (f.error) setError(f.error);
+      if (f.error) {
+        // The device went away: say so, stop showing it as open, and list what is left.
+        setError(f.error);
+        setActive(null);
+        setSelected(null);
+        void commands.listDevices().then((r) => r.status === "ok" && setDevices(r.data));
+      }
     };
     const result = await commands.startMeter(id, channel);
     if (result.status === "ok") {
@@ -102,6 +108,7 @@ export function App() {
               disabled={!devices || devices.inputs.length === 0}
               onChange={(e) => void startMeter(e.target.value)}
             >
+              {!devices?.inputs.some((d) => d.id === selected) && <option value="">— pick an input —</option>}
               {devices?.inputs.map((d) => (
                 <option key={d.id} value={d.id}>
                   {d.name}
