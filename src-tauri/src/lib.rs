@@ -36,8 +36,8 @@ pub struct Studio {
 }
 
 /// The typed command and event surface shared with the UI.
-pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
-    tauri_specta::Builder::<tauri::Wry>::new()
+pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
+    tauri_specta::Builder::<R>::new()
         .commands(collect_commands![
             commands::list_devices,
             commands::start_meter,
@@ -51,7 +51,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
 
 /// Writes the TypeScript bindings to `path`.
 pub fn export_bindings(path: &std::path::Path) -> Result<(), String> {
-    specta_builder()
+    specta_builder::<tauri::Wry>()
         .export(
             Typescript::default()
                 .header("// Generated from Rust by `cargo xtask bindings`. Do not edit.\n/* eslint-disable */"),
@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
 
 /// Builds and runs the app until the last window closes.
 pub fn run() -> tauri::Result<()> {
-    let builder = specta_builder();
+    let builder = specta_builder::<tauri::Wry>();
     tauri::Builder::default()
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {

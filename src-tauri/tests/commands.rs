@@ -1,0 +1,97 @@
+//! The command layer through Tauri's IPC on the mock runtime: what the UI sends, what it gets
+//! back, errors as typed `AppError` JSON. No display needed.
+
+use onmic_studio::meter_service::MeterService;
+use onmic_studio::server_probe::ServerProbe;
+use onmic_studio::settings::SettingsStore;
+use onmic_studio::{Studio, specta_builder};
+use serde_json::{Value, json};
+use tauri::Manager;
+use tauri::test::{
+    INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets,
+};
+use tauri::webview::InvokeRequest;
+
+fn invoke(
+    webview: &tauri::WebviewWindow<MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    get_ipc_response(
+        webview,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse().expect("url"),
+            body: tauri::ipc::InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|body| body.deserialize::<Value>().expect("JSON response"))
+}
+
+#[test]
+fn settings_and_server_url_over_ipc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings_path = dir.path().join("settings.json");
+    let builder = specta_builder::<MockRuntime>();
+    let app = mock_builder()
+        .invoke_handler(builder.invoke_handler())
+        .build(mock_context(noop_assets()))
+        .expect("mock app builds");
+    let settings = SettingsStore::open(settings_path.clone());
+    let probe = ServerProbe::new(settings.get().server_url);
+    app.manage(Studio {
+        meter: MeterService::default(),
+        settings,
+        probe,
+    });
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("webview");
+
+    let defaults = invoke(&webview, "get_settings", json!({})).expect("get_settings answers");
+    assert_eq!(defaults["inputDevice"], Value::Null);
+    assert!(
+        defaults["serverUrl"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://"))
+    );
+
+    let err = invoke(
+        &webview,
+        "set_server_url",
+        json!({ "url": "ftp://example" }),
+    )
+    .expect_err("refused");
+    assert_eq!(err["kind"], "invalid_input", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("http://")),
+        "says what to write: {err}"
+    );
+
+    let saved = invoke(
+        &webview,
+        "set_server_url",
+        json!({ "url": " http://127.0.0.1:9/ " }),
+    )
+    .expect("accepted");
+    assert_eq!(saved["serverUrl"], "http://127.0.0.1:9");
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(&settings_path).expect("saved")).expect("json");
+    assert_eq!(on_disk["serverUrl"], "http://127.0.0.1:9");
+
+    let status = invoke(&webview, "server_status", json!({})).expect("server_status answers");
+    assert_eq!(
+        status,
+        json!({ "state": "checking", "url": "http://127.0.0.1:9" })
+    );
+
+    let err =
+        invoke(&webview, "set_server_url", json!({})).expect_err("a missing argument is refused");
+    assert!(err.to_string().contains("url"), "{err}");
+}
