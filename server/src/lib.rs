@@ -1,6 +1,11 @@
-//! Onmic's room server as a library: [`start`] runs the whole service (HTTP, WebSocket, SFU) on
-//! a tokio runtime and hands back a [`RunningServer`] to query and stop. The `onmic-server`
-//! binary and the Studio's embedded local room both use it.
+//! Onmic's room server as a library: [`start`] runs the whole service (HTTP, WebSocket, REST,
+//! webhooks, storage) on a tokio runtime and hands back a [`RunningServer`] to query and stop.
+//! The `onmic-server` binary and the Studio's embedded local room both use it.
+//!
+//! Contract: the server is the only authority of a room. Every accepted command goes through the
+//! sans-IO `onmic_room::Room`, is saved through [`Store`] (SQLite by default), queued as webhooks
+//! in the persisted outbox and broadcast to the room's connections in version order, all under
+//! the room's lock ([`hub`]). A restart restores rooms, seats, bans and pending webhooks.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -135,8 +135,9 @@ fn serve(config: Config) -> ExitCode {
             }
         };
         // One stable line on stdout so scripts and tests learn the real port.
+        let signal = shutdown_signal();
         println!("onmic-server listening on {}", server.url());
-        let signal = shutdown_signal().await;
+        let signal = signal.await;
         tracing::info!(signal, "shutting down");
         match server.shutdown().await {
             Ok(()) => {
@@ -151,25 +152,33 @@ fn serve(config: Config) -> ExitCode {
     })
 }
 
-/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM; returns which one arrived.
-async fn shutdown_signal() -> &'static str {
+/// Installs the SIGINT (Ctrl-C) and, on Unix, SIGTERM handlers now, and returns a future that
+/// waits for either and says which arrived. Installing before the "listening" line is printed
+/// closes a race where a signal sent right after start-up killed the process uncleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "SIGINT"
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

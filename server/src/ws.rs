@@ -26,8 +26,12 @@ const MAX_JOIN_ATTEMPTS: u32 = 5;
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
     // Frames up to 1 MiB are read so that an oversized message gets a typed close
     // (`too_large`) instead of a dropped connection; the protocol limit is MAX_MESSAGE_BYTES.
+    // Small per-connection buffers: a room holds thousands of mostly idle connections, and the
+    // 128 KiB defaults dominated the server's memory per client.
     ws.max_message_size(1 << 20)
         .max_frame_size(1 << 20)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| connection(socket, state))
 }
 
@@ -56,6 +60,20 @@ async fn close(sink: &mut Sink, reason: CloseReason, message: &str) {
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
     let _ = sink.close().await;
+}
+
+/// After a close: reads and drops what the peer still sends, until it closes too (at most 1 s).
+/// Dropping a socket with unread input makes the kernel send a reset, which would destroy the
+/// replies and the `closing` message still on their way to the client.
+async fn linger(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Counts frames per second; says whether to refuse or close.
@@ -115,6 +133,7 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
             m = stream.next() => m,
             _ = &mut deadline => {
                 close(&mut sink, CloseReason::JoinFailed, "no join within 10 s").await;
+                linger(&mut stream).await;
                 return;
             }
         };
@@ -132,12 +151,14 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
         };
         if let Verdict::Close = rate.check() {
             close(&mut sink, CloseReason::Flood, "too many frames").await;
+            linger(&mut stream).await;
             return;
         }
         let m = match decode_client(text.as_str()) {
             Ok(m) => m,
             Err(f) if matches!(f.error, DecodeError::TooLarge { .. }) => {
                 close(&mut sink, CloseReason::TooLarge, &f.error.to_string()).await;
+                linger(&mut stream).await;
                 return;
             }
             Err(f) => {
@@ -180,6 +201,7 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
                 let _ = send(&mut sink, &reply).await;
                 if attempts >= MAX_JOIN_ATTEMPTS {
                     close(&mut sink, CloseReason::JoinFailed, "too many failed joins").await;
+                    linger(&mut stream).await;
                     return;
                 }
             }
@@ -197,6 +219,7 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
     )
     .await;
     state.hub.disconnected(&room, &uid, conn_id);
+    linger(&mut stream).await;
 }
 
 async fn serve_member(
@@ -324,7 +347,13 @@ async fn serve_member(
                                                 }
                                             }
                                         }
-                                        Err(TryRecvError::Lagged(_)) => continue,
+                                        Err(TryRecvError::Lagged(_)) => {
+                                            let Ok(snapshot) = state.hub.snapshot(room) else { return };
+                                            seen = snapshot.version;
+                                            if !send(sink, &ServerMessage::Snapshot { id: None, snapshot }).await {
+                                                return;
+                                            }
+                                        }
                                         Err(_) => break,
                                     }
                                 }
