@@ -202,39 +202,26 @@ impl InputMeter {
             sample_rate: rate,
         };
         let status = Arc::new(AtomicU8::new(STATUS_OK));
-        // 10 ms blocks, two seconds of slack for a reader that stalls.
-        let make_meter = || level_meter(channels.into(), period, 200);
         let mut stream_config = config.config();
-        stream_config.buffer_size = cpal::BufferSize::Fixed(period);
-        let (acc, reader) = make_meter();
-        let stream = match build(
-            &device,
-            &stream_config,
-            config.sample_format(),
-            acc,
-            &status,
-            &id,
-        ) {
-            Ok(stream) => (stream, reader),
-            // Some backends refuse a fixed period: take the device's own.
-            Err(DeviceError::Unsupported { .. }) => {
-                stream_config.buffer_size = cpal::BufferSize::Default;
-                let (acc, reader) = make_meter();
-                (
-                    build(
-                        &device,
-                        &stream_config,
-                        config.sample_format(),
-                        acc,
-                        &status,
-                        &id,
-                    )?,
-                    reader,
-                )
-            }
-            Err(e) => return Err(e),
+        // A 10 ms period first; some backends refuse a fixed period, then take the device's own.
+        let mut attempt = |buffer_size| {
+            stream_config.buffer_size = buffer_size;
+            // 10 ms blocks, two seconds of slack for a reader that stalls.
+            let (acc, reader) = level_meter(channels.into(), period, 200);
+            build(
+                &device,
+                &stream_config,
+                config.sample_format(),
+                acc,
+                &status,
+                &id,
+            )
+            .map(|stream| (stream, reader))
         };
-        let (stream, reader) = stream;
+        let (stream, reader) = match attempt(cpal::BufferSize::Fixed(period)) {
+            Err(DeviceError::Unsupported { .. }) => attempt(cpal::BufferSize::Default)?,
+            other => other?,
+        };
         stream.play().map_err(|e| DeviceError::from_cpal(&id, &e))?;
         Ok(Self {
             device: info,
