@@ -211,17 +211,7 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
         .to_owned();
 
     let studio = Studio::launch(&[("ONMIC_SERVER_URL", &url)]).await?;
-    wait_for(
-        Duration::from_secs(15),
-        "the server to show as reachable",
-        || async {
-            studio
-                .attr("#server-status", "data-state")
-                .await
-                .filter(|s| s == "reachable")
-        },
-    )
-    .await?;
+    wait_for_server_state(&studio, "reachable").await?;
     let text = studio
         .attr("#server-status", "title")
         .await
@@ -234,17 +224,7 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
 
     server.0.kill()?;
     server.0.wait()?;
-    wait_for(
-        Duration::from_secs(15),
-        "the server to show as unreachable",
-        || async {
-            studio
-                .attr("#server-status", "data-state")
-                .await
-                .filter(|s| s == "unreachable")
-        },
-    )
-    .await?;
+    wait_for_server_state(&studio, "unreachable").await?;
     let title = studio
         .attr("#server-status", "title")
         .await
@@ -254,6 +234,18 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
         "says how to fix it: {title}"
     );
     studio.quit().await
+}
+
+/// Waits until the server status in the top bar is `state`.
+async fn wait_for_server_state(studio: &Studio, state: &str) -> anyhow::Result<String> {
+    let what = format!("the server to show as {state}");
+    wait_for(Duration::from_secs(15), &what, || async {
+        studio
+            .attr("#server-status", "data-state")
+            .await
+            .filter(|s| s == state)
+    })
+    .await
 }
 
 /// A child process killed when the test ends, whether it passes or panics.
