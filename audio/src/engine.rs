@@ -81,6 +81,10 @@ pub enum Control {
     StartDebugTap(Box<TapFeed>),
     /// Stop the debug tap.
     StopDebugTap,
+    /// A new capture ring (the input device was re-opened); the old one comes back as garbage.
+    ReplaceCaptureRing(rtrb::Consumer<f32>),
+    /// A new output ring (the output device was re-opened).
+    ReplaceOutputRing(rtrb::Producer<f32>),
 }
 
 /// Objects the DSP thread hands back to be dropped elsewhere.
@@ -95,6 +99,10 @@ pub enum Garbage {
     Remote(Box<RemoteStream>),
     /// A stopped debug tap.
     Tap(Box<TapFeed>),
+    /// A replaced capture ring.
+    CaptureRing(rtrb::Consumer<f32>),
+    /// A replaced output ring.
+    OutputRing(rtrb::Producer<f32>),
 }
 
 /// Counters shared with the handle.
@@ -108,6 +116,8 @@ pub struct EngineStats {
     pub output_overruns: AtomicU64,
     /// Objects leaked because the garbage ring was full (never dropped on the DSP thread).
     pub garbage_leaked: AtomicU64,
+    /// Blocks processed on silence because no capture arrived in time (input device lost).
+    pub capture_starved_blocks: AtomicU64,
 }
 
 /// The per-block work, independent of threads and devices (tests and offline tools drive it).
@@ -148,6 +158,9 @@ pub struct EngineConfig {
     pub capture_channels: usize,
     /// Called first thing on the DSP thread (tests use it to mark the thread).
     pub dsp_thread_hook: Option<fn()>,
+    /// After this long without capture the engine processes silence instead (a lost input
+    /// device must not stop remotes and music), in ms.
+    pub capture_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -159,6 +172,7 @@ impl Default for EngineConfig {
             max_remotes: 16,
             capture_channels: 2,
             dsp_thread_hook: None,
+            capture_timeout_ms: 50,
         }
     }
 }
@@ -220,7 +234,8 @@ impl EngineCore {
                 c.set_send_muted(self.send_muted);
                 return self.next_chain.replace(c).map(Garbage::Chain);
             }
-            Control::ReplaceEncoder(e) => {
+            Control::ReplaceEncoder(mut e) => {
+                e.continue_from(&self.encoder);
                 return Some(Garbage::Encoder(std::mem::replace(&mut self.encoder, e)));
             }
             Control::AddRemote(r) => {
@@ -238,6 +253,9 @@ impl EngineCore {
             Control::SetEarMonitor(cfg) => self.ear.set_config(cfg),
             Control::StartDebugTap(t) => return self.tap.replace(t).map(Garbage::Tap),
             Control::StopDebugTap => return self.tap.take().map(Garbage::Tap),
+            // Rings belong to the thread loop, which handles these before the core sees them.
+            Control::ReplaceCaptureRing(r) => return Some(Garbage::CaptureRing(r)),
+            Control::ReplaceOutputRing(r) => return Some(Garbage::OutputRing(r)),
         }
         None
     }
@@ -354,22 +372,55 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
                     stats2.garbage_leaked.fetch_add(1, Ordering::Relaxed);
                 }
             };
+            let mut last_block = std::time::Instant::now();
+            let capture_timeout = Duration::from_millis(config.capture_timeout_ms.max(15));
+            // Once starved, silent blocks follow at the block rate (real time).
+            let block_period = Duration::from_millis(10);
+            let mut starving = false;
             while running2.load(Ordering::Acquire) {
                 while let Ok(c) = ctl_c.pop() {
-                    if let Some(g) = core.apply(c) {
+                    let g = match c {
+                        Control::ReplaceCaptureRing(r) => {
+                            Some(Garbage::CaptureRing(std::mem::replace(&mut cap_c, r)))
+                        }
+                        Control::ReplaceOutputRing(r) => {
+                            Some(Garbage::OutputRing(std::mem::replace(&mut out_p, r)))
+                        }
+                        other => core.apply(other),
+                    };
+                    if let Some(g) = g {
                         send_garbage(g, &mut gar_p);
                     }
                 }
                 let need = BLOCK_FRAMES * in_ch;
-                let Ok(chunk) = cap_c.read_chunk(need) else {
-                    std::thread::sleep(Duration::from_micros(500));
-                    continue;
-                };
-                let (a, b) = chunk.as_slices();
-                inter[..a.len()].copy_from_slice(a);
-                inter[a.len()..a.len() + b.len()].copy_from_slice(b);
-                chunk.commit_all();
-                capture.read_interleaved(&inter[..need], in_ch);
+                match cap_c.read_chunk(need) {
+                    Ok(chunk) => {
+                        let (a, b) = chunk.as_slices();
+                        inter[..a.len()].copy_from_slice(a);
+                        inter[a.len()..a.len() + b.len()].copy_from_slice(b);
+                        chunk.commit_all();
+                        capture.read_interleaved(&inter[..need], in_ch);
+                        starving = false;
+                    }
+                    // No capture for a while: the input device is gone or stalled. Keep the
+                    // engine running on silence so remotes and music still play.
+                    Err(_)
+                        if last_block.elapsed() > capture_timeout
+                            || (starving && last_block.elapsed() >= block_period) =>
+                    {
+                        starving = true;
+                        capture.set_channels(in_ch);
+                        capture.clear();
+                        stats2
+                            .capture_starved_blocks
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_micros(500));
+                        continue;
+                    }
+                }
+                last_block = std::time::Instant::now();
                 capture.timestamp = stats2.blocks.load(Ordering::Relaxed) * BLOCK_FRAMES as u64;
                 let have_music = match mus_c.read_chunk(BLOCK_FRAMES * 2) {
                     Ok(chunk) => {
@@ -439,6 +490,15 @@ impl EngineHandle {
     pub fn send(&mut self, c: Control) -> Result<(), EngineError> {
         self.collect_garbage();
         self.control.push(c).map_err(|_| EngineError::Busy)
+    }
+
+    /// Switches mode live: builds the new chain and encoder here (allocating, off the DSP thread)
+    /// and sends them; the DSP thread crossfades to the chain and continues the RTP stream.
+    pub fn set_mode(&mut self, config: ChainConfig) -> Result<(), EngineError> {
+        let chain = Box::new(Chain::new(config)?);
+        let encoder = Box::new(OpusEncoder::new(config.mode.opus_profile(), 0, 0)?);
+        self.send(Control::ReplaceChain(chain))?;
+        self.send(Control::ReplaceEncoder(encoder))
     }
 
     /// Drops objects the DSP thread handed back; returns how many.

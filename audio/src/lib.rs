@@ -5,7 +5,7 @@
 //! - Internally everything runs at 48 kHz in fixed 10 ms [`Block`]s (480 frames, 1–2 channels).
 //! - Every DSP stage implements [`Processor`]: it allocates only in `prepare`; `process` is
 //!   real-time safe (no allocation, lock, log or syscall), which a counting-allocator test proves.
-//! - The [`chain::Chain`] is the capture path (channel map → AEC → NS → AI-NS → AGC → limiter →
+//! - The [`chain::Chain`] is the capture path (channel map → AEC → AI-NS → NS → AGC → limiter →
 //!   meters); [`opus::OpusEncoder`] turns the publish bus into RTP-timestamped Opus packets and
 //!   [`playout`] turns received packets back into audio through a [`jitter::JitterBuffer`].
 //! - [`offline`] runs the same chain file to file; the `onmic-audio` binary is its CLI.

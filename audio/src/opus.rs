@@ -251,6 +251,13 @@ impl OpusEncoder {
         (self.next_rtp, self.next_seq)
     }
 
+    /// Continues `previous`'s RTP timestamp and sequence (a profile change mid-stream keeps the
+    /// RTP stream continuous for the receiver).
+    pub fn continue_from(&mut self, previous: &OpusEncoder) {
+        self.next_rtp = previous.next_rtp;
+        self.next_seq = previous.next_seq;
+    }
+
     /// Adds one block; returns a packet when a frame is complete. A stereo block feeding a mono
     /// profile is downmixed; a mono block feeding a stereo profile is duplicated.
     pub fn push_block(&mut self, block: &Block) -> Result<Option<&OpusPacket>, OpusError> {

@@ -123,6 +123,23 @@ fn choose(
     config
 }
 
+/// The engine runs at 48 kHz; a device that cannot run at the requested 48 kHz is refused with
+/// a clear error until edge resampling lands (PulseAudio, PipeWire, CoreAudio and WASAPI shared
+/// mode all resample for us, so this only bites on raw ALSA/JACK devices).
+fn refuse_other_rates(id: &str, config: &cpal::StreamConfig) -> Result<(), DeviceError> {
+    if config.sample_rate == 48_000 {
+        Ok(())
+    } else {
+        Err(DeviceError::Unsupported {
+            id: id.to_owned(),
+            reason: format!(
+                "the device runs at {} Hz and cannot run at 48 kHz; edge resampling is not implemented yet",
+                config.sample_rate
+            ),
+        })
+    }
+}
+
 /// Opens an input; the callback pushes interleaved `f32` frames into `ring`.
 /// `hook` runs on the callback thread at its first call (tests mark the thread with it).
 pub fn open_input(
@@ -144,6 +161,7 @@ pub fn open_input(
         })
     };
     let mut config = choose(default, supports, req);
+    refuse_other_rates(&id, &config)?;
     let status = Arc::new(StreamStatus::default());
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Producer<f32>| {
         let st = status.clone();
@@ -213,6 +231,7 @@ pub fn open_output(
         })
     };
     let mut config = choose(default, supports, req);
+    refuse_other_rates(&id, &config)?;
     let status = Arc::new(StreamStatus::default());
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Consumer<f32>| {
         let st = status.clone();
@@ -261,4 +280,184 @@ pub fn open_output(
         status,
         _stream: stream,
     })
+}
+
+/// A device change the UI should show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceEvent {
+    /// The device stopped (unplugged, server gone); the engine keeps running on silence.
+    Lost {
+        /// Input or output.
+        direction: crate::devices::Direction,
+        /// The device id.
+        id: String,
+    },
+    /// The device is back (or another was picked) and streaming again.
+    Reopened {
+        /// Input or output.
+        direction: crate::devices::Direction,
+        /// The device id.
+        id: String,
+    },
+}
+
+/// The engine's input and output devices, re-opened when they come back.
+///
+/// Drive contract: call [`EngineDevices::poll`] periodically (the Studio does it with its meter
+/// tick, ~30 Hz); it reports losses and re-opens a lost device once its id is listed again,
+/// handing the engine a fresh ring through a control message.
+#[derive(Debug)]
+pub struct EngineDevices {
+    input_req: StreamRequest,
+    output_req: StreamRequest,
+    input: Option<DeviceStream>,
+    output: Option<DeviceStream>,
+    capture_channels: usize,
+}
+
+/// Ring capacity per direction, in frames.
+const DEVICE_RING_FRAMES: usize = 48_000;
+
+impl EngineDevices {
+    /// Opens both devices on the engine's rings.
+    pub fn open(
+        io: crate::engine::EngineIo,
+        capture_channels: usize,
+        input_req: StreamRequest,
+        output_req: StreamRequest,
+    ) -> Result<EngineDevices, DeviceError> {
+        let mut input_req = input_req;
+        input_req.channels = Some(capture_channels as u16);
+        let mut output_req = output_req;
+        output_req.channels = Some(2);
+        let input = open_input(&input_req, io.capture, None)?;
+        let output = open_output(&output_req, io.output, None)?;
+        Ok(EngineDevices {
+            input_req,
+            output_req,
+            input: Some(input),
+            output: Some(output),
+            capture_channels,
+        })
+    }
+
+    /// The running input, if any.
+    pub fn input(&self) -> Option<&DeviceStream> {
+        self.input.as_ref()
+    }
+
+    /// The running output, if any.
+    pub fn output(&self) -> Option<&DeviceStream> {
+        self.output.as_ref()
+    }
+
+    /// Switches the input to another device (the user picked one).
+    pub fn switch_input(
+        &mut self,
+        handle: &mut crate::engine::EngineHandle,
+        req: StreamRequest,
+    ) -> Result<(), DeviceError> {
+        self.input_req = StreamRequest {
+            channels: Some(self.capture_channels as u16),
+            ..req
+        };
+        self.input = None;
+        self.reopen_input(handle)
+    }
+
+    fn reopen_input(
+        &mut self,
+        handle: &mut crate::engine::EngineHandle,
+    ) -> Result<(), DeviceError> {
+        let (p, c) = rtrb::RingBuffer::new(DEVICE_RING_FRAMES * self.capture_channels);
+        let stream = open_input(&self.input_req, p, None)?;
+        handle
+            .send(crate::engine::Control::ReplaceCaptureRing(c))
+            .map_err(|e| DeviceError::Backend {
+                id: stream.opened.id.clone(),
+                reason: e.to_string(),
+            })?;
+        self.input = Some(stream);
+        Ok(())
+    }
+
+    fn reopen_output(
+        &mut self,
+        handle: &mut crate::engine::EngineHandle,
+    ) -> Result<(), DeviceError> {
+        let (p, c) = rtrb::RingBuffer::new(DEVICE_RING_FRAMES * 2);
+        let stream = open_output(&self.output_req, c, None)?;
+        handle
+            .send(crate::engine::Control::ReplaceOutputRing(p))
+            .map_err(|e| DeviceError::Backend {
+                id: stream.opened.id.clone(),
+                reason: e.to_string(),
+            })?;
+        self.output = Some(stream);
+        Ok(())
+    }
+
+    /// Checks both devices; returns what changed since the last call.
+    pub fn poll(&mut self, handle: &mut crate::engine::EngineHandle) -> Vec<DeviceEvent> {
+        use crate::devices::Direction;
+        let mut events = Vec::new();
+        let list = crate::devices::list_devices().ok();
+        // Listed under `id`? (PulseAudio moves a stream whose device vanished to the fallback
+        // device instead of failing it, so absence from the list is the reliable signal.)
+        let listed = |id: &str, inputs: bool| -> bool {
+            list.as_ref().is_some_and(|l| {
+                let group = if inputs { &l.inputs } else { &l.outputs };
+                group.iter().any(|d| d.id == id)
+            })
+        };
+        if let Some(s) = &self.input
+            && (s.status.failed() || (list.is_some() && !listed(&s.opened.id, true)))
+        {
+            events.push(DeviceEvent::Lost {
+                direction: Direction::Input,
+                id: s.opened.id.clone(),
+            });
+            self.input = None;
+        }
+        if let Some(s) = &self.output
+            && (s.status.failed() || (list.is_some() && !listed(&s.opened.id, false)))
+        {
+            events.push(DeviceEvent::Lost {
+                direction: Direction::Output,
+                id: s.opened.id.clone(),
+            });
+            self.output = None;
+        }
+        let wanted = |req: &StreamRequest, inputs: bool| {
+            req.id.as_deref().is_none_or(|id| listed(id, inputs))
+        };
+        if self.input.is_none()
+            && wanted(&self.input_req, true)
+            && self.reopen_input(handle).is_ok()
+        {
+            events.push(DeviceEvent::Reopened {
+                direction: Direction::Input,
+                id: self
+                    .input
+                    .as_ref()
+                    .map(|s| s.opened.id.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        if self.output.is_none()
+            && wanted(&self.output_req, false)
+            && self.reopen_output(handle).is_ok()
+        {
+            events.push(DeviceEvent::Reopened {
+                direction: Direction::Output,
+                id: self
+                    .output
+                    .as_ref()
+                    .map(|s| s.opened.id.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        events
+    }
 }

@@ -116,3 +116,37 @@ fn remote_playout_volume_ripple_and_publish_packets() {
     assert!((peak - 0.3).abs() < 0.01, "ear monitor peak {peak}");
     assert_eq!(core.ear_monitor_latency().get(), 0);
 }
+
+#[test]
+fn mode_switch_keeps_rtp_continuous() {
+    let cfg = EngineConfig {
+        chain: ChainConfig::for_mode(Mode::Soundcard),
+        ..EngineConfig::default()
+    };
+    let mut core = EngineCore::new(&cfg).expect("core");
+    let (stream, input) = RemoteStream::new(1, 2).expect("remote");
+    core.apply(Control::AddRemote(Box::new(stream)));
+    let mut remote = (
+        OpusEncoder::new(OpusProfile::voice(), 0, 0).expect("enc"),
+        input,
+    );
+    let a = run(&mut core, &mut remote, 0, 20);
+    let chain = onmic_audio::chain::Chain::new(ChainConfig::for_mode(Mode::Voice)).expect("chain");
+    assert!(core.apply(Control::ReplaceChain(Box::new(chain))).is_none());
+    let enc = OpusEncoder::new(OpusProfile::voice(), 0, 0).expect("enc");
+    assert!(core.apply(Control::ReplaceEncoder(Box::new(enc))).is_some());
+    let mut out = Block::silent(2);
+    let mut mic = sine_block(300.0, 0.2, 20, 2);
+    let (_, garbage) = core.process(&mut mic, None, &mut out);
+    assert!(
+        matches!(garbage, Some(onmic_audio::engine::Garbage::Chain(_))),
+        "old chain handed back"
+    );
+    let b = run(&mut core, &mut remote, 21, 19);
+    let all: Vec<(u16, u32)> = a.packets.iter().chain(&b.packets).copied().collect();
+    assert!(
+        all.windows(2)
+            .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 960),
+        "{all:?}"
+    );
+}
