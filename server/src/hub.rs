@@ -21,7 +21,7 @@ use onmic_room::{
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
-use crate::store::{AuditRecord, RoomRecord, Store, StoreError, gift_records};
+use crate::store::{AuditRecord, Store, StoreError, gift_records};
 use crate::webhook;
 
 /// Where the hub reads the time; tests may inject their own.
@@ -284,10 +284,7 @@ impl Hub {
         if rooms.contains_key(&req.id) {
             return Err(HubError::RoomExists);
         }
-        self.store.save_room(&RoomRecord {
-            state: state.clone(),
-            created_at: now,
-        })?;
+        self.store.save_room(&state, now)?;
         let hook = webhook::room_created(&self.config.app_id, &state, now);
         self.store.enqueue_webhooks(&[hook], now)?;
         self.audit(now, actor, &req.id, "create_room", &req);
@@ -359,11 +356,8 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let record = RoomRecord {
-            state: inner.room.snapshot(),
-            created_at: inner.created_at,
-        };
-        if let Err(e) = self.store.save_room(&record) {
+        // Serialized straight from the room, no copy of the state.
+        if let Err(e) = self.store.save_room(inner.room.state(), inner.created_at) {
             tracing::error!(room = %id, %e, "saving the room failed");
         }
         let gifts = gift_records(id.as_str(), events);

@@ -85,8 +85,8 @@ pub struct AuditRecord {
 
 /// Everything the server persists.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts or replaces a room.
-    fn save_room(&self, room: &RoomRecord) -> Result<(), StoreError>;
+    /// Inserts or replaces a room's state.
+    fn save_room(&self, state: &RoomState, created_at: Timestamp) -> Result<(), StoreError>;
     /// All rooms.
     fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
     /// Appends gifts to the ledger (idempotent per room and version).
@@ -227,16 +227,16 @@ fn sql_ts(t: Timestamp) -> i64 {
 }
 
 impl Store for SqliteStore {
-    fn save_room(&self, room: &RoomRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&room.state)?;
+    fn save_room(&self, state: &RoomState, created_at: Timestamp) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state)?;
         self.conn().execute(
             "INSERT INTO rooms (id, created_at, version, dismissed, state) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET version = ?3, dismissed = ?4, state = ?5",
             params![
-                room.state.id.as_str(),
-                sql_ts(room.created_at),
-                i64::try_from(room.state.version).unwrap_or(i64::MAX),
-                room.state.dismissed,
+                state.id.as_str(),
+                sql_ts(created_at),
+                i64::try_from(state.version).unwrap_or(i64::MAX),
+                state.dismissed,
                 json
             ],
         )?;
@@ -407,11 +407,7 @@ mod tests {
         {
             let s = SqliteStore::open(&path).expect("open");
             let state = RoomState::new("r".into(), "o".into(), "t".into(), RoomSettings::default());
-            s.save_room(&RoomRecord {
-                state,
-                created_at: Timestamp(5),
-            })
-            .expect("save");
+            s.save_room(&state, Timestamp(5)).expect("save");
             let g = GiftRecord {
                 room: "r".into(),
                 version: 3,
