@@ -280,16 +280,33 @@ async fn main() {
     let p99 = percentile(&latencies_ms, 0.99);
     let max = latencies_ms.last().copied().unwrap_or(f64::NAN);
 
-    // Chat fan-out: the owner sends CHATS messages back to back; count deliveries.
+    // Chat fan-out: the owner pipelines CHATS messages (no waiting for replies); count
+    // deliveries at the listeners.
+    let (mut owner_tx, mut owner_rx) = owner.split();
+    let replies = tokio::spawn(async move {
+        let mut last = 0u64;
+        let mut oks = 0;
+        while oks < CHATS {
+            let Some(Ok(Message::Text(t))) = owner_rx.next().await else {
+                break;
+            };
+            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+            if v["type"] == "ok" {
+                oks += 1;
+                last = last.max(v["version"].as_u64().unwrap_or(0));
+            }
+        }
+        last
+    });
     let sent = Instant::now();
-    let mut last_version = 0;
     for n in 0..CHATS {
-        last_version = request(
-            &mut owner,
-            json!({ "type": "chat", "text": format!("chat {n}") }),
-        )
-        .await;
+        let chat = json!({ "id": 1000 + n, "type": "chat", "text": format!("chat {n}") });
+        owner_tx
+            .send(Message::Text(chat.to_string().into()))
+            .await
+            .expect("send chat");
     }
+    let last_version = replies.await.expect("owner replies");
     let mut per_version: HashMap<u64, usize> = HashMap::new();
     let mut delivered = 0usize;
     let want = CHATS * clients;

@@ -260,11 +260,24 @@ async fn serve_member(
             }
             frame = events.recv() => match frame {
                 Ok(f) => {
-                    if f.event.version > seen {
-                        seen = f.event.version;
-                        if sink.send(Message::Text(f.json)).await.is_err() {
-                            return;
+                    // Write this frame and whatever else is already queued, then flush once:
+                    // one syscall per burst instead of one per event.
+                    let mut next = Some(f);
+                    let mut burst = 0;
+                    while let Some(f) = next.take() {
+                        if f.event.version > seen {
+                            seen = f.event.version;
+                            if sink.feed(Message::Text(f.json)).await.is_err() {
+                                return;
+                            }
                         }
+                        burst += 1;
+                        if burst < 64 {
+                            next = events.try_recv().ok();
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
