@@ -65,6 +65,23 @@ async fn a_silent_member_loses_its_seat_and_is_told_on_return() {
             .may_publish(&RoomId::from("p1"), &Uid::from("guest"))
     );
 
+    // The webhooks went out (queued in the outbox; no receiver is configured here).
+    let hooks = server
+        .hub()
+        .store()
+        .due_webhooks(server.hub().now(), 1000)
+        .expect("outbox");
+    assert!(
+        hooks.iter().any(|w| w.body.contains("\"member_left\"")
+            && w.body.contains("\"timeout\"")
+            && w.body.contains("\"guest\"")),
+        "member_left(timeout) webhook queued"
+    );
+    assert!(
+        hooks.iter().any(|w| w.body.contains("\"offline\"")),
+        "seat_changed(offline) webhook queued"
+    );
+
     // The owner kept heartbeating and kept its seat.
     let snap = server.hub().snapshot(&RoomId::from("p1")).expect("room");
     assert!(snap.seat_of(&Uid::from("owner")).is_some());
