@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use criterion::Criterion;
 use onmic_audio::aec::Aec;
+use onmic_audio::aec3::Aec3;
 use onmic_audio::agc::Agc;
 use onmic_audio::ai_ns::AiNoiseSuppressor;
 use onmic_audio::chain::{Chain, ChainConfig, Mode};
@@ -76,7 +77,29 @@ fn jobs() -> Vec<Job> {
         let mut b = Block::silent(1);
         let mut i = 0;
         v.push((
-            "AEC3 sonora (mono, with render)",
+            "AEC Kalman, ours (mono, with render)",
+            Box::new(move || {
+                aec.analyze_render(&far[i % 50]);
+                b.copy_from(&near[i % 50]);
+                i += 1;
+                aec.process(black_box(&mut b));
+            }),
+            None,
+        ));
+    }
+    {
+        let mut aec = Aec3::new();
+        aec.prepare(StreamSpec {
+            channels: 1,
+            ..StreamSpec::default()
+        })
+        .expect("prepare");
+        let far: Vec<Block> = (0..50).map(|n| noisy(n + 100, 2)).collect();
+        let near: Vec<Block> = (0..50).map(|n| noisy(n, 1)).collect();
+        let mut b = Block::silent(1);
+        let mut i = 0;
+        v.push((
+            "AEC3 sonora, reference (mono, with render)",
             Box::new(move || {
                 aec.analyze_render(&far[i % 50]);
                 b.copy_from(&near[i % 50]);

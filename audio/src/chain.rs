@@ -197,7 +197,7 @@ impl Chain {
         let voice = config.mode == Mode::Voice;
         let mut chain = Chain {
             config,
-            aec: Switched::new(Aec::new(), t.aec, voice),
+            aec: Switched::new(Aec::new(), t.aec, false),
             ns: Switched::new(NoiseSuppressor::new(config.ns_level), t.ns, voice),
             ai_ns: Switched::new(
                 AiNoiseSuppressor::new(config.ai_ns_strength),

@@ -18,6 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod aec;
+pub mod aec3;
 pub mod agc;
 pub mod ai_ns;
 mod apm;

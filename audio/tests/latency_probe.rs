@@ -2,6 +2,7 @@
 //! reports must match).
 
 use onmic_audio::aec::Aec;
+use onmic_audio::aec3::Aec3;
 use onmic_audio::ai_ns::AiNoiseSuppressor;
 use onmic_audio::ns::{NoiseSuppressor, NsLevel};
 use onmic_audio::test_signals::Noise;
@@ -56,6 +57,10 @@ fn reported_latency_matches_measured_delay() {
     let mut aec = Aec::new();
     let d3 = measured_delay(&mut aec);
     println!("aec delay {d3}, reported {}", aec.latency().get());
+    let mut aec3 = Aec3::new();
+    let d4 = measured_delay(&mut aec3);
+    println!("aec3 delay {d4}, reported {}", aec3.latency().get());
+    assert_eq!(d4, aec3.latency().get());
     assert_eq!(d, ns.latency().get());
     assert_eq!(d2, ai.latency().get());
     assert_eq!(d3, aec.latency().get());
