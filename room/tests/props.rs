@@ -336,6 +336,18 @@ fn run(steps: Vec<Step>, floor: bool, snap_at: usize) -> Result<(), TestCaseErro
         }
         prop_assert_eq!(room.state().version, v);
         check_invariants(room.state())?;
+        // The media seam: nobody may publish without an unmuted seat (no ghost mic).
+        for uid in (0..UIDS).map(uid) {
+            if room.may_publish(&uid, now) {
+                let s = room.state();
+                let seat = s.seat_of(&uid);
+                prop_assert!(
+                    seat.is_some_and(|x| !x.host_muted && !x.self_muted),
+                    "{uid} publishes without an unmuted seat"
+                );
+                prop_assert!(!s.dismissed);
+            }
+        }
         all_events.extend(events);
     }
     let mut replay = start_state;
