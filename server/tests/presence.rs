@@ -12,7 +12,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_member_loses_its_seat_and_is_told_on_return() {
     let server = server(onmic_server::Config {
-        presence_timeout_ms: 1500,
+        presence_timeout_ms: 2500,
         ..config()
     })
     .await;
