@@ -16,6 +16,7 @@ use onmic_audio::ai_ns::AiNoiseSuppressor;
 use onmic_audio::chain::{Chain, ChainConfig, Mode};
 use onmic_audio::limiter::Limiter;
 use onmic_audio::ns::NoiseSuppressor;
+use onmic_audio::ns_webrtc::WebRtcNs;
 use onmic_audio::opus::{MAX_DECODE_FRAMES, OpusDecoder, OpusEncoder, OpusProfile};
 use onmic_audio::test_signals::{Noise, sine_block};
 use onmic_audio::{Block, Processor, StreamSpec};
@@ -55,8 +56,13 @@ fn jobs() -> Vec<Job> {
         ("limiter (stereo)", stage(Limiter::default(), 2), None),
         ("AGC (mono)", stage(Agc::new(), 1), None),
         (
-            "NS sonora (mono)",
+            "NS Wiener, ours (mono)",
             stage(NoiseSuppressor::default(), 1),
+            None,
+        ),
+        (
+            "NS WebRTC sonora, reference (mono)",
+            stage(WebRtcNs::default(), 1),
             None,
         ),
         (

@@ -33,6 +33,7 @@ pub mod level;
 pub mod limiter;
 pub mod meter;
 pub mod ns;
+pub mod ns_webrtc;
 pub mod offline;
 pub mod ogg_opus;
 pub mod opus;

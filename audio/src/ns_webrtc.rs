@@ -1,10 +1,12 @@
-//! Classic noise suppression (WebRTC NS via `sonora`), four aggressiveness levels.
+//! WebRTC's classic noise suppressor via `sonora`, kept for comparison: it allocates once per
+//! block, so the chain uses [`crate::ns::NoiseSuppressor`] instead.
 
 use sonora::Config;
 use sonora::config::{NoiseSuppression, NoiseSuppressionLevel};
 
 use crate::apm::Apm;
 use crate::block::Block;
+use crate::ns::NsLevel;
 use crate::processor::{PrepareError, Processor, StreamSpec};
 use crate::units::Frames;
 
@@ -12,42 +14,28 @@ use crate::units::Frames;
 /// `tests/latency_probe.rs`.
 pub const NS_LATENCY: Frames = Frames(334);
 
-/// How hard the suppressor works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NsLevel {
-    /// About 6 dB.
-    Low,
-    /// About 12 dB.
-    Moderate,
-    /// About 18 dB.
-    #[default]
-    High,
-    /// About 21 dB.
-    VeryHigh,
-}
-
-/// The noise suppression stage.
+/// The WebRTC noise suppression stage.
 #[derive(Debug)]
-pub struct NoiseSuppressor {
+pub struct WebRtcNs {
     apm: Apm,
 }
 
-impl Default for NoiseSuppressor {
+impl Default for WebRtcNs {
     fn default() -> Self {
-        NoiseSuppressor::new(NsLevel::default())
+        WebRtcNs::new(NsLevel::default())
     }
 }
 
-impl NoiseSuppressor {
+impl WebRtcNs {
     /// A suppressor at `level`.
-    pub fn new(level: NsLevel) -> NoiseSuppressor {
+    pub fn new(level: NsLevel) -> WebRtcNs {
         let level = match level {
             NsLevel::Low => NoiseSuppressionLevel::Low,
             NsLevel::Moderate => NoiseSuppressionLevel::Moderate,
             NsLevel::High => NoiseSuppressionLevel::High,
             NsLevel::VeryHigh => NoiseSuppressionLevel::VeryHigh,
         };
-        NoiseSuppressor {
+        WebRtcNs {
             apm: Apm::new(Config {
                 noise_suppression: Some(NoiseSuppression {
                     level,
@@ -59,7 +47,7 @@ impl NoiseSuppressor {
     }
 }
 
-impl Processor for NoiseSuppressor {
+impl Processor for WebRtcNs {
     fn prepare(&mut self, spec: StreamSpec) -> Result<(), PrepareError> {
         self.apm.prepare(spec, "ns")
     }

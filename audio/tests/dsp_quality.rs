@@ -212,3 +212,14 @@ fn agc_brings_loud_speech_to_minus_18() {
         "−10 dBFS speech came out at {o:.1} dBFS"
     );
 }
+
+#[test]
+fn webrtc_ns_for_comparison() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (clean, noisy) = noisy_speech(dir.path());
+    let mut ns = onmic_audio::ns_webrtc::WebRtcNs::new(NsLevel::High);
+    ns.prepare(mono()).expect("prepare");
+    let lat = ns.latency().get();
+    let out = run(&mut ns, &noisy);
+    check_ns("WebRTC NS (sonora)", &clean, &noisy, &out, lat);
+}

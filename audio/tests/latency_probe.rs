@@ -5,6 +5,7 @@ use onmic_audio::aec::Aec;
 use onmic_audio::aec3::Aec3;
 use onmic_audio::ai_ns::AiNoiseSuppressor;
 use onmic_audio::ns::{NoiseSuppressor, NsLevel};
+use onmic_audio::ns_webrtc::WebRtcNs;
 use onmic_audio::test_signals::Noise;
 use onmic_audio::{BLOCK_FRAMES, Block, Processor, StreamSpec};
 
@@ -57,6 +58,10 @@ fn reported_latency_matches_measured_delay() {
     let mut aec = Aec::new();
     let d3 = measured_delay(&mut aec);
     println!("aec delay {d3}, reported {}", aec.latency().get());
+    let mut wns = WebRtcNs::new(NsLevel::Moderate);
+    let d5 = measured_delay(&mut wns);
+    println!("webrtc ns delay {d5}, reported {}", wns.latency().get());
+    assert_eq!(d5, wns.latency().get());
     let mut aec3 = Aec3::new();
     let d4 = measured_delay(&mut aec3);
     println!("aec3 delay {d4}, reported {}", aec3.latency().get());
