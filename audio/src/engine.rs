@@ -63,6 +63,8 @@ pub enum Control {
     SetEchoDelayMs(i32),
     /// A new chain (mode change), crossfaded in over one block.
     ReplaceChain(Box<Chain>),
+    /// The packet loss receivers report (RTCP), 0–100 %, for the encoder's FEC.
+    SetExpectedLoss(u8),
     /// A new encoder (profile change); RTP timestamps and sequence numbers continue.
     ReplaceEncoder(Box<OpusEncoder>),
     /// A remote joins the playout.
@@ -233,6 +235,9 @@ impl EngineCore {
                 c.set_voice_muted(self.voice_muted);
                 c.set_send_muted(self.send_muted);
                 return self.next_chain.replace(c).map(Garbage::Chain);
+            }
+            Control::SetExpectedLoss(p) => {
+                let _ = self.encoder.set_expected_loss(p);
             }
             Control::ReplaceEncoder(mut e) => {
                 e.continue_from(&self.encoder);
