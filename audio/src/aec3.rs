@@ -3,7 +3,7 @@
 //! in double talk, and it allocates on every block. The chain uses [`crate::aec::Aec`].
 //!
 //! The far-end reference must be exactly what is sent to the output device (remote seats plus
-//! local music); feed it with [`Aec::analyze_render`] before processing the capture block that
+//! local music); feed it with [`Aec3::analyze_render`] before processing the capture block that
 //! was recorded while it played.
 
 use sonora::Config;
