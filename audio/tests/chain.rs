@@ -170,3 +170,42 @@ fn mute_voice_keeps_music_and_mute_send_silences_all() {
     let back = run(&mut chain, 150);
     assert!(goertzel_power(&back, 440.0) > 1e3);
 }
+
+/// Channel mapping "voice on input 1, instrument on input 2": the voice goes through the voice
+/// chain, the instrument bypasses it (a steady tone that NS would treat as noise keeps its level)
+/// and both reach the centre of a stereo bus.
+#[test]
+fn voice_and_instrument_mapping_leaves_the_instrument_unprocessed() {
+    use onmic_audio::chain::ChannelMap;
+    let mut chain = Chain::new(ChainConfig {
+        channel_map: ChannelMap::VoiceAndInstrument { voice: 0 },
+        ..ChainConfig::for_mode(Mode::Voice)
+    })
+    .expect("chain");
+    let far = Block::silent(2);
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for n in 0..400u64 {
+        let voice = sine_block(300.0, 0.1, n, 1);
+        let instrument = sine_block(660.0, 0.1, n, 1);
+        let mut b = Block::silent(2);
+        b.channel_mut(0).copy_from_slice(voice.channel(0));
+        b.channel_mut(1).copy_from_slice(instrument.channel(0));
+        chain.process(&mut b, &far, None);
+        assert_eq!(b.channels(), 2);
+        left.extend_from_slice(b.channel(0));
+        right.extend_from_slice(b.channel(1));
+    }
+    assert_eq!(left, right, "not centred");
+    let tail = &left[left.len() - 48_000..];
+    // The instrument tone comes through at its input level (amplitude 0.1 → Goertzel power
+    // (0.1 · N / 2)² for N samples).
+    let expected = (0.1f64 * tail.len() as f64 / 2.0).powi(2);
+    let got = goertzel_power(tail, 660.0);
+    let db = 10.0 * (got / expected).log10();
+    assert!(db.abs() < 0.5, "instrument level changed by {db:.2} dB");
+    // The voice went through the chain: its level is no longer the input's.
+    let voice_db = 10.0 * (goertzel_power(tail, 300.0) / expected).log10();
+    println!("instrument {db:+.2} dB, voice {voice_db:+.2} dB after the chain");
+    assert!(voice_db.abs() > 0.5, "the voice was not processed");
+}
