@@ -90,3 +90,164 @@ mod tests {
         assert!(y[0][100].abs() > 0.05);
     }
 }
+
+/// The resampler state shared by both directions.
+struct EdgeCore {
+    rs: rubato::FastFixedIn<f32>,
+    channels: usize,
+    chunk: usize,
+    inbuf: Vec<Vec<f32>>,
+    filled: usize,
+    outbuf: Vec<Vec<f32>>,
+}
+
+impl EdgeCore {
+    /// Converts interleaved `input`, handing each converted interleaved sample to `out`.
+    fn feed(&mut self, input: &[f32], mut out: impl FnMut(f32)) {
+        for frame in input.chunks_exact(self.channels) {
+            for (c, s) in frame.iter().enumerate() {
+                self.inbuf[c][self.filled] = *s;
+            }
+            self.filled += 1;
+            if self.filled == self.chunk {
+                self.filled = 0;
+                if let Ok((_, n)) = self
+                    .rs
+                    .process_into_buffer(&self.inbuf, &mut self.outbuf, None)
+                {
+                    for i in 0..n {
+                        for c in 0..self.channels {
+                            out(self.outbuf[c][i]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Block-by-block resampling at the device edge (a device that cannot run at 48 kHz), for use
+/// inside a device callback: all buffers are allocated in `new`; `push`/`pull` never allocate.
+/// Polynomial (cubic) interpolation in chunks of 128 frames: cheap, with a delay under 3 ms.
+pub struct EdgeResampler {
+    core: EdgeCore,
+    /// Converted samples waiting to be taken (interleaved), for `pull`.
+    pending: std::collections::VecDeque<f32>,
+}
+
+impl std::fmt::Debug for EdgeResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeResampler")
+            .field("channels", &self.core.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeResampler {
+    /// A resampler from `from` Hz to `to` Hz for `channels` interleaved channels.
+    pub fn new(from: u32, to: u32, channels: usize) -> Result<EdgeResampler, ResampleError> {
+        let chunk = 128;
+        let setup = |e: &dyn std::fmt::Display| ResampleError::Setup {
+            from,
+            to,
+            channels,
+            message: e.to_string(),
+        };
+        let rs = rubato::FastFixedIn::<f32>::new(
+            f64::from(to) / f64::from(from),
+            1.0,
+            rubato::PolynomialDegree::Cubic,
+            chunk,
+            channels.max(1),
+        )
+        .map_err(|e| setup(&e))?;
+        let max_out = rs.output_frames_max();
+        Ok(EdgeResampler {
+            core: EdgeCore {
+                rs,
+                channels: channels.max(1),
+                chunk,
+                inbuf: vec![vec![0.0; chunk]; channels.max(1)],
+                filled: 0,
+                outbuf: vec![vec![0.0; max_out]; channels.max(1)],
+            },
+            pending: std::collections::VecDeque::with_capacity(
+                (max_out + chunk) * channels.max(1) * 64,
+            ),
+        })
+    }
+
+    /// Converts interleaved `input` (capture direction), handing each converted interleaved
+    /// sample to `out`.
+    pub fn push(&mut self, input: &[f32], out: impl FnMut(f32)) {
+        self.core.feed(input, out);
+    }
+
+    /// Fills interleaved `output` (playback direction) with converted samples, taking input
+    /// from `source`, which fills a slice of interleaved input and returns how many samples it
+    /// wrote (missing input is silence).
+    pub fn pull(&mut self, output: &mut [f32], mut source: impl FnMut(&mut [f32]) -> usize) {
+        let mut scratch = [0.0f32; 256];
+        let want = self.core.chunk.min(scratch.len() / self.core.channels) * self.core.channels;
+        while self.pending.len() < output.len() {
+            let got = source(&mut scratch[..want]).min(want);
+            scratch[got..want].fill(0.0);
+            let pending = &mut self.pending;
+            let cap = pending.capacity();
+            self.core.feed(&scratch[..want], |s| {
+                if pending.len() < cap {
+                    pending.push_back(s);
+                }
+            });
+        }
+        for o in output.iter_mut() {
+            *o = self.pending.pop_front().unwrap_or(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+    use crate::test_signals::dominant_frequency;
+
+    #[test]
+    fn edge_resampler_keeps_tone_both_ways() {
+        // 44.1 kHz device → engine 48 kHz, by push.
+        let mut up = EdgeResampler::new(44_100, 48_000, 2).expect("resampler");
+        let input: Vec<f32> = (0..44_100)
+            .flat_map(|i| {
+                let s = (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 44_100.0).sin() * 0.5;
+                [s, -s]
+            })
+            .collect();
+        let mut out = Vec::new();
+        for chunk in input.chunks(441 * 2) {
+            up.push(chunk, |s| out.push(s));
+        }
+        let left: Vec<f32> = out.iter().step_by(2).copied().collect();
+        assert!((left.len() as i64 - 48_000).abs() < 300, "{}", left.len());
+        let f = dominant_frequency(&left[4800..43_200], 900.0, 1100.0, 1.0);
+        assert!((f - 1000.0).abs() < 1.0, "{f}");
+        // Engine 48 kHz → 44.1 kHz device, by pull.
+        let mut down = EdgeResampler::new(48_000, 44_100, 1).expect("resampler");
+        let src: Vec<f32> = (0..48_000)
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin() * 0.5)
+            .collect();
+        let mut pos = 0;
+        let mut dev = vec![0.0f32; 44_100];
+        for block in dev.chunks_mut(441) {
+            down.pull(block, |buf| {
+                let n = buf.len().min(src.len() - pos);
+                buf[..n].copy_from_slice(&src[pos..pos + n]);
+                pos += n;
+                n
+            });
+        }
+        let g = dev;
+        // Measure at 44.1 kHz: a 1 kHz tone there looks like 1000·48000/44100 Hz on the 48 kHz
+        // helper's scale.
+        let f = dominant_frequency(&g[4410..39_690], 1000.0, 1200.0, 1.0) * 44_100.0 / 48_000.0;
+        assert!((f - 1000.0).abs() < 1.0, "{f}");
+    }
+}

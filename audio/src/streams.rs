@@ -3,7 +3,8 @@
 //! samples between the device and an SPSC ring (no allocation, lock, log or syscall) and record
 //! the real latency from the stream timestamps. A device that fails (unplugged, server gone)
 //! raises a flag the owner polls ([`StreamStatus`]); the engine keeps running on silence and the
-//! owner re-opens the device when it returns or the user picks another.
+//! owner re-opens the device when it returns or the user picks another. A device that cannot run
+//! at 48 kHz is resampled inside its callback ([`EdgeResampler`], allocation-free).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use cpal::traits::{DeviceTrait, StreamTrait};
 
 use crate::devices::{DeviceError, find_input, find_output};
+use crate::resample::EdgeResampler;
 
 /// What to open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,21 +125,22 @@ fn choose(
     config
 }
 
-/// The engine runs at 48 kHz; a device that cannot run at the requested 48 kHz is refused with
-/// a clear error until edge resampling lands (PulseAudio, PipeWire, CoreAudio and WASAPI shared
-/// mode all resample for us, so this only bites on raw ALSA/JACK devices).
-fn refuse_other_rates(id: &str, config: &cpal::StreamConfig) -> Result<(), DeviceError> {
-    if config.sample_rate == 48_000 {
-        Ok(())
-    } else {
-        Err(DeviceError::Unsupported {
-            id: id.to_owned(),
-            reason: format!(
-                "the device runs at {} Hz and cannot run at 48 kHz; edge resampling is not implemented yet",
-                config.sample_rate
-            ),
-        })
+/// The edge resampler a stream needs, if its rate is not the engine's.
+fn edge_resampler(
+    id: &str,
+    from: u32,
+    to: u32,
+    channels: u16,
+) -> Result<Option<EdgeResampler>, cpal::Error> {
+    if from == to {
+        return Ok(None);
     }
+    EdgeResampler::new(from, to, usize::from(channels))
+        .map(Some)
+        .map_err(|e| {
+            let _ = id;
+            cpal::Error::with_message(cpal::ErrorKind::UnsupportedConfig, e.to_string())
+        })
 }
 
 /// Opens an input; the callback pushes interleaved `f32` frames into `ring`.
@@ -161,10 +164,11 @@ pub fn open_input(
         })
     };
     let mut config = choose(default, supports, req);
-    refuse_other_rates(&id, &config)?;
     let status = Arc::new(StreamStatus::default());
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Producer<f32>| {
         let st = status.clone();
+        // A device that cannot run at 48 kHz is resampled here, at the edge.
+        let mut edge = edge_resampler(&id, config.sample_rate, 48_000, config.channels)?;
         device.build_input_stream::<f32, _, _>(
             *config,
             move |data: &[f32], info: &cpal::InputCallbackInfo| {
@@ -177,6 +181,18 @@ pub fn open_input(
                 let lat = ts.callback.duration_since(ts.capture);
                 st.latency_us
                     .store(lat.as_micros() as u64, Ordering::Relaxed);
+                if let Some(edge) = edge.as_mut() {
+                    let mut lost = 0u64;
+                    edge.push(data, |s| {
+                        if ring.push(s).is_err() {
+                            lost += 1;
+                        }
+                    });
+                    if lost > 0 {
+                        st.xruns.fetch_add(lost, Ordering::Relaxed);
+                    }
+                    return;
+                }
                 let n = data.len().min(ring.slots());
                 if let Ok(chunk) = ring.write_chunk_uninit(n) {
                     chunk.fill_from_iter(data[..n].iter().copied());
@@ -231,10 +247,10 @@ pub fn open_output(
         })
     };
     let mut config = choose(default, supports, req);
-    refuse_other_rates(&id, &config)?;
     let status = Arc::new(StreamStatus::default());
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Consumer<f32>| {
         let st = status.clone();
+        let mut edge = edge_resampler(&id, 48_000, config.sample_rate, config.channels)?;
         device.build_output_stream::<f32, _, _>(
             *config,
             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
@@ -247,6 +263,19 @@ pub fn open_output(
                 let lat = ts.playback.duration_since(ts.callback);
                 st.latency_us
                     .store(lat.as_micros() as u64, Ordering::Relaxed);
+                if let Some(edge) = edge.as_mut() {
+                    edge.pull(data, |buf| {
+                        let n = buf.len().min(ring.slots());
+                        if let Ok(chunk) = ring.read_chunk(n) {
+                            let (a, b) = chunk.as_slices();
+                            buf[..a.len()].copy_from_slice(a);
+                            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+                            chunk.commit_all();
+                        }
+                        n
+                    });
+                    return;
+                }
                 let n = data.len().min(ring.slots());
                 if let Ok(chunk) = ring.read_chunk(n) {
                     let (a, b) = chunk.as_slices();

@@ -75,6 +75,12 @@ fn ids(sink: &str) -> (String, String) {
 /// Plays `signal` (interleaved stereo) to `sink` and records its monitor for the same time plus
 /// a margin; returns the recording (interleaved stereo).
 fn play_and_record(sink: &str, signal: &[f32]) -> Vec<f32> {
+    play_and_record_at(sink, signal, None)
+}
+
+/// As [`play_and_record`], with both streams opened at `device_rate` (the engine side stays at
+/// 48 kHz; the edge resamplers convert).
+fn play_and_record_at(sink: &str, signal: &[f32], device_rate: Option<u32>) -> Vec<f32> {
     let (out_id, in_id) = ids(sink);
     let (cap_p, mut cap_c) = rtrb::RingBuffer::<f32>::new(48_000 * 2 * 8);
     let (mut play_p, play_c) = rtrb::RingBuffer::<f32>::new(signal.len() + 1);
@@ -84,16 +90,16 @@ fn play_and_record(sink: &str, signal: &[f32]) -> Vec<f32> {
         id: Some(in_id),
         channels: Some(2),
         buffer_frames: Some(2400),
-        ..StreamRequest::default()
+        sample_rate: device_rate,
     };
     let req_out = StreamRequest {
         id: Some(out_id),
         channels: Some(2),
         buffer_frames: Some(2400),
-        ..StreamRequest::default()
+        sample_rate: device_rate,
     };
     let input = open_input(&req_in, cap_p, None).expect("open input");
-    assert_eq!(input.opened.sample_rate, 48_000);
+    assert_eq!(input.opened.sample_rate, device_rate.unwrap_or(48_000));
     let chunk = play_p.write_chunk_uninit(signal.len()).expect("room");
     chunk.fill_from_iter(signal.iter().copied());
     let output = open_output(&req_out, play_c, None).expect("open output");
@@ -133,8 +139,7 @@ fn steady_part(x: &[f32]) -> &[f32] {
     &x[from..from + 96_000]
 }
 
-#[test]
-fn tone_round_trip_within_1_hz_and_1_db() {
+fn tone_round_trip(device_rate: Option<u32>) {
     require_audio();
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let secs = 3.0;
@@ -146,7 +151,7 @@ fn tone_round_trip_within_1_hz_and_1_db() {
         sig.push(s);
         sig.push(s);
     }
-    let rec = play_and_record("onmic_a", &sig);
+    let rec = play_and_record_at("onmic_a", &sig, device_rate);
     let left: Vec<f32> = rec.iter().step_by(2).copied().collect();
     let part = steady_part(&left);
     let f = robust(part, |w| dominant_frequency(w, 980.0, 1020.0, 1.0));
@@ -154,6 +159,17 @@ fn tone_round_trip_within_1_hz_and_1_db() {
     println!("captured {f:.2} Hz at {level_db:+.2} dB");
     assert!((f - 1000.0).abs() <= 1.0, "frequency {f}");
     assert!(level_db.abs() <= 1.0, "level {level_db} dB");
+}
+
+#[test]
+fn tone_round_trip_within_1_hz_and_1_db() {
+    tone_round_trip(None);
+}
+
+/// The devices opened at 44.1 kHz: capture and playback go through the edge resamplers.
+#[test]
+fn tone_round_trip_through_edge_resamplers_at_44100() {
+    tone_round_trip(Some(44_100));
 }
 
 #[test]
