@@ -46,7 +46,6 @@ pub struct StreamStatus {
     state: AtomicU8,
     latency_us: AtomicU64,
     xruns: AtomicU64,
-    callback_hook_done: AtomicU8,
 }
 
 const OK: u8 = 0;
@@ -144,11 +143,12 @@ fn edge_resampler(
 }
 
 /// Opens an input; the callback pushes interleaved `f32` frames into `ring`.
-/// `hook` runs on the callback thread at its first call (tests mark the thread with it).
+/// `probe` is called with `true` on entering and `false` on leaving every callback (tests count
+/// allocations in between).
 pub fn open_input(
     req: &StreamRequest,
     ring: rtrb::Producer<f32>,
-    hook: Option<fn()>,
+    probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_input(req.id.as_deref())?;
     let default = device
@@ -172,10 +172,8 @@ pub fn open_input(
         device.build_input_stream::<f32, _, _>(
             *config,
             move |data: &[f32], info: &cpal::InputCallbackInfo| {
-                if st.callback_hook_done.swap(1, Ordering::Relaxed) == 0
-                    && let Some(h) = hook
-                {
-                    h();
+                if let Some(p) = probe {
+                    p(true);
                 }
                 let ts = info.timestamp();
                 let lat = ts.callback.duration_since(ts.capture);
@@ -191,6 +189,9 @@ pub fn open_input(
                     if lost > 0 {
                         st.xruns.fetch_add(lost, Ordering::Relaxed);
                     }
+                    if let Some(p) = probe {
+                        p(false);
+                    }
                     return;
                 }
                 let n = data.len().min(ring.slots());
@@ -200,6 +201,9 @@ pub fn open_input(
                 if n < data.len() {
                     st.xruns
                         .fetch_add((data.len() - n) as u64, Ordering::Relaxed);
+                }
+                if let Some(p) = probe {
+                    p(false);
                 }
             },
             on_error(&status),
@@ -227,11 +231,11 @@ pub fn open_input(
 }
 
 /// Opens an output; the callback pulls interleaved `f32` frames from `ring` and plays silence
-/// when it runs dry. `hook` runs on the callback thread at its first call.
+/// when it runs dry. `probe` as for [`open_input`].
 pub fn open_output(
     req: &StreamRequest,
     ring: rtrb::Consumer<f32>,
-    hook: Option<fn()>,
+    probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_output(req.id.as_deref())?;
     let default = device
@@ -254,10 +258,8 @@ pub fn open_output(
         device.build_output_stream::<f32, _, _>(
             *config,
             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                if st.callback_hook_done.swap(1, Ordering::Relaxed) == 0
-                    && let Some(h) = hook
-                {
-                    h();
+                if let Some(p) = probe {
+                    p(true);
                 }
                 let ts = info.timestamp();
                 let lat = ts.playback.duration_since(ts.callback);
@@ -274,6 +276,9 @@ pub fn open_output(
                         }
                         n
                     });
+                    if let Some(p) = probe {
+                        p(false);
+                    }
                     return;
                 }
                 let n = data.len().min(ring.slots());
@@ -287,6 +292,9 @@ pub fn open_output(
                     data[n..].fill(0.0);
                     st.xruns
                         .fetch_add((data.len() - n) as u64, Ordering::Relaxed);
+                }
+                if let Some(p) = probe {
+                    p(false);
                 }
             },
             on_error(&status),

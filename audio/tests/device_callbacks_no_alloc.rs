@@ -1,0 +1,124 @@
+//! Acceptance item 6, device side: the input and output callbacks never allocate — at 48 kHz and
+//! through the edge resamplers at 44.1 kHz — counted by a global allocator between the streams'
+//! entry and exit probes. Needs the PulseAudio null sinks that `cargo xtask test` starts.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use onmic_audio::list_devices;
+use onmic_audio::streams::{StreamRequest, open_input, open_output};
+
+struct Counting;
+
+thread_local! {
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static CALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+fn inside() -> bool {
+    IN_CALLBACK.try_with(Cell::get).unwrap_or(false)
+}
+
+// SAFETY: forwards to `System` unchanged; the extra work (an atomic add and a const
+// thread-local read) does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if inside() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if inside() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if inside() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn probe(entering: bool) {
+    if entering {
+        CALLBACKS.fetch_add(1, Ordering::Relaxed);
+    }
+    IN_CALLBACK.with(|c| c.set(entering));
+}
+
+#[test]
+fn device_callbacks_never_allocate() {
+    assert!(
+        std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
+        "this test needs the PulseAudio null sinks that `cargo xtask test` starts (ONMIC_TEST_AUDIO=1)"
+    );
+    let list = list_devices().expect("devices");
+    let out_id = list
+        .outputs
+        .iter()
+        .find(|d| d.id.ends_with("onmic_a"))
+        .expect("onmic_a")
+        .id
+        .clone();
+    let in_id = list
+        .inputs
+        .iter()
+        .find(|d| d.id.ends_with("onmic_a.monitor"))
+        .expect("monitor")
+        .id
+        .clone();
+    for rate in [None, Some(44_100)] {
+        let (cap_p, mut cap_c) = rtrb::RingBuffer::<f32>::new(48_000 * 2);
+        let (mut play_p, play_c) = rtrb::RingBuffer::<f32>::new(48_000 * 2 * 3);
+        let tone: Vec<f32> = (0..48_000 * 2)
+            .flat_map(|i| {
+                let s = 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 48_000.0).sin();
+                [s, s]
+            })
+            .collect();
+        play_p
+            .write_chunk_uninit(tone.len())
+            .expect("room")
+            .fill_from_iter(tone.into_iter());
+        let req = |id: &str| StreamRequest {
+            id: Some(id.to_owned()),
+            channels: Some(2),
+            sample_rate: rate,
+            buffer_frames: Some(480),
+        };
+        let input = open_input(&req(&in_id), cap_p, Some(probe)).expect("input");
+        let output = open_output(&req(&out_id), play_c, Some(probe)).expect("output");
+        let before = CALLBACKS.load(Ordering::Relaxed);
+        let mut got = 0usize;
+        for _ in 0..150 {
+            std::thread::sleep(Duration::from_millis(10));
+            while cap_c.pop().is_ok() {
+                got += 1;
+            }
+        }
+        drop(output);
+        drop(input);
+        let calls = CALLBACKS.load(Ordering::Relaxed) - before;
+        println!("rate {rate:?}: {calls} callbacks, {got} samples captured");
+        assert!(calls > 20, "callbacks did not run");
+        assert!(got > 48_000, "nothing captured");
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    assert_eq!(
+        allocs, 0,
+        "device callbacks allocated or freed {allocs} times"
+    );
+}
