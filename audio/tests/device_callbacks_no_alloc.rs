@@ -92,7 +92,7 @@ fn device_callbacks_never_allocate() {
         play_p
             .write_chunk_uninit(tone.len())
             .expect("room")
-            .fill_from_iter(tone.into_iter());
+            .fill_from_iter(tone);
         let req = |id: &str| StreamRequest {
             id: Some(id.to_owned()),
             channels: Some(2),
