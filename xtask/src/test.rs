@@ -110,7 +110,13 @@ pub fn test() -> ExitCode {
         Some(env) => {
             phases.run("cargo test (all crates)", |counts| {
                 run_counted(
-                    cargo_with(Some(env)).args(["test", "--workspace", "--exclude", "onmic-e2e"]),
+                    cargo_with(Some(env)).args([
+                        "test",
+                        "--workspace",
+                        "--no-fail-fast",
+                        "--exclude",
+                        "onmic-e2e",
+                    ]),
                     counts,
                 )
             });
