@@ -136,6 +136,7 @@ pub fn test() -> ExitCode {
                         "test",
                         "-p",
                         "onmic-e2e",
+                        "--no-fail-fast",
                         "--",
                         "--test-threads=1",
                     ]),
