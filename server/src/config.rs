@@ -88,9 +88,55 @@ pub enum ConfigError {
     /// The file or an environment variable holds something that is not valid.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// Built-in placeholder secrets on an address other machines can reach.
+    #[error(
+        "refusing to listen on {listen} with the built-in placeholder secrets ({}): anyone could forge tokens or call the admin API. Set them, e.g. {}=<random string>, or listen on 127.0.0.1 for a local room",
+        names.join(", "),
+        names.iter().map(|n| format!("ONMIC_{}", n.to_uppercase())).collect::<Vec<_>>().join("=… ")
+    )]
+    PlaceholderSecrets {
+        /// The configured listen address.
+        listen: SocketAddr,
+        /// The settings still at their placeholder values.
+        names: Vec<&'static str>,
+    },
 }
 
 impl Config {
+    /// The secret settings still at their built-in placeholder values.
+    pub fn placeholder_secrets(&self) -> Vec<&'static str> {
+        let defaults = Config::default();
+        [
+            ("token_secret", &self.token_secret, &defaults.token_secret),
+            (
+                "customer_secret",
+                &self.customer_secret,
+                &defaults.customer_secret,
+            ),
+            (
+                "webhook_secret",
+                &self.webhook_secret,
+                &defaults.webhook_secret,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, value, default)| value == default)
+        .map(|(name, _, _)| name)
+        .collect()
+    }
+
+    /// Placeholder secrets are fine for a local room on loopback and refused anywhere else.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let names = self.placeholder_secrets();
+        if names.is_empty() || self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        Err(ConfigError::PlaceholderSecrets {
+            listen: self.listen,
+            names,
+        })
+    }
+
     /// The SQLite database path (`:memory:` for none).
     pub fn database_path(&self) -> PathBuf {
         self.database
@@ -155,6 +201,27 @@ mod tests {
             assert_eq!(c.listen.port(), 9100);
             Ok(())
         });
+    }
+
+    #[test]
+    fn placeholder_secrets_only_on_loopback() {
+        let mut c = Config::default();
+        assert!(
+            c.check_exposure().is_ok(),
+            "a local room on 127.0.0.1 may use them"
+        );
+        c.listen = "0.0.0.0:7600".parse().expect("addr");
+        let err = c.check_exposure().expect_err("exposed placeholders");
+        let text = err.to_string();
+        assert!(
+            text.contains("ONMIC_TOKEN_SECRET") && text.contains("ONMIC_CUSTOMER_SECRET"),
+            "{text}"
+        );
+        c.token_secret = "s1".into();
+        c.customer_secret = "s2".into();
+        c.webhook_secret = "s3".into();
+        assert!(c.check_exposure().is_ok(), "real secrets may be exposed");
+        assert!(c.placeholder_secrets().is_empty());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The configuration is unsafe or unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// The database could not be opened or read.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
@@ -119,6 +122,13 @@ pub async fn start_with_clock(
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, ServerError> {
+    config.check_exposure()?;
+    if !config.placeholder_secrets().is_empty() {
+        tracing::warn!(
+            secrets = ?config.placeholder_secrets(),
+            "using built-in placeholder secrets: fine for a local room on loopback, set real ones before exposing the server"
+        );
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {

@@ -210,3 +210,19 @@ fn a_taken_port_is_a_clear_error() {
     assert!(err.contains("cannot listen on"), "{err}");
     stop_with(s, Signal::SIGTERM);
 }
+
+#[test]
+fn placeholder_secrets_are_refused_on_a_public_address() {
+    let out = Command::new(BIN)
+        .args(["--listen", "0.0.0.0:0"])
+        .env("ONMIC_DATABASE", ":memory:")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "it must not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("placeholder secrets") && err.contains("ONMIC_TOKEN_SECRET"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
