@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(crate::rest::openapi))
         .merge(crate::rest::router(state.clone()))
+        .merge(crate::sfu::http::routes(state.clone()))
         .with_state(state)
 }
 

@@ -1,0 +1,623 @@
+//! The SFU's network driver: one thread, one UDP socket, one str0m `Rtc` per member's peer
+//! connection, and a [`Router`] per room that decides about every packet.
+//!
+//! Media layout, fixed at connect time so that seat changes never need renegotiation: the
+//! client's offer has one `sendonly` audio m-line (its microphone; a listener may leave it out)
+//! and then one `recvonly` audio m-line per *slot*. Slot `i` carries whoever holds seat `i` (seat 0
+//! is the owner's), so a client maps what it hears to seats with the room state it already has.
+//!
+//! Authorisation: the driver subscribes to each room's events; before every packet it applies the
+//! events already committed (seat, mute, floor and membership changes) by asking the hub again
+//! ([`Hub::may_publish`]), so a packet that arrives after a kick or mute is not forwarded.
+//! Audio from anyone else is dropped and reported ([`Hub::report_bombing`]); a member who left or
+//! was kicked loses its peer connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use onmic_room::{Action, Command, EventKind, RoomId, Uid};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::sync::{broadcast, oneshot};
+
+use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
+use crate::hub::{Frame, Hub};
+
+/// The Opus payload type the SFU offers (Chromium's choice too).
+const OPUS_PT: u8 = 111;
+/// Largest datagram read from the socket.
+const MAX_DATAGRAM: usize = 2000;
+/// The loop wakes at least this often to look at commands.
+const IDLE_WAKE: Duration = Duration::from_millis(20);
+
+/// Why connecting a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The uid is not a member of the room (join over the WebSocket first).
+    #[error("not a member of the room; join over the WebSocket first")]
+    NotMember,
+    /// No such room.
+    #[error("no such room")]
+    NoSuchRoom,
+    /// The SDP offer could not be parsed or accepted.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// The SFU thread is gone (the server is stopping).
+    #[error("the media service is not running")]
+    Stopped,
+}
+
+impl SfuError {
+    /// The wire error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SfuError::NotMember => "not_member",
+            SfuError::NoSuchRoom => "no_such_room",
+            SfuError::BadOffer(_) => "bad_sdp",
+            SfuError::Stopped => "internal",
+        }
+    }
+}
+
+/// Settings of the SFU.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// UDP address for all media (port 0: any free port). Its IP is the host candidate
+    /// advertised, so it must be an address clients reach (not `0.0.0.0`).
+    pub udp: SocketAddr,
+    /// What to do with audio from members who may not publish.
+    pub bombing: BombingPolicy,
+    /// How often volume levels are computed.
+    pub volume_interval: Duration,
+}
+
+/// Counters of the SFU, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    /// Peers connected now.
+    pub peers: usize,
+    /// Packets received from publishers and forwarded (once per packet, not per subscriber).
+    pub forwarded_in: u64,
+    /// Packet copies written to subscribers.
+    pub forwarded_out: u64,
+    /// Packets dropped by the router.
+    pub dropped: u64,
+    /// Bombing reports raised.
+    pub bombings: u64,
+}
+
+enum Cmd {
+    Connect {
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Stats(oneshot::Sender<SfuStats>),
+}
+
+/// A running SFU; dropping it stops the thread.
+#[derive(Debug)]
+pub struct Sfu {
+    tx: Option<std_mpsc::Sender<Cmd>>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the media thread.
+    pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
+        let socket = UdpSocket::bind(config.udp)?;
+        socket.set_read_timeout(Some(IDLE_WAKE))?;
+        let addr = socket.local_addr()?;
+        let (tx, rx) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("onmic-sfu".into())
+            .spawn(move || Driver::new(hub, socket, addr, config).run(rx))?;
+        tracing::info!(%addr, "media (SFU) listening");
+        Ok(Sfu {
+            tx: Some(tx),
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// The UDP address media flows through.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connects a member's peer connection: takes its SDP offer, answers.
+    pub async fn connect(
+        &self,
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(SfuError::Stopped)?;
+        tx.send(Cmd::Connect {
+            room,
+            uid,
+            offer,
+            reply,
+        })
+        .map_err(|_| SfuError::Stopped)?;
+        answer.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// The SFU's counters.
+    pub async fn stats(&self) -> Result<SfuStats, SfuError> {
+        let (reply, stats) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(SfuError::Stopped)?;
+        tx.send(Cmd::Stats(reply)).map_err(|_| SfuError::Stopped)?;
+        stats.await.map_err(|_| SfuError::Stopped)
+    }
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop within IDLE_WAKE.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Peer {
+    room: RoomId,
+    rtc: Rtc,
+    /// The client's microphone m-line (we receive on it).
+    publish_mid: Option<Mid>,
+    /// Our send m-lines, one per slot, in offer order.
+    slots: Vec<Mid>,
+    timeout: Instant,
+}
+
+struct RoomMedia {
+    router: Router,
+    events: broadcast::Receiver<Frame>,
+    /// Slot (seat index) of each member allowed to publish.
+    slot_of: HashMap<Uid, usize>,
+}
+
+struct Driver {
+    hub: Arc<Hub>,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    config: SfuConfig,
+    crypto: Arc<str0m::crypto::CryptoProvider>,
+    peers: HashMap<PeerId, Peer>,
+    rooms: HashMap<RoomId, RoomMedia>,
+    by_source: HashMap<SocketAddr, PeerId>,
+    next_peer: u64,
+    stats: SfuStats,
+}
+
+impl Driver {
+    fn new(hub: Arc<Hub>, socket: UdpSocket, addr: SocketAddr, config: SfuConfig) -> Driver {
+        Driver {
+            hub,
+            socket,
+            addr,
+            config,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            by_source: HashMap::new(),
+            next_peer: 1,
+            stats: SfuStats::default(),
+        }
+    }
+
+    fn run(mut self, rx: std_mpsc::Receiver<Cmd>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => self.command(cmd),
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let now = Instant::now();
+            let due: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.timeout <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in due {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    let _ = p.rtc.handle_input(Input::Timeout(now));
+                }
+                self.drive(id);
+            }
+            let next = self
+                .peers
+                .values()
+                .map(|p| p.timeout)
+                .min()
+                .unwrap_or(now + IDLE_WAKE)
+                .min(now + IDLE_WAKE);
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let _ = self.socket.set_read_timeout(Some(wait));
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => {
+                    // ICMP errors from a vanished peer surface here on Linux; keep serving.
+                    tracing::debug!(%e, "media socket read");
+                }
+            }
+            self.reap();
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Connect {
+                room,
+                uid,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(self.connect(room, uid, offer));
+            }
+            Cmd::Stats(reply) => {
+                self.stats.peers = self.peers.len();
+                let _ = reply.send(self.stats);
+            }
+        }
+    }
+
+    fn connect(&mut self, room: RoomId, uid: Uid, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
+        if !snapshot.members.contains_key(&uid) {
+            return Err(SfuError::NotMember);
+        }
+        let now = Instant::now();
+        let mut builder = Rtc::builder()
+            .set_crypto_provider(self.crypto.clone())
+            .clear_codecs();
+        builder.codec_config().add_config(
+            Pt::from(OPUS_PT),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                stereo: Some(true),
+                sprop_stereo: Some(true),
+                ..FormatParams::default()
+            },
+        );
+        let mut rtc = builder.build(now);
+        let candidate = Candidate::host(self.addr, "udp")
+            .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        // Replace the member's older peer connections (a reconnect).
+        let old: Vec<PeerId> = self
+            .rooms
+            .get(&room)
+            .map(|m| m.router.peers_of(&uid).collect())
+            .unwrap_or_default();
+        for p in old {
+            self.remove_peer(p);
+        }
+        let media = match self.rooms.entry(room.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let events = self
+                    .hub
+                    .subscribe(&room)
+                    .map_err(|_| SfuError::NoSuchRoom)?;
+                v.insert(RoomMedia {
+                    router: Router::new(self.config.bombing.clone(), self.config.volume_interval),
+                    events,
+                    slot_of: HashMap::new(),
+                })
+            }
+        };
+        media.router.add_peer(id, uid, false);
+        self.peers.insert(
+            id,
+            Peer {
+                room: room.clone(),
+                rtc,
+                publish_mid: None,
+                slots: Vec::new(),
+                timeout: now,
+            },
+        );
+        self.refresh_room(&room);
+        Ok(answer)
+    }
+
+    /// Asks the hub again who may publish in `room` and on which slot.
+    fn refresh_room(&mut self, room: &RoomId) {
+        let Some(media) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Ok(snapshot) = self.hub.snapshot(room) else {
+            return;
+        };
+        let now = Instant::now();
+        media.slot_of.clear();
+        for uid in media.router.uids() {
+            let allowed = self.hub.may_publish(room, &uid);
+            if allowed && let Some(seat) = snapshot.seat_of(&uid) {
+                media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
+            }
+            media.router.set_authorized(now, &uid, allowed);
+        }
+    }
+
+    /// Applies the room events committed so far: re-checks authorisation, drops peers of members
+    /// who left.
+    fn apply_room_events(&mut self, room: &RoomId) {
+        let mut refresh = false;
+        let mut gone: Vec<Uid> = Vec::new();
+        let mut dismissed = false;
+        if let Some(media) = self.rooms.get_mut(room) {
+            loop {
+                match media.events.try_recv() {
+                    Ok(frame) => match &frame.event.kind {
+                        EventKind::SeatChanged { .. }
+                        | EventKind::RoleChanged { .. }
+                        | EventKind::FloorGranted { .. }
+                        | EventKind::FloorRevoked { .. }
+                        | EventKind::MemberJoined { .. } => refresh = true,
+                        EventKind::MemberLeft { uid, .. } => {
+                            gone.push(uid.clone());
+                            refresh = true;
+                        }
+                        EventKind::Dismissed => dismissed = true,
+                        _ => {}
+                    },
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => refresh = true,
+                    Err(_) => break,
+                }
+            }
+        }
+        if dismissed {
+            let all: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| &p.room == room)
+                .map(|(id, _)| *id)
+                .collect();
+            for p in all {
+                self.remove_peer(p);
+            }
+            return;
+        }
+        for uid in gone {
+            let ids: Vec<PeerId> = self
+                .rooms
+                .get(room)
+                .map(|m| m.router.peers_of(&uid).collect())
+                .unwrap_or_default();
+            for p in ids {
+                self.remove_peer(p);
+            }
+        }
+        if refresh {
+            self.refresh_room(room);
+        }
+    }
+
+    fn remove_peer(&mut self, id: PeerId) {
+        if let Some(mut peer) = self.peers.remove(&id) {
+            peer.rtc.disconnect();
+            if let Some(media) = self.rooms.get_mut(&peer.room) {
+                media.router.remove_peer(id);
+                if media.router.peer_count() == 0 {
+                    self.rooms.remove(&peer.room);
+                }
+            }
+            self.by_source.retain(|_, p| *p != id);
+        }
+    }
+
+    fn reap(&mut self) {
+        let dead: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.rtc.is_alive())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            self.remove_peer(id);
+        }
+    }
+
+    fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+        // Garbage (not STUN, DTLS, RTP or RTCP) is dropped here.
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.addr,
+                contents,
+            },
+        );
+        let id = match self.by_source.get(&source) {
+            Some(id) if self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)) => *id,
+            _ => {
+                let Some(id) = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.rtc.accepts(&input))
+                    .map(|(id, _)| *id)
+                else {
+                    return;
+                };
+                self.by_source.insert(source, id);
+                id
+            }
+        };
+        if let Some(p) = self.peers.get_mut(&id)
+            && let Err(e) = p.rtc.handle_input(input)
+        {
+            tracing::debug!(peer = id.0, %e, "peer input failed; disconnecting");
+            p.rtc.disconnect();
+        }
+        self.drive(id);
+    }
+
+    /// Polls a peer until it has nothing more to say; forwards the media it received.
+    fn drive(&mut self, id: PeerId) {
+        let mut media_in: VecDeque<MediaData> = VecDeque::new();
+        {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            loop {
+                if !peer.rtc.is_alive() {
+                    break;
+                }
+                match peer.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        peer.timeout = t;
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::MediaAdded(m) if m.kind == MediaKind::Audio => match m.direction {
+                            Direction::RecvOnly | Direction::SendRecv
+                                if peer.publish_mid.is_none() =>
+                            {
+                                peer.publish_mid = Some(m.mid)
+                            }
+                            Direction::SendOnly | Direction::SendRecv => peer.slots.push(m.mid),
+                            _ => {}
+                        },
+                        Event::MediaData(d) => media_in.push_back(d),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            // Kept: ICE may recover, or the client restarts ICE. The presence
+                            // timeout of the room decides when the member is gone.
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        tracing::debug!(peer = id.0, %e, "peer failed; disconnecting");
+                        peer.rtc.disconnect();
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(d) = media_in.pop_front() {
+            self.media(id, d);
+        }
+    }
+
+    fn media(&mut self, from: PeerId, data: MediaData) {
+        let Some(room) = self.peers.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        if self.peers.get(&from).and_then(|p| p.publish_mid) != Some(data.mid) {
+            self.stats.dropped += 1;
+            return;
+        }
+        // Every committed seat/mute/kick takes effect before this packet is judged.
+        self.apply_room_events(&room);
+        let Some(media) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let now = Instant::now();
+        let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs());
+        let decision = media.router.handle_rtp(now, from, StreamId(from.0), level);
+        match decision {
+            Decision::Forward => {}
+            Decision::Drop(DropReason::Bombing(b)) => {
+                self.stats.dropped += 1;
+                self.stats.bombings += 1;
+                tracing::warn!(room = %room, uid = %b.uid.as_str(), "bombing: audio without an unmuted seat");
+                if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
+                    tracing::error!(%e, "reporting bombing failed");
+                }
+                if let Some(ban) = b.kick_and_ban {
+                    let kick = Action::Kick {
+                        uid: b.uid.clone(),
+                        ban,
+                    };
+                    if let Err(e) = self.hub.execute(&room, Command::system(kick)) {
+                        tracing::warn!(%e, "kicking a bomber failed");
+                    }
+                    self.apply_room_events(&room);
+                }
+                return;
+            }
+            Decision::Drop(_) => {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        let Some(media) = self.rooms.get(&room) else {
+            return;
+        };
+        let Some(uid) = media.router.uid_of(from) else {
+            return;
+        };
+        let Some(&slot) = media.slot_of.get(uid) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
+        self.stats.forwarded_in += 1;
+        for to in targets {
+            let Some(peer) = self.peers.get_mut(&to) else {
+                continue;
+            };
+            let Some(&mid) = peer.slots.get(slot) else {
+                continue;
+            };
+            if !peer.rtc.is_connected() {
+                continue;
+            }
+            let Some(writer) = peer.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                continue;
+            };
+            let writer = match (data.ext_vals.audio_level, data.ext_vals.voice_activity) {
+                (Some(l), v) => writer.audio_level(l, v.unwrap_or(false)),
+                _ => writer,
+            };
+            match writer.write(pt, data.network_time, data.time, data.data.clone()) {
+                Ok(()) => self.stats.forwarded_out += 1,
+                Err(e) => tracing::debug!(peer = to.0, %e, "write failed"),
+            }
+            self.drive(to);
+        }
+    }
+}
