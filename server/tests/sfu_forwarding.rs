@@ -30,7 +30,11 @@ fn inside_netns(test: &str) -> bool {
     if std::env::var_os(INNER).is_some() {
         return true;
     }
-    let name = format!("onmic-sfu-{}", std::process::id());
+    // Unique per process and test: tests of one binary run in parallel.
+    let tag: u32 = test
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let name = format!("onmic-sfu-{}-{:08x}", std::process::id(), tag);
     let ip = |args: &[&str]| {
         std::process::Command::new("ip")
             .args(args)
@@ -82,6 +86,10 @@ const SLOTS: usize = 3;
 /// A WebRTC member: publishes tagged fake Opus frames every 20 ms while `sending`, counts what it
 /// receives per sender tag.
 struct Peer {
+    /// The SFU's media address (from the answer's host candidate).
+    sfu: std::net::SocketAddr,
+    /// The peer's own socket, to inject garbage from a connected address.
+    socket: UdpSocket,
     received: Arc<Mutex<HashMap<u8, u64>>>,
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -118,6 +126,14 @@ impl Peer {
         let body = json!({ "room": room, "token": token, "offer": offer });
         let (status, answer) = rest_with(base, "post", "/rtc/offer", Some(body), None).await;
         assert_eq!(status, 200, "{answer}");
+        let sfu = answer["sdp"]
+            .as_str()
+            .and_then(|sdp| sdp.lines().find(|l| l.starts_with("a=candidate:")))
+            .and_then(|c| {
+                let f: Vec<&str> = c.split_whitespace().collect();
+                format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+            })
+            .expect("a host candidate in the answer");
         let answer: SdpAnswer = serde_json::from_value(answer).expect("an SDP answer");
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -125,11 +141,14 @@ impl Peer {
         let received = Arc::new(Mutex::new(HashMap::new()));
         let sending = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let socket_for_test = socket.try_clone().expect("socket clone");
         let thread = {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
             std::thread::spawn(move || run(rtc, socket, send_mid, tag, received, sending, stop))
         };
         Peer {
+            sfu,
+            socket: socket_for_test,
             received,
             sending,
             stop,
@@ -227,6 +246,15 @@ fn run(
             return;
         }
     }
+}
+
+/// A valid offer (one send m-line), for signalling tests.
+fn offer_only() -> serde_json::Value {
+    let mut rtc = Rtc::builder().build(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    serde_json::to_value(offer).expect("offer JSON")
 }
 
 /// Waits until `cond` holds, polling; fails with `what` after 15 s.
@@ -354,5 +382,115 @@ async fn scenario() {
         );
     }
     drop((owner_rtc, guest_rtc, listener, intruder));
+    server.shutdown().await.expect("clean shutdown");
+}
+
+#[test]
+fn bad_input_is_refused_or_dropped_and_the_sfu_keeps_forwarding() {
+    if !inside_netns("bad_input_is_refused_or_dropped_and_the_sfu_keeps_forwarding") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(bad_input());
+}
+
+async fn bad_input() {
+    let server = server(config()).await;
+    let base = server.url();
+    create_room(&base, "bad", "owner").await;
+    let (mut owner, _) = Client::join(&base, "bad", "owner").await;
+    owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    let (_listener_ws, _) = Client::join(&base, "bad", "listener").await;
+    let owner_token = token(&base, "bad", "owner").await;
+
+    // Signalling: malformed bodies, SDP, tokens and non-members get clear errors.
+    let cases = [
+        (json!("not an object"), 400, "malformed"),
+        (
+            json!({ "room": "bad", "token": owner_token, "offer": { "type": "offer", "sdp": "v=0 garbage" } }),
+            400,
+            "bad_sdp",
+        ),
+        (
+            json!({ "room": "bad", "token": owner_token, "offer": { "type": "answer", "sdp": "" } }),
+            400,
+            "bad_sdp",
+        ),
+        (
+            json!({ "room": "bad", "token": "v1.forged.sig", "offer": { "type": "offer", "sdp": "" } }),
+            401,
+            "token_bad_signature",
+        ),
+        (
+            json!({ "room": "bad", "token": token(&base, "bad", "stranger").await, "offer": offer_only() }),
+            403,
+            "not_member",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, reply) = rest_with(&base, "post", "/rtc/offer", Some(body.clone()), None).await;
+        assert_eq!(
+            (got, reply["code"].as_str()),
+            (status, Some(code)),
+            "{body} -> {reply}"
+        );
+    }
+    // An SDP offer with bogus ICE candidates is accepted or refused, never a crash.
+    let bogus = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 00:11\r\na=setup:actpass\r\na=sendonly\r\na=rtpmap:111 opus/48000/2\r\na=candidate:1 1 udp 1 999.1.1.1 99999 typ host\r\na=candidate:garbage\r\n";
+    let body =
+        json!({ "room": "bad", "token": owner_token, "offer": { "type": "offer", "sdp": bogus } });
+    let (got, reply) = rest_with(&base, "post", "/rtc/offer", Some(body), None).await;
+    assert!(got == 200 || got == 400, "{got} {reply}");
+
+    // Media port: garbage from strangers and from a connected peer's own address.
+    let talker = Peer::connect(&base, "bad", &owner_token, 1).await;
+    let listener = Peer::connect(&base, "bad", &token(&base, "bad", "listener").await, 3).await;
+    talker.sending.store(true, Ordering::Relaxed);
+    until("audio flows", || listener.from(1) >= 10).await;
+    let stranger = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0xff; 1500],
+        vec![0x16; 13],
+        vec![0x00, 0x01, 0x00, 0x00],
+    ];
+    // RTP with padding longer than the packet, an extension running past the end, unknown SSRC.
+    junk.push(vec![
+        0xa0, 111, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 1, 2, 0xff,
+    ]);
+    junk.push(vec![
+        0x90, 111, 0, 2, 0, 0, 0, 2, 0xde, 0xad, 0xbe, 0xef, 0xbe, 0xde, 0xff, 0xff,
+    ]);
+    junk.push(vec![0x80, 200, 0, 7, 1, 2, 3, 4]);
+    let mut x: u32 = 0x1234_5678;
+    for len in [3usize, 12, 40, 200, 1200] {
+        let mut p = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            p.push(x as u8);
+        }
+        p[0] = 0x80 | (p[0] & 0x3f);
+        junk.push(p);
+    }
+    for _ in 0..20 {
+        for j in &junk {
+            let _ = stranger.send_to(j, talker.sfu);
+            let _ = listener.socket.send_to(j, listener.sfu);
+        }
+    }
+    let before = listener.from(1);
+    until(
+        "audio still flows to the listener that sent garbage",
+        || listener.from(1) >= before + 25,
+    )
+    .await;
+    drop((talker, listener));
     server.shutdown().await.expect("clean shutdown");
 }
