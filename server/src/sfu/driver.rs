@@ -12,7 +12,8 @@
 //! Audio from anyone else is dropped and reported ([`Hub::report_bombing`]); a member who left or
 //! was kicked loses its peer connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -200,6 +201,9 @@ struct Driver {
     peers: HashMap<PeerId, Peer>,
     rooms: HashMap<RoomId, RoomMedia>,
     by_source: HashMap<SocketAddr, PeerId>,
+    /// Peer timeouts, earliest first; entries whose time no longer matches the peer are stale.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    next_reap: Instant,
     next_peer: u64,
     stats: SfuStats,
 }
@@ -215,6 +219,8 @@ impl Driver {
             peers: HashMap::new(),
             rooms: HashMap::new(),
             by_source: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_reap: Instant::now(),
             next_peer: 1,
             stats: SfuStats::default(),
         }
@@ -231,23 +237,26 @@ impl Driver {
                 }
             }
             let now = Instant::now();
-            let due: Vec<PeerId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.timeout <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in due {
-                if let Some(p) = self.peers.get_mut(&id) {
-                    let _ = p.rtc.handle_input(Input::Timeout(now));
+            while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
                 }
+                self.timers.pop();
+                let Some(p) = self.peers.get_mut(&id) else {
+                    continue;
+                };
+                if p.timeout != at {
+                    continue; // stale: the peer was driven since
+                }
+                // Forget the fired time so that `drive` re-arms even an unchanged timeout.
+                p.timeout = now + Duration::from_secs(86_400);
+                let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
             let next = self
-                .peers
-                .values()
-                .map(|p| p.timeout)
-                .min()
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| *at)
                 .unwrap_or(now + IDLE_WAKE)
                 .min(now + IDLE_WAKE);
             let wait = next
@@ -262,7 +271,10 @@ impl Driver {
                     tracing::debug!(%e, "media socket read");
                 }
             }
-            self.reap();
+            if Instant::now() >= self.next_reap {
+                self.next_reap = Instant::now() + Duration::from_millis(100);
+                self.reap();
+            }
         }
     }
 
@@ -350,6 +362,7 @@ impl Driver {
                 timeout: now,
             },
         );
+        self.timers.push(Reverse((now, id)));
         self.refresh_room(&room);
         Ok(answer)
     }
@@ -503,7 +516,10 @@ impl Driver {
                 }
                 match peer.rtc.poll_output() {
                     Ok(Output::Timeout(t)) => {
-                        peer.timeout = t;
+                        if peer.timeout != t {
+                            peer.timeout = t;
+                            self.timers.push(Reverse((t, id)));
+                        }
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
