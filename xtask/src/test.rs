@@ -171,15 +171,15 @@ pub fn test() -> ExitCode {
     }
 }
 
-/// `cargo xtask bench [ARGS]`: every benchmark of the workspace, with the test daemons running;
-/// extra arguments go to `cargo bench`.
+/// `cargo xtask bench [ARGS]`: every benchmark of the workspace (release), with a private
+/// PulseAudio running; extra arguments go to `cargo bench`.
 pub fn bench(args: &[String]) -> Result<()> {
     setup::system_packages()?;
     setup::build_ui()?;
-    let (studio, server) = run::build_bins(true)?;
-    let env = start_daemons(&studio, &server)?;
+    let pulse = daemons::pulseaudio()?;
     util::run_ok(
-        cargo_with(Some(&env))
+        cargo_with(None)
+            .envs(pulse.env())
             .args(["bench", "--workspace"])
             .args(args),
     )
