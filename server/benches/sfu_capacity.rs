@@ -173,7 +173,8 @@ fn server_side() {
             _ => println!("client: {line}"),
         }
     }
-    let _ = child.wait();
+    let status = child.wait().expect("client process");
+    assert!(status.success(), "the client process failed: {status}");
     rt.block_on(async { server.shutdown().await.expect("shutdown") });
 }
 
@@ -186,11 +187,16 @@ fn clients(base: &str, steps: &str) {
         .expect("runtime");
     rt.block_on(async move {
         let received = Arc::new(AtomicU64::new(0));
-        let mut keep = Vec::new();
+        let mut keep: Vec<Client> = Vec::new();
         for s in 0..SPEAKERS {
             let uid = format!("s{s}");
             let (mut ws, _) = Client::join(base, "cap", &uid).await;
-            ws.ok(json!({ "type": "take_seat", "seat": s })).await;
+            if s == 0 {
+                ws.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+            } else {
+                ws.ok(json!({ "type": "apply", "seat": s })).await;
+                keep[0].ok(json!({ "type": "approve", "uid": uid })).await;
+            }
             keep.push(ws);
             let tok = token(base, "cap", &uid).await;
             spawn_peer(base, &tok, true, Arc::new(AtomicU64::new(0))).await;

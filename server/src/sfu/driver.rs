@@ -378,8 +378,10 @@ impl Driver {
         let now = Instant::now();
         media.slot_of.clear();
         for uid in media.router.uids() {
-            let allowed = self.hub.may_publish(room, &uid);
-            if allowed && let Some(seat) = snapshot.seat_of(&uid) {
+            // Only a seated member may publish; ask the room's own rule about those alone.
+            let seat = snapshot.seat_of(&uid);
+            let allowed = seat.is_some() && self.hub.may_publish(room, &uid);
+            if allowed && let Some(seat) = seat {
                 media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
             }
             media.router.set_authorized(now, &uid, allowed);
@@ -399,8 +401,7 @@ impl Driver {
                         EventKind::SeatChanged { .. }
                         | EventKind::RoleChanged { .. }
                         | EventKind::FloorGranted { .. }
-                        | EventKind::FloorRevoked { .. }
-                        | EventKind::MemberJoined { .. } => refresh = true,
+                        | EventKind::FloorRevoked { .. } => refresh = true,
                         EventKind::MemberLeft { uid, .. } => {
                             gone.push(uid.clone());
                             refresh = true;
@@ -633,6 +634,9 @@ impl Driver {
                 Ok(()) => self.stats.forwarded_out += 1,
                 Err(e) => tracing::debug!(peer = to.0, %e, "write failed"),
             }
+            // str0m sends queued media when time advances; without this the copy would wait
+            // for the subscriber's next timer (measured in benches/sfu_stacks.rs).
+            let _ = peer.rtc.handle_input(Input::Timeout(now));
             self.drive(to);
         }
     }

@@ -122,6 +122,8 @@ pub struct Router {
     peers: HashMap<PeerId, Peer>,
     /// Every peer, in join order: the fan-out list.
     order: Vec<PeerId>,
+    /// The peers of each member.
+    by_uid: HashMap<Uid, Vec<PeerId>>,
     sources: HashMap<StreamId, PeerId>,
     volume_interval: Duration,
     next_volume: Option<Instant>,
@@ -134,6 +136,7 @@ impl Router {
             policy,
             peers: HashMap::new(),
             order: Vec::new(),
+            by_uid: HashMap::new(),
             sources: HashMap::new(),
             volume_interval,
             next_volume: None,
@@ -149,6 +152,7 @@ impl Router {
     /// publish". Replaces a previous peer with the same id.
     pub fn add_peer(&mut self, id: PeerId, uid: Uid, authorized: bool) {
         self.remove_peer(id);
+        self.by_uid.entry(uid.clone()).or_default().push(id);
         self.peers.insert(
             id,
             Peer {
@@ -168,6 +172,12 @@ impl Router {
     pub fn remove_peer(&mut self, id: PeerId) -> Option<Uid> {
         let peer = self.peers.remove(&id)?;
         self.order.retain(|p| *p != id);
+        if let Some(ids) = self.by_uid.get_mut(&peer.uid) {
+            ids.retain(|p| *p != id);
+            if ids.is_empty() {
+                self.by_uid.remove(&peer.uid);
+            }
+        }
         for stream in &peer.streams {
             self.sources.remove(stream);
         }
@@ -176,10 +186,7 @@ impl Router {
 
     /// The peers of a member (normally one).
     pub fn peers_of<'a>(&'a self, uid: &'a Uid) -> impl Iterator<Item = PeerId> + 'a {
-        self.order
-            .iter()
-            .copied()
-            .filter(move |p| self.peers.get(p).is_some_and(|peer| &peer.uid == uid))
+        self.by_uid.get(uid).into_iter().flatten().copied()
     }
 
     /// The uid of a peer.
@@ -189,20 +196,18 @@ impl Router {
 
     /// Every distinct member with a peer here.
     pub fn uids(&self) -> Vec<Uid> {
-        let mut v: Vec<Uid> = Vec::new();
-        for id in &self.order {
-            if let Some(p) = self.peers.get(id)
-                && !v.contains(&p.uid)
-            {
-                v.push(p.uid.clone());
-            }
-        }
-        v
+        self.by_uid.keys().cloned().collect()
     }
 
     /// The room says whether `uid` may publish now. Takes effect for the very next packet.
     pub fn set_authorized(&mut self, now: Instant, uid: &Uid, authorized: bool) {
-        for peer in self.peers.values_mut().filter(|p| &p.uid == uid) {
+        let Some(ids) = self.by_uid.get(uid) else {
+            return;
+        };
+        for id in ids {
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             if peer.authorized && !authorized {
                 peer.revoked_at = Some(now);
                 peer.level.reset();
