@@ -29,7 +29,7 @@ commands:
   setup          install missing system and npm packages (Debian, as root) or print how to
   ui             build the UI into ui/dist
   bindings       regenerate ui/src/bindings.ts from the Rust commands and types
-  icons          redraw the app icons in icons/ (ImageMagick)
+  icons          redraw the app icons in icons/ (ImageMagick, png2icns)
 ";
 
 fn main() -> ExitCode {

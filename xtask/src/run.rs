@@ -212,6 +212,28 @@ pub fn icons() -> Result<()> {
             .args(["-define", "icon:auto-resize=256,128,64,48,32,16"])
             .arg(dir.join("icon.ico")),
     )?;
-    let _ = std::fs::remove_file(master);
+    // macOS bundles want .icns: png2icns (Debian package icnsutils) packs 512/256/128/32/16.
+    let png2icns = util::which("png2icns")
+        .context("png2icns is missing for icons/icon.icns: apt-get install icnsutils")?;
+    let tmp = std::env::temp_dir();
+    let mut sizes = Vec::new();
+    for size in [512, 256, 128, 32, 16] {
+        let out = tmp.join(format!("onmic-icon-{size}.png"));
+        util::run_ok(
+            Command::new("convert")
+                .arg(&master)
+                .args(["-resize", &format!("{size}x{size}"), "-depth", "8"])
+                .arg(format!("PNG32:{}", out.display())),
+        )?;
+        sizes.push(out);
+    }
+    util::run_ok(
+        Command::new(png2icns)
+            .arg(dir.join("icon.icns"))
+            .args(&sizes),
+    )?;
+    for file in sizes.iter().chain([&master]) {
+        let _ = std::fs::remove_file(file);
+    }
     Ok(())
 }
