@@ -4,8 +4,8 @@
 //! listeners reached, and the server process's memory per listener.
 //!
 //! The server runs in this process; speakers and listeners (str0m peers, each with its own UDP
-//! socket, joined over the WebSocket) run in a child process so the server's CPU and memory are
-//! its own. Everything runs inside a loopback-only network namespace this bench creates (root).
+//! socket, joined over the WebSocket; listeners count forwarded RTP without decrypting it) run in
+//! a child process so the server's CPU and memory are its own. Everything runs inside a loopback-only network namespace this bench creates (root).
 //!
 //! `cargo bench -p onmic-server --bench sfu_capacity` (`ONMIC_SFU_STEPS=100,500,1000` to choose
 //! the ramp).
@@ -277,9 +277,7 @@ async fn spawn_peer(base: &str, token: &str, speaker: bool, received: Arc<Atomic
                     Ok(Output::Transmit(t)) => {
                         let _ = socket.send_to(&t.contents, t.destination).await;
                     }
-                    Ok(Output::Event(Event::MediaData(_))) => {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(Output::Event(Event::MediaData(_))) => {}
                     Ok(Output::Event(_)) => {}
                     Err(_) => return,
                 }
@@ -309,6 +307,12 @@ async fn spawn_peer(base: &str, token: &str, speaker: bool, received: Arc<Atomic
             let until = tokio::time::Instant::from_std(until);
             let input = tokio::select! {
                 r = socket.recv_from(&mut buf) => match r {
+                    // A listener counts forwarded Opus RTP (payload type 111) without decrypting
+                    // it: the harness must stay lighter than the SFU it measures.
+                    Ok((n, _)) if !speaker && n > 12 && (128..192).contains(&buf[0]) && buf[1] & 0x7f == 111 => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     Ok((n, source)) => match buf[..n].try_into() {
                         Ok(contents) => Input::Receive(Instant::now(), Receive {
                             proto: Protocol::Udp, source, destination: addr, contents,
