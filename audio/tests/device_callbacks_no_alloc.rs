@@ -1,62 +1,28 @@
 //! Acceptance item 6, device side: the input and output callbacks never allocate — at 48 kHz and
 //! through the edge resamplers at 44.1 kHz — counted by a global allocator between the streams'
 //! entry and exit probes. Needs the PulseAudio null sinks that `cargo xtask test` starts.
-#![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use onmic_audio::list_devices;
 use onmic_audio::streams::{StreamRequest, open_input, open_output};
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static CALLBACKS: AtomicU64 = AtomicU64::new(0);
-
-fn inside() -> bool {
-    IN_CALLBACK.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: forwards to `System` unchanged; the extra work (an atomic add and a const
-// thread-local read) does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if inside() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if inside() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if inside() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations, count_here};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+static CALLBACKS: AtomicU64 = AtomicU64::new(0);
 
 fn probe(entering: bool) {
     if entering {
         CALLBACKS.fetch_add(1, Ordering::Relaxed);
     }
-    IN_CALLBACK.with(|c| c.set(entering));
+    count_here(entering);
 }
 
 #[test]
@@ -116,7 +82,7 @@ fn device_callbacks_never_allocate() {
         assert!(calls > 20, "callbacks did not run");
         assert!(got > 48_000, "nothing captured");
     }
-    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let allocs = allocations();
     assert_eq!(
         allocs, 0,
         "device callbacks allocated or freed {allocs} times"

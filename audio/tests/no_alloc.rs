@@ -5,11 +5,6 @@
 //!
 //! (`sonora`'s WebRTC NS and AEC3, kept in `ns_webrtc`/`aec3` for comparison, do allocate per
 //! block; the chain does not use them.)
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use onmic_audio::BLOCK_FRAMES;
 use onmic_audio::chain::{Chain, ChainConfig, Mode, Toggles};
@@ -18,59 +13,19 @@ use onmic_audio::engine::{Control, EngineConfig, start};
 use onmic_audio::opus::{OpusEncoder, OpusProfile};
 use onmic_audio::playout::RemoteStream;
 use onmic_audio::test_signals::{Noise, sine_block};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static DSP_BLOCK_ALLOCS_ARMED: AtomicU64 = AtomicU64::new(0);
-
-fn counting_here() -> bool {
-    COUNT_HERE.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the only
-// extra work is an atomic increment and a const thread-local read, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting_here() {
-            let n = ALLOCS.fetch_add(1, Ordering::Relaxed);
-            if n < 3 && std::env::var_os("ONMIC_ALLOC_TRACE").is_some() {
-                // Debug aid: show who allocates (counting paused while printing).
-                COUNT_HERE.with(|c| c.set(false));
-                eprintln!(
-                    "allocation #{n}:\n{}",
-                    std::backtrace::Backtrace::force_capture()
-                );
-                COUNT_HERE.with(|c| c.set(true));
-            }
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting_here() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{Counting, allocations, count_here};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+static DSP_BLOCK_ALLOCS_ARMED: AtomicU64 = AtomicU64::new(0);
 
 fn mark_dsp_thread() {
-    COUNT_HERE.with(|c| c.set(true));
+    count_here(true);
     DSP_BLOCK_ALLOCS_ARMED.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -224,7 +179,7 @@ fn run_engine() -> u64 {
         1,
         "hook ran once"
     );
-    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let allocs = allocations();
     handle.stop();
     let _ = tap_thread.join();
     assert!(drained > 0);
