@@ -50,6 +50,9 @@ pub struct Config {
     pub word_filter: Vec<String>,
     /// WebSocket frames a connection may send per second before being refused, then closed.
     pub max_frames_per_sec: u32,
+    /// Audio from a member without an unmuted seat (bombing) also kicks the sender and bans it
+    /// for this many milliseconds; none: report only (event + webhook).
+    pub bombing_ban_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             chat_window_ms: 5000,
             word_filter: Vec::new(),
             max_frames_per_sec: 50,
+            bombing_ban_ms: None,
         }
     }
 }

@@ -568,3 +568,69 @@ async fn reconnects() {
     drop((listener, second, third));
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[test]
+fn with_the_ban_setting_a_bomber_is_kicked_and_banned() {
+    if !inside_netns("with_the_ban_setting_a_bomber_is_kicked_and_banned") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(kick_and_ban());
+}
+
+async fn kick_and_ban() {
+    let server = server(Config {
+        bombing_ban_ms: Some(600_000),
+        ..config()
+    })
+    .await;
+    let base = server.url();
+    create_room(&base, "kb", "owner").await;
+    let mut events = server
+        .hub()
+        .subscribe(&RoomId::from("kb"))
+        .expect("subscribe");
+    let (mut owner, _) = Client::join(&base, "kb", "owner").await;
+    owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    let (mut bomber_ws, _) = Client::join(&base, "kb", "bomber").await;
+    let listener = Peer::connect(&base, "kb", &token(&base, "kb", "owner").await, 1).await;
+    let bomber = Peer::connect(&base, "kb", &token(&base, "kb", "bomber").await, 4).await;
+    bomber.sending.store(true, Ordering::Relaxed);
+    let (mut reported, mut kicked, mut banned) = (false, false, false);
+    until("bombing reported, bomber kicked and banned", || {
+        while let Ok(f) = events.try_recv() {
+            match &f.event.kind {
+                EventKind::BombingDetected { uid, .. } => reported |= uid.as_str() == "bomber",
+                EventKind::MemberLeft { uid, reason } => {
+                    kicked |=
+                        uid.as_str() == "bomber" && *reason == onmic_room::LeaveReason::Kicked;
+                }
+                EventKind::Banned { uid, .. } => banned |= uid.as_str() == "bomber",
+                _ => {}
+            }
+        }
+        reported && kicked && banned
+    })
+    .await;
+    // The bomber's WebSocket is closed with `kicked`, and it cannot come back.
+    let mut closing = None;
+    while let Some(m) = bomber_ws.next().await {
+        if m["type"] == "closing" {
+            closing = Some(m);
+        }
+    }
+    assert_eq!(closing.expect("closing")["reason"], "kicked");
+    let tok = token(&base, "kb", "bomber").await;
+    let mut again = Client::connect(&base).await;
+    let reply = again
+        .request(json!({ "type": "join", "room": "kb", "token": tok }))
+        .await;
+    assert_eq!(reply["code"], "banned", "{reply}");
+    assert_eq!(listener.from(4), 0, "the bomber was never forwarded");
+    drop((listener, bomber));
+    server.shutdown().await.expect("clean shutdown");
+}

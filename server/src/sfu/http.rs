@@ -42,7 +42,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>(app: Arc<AppState>) -> Router<S>
         app.hub.clone(),
         SfuConfig {
             udp,
-            bombing: BombingPolicy::default(),
+            bombing: BombingPolicy {
+                kick_and_ban: app
+                    .config
+                    .bombing_ban_ms
+                    .map(std::time::Duration::from_millis),
+                ..BombingPolicy::default()
+            },
             volume_interval: std::time::Duration::from_millis(500),
         },
     ) {
