@@ -1,0 +1,285 @@
+//! Helpers for the SFU's WebRTC tests: re-running a test inside its own loopback-only network
+//! namespace, and str0m peers that publish tagged frames and count what they receive per sender.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use str0m::change::SdpAnswer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use crate::common::*;
+
+pub const INNER: &str = "ONMIC_NETNS_INNER";
+
+/// Runs `test` (this binary's test of that name) again inside a fresh loopback-only network
+/// namespace, and fails with its output if it fails. Returns `true` when already inside.
+pub fn inside_netns(test: &str) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return true;
+    }
+    // Unique per process and test: tests of one binary run in parallel.
+    let tag: u32 = test
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let name = format!("onmic-sfu-{}-{:08x}", std::process::id(), tag);
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running `ip {}`: {e} (install iproute2)", args.join(" ")))
+    };
+    let made = ip(&["netns", "add", &name]);
+    assert!(
+        made.status.success(),
+        "this test needs root to create a network namespace (`ip netns add {name}`): {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _cleanup = Cleanup(name.clone());
+    let up = ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+    assert!(up.status.success(), "lo up: {up:?}");
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &name])
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(INNER, "1")
+        .output()
+        .expect("running the test inside the namespace");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "inside the namespace:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run:\n{text}"
+    );
+    eprintln!("{text}");
+    false
+}
+
+/// Slots (receive m-lines) each test peer offers: owner's seat + 2 regular seats.
+pub const SLOTS: usize = 3;
+
+/// A WebRTC member: publishes tagged fake Opus frames every 20 ms while `sending`, counts what it
+/// receives per sender tag.
+pub struct Peer {
+    /// The SFU's media address (from the answer's host candidate).
+    pub sfu: std::net::SocketAddr,
+    /// The peer's own socket, to inject garbage from a connected address.
+    pub socket: UdpSocket,
+    pub received: Arc<Mutex<HashMap<u8, u64>>>,
+    pub sending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Peer {
+    pub async fn connect(base: &str, room: &str, token: &str, tag: u8) -> Peer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let mut builder = Rtc::builder().clear_codecs();
+        builder.codec_config().add_config(
+            Pt::from(111),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            FormatParams {
+                min_p_time: Some(10),
+                use_inband_fec: Some(true),
+                stereo: Some(true),
+                sprop_stereo: Some(true),
+                ..FormatParams::default()
+            },
+        );
+        let mut rtc = builder.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        for _ in 0..SLOTS {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().expect("an offer");
+        let body = json!({ "room": room, "token": token, "offer": offer });
+        let (status, answer) = rest_with(base, "post", "/rtc/offer", Some(body), None).await;
+        assert_eq!(status, 200, "{answer}");
+        let sfu = answer["sdp"]
+            .as_str()
+            .and_then(|sdp| sdp.lines().find(|l| l.starts_with("a=candidate:")))
+            .and_then(|c| {
+                let f: Vec<&str> = c.split_whitespace().collect();
+                format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+            })
+            .expect("a host candidate in the answer");
+        let answer: SdpAnswer = serde_json::from_value(answer).expect("an SDP answer");
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+        let received = Arc::new(Mutex::new(HashMap::new()));
+        let sending = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket_for_test = socket.try_clone().expect("socket clone");
+        let thread = {
+            let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
+            std::thread::spawn(move || run(rtc, socket, send_mid, tag, received, sending, stop))
+        };
+        Peer {
+            sfu,
+            socket: socket_for_test,
+            received,
+            sending,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn from(&self, tag: u8) -> u64 {
+        self.received
+            .lock()
+            .expect("counts")
+            .get(&tag)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    send_mid: Mid,
+    tag: u8,
+    received: Arc<Mutex<HashMap<u8, u64>>>,
+    sending: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    let local = socket.local_addr().expect("addr");
+    let mut buf = vec![0u8; 2000];
+    let start = Instant::now();
+    let mut next_send = start;
+    let mut seq: u64 = 0;
+    while !stop.load(Ordering::Relaxed) && rtc.is_alive() {
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(Event::MediaData(d))) => {
+                    if let Some(&from) = d.data.first() {
+                        *received.lock().expect("counts").entry(from).or_default() += 1;
+                    }
+                }
+                Ok(Output::Event(_)) => {}
+                Err(_) => return,
+            }
+        };
+        let now = Instant::now();
+        if now >= next_send {
+            next_send += Duration::from_millis(20);
+            if sending.load(Ordering::Relaxed)
+                && rtc.is_connected()
+                && let Some(w) = rtc.writer(send_mid)
+            {
+                let pt = w.payload_params().next().map(|p| p.pt());
+                if let Some(pt) = pt {
+                    let mut payload = vec![tag; 40];
+                    payload[1..9].copy_from_slice(&seq.to_be_bytes());
+                    let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
+                    let _ = w.audio_level(-10, true).write(pt, now, ts, payload);
+                    seq += 1;
+                }
+            }
+        }
+        let wait = timeout
+            .min(next_send)
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let _ = socket.set_read_timeout(Some(wait));
+        let input = match socket.recv_from(&mut buf) {
+            Ok((n, source)) => match buf[..n].try_into() {
+                Ok(contents) => Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: local,
+                        contents,
+                    },
+                ),
+                Err(_) => continue,
+            },
+            Err(_) => Input::Timeout(Instant::now()),
+        };
+        if rtc.handle_input(input).is_err() {
+            return;
+        }
+    }
+}
+
+/// A valid offer (one send m-line), for signalling tests.
+pub fn offer_only() -> serde_json::Value {
+    let mut rtc = Rtc::builder().build(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    serde_json::to_value(offer).expect("offer JSON")
+}
+
+/// Waits until `cond` holds, polling; fails with `what` after 15 s.
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A receiver's count from `tag` does not move for a second (after 300 ms for packets in flight).
+pub async fn stays_still(peers: &[&Peer], tag: u8, what: &str) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before: Vec<u64> = peers.iter().map(|p| p.from(tag)).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<u64> = peers.iter().map(|p| p.from(tag)).collect();
+    assert_eq!(before, after, "{what}: packets from {tag} still arrive");
+}
+
+/// Runs `scenario` on a fresh 2-thread runtime inside this test's own network namespace.
+pub fn in_netns<F: std::future::Future<Output = ()>>(test: &str, scenario: impl FnOnce() -> F) {
+    if !inside_netns(test) {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(scenario());
+}
