@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 use str0m::change::SdpAnswer;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Pt};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output};
 
 const INNER: &str = "ONMIC_NETNS_INNER";
 const SLOTS: usize = 4;
@@ -236,22 +235,7 @@ async fn spawn_peer(base: &str, token: &str, speaker: bool, received: Arc<Atomic
         .await
         .expect("bind");
     let addr = socket.local_addr().expect("addr");
-    let mut builder = Rtc::builder().clear_codecs();
-    builder.codec_config().add_config(
-        Pt::from(111),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams {
-            min_p_time: Some(10),
-            use_inband_fec: Some(true),
-            stereo: Some(true),
-            sprop_stereo: Some(true),
-            ..FormatParams::default()
-        },
-    );
-    let mut rtc = builder.build(Instant::now());
+    let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
     rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
     let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);

@@ -76,28 +76,12 @@ fn addr(port: usize) -> SocketAddr {
 
 mod str0m_side {
     use super::*;
-    use str0m::format::{Codec, FormatParams};
-    use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+    use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
     use str0m::net::{Protocol, Receive};
     use str0m::{Candidate, Input, Output, Rtc};
 
     fn rtc(now: Instant) -> Rtc {
-        let mut b = Rtc::builder().clear_codecs();
-        b.codec_config().add_config(
-            Pt::from(111),
-            None,
-            Codec::Opus,
-            Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            FormatParams {
-                min_p_time: Some(10),
-                use_inband_fec: Some(true),
-                stereo: Some(true),
-                sprop_stereo: Some(true),
-                ..FormatParams::default()
-            },
-        );
-        b.build(now)
+        onmic_server::sfu::opus_rtc_config().build(now)
     }
 
     /// Drains `from`, delivering its datagrams to `to`; returns how many.

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use onmic_room::{Action, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
@@ -33,7 +32,6 @@ use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamI
 use crate::hub::{Frame, Hub};
 
 /// The Opus payload type the SFU offers (Chromium's choice too).
-const OPUS_PT: u8 = 111;
 /// Largest datagram read from the socket.
 const MAX_DATAGRAM: usize = 2000;
 /// The loop wakes at least this often to look at commands.
@@ -301,24 +299,9 @@ impl Driver {
             return Err(SfuError::NotMember);
         }
         let now = Instant::now();
-        let mut builder = Rtc::builder()
+        let mut rtc = super::opus_rtc_config()
             .set_crypto_provider(self.crypto.clone())
-            .clear_codecs();
-        builder.codec_config().add_config(
-            Pt::from(OPUS_PT),
-            None,
-            Codec::Opus,
-            Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            FormatParams {
-                min_p_time: Some(10),
-                use_inband_fec: Some(true),
-                stereo: Some(true),
-                sprop_stereo: Some(true),
-                ..FormatParams::default()
-            },
-        );
-        let mut rtc = builder.build(now);
+            .build(now);
         let candidate = Candidate::host(self.addr, "udp")
             .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(candidate);

@@ -16,6 +16,35 @@ pub mod level;
 pub mod router;
 
 pub use driver::{Sfu, SfuConfig, SfuError, SfuStats};
+
+use str0m::RtcConfig;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, Pt};
+
+/// The Opus payload type every Onmic peer negotiates.
+pub const OPUS_PT: u8 = 111;
+
+/// A str0m configuration with Onmic's one codec: Opus 48 kHz stereo (`stereo=1;
+/// sprop-stereo=1`), 10 ms minimum packet time, in-band FEC. The SFU and str0m-based clients
+/// (tests, benches) start from it so both sides of a call negotiate the same thing.
+pub fn opus_rtc_config() -> RtcConfig {
+    let mut config = str0m::Rtc::builder().clear_codecs();
+    config.codec_config().add_config(
+        Pt::from(OPUS_PT),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            stereo: Some(true),
+            sprop_stereo: Some(true),
+            ..FormatParams::default()
+        },
+    );
+    config
+}
 pub use level::{SPEAKING_THRESHOLD, VolumeReport};
 pub use router::{
     Bombing, BombingPolicy, Decision, DropReason, PeerCounters, PeerId, Router, StreamId,

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use str0m::change::SdpAnswer;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -96,22 +95,7 @@ impl Peer {
     pub async fn connect(base: &str, room: &str, token: &str, tag: u8) -> Peer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = socket.local_addr().expect("addr");
-        let mut builder = Rtc::builder().clear_codecs();
-        builder.codec_config().add_config(
-            Pt::from(111),
-            None,
-            Codec::Opus,
-            Frequency::FORTY_EIGHT_KHZ,
-            Some(2),
-            FormatParams {
-                min_p_time: Some(10),
-                use_inband_fec: Some(true),
-                stereo: Some(true),
-                sprop_stereo: Some(true),
-                ..FormatParams::default()
-            },
-        );
-        let mut rtc = builder.build(Instant::now());
+        let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
