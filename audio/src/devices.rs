@@ -209,19 +209,9 @@ pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), Dev
             host.default_input_device()
                 .ok_or(DeviceError::NoInputDevice)?
         }
-        Some(id) => {
-            let parsed: cpal::DeviceId = id
-                .parse()
-                .map_err(|_| DeviceError::NotFound { id: id.to_owned() })?;
-            host.device_by_id(&parsed)
-                .ok_or_else(|| DeviceError::NotFound { id: id.to_owned() })?
-        }
+        Some(id) => by_id(&host, id)?,
     };
-    let id = device
-        .id()
-        .map(|d| d.to_string())
-        .unwrap_or_else(|_| id.unwrap_or("default").to_owned());
-    Ok((device, id))
+    Ok(with_id(device, id))
 }
 
 /// Finds an output device by id, or the default output device when `id` is `None`.
@@ -233,17 +223,23 @@ pub(crate) fn find_output(id: Option<&str>) -> Result<(cpal::Device, String), De
             .ok_or_else(|| DeviceError::NotFound {
                 id: "default output".to_owned(),
             })?,
-        Some(id) => {
-            let parsed: cpal::DeviceId = id
-                .parse()
-                .map_err(|_| DeviceError::NotFound { id: id.to_owned() })?;
-            host.device_by_id(&parsed)
-                .ok_or_else(|| DeviceError::NotFound { id: id.to_owned() })?
-        }
+        Some(id) => by_id(&host, id)?,
     };
+    Ok(with_id(device, id))
+}
+
+/// The present device whose cpal id string is `id`.
+fn by_id(host: &cpal::Host, id: &str) -> Result<cpal::Device, DeviceError> {
+    let not_found = || DeviceError::NotFound { id: id.to_owned() };
+    let parsed: cpal::DeviceId = id.parse().map_err(|_| not_found())?;
+    host.device_by_id(&parsed).ok_or_else(not_found)
+}
+
+/// Pairs a device with its id string (the one asked for, or "default", if the host has none).
+fn with_id(device: cpal::Device, asked: Option<&str>) -> (cpal::Device, String) {
     let id = device
         .id()
         .map(|d| d.to_string())
-        .unwrap_or_else(|_| id.unwrap_or("default").to_owned());
-    Ok((device, id))
+        .unwrap_or_else(|_| asked.unwrap_or("default").to_owned());
+    (device, id)
 }
