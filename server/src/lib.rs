@@ -11,6 +11,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod recording;
 pub mod rest;
 pub mod sfu;
 pub mod store;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub started: Instant,
     /// Every room.
     pub hub: Arc<Hub>,
+    /// The media service (SFU and recordings); `None` if its UDP socket could not be bound.
+    pub media: Option<Arc<sfu::Sfu>>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -71,6 +74,7 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     hub: Arc<Hub>,
+    media: Option<Arc<sfu::Sfu>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -94,6 +98,10 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.hub.shutdown();
+        // Recordings end first, so their files and listings are complete when this returns.
+        if let Some(media) = &self.media {
+            media.shutdown().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -137,12 +145,21 @@ pub async fn start_with_clock(
         })?;
     let addr = listener.local_addr()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+    let interrupted = store.interrupt_recordings()?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "recordings left unfinished by the last run are listed as interrupted"
+        );
+    }
     let config = Arc::new(config);
     let hub = Arc::new(Hub::new(config.clone(), store, clock)?);
+    let media = sfu::http::start_media(&hub, &config).map(Arc::new);
     let state = Arc::new(AppState {
         config: (*config).clone(),
         started: Instant::now(),
         hub: hub.clone(),
+        media: media.clone(),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -186,6 +203,7 @@ pub async fn start_with_clock(
     Ok(RunningServer {
         addr,
         hub,
+        media,
         stop: Some(stop),
         task,
     })

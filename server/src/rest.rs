@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::hub::{CreateRoom, HubError};
+use crate::recording::RecordingError;
 
 /// Every REST route as (method, OpenAPI path). `/openapi.json` must document exactly these.
 pub const REST_ROUTES: &[(&str, &str)] = &[
@@ -37,6 +38,9 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rooms/{room}/seat_unmute"),
     ("post", "/v1/rooms/{room}/floor"),
     ("post", "/v1/rooms/{room}/dismiss"),
+    ("post", "/v1/rooms/{room}/recording/start"),
+    ("post", "/v1/rooms/{room}/recording/stop"),
+    ("get", "/v1/rooms/{room}/recordings"),
     ("post", "/v1/tokens"),
 ];
 
@@ -82,6 +86,20 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<RecordingError> for ApiError {
+    fn from(e: RecordingError) -> ApiError {
+        let status = match &e {
+            RecordingError::NoSuchRoom => StatusCode::NOT_FOUND,
+            RecordingError::Dismissed
+            | RecordingError::AlreadyRecording
+            | RecordingError::NotRecording => StatusCode::CONFLICT,
+            RecordingError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), &e)
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
@@ -105,6 +123,9 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/seat_unmute", post(seat_unmute))
         .route("/v1/rooms/{room}/floor", post(floor))
         .route("/v1/rooms/{room}/dismiss", post(dismiss))
+        .route("/v1/rooms/{room}/recording/start", post(start_recording))
+        .route("/v1/rooms/{room}/recording/stop", post(stop_recording))
+        .route("/v1/rooms/{room}/recordings", get(recordings))
         .route("/v1/tokens", post(issue_token))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
@@ -363,6 +384,83 @@ async fn floor(
 
 async fn dismiss(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     run(&state, room, "dismiss", &json!({}), Action::Dismiss)
+}
+
+/// The body of `recording/start` and `recording/stop`: empty, or an empty JSON object.
+fn empty_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    serde_json::from_slice::<Empty>(body)
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("send no body or {{}}: {e}"),
+            )
+        })
+}
+
+fn media(state: &AppState) -> Result<&Arc<crate::sfu::Sfu>, ApiError> {
+    state
+        .media
+        .as_ref()
+        .ok_or_else(|| RecordingError::Stopped.into())
+}
+
+async fn start_recording(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    empty_body(&body)?;
+    let id = RoomId(room);
+    let record = media(&state)?.start_recording(id.clone()).await?;
+    let detail = json!({ "recording": record.id });
+    state.hub.audit(
+        state.hub.now(),
+        &actor(&state),
+        &id,
+        "recording_start",
+        &detail,
+    );
+    Ok((StatusCode::CREATED, Json(json!(record))))
+}
+
+async fn stop_recording(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    empty_body(&body)?;
+    let id = RoomId(room);
+    // An unknown room is 404, not "not recording".
+    state.hub.snapshot(&id)?;
+    let record = media(&state)?.stop_recording(id.clone()).await?;
+    let detail = json!({ "recording": record.id });
+    state.hub.audit(
+        state.hub.now(),
+        &actor(&state),
+        &id,
+        "recording_stop",
+        &detail,
+    );
+    Ok(Json(json!(record)))
+}
+
+async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
+    let id = RoomId(room);
+    state.hub.snapshot(&id)?;
+    let list = state
+        .hub
+        .store()
+        .recordings(id.as_str())
+        .map_err(HubError::from)?;
+    Ok(Json(json!({ "recordings": list })))
 }
 
 /// `POST /v1/tokens` body.

@@ -21,15 +21,16 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use onmic_room::{Action, Command, EventKind, RoomId, Uid};
+use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::hub::{Frame, Hub};
+use crate::recording::{self, Recording, RecordingError};
 
 /// The Opus payload type the SFU offers (Chromium's choice too).
 /// Largest datagram read from the socket.
@@ -102,6 +103,15 @@ enum Cmd {
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
     },
     Stats(oneshot::Sender<SfuStats>),
+    StartRecording {
+        room: RoomId,
+        reply: oneshot::Sender<recording::Finished>,
+    },
+    StopRecording {
+        room: RoomId,
+        reply: oneshot::Sender<Result<JoinHandle<recording::Finished>, RecordingError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// A running SFU; dropping it stops the thread.
@@ -154,6 +164,39 @@ impl Sfu {
         answer.await.map_err(|_| SfuError::Stopped)?
     }
 
+    /// Starts recording `room`'s mix; answers with the new recording's listing.
+    pub async fn start_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
+        tx.send(Cmd::StartRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        answer.await.map_err(|_| RecordingError::Stopped)?
+    }
+
+    /// Stops recording `room`; answers once the file is complete, with its final listing.
+    pub async fn stop_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
+        tx.send(Cmd::StopRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        let thread = answer.await.map_err(|_| RecordingError::Stopped)??;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|_| RecordingError::Stopped)?
+            .map_err(|_| RecordingError::Io(std::io::Error::other("the recorder panicked")))?
+    }
+
+    /// Stops every recording (files finalised) and the media thread; later calls fail with
+    /// [`SfuError::Stopped`].
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if let Some(tx) = self.tx.as_ref()
+            && tx.send(Cmd::Shutdown(reply)).is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
     /// The SFU's counters.
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
         let (reply, stats) = oneshot::channel();
@@ -170,6 +213,22 @@ impl Drop for Sfu {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The room's own anti-bombing setting wins over the server's default.
+fn room_bombing_policy(
+    server: &BombingPolicy,
+    settings: &onmic_room::RoomSettings,
+) -> BombingPolicy {
+    let kick_and_ban = match settings.bombing {
+        None => server.kick_and_ban,
+        Some(BombingAction::ReportOnly) => None,
+        Some(BombingAction::KickAndBan { ban }) => Some(ban),
+    };
+    BombingPolicy {
+        kick_and_ban,
+        ..server.clone()
     }
 }
 
@@ -190,8 +249,17 @@ struct RoomMedia {
     slot_of: HashMap<Uid, usize>,
 }
 
+/// A room being recorded: the recorder and the room's events (to stop on dismiss).
+struct ActiveRecording {
+    recording: Recording,
+    events: broadcast::Receiver<Frame>,
+}
+
 struct Driver {
     hub: Arc<Hub>,
+    recordings: HashMap<RoomId, ActiveRecording>,
+    /// Stopped recordings still finishing their files.
+    finishing: Vec<JoinHandle<recording::Finished>>,
     socket: UdpSocket,
     addr: SocketAddr,
     config: SfuConfig,
@@ -210,6 +278,8 @@ impl Driver {
     fn new(hub: Arc<Hub>, socket: UdpSocket, addr: SocketAddr, config: SfuConfig) -> Driver {
         Driver {
             hub,
+            recordings: HashMap::new(),
+            finishing: Vec::new(),
             socket,
             addr,
             config,
@@ -229,9 +299,17 @@ impl Driver {
         loop {
             loop {
                 match rx.try_recv() {
+                    Ok(Cmd::Shutdown(reply)) => {
+                        self.stop_all_recordings();
+                        let _ = reply.send(());
+                        return;
+                    }
                     Ok(cmd) => self.command(cmd),
                     Err(std_mpsc::TryRecvError::Empty) => break,
-                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        self.stop_all_recordings();
+                        return;
+                    }
                 }
             }
             let now = Instant::now();
@@ -272,6 +350,7 @@ impl Driver {
             if Instant::now() >= self.next_reap {
                 self.next_reap = Instant::now() + Duration::from_millis(100);
                 self.reap();
+                self.check_recordings();
             }
         }
     }
@@ -290,6 +369,104 @@ impl Driver {
                 self.stats.peers = self.peers.len();
                 let _ = reply.send(self.stats);
             }
+            Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
+            Cmd::StopRecording { room, reply } => {
+                let stopped = match self.recordings.remove(&room) {
+                    Some(active) if !active.recording.is_finished() => {
+                        Ok(active.recording.stop("request"))
+                    }
+                    Some(active) => {
+                        self.finishing.push(active.recording.stop("request"));
+                        Err(RecordingError::NotRecording)
+                    }
+                    None => Err(RecordingError::NotRecording),
+                };
+                let _ = reply.send(stopped);
+            }
+            Cmd::Shutdown(reply) => {
+                self.stop_all_recordings();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn start_recording(&mut self, room: RoomId, reply: oneshot::Sender<recording::Finished>) {
+        let snapshot = match self.hub.snapshot(&room) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = reply.send(Err(RecordingError::NoSuchRoom));
+                return;
+            }
+        };
+        if snapshot.dismissed {
+            let _ = reply.send(Err(RecordingError::Dismissed));
+            return;
+        }
+        if let Some(active) = self.recordings.get(&room) {
+            if !active.recording.is_finished() {
+                let _ = reply.send(Err(RecordingError::AlreadyRecording));
+                return;
+            }
+            // It failed on its own; make room for a new one.
+            if let Some(old) = self.recordings.remove(&room) {
+                self.finishing.push(old.recording.stop("failed"));
+            }
+        }
+        let Ok(events) = self.hub.subscribe(&room) else {
+            let _ = reply.send(Err(RecordingError::NoSuchRoom));
+            return;
+        };
+        let dir = self.hub.config().data_dir.join("recordings");
+        // The recorder answers `reply` itself once its file exists.
+        match Recording::start(self.hub.clone(), room.clone(), dir, reply) {
+            Ok(recording) => {
+                self.recordings
+                    .insert(room, ActiveRecording { recording, events });
+            }
+            Err(e) => tracing::error!(%e, "cannot start a recorder thread"),
+        }
+    }
+
+    /// Stops recordings of dismissed rooms and collects finished recorder threads.
+    fn check_recordings(&mut self) {
+        let mut dismissed = Vec::new();
+        for (room, active) in &mut self.recordings {
+            loop {
+                match active.events.try_recv() {
+                    Ok(frame) if matches!(frame.event.kind, EventKind::Dismissed) => {
+                        dismissed.push(room.clone());
+                        break;
+                    }
+                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        dismissed.push(room.clone());
+                        break;
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                }
+            }
+        }
+        for room in dismissed {
+            if let Some(active) = self.recordings.remove(&room) {
+                self.finishing.push(active.recording.stop("dismissed"));
+            }
+        }
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finishing)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        self.finishing = running;
+        for t in done {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops every recording and waits for their files to be complete.
+    fn stop_all_recordings(&mut self) {
+        for (_, active) in self.recordings.drain() {
+            self.finishing.push(active.recording.stop("shutdown"));
+        }
+        for t in self.finishing.drain(..) {
+            let _ = t.join();
         }
     }
 
@@ -327,8 +504,9 @@ impl Driver {
                     .hub
                     .subscribe(&room)
                     .map_err(|_| SfuError::NoSuchRoom)?;
+                let policy = room_bombing_policy(&self.config.bombing, &snapshot.settings);
                 v.insert(RoomMedia {
-                    router: Router::new(self.config.bombing.clone(), self.config.volume_interval),
+                    router: Router::new(policy, self.config.volume_interval),
                     events,
                     slot_of: HashMap::new(),
                 })
@@ -593,6 +771,15 @@ impl Driver {
         };
         let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
         self.stats.forwarded_in += 1;
+        // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
+        if let Some(active) = self.recordings.get(&room) {
+            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+            if !active.recording.offer(from.0, ts, &data.data)
+                && let Some(gone) = self.recordings.remove(&room)
+            {
+                self.finishing.push(gone.recording.stop("failed"));
+            }
+        }
         for to in targets {
             let Some(peer) = self.peers.get_mut(&to) else {
                 continue;

@@ -91,8 +91,42 @@ pub struct Peer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Makes the payload of the `seq`-th 20 ms frame a peer publishes.
+pub type PayloadFn = Box<dyn FnMut(u64) -> Vec<u8> + Send>;
+
+/// Real Opus (48 kHz stereo, 128 kbps, 20 ms frames) of a sine of `left_hz` on the left channel
+/// and `right_hz` on the right, at half amplitude.
+pub fn stereo_tone(left_hz: f32, right_hz: f32) -> PayloadFn {
+    let mut enc = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio)
+        .expect("an Opus encoder");
+    enc.set_bitrate(opus::Bitrate::Bits(128_000))
+        .expect("bitrate");
+    Box::new(move |seq| {
+        let pcm: Vec<f32> = (0..960u64)
+            .flat_map(|i| {
+                let t = (seq * 960 + i) as f32 / 48_000.0;
+                let w = 2.0 * std::f32::consts::PI * t;
+                [0.5 * (w * left_hz).sin(), 0.5 * (w * right_hz).sin()]
+            })
+            .collect();
+        enc.encode_vec_float(&pcm, 4000).expect("Opus encode")
+    })
+}
+
 impl Peer {
     pub async fn connect(base: &str, room: &str, token: &str, tag: u8) -> Peer {
+        Peer::connect_with(base, room, token, tag, None).await
+    }
+
+    /// Like [`Peer::connect`]; `payload` (if given) makes what it publishes instead of tagged
+    /// frames.
+    pub async fn connect_with(
+        base: &str,
+        room: &str,
+        token: &str,
+        tag: u8,
+        payload: Option<PayloadFn>,
+    ) -> Peer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = socket.local_addr().expect("addr");
         let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
@@ -124,7 +158,9 @@ impl Peer {
         let socket_for_test = socket.try_clone().expect("socket clone");
         let thread = {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
-            std::thread::spawn(move || run(rtc, socket, send_mid, tag, received, sending, stop))
+            std::thread::spawn(move || {
+                run(rtc, socket, send_mid, tag, payload, received, sending, stop)
+            })
         };
         Peer {
             sfu,
@@ -155,11 +191,13 @@ impl Drop for Peer {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
     send_mid: Mid,
     tag: u8,
+    mut make: Option<PayloadFn>,
     received: Arc<Mutex<HashMap<u8, u64>>>,
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -194,8 +232,14 @@ fn run(
             {
                 let pt = w.payload_params().next().map(|p| p.pt());
                 if let Some(pt) = pt {
-                    let mut payload = vec![tag; 40];
-                    payload[1..9].copy_from_slice(&seq.to_be_bytes());
+                    let payload = match make.as_mut() {
+                        Some(make) => make(seq),
+                        None => {
+                            let mut p = vec![tag; 40];
+                            p[1..9].copy_from_slice(&seq.to_be_bytes());
+                            p
+                        }
+                    };
                     let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
                     let _ = w.audio_level(-10, true).write(pt, now, ts, payload);
                     seq += 1;
