@@ -90,6 +90,11 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The media service (SFU), if it started.
+    pub fn media(&self) -> Option<&Arc<sfu::Sfu>> {
+        self.media.as_ref()
+    }
+
     /// The room hub (for embedding: the media layer's seams live here).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub

@@ -249,6 +249,51 @@ impl Source {
     }
 }
 
+/// Fuzz entry point (`server/fuzz`, and a bounded stable run in `server/tests/recording_fuzz.rs`):
+/// `data` is a script of packets and mix steps for one [`Source`]. Each step reads an op byte;
+/// op % 4 == 0 mixes a 20 ms frame (time advances), otherwise a packet follows: a 2-byte
+/// timestamp step (in 2.5 ms units, backwards when op & 0x80), a length byte and that many
+/// payload bytes. Panics only on a bug: every output sample must be finite.
+pub fn fuzz_packets(data: &[u8]) {
+    let Ok(mut source) = Source::new() else {
+        return;
+    };
+    let start = Instant::now();
+    let mut now = start;
+    let mut ts: u64 = 1 << 40;
+    let mut out = vec![0.0f32; 2 * 960];
+    let mut i = 0;
+    while i < data.len() {
+        let op = data[i];
+        i += 1;
+        if op.is_multiple_of(4) {
+            now += Duration::from_millis(20);
+            out.fill(0.0);
+            source.mix_into(now, &mut out);
+            assert!(out.iter().all(|x| x.is_finite()), "non-finite audio");
+            continue;
+        }
+        let Some(head) = data.get(i..i + 3) else {
+            break;
+        };
+        i += 3;
+        let step = u64::from(u16::from_le_bytes([head[0], head[1]])) * 120;
+        ts = if op & 0x80 != 0 {
+            ts.wrapping_sub(step)
+        } else {
+            ts.wrapping_add(step)
+        };
+        let len = usize::from(head[2]).min(data.len() - i);
+        let _ = source.push(now, ts, &data[i..i + len]);
+        i += len;
+    }
+    for _ in 0..8 {
+        now += Duration::from_millis(20);
+        source.mix_into(now, &mut out);
+    }
+    assert!(out.iter().all(|x| x.is_finite()), "non-finite audio");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

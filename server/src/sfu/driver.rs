@@ -35,6 +35,11 @@ use crate::recording::{self, Recording, RecordingError};
 /// The Opus payload type the SFU offers (Chromium's choice too).
 /// Largest datagram read from the socket.
 const MAX_DATAGRAM: usize = 2000;
+/// Sent audio packets str0m keeps per stream for resending. Audio is not resent (no NACK/RTX;
+/// Opus in-band FEC covers loss), so keep few: str0m's default of 50 cost ~60 KiB per listener.
+const AUDIO_SEND_BUFFER: usize = 4;
+/// Receive and send buffer asked for on the media socket.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// The loop wakes at least this often to look at commands.
 const IDLE_WAKE: Duration = Duration::from_millis(20);
 
@@ -85,6 +90,8 @@ pub struct SfuConfig {
 pub struct SfuStats {
     /// Peers connected now.
     pub peers: usize,
+    /// Peers whose connection is up (ICE and DTLS done).
+    pub connected: usize,
     /// Packets received from publishers and forwarded (once per packet, not per subscriber).
     pub forwarded_in: u64,
     /// Packet copies written to subscribers.
@@ -93,6 +100,12 @@ pub struct SfuStats {
     pub dropped: u64,
     /// Bombing reports raised.
     pub bombings: u64,
+    /// Peer timers that fired (str0m timeouts handled outside of a packet).
+    pub timer_fires: u64,
+    /// Datagrams received on the media socket.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
 }
 
 enum Cmd {
@@ -127,6 +140,18 @@ impl Sfu {
     pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
         let socket = UdpSocket::bind(config.udp)?;
         socket.set_read_timeout(Some(IDLE_WAKE))?;
+        // One socket carries every peer's handshakes and every speaker's audio; while the thread
+        // fans a packet out to thousands of listeners, arrivals queue here. The default buffer
+        // (~200 datagrams) overflowed at 1,000 listeners (lost speaker packets and DTLS
+        // flights); the kernel caps the request at net.core.rmem_max / wmem_max.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        tracing::debug!(
+            recv = ?sock.recv_buffer_size(),
+            send = ?sock.send_buffer_size(),
+            "media socket buffers"
+        );
         let addr = socket.local_addr()?;
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -326,6 +351,7 @@ impl Driver {
                 }
                 // Forget the fired time so that `drive` re-arms even an unchanged timeout.
                 p.timeout = now + Duration::from_secs(86_400);
+                self.stats.timer_fires += 1;
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
@@ -340,7 +366,10 @@ impl Driver {
                 .max(Duration::from_millis(1));
             let _ = self.socket.set_read_timeout(Some(wait));
             match self.socket.recv_from(&mut buf) {
-                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Ok((n, source)) => {
+                    self.stats.datagrams_in += 1;
+                    self.datagram(&buf[..n], source)
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => {
                     // ICMP errors from a vanished peer surface here on Linux; keep serving.
@@ -367,6 +396,7 @@ impl Driver {
             }
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
+                self.stats.connected = self.peers.values().filter(|p| p.rtc.is_connected()).count();
                 let _ = reply.send(self.stats);
             }
             Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
@@ -478,6 +508,7 @@ impl Driver {
         let now = Instant::now();
         let mut rtc = super::opus_rtc_config()
             .set_crypto_provider(self.crypto.clone())
+            .set_send_buffer_audio(AUDIO_SEND_BUFFER)
             .build(now);
         let candidate = Candidate::host(self.addr, "udp")
             .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
@@ -685,6 +716,7 @@ impl Driver {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        self.stats.datagrams_out += 1;
                         let _ = self.socket.send_to(&t.contents, t.destination);
                     }
                     Ok(Output::Event(e)) => match e {
