@@ -104,6 +104,8 @@ pub struct SfuStats {
     pub timer_fires: u64,
     /// Datagrams received on the media socket.
     pub datagrams_in: u64,
+    /// Of those, Opus RTP (payload type 111, before decryption or any judgement).
+    pub opus_rtp_in: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
 }
@@ -368,6 +370,9 @@ impl Driver {
             match self.socket.recv_from(&mut buf) {
                 Ok((n, source)) => {
                     self.stats.datagrams_in += 1;
+                    if n > 12 && (128..192).contains(&buf[0]) && buf[1] & 0x7f == super::OPUS_PT {
+                        self.stats.opus_rtp_in += 1;
+                    }
                     self.datagram(&buf[..n], source)
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
