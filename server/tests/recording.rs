@@ -279,6 +279,26 @@ async fn bad_recording_requests_get_clear_errors() {
         (status, body["code"].as_str()),
         (409, Some("room_dismissed"))
     );
+    // Both webhooks were queued (no webhook_url: they wait in the outbox).
+    let queued = server
+        .hub()
+        .store()
+        .due_webhooks(onmic_room::Timestamp(u64::MAX), 1000)
+        .expect("outbox");
+    let id = first["id"].as_str().expect("id");
+    for (ty, event_id) in [
+        ("recording_started", format!("{id}:started")),
+        ("recording_stopped", format!("{id}:stopped")),
+    ] {
+        let hook = queued
+            .iter()
+            .find(|h| h.event_id == event_id)
+            .unwrap_or_else(|| panic!("{ty} queued"));
+        let body: Value = serde_json::from_str(&hook.body).expect("JSON body");
+        assert_eq!(body["type"], ty);
+        assert_eq!(body["room"], "r1");
+        assert_eq!(body["data"]["id"], id);
+    }
 
     // Shutting down finishes a running recording; the listing survives a restart.
     create_room(&base, "r2", "owner").await;
