@@ -616,6 +616,11 @@ if (testHooks) {
     forcedMic = true;
     return mic !== null && micStream !== null;
   };
+  // Only with ?test: drop the WebSocket as a network failure would (the page reconnects).
+  window.onmicTestDropSocket = () => {
+    if (ws) ws.close();
+    return true;
+  };
 }
 
 wire();

@@ -405,6 +405,91 @@ async fn speak_scenario() -> anyhow::Result<()> {
     .await?;
     let shot = browser.screenshot("listener-on-seat").await?;
     println!("screenshot: {}", shot.display());
+
+    // A dropped WebSocket: the page reconnects, keeps its seat and is heard again.
+    let dropped = browser.eval("return window.onmicTestDropSocket();").await?;
+    assert_eq!(dropped, json!(true));
+    wait_for(WAIT, "the page to reconnect", || async {
+        let s = browser.text("#status").await?;
+        (s == "Reconnected" || s == "Listening").then_some(())
+    })
+    .await?;
+    let before = peer.packets(slot);
+    let deadline = std::time::Instant::now() + WAIT;
+    while peer.packets(slot) < before + 50 {
+        host.pump(Duration::from_millis(200)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the seated page is not heard after reconnecting"
+        );
+    }
+    let (amp, rms) = peer.tone(slot, 0, MIC_HZ);
+    assert!(amp > rms, "still the browser's tone: {amp} vs RMS {rms}");
+
+    // A host mute shows on the page's seat; the member stays seated.
+    host.ok(json!({ "type": "mute_seat", "seat": slot })).await;
+    wait_for(WAIT, "the muted mark on seat 1", || async {
+        let t = browser.text("[data-seat=\"1\"] .muted").await?;
+        (t == "muted by host").then_some(())
+    })
+    .await?;
+    browser.quit().await;
+    Ok(())
+}
+
+#[test]
+fn a_refused_microphone_shows_a_clear_error_and_gives_the_seat_back() {
+    in_netns(
+        "a_refused_microphone_shows_a_clear_error_and_gives_the_seat_back",
+        refused_mic_scenario,
+    );
+}
+
+async fn refused_mic_scenario() -> anyhow::Result<()> {
+    let server = ServerProcess::start(&[]).await?;
+    let base = server.base.clone();
+    server.create_room("quiet", "host", "No mic", 1).await;
+    let host_token = server
+        .token("quiet", "host", &["join", "publish_audio"], 3600)
+        .await;
+    let mut host = WsMember::join(&base, "quiet", &host_token).await;
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("mic.wav");
+    write_tone(&wav, 1000.0, 0.25, 5.0);
+    let browser = Browser::launch_with(&wav, false).await?;
+    let fan = server
+        .token("quiet", "fan", &["join", "publish_audio"], 3600)
+        .await;
+    browser
+        .client
+        .goto(&format!("{base}/listen/quiet?token={fan}"))
+        .await?;
+    wait_for(WAIT, "the apply button", || async {
+        let d = browser
+            .eval("return document.getElementById('apply').disabled;")
+            .await
+            .ok()?;
+        (d == json!(false)).then_some(())
+    })
+    .await?;
+    browser
+        .client
+        .find(Locator::Id("apply"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the application", |e| {
+        e["type"] == "application_added" && e["uid"] == "fan"
+    })
+    .await;
+    host.ok(json!({ "type": "approve", "uid": "fan" })).await;
+    let text = wait_for(WAIT, "the microphone error", || error_text(&browser)).await?;
+    assert!(text.contains("Microphone access was refused"), "{text}");
+    host.until_event("the seat given back", |e| {
+        e["type"] == "seat_changed" && e["reason"] == "left" && e["seat"]["state"] == "empty"
+    })
+    .await;
+    browser.screenshot("listener-mic-refused").await?;
     browser.quit().await;
     Ok(())
 }

@@ -27,6 +27,15 @@ impl Browser {
     /// Starts chromedriver and a fresh headless Chromium whose fake microphone plays
     /// `capture_wav` (looped), with autoplay allowed and loopback WebRTC enabled (TESTING.md).
     pub async fn launch(capture_wav: &Path) -> anyhow::Result<Browser> {
+        Self::launch_with(capture_wav, true).await
+    }
+
+    /// Like [`Browser::launch`]; with `microphone_allowed` false every microphone request is
+    /// refused, as when a person clicks "Block".
+    pub async fn launch_with(
+        capture_wav: &Path,
+        microphone_allowed: bool,
+    ) -> anyhow::Result<Browser> {
         for path in [CHROMEDRIVER, CHROMIUM] {
             anyhow::ensure!(
                 Path::new(path).exists(),
@@ -55,7 +64,11 @@ impl Browser {
             "--disable-gpu".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--allow-loopback-in-peer-connection".to_owned(),
-            "--use-fake-ui-for-media-stream".to_owned(),
+            if microphone_allowed {
+                "--use-fake-ui-for-media-stream".to_owned()
+            } else {
+                "--use-fake-ui-for-media-stream=deny".to_owned()
+            },
             "--use-fake-device-for-media-stream".to_owned(),
             format!(
                 "--use-file-for-fake-audio-capture={}",
