@@ -5,6 +5,7 @@ use tauri::ipc::Channel;
 
 use crate::Studio;
 use crate::error::AppError;
+use crate::local_room::LocalRoomView;
 use crate::meter_service::MeterFrame;
 use crate::server_probe::ServerStatus;
 use crate::settings::{Settings, validate_server_url};
@@ -62,4 +63,34 @@ pub fn set_server_url(studio: State<'_, Studio>, url: String) -> Result<Settings
 #[specta::specta]
 pub fn server_status(studio: State<'_, Studio>) -> ServerStatus {
     studio.probe.status()
+}
+
+/// The embedded local room, when it runs.
+#[tauri::command]
+#[specta::specta]
+pub async fn local_room_status(
+    studio: State<'_, Studio>,
+) -> Result<Option<LocalRoomView>, AppError> {
+    Ok(studio.local_room.view().await)
+}
+
+/// Starts or stops the embedded local room, remembers the choice, and points the server probe at
+/// the room in use (the local one, or the configured server).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_local_room(
+    studio: State<'_, Studio>,
+    enabled: bool,
+) -> Result<Option<LocalRoomView>, AppError> {
+    let room = if enabled {
+        let room = studio.local_room.start().await?;
+        studio.probe.set_url(room.url.clone());
+        Some(room)
+    } else {
+        studio.local_room.stop().await;
+        studio.probe.set_url(studio.settings.get().server_url);
+        None
+    };
+    studio.settings.update(|s| s.local_room = enabled)?;
+    Ok(room)
 }

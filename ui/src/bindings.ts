@@ -22,6 +22,13 @@ export const commands = {
 	setServerUrl: (url: string) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_server_url", { url })),
 	/**  Whether the room server answers, as last probed. */
 	serverStatus: () => __TAURI_INVOKE<ServerStatus>("server_status"),
+	/**  The embedded local room, when it runs. */
+	localRoomStatus: () => typedError<LocalRoomView | null, AppError>(__TAURI_INVOKE("local_room_status")),
+	/**
+	 *  Starts or stops the embedded local room, remembers the choice, and points the server probe at
+	 *  the room in use (the local one, or the configured server).
+	 */
+	setLocalRoom: (enabled: boolean) => typedError<LocalRoomView | null, AppError>(__TAURI_INVOKE("set_local_room", { enabled })),
 };
 
 /** Events */
@@ -93,6 +100,14 @@ export type LevelView = {
 	rmsDbfs: number | null,
 };
 
+/**  What the UI shows about the local room. */
+export type LocalRoomView = {
+	/**  Base URL of the embedded server, e.g. `http://127.0.0.1:39211`. */
+	url: string,
+	/**  Where its database and recordings live. */
+	dataDir: string,
+};
+
 /**  One meter update. */
 export type MeterFrame = MeterFrame_Serialize | MeterFrame_Deserialize;
 
@@ -152,6 +167,8 @@ export type Settings_Deserialize = {
 	inputDevice?: string | null,
 	/**  Base URL of the room server. */
 	serverUrl?: string,
+	/**  Run the embedded local room and talk to it instead of `server_url`. */
+	localRoom?: boolean,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -160,6 +177,8 @@ export type Settings_Serialize = {
 	inputDevice: string | null,
 	/**  Base URL of the room server. */
 	serverUrl: string,
+	/**  Run the embedded local room and talk to it instead of `server_url`. */
+	localRoom: boolean,
 };
 
 /* Tauri Specta runtime */
