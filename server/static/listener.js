@@ -429,7 +429,9 @@ async function startMedia() {
 }
 
 async function doStartMedia() {
-  stopMedia();
+  // The microphone (if we hold a seat) survives the new peer connection: no new permission
+  // prompt, no restart of its processing.
+  stopMedia({ keepMic: true });
   const seatCount = snapshot.seats.length;
   const peer = new RTCPeerConnection();
   pc = peer;
@@ -477,6 +479,7 @@ async function doStartMedia() {
   }
   if (peer !== pc) return;
   await peer.setRemoteDescription(body);
+  if (micWanted && micStream) await mic.sender.replaceTrack(micStream.getAudioTracks()[0]);
   await play();
   syncMic();
 }
@@ -493,8 +496,8 @@ async function play() {
   if (audioCtx && audioCtx.state !== "running") $("tap").hidden = false;
 }
 
-function stopMedia() {
-  stopMic();
+function stopMedia({ keepMic = false } = {}) {
+  if (!keepMic) stopMic();
   for (const s of slots) {
     s.audio.srcObject = null;
     s.source.disconnect();

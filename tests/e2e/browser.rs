@@ -1,20 +1,24 @@
 //! The listener page in a real Chromium (issue 5, acceptance 1 and 2): the real `onmic-server`
-//! binary, Debian's Chromium under chromedriver with a fake microphone, and a Rust WebRTC peer
-//! (str0m + real Opus) as the host, all inside a loopback-only network namespace each test
-//! creates. Needs root, `chromium` and `chromium-driver`; screenshots go to
-//! `target/screenshots/listener-*.png`.
+//! binary, Debian's Chromium under chromedriver with a fake microphone, and the Studio's room
+//! client (`onmic-client`, publishing the engine's Opus) as the host, all inside a loopback-only
+//! network namespace each test creates. A str0m peer (`rtc_peer`) plays a guest whose packets
+//! carry the RFC 6464 level, for the speaking ripple. Needs root, `chromium` and
+//! `chromium-driver`; screenshots go to `target/screenshots/listener-*.png`.
 
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fantoccini::Locator;
+use onmic_client::ClientEvent;
 use onmic_e2e::audio::write_tone;
 use onmic_e2e::browser::Browser;
+use onmic_e2e::client_host::ClientHost;
 use onmic_e2e::netns::inside_netns;
-use onmic_e2e::rtc_peer::RtcPeer;
+use onmic_e2e::rtc_peer::{RtcPeer, goertzel_amplitude, rms};
 use onmic_e2e::server::{ServerProcess, WsMember};
 use onmic_e2e::wait_for;
+use onmic_room::EventKind;
 use serde_json::{Value, json};
 
 /// One Chromium at a time: the machine has two cores.
@@ -78,14 +82,23 @@ async fn listen_scenario() -> anyhow::Result<()> {
     let host_token = server
         .token("live", "host", &["join", "publish_audio"], 3600)
         .await;
-    let mut host = WsMember::join(&base, "live", &host_token).await;
-    host.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    let mut host = ClientHost::connect(&base, "live", &host_token).await?;
+    host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
     // History the listener must get on join, and an attempt at script injection.
     host.ok(json!({ "type": "chat", "text": "welcome, listeners" }))
+        .await?;
+    host.ok(json!({ "type": "chat", "text": XSS })).await?;
+    host.start_tone(440.0, 660.0);
+    // A guest on seat 1 whose packets carry the RFC 6464 level (the speaking ripple).
+    let guest_token = server
+        .token("live", "guest", &["join", "publish_audio"], 3600)
         .await;
-    host.ok(json!({ "type": "chat", "text": XSS })).await;
-    let peer = RtcPeer::connect(&base, "live", &host_token, 3, (440.0, 660.0)).await?;
-    peer.sending.store(true, Ordering::Relaxed);
+    let mut guest = WsMember::join(&base, "live", &guest_token).await;
+    guest.ok(json!({ "type": "apply", "seat": 1 })).await;
+    host.ok(json!({ "type": "approve", "uid": "guest" }))
+        .await?;
+    let guest_rtc = RtcPeer::connect(&base, "live", &guest_token, 3, (300.0, 300.0)).await?;
+    guest_rtc.sending.store(true, Ordering::Relaxed);
 
     // Strict headers on the page and its assets.
     let resp = reqwest::get(format!("{base}/listen/live")).await?;
@@ -171,6 +184,13 @@ async fn listen_scenario() -> anyhow::Result<()> {
     );
     let cross = &p["slots"][0]["channels"];
     let db = |ch: usize, tone: usize| cross[ch]["at"][tone].as_f64().unwrap_or(0.0);
+    println!(
+        "seat 0 in the page: left 440 Hz {:.1} dB / 660 Hz {:.1} dB; right 660 Hz {:.1} dB / 440 Hz {:.1} dB",
+        db(0, 0),
+        db(0, 1),
+        db(1, 1),
+        db(1, 0)
+    );
     assert!(
         db(0, 0) - db(0, 1) > 30.0,
         "left: 440 Hz well above 660 Hz: {cross}"
@@ -180,15 +200,17 @@ async fn listen_scenario() -> anyhow::Result<()> {
         "right: 660 Hz well above 440 Hz: {cross}"
     );
 
-    // Speaking ripple on seat 0 from volume_indication; seat occupant shown as text.
-    wait_for(WAIT, "seat 0 ripples", || async {
+    // Speaking ripple on the guest's seat from volume_indication; occupants shown as text.
+    wait_for(WAIT, "seat 1 ripples", || async {
         let classes = browser
-            .eval("return document.querySelector('[data-seat=\"0\"]').className;")
+            .eval("return document.querySelector('[data-seat=\"1\"]').className;")
             .await
             .ok()?;
         classes.as_str()?.contains("speaking").then_some(())
     })
     .await?;
+    let seat1 = browser.text("[data-seat=\"1\"] .name").await;
+    assert_eq!(seat1.as_deref(), Some("guest"));
     let seat0 = browser.text("[data-seat=\"0\"] .name").await;
     assert_eq!(seat0.as_deref(), Some("host"));
     let seats = browser
@@ -218,9 +240,10 @@ async fn listen_scenario() -> anyhow::Result<()> {
         .click()
         .await?;
     host.until_event("the listener's chat", |e| {
-        e["type"] == "chat" && e["from"] == "fan" && e["text"] == "hello from the browser"
+        matches!(e, ClientEvent::Room(ev) if matches!(&ev.kind,
+            EventKind::Chat { from, text } if from.as_str() == "fan" && text == "hello from the browser"))
     })
-    .await;
+    .await?;
     browser
         .client
         .find(Locator::Id("gift-send"))
@@ -228,20 +251,21 @@ async fn listen_scenario() -> anyhow::Result<()> {
         .click()
         .await?;
     host.until_event("the listener's gift", |e| {
-        e["type"] == "gift" && e["from"] == "fan"
+        matches!(e, ClientEvent::Room(ev) if matches!(&ev.kind,
+            EventKind::Gift { from, .. } if from.as_str() == "fan"))
     })
-    .await;
+    .await?;
     host.ok(json!({ "type": "chat", "text": "thanks for the gift <3" }))
-        .await;
+        .await?;
     wait_for(WAIT, "live chat and the gift in the page", || async {
         let t = browser.text("#messages").await?;
         (t.contains("thanks for the gift <3") && t.contains("sent 1 ×")).then_some(())
     })
     .await?;
-    // Ripples are visible in the screenshot while the host speaks.
-    wait_for(WAIT, "seat 0 ripples for the screenshot", || async {
+    // Ripples are visible in the screenshot while the guest speaks.
+    wait_for(WAIT, "seat 1 ripples for the screenshot", || async {
         let c = browser
-            .eval("return document.querySelector('[data-seat=\"0\"]').className;")
+            .eval("return document.querySelector('[data-seat=\"1\"]').className;")
             .await
             .ok()?;
         c.as_str()?.contains("speaking").then_some(())
@@ -250,11 +274,11 @@ async fn listen_scenario() -> anyhow::Result<()> {
     let shot = browser.screenshot("listener-room").await?;
     println!("screenshot: {}", shot.display());
 
-    // The host falls silent: the ripple stops.
-    peer.sending.store(false, Ordering::Relaxed);
+    // The guest falls silent: the ripple stops.
+    guest_rtc.sending.store(false, Ordering::Relaxed);
     wait_for(WAIT, "the ripple to stop", || async {
         let c = browser
-            .eval("return document.querySelector('[data-seat=\"0\"]').className;")
+            .eval("return document.querySelector('[data-seat=\"1\"]').className;")
             .await
             .ok()?;
         (!c.as_str()?.contains("speaking")).then_some(())
@@ -265,7 +289,9 @@ async fn listen_scenario() -> anyhow::Result<()> {
         None,
         "no error on the good page"
     );
+    guest.pump(Duration::from_millis(10)).await;
     browser.quit().await;
+    host.close().await;
     Ok(())
 }
 
@@ -284,10 +310,9 @@ async fn speak_scenario() -> anyhow::Result<()> {
     let host_token = server
         .token("stage", "host", &["join", "publish_audio"], 3600)
         .await;
-    let mut host = WsMember::join(&base, "stage", &host_token).await;
-    host.ok(json!({ "type": "take_seat", "seat": 0 })).await;
-    let peer = RtcPeer::connect(&base, "stage", &host_token, 3, (440.0, 660.0)).await?;
-    peer.sending.store(true, Ordering::Relaxed);
+    let mut host = ClientHost::connect(&base, "stage", &host_token).await?;
+    host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
+    host.start_tone(440.0, 660.0);
 
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("mic.wav");
@@ -313,16 +338,13 @@ async fn speak_scenario() -> anyhow::Result<()> {
     .await?;
 
     // A listener sends nothing: not a packet reaches the host, no bombing is reported.
-    host.pump(Duration::from_secs(2)).await;
-    assert_eq!(
-        (peer.packets(1), peer.packets(2)),
-        (0, 0),
-        "nothing from the listener"
-    );
+    let events = host.drain(Duration::from_secs(2)).await;
+    assert_eq!(host.packets_total(), 0, "nothing from the listener");
     assert!(
-        !host.events.iter().any(|e| e["type"] == "bombing_detected"),
-        "a listening page does not send audio: {:?}",
-        host.events
+        !events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::BombingDetected { .. })),
+        "a listening page does not send audio: {events:?}"
     );
 
     // Through the test hook the page sends its microphone without a seat: the SFU drops it
@@ -335,14 +357,15 @@ async fn speak_scenario() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(started, json!(true), "the hook published the microphone");
-    let bomb = host
-        .until_event("the bombing event", |e| e["type"] == "bombing_detected")
-        .await;
-    assert_eq!(bomb["uid"], "fan", "{bomb}");
-    host.pump(Duration::from_secs(1)).await;
+    host.until_event("the bombing event", |e| {
+        matches!(e, ClientEvent::Room(ev) if matches!(&ev.kind,
+            EventKind::BombingDetected { uid, .. } if uid.as_str() == "fan"))
+    })
+    .await?;
+    host.drain(Duration::from_secs(1)).await;
     assert_eq!(
-        (peer.packets(1), peer.packets(2)),
-        (0, 0),
+        host.packets_total(),
+        0,
         "unapproved audio is never forwarded"
     );
 
@@ -354,9 +377,10 @@ async fn speak_scenario() -> anyhow::Result<()> {
         .click()
         .await?;
     host.until_event("the application", |e| {
-        e["type"] == "application_added" && e["uid"] == "fan"
+        matches!(e, ClientEvent::Room(ev) if matches!(&ev.kind,
+            EventKind::ApplicationAdded { uid, .. } if uid.as_str() == "fan"))
     })
-    .await;
+    .await?;
     wait_for(WAIT, "the cancel button while waiting", || async {
         let hidden = browser
             .eval("return document.getElementById('cancel').hidden;")
@@ -365,38 +389,41 @@ async fn speak_scenario() -> anyhow::Result<()> {
         (hidden == json!(false)).then_some(())
     })
     .await?;
-    host.ok(json!({ "type": "approve", "uid": "fan" })).await;
-    let seat = host
+    host.ok(json!({ "type": "approve", "uid": "fan" })).await?;
+    let event = host
         .until_event("the fan's seat", |e| {
-            e["type"] == "seat_changed" && e["seat"]["uid"] == "fan"
+            matches!(e, ClientEvent::Room(ev) if matches!(&ev.kind,
+                EventKind::SeatChanged { seat, .. } if seat.occupant().is_some_and(|u| u.as_str() == "fan")))
         })
-        .await;
-    let slot = seat["seat"]["index"].as_u64().expect("seat index") as usize;
-    assert_eq!(slot, 1, "the first free seat");
+        .await?;
+    let seat_index = match event {
+        ClientEvent::Room(ev) => match ev.kind {
+            EventKind::SeatChanged { seat, .. } => seat.index.0,
+            _ => u16::MAX,
+        },
+        _ => u16::MAX,
+    };
+    assert_eq!(seat_index, 1, "the first free seat");
     let deadline = std::time::Instant::now() + WAIT;
-    let (amp, rms) = loop {
-        // Keep the host's WebSocket drained while waiting.
-        host.pump(Duration::from_millis(200)).await;
-        let (amp, rms) = peer.tone(slot, 0, MIC_HZ);
-        if peer.packets(slot) > 50 && rms > 0.005 && amp > rms {
-            break (amp, rms);
+    let (amp, level, other) = loop {
+        // Keep the host's event queue drained while waiting.
+        host.drain(Duration::from_millis(200)).await;
+        let x = host.heard("fan", 0);
+        let (amp, level) = (goertzel_amplitude(&x, MIC_HZ, 48_000.0), rms(&x));
+        if host.packets_from("fan") > 50 && level > 0.005 && amp > level {
+            break (amp, level, goertzel_amplitude(&x, 440.0, 48_000.0));
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the browser's tone never reached the host: {} packets, {MIC_HZ} Hz amplitude {amp}, RMS {rms}",
-            peer.packets(slot)
+            "the browser's tone never reached the host: {} packets, {MIC_HZ} Hz amplitude {amp}, RMS {level}",
+            host.packets_from("fan")
         );
     };
-    let (other, _) = peer.tone(slot, 0, 440.0);
     println!(
-        "browser tone at the host: {MIC_HZ} Hz amplitude {amp:.4}, RMS {rms:.4}, 440 Hz {other:.4}, packets {}",
-        peer.packets(slot)
+        "browser tone at the host (onmic-client playout): {MIC_HZ} Hz amplitude {amp:.4}, RMS {level:.4}, 440 Hz {other:.4}, packets {}",
+        host.packets_from("fan")
     );
-    assert!(
-        amp > 10.0 * other,
-        "the browser's tone, not the host's echo"
-    );
-    assert_eq!(peer.decode_errors(slot), 0, "real Opus from Chromium");
+    assert!(amp > 10.0 * other, "the browser's tone, not the host's own");
     // The page shows itself on the seat.
     wait_for(WAIT, "the page shows the fan on seat 1", || async {
         let t = browser.text("[data-seat=\"1\"] .name").await?;
@@ -414,26 +441,38 @@ async fn speak_scenario() -> anyhow::Result<()> {
         (s == "Reconnected" || s == "Listening").then_some(())
     })
     .await?;
-    let before = peer.packets(slot);
+    // Two seconds of new packets, so the last second the host kept is all after the reconnect.
+    let before = host.packets_from("fan");
     let deadline = std::time::Instant::now() + WAIT;
-    while peer.packets(slot) < before + 50 {
-        host.pump(Duration::from_millis(200)).await;
+    while host.packets_from("fan") < before + 100 {
+        host.drain(Duration::from_millis(200)).await;
         assert!(
             std::time::Instant::now() < deadline,
             "the seated page is not heard after reconnecting"
         );
     }
-    let (amp, rms) = peer.tone(slot, 0, MIC_HZ);
-    assert!(amp > rms, "still the browser's tone: {amp} vs RMS {rms}");
+    let x = host.heard("fan", 0);
+    let amp = goertzel_amplitude(&x, MIC_HZ, 48_000.0);
+    let others = [440.0, 700.0, 1500.0].map(|f| goertzel_amplitude(&x, f, 48_000.0));
+    println!(
+        "after reconnecting: {MIC_HZ} Hz amplitude {amp:.4}, RMS {:.4}, 440/700/1500 Hz {others:?}",
+        rms(&x)
+    );
+    assert!(
+        rms(&x) > 0.001 && others.iter().all(|o| amp > 10.0 * o),
+        "still the browser's tone after reconnecting: {MIC_HZ} Hz {amp}, others {others:?}, RMS {}",
+        rms(&x)
+    );
 
     // A host mute shows on the page's seat; the member stays seated.
-    host.ok(json!({ "type": "mute_seat", "seat": slot })).await;
+    host.ok(json!({ "type": "mute_seat", "seat": 1 })).await?;
     wait_for(WAIT, "the muted mark on seat 1", || async {
         let t = browser.text("[data-seat=\"1\"] .muted").await?;
         (t == "muted by host").then_some(())
     })
     .await?;
     browser.quit().await;
+    host.close().await;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! A Rust WebRTC member on str0m (the stack of the SFU, `onmic_server::sfu::opus_rtc_config`):
 //! publishes a real Opus stereo signal (a tone per channel) with the RFC 6464 level extension,
-//! and receives, counts and decodes what the SFU forwards on each seat's slot. Stand-in for the
-//! Studio's client until `onmic-client` lands.
+//! and receives, counts and decodes what the SFU forwards on each seat's slot. The browser tests
+//! use it for a guest whose packets carry the audio level (the speaking ripple), which
+//! `onmic-client` does not write yet.
 
 use std::collections::VecDeque;
 use std::f32::consts::PI;
