@@ -598,6 +598,7 @@ window.onmicProbe = (freqs = []) => {
     connection: pc ? pc.connectionState : "none",
     slots: slots.map((s, seat) => ({
       seat,
+      playing: !s.audio.paused,
       channels: s.analysers.map((a) => {
         const d = new Float32Array(a.frequencyBinCount);
         a.getFloatFrequencyData(d);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use onmic_client::ClientEvent;
 use onmic_e2e::audio::write_tone;
-use onmic_e2e::browser::Browser;
+use onmic_e2e::browser::{Browser, BrowserOptions};
 use onmic_e2e::client_host::ClientHost;
 use onmic_e2e::netns::inside_netns;
 use onmic_e2e::rtc_peer::{RtcPeer, goertzel_amplitude, rms};
@@ -182,6 +182,7 @@ async fn listen_scenario() -> anyhow::Result<()> {
         json!("running"),
         "the page's audio runs (autoplay)"
     );
+    assert_eq!(p["slots"][0]["playing"], json!(true), "seat 0 plays: {p}");
     let cross = &p["slots"][0]["channels"];
     let db = |ch: usize, tone: usize| cross[ch]["at"][tone].as_f64().unwrap_or(0.0);
     println!(
@@ -495,7 +496,14 @@ async fn refused_mic_scenario() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("mic.wav");
     write_tone(&wav, 1000.0, 0.25, 5.0);
-    let browser = Browser::launch_with(&wav, false).await?;
+    let browser = Browser::launch_with(
+        &wav,
+        BrowserOptions {
+            microphone_allowed: false,
+            ..BrowserOptions::default()
+        },
+    )
+    .await?;
     let fan = server
         .token("quiet", "fan", &["join", "publish_audio"], 3600)
         .await;
@@ -530,5 +538,82 @@ async fn refused_mic_scenario() -> anyhow::Result<()> {
     .await;
     browser.screenshot("listener-mic-refused").await?;
     browser.quit().await;
+    Ok(())
+}
+
+#[test]
+fn with_autoplay_blocked_the_page_offers_tap_to_listen_and_plays_after_the_tap() {
+    in_netns(
+        "with_autoplay_blocked_the_page_offers_tap_to_listen_and_plays_after_the_tap",
+        autoplay_scenario,
+    );
+}
+
+async fn autoplay_scenario() -> anyhow::Result<()> {
+    let server = ServerProcess::start(&[]).await?;
+    let base = server.base.clone();
+    server.create_room("late", "host", "Late show", 1).await;
+    let host_token = server
+        .token("late", "host", &["join", "publish_audio"], 3600)
+        .await;
+    let mut host = ClientHost::connect(&base, "late", &host_token).await?;
+    host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
+    host.start_tone(440.0, 660.0);
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("mic.wav");
+    write_tone(&wav, 1000.0, 0.25, 5.0);
+    let browser = Browser::launch_with(
+        &wav,
+        BrowserOptions {
+            autoplay_allowed: false,
+            ..BrowserOptions::default()
+        },
+    )
+    .await?;
+    let fan = server.token("late", "fan", &["join"], 3600).await;
+    browser
+        .client
+        .goto(&format!("{base}/listen/late?token={fan}"))
+        .await?;
+    // No gesture yet: the page cannot start its audio and says so with a button.
+    wait_for(WAIT, "the tap-to-listen button", || async {
+        let hidden = browser
+            .eval("return document.getElementById('tap').hidden;")
+            .await
+            .ok()?;
+        (hidden == json!(false)).then_some(())
+    })
+    .await?;
+    let p = probe(&browser).await;
+    assert_eq!(
+        p["slots"][0]["playing"],
+        json!(false),
+        "playback must wait for a gesture: {p}"
+    );
+    browser.screenshot("listener-tap-to-listen").await?;
+    // A person taps: the audio starts and the host's tones play.
+    browser
+        .client
+        .find(Locator::Id("tap"))
+        .await?
+        .click()
+        .await?;
+    wait_for(WAIT, "the tones after the tap", || async {
+        let p = probe(&browser).await;
+        let (lf, _) = channel(&p, 0, 0);
+        let (rf, _) = channel(&p, 0, 1);
+        (p["slots"][0]["playing"] == json!(true)
+            && p["state"] == "running"
+            && (lf - 440.0).abs() < 12.0
+            && (rf - 660.0).abs() < 12.0)
+            .then_some(())
+    })
+    .await?;
+    let hidden = browser
+        .eval("return document.getElementById('tap').hidden;")
+        .await?;
+    assert_eq!(hidden, json!(true), "the button goes once audio plays");
+    browser.quit().await;
+    host.close().await;
     Ok(())
 }

@@ -10,10 +10,28 @@ use fantoccini::{Client, ClientBuilder};
 
 use crate::studio::kill_group;
 
-/// Where Debian puts Chromium's WebDriver.
+/// Where Debian puts Chromium's WebDriver (`ONMIC_CHROMEDRIVER` overrides).
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Debian's Chromium.
+/// Debian's Chromium (`ONMIC_CHROMIUM` overrides).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// How to start the browser.
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserOptions {
+    /// Grant microphone requests (`false`: refuse them, as a person clicking "Block").
+    pub microphone_allowed: bool,
+    /// Let pages play audio without a user gesture (`false`: Chromium's default policy).
+    pub autoplay_allowed: bool,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        BrowserOptions {
+            microphone_allowed: true,
+            autoplay_allowed: true,
+        }
+    }
+}
 
 /// A headless Chromium under chromedriver; [`Browser::quit`] at the end (drop also stops it).
 pub struct Browser {
@@ -27,16 +45,18 @@ impl Browser {
     /// Starts chromedriver and a fresh headless Chromium whose fake microphone plays
     /// `capture_wav` (looped), with autoplay allowed and loopback WebRTC enabled (TESTING.md).
     pub async fn launch(capture_wav: &Path) -> anyhow::Result<Browser> {
-        Self::launch_with(capture_wav, true).await
+        Self::launch_with(capture_wav, BrowserOptions::default()).await
     }
 
-    /// Like [`Browser::launch`]; with `microphone_allowed` false every microphone request is
-    /// refused, as when a person clicks "Block".
+    /// Like [`Browser::launch`], with `options`.
     pub async fn launch_with(
         capture_wav: &Path,
-        microphone_allowed: bool,
+        options: BrowserOptions,
     ) -> anyhow::Result<Browser> {
-        for path in [CHROMEDRIVER, CHROMIUM] {
+        let chromedriver =
+            std::env::var("ONMIC_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
+        let chromium = std::env::var("ONMIC_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
+        for path in [&chromedriver, &chromium] {
             anyhow::ensure!(
                 Path::new(path).exists(),
                 "{path} not found: install Debian's `chromium` and `chromium-driver` packages"
@@ -44,7 +64,7 @@ impl Browser {
         }
         let profile = tempfile::tempdir()?;
         let port = crate::free_port();
-        let mut cmd = Command::new(CHROMEDRIVER);
+        let mut cmd = Command::new(&chromedriver);
         cmd.arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -58,13 +78,13 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let args = vec![
+        let mut args = vec![
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--allow-loopback-in-peer-connection".to_owned(),
-            if microphone_allowed {
+            if options.microphone_allowed {
                 "--use-fake-ui-for-media-stream".to_owned()
             } else {
                 "--use-fake-ui-for-media-stream=deny".to_owned()
@@ -74,7 +94,6 @@ impl Browser {
                 "--use-file-for-fake-audio-capture={}",
                 capture_wav.display()
             ),
-            "--autoplay-policy=no-user-gesture-required".to_owned(),
             "--disable-background-networking".to_owned(),
             "--disable-component-update".to_owned(),
             "--disable-sync".to_owned(),
@@ -82,11 +101,17 @@ impl Browser {
             "--window-size=1100,800".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        // Headless Chromium's default lets pages autoplay; ask for either policy explicitly.
+        args.push(if options.autoplay_allowed {
+            "--autoplay-policy=no-user-gesture-required".to_owned()
+        } else {
+            "--autoplay-policy=user-gesture-required".to_owned()
+        });
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
         caps.insert(
             "goog:chromeOptions".into(),
-            serde_json::json!({ "binary": CHROMIUM, "args": args }),
+            serde_json::json!({ "binary": chromium, "args": args }),
         );
         let client = match ClientBuilder::native()
             .capabilities(caps)
