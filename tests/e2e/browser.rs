@@ -88,6 +88,8 @@ async fn listen_scenario() -> anyhow::Result<()> {
     host.ok(json!({ "type": "chat", "text": "welcome, listeners" }))
         .await?;
     host.ok(json!({ "type": "chat", "text": XSS })).await?;
+    host.ok(json!({ "type": "send_gift", "gift": "rose", "count": 3 }))
+        .await?;
     host.start_tone(440.0, 660.0);
     // A guest on seat 1 whose packets carry the RFC 6464 level (the speaking ripple).
     let guest_token = server
@@ -226,6 +228,10 @@ async fn listen_scenario() -> anyhow::Result<()> {
     })
     .await?;
     assert!(messages.contains(XSS), "shown literally: {messages}");
+    assert!(
+        messages.contains("sent 3 × Rose"),
+        "gift history on join: {messages}"
+    );
     let injected = browser
         .eval("return [document.querySelectorAll('#messages img, #messages b').length, window.__xss === undefined];")
         .await?;
@@ -291,6 +297,11 @@ async fn listen_scenario() -> anyhow::Result<()> {
         "no error on the good page"
     );
     guest.pump(Duration::from_millis(10)).await;
+    // The owner closes the room: the page says so.
+    host.ok(json!({ "type": "dismiss" })).await?;
+    let text = wait_for(WAIT, "the room-closed message", || error_text(&browser)).await?;
+    assert!(text.contains("closed by its host"), "{text}");
+    browser.screenshot("listener-room-closed").await?;
     browser.quit().await;
     host.close().await;
     Ok(())
@@ -526,6 +537,44 @@ async fn refused_mic_scenario() -> anyhow::Result<()> {
         .click()
         .await?;
     host.until_event("the application", |e| {
+        e["type"] == "application_added" && e["uid"] == "fan"
+    })
+    .await;
+    // Changing one's mind: cancel, then apply again.
+    wait_for(WAIT, "the cancel button", || async {
+        let hidden = browser
+            .eval("return document.getElementById('cancel').hidden;")
+            .await
+            .ok()?;
+        (hidden == json!(false)).then_some(())
+    })
+    .await?;
+    browser
+        .client
+        .find(Locator::Id("cancel"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the cancelled application", |e| {
+        e["type"] == "application_removed" && e["uid"] == "fan" && e["reason"] == "cancelled"
+    })
+    .await;
+    wait_for(WAIT, "the apply button again", || async {
+        let hidden = browser
+            .eval("return document.getElementById('apply').hidden;")
+            .await
+            .ok()?;
+        (hidden == json!(false)).then_some(())
+    })
+    .await?;
+    host.events.clear();
+    browser
+        .client
+        .find(Locator::Id("apply"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the second application", |e| {
         e["type"] == "application_added" && e["uid"] == "fan"
     })
     .await;
