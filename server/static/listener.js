@@ -63,6 +63,7 @@ const ERRORS = {
   kicked: "You were removed from this room.",
   dismissed: "This room has been closed by its host.",
   replaced: "You opened this room in another tab or device; this one stopped.",
+  host_muted: "A host muted your seat; only a host can unmute it.",
   no_token: "This page needs a listening link with a token (…/listen/ROOM?token=…). Ask the host for one.",
   mic_refused: "Microphone access was refused. Allow the microphone for this site in the browser, then apply again.",
   media_unavailable: "The server's audio service is not running. Try again later.",
@@ -339,6 +340,9 @@ function renderActions() {
   $("apply").hidden = seated || applied;
   $("cancel").hidden = !applied;
   $("leave-seat").hidden = !seated;
+  const seat = mySeat();
+  $("self-mute").hidden = !seated;
+  $("self-mute").textContent = seat?.self_muted ? "Unmute myself" : "Mute myself";
   $("me").textContent = me ? `You are ${me}${seated ? `, on seat ${mySeat().index}` : applied ? ", waiting for approval" : ""}` : "";
 }
 
@@ -353,7 +357,7 @@ function renderGifts() {
 }
 
 function setControls(on) {
-  for (const id of ["apply", "cancel", "leave-seat", "chat-text", "chat-send", "gift", "gift-send"]) {
+  for (const id of ["apply", "cancel", "self-mute", "leave-seat", "chat-text", "chat-send", "gift", "gift-send"]) {
     $(id).disabled = !on;
   }
 }
@@ -590,6 +594,14 @@ function wire() {
   });
   $("cancel").addEventListener("click", () => request({ type: "cancel_apply" }).catch(() => {}));
   $("leave-seat").addEventListener("click", () => request({ type: "leave_seat" }).catch(() => {}));
+  $("self-mute").addEventListener("click", async () => {
+    const type = mySeat()?.self_muted ? "unmute_self" : "mute_self";
+    try {
+      await request({ type });
+    } catch (e) {
+      showError(e.code || "mute_failed", e.message);
+    }
+  });
   $("chat-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const input = $("chat-text");

@@ -495,6 +495,16 @@ async fn speak_scenario() -> anyhow::Result<()> {
         (probe(&browser).await["micSending"] == json!(true)).then_some(())
     })
     .await?;
+    // The member mutes itself from the page, and unmutes.
+    for (label, sending) in [("Mute myself", false), ("Unmute myself", true)] {
+        let button = browser.client.find(Locator::Id("self-mute")).await?;
+        assert_eq!(button.text().await?, label);
+        button.click().await?;
+        wait_for(WAIT, "the page to follow its own mute", || async {
+            (probe(&browser).await["micSending"] == json!(sending)).then_some(())
+        })
+        .await?;
+    }
     // Leaving the seat from the page stops the microphone.
     browser
         .client
