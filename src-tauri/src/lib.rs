@@ -11,6 +11,7 @@ pub mod commands;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
+pub mod room_session;
 pub mod server_probe;
 pub mod settings;
 pub mod views;
@@ -24,6 +25,7 @@ use tauri_specta::{Event, collect_commands, collect_events};
 
 use local_room::LocalRoomService;
 use meter_service::MeterService;
+use room_session::RoomSessionService;
 use server_probe::{ServerProbe, ServerStatus};
 use settings::SettingsStore;
 
@@ -37,6 +39,8 @@ pub struct Studio {
     pub probe: Arc<ServerProbe>,
     /// The embedded local room.
     pub local_room: LocalRoomService,
+    /// The live session in a room, if any.
+    pub session: RoomSessionService,
 }
 
 /// The typed command and event surface shared with the UI.
@@ -51,6 +55,9 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::server_status,
             commands::local_room_status,
             commands::set_local_room,
+            commands::join_room,
+            commands::leave_room,
+            commands::room_status,
         ])
         .events(collect_events![ServerStatus])
 }
@@ -166,6 +173,7 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
                 settings,
                 probe,
                 local_room,
+                session: RoomSessionService::default(),
             });
             Ok(())
         })
@@ -174,7 +182,10 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
         if let tauri::RunEvent::Exit = event {
             // Let the local room finish its writes before the process ends.
             let studio = app.state::<Studio>();
-            tauri::async_runtime::block_on(studio.local_room.stop());
+            tauri::async_runtime::block_on(async {
+                studio.session.leave().await;
+                studio.local_room.stop().await;
+            });
         }
     });
     Ok(())

@@ -13,6 +13,9 @@ use specta::Type;
 
 use crate::error::{AppError, AppErrorKind};
 
+/// The uid the Studio's host has in its local room.
+pub const HOST_UID: &str = "host";
+
 /// What the UI shows about the local room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -202,6 +205,40 @@ impl LocalRoomService {
         let view = room.view();
         *running = Some(room);
         Ok(view)
+    }
+
+    /// The URL of the running room and an owner token for `room` (uid [`HOST_UID`]), creating
+    /// the room on first use. Errors when the local room is off.
+    pub async fn owner_token(&self, room: &str) -> Result<(String, String), AppError> {
+        let running = self.running.lock().await;
+        let Some(local) = running.as_ref() else {
+            return Err(AppError::new(
+                AppErrorKind::Room,
+                "The local room is off. Switch on “Local room”, or paste a token for your server.",
+            ));
+        };
+        let hub = local.server.hub();
+        let invalid = |e: String| AppError::new(AppErrorKind::InvalidInput, e);
+        let create = serde_json::from_value::<onmic_server::hub::CreateRoom>(serde_json::json!({
+            "id": room,
+            "owner": HOST_UID,
+            "title": "Onmic Studio",
+        }))
+        .map_err(|e| invalid(format!("“{room}” is not a room id: {e}")))?;
+        match hub.create_room(create, "studio") {
+            Ok(_) | Err(onmic_server::hub::HubError::RoomExists) => {}
+            Err(e) => return Err(invalid(format!("The room “{room}” cannot be opened: {e}"))),
+        }
+        let request =
+            serde_json::from_value::<onmic_server::rest::TokenRequest>(serde_json::json!({
+                "room": room,
+                "uid": HOST_UID,
+                "privileges": ["join", "publish_audio", "admin"],
+                "ttl_secs": 12 * 3600,
+            }))
+            .map_err(|e| invalid(format!("token request: {e}")))?;
+        let (token, _) = onmic_server::rest::make_token(hub.config(), &request, hub.now());
+        Ok((local.url(), token))
     }
 
     /// Stops the room if it runs.

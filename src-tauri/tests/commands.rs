@@ -49,6 +49,7 @@ fn settings_and_server_url_over_ipc() {
         settings,
         probe,
         local_room: LocalRoomService::new(dir.path().join("local-room")),
+        session: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
@@ -115,6 +116,7 @@ fn the_local_room_starts_and_stops_over_ipc() {
         settings,
         probe,
         local_room: LocalRoomService::new(dir.path().join("local-room")),
+        session: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
@@ -142,6 +144,16 @@ fn the_local_room_starts_and_stops_over_ipc() {
         room
     );
 
+    // Joining needs a room id; without a token it needs the local room.
+    let channel = json!("__CHANNEL__:1");
+    let err = invoke(
+        &webview,
+        "join_room",
+        json!({ "request": { "room": "  ", "token": null }, "onStatus": channel }),
+    )
+    .expect_err("an empty room id is refused");
+    assert_eq!(err["kind"], "invalid_input", "{err}");
+
     let off = invoke(&webview, "set_local_room", json!({ "enabled": false })).expect("stops");
     assert_eq!(off, Value::Null);
     assert!(
@@ -150,4 +162,22 @@ fn the_local_room_starts_and_stops_over_ipc() {
     );
     let status = invoke(&webview, "server_status", json!({})).expect("status");
     assert_eq!(status["url"], configured, "back to the configured server");
+
+    let err = invoke(
+        &webview,
+        "join_room",
+        json!({ "request": { "room": "studio", "token": null }, "onStatus": channel }),
+    )
+    .expect_err("no token and no local room");
+    assert_eq!(err["kind"], "room", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Local room") && m.contains("token")),
+        "says what to do: {err}"
+    );
+    assert_eq!(
+        invoke(&webview, "room_status", json!({})).expect("answers"),
+        Value::Null
+    );
 }

@@ -6,17 +6,28 @@ interface Props {
   url: string;
   onUrlSaved: (url: string) => void;
   onError: (e: AppError) => void;
+  /** Told when the local room starts or stops. */
+  onLocalRoom?: (room: LocalRoomView | null) => void;
 }
 
 /** The room server's address and whether it answers; or the embedded local room. */
-export function ServerPanel({ status, url, onUrlSaved, onError }: Props) {
+export function ServerPanel({ status, url, onUrlSaved, onError, onLocalRoom }: Props) {
   const [draft, setDraft] = useState(url);
-  const [local, setLocal] = useState<LocalRoomView | null>(null);
+  const [local, setLocalState] = useState<LocalRoomView | null>(null);
+  const setLocal = (room: LocalRoomView | null) => {
+    setLocalState(room);
+    onLocalRoom?.(room);
+  };
   const [switching, setSwitching] = useState(false);
   useEffect(() => setDraft(url), [url]);
   useEffect(() => {
-    void commands.localRoomStatus().then((r) => r.status === "ok" && setLocal(r.data));
-  }, []);
+    void commands.localRoomStatus().then((r) => {
+      if (r.status === "ok") {
+        setLocalState(r.data);
+        onLocalRoom?.(r.data);
+      }
+    });
+  }, [onLocalRoom]);
   const state = status?.state ?? "checking";
   const where = local ? "Local room" : "Server";
   const text =
