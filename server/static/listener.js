@@ -63,6 +63,7 @@ const ERRORS = {
   kicked: "You were removed from this room.",
   dismissed: "This room has been closed by its host.",
   replaced: "You opened this room in another tab or device; this one stopped.",
+  host_muted: "A host muted your seat; only a host can unmute it.",
   no_token: "This page needs a listening link with a token (…/listen/ROOM?token=…). Ask the host for one.",
   mic_refused: "Microphone access was refused. Allow the microphone for this site in the browser, then apply again.",
   media_unavailable: "The server's audio service is not running. Try again later.",
@@ -339,6 +340,9 @@ function renderActions() {
   $("apply").hidden = seated || applied;
   $("cancel").hidden = !applied;
   $("leave-seat").hidden = !seated;
+  const seat = mySeat();
+  $("self-mute").hidden = !seated;
+  $("self-mute").textContent = seat?.self_muted ? "Unmute myself" : "Mute myself";
   $("me").textContent = me ? `You are ${me}${seated ? `, on seat ${mySeat().index}` : applied ? ", waiting for approval" : ""}` : "";
 }
 
@@ -353,7 +357,7 @@ function renderGifts() {
 }
 
 function setControls(on) {
-  for (const id of ["apply", "cancel", "leave-seat", "chat-text", "chat-send", "gift", "gift-send"]) {
+  for (const id of ["apply", "cancel", "self-mute", "leave-seat", "chat-text", "chat-send", "gift", "gift-send"]) {
     $(id).disabled = !on;
   }
 }
@@ -479,9 +483,9 @@ async function doStartMedia() {
   }
   if (peer !== pc) return;
   await peer.setRemoteDescription(body);
-  if (micWanted && micStream) await mic.sender.replaceTrack(micStream.getAudioTracks()[0]);
   await play();
-  syncMic();
+  // Attach the microphone to the new connection if this member may speak.
+  await syncMic();
 }
 
 async function play() {
@@ -509,43 +513,71 @@ function stopMedia({ keepMic = false } = {}) {
 }
 
 // ---- media: speak --------------------------------------------------------------------------
-let micWanted = false;
+// The microphone is sent only while this member holds a seat that is not muted (by a host or by
+// itself): the server would drop anything else and, after a grace period, report it as bombing.
+// On a muted seat the microphone stays open but detached, so unmuting is instant; losing the
+// seat closes it.
+let forcedMic = false; // test hook only: send without a seat
+let micRequest = null; // a pending getUserMedia
+let micSync = Promise.resolve(); // mic changes run one after another
 
-// Publish while we hold a seat, stop when we lose it.
-function syncMic() {
-  const seated = mySeat() !== null;
-  if (seated && !micWanted) {
-    micWanted = true;
-    startMic().catch(() => {});
-  } else if (!seated && micWanted && !forcedMic) {
-    stopMic();
-  }
+function wantedMic() {
+  const seat = mySeat();
+  if (seat) return seat.host_muted || seat.self_muted ? "hold" : "send";
+  return forcedMic ? "send" : "off";
 }
 
-let forcedMic = false;
+function syncMic() {
+  micSync = micSync.then(applyMic).catch((e) => console.error("microphone", e));
+  return micSync;
+}
 
-async function startMic() {
-  micWanted = true;
-  if (!micStream) {
-    try {
-      micStream = await navigator.mediaDevices.getUserMedia({
+async function acquireMic() {
+  if (micStream) return micStream;
+  if (!micRequest) {
+    micRequest = navigator.mediaDevices
+      .getUserMedia({
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      })
+      .finally(() => {
+        micRequest = null;
       });
-    } catch (e) {
-      micWanted = false;
-      showError("mic_refused", e.message);
-      // Do not hold a seat we cannot speak on.
-      if (mySeat()) request({ type: "leave_seat" }).catch(() => {});
-      return;
-    }
   }
-  if (mic && micWanted) await mic.sender.replaceTrack(micStream.getAudioTracks()[0]);
+  micStream = await micRequest;
+  return micStream;
+}
+
+async function applyMic() {
+  // Once seated, the test hook's "send anyway" ends: the seat decides from now on.
+  if (mySeat()) forcedMic = false;
+  const want = wantedMic();
+  if (want === "off") {
+    stopMic();
+    return;
+  }
+  let stream;
+  try {
+    stream = await acquireMic();
+  } catch (e) {
+    forcedMic = false;
+    showError("mic_refused", e.message);
+    // Do not hold a seat we cannot speak on.
+    if (mySeat()) request({ type: "leave_seat" }).catch(() => {});
+    return;
+  }
+  // The seat may have changed while the browser asked for the microphone.
+  const now = wantedMic();
+  if (now === "off") {
+    stopMic();
+    return;
+  }
+  const track = now === "send" ? stream.getAudioTracks()[0] : null;
+  if (mic && mic.sender.track !== track) await mic.sender.replaceTrack(track);
 }
 
 function stopMic() {
-  micWanted = false;
   forcedMic = false;
-  if (mic && pc) mic.sender.replaceTrack(null).catch(() => {});
+  if (mic && pc && mic.sender.track) mic.sender.replaceTrack(null).catch(() => {});
   if (micStream) for (const t of micStream.getTracks()) t.stop();
   micStream = null;
 }
@@ -562,6 +594,14 @@ function wire() {
   });
   $("cancel").addEventListener("click", () => request({ type: "cancel_apply" }).catch(() => {}));
   $("leave-seat").addEventListener("click", () => request({ type: "leave_seat" }).catch(() => {}));
+  $("self-mute").addEventListener("click", async () => {
+    const type = mySeat()?.self_muted ? "unmute_self" : "mute_self";
+    try {
+      await request({ type });
+    } catch (e) {
+      showError(e.code || "mute_failed", e.message);
+    }
+  });
   $("chat-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const input = $("chat-text");
@@ -596,6 +636,8 @@ window.onmicProbe = (freqs = []) => {
   return {
     state: audioCtx.state,
     connection: pc ? pc.connectionState : "none",
+    // Whether the microphone is attached to the peer connection (being sent).
+    micSending: Boolean(mic && mic.sender.track && mic.sender.track.readyState === "live"),
     slots: slots.map((s, seat) => ({
       seat,
       playing: !s.audio.paused,
@@ -616,9 +658,8 @@ if (testHooks) {
   // refuses it (it drops the audio and reports bombing). The normal page never does this.
   window.onmicTestPublishNow = async () => {
     forcedMic = true;
-    await startMic();
-    forcedMic = true;
-    return mic !== null && micStream !== null;
+    await syncMic();
+    return Boolean(mic && mic.sender.track);
   };
   // Only with ?test: drop the WebSocket as a network failure would (the page reconnects).
   window.onmicTestDropSocket = () => {

@@ -118,6 +118,37 @@ async fn scenario() {
         "reports come per interval, not per packet: {gaps:?}"
     );
 
+    // A host-muted seat does not ripple even while its member keeps sending: its audio is not
+    // forwarded, so its level is not reported. Unmuted, it ripples again.
+    owner.ok(json!({ "type": "mute_seat", "seat": 0 })).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = next_volumes(&mut listener, Duration::from_secs(3))
+            .await
+            .expect("the change of speakers is pushed");
+        if speaker(&m, "owner").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a muted seat still reported: {m}"
+        );
+    }
+    owner.ok(json!({ "type": "unmute_seat", "seat": 0 })).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = next_volumes(&mut listener, Duration::from_secs(3))
+            .await
+            .expect("volume indications after the unmute");
+        if speaker(&m, "owner").is_some_and(|o| o["speaking"] == json!(true)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unmuted owner does not ripple: {m}"
+        );
+    }
+
     // The owner falls silent: one last report without a speaker, then nothing while the room
     // stays silent.
     owner_rtc.level.store(127, Ordering::Relaxed);
