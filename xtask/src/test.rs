@@ -136,7 +136,7 @@ pub fn test() -> ExitCode {
                     counts,
                 )
             });
-            phases.run("end-to-end (Studio, server)", |counts| {
+            phases.run("end-to-end (Studio, browser, server)", |counts| {
                 run_counted(
                     cargo_with(Some(env)).args([
                         "test",
@@ -162,7 +162,9 @@ pub fn test() -> ExitCode {
                         .env(
                             "XDG_CONFIG_HOME",
                             util::target_dir().join("xtask-run-config"),
-                        ),
+                        )
+                        // ... and the local room's database and secrets out of the real home.
+                        .env("XDG_DATA_HOME", util::target_dir().join("xtask-run-data")),
                 )
             });
         }
