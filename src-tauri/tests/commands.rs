@@ -33,27 +33,35 @@ fn invoke(
     .map(|body| body.deserialize::<Value>().expect("JSON response"))
 }
 
-#[test]
-fn settings_and_server_url_over_ipc() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let settings_path = dir.path().join("settings.json");
+/// The Studio's commands on the mock runtime, with settings and the local room under `dir`.
+fn mock_studio(
+    dir: &std::path::Path,
+) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
     let builder = specta_builder::<MockRuntime>();
     let app = mock_builder()
         .invoke_handler(builder.invoke_handler())
         .build(mock_context(noop_assets()))
         .expect("mock app builds");
-    let settings = SettingsStore::open(settings_path.clone());
+    let settings = SettingsStore::open(dir.join("settings.json"));
     let probe = ServerProbe::new(settings.get().server_url);
     app.manage(Studio {
         meter: MeterService::default(),
         settings,
         probe,
-        local_room: LocalRoomService::new(dir.path().join("local-room")),
+        local_room: LocalRoomService::new(dir.join("local-room")),
         session: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .expect("webview");
+    (app, webview)
+}
+
+#[test]
+fn settings_and_server_url_over_ipc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings_path = dir.path().join("settings.json");
+    let (_app, webview) = mock_studio(dir.path());
 
     let defaults = invoke(&webview, "get_settings", json!({})).expect("get_settings answers");
     assert_eq!(defaults["inputDevice"], Value::Null);
@@ -103,24 +111,8 @@ fn settings_and_server_url_over_ipc() {
 fn the_local_room_starts_and_stops_over_ipc() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings_path = dir.path().join("settings.json");
-    let builder = specta_builder::<MockRuntime>();
-    let app = mock_builder()
-        .invoke_handler(builder.invoke_handler())
-        .build(mock_context(noop_assets()))
-        .expect("mock app builds");
-    let settings = SettingsStore::open(settings_path.clone());
-    let configured = settings.get().server_url;
-    let probe = ServerProbe::new(configured.clone());
-    app.manage(Studio {
-        meter: MeterService::default(),
-        settings,
-        probe,
-        local_room: LocalRoomService::new(dir.path().join("local-room")),
-        session: Default::default(),
-    });
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .expect("webview");
+    let (_app, webview) = mock_studio(dir.path());
+    let configured = onmic_studio::settings::DEFAULT_SERVER_URL.to_owned();
 
     assert_eq!(
         invoke(&webview, "local_room_status", json!({})).expect("answers"),

@@ -11,8 +11,9 @@ use std::time::Duration;
 use fantoccini::Locator;
 use onmic_audio::Block;
 use onmic_client::{ClientConfig, RemoteChange, RoomClient};
-use onmic_e2e::audio::{NullSink, Playback};
+use onmic_e2e::audio::{NullSink, Playback, write_stereo_tone};
 use onmic_e2e::netns::inside_netns;
+use onmic_e2e::rtc_peer::{goertzel_amplitude, rms};
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
 
@@ -34,7 +35,7 @@ async fn scenario() -> anyhow::Result<()> {
     let monitor_name = format!("Monitor of {}", sink.description);
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("stereo.wav");
-    write_stereo_tone(&wav, 440.0, 660.0, 60.0);
+    write_stereo_tone(&wav, [440.0, 660.0], 0.25, 60.0);
     let _playback = Playback::start(&sink, &wav);
 
     let config_home = tempfile::tempdir()?;
@@ -128,9 +129,12 @@ async fn scenario() -> anyhow::Result<()> {
         right.extend_from_slice(block.channel(1));
     }
     let (l, r) = (&left[48_000..], &right[48_000..]);
-    let sep_l = power(l, 440.0) / power(l, 660.0).max(1e-12);
-    let sep_r = power(r, 660.0) / power(r, 440.0).max(1e-12);
-    let (sep_l, sep_r) = (10.0 * sep_l.log10(), 10.0 * sep_r.log10());
+    let db = |x: &[f32], want: f32, other: f32| {
+        20.0 * (goertzel_amplitude(x, want, 48_000.0)
+            / goertzel_amplitude(x, other, 48_000.0).max(1e-9))
+        .log10()
+    };
+    let (sep_l, sep_r) = (db(l, 440.0, 660.0), db(r, 660.0, 440.0));
     println!(
         "Studio → local room → listener: left 440/660 {sep_l:.1} dB (rms {:.3}), right 660/440 {sep_r:.1} dB (rms {:.3})",
         rms(l),
@@ -173,39 +177,4 @@ fn audience_token(data_home: &Path, room: &str, uid: &str) -> anyhow::Result<Str
             .as_millis(),
     )?);
     Ok(onmic_server::rest::make_token(&config, &request, now).0)
-}
-
-fn write_stereo_tone(path: &Path, left_hz: f32, right_hz: f32, seconds: f32) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("wav");
-    let n = (48_000.0 * seconds) as usize;
-    for i in 0..n {
-        let t = i as f32 / 48_000.0;
-        for hz in [left_hz, right_hz] {
-            let v = 0.25 * (2.0 * std::f32::consts::PI * hz * t).sin();
-            w.write_sample((v * 32767.0) as i16).expect("sample");
-        }
-    }
-    w.finalize().expect("wav written");
-}
-
-/// Goertzel power of `hz` in `x` (48 kHz).
-fn power(x: &[f32], hz: f32) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * f64::from(hz) / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    s1 * s1 + s2 * s2 - k * s1 * s2
-}
-
-fn rms(x: &[f32]) -> f32 {
-    (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
 }
