@@ -133,7 +133,7 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
             Some(Duration::from_millis(500)),
         )
         .build();
-    let (tx, mut own_rx) = mpsc::unbounded_channel();
+    let (tx, own_rx) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(engine)
         .with_interceptor_registry(registry)
@@ -147,6 +147,21 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
         .build()
         .await?;
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    match negotiate(o, pc.clone(), own_rx).await {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            // A failed attempt must not leave a connection (socket, ICE timers) behind.
+            let _ = pc.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn negotiate(
+    o: Offer<'_>,
+    pc: Arc<dyn PeerConnection>,
+    mut own_rx: mpsc::UnboundedReceiver<PcEvent>,
+) -> Result<Media, ClientError> {
     // Forward this connection's events to the client's channel; gathering is awaited here.
     let forward = o.events.clone();
     let (gather_tx, mut gather_rx) = mpsc::unbounded_channel();
