@@ -284,10 +284,10 @@ impl Publisher {
     }
 
     /// Publishes the engine's packets (`EngineHandle.packets`) until the client stops: polls the
-    /// ring every 5 ms on a task (the DSP thread only pushes into the ring).
+    /// ring every 2 ms on a task (the DSP thread only pushes into the ring).
     pub fn spawn_from_engine(self, mut packets: rtrb::Consumer<OpusPacket>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
             loop {
                 tick.tick().await;
                 while let Ok(p) = packets.pop() {
