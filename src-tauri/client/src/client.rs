@@ -131,6 +131,10 @@ pub enum ClientEvent {
     Room(Event),
     /// The room state was replaced by a snapshot.
     Snapshot,
+    /// The loss the SFU reports for this member's outgoing audio (RTCP receiver reports), in
+    /// percent, when it changes: feed it to the engine (`Control::SetExpectedLoss`) so Opus FEC
+    /// carries as much redundancy as the path needs.
+    SendLoss(u8),
     /// The session ended.
     Closed {
         /// The server's reason, if it gave one.
@@ -365,6 +369,8 @@ impl RoomClient {
             media_connected: false,
             state: ConnectionState::Connecting,
             readers: Vec::new(),
+            send_loss: None,
+            last_stats: Instant::now(),
         };
         actor.emit(ClientEvent::State(ConnectionState::Connecting));
         actor.on_joined(&joined, false);
@@ -686,6 +692,8 @@ struct Actor {
     media_connected: bool,
     state: ConnectionState,
     readers: Vec<JoinHandle<()>>,
+    send_loss: Option<u8>,
+    last_stats: Instant,
 }
 
 impl Actor {
@@ -954,6 +962,10 @@ impl Actor {
                             return end;
                         }
                     }
+                    if self.media_connected && now.duration_since(self.last_stats) >= Duration::from_secs(2) {
+                        self.last_stats = now;
+                        self.poll_send_loss().await;
+                    }
                     if self.media_retry_at.is_some_and(|t| now >= t) {
                         if self.media.is_some() {
                             self.stats.media_restarts.fetch_add(1, Ordering::Relaxed);
@@ -961,6 +973,32 @@ impl Actor {
                         self.restart_media().await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads the SFU's receiver reports on this member's audio and reports the loss.
+    async fn poll_send_loss(&mut self) {
+        let Some(m) = &self.media else { return };
+        let report =
+            m.pc.get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+                .await;
+        let lost = report
+            .iter()
+            .filter_map(|e| match e {
+                rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(r) => {
+                    Some(r.fraction_lost)
+                }
+                _ => None,
+            })
+            .fold(None, |acc: Option<f64>, f| {
+                Some(acc.map_or(f, |a| a.max(f)))
+            });
+        if let Some(f) = lost {
+            let percent = (f.clamp(0.0, 1.0) * 100.0).round() as u8;
+            if self.send_loss != Some(percent) {
+                self.send_loss = Some(percent);
+                self.emit(ClientEvent::SendLoss(percent));
             }
         }
     }

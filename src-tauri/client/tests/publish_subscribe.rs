@@ -90,20 +90,27 @@ async fn scenario() {
         "660 Hz on the right, separation {sep_r:.1} dB"
     );
 
-    // The rogue sent (its gate is off) but nobody heard it, and the SFU reported it.
+    // The rogue sent (its gate is off) but nobody heard it, and the SFU reported it. The SFU's
+    // receiver reports reach the publisher as its send loss (none on loopback).
     let rogue_uid = Uid::from("rogue");
-    until("the SFU reports the rogue", || {
-        let mut hit = false;
+    let (mut bombing, mut loss) = (false, None);
+    until("the SFU reports the rogue and the host's send loss", || {
         while let Ok(e) = host.events.try_recv() {
-            if let ClientEvent::Room(ev) = e
-                && let EventKind::BombingDetected { uid, .. } = &ev.kind
-            {
-                hit |= *uid == rogue_uid;
+            match e {
+                ClientEvent::Room(ev) => {
+                    if let EventKind::BombingDetected { uid, .. } = &ev.kind {
+                        bombing |= *uid == rogue_uid;
+                    }
+                }
+                ClientEvent::SendLoss(p) => loss = Some(p),
+                _ => {}
             }
         }
-        hit
+        bombing && loss.is_some()
     })
     .await;
+    println!("host send loss reported by the SFU: {loss:?} %");
+    assert_eq!(loss, Some(0), "no loss on loopback");
     let rogue_sent = rogue.stats().packets_sent.load(Ordering::Relaxed);
     assert!(rogue_sent > 50, "the rogue did send ({rogue_sent} packets)");
     assert_eq!(listener.stats().received_from(&rogue_uid), 0);
