@@ -213,6 +213,7 @@ async fn run(seconds: u64, jitter: Option<usize>) {
         .map(|t| *t + Duration::from_secs(2))
         .expect("bursts were pushed");
     let mut unmatched = 0usize;
+    let mut timeline: Vec<(u64, f64)> = Vec::new();
     while i < samples.len() {
         if samples[i].abs() <= 0.05 {
             quiet += 1;
@@ -238,6 +239,7 @@ async fn run(seconds: u64, jitter: Option<usize>) {
             match matched {
                 Some(t) if t >= warmup => {
                     latencies.push((at - t).as_secs_f64() * 1000.0);
+                    timeline.push(((t - warmup).as_secs(), (at - t).as_secs_f64() * 1000.0));
                 }
                 Some(_) => {}
                 None => unmatched += 1,
@@ -251,6 +253,22 @@ async fn run(seconds: u64, jitter: Option<usize>) {
         latencies.len() * 10 >= bursts * 9,
         "only {} of {bursts} bursts were found in the output",
         latencies.len()
+    );
+    // Median per 5 s, to see whether the latency drifts during the run.
+    let windows: Vec<String> = (0..seconds.saturating_sub(2).div_ceil(5))
+        .filter_map(|w| {
+            let mut v: Vec<f64> = timeline
+                .iter()
+                .filter(|(s, _)| s / 5 == w)
+                .map(|(_, l)| *l)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).map(|m| format!("{:.0}", m))
+        })
+        .collect();
+    println!(
+        "mouth_to_ear p50 per 5 s window (ms): {}",
+        windows.join(" ")
     );
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
