@@ -42,6 +42,12 @@ fn start_daemons(studio: &std::path::Path, server: &std::path::Path) -> Result<T
             chromium.to_string_lossy().into_owned(),
         ));
     }
+    if let Some(driver) = util::which("chromedriver") {
+        vars.push((
+            "ONMIC_CHROMEDRIVER".into(),
+            driver.to_string_lossy().into_owned(),
+        ));
+    }
     Ok(TestEnv {
         vars,
         _display: display,

@@ -21,6 +21,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use onmic_room::protocol::SpeakerVolume;
 use onmic_room::{Action, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaData, MediaKind, Mid};
@@ -28,6 +29,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
+use super::level::VolumeGate;
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::hub::{Frame, Hub};
 
@@ -188,6 +190,8 @@ struct RoomMedia {
     events: broadcast::Receiver<Frame>,
     /// Slot (seat index) of each member allowed to publish.
     slot_of: HashMap<Uid, usize>,
+    /// Which volume reports are pushed to the room's members.
+    volume_gate: VolumeGate,
 }
 
 struct Driver {
@@ -251,6 +255,7 @@ impl Driver {
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
+            self.push_volumes(now);
             let next = self
                 .timers
                 .peek()
@@ -272,6 +277,26 @@ impl Driver {
             if Instant::now() >= self.next_reap {
                 self.next_reap = Instant::now() + Duration::from_millis(100);
                 self.reap();
+            }
+        }
+    }
+
+    /// Volume indication: each room's levels every interval, to its members over the WebSocket.
+    fn push_volumes(&mut self, now: Instant) {
+        for (room, media) in &mut self.rooms {
+            let Some(reports) = media.router.poll_volumes(now) else {
+                continue;
+            };
+            if let Some(reports) = media.volume_gate.filter(reports) {
+                let speakers = reports
+                    .into_iter()
+                    .map(|r| SpeakerVolume {
+                        uid: r.uid,
+                        volume: r.volume,
+                        speaking: r.speaking,
+                    })
+                    .collect();
+                let _ = self.hub.push_volumes(room, speakers);
             }
         }
     }
@@ -331,6 +356,7 @@ impl Driver {
                     router: Router::new(self.config.bombing.clone(), self.config.volume_interval),
                     events,
                     slot_of: HashMap::new(),
+                    volume_gate: VolumeGate::default(),
                 })
             }
         };
