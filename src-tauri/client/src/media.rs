@@ -10,7 +10,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
@@ -122,6 +122,14 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
             payload_type: OPUS_PT,
         },
         RtpCodecKind::Audio,
+    )?;
+    // RFC 6464 audio level on what this member sends: the SFU's speaking detection reads it.
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
     )?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
     let settings = SettingEngineBuilder::new()

@@ -90,6 +90,16 @@ async fn scenario() {
         "660 Hz on the right, separation {sep_r:.1} dB"
     );
 
+    // The client writes the RFC 6464 level on what it sends: the SFU's volume indication shows
+    // the host speaking.
+    let seen = wait_event(&mut listener, "the host in a volume indication", |e| {
+        matches!(e, ClientEvent::Volumes(v) if v.iter().any(|s| s.uid.as_str() == "host" && s.speaking))
+    })
+    .await;
+    if let Some(ClientEvent::Volumes(v)) = seen.last() {
+        println!("volume indication: {v:?}");
+    }
+
     // The rogue sent (its gate is off) but nobody heard it, and the SFU reported it. The SFU's
     // receiver reports reach the publisher as its send loss (none on loopback).
     let rogue_uid = Uid::from("rogue");
