@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use onmic_audio::opus::OpusPacket;
 use onmic_audio::playout::{RemoteInput, RemoteStream};
 use onmic_room::RoomMode;
-use onmic_room::protocol::{CloseReason, ServerMessage};
+use onmic_room::protocol::{CloseReason, ServerMessage, SpeakerVolume};
 use onmic_room::state::EventKind;
 use onmic_room::{Event, LostSeat, Role, RoomState, Uid};
 use serde_json::json;
@@ -131,6 +131,13 @@ pub enum ClientEvent {
     Room(Event),
     /// The room state was replaced by a snapshot.
     Snapshot,
+    /// The loss the SFU reports for this member's outgoing audio (RTCP receiver reports), in
+    /// percent, when it changes: feed it to the engine (`Control::SetExpectedLoss`) so Opus FEC
+    /// carries as much redundancy as the path needs.
+    SendLoss(u8),
+    /// Who is speaking and how loud (the server's volume indication, every 500 ms while
+    /// someone speaks): seat ripples.
+    Volumes(Vec<SpeakerVolume>),
     /// The session ended.
     Closed {
         /// The server's reason, if it gave one.
@@ -284,10 +291,10 @@ impl Publisher {
     }
 
     /// Publishes the engine's packets (`EngineHandle.packets`) until the client stops: polls the
-    /// ring every 5 ms on a task (the DSP thread only pushes into the ring).
+    /// ring every 2 ms on a task (the DSP thread only pushes into the ring).
     pub fn spawn_from_engine(self, mut packets: rtrb::Consumer<OpusPacket>) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
             loop {
                 tick.tick().await;
                 while let Ok(p) = packets.pop() {
@@ -365,6 +372,8 @@ impl RoomClient {
             media_connected: false,
             state: ConnectionState::Connecting,
             readers: Vec::new(),
+            send_loss: None,
+            last_stats: Instant::now(),
         };
         actor.emit(ClientEvent::State(ConnectionState::Connecting));
         actor.on_joined(&joined, false);
@@ -623,6 +632,7 @@ async fn publish_loop(
     stats: Arc<ClientStats>,
 ) {
     let mut sequence: u16 = media::random_u32() as u16;
+    let mut level = LevelMeter::new();
     while let Some((payload, ts)) = rx.recv().await {
         // Checked again here: the seat may have gone while the packet waited.
         let (allowed, target) = match shared.lock() {
@@ -649,11 +659,50 @@ async fn publish_loop(
             },
             payload: bytes::Bytes::from(payload),
         };
-        use webrtc::media_stream::track_local::TrackLocal;
-        match target.track.write_rtp(packet).await {
+        let (dbov, voice) = level.measure(&packet.payload);
+        let ext = rtc::rtp::extension::HeaderExtension::AudioLevel(
+            rtc::rtp::extension::audio_level_extension::AudioLevelExtension { level: dbov, voice },
+        );
+        match target.track.write_rtp_with_extensions(packet, &[ext]).await {
             Ok(()) => stats.packets_sent.fetch_add(1, Ordering::Relaxed),
             Err(_) => stats.packets_dropped.fetch_add(1, Ordering::Relaxed),
         };
+    }
+}
+
+/// The RFC 6464 level of this member's own packets, for the SFU's speaking detection and volume
+/// indication: the packet is decoded again (~20 µs per 20 ms packet) because the engine's packet
+/// ring carries no level.
+struct LevelMeter {
+    decoder: Option<onmic_audio::opus::OpusDecoder>,
+    pcm: Vec<f32>,
+}
+
+impl LevelMeter {
+    fn new() -> LevelMeter {
+        LevelMeter {
+            decoder: onmic_audio::opus::OpusDecoder::new().ok(),
+            pcm: vec![0.0; onmic_audio::opus::MAX_DECODE_FRAMES * 2],
+        }
+    }
+
+    /// Level in −dBov (0 loudest, 127 silence) and a voice-activity flag (louder than −50 dBov).
+    fn measure(&mut self, payload: &[u8]) -> (u8, bool) {
+        let Some(d) = self.decoder.as_mut() else {
+            return (127, false);
+        };
+        let frames = d.decode(payload, &mut self.pcm).unwrap_or(0);
+        let n = (frames * 2).min(self.pcm.len());
+        if n == 0 {
+            return (127, false);
+        }
+        let power = self.pcm[..n].iter().map(|x| x * x).sum::<f32>() / n as f32;
+        let dbov = if power <= 0.0 {
+            127.0
+        } else {
+            (-10.0 * power.log10()).clamp(0.0, 127.0)
+        };
+        (dbov.round() as u8, dbov <= 50.0)
     }
 }
 
@@ -686,6 +735,8 @@ struct Actor {
     media_connected: bool,
     state: ConnectionState,
     readers: Vec<JoinHandle<()>>,
+    send_loss: Option<u8>,
+    last_stats: Instant,
 }
 
 impl Actor {
@@ -954,6 +1005,10 @@ impl Actor {
                             return end;
                         }
                     }
+                    if self.media_connected && now.duration_since(self.last_stats) >= Duration::from_secs(2) {
+                        self.last_stats = now;
+                        self.poll_send_loss().await;
+                    }
                     if self.media_retry_at.is_some_and(|t| now >= t) {
                         if self.media.is_some() {
                             self.stats.media_restarts.fetch_add(1, Ordering::Relaxed);
@@ -961,6 +1016,32 @@ impl Actor {
                         self.restart_media().await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads the SFU's receiver reports on this member's audio and reports the loss.
+    async fn poll_send_loss(&mut self) {
+        let Some(m) = &self.media else { return };
+        let report =
+            m.pc.get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+                .await;
+        let lost = report
+            .iter()
+            .filter_map(|e| match e {
+                rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(r) => {
+                    Some(r.fraction_lost)
+                }
+                _ => None,
+            })
+            .fold(None, |acc: Option<f64>, f| {
+                Some(acc.map_or(f, |a| a.max(f)))
+            });
+        if let Some(f) = lost {
+            let percent = (f.clamp(0.0, 1.0) * 100.0).round() as u8;
+            if self.send_loss != Some(percent) {
+                self.send_loss = Some(percent);
+                self.emit(ClientEvent::SendLoss(percent));
             }
         }
     }
@@ -1019,6 +1100,9 @@ impl Actor {
                     }
                     _ => End::Final(Some(reason), message),
                 });
+            }
+            ServerMessage::VolumeIndication { speakers } => {
+                self.emit(ClientEvent::Volumes(speakers));
             }
             ServerMessage::Joined { .. } => {
                 self.stats.malformed_frames.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@
 mod client;
 pub mod error;
 mod media;
+pub mod test_tone;
 pub mod wire;
 
 pub use client::{

@@ -10,7 +10,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
@@ -123,6 +123,14 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
         },
         RtpCodecKind::Audio,
     )?;
+    // RFC 6464 audio level on what this member sends: the SFU's speaking detection reads it.
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: rtc::sdp::extmap::AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
     let settings = SettingEngineBuilder::new()
         // A namespace (or a machine) without multicast fails the answer with mDNS on.
@@ -133,7 +141,7 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
             Some(Duration::from_millis(500)),
         )
         .build();
-    let (tx, mut own_rx) = mpsc::unbounded_channel();
+    let (tx, own_rx) = mpsc::unbounded_channel();
     let pc = PeerConnectionBuilder::new()
         .with_media_engine(engine)
         .with_interceptor_registry(registry)
@@ -147,6 +155,21 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
         .build()
         .await?;
     let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    match negotiate(o, pc.clone(), own_rx).await {
+        Ok(m) => Ok(m),
+        Err(e) => {
+            // A failed attempt must not leave a connection (socket, ICE timers) behind.
+            let _ = pc.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn negotiate(
+    o: Offer<'_>,
+    pc: Arc<dyn PeerConnection>,
+    mut own_rx: mpsc::UnboundedReceiver<PcEvent>,
+) -> Result<Media, ClientError> {
     // Forward this connection's events to the client's channel; gathering is awaited here.
     let forward = o.events.clone();
     let (gather_tx, mut gather_rx) = mpsc::unbounded_channel();

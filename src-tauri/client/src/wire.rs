@@ -34,8 +34,15 @@ pub fn parse_frame(text: &str) -> Result<Frame, ClientError> {
             "a frame without a string \"type\"".into(),
         ));
     };
-    const KNOWN: [&str; 7] = [
-        "joined", "ok", "error", "pong", "snapshot", "event", "closing",
+    const KNOWN: [&str; 8] = [
+        "joined",
+        "ok",
+        "error",
+        "pong",
+        "snapshot",
+        "event",
+        "volume_indication",
+        "closing",
     ];
     if !KNOWN.contains(&kind) {
         return Ok(Frame::Unknown(kind.to_owned()));
@@ -159,6 +166,18 @@ mod tests {
         assert!(matches!(
             parse_frame(r#"{"type":"volumes","levels":[]}"#),
             Ok(Frame::Unknown(t)) if t == "volumes"
+        ));
+        match parse_frame(
+            r#"{"type":"volume_indication","speakers":[{"uid":"a","volume":99,"speaking":true}]}"#,
+        )
+        .expect("volume frame")
+        {
+            Frame::Message(m) => assert!(matches!(*m, ServerMessage::VolumeIndication { .. })),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_frame(r#"{"type":"volume_indication","speakers":[{"uid":"a","volume":300}]}"#),
+            Err(ClientError::Malformed(_))
         ));
     }
 

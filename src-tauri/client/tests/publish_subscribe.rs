@@ -90,20 +90,37 @@ async fn scenario() {
         "660 Hz on the right, separation {sep_r:.1} dB"
     );
 
-    // The rogue sent (its gate is off) but nobody heard it, and the SFU reported it.
-    let rogue_uid = Uid::from("rogue");
-    until("the SFU reports the rogue", || {
-        let mut hit = false;
-        while let Ok(e) = host.events.try_recv() {
-            if let ClientEvent::Room(ev) = e
-                && let EventKind::BombingDetected { uid, .. } = &ev.kind
-            {
-                hit |= *uid == rogue_uid;
-            }
-        }
-        hit
+    // The client writes the RFC 6464 level on what it sends: the SFU's volume indication shows
+    // the host speaking.
+    let seen = wait_event(&mut listener, "the host in a volume indication", |e| {
+        matches!(e, ClientEvent::Volumes(v) if v.iter().any(|s| s.uid.as_str() == "host" && s.speaking))
     })
     .await;
+    if let Some(ClientEvent::Volumes(v)) = seen.last() {
+        println!("volume indication: {v:?}");
+    }
+
+    // The rogue sent (its gate is off) but nobody heard it, and the SFU reported it. The SFU's
+    // receiver reports reach the publisher as its send loss (none on loopback).
+    let rogue_uid = Uid::from("rogue");
+    let (mut bombing, mut loss) = (false, None);
+    until("the SFU reports the rogue and the host's send loss", || {
+        while let Ok(e) = host.events.try_recv() {
+            match e {
+                ClientEvent::Room(ev) => {
+                    if let EventKind::BombingDetected { uid, .. } = &ev.kind {
+                        bombing |= *uid == rogue_uid;
+                    }
+                }
+                ClientEvent::SendLoss(p) => loss = Some(p),
+                _ => {}
+            }
+        }
+        bombing && loss.is_some()
+    })
+    .await;
+    println!("host send loss reported by the SFU: {loss:?} %");
+    assert_eq!(loss, Some(0), "no loss on loopback");
     let rogue_sent = rogue.stats().packets_sent.load(Ordering::Relaxed);
     assert!(rogue_sent > 50, "the rogue did send ({rogue_sent} packets)");
     assert_eq!(listener.stats().received_from(&rogue_uid), 0);

@@ -8,8 +8,6 @@ use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onmic_audio::Block;
-use onmic_audio::opus::{OpusEncoder, OpusProfile};
 use onmic_audio::test_signals::goertzel_power;
 use onmic_client::{ClientEvent, ConnectionState, RoomClient};
 use serde_json::{Value, json};
@@ -266,41 +264,7 @@ impl Drop for Server {
     }
 }
 
-/// A stereo test signal (440 Hz left, 660 Hz right) encoded with real Opus (the engine's
-/// encoder, music profile: 128 kbps stereo, 20 ms): one packet per `next`.
-pub struct StereoTone {
-    encoder: OpusEncoder,
-    index: u64,
-    block: Block,
-}
-
-impl StereoTone {
-    pub fn new() -> StereoTone {
-        StereoTone {
-            encoder: OpusEncoder::new(OpusProfile::music(), 0, 0).expect("encoder"),
-            index: 0,
-            block: Block::silent(2),
-        }
-    }
-
-    /// The next 20 ms packet and its RTP timestamp.
-    pub fn next_packet(&mut self) -> (Vec<u8>, u32) {
-        loop {
-            let start = self.index * onmic_audio::BLOCK_FRAMES as u64;
-            let (l, r) = self.block.pair_mut();
-            for i in 0..onmic_audio::BLOCK_FRAMES {
-                let t = (start + i as u64) as f64 / 48_000.0;
-                l[i] = (0.3 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as f32;
-                r[i] = (0.3 * (2.0 * std::f64::consts::PI * 660.0 * t).sin()) as f32;
-            }
-            self.block.timestamp = start;
-            self.index += 1;
-            if let Some(p) = self.encoder.push_block(&self.block).expect("encode") {
-                return (p.payload().to_vec(), p.rtp_timestamp);
-            }
-        }
-    }
-}
+pub use onmic_client::test_tone::StereoTone;
 
 /// Power ratio in dB of `want` over `other` in `x`.
 pub fn separation_db(x: &[f32], want: f32, other: f32) -> f64 {
@@ -355,11 +319,11 @@ pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 /// Feeds `tone` into `publisher` every 20 ms until dropped.
 pub fn spawn_tone(publisher: onmic_client::Publisher) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tone = StereoTone::new();
+        let mut tone = StereoTone::new().expect("Opus encoder");
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
             tick.tick().await;
-            let (p, ts) = tone.next_packet();
+            let (p, ts) = tone.next_packet().expect("encode");
             publisher.send(&p, ts);
         }
     })
