@@ -144,6 +144,18 @@ async fn scenario() -> anyhow::Result<()> {
     assert!(sep_l > 20.0, "440 Hz on the left: {sep_l:.1} dB");
     assert!(sep_r > 20.0, "660 Hz on the right: {sep_r:.1} dB");
 
+    // The SFU hears the Studio's audio level (RFC 6464) and tells the room: the host ripples.
+    wait_for(
+        Duration::from_secs(10),
+        "the host seat to ripple",
+        || async {
+            studio
+                .attr("#seats [data-seat='0']", "data-speaking")
+                .await
+                .filter(|s| s == "true")
+        },
+    )
+    .await?;
     let counters = studio.text("#room-counters").await.unwrap_or_default();
     assert!(counters.contains("2 in the room"), "{counters}");
     studio.screenshot("studio-live").await?;

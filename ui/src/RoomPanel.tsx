@@ -69,10 +69,21 @@ export function RoomPanel({ localRoom, onError }: Props) {
           </p>
           <ol className="seats" id="seats">
             {status.seats.map((s) => (
-              <li key={s.index} data-seat={s.index} data-uid={s.uid ?? ""} className={s.uid ? "seat taken" : s.locked ? "seat locked" : "seat"}>
+              <li
+                key={s.index}
+                data-seat={s.index}
+                data-uid={s.uid ?? ""}
+                data-speaking={s.speaking ? "true" : "false"}
+                className={`seat${s.uid ? " taken" : s.locked ? " locked" : ""}${s.speaking ? " speaking" : ""}`}
+              >
                 <span className="seat-index">{s.index === 0 ? "Host" : `Seat ${s.index}`}</span>
                 <span className="seat-who">{s.uid ?? (s.locked ? "locked" : "free")}</span>
                 {s.muted && <span className="seat-muted">muted</span>}
+                {s.uid && (
+                  <span className="seat-level" aria-label={`level ${s.volume} of 255`}>
+                    <span style={{ width: `${(s.volume / 255) * 100}%` }} />
+                  </span>
+                )}
               </li>
             ))}
           </ol>

@@ -227,6 +227,10 @@ export type SeatView_Deserialize = {
 	muted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
 };
 
 /**  One seat as the UI shows it. */
@@ -239,6 +243,10 @@ export type SeatView_Serialize = {
 	muted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
 };
 
 /**  The room server's reachability as the Studio last saw it. */
