@@ -344,6 +344,13 @@ pub enum ServerMessage {
         /// The event.
         event: Event,
     },
+    /// Who is speaking and how loud, pushed to every member every volume interval (500 ms) while
+    /// someone speaks, plus once when the last speaker falls silent. Not a room event: it has no
+    /// version and is never replayed.
+    VolumeIndication {
+        /// Each seated publisher heard in the interval.
+        speakers: Vec<SpeakerVolume>,
+    },
     /// The server closes the connection after this.
     Closing {
         /// Why.
@@ -351,6 +358,17 @@ pub enum ServerMessage {
         /// Detail.
         message: String,
     },
+}
+
+/// One speaker's volume over the last volume interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpeakerVolume {
+    /// The speaker.
+    pub uid: Uid,
+    /// Loudest level heard in the interval, 0–255 (linear in amplitude).
+    pub volume: u8,
+    /// `volume` is above the speaking threshold (20): the seat ripples.
+    pub speaking: bool,
 }
 
 impl ServerMessage {
@@ -410,6 +428,23 @@ mod tests {
         assert_eq!(code(&big), "too_large");
         let e = decode_client(r#"{"id":9,"type":"nope"}"#).unwrap_err();
         assert_eq!(e.id, Some(9));
+    }
+
+    #[test]
+    fn volume_indication_has_its_wire_shape() {
+        let m = ServerMessage::VolumeIndication {
+            speakers: vec![SpeakerVolume {
+                uid: Uid::from("host"),
+                volume: 128,
+                speaking: true,
+            }],
+        };
+        let v: Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "volume_indication",
+                "speakers": [{"uid": "host", "volume": 128, "speaking": true}]})
+        );
     }
 
     #[test]

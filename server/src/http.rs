@@ -31,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(crate::rest::openapi))
         .merge(crate::rest::router(state.clone()))
         .merge(crate::sfu::http::routes(state.clone()))
+        .merge(crate::page::routes())
         .with_state(state)
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use onmic_room::protocol::{CloseReason, ServerMessage};
+use onmic_room::protocol::{CloseReason, ServerMessage, SpeakerVolume};
 use onmic_room::token::{Claims, Privilege};
 use onmic_room::{
     Action, Command, Event, EventKind, ImPolicy, LeaveReason, LostSeat, Room, RoomError, RoomId,
@@ -100,6 +100,8 @@ struct RoomInner {
 struct RoomCell {
     inner: Mutex<RoomInner>,
     tx: broadcast::Sender<Frame>,
+    /// `volume_indication` frames: not room events (no version), dropped for a lagging client.
+    volumes: broadcast::Sender<axum::extract::ws::Utf8Bytes>,
 }
 
 impl RoomCell {
@@ -122,6 +124,8 @@ pub struct Joined {
     pub close: mpsc::UnboundedReceiver<CloseReason>,
     /// The connection's id in the room.
     pub conn_id: u64,
+    /// `volume_indication` frames for this room.
+    pub volumes: broadcast::Receiver<axum::extract::ws::Utf8Bytes>,
 }
 
 /// A request to create a room.
@@ -194,7 +198,10 @@ impl Hub {
 
     fn cell(&self, room: Room, created_at: Timestamp) -> Arc<RoomCell> {
         let (tx, _) = broadcast::channel(4096);
+        // A few: an old volume report is worthless, a lagging client just skips them.
+        let (volumes, _) = broadcast::channel(4);
         Arc::new(RoomCell {
+            volumes,
             inner: Mutex::new(RoomInner {
                 room,
                 created_at,
@@ -436,6 +443,7 @@ impl Hub {
         let events = inner.room.handle(now, Command::system(enter))?;
         self.commit(id, &cell, &mut inner, &events, now);
         let rx = cell.tx.subscribe();
+        let volumes = cell.volumes.subscribe();
         let (close_tx, close_rx) = mpsc::unbounded_channel();
         let conn_id = self
             .next_conn
@@ -470,6 +478,7 @@ impl Hub {
             version,
             close: close_rx,
             conn_id,
+            volumes,
         })
     }
 
@@ -513,6 +522,16 @@ impl Hub {
             detail: detail.to_owned(),
         };
         self.execute(id, Command::system(action)).map(|_| ())
+    }
+
+    /// Media seam: pushes one `volume_indication` to every connection of the room (the SFU's
+    /// levels; see `sfu::level::VolumeGate` for when).
+    pub fn push_volumes(&self, id: &RoomId, speakers: Vec<SpeakerVolume>) -> Result<(), HubError> {
+        let cell = self.get(id)?;
+        let json = ServerMessage::VolumeIndication { speakers }.to_json();
+        // No receivers is fine: nobody is connected.
+        let _ = cell.volumes.send(json.into());
+        Ok(())
     }
 
     /// Fires due room timers; the server calls this periodically.

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod page;
 pub mod recording;
 pub mod rest;
 pub mod sfu;

@@ -236,6 +236,7 @@ async fn serve_member(
         mut events,
         version,
         close: mut closer,
+        mut volumes,
         ..
     } = joined;
     let mut seen = version;
@@ -258,6 +259,16 @@ async fn serve_member(
                     return;
                 }
             }
+            volume = volumes.recv() => match volume {
+                Ok(json) => {
+                    if sink.send(Message::Text(json)).await.is_err() {
+                        return;
+                    }
+                }
+                // Old levels are worthless: skip what was missed.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
             frame = events.recv() => match frame {
                 Ok(f) => {
                     // Write this frame and whatever else is already queued, then flush once:

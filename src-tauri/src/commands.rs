@@ -5,7 +5,9 @@ use tauri::ipc::Channel;
 
 use crate::Studio;
 use crate::error::AppError;
+use crate::local_room::LocalRoomView;
 use crate::meter_service::MeterFrame;
+use crate::room_session::{JoinRequest, RoomStatus, Target};
 use crate::server_probe::ServerStatus;
 use crate::settings::{Settings, validate_server_url};
 use crate::views::{DeviceListView, DeviceView};
@@ -62,4 +64,90 @@ pub fn set_server_url(studio: State<'_, Studio>, url: String) -> Result<Settings
 #[specta::specta]
 pub fn server_status(studio: State<'_, Studio>) -> ServerStatus {
     studio.probe.status()
+}
+
+/// The embedded local room, when it runs.
+#[tauri::command]
+#[specta::specta]
+pub async fn local_room_status(
+    studio: State<'_, Studio>,
+) -> Result<Option<LocalRoomView>, AppError> {
+    Ok(studio.local_room.view().await)
+}
+
+/// Starts or stops the embedded local room, remembers the choice, and points the server probe at
+/// the room in use (the local one, or the configured server).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_local_room(
+    studio: State<'_, Studio>,
+    enabled: bool,
+) -> Result<Option<LocalRoomView>, AppError> {
+    let room = if enabled {
+        let room = studio.local_room.start().await?;
+        studio.probe.set_url(room.url.clone());
+        Some(room)
+    } else {
+        studio.local_room.stop().await;
+        studio.probe.set_url(studio.settings.get().server_url);
+        None
+    };
+    studio.settings.update(|s| s.local_room = enabled)?;
+    Ok(room)
+}
+
+/// Joins a room and goes live: in the local room without a token (the Studio is the owner),
+/// elsewhere with the token the room's operator issued. The owner takes seat 0; the engine
+/// publishes the chosen input and plays everyone on a seat. Status changes stream to
+/// `on_status`.
+#[tauri::command]
+#[specta::specta]
+pub async fn join_room(
+    studio: State<'_, Studio>,
+    request: JoinRequest,
+    on_status: Channel<RoomStatus>,
+) -> Result<RoomStatus, AppError> {
+    let room = request.room.trim().to_owned();
+    if room.is_empty() {
+        return Err(AppError::new(
+            crate::error::AppErrorKind::InvalidInput,
+            "Name the room to join, e.g. studio.",
+        ));
+    }
+    let (server_url, token) = match request.token.map(|t| t.trim().to_owned()) {
+        Some(token) if !token.is_empty() => (studio.probe.url(), token),
+        _ => studio.local_room.owner_token(&room).await?,
+    };
+    let input = studio.settings.get().input_device;
+    studio
+        .session
+        .join(
+            Target {
+                server_url,
+                room,
+                token,
+            },
+            input,
+            move |status| {
+                if let Err(e) = on_status.send(status.clone()) {
+                    tracing::warn!("cannot tell the UI about the room: {e}");
+                }
+            },
+        )
+        .await
+}
+
+/// Leaves the room and stops sending.
+#[tauri::command]
+#[specta::specta]
+pub async fn leave_room(studio: State<'_, Studio>) -> Result<(), AppError> {
+    studio.session.leave().await;
+    Ok(())
+}
+
+/// The live session, if any.
+#[tauri::command]
+#[specta::specta]
+pub async fn room_status(studio: State<'_, Studio>) -> Result<Option<RoomStatus>, AppError> {
+    Ok(studio.session.status().await)
 }

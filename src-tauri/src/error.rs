@@ -24,6 +24,8 @@ pub enum AppErrorKind {
     Unsupported,
     /// The request itself was invalid (a malformed URL, ...).
     InvalidInput,
+    /// Joining or acting in a room failed (unreachable, refused, token, seat).
+    Room,
     /// Settings could not be read or written.
     Settings,
     /// A bug or an unexpected backend failure.

@@ -9,7 +9,9 @@
 
 pub mod commands;
 pub mod error;
+pub mod local_room;
 pub mod meter_service;
+pub mod room_session;
 pub mod server_probe;
 pub mod settings;
 pub mod views;
@@ -21,7 +23,9 @@ use specta_typescript::Typescript;
 use tauri::Manager;
 use tauri_specta::{Event, collect_commands, collect_events};
 
+use local_room::LocalRoomService;
 use meter_service::MeterService;
+use room_session::RoomSessionService;
 use server_probe::{ServerProbe, ServerStatus};
 use settings::SettingsStore;
 
@@ -33,6 +37,10 @@ pub struct Studio {
     pub settings: SettingsStore,
     /// The room server's reachability.
     pub probe: Arc<ServerProbe>,
+    /// The embedded local room.
+    pub local_room: LocalRoomService,
+    /// The live session in a room, if any.
+    pub session: RoomSessionService,
 }
 
 /// The typed command and event surface shared with the UI.
@@ -45,6 +53,11 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::get_settings,
             commands::set_server_url,
             commands::server_status,
+            commands::local_room_status,
+            commands::set_local_room,
+            commands::join_room,
+            commands::leave_room,
+            commands::room_status,
         ])
         .events(collect_events![ServerStatus])
 }
@@ -76,10 +89,32 @@ pub fn display_problem() -> Option<String> {
     None
 }
 
+/// How the window was asked to start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Launch {
+    /// Run the embedded local room for this run, whatever the settings say
+    /// (`--local-room` or `ONMIC_LOCAL_ROOM=1`).
+    pub local_room: bool,
+}
+
 /// The executable's entry point: `--export-bindings PATH` writes the TypeScript bindings and
-/// exits; otherwise the window opens.
+/// exits; `--local-room` starts the embedded local room; otherwise the window opens.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut launch = Launch {
+        local_room: std::env::var("ONMIC_LOCAL_ROOM").is_ok_and(|v| v == "1"),
+    };
+    args.retain(|a| {
+        let flag = a == "--local-room";
+        launch.local_room |= flag;
+        !flag
+    });
+    if let Some(unknown) = args.first().filter(|a| a.as_str() != "--export-bindings") {
+        eprintln!(
+            "onmic-studio: unknown argument `{unknown}`; use --local-room or --export-bindings PATH"
+        );
+        return ExitCode::from(2);
+    }
     if let [flag, path] = args.as_slice()
         && flag == "--export-bindings"
     {
@@ -98,7 +133,7 @@ pub fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-    match run() {
+    match run(launch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("onmic-studio: {e}");
@@ -108,9 +143,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Builds and runs the app until the last window closes.
-pub fn run() -> tauri::Result<()> {
+pub fn run(launch: Launch) -> tauri::Result<()> {
     let builder = specta_builder::<tauri::Wry>();
-    tauri::Builder::default()
+    let app = tauri::Builder::default()
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);
@@ -124,12 +159,34 @@ pub fn run() -> tauri::Result<()> {
                     tracing::warn!("cannot tell the UI about the server status: {e}");
                 }
             }));
+            let local_room = LocalRoomService::new(app.path().app_data_dir()?.join("local-room"));
+            if launch.local_room || settings.get().local_room {
+                match tauri::async_runtime::block_on(local_room.start()) {
+                    Ok(room) => probe.set_url(room.url),
+                    // The window still opens: the server panel shows the configured server and
+                    // the local-room switch offers to try again.
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
             app.manage(Studio {
                 meter: MeterService::default(),
                 settings,
                 probe,
+                local_room,
+                session: RoomSessionService::default(),
             });
             Ok(())
         })
-        .run(tauri::generate_context!())
+        .build(tauri::generate_context!())?;
+    app.run(|app, event| {
+        if let tauri::RunEvent::Exit = event {
+            // Let the local room finish its writes before the process ends.
+            let studio = app.state::<Studio>();
+            tauri::async_runtime::block_on(async {
+                studio.session.leave().await;
+                studio.local_room.stop().await;
+            });
+        }
+    });
+    Ok(())
 }

@@ -74,6 +74,11 @@ impl ServerProbe {
         lock(&self.status).clone()
     }
 
+    /// The URL probed now (the room server in use).
+    pub fn url(&self) -> String {
+        lock(&self.url).clone()
+    }
+
     /// Points the probe at another server and probes it at once.
     pub fn set_url(&self, url: String) {
         *lock(&self.status) = ServerStatus::Checking { url: url.clone() };

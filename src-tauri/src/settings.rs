@@ -19,6 +19,8 @@ pub struct Settings {
     pub input_device: Option<String>,
     /// Base URL of the room server.
     pub server_url: String,
+    /// Run the embedded local room and talk to it instead of `server_url`.
+    pub local_room: bool,
 }
 
 impl Default for Settings {
@@ -26,6 +28,7 @@ impl Default for Settings {
         Self {
             input_device: None,
             server_url: DEFAULT_SERVER_URL.into(),
+            local_room: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The command layer through Tauri's IPC on the mock runtime: what the UI sends, what it gets
 //! back, errors as typed `AppError` JSON. No display needed.
 
+use onmic_studio::local_room::LocalRoomService;
 use onmic_studio::meter_service::MeterService;
 use onmic_studio::server_probe::ServerProbe;
 use onmic_studio::settings::SettingsStore;
@@ -32,25 +33,35 @@ fn invoke(
     .map(|body| body.deserialize::<Value>().expect("JSON response"))
 }
 
-#[test]
-fn settings_and_server_url_over_ipc() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let settings_path = dir.path().join("settings.json");
+/// The Studio's commands on the mock runtime, with settings and the local room under `dir`.
+fn mock_studio(
+    dir: &std::path::Path,
+) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
     let builder = specta_builder::<MockRuntime>();
     let app = mock_builder()
         .invoke_handler(builder.invoke_handler())
         .build(mock_context(noop_assets()))
         .expect("mock app builds");
-    let settings = SettingsStore::open(settings_path.clone());
+    let settings = SettingsStore::open(dir.join("settings.json"));
     let probe = ServerProbe::new(settings.get().server_url);
     app.manage(Studio {
         meter: MeterService::default(),
         settings,
         probe,
+        local_room: LocalRoomService::new(dir.join("local-room")),
+        session: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .expect("webview");
+    (app, webview)
+}
+
+#[test]
+fn settings_and_server_url_over_ipc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings_path = dir.path().join("settings.json");
+    let (_app, webview) = mock_studio(dir.path());
 
     let defaults = invoke(&webview, "get_settings", json!({})).expect("get_settings answers");
     assert_eq!(defaults["inputDevice"], Value::Null);
@@ -94,4 +105,71 @@ fn settings_and_server_url_over_ipc() {
     let err =
         invoke(&webview, "set_server_url", json!({})).expect_err("a missing argument is refused");
     assert!(err.to_string().contains("url"), "{err}");
+}
+
+#[test]
+fn the_local_room_starts_and_stops_over_ipc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings_path = dir.path().join("settings.json");
+    let (_app, webview) = mock_studio(dir.path());
+    let configured = onmic_studio::settings::DEFAULT_SERVER_URL.to_owned();
+
+    assert_eq!(
+        invoke(&webview, "local_room_status", json!({})).expect("answers"),
+        Value::Null
+    );
+    let room = invoke(&webview, "set_local_room", json!({ "enabled": true })).expect("starts");
+    let url = room["url"].as_str().expect("a url").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{room}");
+    let health: Value = reqwest::blocking::get(format!("{url}/health"))
+        .expect("the local room answers")
+        .json()
+        .expect("json");
+    assert_eq!(health["node"], "studio-local");
+    let status = invoke(&webview, "server_status", json!({})).expect("status");
+    assert_eq!(status["url"], url, "the probe watches the local room");
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(&settings_path).expect("saved")).expect("json");
+    assert_eq!(on_disk["localRoom"], true, "the choice is remembered");
+    assert_eq!(
+        invoke(&webview, "local_room_status", json!({})).expect("answers"),
+        room
+    );
+
+    // Joining needs a room id; without a token it needs the local room.
+    let channel = json!("__CHANNEL__:1");
+    let err = invoke(
+        &webview,
+        "join_room",
+        json!({ "request": { "room": "  ", "token": null }, "onStatus": channel }),
+    )
+    .expect_err("an empty room id is refused");
+    assert_eq!(err["kind"], "invalid_input", "{err}");
+
+    let off = invoke(&webview, "set_local_room", json!({ "enabled": false })).expect("stops");
+    assert_eq!(off, Value::Null);
+    assert!(
+        reqwest::blocking::get(format!("{url}/health")).is_err(),
+        "nothing listens after stopping"
+    );
+    let status = invoke(&webview, "server_status", json!({})).expect("status");
+    assert_eq!(status["url"], configured, "back to the configured server");
+
+    let err = invoke(
+        &webview,
+        "join_room",
+        json!({ "request": { "room": "studio", "token": null }, "onStatus": channel }),
+    )
+    .expect_err("no token and no local room");
+    assert_eq!(err["kind"], "room", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Local room") && m.contains("token")),
+        "says what to do: {err}"
+    );
+    assert_eq!(
+        invoke(&webview, "room_status", json!({})).expect("answers"),
+        Value::Null
+    );
 }

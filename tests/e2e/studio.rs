@@ -236,6 +236,44 @@ async fn the_studio_shows_whether_the_configured_server_is_reachable() -> anyhow
     studio.quit().await
 }
 
+#[tokio::test]
+async fn the_local_room_runs_inside_the_studio_and_can_be_switched_off() -> anyhow::Result<()> {
+    // The configured server is a port where nothing listens.
+    let studio = Studio::launch(&[
+        ("ONMIC_LOCAL_ROOM", "1"),
+        ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
+    ])
+    .await?;
+    wait_for_server_state(&studio, "reachable").await?;
+    let title = studio
+        .attr("#server-status", "title")
+        .await
+        .unwrap_or_default();
+    assert!(
+        title.starts_with("Local room reachable")
+            && title.contains("studio-local")
+            && title.contains("http://127.0.0.1:"),
+        "{title}"
+    );
+    assert_eq!(
+        studio.attr("#server-status", "data-local").await.as_deref(),
+        Some("true")
+    );
+    studio.screenshot("studio-local-room").await?;
+
+    // Off: the Studio goes back to the configured server (nothing listens there in this test).
+    studio.click("#local-room").await?;
+    wait_for_server_state(&studio, "unreachable").await?;
+    assert_eq!(
+        studio.attr("#server-status", "data-local").await.as_deref(),
+        Some("false")
+    );
+    // On again: a fresh local room on the same data.
+    studio.click("#local-room").await?;
+    wait_for_server_state(&studio, "reachable").await?;
+    studio.quit().await
+}
+
 /// Waits until the server status in the top bar is `state`.
 async fn wait_for_server_state(studio: &Studio, state: &str) -> anyhow::Result<String> {
     let what = format!("the server to show as {state}");

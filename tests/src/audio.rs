@@ -52,6 +52,12 @@ impl Drop for NullSink {
 
 /// Writes a stereo 48 kHz 16-bit WAV sine of `freq` Hz at linear peak `amplitude`.
 pub fn write_tone(path: &Path, freq: f32, amplitude: f32, seconds: f32) {
+    write_stereo_tone(path, [freq, freq], amplitude, seconds);
+}
+
+/// Writes a stereo 48 kHz 16-bit WAV with a sine of `freqs[0]` Hz on the left and `freqs[1]` Hz
+/// on the right, both at linear peak `amplitude`.
+pub fn write_stereo_tone(path: &Path, freqs: [f32; 2], amplitude: f32, seconds: f32) {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: 48_000,
@@ -61,10 +67,11 @@ pub fn write_tone(path: &Path, freq: f32, amplitude: f32, seconds: f32) {
     let mut w = hound::WavWriter::create(path, spec).expect("tone file can be written");
     let frames = (48_000.0 * seconds) as u32;
     for n in 0..frames {
-        let x = amplitude * (2.0 * std::f32::consts::PI * freq * n as f32 / 48_000.0).sin();
-        let s = (x * f32::from(i16::MAX)).round() as i16;
-        w.write_sample(s).expect("write left");
-        w.write_sample(s).expect("write right");
+        for freq in freqs {
+            let x = amplitude * (2.0 * std::f32::consts::PI * freq * n as f32 / 48_000.0).sin();
+            w.write_sample((x * f32::from(i16::MAX)).round() as i16)
+                .expect("write a sample");
+        }
     }
     w.finalize().expect("tone file finalised");
 }

@@ -1,5 +1,6 @@
 //! Harness for Onmic's end-to-end tests: real processes (the Studio under `tauri-driver`, the
-//! server binary, PulseAudio null sinks), driven the way a person would use them.
+//! server binary, Chromium under `chromedriver`, PulseAudio null sinks, str0m WebRTC peers),
+//! driven the way a person would use them.
 //!
 //! `cargo xtask test` builds the binaries, starts Xvfb and PulseAudio, and exports what these
 //! helpers read: `DISPLAY`, `PULSE_SERVER`, `ONMIC_STUDIO_BIN`, `ONMIC_SERVER_BIN`,
@@ -7,6 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod audio;
+pub mod browser;
+pub mod client_host;
+pub mod netns;
+pub mod rtc_peer;
+pub mod server;
 pub mod studio;
 
 use std::net::TcpListener;

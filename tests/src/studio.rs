@@ -50,6 +50,8 @@ impl Studio {
         ])
         .args(["--native-driver", &webkit_driver])
         .env("XDG_CONFIG_HOME", config_home.path())
+        // The local room's database and secrets, kept out of the real home.
+        .env("XDG_DATA_HOME", config_home.path().join("data"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -117,6 +119,12 @@ impl Studio {
     pub async fn attr(&self, css: &str, attr: &str) -> Option<String> {
         let el = self.client.find(Locator::Css(css)).await.ok()?;
         el.attr(attr).await.ok().flatten()
+    }
+
+    /// Clicks the first element matching `css`.
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        self.client.find(Locator::Css(css)).await?.click().await?;
+        Ok(())
     }
 
     /// The RMS level of every meter channel as the UI shows it now.

@@ -13,6 +13,7 @@ import { MeterBar } from "./MeterBar";
 import { channelLabel } from "./levels";
 import { ServerPanel } from "./ServerPanel";
 import { ErrorBanner } from "./ErrorBanner";
+import { RoomPanel } from "./RoomPanel";
 
 /** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
 const HOLD_FALL_DB = 0.4;
@@ -26,6 +27,8 @@ export function App() {
   const [error, setError] = useState<AppError | null>(null);
   const [server, setServer] = useState<ServerStatus | null>(null);
   const [serverUrl, setServerUrl] = useState("");
+  const [localRoom, setLocalRoom] = useState(false);
+  const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const holdRef = useRef<number[]>([]);
 
   const startMeter = useCallback(async (id: string | null) => {
@@ -91,7 +94,7 @@ export function App() {
         <div className="brand">
           <span className="logo" aria-hidden="true">◉</span> Onmic Studio
         </div>
-        <ServerPanel status={server} url={serverUrl} onUrlSaved={setServerUrl} onError={setError} />
+        <ServerPanel status={server} url={serverUrl} onUrlSaved={setServerUrl} onError={setError} onLocalRoom={onLocalRoom} />
       </header>
 
       {error && <ErrorBanner error={error} onRetry={() => void refresh()} />}
@@ -158,6 +161,8 @@ export function App() {
             </p>
           )}
         </section>
+
+        <RoomPanel localRoom={localRoom} onError={setError} />
       </main>
     </div>
   );

@@ -31,6 +31,8 @@ function title(kind: AppError["kind"]): string {
       return "Check your input";
     case "settings":
       return "Settings not saved";
+    case "room":
+      return "Room";
     case "internal":
       return "Something went wrong";
   }

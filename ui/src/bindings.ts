@@ -22,6 +22,24 @@ export const commands = {
 	setServerUrl: (url: string) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_server_url", { url })),
 	/**  Whether the room server answers, as last probed. */
 	serverStatus: () => __TAURI_INVOKE<ServerStatus>("server_status"),
+	/**  The embedded local room, when it runs. */
+	localRoomStatus: () => typedError<LocalRoomView | null, AppError>(__TAURI_INVOKE("local_room_status")),
+	/**
+	 *  Starts or stops the embedded local room, remembers the choice, and points the server probe at
+	 *  the room in use (the local one, or the configured server).
+	 */
+	setLocalRoom: (enabled: boolean) => typedError<LocalRoomView | null, AppError>(__TAURI_INVOKE("set_local_room", { enabled })),
+	/**
+	 *  Joins a room and goes live: in the local room without a token (the Studio is the owner),
+	 *  elsewhere with the token the room's operator issued. The owner takes seat 0; the engine
+	 *  publishes the chosen input and plays everyone on a seat. Status changes stream to
+	 *  `on_status`.
+	 */
+	joinRoom: (request: JoinRequest_Deserialize, onStatus: Channel<RoomStatus_Deserialize>) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("join_room", { request, onStatus })),
+	/**  Leaves the room and stops sending. */
+	leaveRoom: () => typedError<null, AppError>(__TAURI_INVOKE("leave_room")),
+	/**  The live session, if any. */
+	roomStatus: () => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("room_status")),
 };
 
 /** Events */
@@ -54,6 +72,8 @@ export type AppErrorKind =
 "unsupported" | 
 /**  The request itself was invalid (a malformed URL, ...). */
 "invalid_input" | 
+/**  Joining or acting in a room failed (unreachable, refused, token, seat). */
+"room" | 
 /**  Settings could not be read or written. */
 "settings" | 
 /**  A bug or an unexpected backend failure. */
@@ -85,12 +105,39 @@ export type DeviceView = {
 	sampleRate: number,
 };
 
+/**  What the Studio asks to join. */
+export type JoinRequest = JoinRequest_Serialize | JoinRequest_Deserialize;
+
+/**  What the Studio asks to join. */
+export type JoinRequest_Deserialize = {
+	/**  The room id. */
+	room: string,
+	/**  A room token; `None` in the local room, where the Studio signs its own as the owner. */
+	token?: string | null,
+};
+
+/**  What the Studio asks to join. */
+export type JoinRequest_Serialize = {
+	/**  The room id. */
+	room: string,
+	/**  A room token; `None` in the local room, where the Studio signs its own as the owner. */
+	token: string | null,
+};
+
 /**  One channel's level. */
 export type LevelView = {
 	/**  Sample peak, dBFS. */
 	peakDbfs: number | null,
 	/**  RMS, dBFS (a full-scale sine reads −3 dB). */
 	rmsDbfs: number | null,
+};
+
+/**  What the UI shows about the local room. */
+export type LocalRoomView = {
+	/**  Base URL of the embedded server, e.g. `http://127.0.0.1:39211`. */
+	url: string,
+	/**  Where its database and recordings live. */
+	dataDir: string,
 };
 
 /**  One meter update. */
@@ -118,6 +165,88 @@ export type MeterFrame_Serialize = {
 	seq: number,
 	/**  Set when the stream stopped (device unplugged); no further frames follow. */
 	error: AppError | null,
+};
+
+/**  The live session as the UI shows it; streamed to the UI whenever it changes. */
+export type RoomStatus = RoomStatus_Serialize | RoomStatus_Deserialize;
+
+/**  The live session as the UI shows it; streamed to the UI whenever it changes. */
+export type RoomStatus_Deserialize = {
+	/**  The room id. */
+	room: string,
+	/**  This member's uid. */
+	uid: string,
+	/**  `connecting`, `connected`, `mediaReconnecting`, `rejoining` or `closed`. */
+	state: string,
+	/**  Whether the Studio's audio is sent now (on an unmuted seat). */
+	publishing: boolean,
+	/**  The seats. */
+	seats: SeatView_Deserialize[],
+	/**  Members in the room. */
+	members: number,
+	/**  Opus packets sent so far (saturates at `u32::MAX`, ~2.7 years of audio). */
+	packetsSent: number,
+	/**  Packets received from others so far (saturates likewise). */
+	packetsReceived: number,
+	/**  Why the session ended, when `state` is `closed`. */
+	ended?: string | null,
+};
+
+/**  The live session as the UI shows it; streamed to the UI whenever it changes. */
+export type RoomStatus_Serialize = {
+	/**  The room id. */
+	room: string,
+	/**  This member's uid. */
+	uid: string,
+	/**  `connecting`, `connected`, `mediaReconnecting`, `rejoining` or `closed`. */
+	state: string,
+	/**  Whether the Studio's audio is sent now (on an unmuted seat). */
+	publishing: boolean,
+	/**  The seats. */
+	seats: SeatView_Serialize[],
+	/**  Members in the room. */
+	members: number,
+	/**  Opus packets sent so far (saturates at `u32::MAX`, ~2.7 years of audio). */
+	packetsSent: number,
+	/**  Packets received from others so far (saturates likewise). */
+	packetsReceived: number,
+	/**  Why the session ended, when `state` is `closed`. */
+	ended: string | null,
+};
+
+/**  One seat as the UI shows it. */
+export type SeatView = SeatView_Serialize | SeatView_Deserialize;
+
+/**  One seat as the UI shows it. */
+export type SeatView_Deserialize = {
+	/**  Seat index (0 is the owner's). */
+	index: number,
+	/**  Who sits there. */
+	uid?: string | null,
+	/**  Muted by the host or by its occupant. */
+	muted: boolean,
+	/**  Locked by the host. */
+	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
+};
+
+/**  One seat as the UI shows it. */
+export type SeatView_Serialize = {
+	/**  Seat index (0 is the owner's). */
+	index: number,
+	/**  Who sits there. */
+	uid: string | null,
+	/**  Muted by the host or by its occupant. */
+	muted: boolean,
+	/**  Locked by the host. */
+	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
 };
 
 /**  The room server's reachability as the Studio last saw it. */
@@ -152,6 +281,8 @@ export type Settings_Deserialize = {
 	inputDevice?: string | null,
 	/**  Base URL of the room server. */
 	serverUrl?: string,
+	/**  Run the embedded local room and talk to it instead of `server_url`. */
+	localRoom?: boolean,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -160,6 +291,8 @@ export type Settings_Serialize = {
 	inputDevice: string | null,
 	/**  Base URL of the room server. */
 	serverUrl: string,
+	/**  Run the embedded local room and talk to it instead of `server_url`. */
+	localRoom: boolean,
 };
 
 /* Tauri Specta runtime */

@@ -1,8 +1,7 @@
 //! `cargo xtask run` and the single-step commands around it.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -32,41 +31,6 @@ fn exe(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
-/// A room server for the Studio to talk to, stopped on drop.
-struct LocalRoom {
-    child: Child,
-    url: String,
-}
-
-impl Drop for LocalRoom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn local_room(server: &PathBuf) -> Result<LocalRoom> {
-    let data = util::target_dir().join("local-room");
-    let mut child = Command::new(server)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("ONMIC_DATA_DIR", &data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the local room server")?;
-    let stdout = child.stdout.take().context("piped stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let Some(url) = line.trim().strip_prefix("onmic-server listening on ") else {
-        let _ = child.kill();
-        bail!("the local room server did not start: {line}");
-    };
-    eprintln!("xtask: local room server at {url}");
-    Ok(LocalRoom {
-        url: url.to_owned(),
-        child,
-    })
-}
-
 /// `cargo xtask run`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut release = false;
@@ -93,7 +57,7 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     setup::build_ui()?;
-    let (studio, server) = build_bins(release)?;
+    let (studio, _server) = build_bins(release)?;
 
     // A desktop has its sound server; a bare machine gets one for this run.
     let _pulse = if cfg!(target_os = "linux")
@@ -105,9 +69,9 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         None
     };
-    let room = local_room(&server)?;
+    // The Studio runs the room server in-process (its embedded local room) on a loopback port.
     let mut cmd = Command::new(&studio);
-    cmd.env("ONMIC_SERVER_URL", &room.url);
+    cmd.arg("--local-room");
     if let Some(pulse) = &_pulse {
         cmd.envs(pulse.env());
     }

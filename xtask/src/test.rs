@@ -42,6 +42,12 @@ fn start_daemons(studio: &std::path::Path, server: &std::path::Path) -> Result<T
             chromium.to_string_lossy().into_owned(),
         ));
     }
+    if let Some(driver) = util::which("chromedriver") {
+        vars.push((
+            "ONMIC_CHROMEDRIVER".into(),
+            driver.to_string_lossy().into_owned(),
+        ));
+    }
     Ok(TestEnv {
         vars,
         _display: display,
@@ -130,7 +136,7 @@ pub fn test() -> ExitCode {
                     counts,
                 )
             });
-            phases.run("end-to-end (Studio, server)", |counts| {
+            phases.run("end-to-end (Studio, browser, server)", |counts| {
                 run_counted(
                     cargo_with(Some(env)).args([
                         "test",
@@ -156,7 +162,9 @@ pub fn test() -> ExitCode {
                         .env(
                             "XDG_CONFIG_HOME",
                             util::target_dir().join("xtask-run-config"),
-                        ),
+                        )
+                        // ... and the local room's database and secrets out of the real home.
+                        .env("XDG_DATA_HOME", util::target_dir().join("xtask-run-data")),
                 )
             });
         }

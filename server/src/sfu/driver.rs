@@ -21,6 +21,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use onmic_room::protocol::SpeakerVolume;
 use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid};
@@ -28,6 +29,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
+use super::level::VolumeGate;
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::hub::{Frame, Hub};
 use crate::recording::{self, Recording, RecordingError};
@@ -274,6 +276,8 @@ struct RoomMedia {
     events: broadcast::Receiver<Frame>,
     /// Slot (seat index) of each member allowed to publish.
     slot_of: HashMap<Uid, usize>,
+    /// Which volume reports are pushed to the room's members.
+    volume_gate: VolumeGate,
 }
 
 /// A room being recorded: the recorder and the room's events (to stop on dismiss).
@@ -357,6 +361,7 @@ impl Driver {
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
+            self.push_volumes(now);
             let next = self
                 .timers
                 .peek()
@@ -385,6 +390,26 @@ impl Driver {
                 self.next_reap = Instant::now() + Duration::from_millis(100);
                 self.reap();
                 self.check_recordings();
+            }
+        }
+    }
+
+    /// Volume indication: each room's levels every interval, to its members over the WebSocket.
+    fn push_volumes(&mut self, now: Instant) {
+        for (room, media) in &mut self.rooms {
+            let Some(reports) = media.router.poll_volumes(now) else {
+                continue;
+            };
+            if let Some(reports) = media.volume_gate.filter(reports) {
+                let speakers = reports
+                    .into_iter()
+                    .map(|r| SpeakerVolume {
+                        uid: r.uid,
+                        volume: r.volume,
+                        speaking: r.speaking,
+                    })
+                    .collect();
+                let _ = self.hub.push_volumes(room, speakers);
             }
         }
     }
@@ -545,6 +570,7 @@ impl Driver {
                     router: Router::new(policy, self.config.volume_interval),
                     events,
                     slot_of: HashMap::new(),
+                    volume_gate: VolumeGate::default(),
                 })
             }
         };

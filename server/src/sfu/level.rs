@@ -56,6 +56,33 @@ impl LevelMeter {
     }
 }
 
+/// Decides which volume reports go out to the room's members (`volume_indication`): every
+/// interval in which someone speaks, plus one when the set of speakers changes (so clients stop a
+/// ripple), and nothing while the room stays silent — a quiet room of thousands of listeners costs
+/// no messages.
+#[derive(Debug, Default, Clone)]
+pub struct VolumeGate {
+    /// The speaking uids of the last report sent, sorted.
+    last_speaking: Vec<Uid>,
+}
+
+impl VolumeGate {
+    /// The reports of one interval, if they should be pushed.
+    pub fn filter(&mut self, reports: Vec<VolumeReport>) -> Option<Vec<VolumeReport>> {
+        let mut speaking: Vec<Uid> = reports
+            .iter()
+            .filter(|r| r.speaking)
+            .map(|r| r.uid.clone())
+            .collect();
+        speaking.sort();
+        if speaking.is_empty() && self.last_speaking.is_empty() {
+            return None;
+        }
+        self.last_speaking = speaking;
+        Some(reports)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +110,36 @@ mod tests {
         assert_eq!(r.volume, volume_of_level(12));
         assert!(r.speaking);
         assert_eq!(m.take(&uid), None, "a new interval starts empty");
+    }
+
+    #[test]
+    fn the_gate_pushes_while_someone_speaks_and_once_when_all_fall_silent() {
+        let report = |uid: &str, volume: u8| VolumeReport {
+            uid: Uid::from(uid),
+            volume,
+            speaking: volume > SPEAKING_THRESHOLD,
+        };
+        let mut g = VolumeGate::default();
+        assert_eq!(g.filter(vec![]), None, "a silent room sends nothing");
+        assert_eq!(
+            g.filter(vec![report("a", 3)]),
+            None,
+            "nor a quiet publisher"
+        );
+        let loud = vec![report("a", 200), report("b", 2)];
+        assert_eq!(g.filter(loud.clone()), Some(loud.clone()));
+        assert_eq!(
+            g.filter(loud.clone()),
+            Some(loud),
+            "every interval while speaking"
+        );
+        let quiet = vec![report("a", 4)];
+        assert_eq!(
+            g.filter(quiet.clone()),
+            Some(quiet),
+            "the end of speech is told once"
+        );
+        assert_eq!(g.filter(vec![report("a", 4)]), None);
+        assert_eq!(g.filter(vec![]), None);
     }
 }

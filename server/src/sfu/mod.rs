@@ -45,7 +45,7 @@ pub fn opus_rtc_config() -> RtcConfig {
     );
     config
 }
-pub use level::{SPEAKING_THRESHOLD, VolumeReport};
+pub use level::{SPEAKING_THRESHOLD, VolumeGate, VolumeReport};
 pub use router::{
     Bombing, BombingPolicy, Decision, DropReason, PeerCounters, PeerId, Router, StreamId,
 };

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,6 +87,8 @@ pub struct Peer {
     pub socket: UdpSocket,
     pub received: Arc<Mutex<HashMap<u8, u64>>>,
     pub sending: Arc<AtomicBool>,
+    /// The RFC 6464 level written on each packet, in -dBov (0 loudest, 127 silence); 10 at first.
+    pub level: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -155,11 +157,15 @@ impl Peer {
         let received = Arc::new(Mutex::new(HashMap::new()));
         let sending = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let level = Arc::new(AtomicU8::new(10));
         let socket_for_test = socket.try_clone().expect("socket clone");
         let thread = {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
+            let level = level.clone();
             std::thread::spawn(move || {
-                run(rtc, socket, send_mid, tag, payload, received, sending, stop)
+                run(
+                    rtc, socket, send_mid, tag, payload, received, sending, level, stop,
+                )
             })
         };
         Peer {
@@ -167,6 +173,7 @@ impl Peer {
             socket: socket_for_test,
             received,
             sending,
+            level,
             stop,
             thread: Some(thread),
         }
@@ -191,7 +198,7 @@ impl Drop for Peer {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // a test thread's shared handles
 fn run(
     mut rtc: Rtc,
     socket: UdpSocket,
@@ -200,6 +207,7 @@ fn run(
     mut make: Option<PayloadFn>,
     received: Arc<Mutex<HashMap<u8, u64>>>,
     sending: Arc<AtomicBool>,
+    level: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
 ) {
     let local = socket.local_addr().expect("addr");
@@ -241,7 +249,10 @@ fn run(
                         }
                     };
                     let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
-                    let _ = w.audio_level(-10, true).write(pt, now, ts, payload);
+                    let dbov = level.load(Ordering::Relaxed).min(127);
+                    let _ = w
+                        .audio_level(-(dbov as i8), dbov < 127)
+                        .write(pt, now, ts, payload);
                     seq += 1;
                 }
             }

@@ -1,0 +1,672 @@
+// The Onmic listener page: joins a room as audience over the WebSocket protocol
+// (docs/protocol.md), listens over WebRTC (POST /rtc/offer, docs/sfu.md), shows the seats with
+// speaking ripples, chat and gifts, and lets a listener apply for a seat and speak.
+//
+// Every text that comes from users (uids, chat, titles, gift names) goes into the page through
+// textContent, never as HTML.
+
+const $ = (id) => document.getElementById(id);
+
+// ---- where and who -----------------------------------------------------------------------
+const params = new URLSearchParams(location.search);
+const room = decodeURIComponent(location.pathname.replace(/^\/listen\//, ""));
+const tokenKey = `onmic-token:${room}`;
+let token = params.get("token") || sessionStorage.getItem(tokenKey) || "";
+const testHooks = params.has("test");
+if (params.has("token")) {
+  // Keep the token for reloads of this tab, but out of the address bar and history.
+  sessionStorage.setItem(tokenKey, token);
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : ""));
+}
+
+// ---- state ---------------------------------------------------------------------------------
+let ws = null;
+let nextId = 1;
+const pending = new Map(); // request id -> {resolve, reject}
+let me = null; // our uid
+let snapshot = null; // the room state (RoomState JSON)
+let gifts = {}; // gift id -> {name, value}
+let heartbeat = null;
+let joinId = null; // the id of the pending join request
+let reconnectDelay = 500;
+let fatal = false; // no reconnect after this (bad token, kicked, room gone)
+const volumes = new Map(); // uid -> {volume, speaking, at}
+let volumeTimer = null;
+
+// media
+let pc = null;
+let mic = null; // the sendonly transceiver of our microphone
+let micStream = null;
+let slots = []; // [{audio, stream, analysers}]
+let audioCtx = null;
+let mediaStarting = null;
+
+// ---- UI helpers ----------------------------------------------------------------------------
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+const ERRORS = {
+  token_expired: "Your listening link has expired. Ask the host for a new link.",
+  token_not_yet_valid: "Your listening link is not valid yet. Try again later.",
+  token_malformed: "This listening link is not valid (its token is damaged). Ask the host for a new link.",
+  token_bad_encoding: "This listening link is not valid (its token is damaged). Ask the host for a new link.",
+  token_bad_signature: "This listening link is not valid. Ask the host for a new link.",
+  token_wrong_app: "This listening link is for another service. Ask the host for a new link.",
+  token_wrong_room: "This listening link is for another room. Ask the host for a new link.",
+  token_missing_privilege: "This listening link does not allow joining. Ask the host for a new link.",
+  no_such_room: "This room does not exist, or it is gone.",
+  room_dismissed: "This room has been closed by its host.",
+  banned: "You are banned from this room.",
+  kicked: "You were removed from this room.",
+  dismissed: "This room has been closed by its host.",
+  replaced: "You opened this room in another tab or device; this one stopped.",
+  host_muted: "A host muted your seat; only a host can unmute it.",
+  no_token: "This page needs a listening link with a token (…/listen/ROOM?token=…). Ask the host for one.",
+  mic_refused: "Microphone access was refused. Allow the microphone for this site in the browser, then apply again.",
+  media_unavailable: "The server's audio service is not running. Try again later.",
+};
+
+function showError(code, detail) {
+  const box = $("error");
+  box.textContent = ERRORS[code] || `Something went wrong (${code}${detail ? `: ${detail}` : ""}).`;
+  box.dataset.code = code;
+  box.hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  delete $("error").dataset.code;
+}
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+// ---- WebSocket protocol --------------------------------------------------------------------
+function request(body) {
+  return new Promise((resolve, reject) => {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      reject(new Error("not connected"));
+      return;
+    }
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    ws.send(JSON.stringify({ ...body, id }));
+  });
+}
+
+function connect() {
+  if (fatal) return;
+  if (!token) {
+    fatal = true;
+    showError("no_token");
+    setStatus("Not connected");
+    return;
+  }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  setStatus("Connecting…");
+  ws.onopen = () => {
+    joinId = nextId++;
+    ws.send(JSON.stringify({ id: joinId, type: "join", room, token }));
+  };
+  ws.onmessage = (m) => {
+    let msg;
+    try {
+      msg = JSON.parse(m.data);
+    } catch {
+      return;
+    }
+    onMessage(msg);
+  };
+  ws.onclose = (e) => {
+    clearInterval(heartbeat);
+    heartbeat = null;
+    for (const [, p] of pending) p.reject(new Error("connection closed"));
+    pending.clear();
+    const final = { 4001: "replaced", 4002: "kicked", 4003: "dismissed" }[e.code];
+    if (final) {
+      fatal = true;
+      showError(final);
+      stopMedia();
+    }
+    if (fatal) {
+      setStatus("Disconnected");
+      setControls(false);
+      return;
+    }
+    setStatus("Connection lost — reconnecting…");
+    setControls(false);
+    setTimeout(connect, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, 10000);
+  };
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "joined":
+      onJoined(msg);
+      break;
+    case "error":
+      if (msg.id !== null && msg.id === joinId) {
+        // A refused join: the token or the room is the problem; retrying will not help.
+        joinId = null;
+        fatal = true;
+        showError(msg.code, msg.message);
+        setStatus("Not connected");
+        ws.close();
+      } else if (msg.id !== undefined && msg.id !== null && pending.has(msg.id)) {
+        const p = pending.get(msg.id);
+        pending.delete(msg.id);
+        p.reject(Object.assign(new Error(msg.message), { code: msg.code }));
+      }
+      break;
+    case "ok":
+    case "pong":
+      if (pending.has(msg.id)) {
+        pending.get(msg.id).resolve(msg);
+        pending.delete(msg.id);
+      }
+      break;
+    case "snapshot":
+      snapshot = msg.snapshot;
+      if (pending.has(msg.id)) {
+        pending.get(msg.id).resolve(msg);
+        pending.delete(msg.id);
+      }
+      renderAll();
+      break;
+    case "event":
+      onEvent(msg.event);
+      break;
+    case "volume_indication":
+      onVolumes(msg.speakers || []);
+      break;
+    case "closing":
+      if (["kicked", "dismissed", "replaced"].includes(msg.reason)) {
+        fatal = true;
+        showError(msg.reason);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function onJoined(msg) {
+  joinId = null;
+  const rejoin = me !== null;
+  me = msg.uid;
+  snapshot = msg.snapshot;
+  gifts = msg.gifts || {};
+  reconnectDelay = 500;
+  clearError();
+  setStatus(rejoin ? "Reconnected" : "Connected");
+  clearInterval(heartbeat);
+  heartbeat = setInterval(() => request({ type: "heartbeat" }).catch(() => {}), msg.heartbeat_ms || 10000);
+  $("messages").replaceChildren();
+  for (const ev of snapshot.recent || []) addMessage(ev);
+  renderGifts();
+  renderAll();
+  setControls(true);
+  if (msg.lost_seat) {
+    // We lost our seat while away: never publish on it (no ghost mic).
+    stopMic();
+    addSystemLine(`You lost seat ${msg.lost_seat.seat} while away (${msg.lost_seat.reason}).`);
+  }
+  // A new peer connection on every (re)join: a new offer replaces the old one server-side, and
+  // after a long drop the server has closed the old one anyway.
+  startMedia().catch((e) => console.error("media", e));
+}
+
+function onEvent(ev) {
+  if (!snapshot) return;
+  if (ev.version <= snapshot.version) return;
+  if (ev.version !== snapshot.version + 1) {
+    // A gap: ask for the whole state.
+    request({ type: "snapshot" }).catch(() => {});
+    return;
+  }
+  snapshot.version = ev.version;
+  switch (ev.type) {
+    case "seat_changed": {
+      const i = snapshot.seats.findIndex((s) => s.index === ev.seat.index);
+      if (i >= 0) snapshot.seats[i] = ev.seat;
+      break;
+    }
+    case "member_joined":
+      snapshot.members[ev.member.uid] = ev.member;
+      break;
+    case "member_left":
+      delete snapshot.members[ev.uid];
+      break;
+    case "application_added":
+      snapshot.applications[ev.uid] = ev.pending;
+      break;
+    case "application_removed":
+      delete snapshot.applications[ev.uid];
+      break;
+    case "invitation_added":
+      snapshot.invitations[ev.uid] = ev.pending;
+      break;
+    case "invitation_removed":
+      delete snapshot.invitations[ev.uid];
+      break;
+    case "chat":
+    case "gift":
+    case "notice":
+    case "custom":
+      addMessage(ev);
+      break;
+    case "dismissed":
+      snapshot.dismissed = true;
+      fatal = true;
+      showError("room_dismissed");
+      break;
+    default:
+      break;
+  }
+  renderAll();
+}
+
+function onVolumes(speakers) {
+  const now = performance.now();
+  for (const s of speakers) volumes.set(s.uid, { volume: s.volume, speaking: s.speaking, at: now });
+  renderSeats();
+  // Reports come every 500 ms while anyone speaks; forget stale ones if they stop coming.
+  clearTimeout(volumeTimer);
+  volumeTimer = setTimeout(() => {
+    volumes.clear();
+    renderSeats();
+  }, 1500);
+}
+
+// ---- rendering -----------------------------------------------------------------------------
+function mySeat() {
+  return snapshot?.seats.find((s) => s.state === "occupied" && s.uid === me) || null;
+}
+
+function renderAll() {
+  if (!snapshot) return;
+  $("title").textContent = snapshot.title || snapshot.id;
+  document.title = `${snapshot.title || snapshot.id} — Onmic`;
+  renderSeats();
+  renderActions();
+  syncMic();
+}
+
+function renderSeats() {
+  if (!snapshot) return;
+  const list = $("seats");
+  const items = snapshot.seats.map((seat) => {
+    const li = el("li", `seat ${seat.state}`);
+    li.dataset.seat = String(seat.index);
+    li.append(el("span", "index", seat.kind === "owner" ? "Host" : seat.kind === "boss" ? "Boss" : `#${seat.index}`));
+    const avatar = el("div", "avatar");
+    const name = el("div", "name");
+    if (seat.state === "occupied") {
+      avatar.textContent = [...seat.uid][0]?.toUpperCase() || "?";
+      name.textContent = seat.uid;
+      const v = volumes.get(seat.uid);
+      if (v?.speaking && !seat.host_muted && !seat.self_muted) li.classList.add("speaking");
+      if (seat.host_muted || seat.self_muted) {
+        li.append(el("span", "muted", seat.host_muted ? "muted by host" : "muted"));
+        li.classList.add("is-muted");
+      }
+      const level = el("div", "level");
+      const bar = el("span");
+      bar.style.width = `${Math.round(((v?.volume || 0) / 255) * 100)}%`;
+      level.append(bar);
+      li.append(avatar, name, level);
+    } else {
+      avatar.textContent = seat.state === "locked" ? "🔒" : "+";
+      name.textContent = seat.state === "locked" ? "locked" : "empty";
+      li.append(avatar, name);
+    }
+    return li;
+  });
+  list.replaceChildren(...items);
+}
+
+function renderActions() {
+  const seated = mySeat() !== null;
+  const applied = snapshot && me && snapshot.applications[me] !== undefined;
+  $("apply").hidden = seated || applied;
+  $("cancel").hidden = !applied;
+  $("leave-seat").hidden = !seated;
+  const seat = mySeat();
+  $("self-mute").hidden = !seated;
+  $("self-mute").textContent = seat?.self_muted ? "Unmute myself" : "Mute myself";
+  $("me").textContent = me ? `You are ${me}${seated ? `, on seat ${mySeat().index}` : applied ? ", waiting for approval" : ""}` : "";
+}
+
+function renderGifts() {
+  const sel = $("gift");
+  const options = Object.entries(gifts).map(([id, g]) => {
+    const o = el("option", null, `${g.name} (${g.value})`);
+    o.value = id;
+    return o;
+  });
+  sel.replaceChildren(...options);
+}
+
+function setControls(on) {
+  for (const id of ["apply", "cancel", "self-mute", "leave-seat", "chat-text", "chat-send", "gift", "gift-send"]) {
+    $(id).disabled = !on;
+  }
+}
+
+function addMessage(ev) {
+  const li = el("li", ev.type);
+  switch (ev.type) {
+    case "chat":
+      li.append(el("span", "from", `${ev.from}:`), el("span", "text", ev.text));
+      break;
+    case "gift": {
+      const name = gifts[ev.gift]?.name || ev.gift;
+      const to = ev.to ? ` to ${ev.to}` : "";
+      li.append(el("span", "from", ev.from), el("span", "text", `sent ${ev.count} × ${name}${to}`));
+      break;
+    }
+    case "notice":
+      li.classList.add("notice");
+      li.textContent = ev.text;
+      break;
+    case "custom":
+      return;
+    default:
+      return;
+  }
+  const list = $("messages");
+  list.append(li);
+  while (list.children.length > 200) list.firstChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+function addSystemLine(text) {
+  const li = el("li", "notice", text);
+  $("messages").append(li);
+}
+
+// ---- media: listen -------------------------------------------------------------------------
+
+// Chromium decodes stereo Opus only when its own offer asks for it.
+function withStereo(sdp) {
+  const opus = [...sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000\/2/gim)].map((m) => m[1]);
+  return sdp
+    .split("\r\n")
+    .map((line) => {
+      const m = line.match(/^a=fmtp:(\d+) (.*)$/);
+      if (!m || !opus.includes(m[1])) return line;
+      let p = m[2];
+      if (!/(^|;)\s*stereo=1/.test(p)) p += ";stereo=1";
+      if (!/sprop-stereo=1/.test(p)) p += ";sprop-stereo=1";
+      if (!/maxaveragebitrate=/.test(p)) p += ";maxaveragebitrate=128000";
+      return `a=fmtp:${m[1]} ${p}`;
+    })
+    .join("\r\n");
+}
+
+function iceGatheringDone(peer) {
+  if (peer.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, 3000);
+    peer.addEventListener("icegatheringstatechange", () => {
+      if (peer.iceGatheringState === "complete") {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+}
+
+async function startMedia() {
+  if (mediaStarting) await mediaStarting.catch(() => {});
+  mediaStarting = doStartMedia();
+  return mediaStarting;
+}
+
+async function doStartMedia() {
+  // The microphone (if we hold a seat) survives the new peer connection: no new permission
+  // prompt, no restart of its processing.
+  stopMedia({ keepMic: true });
+  const seatCount = snapshot.seats.length;
+  const peer = new RTCPeerConnection();
+  pc = peer;
+  // One sendonly m-line for our microphone (no track until we hold a seat: nothing is sent),
+  // then one recvonly m-line per seat ("slot" i carries whoever sits on seat i).
+  mic = peer.addTransceiver("audio", { direction: "sendonly" });
+  slots = [];
+  if (!audioCtx) audioCtx = new AudioContext({ sampleRate: 48000 });
+  for (let i = 0; i < seatCount; i++) {
+    const t = peer.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream([t.receiver.track]);
+    const audio = new Audio();
+    audio.autoplay = true;
+    audio.srcObject = stream;
+    // Analysers per channel: the level bars and the test probe read them.
+    const source = audioCtx.createMediaStreamSource(stream);
+    const split = audioCtx.createChannelSplitter(2);
+    source.connect(split);
+    const analysers = [0, 1].map((ch) => {
+      const a = audioCtx.createAnalyser();
+      a.fftSize = 8192;
+      a.smoothingTimeConstant = 0.5;
+      split.connect(a, ch);
+      return a;
+    });
+    slots.push({ audio, stream, analysers, source });
+  }
+  peer.onconnectionstatechange = () => {
+    if (peer !== pc) return;
+    if (peer.connectionState === "connected") setStatus("Listening");
+    if (peer.connectionState === "failed") setStatus("Audio connection failed — rejoin to retry");
+  };
+  const offer = await peer.createOffer();
+  await peer.setLocalDescription({ type: "offer", sdp: withStereo(offer.sdp) });
+  await iceGatheringDone(peer);
+  const resp = await fetch("/rtc/offer", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ room, token, offer: { type: "offer", sdp: peer.localDescription.sdp } }),
+  });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    showError(body.code || "media_unavailable", body.message);
+    return;
+  }
+  if (peer !== pc) return;
+  await peer.setRemoteDescription(body);
+  await play();
+  // Attach the microphone to the new connection if this member may speak.
+  await syncMic();
+}
+
+async function play() {
+  try {
+    if (audioCtx && audioCtx.state === "suspended") await audioCtx.resume();
+    await Promise.all(slots.map((s) => s.audio.play()));
+    $("tap").hidden = true;
+  } catch {
+    // Autoplay refused until the user interacts with the page.
+    $("tap").hidden = false;
+  }
+  if (audioCtx && audioCtx.state !== "running") $("tap").hidden = false;
+}
+
+function stopMedia({ keepMic = false } = {}) {
+  if (!keepMic) stopMic();
+  for (const s of slots) {
+    s.audio.srcObject = null;
+    s.source.disconnect();
+  }
+  slots = [];
+  if (pc) pc.close();
+  pc = null;
+  mic = null;
+}
+
+// ---- media: speak --------------------------------------------------------------------------
+// The microphone is sent only while this member holds a seat that is not muted (by a host or by
+// itself): the server would drop anything else and, after a grace period, report it as bombing.
+// On a muted seat the microphone stays open but detached, so unmuting is instant; losing the
+// seat closes it.
+let forcedMic = false; // test hook only: send without a seat
+let micRequest = null; // a pending getUserMedia
+let micSync = Promise.resolve(); // mic changes run one after another
+
+function wantedMic() {
+  const seat = mySeat();
+  if (seat) return seat.host_muted || seat.self_muted ? "hold" : "send";
+  return forcedMic ? "send" : "off";
+}
+
+function syncMic() {
+  micSync = micSync.then(applyMic).catch((e) => console.error("microphone", e));
+  return micSync;
+}
+
+async function acquireMic() {
+  if (micStream) return micStream;
+  if (!micRequest) {
+    micRequest = navigator.mediaDevices
+      .getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      })
+      .finally(() => {
+        micRequest = null;
+      });
+  }
+  micStream = await micRequest;
+  return micStream;
+}
+
+async function applyMic() {
+  // Once seated, the test hook's "send anyway" ends: the seat decides from now on.
+  if (mySeat()) forcedMic = false;
+  const want = wantedMic();
+  if (want === "off") {
+    stopMic();
+    return;
+  }
+  let stream;
+  try {
+    stream = await acquireMic();
+  } catch (e) {
+    forcedMic = false;
+    showError("mic_refused", e.message);
+    // Do not hold a seat we cannot speak on.
+    if (mySeat()) request({ type: "leave_seat" }).catch(() => {});
+    return;
+  }
+  // The seat may have changed while the browser asked for the microphone.
+  const now = wantedMic();
+  if (now === "off") {
+    stopMic();
+    return;
+  }
+  const track = now === "send" ? stream.getAudioTracks()[0] : null;
+  if (mic && mic.sender.track !== track) await mic.sender.replaceTrack(track);
+}
+
+function stopMic() {
+  forcedMic = false;
+  if (mic && pc && mic.sender.track) mic.sender.replaceTrack(null).catch(() => {});
+  if (micStream) for (const t of micStream.getTracks()) t.stop();
+  micStream = null;
+}
+
+// ---- controls ------------------------------------------------------------------------------
+function wire() {
+  $("tap").addEventListener("click", () => play());
+  $("apply").addEventListener("click", async () => {
+    try {
+      await request({ type: "apply" });
+    } catch (e) {
+      showError(e.code || "apply_failed", e.message);
+    }
+  });
+  $("cancel").addEventListener("click", () => request({ type: "cancel_apply" }).catch(() => {}));
+  $("leave-seat").addEventListener("click", () => request({ type: "leave_seat" }).catch(() => {}));
+  $("self-mute").addEventListener("click", async () => {
+    const type = mySeat()?.self_muted ? "unmute_self" : "mute_self";
+    try {
+      await request({ type });
+    } catch (e) {
+      showError(e.code || "mute_failed", e.message);
+    }
+  });
+  $("chat-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $("chat-text");
+    const text = input.value.trim();
+    if (!text) return;
+    try {
+      await request({ type: "chat", text });
+      input.value = "";
+    } catch (err) {
+      showError(err.code || "chat_failed", err.message);
+    }
+  });
+  $("gift-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const gift = $("gift").value;
+    if (!gift) return;
+    try {
+      await request({ type: "send_gift", gift, count: 1 });
+    } catch (err) {
+      showError(err.code || "gift_failed", err.message);
+    }
+  });
+}
+
+// ---- test hooks ----------------------------------------------------------------------------
+
+// Per seat and channel: the loudest frequency bin and its level (dB), and the level at each of
+// `freqs` (Hz), from the analysers. Read-only and harmless: it tells the page's own user what
+// they are hearing.
+window.onmicProbe = (freqs = []) => {
+  if (!audioCtx) return { state: "no-audio", slots: [] };
+  return {
+    state: audioCtx.state,
+    connection: pc ? pc.connectionState : "none",
+    // Whether the microphone is attached to the peer connection (being sent).
+    micSending: Boolean(mic && mic.sender.track && mic.sender.track.readyState === "live"),
+    slots: slots.map((s, seat) => ({
+      seat,
+      playing: !s.audio.paused,
+      channels: s.analysers.map((a) => {
+        const d = new Float32Array(a.frequencyBinCount);
+        a.getFloatFrequencyData(d);
+        let best = 1;
+        for (let i = 2; i < d.length; i++) if (d[i] > d[best]) best = i;
+        const at = freqs.map((f) => d[Math.round((f * a.fftSize) / audioCtx.sampleRate)]);
+        return { freq: (best * audioCtx.sampleRate) / a.fftSize, db: d[best], at };
+      }),
+    })),
+  };
+};
+
+if (testHooks) {
+  // Only with ?test in the URL: send the microphone without holding a seat, to prove the server
+  // refuses it (it drops the audio and reports bombing). The normal page never does this.
+  window.onmicTestPublishNow = async () => {
+    forcedMic = true;
+    await syncMic();
+    return Boolean(mic && mic.sender.track);
+  };
+  // Only with ?test: drop the WebSocket as a network failure would (the page reconnects).
+  window.onmicTestDropSocket = () => {
+    if (ws) ws.close();
+    return true;
+  };
+}
+
+wire();
+connect();

@@ -1,0 +1,192 @@
+//! The Studio goes live in its embedded local room: a stereo tone (440 Hz left, 660 Hz right)
+//! played into a PulseAudio null sink is the Studio's input; the Studio joins, takes the host
+//! seat and publishes through its engine; a listener on the room client (`onmic-client`) decodes
+//! what arrives and finds each tone on its own channel. Everything WebRTC runs inside a
+//! loopback-only network namespace this test creates (the X display and PulseAudio are reached
+//! through their Unix sockets).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fantoccini::Locator;
+use onmic_audio::Block;
+use onmic_client::{ClientConfig, RemoteChange, RoomClient};
+use onmic_e2e::audio::{NullSink, Playback, write_stereo_tone};
+use onmic_e2e::netns::inside_netns;
+use onmic_e2e::rtc_peer::{goertzel_amplitude, rms};
+use onmic_e2e::studio::Studio;
+use onmic_e2e::wait_for;
+
+#[test]
+fn the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels() {
+    if !inside_netns("the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels") {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(scenario())
+        .expect("scenario");
+}
+
+async fn scenario() -> anyhow::Result<()> {
+    let sink = NullSink::create("onmic_e2e_live", "Onmic_E2E_Live");
+    let monitor_name = format!("Monitor of {}", sink.description);
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("stereo.wav");
+    write_stereo_tone(&wav, [440.0, 660.0], 0.25, 60.0);
+    let _playback = Playback::start(&sink, &wav);
+
+    let config_home = tempfile::tempdir()?;
+    let data_home = config_home.path().join("data");
+    let studio = Studio::launch_with_config(
+        &[
+            ("ONMIC_LOCAL_ROOM", "1"),
+            ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
+        ],
+        config_home,
+    )
+    .await?;
+
+    // Pick the null sink's monitor as the input, as a host would pick their sound card.
+    let option = wait_for(
+        Duration::from_secs(15),
+        "the virtual input in the device list",
+        || async {
+            for o in studio
+                .client
+                .find_all(Locator::Css("#input-device option"))
+                .await
+                .ok()?
+            {
+                if o.text().await.ok()?.contains(&monitor_name) {
+                    return Some(o);
+                }
+            }
+            None
+        },
+    )
+    .await?;
+    option.click().await?;
+    wait_for(Duration::from_secs(10), "the input to open", || async {
+        studio
+            .text("#meter-device")
+            .await
+            .filter(|t| t.contains(&monitor_name))
+    })
+    .await?;
+
+    let title = wait_for(Duration::from_secs(15), "the local room", || async {
+        studio
+            .attr("#server-status", "title")
+            .await
+            .filter(|t| t.starts_with("Local room reachable"))
+    })
+    .await?;
+    let url = title
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .expect("the title names the local room's URL")
+        .to_owned();
+
+    studio.click("#join-room").await?;
+    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
+        let state = studio.attr("#room-state", "data-state").await?;
+        let publishing = studio.attr("#room-state", "data-publishing").await?;
+        (state == "connected" && publishing == "true").then_some(())
+    })
+    .await?;
+    assert_eq!(
+        studio
+            .attr("#seats [data-seat='0']", "data-uid")
+            .await
+            .as_deref(),
+        Some("host"),
+        "the host sits on seat 0"
+    );
+
+    // A listener with an audience token signed with the local room's own secret.
+    let token = audience_token(&data_home, "studio", "listener")?;
+    let mut listener = RoomClient::connect(ClientConfig::new(&url, "studio", token)).await?;
+    let mut stream =
+        match tokio::time::timeout(Duration::from_secs(20), listener.remotes.recv()).await {
+            Ok(Some(RemoteChange::Added {
+                uid, seat, stream, ..
+            })) => {
+                assert_eq!((uid.as_str(), seat), ("host", 0));
+                stream
+            }
+            other => anyhow::bail!("the listener heard nobody: {other:?}"),
+        };
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    let mut block = Block::silent(2);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for _ in 0..300 {
+        tick.tick().await;
+        stream.pull(&mut block);
+        left.extend_from_slice(block.channel(0));
+        right.extend_from_slice(block.channel(1));
+    }
+    let (l, r) = (&left[48_000..], &right[48_000..]);
+    let db = |x: &[f32], want: f32, other: f32| {
+        20.0 * (goertzel_amplitude(x, want, 48_000.0)
+            / goertzel_amplitude(x, other, 48_000.0).max(1e-9))
+        .log10()
+    };
+    let (sep_l, sep_r) = (db(l, 440.0, 660.0), db(r, 660.0, 440.0));
+    println!(
+        "Studio → local room → listener: left 440/660 {sep_l:.1} dB (rms {:.3}), right 660/440 {sep_r:.1} dB (rms {:.3})",
+        rms(l),
+        rms(r)
+    );
+    assert!(rms(l) > 0.02 && rms(r) > 0.02, "the tone is audible");
+    assert!(sep_l > 20.0, "440 Hz on the left: {sep_l:.1} dB");
+    assert!(sep_r > 20.0, "660 Hz on the right: {sep_r:.1} dB");
+
+    // The SFU hears the Studio's audio level (RFC 6464) and tells the room: the host ripples.
+    wait_for(
+        Duration::from_secs(10),
+        "the host seat to ripple",
+        || async {
+            studio
+                .attr("#seats [data-seat='0']", "data-speaking")
+                .await
+                .filter(|s| s == "true")
+        },
+    )
+    .await?;
+    let counters = studio.text("#room-counters").await.unwrap_or_default();
+    assert!(counters.contains("2 in the room"), "{counters}");
+    studio.screenshot("studio-live").await?;
+
+    studio.click("#leave-room").await?;
+    wait_for(Duration::from_secs(10), "the join form again", || async {
+        studio.text("#join-room").await
+    })
+    .await?;
+    listener.close().await;
+    studio.quit().await
+}
+
+/// Signs an audience token with the secret the Studio's local room keeps under `data_home`.
+fn audience_token(data_home: &Path, room: &str, uid: &str) -> anyhow::Result<String> {
+    let path: PathBuf = data_home.join("app.onmic.studio/local-room/secrets.json");
+    let secrets: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let config = onmic_server::Config {
+        token_secret: secrets["token_secret"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no token_secret in {}", path.display()))?
+            .to_owned(),
+        ..onmic_server::Config::default()
+    };
+    let request: onmic_server::rest::TokenRequest = serde_json::from_value(serde_json::json!({
+        "room": room, "uid": uid, "privileges": ["join"], "ttl_secs": 600,
+    }))?;
+    let now = onmic_room::Timestamp(u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?);
+    Ok(onmic_server::rest::make_token(&config, &request, now).0)
+}
