@@ -388,6 +388,12 @@ impl Driver {
             }
             if Instant::now() >= self.next_reap {
                 self.next_reap = Instant::now() + Duration::from_millis(100);
+                // Room events also take effect when nobody speaks (a kicked listener's peer is
+                // closed within 100 ms, not at the room's next packet).
+                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.apply_room_events(&room);
+                }
                 self.reap();
                 self.check_recordings();
             }
@@ -531,6 +537,9 @@ impl Driver {
     }
 
     fn connect(&mut self, room: RoomId, uid: Uid, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        // Events committed before this offer (a `member_left` of this uid's previous session,
+        // say) must act on the old peers now, not on the new one at the next packet.
+        self.apply_room_events(&room);
         let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
         if !snapshot.members.contains_key(&uid) {
             return Err(SfuError::NotMember);
