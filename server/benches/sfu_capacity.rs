@@ -35,7 +35,6 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Output, Rtc};
 
-const INNER: &str = "ONMIC_NETNS_INNER";
 const SLOTS: usize = 4;
 const SPEAKERS: usize = 3;
 /// 128 kbps at 50 packets/s.
@@ -50,8 +49,7 @@ fn main() {
         clients(&base, &steps);
         return;
     }
-    if std::env::var_os(INNER).is_none() {
-        in_netns();
+    if !onmic_netns::bench_inside_netns(&[]) {
         return;
     }
     server_side();
@@ -60,35 +58,6 @@ fn main() {
 fn steps() -> String {
     std::env::var("ONMIC_SFU_STEPS")
         .unwrap_or_else(|_| "250,500,750,1000,1250,1500,1750,2000".into())
-}
-
-fn in_netns() {
-    let name = format!("onmic-sfubench-{}", std::process::id());
-    let ok = |args: &[&str]| {
-        let s = Command::new("ip").args(args).status();
-        assert!(
-            s.is_ok_and(|s| s.success()),
-            "`ip {}` failed: this bench needs root and iproute2",
-            args.join(" ")
-        );
-    };
-    ok(&["netns", "add", &name]);
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _c = Cleanup(name.clone());
-    ok(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-    let exe = std::env::current_exe().expect("bench binary");
-    let status = Command::new("ip")
-        .args(["netns", "exec", &name])
-        .arg(exe)
-        .env(INNER, "1")
-        .status()
-        .expect("run inside the namespace");
-    assert!(status.success(), "the bench failed inside the namespace");
 }
 
 /// utime+stime in clock ticks of this process's thread named `name`.
