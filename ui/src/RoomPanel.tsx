@@ -15,6 +15,7 @@ export function RoomPanel({ localRoom, onError }: Props) {
   const [token, setToken] = useState("");
   const [status, setStatus] = useState<RoomStatus | null>(null);
   const [busy, setBusy] = useState(false);
+  const [link, setLink] = useState<string | null>(null);
   const live = status !== null && status.state !== "closed";
 
   const join = async () => {
@@ -24,6 +25,13 @@ export function RoomPanel({ localRoom, onError }: Props) {
     const result = await commands.joinRoom({ room, token: token.trim() === "" ? null : token }, channel);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);
+    else onError(result.error);
+  };
+
+  const makeLink = async () => {
+    if (!status) return;
+    const result = await commands.listenerLink(status.room);
+    if (result.status === "ok") setLink(result.data);
     else onError(result.error);
   };
 
@@ -87,9 +95,22 @@ export function RoomPanel({ localRoom, onError }: Props) {
               </li>
             ))}
           </ol>
-          <button type="button" id="leave-room" disabled={busy} onClick={() => void leave()}>
-            Leave
-          </button>
+          <div className="room-actions">
+            <button type="button" id="leave-room" disabled={busy} onClick={() => void leave()}>
+              Leave
+            </button>
+            {localRoom && (
+              <button type="button" id="listener-link" onClick={() => void makeLink()}>
+                New listener link
+              </button>
+            )}
+          </div>
+          {link && (
+            <p className="listener-link">
+              Open in a browser to listen (one link per listener):{" "}
+              <input id="listener-link-url" readOnly value={link} onFocus={(e) => e.target.select()} />
+            </p>
+          )}
         </div>
       )}
     </section>

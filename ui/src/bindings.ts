@@ -40,6 +40,8 @@ export const commands = {
 	leaveRoom: () => typedError<null, AppError>(__TAURI_INVOKE("leave_room")),
 	/**  The live session, if any. */
 	roomStatus: () => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("room_status")),
+	/**  A link to the room's listener page with a fresh audience token (local room only). */
+	listenerLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("listener_link", { room })),
 };
 
 /** Events */
