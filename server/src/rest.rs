@@ -41,6 +41,7 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rooms/{room}/recording/start"),
     ("post", "/v1/rooms/{room}/recording/stop"),
     ("get", "/v1/rooms/{room}/recordings"),
+    ("get", "/v1/rooms/{room}/recordings/{id}/file"),
     ("post", "/v1/tokens"),
 ];
 
@@ -126,6 +127,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/recording/start", post(start_recording))
         .route("/v1/rooms/{room}/recording/stop", post(stop_recording))
         .route("/v1/rooms/{room}/recordings", get(recordings))
+        .route("/v1/rooms/{room}/recordings/{id}/file", get(recording_file))
         .route("/v1/tokens", post(issue_token))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
@@ -461,6 +463,62 @@ async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>
         .recordings(id.as_str())
         .map_err(HubError::from)?;
     Ok(Json(json!({ "recordings": list })))
+}
+
+/// The Ogg Opus file of a finished recording (Range requests supported, for players that seek).
+async fn recording_file(
+    State(state): State<Arc<AppState>>,
+    Path((room, rec)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    use tower::ServiceExt;
+    let id = RoomId(room);
+    state.hub.snapshot(&id)?;
+    let record = state
+        .hub
+        .store()
+        .recordings(id.as_str())
+        .map_err(HubError::from)?
+        .into_iter()
+        .find(|r| r.id == rec)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("room {} has no recording {rec}", id.as_str()),
+            )
+        })?;
+    if record.status == "recording" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_recording",
+            "the recording is still running; stop it first",
+        ));
+    }
+    let ogg: header::HeaderValue = header::HeaderValue::from_static("audio/ogg");
+    let served = tower_http::services::ServeFile::new(&record.file)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    if served.status() == StatusCode::NOT_FOUND {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "file_gone",
+            format!("the file of recording {rec} is no longer on the server"),
+        ));
+    }
+    let mut response = served.map(axum::body::Body::new);
+    response.headers_mut().insert(header::CONTENT_TYPE, ogg);
+    if let Ok(v) = header::HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}-{}.opus\"",
+        id.as_str().replace(['/', '"'], "_"),
+        record.id.replace(['/', '"'], "_")
+    )) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 /// `POST /v1/tokens` body.

@@ -186,6 +186,44 @@ async fn record_a_tone() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["recordings"].as_array().map(Vec::len), Some(1));
     assert_eq!(list["recordings"][0], stopped);
+
+    // The file can be downloaded over REST, whole or by byte range (players seek that way).
+    let id = stopped["id"].as_str().expect("id");
+    let url = format!("{base}/v1/rooms/rec/recordings/{id}/file");
+    let whole = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", auth())
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(
+        whole.headers()["content-type"].to_str().ok(),
+        Some("audio/ogg")
+    );
+    assert!(
+        whole.headers()["content-disposition"]
+            .to_str()
+            .is_ok_and(|d| d.contains("attachment") && d.ends_with(".opus\"")),
+        "{:?}",
+        whole.headers()
+    );
+    let body = whole.bytes().await.expect("body");
+    assert_eq!(
+        body.as_ref(),
+        std::fs::read(&file).expect("file").as_slice()
+    );
+    let part = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", auth())
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.expect("part").as_ref(), b"OggS");
+    let anonymous = reqwest::get(&url).await.expect("request");
+    assert_eq!(anonymous.status(), 401, "recordings need credentials");
     drop((listener, speaker));
     server.shutdown().await.expect("clean shutdown");
 }
@@ -256,6 +294,21 @@ async fn bad_recording_requests_get_clear_errors() {
     );
     let (_, list) = rest(&base, "get", "/v1/rooms/r1/recordings", None).await;
     assert_eq!(list["recordings"].as_array().map(Vec::len), Some(1));
+    let running = list["recordings"][0]["id"].as_str().expect("id").to_owned();
+    let (status, body) = rest(
+        &base,
+        "get",
+        &format!("/v1/rooms/r1/recordings/{running}/file"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("still_recording")),
+        "a running recording is not served half-written"
+    );
+    let (status, body) = rest(&base, "get", "/v1/rooms/r1/recordings/nope/file", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
     // Dismissing the room ends its recording; the file is complete.
     let (status, _) = rest(&base, "post", "/v1/rooms/r1/dismiss", None).await;
