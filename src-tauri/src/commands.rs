@@ -158,3 +158,10 @@ pub async fn room_status(studio: State<'_, Studio>) -> Result<Option<RoomStatus>
 pub async fn listener_link(studio: State<'_, Studio>, room: String) -> Result<String, AppError> {
     studio.local_room.listener_link(room.trim()).await
 }
+
+/// Takes a seat again (e.g. the host seat after it was lost during a long network drop).
+#[tauri::command]
+#[specta::specta]
+pub async fn take_seat(studio: State<'_, Studio>, seat: u16) -> Result<RoomStatus, AppError> {
+    studio.session.take_seat(seat).await
+}

@@ -59,6 +59,7 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::leave_room,
             commands::room_status,
             commands::listener_link,
+            commands::take_seat,
         ])
         .events(collect_events![ServerStatus])
 }

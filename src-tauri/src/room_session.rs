@@ -69,6 +69,9 @@ pub struct RoomStatus {
     pub packets_received: u32,
     /// Why the session ended, when `state` is `closed`.
     pub ended: Option<String>,
+    /// The seat this member lost while its connection was down (no ghost mic: nothing is sent
+    /// until it takes a seat again).
+    pub lost_seat: Option<u16>,
 }
 
 enum SessionCommand {
@@ -179,6 +182,7 @@ impl RoomSessionService {
             packets_sent: 0,
             packets_received: 0,
             ended: None,
+            lost_seat: None,
         }));
         let events =
             std::mem::replace(&mut client.events, tokio::sync::mpsc::unbounded_channel().1);
@@ -217,6 +221,26 @@ impl RoomSessionService {
             tasks: vec![publish, remote_task, event_task],
         });
         Ok(view)
+    }
+
+    /// Takes `seat` (the owner's seat 0, or a regular one for the owner or an admin).
+    pub async fn take_seat(&self, seat: u16) -> Result<RoomStatus, AppError> {
+        let session = self.session.lock().await;
+        let Some(session) = session.as_ref() else {
+            return Err(AppError::new(AppErrorKind::Room, "Join a room first."));
+        };
+        if let Some(client) = session.client.lock().await.as_ref() {
+            client
+                .take_seat(seat)
+                .await
+                .map_err(|e| AppError::new(AppErrorKind::Room, e.to_string()))?;
+        }
+        let mut s = session
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.lost_seat = None;
+        Ok(s.clone())
     }
 
     /// Leaves the room (if in one) and stops the engine.
@@ -326,6 +350,7 @@ async fn watch(
                         .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
                         .collect();
                 }
+                Some(ClientEvent::LostSeat(lost)) => s.lost_seat = Some(lost.seat.0),
                 Some(ClientEvent::SendLoss(percent)) => {
                     let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
                 }

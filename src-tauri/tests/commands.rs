@@ -172,4 +172,9 @@ fn the_local_room_starts_and_stops_over_ipc() {
         invoke(&webview, "room_status", json!({})).expect("answers"),
         Value::Null
     );
+    let err = invoke(&webview, "take_seat", json!({ "seat": 0 })).expect_err("not in a room");
+    assert_eq!(err["kind"], "room", "{err}");
+    let err =
+        invoke(&webview, "listener_link", json!({ "room": "studio" })).expect_err("no local room");
+    assert_eq!(err["kind"], "room", "{err}");
 }

@@ -35,6 +35,12 @@ export function RoomPanel({ localRoom, onError }: Props) {
     else onError(result.error);
   };
 
+  const retake = async (seat: number) => {
+    const result = await commands.takeSeat(seat);
+    if (result.status === "ok") setStatus(result.data);
+    else onError(result.error);
+  };
+
   const leave = async () => {
     setBusy(true);
     await commands.leaveRoom();
@@ -72,6 +78,15 @@ export function RoomPanel({ localRoom, onError }: Props) {
             <span className={`status-dot ${status.state === "connected" ? "status-reachable" : ""}`} aria-hidden="true" />{" "}
             {connectionLabel(status.state)} · {status.room} as {status.uid} · {status.publishing ? "on air" : "not sending"}
           </p>
+          {status.lostSeat !== null && (
+            <p className="lost-seat" role="alert" id="lost-seat">
+              Your connection dropped for a while and {status.lostSeat === 0 ? "the host seat" : `seat ${status.lostSeat}`} was
+              released; nothing is sent until you take a seat again.{" "}
+              <button type="button" id="retake-seat" onClick={() => void retake(status.lostSeat ?? 0)}>
+                Take it again
+              </button>
+            </p>
+          )}
           <p className="muted" id="room-counters">
             {status.members} in the room · sent {status.packetsSent} · received {status.packetsReceived} packets
           </p>

@@ -42,6 +42,8 @@ export const commands = {
 	roomStatus: () => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("room_status")),
 	/**  A link to the room's listener page with a fresh audience token (local room only). */
 	listenerLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("listener_link", { room })),
+	/**  Takes a seat again (e.g. the host seat after it was lost during a long network drop). */
+	takeSeat: (seat: number) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("take_seat", { seat })),
 };
 
 /** Events */
@@ -192,6 +194,11 @@ export type RoomStatus_Deserialize = {
 	packetsReceived: number,
 	/**  Why the session ended, when `state` is `closed`. */
 	ended?: string | null,
+	/**
+	 *  The seat this member lost while its connection was down (no ghost mic: nothing is sent
+	 *  until it takes a seat again).
+	 */
+	lostSeat?: number | null,
 };
 
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
@@ -214,6 +221,11 @@ export type RoomStatus_Serialize = {
 	packetsReceived: number,
 	/**  Why the session ended, when `state` is `closed`. */
 	ended: string | null,
+	/**
+	 *  The seat this member lost while its connection was down (no ghost mic: nothing is sent
+	 *  until it takes a seat again).
+	 */
+	lostSeat: number | null,
 };
 
 /**  One seat as the UI shows it. */
