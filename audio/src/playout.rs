@@ -82,6 +82,7 @@ pub struct RemoteStream {
     slack_fill: usize,
     surplus_blocks: usize,
     accelerated: u64,
+    corrupt: u64,
 }
 
 impl RemoteStream {
@@ -109,6 +110,7 @@ impl RemoteStream {
                 slack_fill: 0,
                 surplus_blocks: 0,
                 accelerated: 0,
+                corrupt: 0,
             },
             RemoteInput { producer },
         ))
@@ -135,6 +137,11 @@ impl RemoteStream {
         self.jitter.target_slack()
     }
 
+    /// Packets the decoder refused (not Opus); each was concealed like a lost one.
+    pub fn corrupt_packets(&self) -> u64 {
+        self.corrupt
+    }
+
     /// Frames removed by time-scaling so far (delay given back).
     pub fn accelerated_frames(&self) -> u64 {
         self.accelerated
@@ -156,7 +163,10 @@ impl RemoteStream {
         // A corrupt packet is concealed like a lost one.
         let frames = match frames {
             Ok(f) => f,
-            Err(_) => self.decoder.conceal(None, &mut self.pcm).unwrap_or(0),
+            Err(_) => {
+                self.corrupt += 1;
+                self.decoder.conceal(None, &mut self.pcm).unwrap_or(0)
+            }
         };
         let n = (frames * 2).min(self.fifo.len() - self.fifo_len);
         self.fifo[self.fifo_len..self.fifo_len + n].copy_from_slice(&self.pcm[..n]);
@@ -188,6 +198,8 @@ impl RemoteStream {
                 break;
             }
         }
+        // What is left after the splice must still fill this block.
+        let max_lag = max_lag.min((self.fifo_len / 2).saturating_sub(BLOCK_FRAMES));
         let threshold = match self.surplus_blocks {
             0..50 => 0.9,
             50..100 => 0.7,

@@ -59,6 +59,7 @@ struct Run {
     late: u64,
     duplicates: u64,
     resyncs: u64,
+    corrupt: u64,
     accelerated_ms: f64,
 }
 
@@ -122,6 +123,7 @@ fn play(wire: &[Wire], seconds: u64, depth: usize) -> Run {
         late: s.late,
         duplicates: s.duplicates,
         resyncs: s.resyncs,
+        corrupt: stream.corrupt_packets(),
         accelerated_ms: stream.accelerated_frames() as f64 / 48.0,
     }
 }
@@ -183,8 +185,9 @@ fn a_jitter_burst_grows_the_delay_then_gives_it_back() {
     println!(
         "jitter burst: delay before {before:.1} ms, during {during:.1} ms (max {during_max:.1}), \
          1 s after {after_1s:.1} ms, 4–10 s after {after:.1} ms, back within 5 ms of calm \
-         {back_after:?} s after the burst; concealed {} frames \
+         {:.2} s after the burst; concealed {} frames \
          ({:.1} % of the burst's packets, {:.2} % overall), late {}, accelerated {:.1} ms",
+        back_after.unwrap_or(f64::NAN),
         run.concealed,
         100.0 * run.concealed as f64 / burst_packets,
         run.concealed_percent(),
@@ -285,4 +288,33 @@ fn reordering_duplicates_wrap_and_restart() {
         let off = goertzel_power(w, 330.0);
         assert!(tone > 100.0 * off, "no clean 220 Hz at {at} s");
     }
+}
+
+/// Malformed input from the network: empty and oversized payloads are refused at the input with
+/// an error; payloads that are not Opus are concealed like losses, and the stream plays on.
+#[test]
+fn malformed_packets_are_refused_or_concealed() {
+    let (_, mut input) = RemoteStream::new(1, 1).expect("remote");
+    assert!(input.push(1, 960, &[]).is_err());
+    assert!(input.push(1, 960, &[0u8; 4000]).is_err());
+    let mut wire = encode(4, 9, 9);
+    schedule(&mut wire, |_| 0);
+    for (k, w) in wire.iter_mut().enumerate() {
+        if k % 10 == 5 {
+            // A TOC byte announcing a frame count the rest cannot hold, then junk.
+            w.payload = vec![0xff, 0xff, 0x01, 0x02, 0x03];
+        }
+    }
+    let run = play(&wire, 4, 1);
+    println!(
+        "malformed: played {}, corrupt (concealed) {}, silent blocks {}",
+        run.played,
+        run.corrupt,
+        run.silent_blocks()
+    );
+    assert!(run.played >= 190, "played {}", run.played);
+    assert_eq!(run.corrupt, 20);
+    assert_eq!(run.silent_blocks(), 0);
+    let w = &run.left[2 * 48_000..2 * 48_000 + 4800];
+    assert!(goertzel_power(w, 220.0) > 100.0 * goertzel_power(w, 330.0));
 }
