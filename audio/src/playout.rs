@@ -7,7 +7,8 @@
 //! Delay control (per remote, every block): the *slack* is the audio still held after this block
 //! is played (decoded FIFO + buffered packets). Its lowest value over the last
 //! [`SLACK_WINDOW`] blocks is compared with the jitter buffer's target
-//! ([`JitterBuffer::target_slack`], the 95th percentile of the recent arrival delays):
+//! ([`JitterBuffer::target_slack`], the 95th percentile of the recent arrival delays, or the
+//! last second's largest if higher):
 //! - too little: nothing is done ahead of time; when a packet is not there in time the jitter
 //!   buffer asks for concealment and keeps waiting for it, so the delay grows by a frame at once;
 //! - surplus of at least 2.5 ms: the decoded audio is shortened by one pitch period
