@@ -51,6 +51,25 @@ pub struct RoomSettings {
     pub presence_timeout: Duration,
     /// How many IM messages a joining member receives as history.
     pub history_len: usize,
+    /// What the server does, besides dropping and reporting it, to a member who sends audio
+    /// without an unmuted seat; `None` follows the server's default (`bombing_ban_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bombing: Option<BombingAction>,
+}
+
+/// The server's answer to audio from a member who may not publish (anti-bombing). The audio is
+/// always dropped and a `bombing_detected` event raised; this decides what else happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BombingAction {
+    /// Report only (event and webhook).
+    ReportOnly,
+    /// Also kick the sender and ban it for `ban_ms` milliseconds.
+    KickAndBan {
+        /// How long the ban lasts.
+        #[serde(rename = "ban_ms", with = "millis")]
+        ban: Duration,
+    },
 }
 
 impl Default for RoomSettings {
@@ -63,6 +82,7 @@ impl Default for RoomSettings {
             apply_timeout: Duration::from_secs(60),
             presence_timeout: Duration::from_secs(30),
             history_len: 50,
+            bombing: None,
         }
     }
 }
@@ -136,5 +156,45 @@ pub(crate) mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bombing_action_round_trips_and_old_settings_still_load() {
+        let ban = BombingAction::KickAndBan {
+            ban: Duration::from_secs(90),
+        };
+        let json = serde_json::to_value(ban).expect("serialize");
+        assert_eq!(
+            json,
+            serde_json::json!({ "action": "kick_and_ban", "ban_ms": 90_000 })
+        );
+        assert_eq!(
+            serde_json::from_value::<BombingAction>(json).expect("parse"),
+            ban
+        );
+        let report: BombingAction =
+            serde_json::from_str(r#"{"action":"report_only"}"#).expect("parse");
+        assert_eq!(report, BombingAction::ReportOnly);
+        for bad in [
+            r#"{"action":"explode"}"#,
+            r#"{"action":"kick_and_ban"}"#,
+            r#"{"action":"kick_and_ban","ban_ms":-1}"#,
+            r#"{"action":"kick_and_ban","ban_ms":5,"extra":1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<BombingAction>(bad).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        // Settings stored before the field existed load with the server default.
+        let mut old = serde_json::to_value(RoomSettings::default()).expect("serialize");
+        old.as_object_mut().expect("object").remove("bombing");
+        let loaded: RoomSettings = serde_json::from_value(old).expect("old settings load");
+        assert_eq!(loaded.bombing, None);
     }
 }

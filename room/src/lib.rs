@@ -20,7 +20,7 @@ pub mod state;
 pub mod token;
 
 pub use command::{Action, Actor, Command};
-pub use config::{BossSeatSettings, Gift, ImPolicy, RoomMode, RoomSettings};
+pub use config::{BombingAction, BossSeatSettings, Gift, ImPolicy, RoomMode, RoomSettings};
 pub use ids::{AppId, GiftId, RoomId, SeatIndex, Timestamp, Uid};
 pub use room::{LostSeat, Room, RoomError};
 pub use state::{

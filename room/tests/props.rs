@@ -216,6 +216,7 @@ fn new_room(floor: bool) -> Room {
         apply_timeout: Duration::from_secs(4),
         presence_timeout: Duration::from_secs(15),
         history_len: 5,
+        bombing: None,
     };
     let policy = ImPolicy {
         chat_burst: 3,

@@ -147,6 +147,9 @@ pub struct CreateRoom {
     /// Speaking mode.
     #[serde(default)]
     pub mode: onmic_room::RoomMode,
+    /// Anti-bombing answer of this room (default: the server's `bombing_ban_ms`).
+    #[serde(default)]
+    pub bombing: Option<onmic_room::BombingAction>,
 }
 
 /// All rooms of this server.
@@ -275,6 +278,7 @@ impl Hub {
             seat_count,
             boss_seat: req.boss_seat.clone(),
             mode: req.mode,
+            bombing: req.bombing,
             presence_timeout: Duration::from_millis(self.config.presence_timeout_ms),
             ..RoomSettings::default()
         };

@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod page;
+pub mod recording;
 pub mod rest;
 pub mod sfu;
 pub mod store;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub started: Instant,
     /// Every room.
     pub hub: Arc<Hub>,
+    /// The media service (SFU and recordings); `None` if its UDP socket could not be bound.
+    pub media: Option<Arc<sfu::Sfu>>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -72,6 +75,7 @@ pub enum ServerError {
 pub struct RunningServer {
     addr: SocketAddr,
     hub: Arc<Hub>,
+    media: Option<Arc<sfu::Sfu>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -87,6 +91,11 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The media service (SFU), if it started.
+    pub fn media(&self) -> Option<&Arc<sfu::Sfu>> {
+        self.media.as_ref()
+    }
+
     /// The room hub (for embedding: the media layer's seams live here).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
@@ -95,6 +104,10 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.hub.shutdown();
+        // Recordings end first, so their files and listings are complete when this returns.
+        if let Some(media) = &self.media {
+            media.shutdown().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -138,12 +151,21 @@ pub async fn start_with_clock(
         })?;
     let addr = listener.local_addr()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+    let interrupted = store.interrupt_recordings()?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "recordings left unfinished by the last run are listed as interrupted"
+        );
+    }
     let config = Arc::new(config);
     let hub = Arc::new(Hub::new(config.clone(), store, clock)?);
+    let media = sfu::http::start_media(&hub, &config).map(Arc::new);
     let state = Arc::new(AppState {
         config: (*config).clone(),
         started: Instant::now(),
         hub: hub.clone(),
+        media: media.clone(),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -187,6 +209,7 @@ pub async fn start_with_clock(
     Ok(RunningServer {
         addr,
         hub,
+        media,
         stop: Some(stop),
         task,
     })

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::hub::{CreateRoom, HubError};
+use crate::recording::RecordingError;
 
 /// Every REST route as (method, OpenAPI path). `/openapi.json` must document exactly these.
 pub const REST_ROUTES: &[(&str, &str)] = &[
@@ -37,6 +38,10 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rooms/{room}/seat_unmute"),
     ("post", "/v1/rooms/{room}/floor"),
     ("post", "/v1/rooms/{room}/dismiss"),
+    ("post", "/v1/rooms/{room}/recording/start"),
+    ("post", "/v1/rooms/{room}/recording/stop"),
+    ("get", "/v1/rooms/{room}/recordings"),
+    ("get", "/v1/rooms/{room}/recordings/{id}/file"),
     ("post", "/v1/tokens"),
 ];
 
@@ -82,6 +87,20 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<RecordingError> for ApiError {
+    fn from(e: RecordingError) -> ApiError {
+        let status = match &e {
+            RecordingError::NoSuchRoom => StatusCode::NOT_FOUND,
+            RecordingError::Dismissed
+            | RecordingError::AlreadyRecording
+            | RecordingError::NotRecording => StatusCode::CONFLICT,
+            RecordingError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), &e)
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
@@ -105,6 +124,10 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/seat_unmute", post(seat_unmute))
         .route("/v1/rooms/{room}/floor", post(floor))
         .route("/v1/rooms/{room}/dismiss", post(dismiss))
+        .route("/v1/rooms/{room}/recording/start", post(start_recording))
+        .route("/v1/rooms/{room}/recording/stop", post(stop_recording))
+        .route("/v1/rooms/{room}/recordings", get(recordings))
+        .route("/v1/rooms/{room}/recordings/{id}/file", get(recording_file))
         .route("/v1/tokens", post(issue_token))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
@@ -363,6 +386,139 @@ async fn floor(
 
 async fn dismiss(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     run(&state, room, "dismiss", &json!({}), Action::Dismiss)
+}
+
+/// The body of `recording/start` and `recording/stop`: empty, or an empty JSON object.
+fn empty_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    serde_json::from_slice::<Empty>(body)
+        .map(|_| ())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("send no body or {{}}: {e}"),
+            )
+        })
+}
+
+fn media(state: &AppState) -> Result<&Arc<crate::sfu::Sfu>, ApiError> {
+    state
+        .media
+        .as_ref()
+        .ok_or_else(|| RecordingError::Stopped.into())
+}
+
+async fn start_recording(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    empty_body(&body)?;
+    let id = RoomId(room);
+    let record = media(&state)?.start_recording(id.clone()).await?;
+    let detail = json!({ "recording": record.id });
+    state.hub.audit(
+        state.hub.now(),
+        &actor(&state),
+        &id,
+        "recording_start",
+        &detail,
+    );
+    Ok((StatusCode::CREATED, Json(json!(record))))
+}
+
+async fn stop_recording(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    empty_body(&body)?;
+    let id = RoomId(room);
+    // An unknown room is 404, not "not recording".
+    state.hub.snapshot(&id)?;
+    let record = media(&state)?.stop_recording(id.clone()).await?;
+    let detail = json!({ "recording": record.id });
+    state.hub.audit(
+        state.hub.now(),
+        &actor(&state),
+        &id,
+        "recording_stop",
+        &detail,
+    );
+    Ok(Json(json!(record)))
+}
+
+async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
+    let id = RoomId(room);
+    state.hub.snapshot(&id)?;
+    let list = state
+        .hub
+        .store()
+        .recordings(id.as_str())
+        .map_err(HubError::from)?;
+    Ok(Json(json!({ "recordings": list })))
+}
+
+/// The Ogg Opus file of a finished recording (Range requests supported, for players that seek).
+async fn recording_file(
+    State(state): State<Arc<AppState>>,
+    Path((room, rec)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    use tower::ServiceExt;
+    let id = RoomId(room);
+    state.hub.snapshot(&id)?;
+    let record = state
+        .hub
+        .store()
+        .recordings(id.as_str())
+        .map_err(HubError::from)?
+        .into_iter()
+        .find(|r| r.id == rec)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("room {} has no recording {rec}", id.as_str()),
+            )
+        })?;
+    if record.status == "recording" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "still_recording",
+            "the recording is still running; stop it first",
+        ));
+    }
+    let ogg: header::HeaderValue = header::HeaderValue::from_static("audio/ogg");
+    let served = tower_http::services::ServeFile::new(&record.file)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    if served.status() == StatusCode::NOT_FOUND {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "file_gone",
+            format!("the file of recording {rec} is no longer on the server"),
+        ));
+    }
+    let mut response = served.map(axum::body::Body::new);
+    response.headers_mut().insert(header::CONTENT_TYPE, ogg);
+    if let Ok(v) = header::HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}-{}.opus\"",
+        id.as_str().replace(['/', '"'], "_"),
+        record.id.replace(['/', '"'], "_")
+    )) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 /// `POST /v1/tokens` body.

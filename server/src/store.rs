@@ -83,6 +83,32 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// A recording of a room's mix (an Ogg Opus file under the data directory).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordingRecord {
+    /// Unique id.
+    pub id: String,
+    /// Room.
+    pub room: String,
+    /// Path of the Ogg Opus file.
+    pub file: String,
+    /// When recording started.
+    pub started_at: Timestamp,
+    /// When it stopped (none while recording).
+    pub stopped_at: Option<Timestamp>,
+    /// Audio duration in milliseconds (once stopped).
+    pub duration_ms: Option<u64>,
+    /// File size in bytes (once stopped).
+    pub bytes: Option<u64>,
+    /// `recording`, `done`, `failed`, or `interrupted` (the server stopped without finishing
+    /// it; the file is readable up to its last complete page).
+    pub status: String,
+    /// Why it stopped: `request`, `dismissed`, `shutdown`, or an error.
+    pub reason: Option<String>,
+    /// Packets the recorder could not take in time (dropped, not blocking forwarding).
+    pub dropped_packets: u64,
+}
+
 /// Everything the server persists.
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a room's state.
@@ -111,6 +137,13 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
     /// The audit log of one room, oldest first.
     fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Inserts or updates a recording (by id).
+    fn save_recording(&self, record: &RecordingRecord) -> Result<(), StoreError>;
+    /// The recordings of one room, oldest first.
+    fn recordings(&self, room: &str) -> Result<Vec<RecordingRecord>, StoreError>;
+    /// Marks recordings still `recording` as `interrupted` (at start-up: their server stopped
+    /// without finishing them); returns how many.
+    fn interrupt_recordings(&self) -> Result<usize, StoreError>;
 }
 
 /// Gift ledger rows for the gift events among `events`.
@@ -177,6 +210,20 @@ const MIGRATIONS: &[&str] = &[
         action TEXT NOT NULL,
         detail TEXT NOT NULL
      );",
+    // 2: recordings.
+    "CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        room TEXT NOT NULL,
+        file TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        duration_ms INTEGER,
+        bytes INTEGER,
+        status TEXT NOT NULL,
+        reason TEXT,
+        dropped_packets INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX recordings_room ON recordings (room, started_at);",
 ];
 
 /// The SQLite store: one file, WAL mode, schema migrations by `user_version`.
@@ -393,6 +440,63 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn save_recording(&self, r: &RecordingRecord) -> Result<(), StoreError> {
+        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.conn().execute(
+            "INSERT INTO recordings
+                (id, room, file, started_at, stopped_at, duration_ms, bytes, status, reason, dropped_packets)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(id) DO UPDATE SET stopped_at = ?5, duration_ms = ?6, bytes = ?7,
+                status = ?8, reason = ?9, dropped_packets = ?10",
+            params![
+                r.id,
+                r.room,
+                r.file,
+                sql_ts(r.started_at),
+                r.stopped_at.map(sql_ts),
+                r.duration_ms.map(big),
+                r.bytes.map(big),
+                r.status,
+                r.reason,
+                big(r.dropped_packets)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn recordings(&self, room: &str) -> Result<Vec<RecordingRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, room, file, started_at, stopped_at, duration_ms, bytes, status, reason,
+                    dropped_packets
+             FROM recordings WHERE room = ?1 ORDER BY started_at, id",
+        )?;
+        let un = |v: Option<i64>| v.map(|v| u64::try_from(v).unwrap_or(0));
+        let rows = stmt.query_map([room], |r| {
+            Ok(RecordingRecord {
+                id: r.get(0)?,
+                room: r.get(1)?,
+                file: r.get(2)?,
+                started_at: ts(r.get(3)?),
+                stopped_at: r.get::<_, Option<i64>>(4)?.map(ts),
+                duration_ms: un(r.get(5)?),
+                bytes: un(r.get(6)?),
+                status: r.get(7)?,
+                reason: r.get(8)?,
+                dropped_packets: un(r.get(9)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn interrupt_recordings(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE recordings SET status = 'interrupted', reason = 'server stopped'
+             WHERE status = 'recording'",
+            [],
+        )?)
+    }
 }
 
 #[cfg(test)]
@@ -444,5 +548,48 @@ mod tests {
         s.webhook_delivered(due[0].id).expect("done");
         assert_eq!(s.next_webhook_at().expect("next"), None);
         assert_eq!(s.audit_log("r").expect("audit").len(), 1);
+    }
+
+    #[test]
+    fn recordings_survive_reopening_and_unfinished_ones_are_marked_interrupted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("onmic.sqlite3");
+        let mut rec = RecordingRecord {
+            id: "rec-1".into(),
+            room: "r".into(),
+            file: "/data/rec-1.opus".into(),
+            started_at: Timestamp(10),
+            stopped_at: None,
+            duration_ms: None,
+            bytes: None,
+            status: "recording".into(),
+            reason: None,
+            dropped_packets: 0,
+        };
+        {
+            let s = SqliteStore::open(&path).expect("open");
+            s.save_recording(&rec).expect("insert");
+            let mut done = rec.clone();
+            done.id = "rec-0".into();
+            done.started_at = Timestamp(5);
+            s.save_recording(&done).expect("insert");
+            done.status = "done".into();
+            done.stopped_at = Some(Timestamp(9));
+            done.duration_ms = Some(4000);
+            done.bytes = Some(65_000);
+            done.reason = Some("request".into());
+            s.save_recording(&done).expect("update");
+            assert!(s.recordings("other").expect("list").is_empty());
+        }
+        let s = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(s.interrupt_recordings().expect("interrupt"), 1);
+        let list = s.recordings("r").expect("list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id, "rec-0");
+        assert_eq!(list[0].status, "done");
+        assert_eq!(list[0].duration_ms, Some(4000));
+        rec.status = "interrupted".into();
+        rec.reason = Some("server stopped".into());
+        assert_eq!(list[1], rec);
     }
 }

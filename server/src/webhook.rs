@@ -62,6 +62,32 @@ pub fn room_created(app: &str, state: &RoomState, at: Timestamp) -> (String, Str
     )
 }
 
+/// The `recording_started` / `recording_stopped` webhooks (event id `<recording id>:<kind>`).
+pub fn recording(
+    app: &str,
+    record: &crate::store::RecordingRecord,
+    started: bool,
+    at: Timestamp,
+) -> (String, String) {
+    let (ty, suffix) = if started {
+        ("recording_started", "started")
+    } else {
+        ("recording_stopped", "stopped")
+    };
+    let data = json!({
+        "id": record.id, "file": record.file, "status": record.status, "reason": record.reason,
+        "duration_ms": record.duration_ms, "bytes": record.bytes,
+    });
+    item(
+        app,
+        &record.room,
+        format!("{}:{suffix}", record.id),
+        ty,
+        at,
+        data,
+    )
+}
+
 /// Webhooks for room events (event id `<room>:<version>`).
 pub fn room_events(app: &str, room: &RoomId, events: &[Event]) -> Vec<(String, String)> {
     events

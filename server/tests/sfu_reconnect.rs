@@ -50,7 +50,10 @@ async fn reconnects() {
     drop(first);
 
     // The guest's WebSocket goes silent past the presence timeout: seat released, member gone,
-    // its peer connection closed. The owner keeps heartbeating.
+    // its peer connection closed. The owner keeps heartbeating. Nobody sends audio meanwhile, so
+    // no packet makes the SFU look at the room's events (the case where a stale `member_left`
+    // could later hit the guest's next connection).
+    second.sending.store(false, Ordering::Relaxed);
     let deadline = Instant::now() + WAIT;
     loop {
         owner.request(json!({ "type": "heartbeat" })).await;
@@ -71,13 +74,22 @@ async fn reconnects() {
 
     // Back after the long drop: the join says the seat was lost; audio sent anyway (a client that
     // ignored it) reaches nobody.
-    let (_guest_again, joined) = Client::join(&base, "re", "guest").await;
+    let (mut guest_again, joined) = Client::join(&base, "re", "guest").await;
     assert_eq!(joined["lost_seat"]["seat"], 1, "{joined}");
     owner.request(json!({ "type": "heartbeat" })).await;
     let third = Peer::connect(&base, "re", &guest_token, 6).await;
     third.sending.store(true, Ordering::Relaxed);
     stays_still(&[&listener], 6, "publishing without the seat").await;
     assert_eq!(listener.from(6), 0);
+
+    // Seated again, the same new connection is heard: the old session's `member_left` acted on
+    // the old peers only, not on this one.
+    guest_again.ok(json!({ "type": "apply", "seat": 1 })).await;
+    owner.ok(json!({ "type": "approve", "uid": "guest" })).await;
+    until("the reseated guest is heard on its new connection", || {
+        listener.from(6) >= 10
+    })
+    .await;
     drop((listener, second, third));
     server.shutdown().await.expect("clean shutdown");
 }

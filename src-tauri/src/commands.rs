@@ -151,3 +151,10 @@ pub async fn leave_room(studio: State<'_, Studio>) -> Result<(), AppError> {
 pub async fn room_status(studio: State<'_, Studio>) -> Result<Option<RoomStatus>, AppError> {
     Ok(studio.session.status().await)
 }
+
+/// A link to the room's listener page with a fresh audience token (local room only).
+#[tauri::command]
+#[specta::specta]
+pub async fn listener_link(studio: State<'_, Studio>, room: String) -> Result<String, AppError> {
+    studio.local_room.listener_link(room.trim()).await
+}

@@ -58,6 +58,7 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::join_room,
             commands::leave_room,
             commands::room_status,
+            commands::listener_link,
         ])
         .events(collect_events![ServerStatus])
 }

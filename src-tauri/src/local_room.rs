@@ -241,6 +241,30 @@ impl LocalRoomService {
         Ok((local.url(), token))
     }
 
+    /// A link to the listener page of `room` with a fresh audience token (a new uid per link:
+    /// two people on one uid would push each other out), valid 12 hours. Local room only.
+    pub async fn listener_link(&self, room: &str) -> Result<String, AppError> {
+        let running = self.running.lock().await;
+        let Some(local) = running.as_ref() else {
+            return Err(AppError::new(
+                AppErrorKind::Room,
+                "Listener links come from the local room; for your server, ask its operator for audience tokens.",
+            ));
+        };
+        let hub = local.server.hub();
+        let uid = format!("listener-{}", &random_hex()?[..8]);
+        let request =
+            serde_json::from_value::<onmic_server::rest::TokenRequest>(serde_json::json!({
+                "room": room,
+                "uid": uid,
+                "privileges": ["join"],
+                "ttl_secs": 12 * 3600,
+            }))
+            .map_err(|e| AppError::new(AppErrorKind::InvalidInput, format!("“{room}”: {e}")))?;
+        let (token, _) = onmic_server::rest::make_token(hub.config(), &request, hub.now());
+        Ok(format!("{}/listen/{room}?token={token}", local.url()))
+    }
+
     /// Stops the room if it runs.
     pub async fn stop(&self) {
         let room = self.running.lock().await.take();
@@ -309,6 +333,38 @@ mod tests {
             "nothing listens after shutdown"
         );
         assert!(dir.path().join("onmic.sqlite3").exists());
+    }
+
+    #[tokio::test]
+    async fn listener_links_open_the_page_with_their_own_audience_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let service = LocalRoomService::new(dir.path().join("room"));
+        assert!(
+            service.listener_link("studio").await.is_err(),
+            "local room off"
+        );
+        service.start().await.expect("starts");
+        service.owner_token("studio").await.expect("room made");
+        let a = service.listener_link("studio").await.expect("link");
+        let b = service.listener_link("studio").await.expect("link");
+        assert_ne!(a, b, "a fresh uid per link");
+        let page = reqwest::get(&a).await.expect("page answers");
+        assert_eq!(page.status(), 200, "{a}");
+        let token = a.split("token=").nth(1).expect("token in the link");
+        let secret = config(&dir.path().join("room"))
+            .expect("config")
+            .token_secret;
+        let claims = onmic_room::token::decode(secret.as_bytes(), token).expect("a valid token");
+        assert_eq!(claims.room.as_str(), "studio");
+        assert!(claims.uid.as_str().starts_with("listener-"));
+        assert!(
+            claims
+                .grants
+                .iter()
+                .all(|g| g.privilege == onmic_room::token::Privilege::Join),
+            "audience only: {claims:?}"
+        );
+        service.stop().await;
     }
 
     #[tokio::test]

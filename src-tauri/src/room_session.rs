@@ -41,6 +41,10 @@ pub struct SeatView {
     pub muted: bool,
     /// Locked by the host.
     pub locked: bool,
+    /// The occupant's loudest level in the last indication, 0–255.
+    pub volume: u8,
+    /// The occupant is speaking (the seat ripples).
+    pub speaking: bool,
 }
 
 /// The live session as the UI shows it; streamed to the UI whenever it changes.
@@ -69,8 +73,13 @@ pub struct RoomStatus {
 
 enum SessionCommand {
     Remote(RemoteChange),
+    /// The loss the listeners report, for the encoder's FEC.
+    ExpectedLoss(u8),
     Stop,
 }
+
+/// The last volume indication: who speaks, how loud.
+type Volumes = std::collections::HashMap<String, (u8, bool)>;
 
 struct Session {
     client: Arc<tokio::sync::Mutex<Option<RoomClient>>>,
@@ -177,7 +186,7 @@ impl RoomSessionService {
             &mut client.remotes,
             tokio::sync::mpsc::unbounded_channel().1,
         );
-        refresh(&status, &client);
+        refresh(&status, &client, &Volumes::new());
         let client = Arc::new(tokio::sync::Mutex::new(Some(client)));
         let on_change = Arc::new(on_change);
 
@@ -193,6 +202,7 @@ impl RoomSessionService {
         };
         let event_task = tokio::spawn(watch(
             events,
+            cmd_tx.clone(),
             Arc::clone(&client),
             Arc::clone(&status),
             Arc::clone(&on_change),
@@ -234,8 +244,8 @@ fn snapshot(status: &Mutex<RoomStatus>) -> RoomStatus {
         .clone()
 }
 
-/// Copies what the UI shows from the client's view of the room.
-fn refresh(status: &Mutex<RoomStatus>, client: &RoomClient) {
+/// Copies what the UI shows from the client's view of the room and the last volume indication.
+fn refresh(status: &Mutex<RoomStatus>, client: &RoomClient, volumes: &Volumes) {
     let room = client.room();
     let stats = client.stats();
     let mut s = status
@@ -246,11 +256,21 @@ fn refresh(status: &Mutex<RoomStatus>, client: &RoomClient) {
     s.seats = room
         .seats
         .iter()
-        .map(|seat| SeatView {
-            index: seat.index.0,
-            uid: seat.occupant().map(|u| u.as_str().to_owned()),
-            muted: seat.host_muted || seat.self_muted,
-            locked: matches!(seat.state, onmic_room::SeatState::Locked),
+        .map(|seat| {
+            let uid = seat.occupant().map(|u| u.as_str().to_owned());
+            let (volume, speaking) = uid
+                .as_ref()
+                .and_then(|u| volumes.get(u))
+                .copied()
+                .unwrap_or((0, false));
+            SeatView {
+                index: seat.index.0,
+                uid,
+                muted: seat.host_muted || seat.self_muted,
+                locked: matches!(seat.state, onmic_room::SeatState::Locked),
+                volume,
+                speaking,
+            }
         })
         .collect();
     let count = |n: &std::sync::atomic::AtomicU64| {
@@ -274,11 +294,13 @@ fn state_name(state: ConnectionState) -> &'static str {
 /// second while nothing else happens.
 async fn watch(
     mut events: tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
+    engine: mpsc::Sender<SessionCommand>,
     client: Arc<tokio::sync::Mutex<Option<RoomClient>>>,
     status: Arc<Mutex<RoomStatus>>,
     on_change: Arc<impl Fn(&RoomStatus) + Send + Sync + 'static>,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut volumes = Volumes::new();
     loop {
         let event = tokio::select! {
             e = events.recv() => match e {
@@ -297,11 +319,21 @@ async fn watch(
                     s.state = "closed".into();
                     s.ended = Some(message.clone());
                 }
+                // Each indication lists everyone heard; whoever is missing went quiet.
+                Some(ClientEvent::Volumes(speakers)) => {
+                    volumes = speakers
+                        .iter()
+                        .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
+                        .collect();
+                }
+                Some(ClientEvent::SendLoss(percent)) => {
+                    let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
+                }
                 _ => {}
             }
         }
         if let Some(c) = client.lock().await.as_ref() {
-            refresh(&status, c);
+            refresh(&status, c, &volumes);
         }
         let view = snapshot(&status);
         on_change(&view);
@@ -358,6 +390,11 @@ fn run_engine(
             Ok(SessionCommand::Remote(RemoteChange::Removed { key, .. })) => {
                 if let Err(e) = handle.send(Control::RemoveRemote(key)) {
                     tracing::warn!(key, "remote not removed from the engine: {e}");
+                }
+            }
+            Ok(SessionCommand::ExpectedLoss(percent)) => {
+                if let Err(e) = handle.send(Control::SetExpectedLoss(percent)) {
+                    tracing::warn!(percent, "expected loss not applied: {e}");
                 }
             }
             Ok(SessionCommand::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,

@@ -76,12 +76,8 @@ fn the_page_plays_a_stereo_seat_on_its_own_channels_with_ripples_chat_gifts_and_
 }
 
 async fn listen_scenario() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[]).await?;
+    let (server, host_token) = ServerProcess::with_room("live", "Friday night", 2).await?;
     let base = server.base.clone();
-    server.create_room("live", "host", "Friday night", 2).await;
-    let host_token = server
-        .token("live", "host", &["join", "publish_audio"], 3600)
-        .await;
     let mut host = ClientHost::connect(&base, "live", &host_token).await?;
     host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
     // History the listener must get on join, and an attempt at script injection.
@@ -92,9 +88,7 @@ async fn listen_scenario() -> anyhow::Result<()> {
         .await?;
     host.start_tone(440.0, 660.0);
     // A guest on seat 1 whose packets carry the RFC 6464 level (the speaking ripple).
-    let guest_token = server
-        .token("live", "guest", &["join", "publish_audio"], 3600)
-        .await;
+    let guest_token = server.speaker_token("live", "guest").await;
     let mut guest = WsMember::join(&base, "live", &guest_token).await;
     guest.ok(json!({ "type": "apply", "seat": 1 })).await;
     host.ok(json!({ "type": "approve", "uid": "guest" }))
@@ -316,12 +310,8 @@ fn a_listener_applies_and_once_approved_is_heard_and_never_before() {
 }
 
 async fn speak_scenario() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[]).await?;
+    let (server, host_token) = ServerProcess::with_room("stage", "Open mic", 2).await?;
     let base = server.base.clone();
-    server.create_room("stage", "host", "Open mic", 2).await;
-    let host_token = server
-        .token("stage", "host", &["join", "publish_audio"], 3600)
-        .await;
     let mut host = ClientHost::connect(&base, "stage", &host_token).await?;
     host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
     host.start_tone(440.0, 660.0);
@@ -331,9 +321,7 @@ async fn speak_scenario() -> anyhow::Result<()> {
     const MIC_HZ: f32 = 1000.0;
     write_tone(&wav, MIC_HZ, 0.25, 10.0);
     let browser = Browser::launch(&wav).await?;
-    let fan = server
-        .token("stage", "fan", &["join", "publish_audio"], 3600)
-        .await;
+    let fan = server.speaker_token("stage", "fan").await;
     browser
         .client
         .goto(&format!("{base}/listen/stage?test&token={fan}"))
@@ -535,12 +523,8 @@ fn a_refused_microphone_shows_a_clear_error_and_gives_the_seat_back() {
 }
 
 async fn refused_mic_scenario() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[]).await?;
+    let (server, host_token) = ServerProcess::with_room("quiet", "No mic", 1).await?;
     let base = server.base.clone();
-    server.create_room("quiet", "host", "No mic", 1).await;
-    let host_token = server
-        .token("quiet", "host", &["join", "publish_audio"], 3600)
-        .await;
     let mut host = WsMember::join(&base, "quiet", &host_token).await;
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("mic.wav");
@@ -553,9 +537,7 @@ async fn refused_mic_scenario() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let fan = server
-        .token("quiet", "fan", &["join", "publish_audio"], 3600)
-        .await;
+    let fan = server.speaker_token("quiet", "fan").await;
     browser
         .client
         .goto(&format!("{base}/listen/quiet?token={fan}"))
@@ -637,12 +619,8 @@ fn with_autoplay_blocked_the_page_offers_tap_to_listen_and_plays_after_the_tap()
 }
 
 async fn autoplay_scenario() -> anyhow::Result<()> {
-    let server = ServerProcess::start(&[]).await?;
+    let (server, host_token) = ServerProcess::with_room("late", "Late show", 1).await?;
     let base = server.base.clone();
-    server.create_room("late", "host", "Late show", 1).await;
-    let host_token = server
-        .token("late", "host", &["join", "publish_audio"], 3600)
-        .await;
     let mut host = ClientHost::connect(&base, "late", &host_token).await?;
     host.ok(json!({ "type": "take_seat", "seat": 0 })).await?;
     host.start_tone(440.0, 660.0);

@@ -112,6 +112,21 @@ impl ServerProcess {
         assert_eq!(status, 201, "room created: {body}");
     }
 
+    /// A server with room `id` (owner `host`, `seats` regular seats) and the host's token to
+    /// join and publish.
+    pub async fn with_room(id: &str, title: &str, seats: u16) -> anyhow::Result<(Self, String)> {
+        let server = Self::start(&[]).await?;
+        server.create_room(id, "host", title, seats).await;
+        let host = server.speaker_token(id, "host").await;
+        Ok((server, host))
+    }
+
+    /// A one-hour token for `uid` to join `room` and publish (once seated).
+    pub async fn speaker_token(&self, room: &str, uid: &str) -> String {
+        self.token(room, uid, &["join", "publish_audio"], 3600)
+            .await
+    }
+
     /// A room token with `privileges`, valid for `ttl_secs`.
     pub async fn token(&self, room: &str, uid: &str, privileges: &[&str], ttl_secs: u64) -> String {
         let body =

@@ -15,6 +15,7 @@ export function RoomPanel({ localRoom, onError }: Props) {
   const [token, setToken] = useState("");
   const [status, setStatus] = useState<RoomStatus | null>(null);
   const [busy, setBusy] = useState(false);
+  const [link, setLink] = useState<string | null>(null);
   const live = status !== null && status.state !== "closed";
 
   const join = async () => {
@@ -24,6 +25,13 @@ export function RoomPanel({ localRoom, onError }: Props) {
     const result = await commands.joinRoom({ room, token: token.trim() === "" ? null : token }, channel);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);
+    else onError(result.error);
+  };
+
+  const makeLink = async () => {
+    if (!status) return;
+    const result = await commands.listenerLink(status.room);
+    if (result.status === "ok") setLink(result.data);
     else onError(result.error);
   };
 
@@ -69,16 +77,40 @@ export function RoomPanel({ localRoom, onError }: Props) {
           </p>
           <ol className="seats" id="seats">
             {status.seats.map((s) => (
-              <li key={s.index} data-seat={s.index} data-uid={s.uid ?? ""} className={s.uid ? "seat taken" : s.locked ? "seat locked" : "seat"}>
+              <li
+                key={s.index}
+                data-seat={s.index}
+                data-uid={s.uid ?? ""}
+                data-speaking={s.speaking ? "true" : "false"}
+                className={`seat${s.uid ? " taken" : s.locked ? " locked" : ""}${s.speaking ? " speaking" : ""}`}
+              >
                 <span className="seat-index">{s.index === 0 ? "Host" : `Seat ${s.index}`}</span>
                 <span className="seat-who">{s.uid ?? (s.locked ? "locked" : "free")}</span>
                 {s.muted && <span className="seat-muted">muted</span>}
+                {s.uid && (
+                  <span className="seat-level" aria-label={`level ${s.volume} of 255`}>
+                    <span style={{ width: `${(s.volume / 255) * 100}%` }} />
+                  </span>
+                )}
               </li>
             ))}
           </ol>
-          <button type="button" id="leave-room" disabled={busy} onClick={() => void leave()}>
-            Leave
-          </button>
+          <div className="room-actions">
+            <button type="button" id="leave-room" disabled={busy} onClick={() => void leave()}>
+              Leave
+            </button>
+            {localRoom && (
+              <button type="button" id="listener-link" onClick={() => void makeLink()}>
+                New listener link
+              </button>
+            )}
+          </div>
+          {link && (
+            <p className="listener-link">
+              Open in a browser to listen (one link per listener):{" "}
+              <input id="listener-link-url" readOnly value={link} onFocus={(e) => e.target.select()} />
+            </p>
+          )}
         </div>
       )}
     </section>

@@ -40,6 +40,8 @@ export const commands = {
 	leaveRoom: () => typedError<null, AppError>(__TAURI_INVOKE("leave_room")),
 	/**  The live session, if any. */
 	roomStatus: () => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("room_status")),
+	/**  A link to the room's listener page with a fresh audience token (local room only). */
+	listenerLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("listener_link", { room })),
 };
 
 /** Events */
@@ -227,6 +229,10 @@ export type SeatView_Deserialize = {
 	muted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
 };
 
 /**  One seat as the UI shows it. */
@@ -239,6 +245,10 @@ export type SeatView_Serialize = {
 	muted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**  The occupant's loudest level in the last indication, 0–255. */
+	volume: number,
+	/**  The occupant is speaking (the seat ripples). */
+	speaking: boolean,
 };
 
 /**  The room server's reachability as the Studio last saw it. */

@@ -22,9 +22,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use onmic_room::protocol::SpeakerVolume;
-use onmic_room::{Action, Command, EventKind, RoomId, Uid};
+use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
@@ -32,10 +32,16 @@ use tokio::sync::{broadcast, oneshot};
 use super::level::VolumeGate;
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::hub::{Frame, Hub};
+use crate::recording::{self, Recording, RecordingError};
 
 /// The Opus payload type the SFU offers (Chromium's choice too).
 /// Largest datagram read from the socket.
 const MAX_DATAGRAM: usize = 2000;
+/// Sent audio packets str0m keeps per stream for resending. Audio is not resent (no NACK/RTX;
+/// Opus in-band FEC covers loss), so keep few: str0m's default of 50 cost ~60 KiB per listener.
+const AUDIO_SEND_BUFFER: usize = 4;
+/// Receive and send buffer asked for on the media socket.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// The loop wakes at least this often to look at commands.
 const IDLE_WAKE: Duration = Duration::from_millis(20);
 
@@ -86,6 +92,8 @@ pub struct SfuConfig {
 pub struct SfuStats {
     /// Peers connected now.
     pub peers: usize,
+    /// Peers whose connection is up (ICE and DTLS done).
+    pub connected: usize,
     /// Packets received from publishers and forwarded (once per packet, not per subscriber).
     pub forwarded_in: u64,
     /// Packet copies written to subscribers.
@@ -94,6 +102,14 @@ pub struct SfuStats {
     pub dropped: u64,
     /// Bombing reports raised.
     pub bombings: u64,
+    /// Peer timers that fired (str0m timeouts handled outside of a packet).
+    pub timer_fires: u64,
+    /// Datagrams received on the media socket.
+    pub datagrams_in: u64,
+    /// Of those, Opus RTP (payload type 111, before decryption or any judgement).
+    pub opus_rtp_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
 }
 
 enum Cmd {
@@ -104,6 +120,15 @@ enum Cmd {
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
     },
     Stats(oneshot::Sender<SfuStats>),
+    StartRecording {
+        room: RoomId,
+        reply: oneshot::Sender<recording::Finished>,
+    },
+    StopRecording {
+        room: RoomId,
+        reply: oneshot::Sender<Result<JoinHandle<recording::Finished>, RecordingError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// A running SFU; dropping it stops the thread.
@@ -119,6 +144,18 @@ impl Sfu {
     pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
         let socket = UdpSocket::bind(config.udp)?;
         socket.set_read_timeout(Some(IDLE_WAKE))?;
+        // One socket carries every peer's handshakes and every speaker's audio; while the thread
+        // fans a packet out to thousands of listeners, arrivals queue here. The default buffer
+        // (~200 datagrams) overflowed at 1,000 listeners (lost speaker packets and DTLS
+        // flights); the kernel caps the request at net.core.rmem_max / wmem_max.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        tracing::debug!(
+            recv = ?sock.recv_buffer_size(),
+            send = ?sock.send_buffer_size(),
+            "media socket buffers"
+        );
         let addr = socket.local_addr()?;
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -156,6 +193,39 @@ impl Sfu {
         answer.await.map_err(|_| SfuError::Stopped)?
     }
 
+    /// Starts recording `room`'s mix; answers with the new recording's listing.
+    pub async fn start_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
+        tx.send(Cmd::StartRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        answer.await.map_err(|_| RecordingError::Stopped)?
+    }
+
+    /// Stops recording `room`; answers once the file is complete, with its final listing.
+    pub async fn stop_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
+        tx.send(Cmd::StopRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        let thread = answer.await.map_err(|_| RecordingError::Stopped)??;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|_| RecordingError::Stopped)?
+            .map_err(|_| RecordingError::Io(std::io::Error::other("the recorder panicked")))?
+    }
+
+    /// Stops every recording (files finalised) and the media thread; later calls fail with
+    /// [`SfuError::Stopped`].
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if let Some(tx) = self.tx.as_ref()
+            && tx.send(Cmd::Shutdown(reply)).is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
     /// The SFU's counters.
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
         let (reply, stats) = oneshot::channel();
@@ -172,6 +242,22 @@ impl Drop for Sfu {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The room's own anti-bombing setting wins over the server's default.
+fn room_bombing_policy(
+    server: &BombingPolicy,
+    settings: &onmic_room::RoomSettings,
+) -> BombingPolicy {
+    let kick_and_ban = match settings.bombing {
+        None => server.kick_and_ban,
+        Some(BombingAction::ReportOnly) => None,
+        Some(BombingAction::KickAndBan { ban }) => Some(ban),
+    };
+    BombingPolicy {
+        kick_and_ban,
+        ..server.clone()
     }
 }
 
@@ -194,8 +280,17 @@ struct RoomMedia {
     volume_gate: VolumeGate,
 }
 
+/// A room being recorded: the recorder and the room's events (to stop on dismiss).
+struct ActiveRecording {
+    recording: Recording,
+    events: broadcast::Receiver<Frame>,
+}
+
 struct Driver {
     hub: Arc<Hub>,
+    recordings: HashMap<RoomId, ActiveRecording>,
+    /// Stopped recordings still finishing their files.
+    finishing: Vec<JoinHandle<recording::Finished>>,
     socket: UdpSocket,
     addr: SocketAddr,
     config: SfuConfig,
@@ -214,6 +309,8 @@ impl Driver {
     fn new(hub: Arc<Hub>, socket: UdpSocket, addr: SocketAddr, config: SfuConfig) -> Driver {
         Driver {
             hub,
+            recordings: HashMap::new(),
+            finishing: Vec::new(),
             socket,
             addr,
             config,
@@ -233,9 +330,17 @@ impl Driver {
         loop {
             loop {
                 match rx.try_recv() {
+                    Ok(Cmd::Shutdown(reply)) => {
+                        self.stop_all_recordings();
+                        let _ = reply.send(());
+                        return;
+                    }
                     Ok(cmd) => self.command(cmd),
                     Err(std_mpsc::TryRecvError::Empty) => break,
-                    Err(std_mpsc::TryRecvError::Disconnected) => return,
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        self.stop_all_recordings();
+                        return;
+                    }
                 }
             }
             let now = Instant::now();
@@ -252,6 +357,7 @@ impl Driver {
                 }
                 // Forget the fired time so that `drive` re-arms even an unchanged timeout.
                 p.timeout = now + Duration::from_secs(86_400);
+                self.stats.timer_fires += 1;
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
@@ -267,7 +373,13 @@ impl Driver {
                 .max(Duration::from_millis(1));
             let _ = self.socket.set_read_timeout(Some(wait));
             match self.socket.recv_from(&mut buf) {
-                Ok((n, source)) => self.datagram(&buf[..n], source),
+                Ok((n, source)) => {
+                    self.stats.datagrams_in += 1;
+                    if n > 12 && (128..192).contains(&buf[0]) && buf[1] & 0x7f == super::OPUS_PT {
+                        self.stats.opus_rtp_in += 1;
+                    }
+                    self.datagram(&buf[..n], source)
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => {
                     // ICMP errors from a vanished peer surface here on Linux; keep serving.
@@ -276,7 +388,14 @@ impl Driver {
             }
             if Instant::now() >= self.next_reap {
                 self.next_reap = Instant::now() + Duration::from_millis(100);
+                // Room events also take effect when nobody speaks (a kicked listener's peer is
+                // closed within 100 ms, not at the room's next packet).
+                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.apply_room_events(&room);
+                }
                 self.reap();
+                self.check_recordings();
             }
         }
     }
@@ -313,12 +432,114 @@ impl Driver {
             }
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
+                self.stats.connected = self.peers.values().filter(|p| p.rtc.is_connected()).count();
                 let _ = reply.send(self.stats);
+            }
+            Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
+            Cmd::StopRecording { room, reply } => {
+                let stopped = match self.recordings.remove(&room) {
+                    Some(active) if !active.recording.is_finished() => {
+                        Ok(active.recording.stop("request"))
+                    }
+                    Some(active) => {
+                        self.finishing.push(active.recording.stop("request"));
+                        Err(RecordingError::NotRecording)
+                    }
+                    None => Err(RecordingError::NotRecording),
+                };
+                let _ = reply.send(stopped);
+            }
+            Cmd::Shutdown(reply) => {
+                self.stop_all_recordings();
+                let _ = reply.send(());
             }
         }
     }
 
+    fn start_recording(&mut self, room: RoomId, reply: oneshot::Sender<recording::Finished>) {
+        let snapshot = match self.hub.snapshot(&room) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = reply.send(Err(RecordingError::NoSuchRoom));
+                return;
+            }
+        };
+        if snapshot.dismissed {
+            let _ = reply.send(Err(RecordingError::Dismissed));
+            return;
+        }
+        if let Some(active) = self.recordings.get(&room) {
+            if !active.recording.is_finished() {
+                let _ = reply.send(Err(RecordingError::AlreadyRecording));
+                return;
+            }
+            // It failed on its own; make room for a new one.
+            if let Some(old) = self.recordings.remove(&room) {
+                self.finishing.push(old.recording.stop("failed"));
+            }
+        }
+        let Ok(events) = self.hub.subscribe(&room) else {
+            let _ = reply.send(Err(RecordingError::NoSuchRoom));
+            return;
+        };
+        let dir = self.hub.config().data_dir.join("recordings");
+        // The recorder answers `reply` itself once its file exists.
+        match Recording::start(self.hub.clone(), room.clone(), dir, reply) {
+            Ok(recording) => {
+                self.recordings
+                    .insert(room, ActiveRecording { recording, events });
+            }
+            Err(e) => tracing::error!(%e, "cannot start a recorder thread"),
+        }
+    }
+
+    /// Stops recordings of dismissed rooms and collects finished recorder threads.
+    fn check_recordings(&mut self) {
+        let mut dismissed = Vec::new();
+        for (room, active) in &mut self.recordings {
+            loop {
+                match active.events.try_recv() {
+                    Ok(frame) if matches!(frame.event.kind, EventKind::Dismissed) => {
+                        dismissed.push(room.clone());
+                        break;
+                    }
+                    Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        dismissed.push(room.clone());
+                        break;
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                }
+            }
+        }
+        for room in dismissed {
+            if let Some(active) = self.recordings.remove(&room) {
+                self.finishing.push(active.recording.stop("dismissed"));
+            }
+        }
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finishing)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        self.finishing = running;
+        for t in done {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops every recording and waits for their files to be complete.
+    fn stop_all_recordings(&mut self) {
+        for (_, active) in self.recordings.drain() {
+            self.finishing.push(active.recording.stop("shutdown"));
+        }
+        for t in self.finishing.drain(..) {
+            let _ = t.join();
+        }
+    }
+
     fn connect(&mut self, room: RoomId, uid: Uid, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        // Events committed before this offer (a `member_left` of this uid's previous session,
+        // say) must act on the old peers now, not on the new one at the next packet.
+        self.apply_room_events(&room);
         let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
         if !snapshot.members.contains_key(&uid) {
             return Err(SfuError::NotMember);
@@ -326,6 +547,7 @@ impl Driver {
         let now = Instant::now();
         let mut rtc = super::opus_rtc_config()
             .set_crypto_provider(self.crypto.clone())
+            .set_send_buffer_audio(AUDIO_SEND_BUFFER)
             .build(now);
         let candidate = Candidate::host(self.addr, "udp")
             .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
@@ -352,8 +574,9 @@ impl Driver {
                     .hub
                     .subscribe(&room)
                     .map_err(|_| SfuError::NoSuchRoom)?;
+                let policy = room_bombing_policy(&self.config.bombing, &snapshot.settings);
                 v.insert(RoomMedia {
-                    router: Router::new(self.config.bombing.clone(), self.config.volume_interval),
+                    router: Router::new(policy, self.config.volume_interval),
                     events,
                     slot_of: HashMap::new(),
                     volume_gate: VolumeGate::default(),
@@ -533,6 +756,7 @@ impl Driver {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        self.stats.datagrams_out += 1;
                         let _ = self.socket.send_to(&t.contents, t.destination);
                     }
                     Ok(Output::Event(e)) => match e {
@@ -619,6 +843,15 @@ impl Driver {
         };
         let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
         self.stats.forwarded_in += 1;
+        // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
+        if let Some(active) = self.recordings.get(&room) {
+            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+            if !active.recording.offer(from.0, ts, &data.data)
+                && let Some(gone) = self.recordings.remove(&room)
+            {
+                self.finishing.push(gone.recording.stop("failed"));
+            }
+        }
         for to in targets {
             let Some(peer) = self.peers.get_mut(&to) else {
                 continue;

@@ -34,30 +34,33 @@ struct MediaState {
     sfu: Option<Arc<Sfu>>,
 }
 
-/// The signalling routes, with an SFU started on the HTTP listener's IP (any free UDP port). The
-/// SFU stops when the router is dropped.
-pub fn routes<S: Clone + Send + Sync + 'static>(app: Arc<AppState>) -> Router<S> {
-    let udp = std::net::SocketAddr::new(app.config.listen.ip(), 0);
-    let sfu = match Sfu::start(
-        app.hub.clone(),
+/// Starts the SFU on the HTTP listener's IP (any free UDP port); `None` (logged) if it cannot
+/// bind, and `/rtc/offer` then answers 503.
+pub fn start_media(hub: &Arc<crate::Hub>, config: &crate::Config) -> Option<Sfu> {
+    let udp = std::net::SocketAddr::new(config.listen.ip(), 0);
+    let sfu = Sfu::start(
+        hub.clone(),
         SfuConfig {
             udp,
             bombing: BombingPolicy {
-                kick_and_ban: app
-                    .config
-                    .bombing_ban_ms
-                    .map(std::time::Duration::from_millis),
+                kick_and_ban: config.bombing_ban_ms.map(std::time::Duration::from_millis),
                 ..BombingPolicy::default()
             },
             volume_interval: std::time::Duration::from_millis(500),
         },
-    ) {
-        Ok(s) => Some(Arc::new(s)),
+    );
+    match sfu {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(%e, %udp, "media (SFU) could not start; /rtc answers 503");
             None
         }
-    };
+    }
+}
+
+/// The signalling routes, on the server's SFU (`AppState::media`).
+pub fn routes<S: Clone + Send + Sync + 'static>(app: Arc<AppState>) -> Router<S> {
+    let sfu = app.media.clone();
     Router::new()
         .route("/rtc/offer", post(offer))
         .with_state(MediaState { app, sfu })

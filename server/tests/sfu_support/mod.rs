@@ -17,63 +17,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::common::*;
 
-pub const INNER: &str = "ONMIC_NETNS_INNER";
-
-/// Runs `test` (this binary's test of that name) again inside a fresh loopback-only network
-/// namespace, and fails with its output if it fails. Returns `true` when already inside.
-pub fn inside_netns(test: &str) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return true;
-    }
-    // Unique per process and test: tests of one binary run in parallel.
-    let tag: u32 = test
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    let name = format!("onmic-sfu-{}-{:08x}", std::process::id(), tag);
-    let ip = |args: &[&str]| {
-        std::process::Command::new("ip")
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running `ip {}`: {e} (install iproute2)", args.join(" ")))
-    };
-    let made = ip(&["netns", "add", &name]);
-    assert!(
-        made.status.success(),
-        "this test needs root to create a network namespace (`ip netns add {name}`): {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-    let _cleanup = Cleanup(name.clone());
-    let up = ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-    assert!(up.status.success(), "lo up: {up:?}");
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &name])
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(INNER, "1")
-        .output()
-        .expect("running the test inside the namespace");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inside the namespace:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "the inner test did not run:\n{text}"
-    );
-    eprintln!("{text}");
-    false
-}
+pub use onmic_netns::inside_netns;
 
 /// Slots (receive m-lines) each test peer offers: owner's seat + 2 regular seats.
 pub const SLOTS: usize = 3;
@@ -93,8 +37,42 @@ pub struct Peer {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Makes the payload of the `seq`-th 20 ms frame a peer publishes.
+pub type PayloadFn = Box<dyn FnMut(u64) -> Vec<u8> + Send>;
+
+/// Real Opus (48 kHz stereo, 128 kbps, 20 ms frames) of a sine of `left_hz` on the left channel
+/// and `right_hz` on the right, at half amplitude.
+pub fn stereo_tone(left_hz: f32, right_hz: f32) -> PayloadFn {
+    let mut enc = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio)
+        .expect("an Opus encoder");
+    enc.set_bitrate(opus::Bitrate::Bits(128_000))
+        .expect("bitrate");
+    Box::new(move |seq| {
+        let pcm: Vec<f32> = (0..960u64)
+            .flat_map(|i| {
+                let t = (seq * 960 + i) as f32 / 48_000.0;
+                let w = 2.0 * std::f32::consts::PI * t;
+                [0.5 * (w * left_hz).sin(), 0.5 * (w * right_hz).sin()]
+            })
+            .collect();
+        enc.encode_vec_float(&pcm, 4000).expect("Opus encode")
+    })
+}
+
 impl Peer {
     pub async fn connect(base: &str, room: &str, token: &str, tag: u8) -> Peer {
+        Peer::connect_with(base, room, token, tag, None).await
+    }
+
+    /// Like [`Peer::connect`]; `payload` (if given) makes what it publishes instead of tagged
+    /// frames.
+    pub async fn connect_with(
+        base: &str,
+        room: &str,
+        token: &str,
+        tag: u8,
+        payload: Option<PayloadFn>,
+    ) -> Peer {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = socket.local_addr().expect("addr");
         let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
@@ -129,7 +107,9 @@ impl Peer {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
             let level = level.clone();
             std::thread::spawn(move || {
-                run(rtc, socket, send_mid, tag, received, sending, level, stop)
+                run(
+                    rtc, socket, send_mid, tag, payload, received, sending, level, stop,
+                )
             })
         };
         Peer {
@@ -168,6 +148,7 @@ fn run(
     socket: UdpSocket,
     send_mid: Mid,
     tag: u8,
+    mut make: Option<PayloadFn>,
     received: Arc<Mutex<HashMap<u8, u64>>>,
     sending: Arc<AtomicBool>,
     level: Arc<AtomicU8>,
@@ -203,8 +184,14 @@ fn run(
             {
                 let pt = w.payload_params().next().map(|p| p.pt());
                 if let Some(pt) = pt {
-                    let mut payload = vec![tag; 40];
-                    payload[1..9].copy_from_slice(&seq.to_be_bytes());
+                    let payload = match make.as_mut() {
+                        Some(make) => make(seq),
+                        None => {
+                            let mut p = vec![tag; 40];
+                            p[1..9].copy_from_slice(&seq.to_be_bytes());
+                            p
+                        }
+                    };
                     let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
                     let dbov = level.load(Ordering::Relaxed).min(127);
                     let _ = w

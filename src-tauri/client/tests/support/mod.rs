@@ -12,49 +12,12 @@ use onmic_audio::test_signals::goertzel_power;
 use onmic_client::{ClientEvent, ConnectionState, RoomClient};
 use serde_json::{Value, json};
 
-pub const INNER: &str = "ONMIC_NETNS_INNER";
-/// The server namespace's name, for the inner process of a two-host test.
-pub const SERVER_NS: &str = "ONMIC_TEST_SERVER_NS";
+// Not every test binary that includes this module uses every item.
+#[allow(unused_imports)]
+pub use onmic_netns::{CLIENT_VETH, INNER, SERVER_IP, SERVER_NS, enter_netns, set_link};
 pub const KEY: &str = "client-test-key";
 pub const SECRET: &str = "client-test-secret-0123456789abcdef";
 pub const WAIT: Duration = Duration::from_secs(20);
-
-/// Server at 10.77.0.1 (namespace "…-s"), client at 10.77.0.2 ("…-c") in two-host tests.
-pub const SERVER_IP: &str = "10.77.0.1";
-pub const CLIENT_VETH: &str = "onmic-c0";
-
-fn ip(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running `ip {}`: {e} (install iproute2)", args.join(" ")))
-}
-
-fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "`ip {}` failed (these tests need root): {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Netns(Vec<String>);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-fn tag(test: &str) -> String {
-    let h = test
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    format!("onmic-cl-{}-{:06x}", std::process::id(), h & 0xff_ffff)
-}
 
 /// The `onmic-server` binary: `ONMIC_SERVER_BIN`, or built here with cargo (same target
 /// directory and profile as this test).
@@ -82,92 +45,16 @@ pub fn server_bin() -> String {
     dir.join("onmic-server").to_string_lossy().into_owned()
 }
 
-fn run_inner(netns: &str, args: &[&str], envs: &[(&str, String)]) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns])
-        .arg(exe)
-        .args(args)
-        .env(INNER, "1")
-        .env("ONMIC_SERVER_BIN", server_bin());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("running inside the namespace");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inside the namespace:\n{text}");
-    eprintln!("{text}");
-}
-
-fn test_args(test: &str) -> [&str; 4] {
-    ["--exact", test, "--nocapture", "--test-threads=1"]
-}
-
-/// Runs `test` again inside a fresh loopback-only namespace. Returns `true` when already inside.
+/// Runs `test` again inside a fresh loopback-only namespace (with the server binary found here).
+/// Returns `true` when already inside.
 pub fn inside_netns(test: &str) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return true;
-    }
-    let name = tag(test);
-    ip_ok(&["netns", "add", &name]);
-    let _cleanup = Netns(vec![name.clone()]);
-    ip_ok(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-    run_inner(&name, &test_args(test), &[]);
-    false
+    onmic_netns::inside_netns_with(test, &[("ONMIC_SERVER_BIN", server_bin())])
 }
 
-/// Runs `test` again inside a "client host" namespace joined by a veth pair to a "server host"
-/// namespace (named in `SERVER_NS` for the inner run). Returns `true` when already inside.
+/// Runs `test` again in a client-host namespace joined to a server-host one (see
+/// `onmic_netns::inside_two_hosts`). Returns `true` when already inside.
 pub fn inside_two_hosts(test: &str) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return true;
-    }
-    let base = tag(test);
-    let (s, c) = (format!("{base}-s"), format!("{base}-c"));
-    ip_ok(&["netns", "add", &s]);
-    let _s = Netns(vec![s.clone()]);
-    ip_ok(&["netns", "add", &c]);
-    let _c = Netns(vec![c.clone()]);
-    for ns in [&s, &c] {
-        ip_ok(&["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-    }
-    ip_ok(&[
-        "link",
-        "add",
-        "onmic-s0",
-        "netns",
-        &s,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        CLIENT_VETH,
-        "netns",
-        &c,
-    ]);
-    ip_ok(&["-n", &s, "addr", "add", "10.77.0.1/24", "dev", "onmic-s0"]);
-    ip_ok(&["-n", &c, "addr", "add", "10.77.0.2/24", "dev", CLIENT_VETH]);
-    ip_ok(&["-n", &s, "link", "set", "onmic-s0", "up"]);
-    ip_ok(&["-n", &c, "link", "set", CLIENT_VETH, "up"]);
-    run_inner(&c, &test_args(test), &[(SERVER_NS, s.clone())]);
-    false
-}
-
-/// Moves the calling thread into network namespace `name` (sockets it opens afterwards, and
-/// threads it spawns, live there).
-pub fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{name}"))
-        .unwrap_or_else(|e| panic!("opening namespace {name}: {e}"));
-    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// Cuts (`false`) or restores (`true`) the client host's link to the server host.
-pub fn set_link(up: bool) {
-    ip_ok(&["link", "set", CLIENT_VETH, if up { "up" } else { "down" }]);
+    onmic_netns::inside_two_hosts(test, &[("ONMIC_SERVER_BIN", server_bin())])
 }
 
 /// A running `onmic-server` process, killed on drop.
