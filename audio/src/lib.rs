@@ -7,7 +7,8 @@
 //!   real-time safe (no allocation, lock, log or syscall), which a counting-allocator test proves.
 //! - The [`chain::Chain`] is the capture path (channel map → AEC → AI-NS → NS → AGC → limiter →
 //!   meters); [`opus::OpusEncoder`] turns the publish bus into RTP-timestamped Opus packets and
-//!   [`playout`] turns received packets back into audio through a [`jitter::JitterBuffer`].
+//!   [`playout`] turns received packets back into audio through an adaptive [`jitter::JitterBuffer`]
+//!   (target delay from the measured arrival jitter, surplus given back by [`time_scale`]).
 //! - [`offline`] runs the same chain file to file; the `onmic-audio` binary is its CLI.
 //!
 //! Real-time contract: code that runs in a device callback or the DSP loop never allocates,
@@ -43,6 +44,7 @@ pub mod resample;
 pub mod streams;
 pub mod switch;
 pub mod test_signals;
+pub mod time_scale;
 pub mod units;
 pub mod volume_indication;
 

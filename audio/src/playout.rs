@@ -1,20 +1,49 @@
-//! The playout path: each remote seat's Opus packets go through a jitter buffer and a decoder
-//! (with loss concealment and FEC) into 10 ms blocks, which are mixed with per-remote volume
-//! (0 = hear nothing — the level still feeds the speaking ripple), an all-remotes mute, and the
-//! local music, into what the output device plays. That mix is also the AEC's far-end reference.
+//! The playout path: each remote seat's Opus packets go through an adaptive jitter buffer and a
+//! decoder (with loss concealment and FEC) into 10 ms blocks, which are mixed with per-remote
+//! volume (0 = hear nothing — the level still feeds the speaking ripple), an all-remotes mute, and
+//! the local music, into what the output device plays. That mix is also the AEC's far-end
+//! reference.
+//!
+//! Delay control (per remote, every block): the *slack* is the audio still held after this block
+//! is played (decoded FIFO + buffered packets). Its lowest value over the last
+//! [`SLACK_WINDOW`] blocks is compared with the jitter buffer's target
+//! ([`JitterBuffer::target_slack`], the 95th percentile of the recent arrival delays, or the
+//! last second's largest if higher):
+//! - too little: nothing is done ahead of time; when a packet is not there in time the jitter
+//!   buffer asks for concealment and keeps waiting for it, so the delay grows by a frame at once;
+//! - surplus of at least 2.5 ms: the decoded audio is shortened by one pitch period
+//!   ([`crate::time_scale::accelerate`], ≤ 10 ms per block) where it is periodic (correlation
+//!   ≥ 0.9) or quiet; if the surplus persists 0.5 s (noise-like music) the threshold drops to
+//!   0.7, after 1 s the best period is cross-faded out anyway, so delay is always given back.
+//!
+//! Time-scaling was chosen over dropping whole frames: a dropped 20 ms frame clicks unless it is
+//! silent, and continuous music has no silent frames; one cross-faded pitch period is inaudible
+//! on voice and held notes.
 //!
 //! Drive contract: the network side pushes packets into each remote's [`RemoteInput`] (an SPSC
-//! ring, never blocks); the DSP thread calls [`Playout::mix`] once per block. Allocation happens
-//! only in [`RemoteStream::new`], off the DSP thread.
+//! ring, never blocks); the DSP thread calls [`Playout::mix`] once per block, which stamps the
+//! packets that came in with the playout clock. Allocation happens only in
+//! [`RemoteStream::new`], off the DSP thread.
 
 use crate::block::Block;
 use crate::jitter::{JitterBuffer, Pop};
 use crate::opus::{MAX_DECODE_FRAMES, OpusDecoder, OpusError, OpusPacket};
+use crate::time_scale;
 use crate::units::{BLOCK_FRAMES, Dbfs};
 use crate::volume_indication::{SourceId, VolumeIndicator};
 
 /// Packets a remote's input ring holds (2.5 s at 20 ms).
 pub const REMOTE_RING_PACKETS: usize = 128;
+
+/// Blocks over which the lowest slack is taken before giving back delay (200 ms).
+pub const SLACK_WINDOW: usize = 20;
+
+/// Shortest and longest period removed in one block (2.5 ms, 10 ms).
+const MIN_LAG: usize = BLOCK_FRAMES / 4;
+const MAX_LAG: usize = BLOCK_FRAMES;
+
+/// Decoded-audio FIFO capacity in frames: one largest decode on top of what accelerate needs.
+const FIFO_FRAMES: usize = MAX_DECODE_FRAMES + 4 * BLOCK_FRAMES;
 
 /// The network side of one remote: push received packets here.
 #[derive(Debug)]
@@ -48,10 +77,20 @@ pub struct RemoteStream {
     volume: f32,
     applied_volume: f32,
     muted: bool,
+    clock: u64,
+    slack: [i64; SLACK_WINDOW],
+    slack_pos: usize,
+    slack_fill: usize,
+    surplus_blocks: usize,
+    accelerated: u64,
+    corrupt: u64,
 }
 
 impl RemoteStream {
     /// Creates a remote's stream and its network-side input (allocates; call off the DSP thread).
+    /// `jitter_depth` is the minimum buffering in packets: playout starts once that many are in,
+    /// and the adaptive target never goes below `jitter_depth − 1` packets of slack (1 = follow
+    /// the measured jitter down to the latency floor).
     pub fn new(uid: u64, jitter_depth: usize) -> Result<(RemoteStream, RemoteInput), OpusError> {
         let (producer, packets) = rtrb::RingBuffer::new(REMOTE_RING_PACKETS);
         Ok((
@@ -61,11 +100,18 @@ impl RemoteStream {
                 jitter: JitterBuffer::new(jitter_depth),
                 decoder: OpusDecoder::new()?,
                 pcm: vec![0.0; MAX_DECODE_FRAMES * 2],
-                fifo: vec![0.0; (MAX_DECODE_FRAMES + BLOCK_FRAMES) * 2],
+                fifo: vec![0.0; FIFO_FRAMES * 2],
                 fifo_len: 0,
                 volume: 1.0,
                 applied_volume: 1.0,
                 muted: false,
+                clock: 0,
+                slack: [0; SLACK_WINDOW],
+                slack_pos: 0,
+                slack_fill: 0,
+                surplus_blocks: 0,
+                accelerated: 0,
+                corrupt: 0,
             },
             RemoteInput { producer },
         ))
@@ -81,7 +127,31 @@ impl RemoteStream {
         self.jitter.stats()
     }
 
+    /// Audio held for this remote right now, in frames (decoded FIFO + buffered packets): the
+    /// delay the playout adds on top of the block being played.
+    pub fn buffered_frames(&self) -> usize {
+        self.fifo_len / 2 + self.jitter.buffered_frames()
+    }
+
+    /// The jitter buffer's current target slack in frames (see [`JitterBuffer::target_slack`]).
+    pub fn target_slack(&self) -> usize {
+        self.jitter.target_slack()
+    }
+
+    /// Packets the decoder refused (not Opus); each was concealed like a lost one.
+    pub fn corrupt_packets(&self) -> u64 {
+        self.corrupt
+    }
+
+    /// Frames removed by time-scaling so far (delay given back).
+    pub fn accelerated_frames(&self) -> u64 {
+        self.accelerated
+    }
+
     fn decode_next(&mut self) -> bool {
+        if self.fifo.len() - self.fifo_len < MAX_DECODE_FRAMES * 2 {
+            return false;
+        }
         let frames = match self.jitter.pop() {
             Pop::Buffering => return false,
             Pop::Packet(p) => self.decoder.decode(p.payload(), &mut self.pcm),
@@ -89,11 +159,15 @@ impl RemoteStream {
                 let next = next.map(|p| p.payload());
                 self.decoder.conceal(next, &mut self.pcm)
             }
+            Pop::Expand => self.decoder.conceal(None, &mut self.pcm),
         };
         // A corrupt packet is concealed like a lost one.
         let frames = match frames {
             Ok(f) => f,
-            Err(_) => self.decoder.conceal(None, &mut self.pcm).unwrap_or(0),
+            Err(_) => {
+                self.corrupt += 1;
+                self.decoder.conceal(None, &mut self.pcm).unwrap_or(0)
+            }
         };
         let n = (frames * 2).min(self.fifo.len() - self.fifo_len);
         self.fifo[self.fifo_len..self.fifo_len + n].copy_from_slice(&self.pcm[..n]);
@@ -101,10 +175,62 @@ impl RemoteStream {
         n > 0
     }
 
+    /// Gives back delay when the slack has stayed above the target for a whole window.
+    fn adapt(&mut self) {
+        let frames = self.fifo_len / 2;
+        let slack = (frames - BLOCK_FRAMES + self.jitter.buffered_frames()) as i64;
+        self.slack[self.slack_pos] = slack;
+        self.slack_pos = (self.slack_pos + 1) % SLACK_WINDOW;
+        if self.slack_fill < SLACK_WINDOW {
+            self.slack_fill += 1;
+            return;
+        }
+        let low = self.slack.iter().copied().min().unwrap_or(0);
+        let surplus = low - self.jitter.target_slack() as i64;
+        if surplus < MIN_LAG as i64 {
+            self.surplus_blocks = 0;
+            return;
+        }
+        self.surplus_blocks += 1;
+        let max_lag = (surplus as usize).min(MAX_LAG);
+        // The audio to shorten must be decoded: take it from the packets already here.
+        while self.fifo_len / 2 < BLOCK_FRAMES + 2 * max_lag && !self.jitter.is_empty() {
+            if !self.decode_next() {
+                break;
+            }
+        }
+        // What is left after the splice must still fill this block.
+        let max_lag = max_lag.min((self.fifo_len / 2).saturating_sub(BLOCK_FRAMES));
+        let threshold = match self.surplus_blocks {
+            0..50 => 0.9,
+            50..100 => 0.7,
+            _ => -1.0,
+        };
+        let removed = time_scale::accelerate(
+            &mut self.fifo,
+            self.fifo_len / 2,
+            MIN_LAG,
+            max_lag,
+            threshold,
+        );
+        if removed > 0 {
+            self.fifo_len -= 2 * removed;
+            for s in self.slack.iter_mut() {
+                *s -= removed as i64;
+            }
+            self.accelerated += removed as u64;
+            self.surplus_blocks = 0;
+        }
+    }
+
     /// Produces the next 10 ms of this remote (stereo), before volume. Silence while buffering.
     pub fn pull(&mut self, out: &mut Block) {
+        let now = self.clock;
+        self.clock += BLOCK_FRAMES as u64;
         while let Ok(p) = self.packets.pop() {
-            let _ = self.jitter.push(p.sequence, p.rtp_timestamp, p.payload());
+            let _ = self
+                .jitter
+                .push(p.sequence, p.rtp_timestamp, p.payload(), now);
         }
         while self.fifo_len < BLOCK_FRAMES * 2 {
             if !self.decode_next() {
@@ -114,8 +240,11 @@ impl RemoteStream {
         out.set_channels(2);
         if self.fifo_len < BLOCK_FRAMES * 2 {
             out.clear();
+            self.slack_fill = 0;
+            self.surplus_blocks = 0;
             return;
         }
+        self.adapt();
         let (l, r) = out.pair_mut();
         for i in 0..BLOCK_FRAMES {
             l[i] = self.fifo[2 * i];

@@ -51,7 +51,7 @@ fn run_engine() -> u64 {
     };
     let (mut handle, mut io) = start(config).expect("engine");
     // A remote whose packets come from an encoder on this thread.
-    let (remote, mut input) = RemoteStream::new(7, 3).expect("remote");
+    let (remote, mut input) = RemoteStream::new(7, 1).expect("remote");
     handle
         .send(Control::AddRemote(Box::new(remote)))
         .expect("control");
@@ -66,6 +66,7 @@ fn run_engine() -> u64 {
     let blocks = 1000u64; // 10 s
     let mut fed = 0u64;
     let mut drained = 0usize;
+    let mut held: Vec<(u16, u32, Vec<u8>)> = Vec::new();
     while fed < blocks {
         // Keep the engine at most 20 blocks behind so the rings never overflow.
         let done = handle.stats().blocks.load(Ordering::Relaxed);
@@ -89,11 +90,16 @@ fn run_engine() -> u64 {
             }
             let remote_voice = sine_block(500.0, 0.2, fed, 2);
             if let Some(p) = remote_enc.push_block(&remote_voice).expect("encode") {
-                // Lose every 17th packet to exercise concealment.
+                // Lose every 17th packet to exercise concealment; every 100 packets hold 4 back
+                // and deliver them at once (a network stall) so the jitter buffer expands, raises
+                // its target and later gives the delay back by time-scaling.
                 if p.sequence % 17 != 0 {
-                    input
-                        .push(p.sequence, p.rtp_timestamp, p.payload())
-                        .expect("push");
+                    held.push((p.sequence, p.rtp_timestamp, p.payload().to_vec()));
+                }
+                if !(10..14).contains(&(p.sequence % 100)) {
+                    for (s, ts, payload) in held.drain(..) {
+                        input.push(s, ts, &payload).expect("push");
+                    }
                 }
             }
             fed += 1;

@@ -10,8 +10,9 @@
 //! latency of a burst is (time its onset leaves the output ring, counting its sample offset in the
 //! block) − (time its block entered the capture ring).
 //!
-//! `ONMIC_BENCH_SECONDS` (default 32, the first 2 s are warm-up), `ONMIC_BENCH_JITTER` (jitter
-//! buffer target in 20 ms packets, default the client's).
+//! `ONMIC_BENCH_SECONDS` (default 32, the first 2 s are warm-up), `ONMIC_BENCH_JITTER` (the
+//! minimum jitter depth in 20 ms packets, `ClientConfig::jitter_depth`, default the client's; the
+//! engine's adaptive target follows the measured jitter above it).
 #![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
@@ -273,7 +274,7 @@ async fn run(seconds: u64, jitter: Option<usize>) {
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     println!(
-        "mouth_to_ear: {} bursts over {} s (after 2 s warm-up), {} found, {unmatched} unmatched; jitter target {depth} x 20 ms",
+        "mouth_to_ear: {} bursts over {} s (after 2 s warm-up), {} found, {unmatched} unmatched; minimum jitter depth {depth} x 20 ms (adaptive above)",
         bursts,
         seconds - 2,
         latencies.len()

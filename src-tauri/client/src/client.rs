@@ -38,7 +38,10 @@ pub struct ClientConfig {
     pub room: String,
     /// A room token for this member (`docs/protocol.md`, Tokens).
     pub token: String,
-    /// Packets (20 ms each) each remote's jitter buffer holds before playing.
+    /// The minimum jitter buffering per remote, in packets (20 ms each): playout starts once this
+    /// many are in, and the engine's adaptive target (which follows the measured arrival jitter)
+    /// never goes below `jitter_depth − 1` packets of slack. Default 1: the target follows the
+    /// network down to the latency floor (see `docs/client.md`, Mouth-to-ear latency).
     pub jitter_depth: usize,
     /// The local address for media; `None` picks the address that routes to the server.
     pub local_ip: Option<IpAddr>,
@@ -60,7 +63,7 @@ impl ClientConfig {
             server_url: server_url.into(),
             room: room.into(),
             token: token.into(),
-            jitter_depth: 2,
+            jitter_depth: 1,
             local_ip: None,
             publish_gate: true,
             reconnect: ReconnectPolicy::default(),
