@@ -36,33 +36,8 @@ fn burst_freq(k: u64) -> f32 {
 }
 
 fn main() {
-    if std::env::var_os(INNER).is_none() {
-        let name = format!("onmic-m2e-{}", std::process::id());
-        let ok = |out: std::process::Output| {
-            assert!(
-                out.status.success(),
-                "this bench needs root for a network namespace: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        };
-        let ip = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .output()
-                .expect("iproute2")
-        };
-        ok(ip(&["netns", "add", &name]));
-        ok(ip(&[
-            "netns", "exec", &name, "ip", "link", "set", "lo", "up",
-        ]));
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", &name])
-            .arg(std::env::current_exe().expect("bench path"))
-            .env(INNER, "1")
-            .env("ONMIC_SERVER_BIN", server_bin())
-            .status();
-        let _ = ip(&["netns", "del", &name]);
-        assert!(status.expect("bench runs").success(), "the bench failed");
+    // In a namespace of its own, with the server binary found (or built) out here.
+    if !onmic_netns::bench_inside_netns(&[("ONMIC_SERVER_BIN", server_bin())]) {
         return;
     }
     let seconds: u64 = std::env::var("ONMIC_BENCH_SECONDS")

@@ -2,14 +2,15 @@
 //! network namespaces they create. These helpers re-run the calling test, by name, inside fresh
 //! namespaces and report its output; the inner run sees [`INNER`] set and does the work.
 //!
-//! ```ignore
-//! #[test]
+//! ```no_run
+//! // In a test: `#[test] fn my_test() { ... }`
 //! fn my_test() {
 //!     if !onmic_netns::inside_netns("my_test") {
 //!         return; // the outer run: the inner one passed
 //!     }
 //!     // ... runs inside a namespace with only `lo` up
 //! }
+//! # my_test();
 //! ```
 //!
 //! Root (or `CAP_SYS_ADMIN`) and `ip` from iproute2 are needed; without them the test fails and
