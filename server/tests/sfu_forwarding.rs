@@ -26,14 +26,11 @@ fn only_unmuted_seats_are_forwarded_and_kick_or_mute_stops_it() {
 async fn scenario() {
     let server = server(config()).await;
     let base = server.url();
-    let (status, body) = rest(
+    create_room_from(
         &base,
-        "post",
-        "/v1/rooms",
-        Some(json!({ "id": "sfu", "owner": "owner", "title": "t", "seat_count": 2 })),
+        json!({ "id": "sfu", "owner": "owner", "title": "t", "seat_count": 2 }),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
     let hub = server.hub().clone();
     let mut room_events = hub.subscribe(&RoomId::from("sfu")).expect("subscribe");
 

@@ -45,14 +45,11 @@ fn speaker<'a>(m: &'a Value, uid: &str) -> Option<&'a Value> {
 async fn scenario() {
     let server = server(config()).await;
     let base = server.url();
-    let (status, body) = rest(
+    create_room_from(
         &base,
-        "post",
-        "/v1/rooms",
-        Some(json!({ "id": "vol", "owner": "owner", "title": "t", "seat_count": 2 })),
+        json!({ "id": "vol", "owner": "owner", "title": "t", "seat_count": 2 }),
     )
     .await;
-    assert_eq!(status, 201, "{body}");
     let (mut owner, _) = Client::join(&base, "vol", "owner").await;
     owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
     let (mut guest, _) = Client::join(&base, "vol", "guest").await;

@@ -72,13 +72,12 @@ pub async fn rest_with(
 }
 
 pub async fn create_room(base: &str, id: &str, owner: &str) -> Value {
-    let (status, body) = rest(
-        base,
-        "post",
-        "/v1/rooms",
-        Some(json!({ "id": id, "owner": owner, "title": "test" })),
-    )
-    .await;
+    create_room_from(base, json!({ "id": id, "owner": owner, "title": "test" })).await
+}
+
+/// Creates a room from a full `POST /v1/rooms` body; fails the test unless it is created.
+pub async fn create_room_from(base: &str, body: Value) -> Value {
+    let (status, body) = rest(base, "post", "/v1/rooms", Some(body)).await;
     assert_eq!(status, 201, "{body}");
     body
 }
