@@ -412,21 +412,8 @@ fn speak(socket: UdpSocket, mut rtc: Rtc, send_mid: str0m::media::Mid) {
             .min(next_send)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
-        let _ = socket.set_read_timeout(Some(wait));
-        let input = match socket.recv_from(&mut buf) {
-            Ok((n, source)) => match buf[..n].try_into() {
-                Ok(contents) => Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: addr,
-                        contents,
-                    },
-                ),
-                Err(_) => continue,
-            },
-            Err(_) => Input::Timeout(Instant::now()),
+        let Some(input) = next_input(&socket, &mut buf, addr, wait) else {
+            continue;
         };
         if rtc.handle_input(input).is_err() {
             return;

@@ -109,6 +109,24 @@ pub struct RecordingRecord {
     pub dropped_packets: u64,
 }
 
+impl RecordingRecord {
+    /// The listing of a recording that has just started.
+    pub fn started(id: String, room: String, file: String, started_at: Timestamp) -> Self {
+        Self {
+            id,
+            room,
+            file,
+            started_at,
+            stopped_at: None,
+            duration_ms: None,
+            bytes: None,
+            status: "recording".into(),
+            reason: None,
+            dropped_packets: 0,
+        }
+    }
+}
+
 /// Everything the server persists.
 pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a room's state.
@@ -554,18 +572,12 @@ mod tests {
     fn recordings_survive_reopening_and_unfinished_ones_are_marked_interrupted() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("onmic.sqlite3");
-        let mut rec = RecordingRecord {
-            id: "rec-1".into(),
-            room: "r".into(),
-            file: "/data/rec-1.opus".into(),
-            started_at: Timestamp(10),
-            stopped_at: None,
-            duration_ms: None,
-            bytes: None,
-            status: "recording".into(),
-            reason: None,
-            dropped_packets: 0,
-        };
+        let mut rec = RecordingRecord::started(
+            "rec-1".into(),
+            "r".into(),
+            "/data/rec-1.opus".into(),
+            Timestamp(10),
+        );
         {
             let s = SqliteStore::open(&path).expect("open");
             s.save_recording(&rec).expect("insert");

@@ -14,7 +14,7 @@ use onmic_client::ClientEvent;
 use onmic_e2e::audio::write_tone;
 use onmic_e2e::browser::{Browser, BrowserOptions};
 use onmic_e2e::client_host::ClientHost;
-use onmic_e2e::netns::inside_netns;
+use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::rtc_peer::{RtcPeer, goertzel_amplitude, rms};
 use onmic_e2e::server::{ServerProcess, WsMember};
 use onmic_e2e::wait_for;
@@ -29,16 +29,7 @@ fn in_netns<F: std::future::Future<Output = anyhow::Result<()>>>(
     scenario: impl FnOnce() -> F,
 ) {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
-    if !inside_netns(test) {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(scenario())
-        .expect("scenario");
+    run_in_netns(test, scenario);
 }
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -13,22 +13,17 @@ use fantoccini::Locator;
 use onmic_audio::Block;
 use onmic_client::{ClientConfig, RemoteChange, RoomClient};
 use onmic_e2e::audio::{NullSink, Playback, write_stereo_tone};
-use onmic_e2e::netns::inside_netns;
+use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::rtc_peer::{goertzel_amplitude, rms};
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
 
 #[test]
 fn the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels() {
-    if !inside_netns("the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels") {
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(scenario())
-        .expect("scenario");
+    run_in_netns(
+        "the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels",
+        scenario,
+    );
 }
 
 async fn scenario() -> anyhow::Result<()> {

@@ -137,21 +137,14 @@ impl Recording {
         let (tx, rx) = std::sync::mpsc::sync_channel(TAP_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let stop: StopSignal = Arc::new(Mutex::new(None));
-        let record = RecordingRecord {
-            id: id.clone(),
-            room: room.as_str().to_owned(),
-            file: dir
-                .join(format!("{id}.opus"))
+        let record = RecordingRecord::started(
+            id.clone(),
+            room.as_str().to_owned(),
+            dir.join(format!("{id}.opus"))
                 .to_string_lossy()
                 .into_owned(),
             started_at,
-            stopped_at: None,
-            duration_ms: None,
-            bytes: None,
-            status: "recording".into(),
-            reason: None,
-            dropped_packets: 0,
-        };
+        );
         let thread = {
             let (dropped, stop) = (dropped.clone(), stop.clone());
             std::thread::Builder::new()

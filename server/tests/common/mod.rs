@@ -254,3 +254,29 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// Waits at most `wait` for one datagram on `socket` and turns it into str0m input for a peer
+/// bound at `local`: a `Receive`, a `Timeout` when nothing came, `None` for a datagram str0m
+/// cannot take (skip it).
+pub fn next_input<'a>(
+    socket: &std::net::UdpSocket,
+    buf: &'a mut [u8],
+    local: std::net::SocketAddr,
+    wait: std::time::Duration,
+) -> Option<str0m::Input<'a>> {
+    let _ = socket.set_read_timeout(Some(wait));
+    match socket.recv_from(buf) {
+        Ok((n, source)) => buf[..n].try_into().ok().map(|contents| {
+            str0m::Input::Receive(
+                std::time::Instant::now(),
+                str0m::net::Receive {
+                    proto: str0m::net::Protocol::Udp,
+                    source,
+                    destination: local,
+                    contents,
+                },
+            )
+        }),
+        Err(_) => Some(str0m::Input::Timeout(std::time::Instant::now())),
+    }
+}

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, Output, Rtc};
 
 use crate::common::*;
 
@@ -205,21 +204,8 @@ fn run(
             .min(next_send)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
-        let _ = socket.set_read_timeout(Some(wait));
-        let input = match socket.recv_from(&mut buf) {
-            Ok((n, source)) => match buf[..n].try_into() {
-                Ok(contents) => Input::Receive(
-                    Instant::now(),
-                    Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: local,
-                        contents,
-                    },
-                ),
-                Err(_) => continue,
-            },
-            Err(_) => Input::Timeout(Instant::now()),
+        let Some(input) = next_input(&socket, &mut buf, local, wait) else {
+            continue;
         };
         if rtc.handle_input(input).is_err() {
             return;
