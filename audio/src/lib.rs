@@ -38,6 +38,7 @@ pub mod ns_webrtc;
 pub mod offline;
 pub mod ogg_opus;
 pub mod opus;
+pub mod output_reader;
 pub mod playout;
 pub mod processor;
 pub mod resample;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use cpal::traits::{DeviceTrait, StreamTrait};
 
 use crate::devices::{DeviceError, find_input, find_output};
+use crate::output_reader::OutputReader;
 use crate::resample::EdgeResampler;
 
 /// What to open.
@@ -46,6 +47,7 @@ pub struct StreamStatus {
     state: AtomicU8,
     latency_us: AtomicU64,
     xruns: AtomicU64,
+    trimmed: AtomicU64,
 }
 
 const OK: u8 = 0;
@@ -72,6 +74,12 @@ impl StreamStatus {
     /// Samples dropped because the ring was full (input) or empty (output).
     pub fn xruns(&self) -> u64 {
         self.xruns.load(Ordering::Relaxed)
+    }
+
+    /// Output frames skipped to give back latency that an earlier underrun or a slower output
+    /// clock had added ([`OutputReader`]).
+    pub fn trimmed_frames(&self) -> u64 {
+        self.trimmed.load(Ordering::Relaxed)
     }
 }
 
@@ -230,8 +238,8 @@ pub fn open_input(
     })
 }
 
-/// Opens an output; the callback pulls interleaved `f32` frames from `ring` and plays silence
-/// when it runs dry. `probe` as for [`open_input`].
+/// Opens an output; the callback pulls interleaved `f32` frames from `ring` through an
+/// [`OutputReader`] (silence when it runs dry, a surplus that was never needed skipped). `probe` as for [`open_input`].
 pub fn open_output(
     req: &StreamRequest,
     ring: rtrb::Consumer<f32>,
@@ -255,6 +263,15 @@ pub fn open_output(
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Consumer<f32>| {
         let st = status.clone();
         let mut edge = edge_resampler(&id, 48_000, config.sample_rate, config.channels)?;
+        let mut reader = OutputReader::new(usize::from(config.channels));
+        let count = |st: &StreamStatus, missing: usize, trimmed: usize| {
+            if missing > 0 {
+                st.xruns.fetch_add(missing as u64, Ordering::Relaxed);
+            }
+            if trimmed > 0 {
+                st.trimmed.fetch_add(trimmed as u64, Ordering::Relaxed);
+            }
+        };
         device.build_output_stream::<f32, _, _>(
             *config,
             move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
@@ -266,33 +283,25 @@ pub fn open_output(
                 st.latency_us
                     .store(lat.as_micros() as u64, Ordering::Relaxed);
                 if let Some(edge) = edge.as_mut() {
+                    let (mut missing, mut trimmed) = (0, 0);
                     edge.pull(data, |buf| {
-                        let n = buf.len().min(ring.slots());
-                        if let Ok(chunk) = ring.read_chunk(n) {
-                            let (a, b) = chunk.as_slices();
-                            buf[..a.len()].copy_from_slice(a);
-                            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
-                            chunk.commit_all();
-                        }
-                        n
+                        let r = reader.read(&mut ring, buf);
+                        missing += buf.len().saturating_sub(r.from_ring);
+                        trimmed += r.trimmed_frames;
+                        buf.len()
                     });
+                    count(&st, missing, trimmed);
                     if let Some(p) = probe {
                         p(false);
                     }
                     return;
                 }
-                let n = data.len().min(ring.slots());
-                if let Ok(chunk) = ring.read_chunk(n) {
-                    let (a, b) = chunk.as_slices();
-                    data[..a.len()].copy_from_slice(a);
-                    data[a.len()..a.len() + b.len()].copy_from_slice(b);
-                    chunk.commit_all();
-                }
-                if n < data.len() {
-                    data[n..].fill(0.0);
-                    st.xruns
-                        .fetch_add((data.len() - n) as u64, Ordering::Relaxed);
-                }
+                let r = reader.read(&mut ring, data);
+                count(
+                    &st,
+                    data.len().saturating_sub(r.from_ring),
+                    r.trimmed_frames,
+                );
                 if let Some(p) = probe {
                     p(false);
                 }

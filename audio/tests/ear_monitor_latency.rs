@@ -1,16 +1,27 @@
 //! Acceptance item 7: the ear monitor's added latency inside the engine (the devices' own buffers
 //! excluded) is at most one device period. A thread plays the part of a duplex device with a
 //! 10 ms period in real time: each period it hands the engine one period of capture (with a click
-//! now and then) and, half a period later, takes one period of output. The click's delay from
-//! capture to the output callback that plays it is measured in frames.
+//! now and then) and, half a period later, takes one period of output through the same
+//! [`OutputReader`] the real output callback uses. The click's delay from capture to the output
+//! callback that plays it is measured in frames.
+//!
+//! Once, 1.5 s in, the capture of a period arrives a period late (as when the OS delays a capture
+//! callback): the output plays silence for it and the late audio would stay a period behind for
+//! good; the reader must give that period back within two of its windows. An underrun the
+//! machine causes by itself (the engine thread descheduled on a loaded machine) is the same
+//! event, so clicks within the recovery time after any underrun are reported, not held to the
+//! one-period bound; every other click is.
 
 use std::time::{Duration, Instant};
 
 use onmic_audio::chain::{ChainConfig, Mode};
 use onmic_audio::ear_monitor::{EarMonitorConfig, EarSource};
 use onmic_audio::engine::{EngineConfig, start};
+use onmic_audio::output_reader::OutputReader;
 
 const PERIOD: usize = 480;
+/// The reader decides every 0.5 s; a backlog is gone by the end of the second clean window.
+const RECOVERY_FRAMES: usize = 48_000 * 5 / 2;
 
 #[test]
 fn raw_ear_monitor_adds_at_most_one_period() {
@@ -26,11 +37,16 @@ fn raw_ear_monitor_adds_at_most_one_period() {
     };
     let (mut handle, mut io) = start(config).expect("engine");
     let phase = Duration::from_millis(5); // the output callback runs half a period after capture
-    let periods = 300;
-    let click_every = 37; // periods; not a multiple of anything in the engine
+    let periods = 600;
+    let click_every = 23; // periods; not a multiple of anything in the engine
+    let late_capture = 150; // this period's capture arrives with the next one
     let mut clicks_in = Vec::new();
     let mut out: Vec<f32> = Vec::with_capacity(periods * PERIOD);
     let mut capture = vec![0.0f32; PERIOD * 2];
+    let mut held = Vec::new();
+    let mut reader = OutputReader::new(2);
+    let mut underruns_at = Vec::new(); // output frame index of each underrun
+    let mut trimmed = 0;
     let t0 = Instant::now();
     for k in 0..periods {
         let due = t0 + Duration::from_millis(10 * k as u64);
@@ -44,26 +60,38 @@ fn raw_ear_monitor_adds_at_most_one_period() {
             capture[at * 2 + 1] = 0.8;
             clicks_in.push(k * PERIOD + at);
         }
-        let chunk = io
-            .capture
-            .write_chunk_uninit(PERIOD * 2)
-            .expect("capture ring");
-        chunk.fill_from_iter(capture.iter().copied());
+        held.extend_from_slice(&capture);
+        if k != late_capture {
+            let chunk = io
+                .capture
+                .write_chunk_uninit(held.len())
+                .expect("capture ring");
+            chunk.fill_from_iter(held.drain(..));
+        }
         std::thread::sleep(phase);
         // The output callback: one period, silence for whatever is not there yet.
-        let avail = io.output.slots().min(PERIOD * 2);
         let mut got = vec![0.0f32; PERIOD * 2];
-        if let Ok(chunk) = io.output.read_chunk(avail) {
-            let (a, b) = chunk.as_slices();
-            got[..a.len()].copy_from_slice(a);
-            got[a.len()..a.len() + b.len()].copy_from_slice(b);
-            chunk.commit_all();
+        let r = reader.read(&mut io.output, &mut got);
+        if r.from_ring < got.len() {
+            underruns_at.push(out.len());
         }
+        trimmed += r.trimmed_frames;
         out.extend(got.iter().step_by(2));
     }
+    let after_hiccup = late_capture * PERIOD;
+    // The late capture underruns the output at its period (or, if the engine was already late
+    // the period before on a loaded machine, that underrun absorbed it).
+    assert!(
+        underruns_at
+            .iter()
+            .any(|u| (after_hiccup.saturating_sub(2 * PERIOD)..=after_hiccup).contains(u)),
+        "the late capture must cause an underrun at frame {after_hiccup}: {underruns_at:?}"
+    );
     handle.stop();
     let phase_frames = phase.as_secs_f64() * 48_000.0;
-    let mut worst = 0.0f64;
+    let mut worst_steady = 0.0f64;
+    let mut held_to_bound = 0;
+    let mut recovered_after = None;
     for &c in &clicks_in {
         let found = out[c..]
             .iter()
@@ -73,16 +101,46 @@ fn raw_ear_monitor_adds_at_most_one_period() {
         // Frames between capture and the output callback that played it: the position shift in
         // the output stream plus the callback's phase after capture.
         let added = (found - c) as f64 + phase_frames;
-        worst = worst.max(added);
+        let recovering = underruns_at
+            .iter()
+            .any(|u| *u <= found && found < u + RECOVERY_FRAMES);
+        if !recovering {
+            worst_steady = worst_steady.max(added);
+            held_to_bound += 1;
+        }
+        if found > after_hiccup && added <= PERIOD as f64 && recovered_after.is_none() {
+            recovered_after = Some(found - after_hiccup);
+        }
         println!(
-            "click at {c}: out at {found}, engine-added {added:.0} frames ({:.2} ms)",
-            added / 48.0
+            "click at {c}: out at {found}, engine-added {added:.0} frames ({:.2} ms){}",
+            added / 48.0,
+            if recovering {
+                " (recovering from an underrun)"
+            } else {
+                ""
+            }
         );
     }
-    assert!(clicks_in.len() >= 8);
-    println!("worst engine-added ear-monitor latency {worst:.0} frames, device period {PERIOD}");
+    println!(
+        "underruns at output frames {underruns_at:?}; trimmed {trimmed} frames; \
+         back within one period {} after the late capture",
+        recovered_after.map_or("never".into(), |f| format!("{:.2} s", f as f64 / 48_000.0))
+    );
+    println!(
+        "worst engine-added ear-monitor latency outside recovery {worst_steady:.0} frames \
+         over {held_to_bound} clicks, device period {PERIOD}"
+    );
+    assert!(trimmed > 0, "the late period was never given back");
     assert!(
-        worst <= PERIOD as f64,
-        "ear monitor added {worst:.0} frames > one period ({PERIOD})"
+        recovered_after.is_some_and(|f| f <= RECOVERY_FRAMES),
+        "latency not back within one period {RECOVERY_FRAMES} frames after the late capture"
+    );
+    assert!(
+        held_to_bound >= 6,
+        "too few clicks outside recovery: {held_to_bound}"
+    );
+    assert!(
+        worst_steady <= PERIOD as f64,
+        "ear monitor added {worst_steady:.0} frames > one period ({PERIOD})"
     );
 }

@@ -192,3 +192,50 @@ fn run_engine() -> u64 {
     assert_eq!(handle.stats().garbage_leaked.load(Ordering::Relaxed), 0);
     allocs
 }
+
+/// The output callback's reader, through steady reads, an underrun, the trim of the backlog it
+/// leaves (a crossfaded splice) and a raised margin, allocates nothing.
+#[test]
+fn output_reader_never_allocates() {
+    use onmic_audio::output_reader::OutputReader;
+    let (mut producer, mut consumer) = rtrb::RingBuffer::<f32>::new(48_000 * 2);
+    let mut reader = OutputReader::new(2);
+    let mut out = vec![0.0f32; 480 * 2];
+    let block: Vec<f32> = (0..480 * 2).map(|i| (i as f32 * 0.01).sin()).collect();
+    let mut trimmed = 0;
+    let mut short = 0;
+    let before = allocations();
+    count_here(true);
+    for k in 0..400 {
+        // A late block at 100 (the device underruns, the block arrives with the next one), and
+        // another underrun right after the trim.
+        let writes = match k {
+            100 => 0,
+            101 => 2,
+            _ => 1,
+        };
+        for _ in 0..writes {
+            if let Ok(chunk) = producer.write_chunk_uninit(block.len()) {
+                chunk.fill_from_iter(block.iter().copied());
+            }
+        }
+        let r = reader.read(&mut consumer, &mut out);
+        short += usize::from(r.from_ring < out.len());
+        trimmed += r.trimmed_frames;
+        if r.trimmed_frames > 0 {
+            let again = reader.read(&mut consumer, &mut out);
+            short += usize::from(again.from_ring < out.len());
+        }
+    }
+    count_here(false);
+    let allocs = allocations() - before;
+    assert!(
+        trimmed > 0 && short >= 2,
+        "trimmed {trimmed}, underruns {short}"
+    );
+    assert!(
+        reader.margin_frames() > 96,
+        "the underrun after the trim raised the margin"
+    );
+    assert_eq!(allocs, 0, "the output reader allocated {allocs} times");
+}
