@@ -490,8 +490,11 @@ async function doStartMedia() {
 
 async function play() {
   try {
-    if (audioCtx && audioCtx.state === "suspended") await audioCtx.resume();
-    await Promise.all(slots.map((s) => s.audio.play()));
+    // Everything starts inside the caller's turn (a tap's handler): nothing awaited first, so
+    // the gesture counts for the context and for every element alike.
+    const starts = slots.map((s) => s.audio.play());
+    if (audioCtx && audioCtx.state === "suspended") starts.push(audioCtx.resume());
+    await Promise.all(starts);
     $("tap").hidden = true;
   } catch {
     // Autoplay refused until the user interacts with the page.

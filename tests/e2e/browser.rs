@@ -50,6 +50,22 @@ fn channel(p: &Value, seat: usize, ch: usize) -> (f64, f64) {
     )
 }
 
+/// A wait that timed out, with what the page showed then (its status line, any error, whether
+/// the tap button is up) and a screenshot `listener-failure.png`, so a failure in CI says why.
+async fn page_state_error(e: anyhow::Error, b: &Browser) -> anyhow::Error {
+    let _ = b.screenshot("listener-failure").await;
+    let shown = b
+        .eval(
+            "const t = (id) => { const e = document.getElementById(id); \
+             return e ? { text: e.textContent, hidden: e.hidden } : null; }; \
+             return { status: t('status'), error: t('error'), tap: t('tap'), \
+             probe: window.onmicProbe ? window.onmicProbe() : null };",
+        )
+        .await
+        .unwrap_or(Value::Null);
+    e.context(format!("the page showed {shown}"))
+}
+
 async fn error_text(b: &Browser) -> Option<String> {
     let shown = b
         .eval("const e = document.getElementById('error'); return e && !e.hidden ? e.textContent : null;")
@@ -632,14 +648,17 @@ async fn autoplay_scenario() -> anyhow::Result<()> {
         .goto(&format!("{base}/listen/late?token={fan}"))
         .await?;
     // No gesture yet: the page cannot start its audio and says so with a button.
-    wait_for(WAIT, "the tap-to-listen button", || async {
+    let tap = wait_for(WAIT, "the tap-to-listen button", || async {
         let hidden = browser
             .eval("return document.getElementById('tap').hidden;")
             .await
             .ok()?;
         (hidden == json!(false)).then_some(())
     })
-    .await?;
+    .await;
+    if let Err(e) = tap {
+        return Err(page_state_error(e, &browser).await);
+    }
     let p = probe(&browser).await;
     assert_eq!(
         p["slots"][0]["playing"],
@@ -654,17 +673,23 @@ async fn autoplay_scenario() -> anyhow::Result<()> {
         .await?
         .click()
         .await?;
-    wait_for(WAIT, "the tones after the tap", || async {
+    let last = std::sync::Mutex::new(Value::Null);
+    let tones = wait_for(WAIT, "the tones after the tap", || async {
         let p = probe(&browser).await;
         let (lf, _) = channel(&p, 0, 0);
         let (rf, _) = channel(&p, 0, 1);
-        (p["slots"][0]["playing"] == json!(true)
+        let heard = p["slots"][0]["playing"] == json!(true)
             && p["state"] == "running"
             && (lf - 440.0).abs() < 12.0
-            && (rf - 660.0).abs() < 12.0)
-            .then_some(())
+            && (rf - 660.0).abs() < 12.0;
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = p;
+        heard.then_some(())
     })
-    .await?;
+    .await;
+    if let Err(e) = tones {
+        let p = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        return Err(page_state_error(e.context(format!("last probe {p}")), &browser).await);
+    }
     let hidden = browser
         .eval("return document.getElementById('tap').hidden;")
         .await?;
