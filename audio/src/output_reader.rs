@@ -9,9 +9,11 @@
 //! callback over each half-second window; if the ring never ran below `margin` plus a little, the
 //! surplus was never needed, and the next callback skips it with a short crossfade (one splice,
 //! no click). An underrun soon after a trim means the margin was too small for this device
-//! (callbacks of varying size): it is doubled, up to 20 ms, and relaxes again after calm.
+//! (callbacks of varying size): it is doubled, up to 20 ms, and halved again after 5 min of calm.
 //!
-//! Runs inside the device callback: no allocation, lock, log or syscall.
+//! Only for a ring written in real time: a ring filled ahead (a file) would be skipped through,
+//! so [`OutputReader::in_order`] plays everything. Runs inside the device callback: no
+//! allocation, lock, log or syscall.
 
 /// Frames in a trim decision window (0.5 s at 48 kHz).
 const WINDOW_FRAMES: usize = 24_000;
@@ -23,8 +25,9 @@ const MAX_MARGIN: usize = 960;
 const HYSTERESIS: usize = 48;
 /// An underrun within this many frames (10 s) after a trim doubles the margin.
 const RECENT_TRIM: usize = 480_000;
-/// After this many frames (30 s) without an underrun the margin halves again.
-const CALM: usize = 1_440_000;
+/// After this many frames (5 min) without an underrun the margin halves again: slowly, so a
+/// device whose callbacks vary in size settles instead of trimming and underrunning in turn.
+const CALM: usize = 14_400_000;
 /// Crossfade length of a trim splice: 64 frames (1.3 ms).
 const FADE_FRAMES: usize = 64;
 
@@ -47,6 +50,7 @@ pub struct OutputReader {
     since_trim: Option<usize>,
     since_underrun: usize,
     trim_due: usize,
+    trims: bool,
 }
 
 impl OutputReader {
@@ -60,6 +64,15 @@ impl OutputReader {
             since_trim: None,
             since_underrun: 0,
             trim_due: 0,
+            trims: true,
+        }
+    }
+
+    /// A reader that never skips: everything in the ring plays in order (a ring filled ahead).
+    pub fn in_order(channels: usize) -> OutputReader {
+        OutputReader {
+            trims: false,
+            ..OutputReader::new(channels)
         }
     }
 
@@ -126,7 +139,8 @@ impl OutputReader {
             self.margin = (self.margin / 2).max(MIN_MARGIN);
             self.since_underrun = 0;
         }
-        if self.window_min != usize::MAX && self.window_min > self.margin + HYSTERESIS {
+        if self.trims && self.window_min != usize::MAX && self.window_min > self.margin + HYSTERESIS
+        {
             self.trim_due = self.window_min - self.margin;
         }
         self.window_seen = 0;
@@ -255,6 +269,25 @@ mod tests {
     }
 
     #[test]
+    fn in_order_reader_plays_a_ring_filled_ahead_whole() {
+        let mut rig = Rig::new();
+        rig.reader = OutputReader::in_order(2);
+        rig.write(36_000); // 0.75 s ahead
+        let mut frames = Vec::new();
+        for _ in 0..100 {
+            let (out, r) = rig.read(480);
+            assert_eq!(r.trimmed_frames, 0);
+            frames.extend(out.iter().step_by(2).copied());
+        }
+        assert!(
+            frames[..36_000]
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == i as f32)
+        );
+    }
+
+    #[test]
     fn a_trim_is_one_smooth_splice() {
         let mut rig = Rig::new();
         rig.write(480 * 4);
@@ -320,8 +353,8 @@ mod tests {
         let (_, r) = rig.read(960);
         assert!(r.from_ring < 1920, "an underrun");
         assert_eq!(rig.reader.margin_frames(), MIN_MARGIN * 2);
-        // 31 s of calm.
-        for _ in 0..3_100 {
+        // 5 min 1 s of calm.
+        for _ in 0..30_100 {
             rig.write(480);
             rig.read(480);
         }

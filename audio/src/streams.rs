@@ -238,12 +238,33 @@ pub fn open_input(
     })
 }
 
-/// Opens an output; the callback pulls interleaved `f32` frames from `ring` through an
-/// [`OutputReader`] (silence when it runs dry, a surplus that was never needed skipped). `probe` as for [`open_input`].
+/// Opens an output; the callback plays the interleaved `f32` frames of `ring` in order, silence
+/// when it runs dry (a ring filled ahead, such as a file, plays whole). `probe` as for
+/// [`open_input`].
 pub fn open_output(
     req: &StreamRequest,
     ring: rtrb::Consumer<f32>,
     probe: Option<fn(bool)>,
+) -> Result<DeviceStream, DeviceError> {
+    open_output_with(req, ring, probe, false)
+}
+
+/// Opens an output for a ring written in real time (the engine's): like [`open_output`], but
+/// through an [`OutputReader`] that skips a backlog the last half second showed was never
+/// needed, so a late block or a slower output clock does not add latency for good.
+pub fn open_live_output(
+    req: &StreamRequest,
+    ring: rtrb::Consumer<f32>,
+    probe: Option<fn(bool)>,
+) -> Result<DeviceStream, DeviceError> {
+    open_output_with(req, ring, probe, true)
+}
+
+fn open_output_with(
+    req: &StreamRequest,
+    ring: rtrb::Consumer<f32>,
+    probe: Option<fn(bool)>,
+    live: bool,
 ) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_output(req.id.as_deref())?;
     let default = device
@@ -263,7 +284,12 @@ pub fn open_output(
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Consumer<f32>| {
         let st = status.clone();
         let mut edge = edge_resampler(&id, 48_000, config.sample_rate, config.channels)?;
-        let mut reader = OutputReader::new(usize::from(config.channels));
+        let channels = usize::from(config.channels);
+        let mut reader = if live {
+            OutputReader::new(channels)
+        } else {
+            OutputReader::in_order(channels)
+        };
         let count = |st: &StreamStatus, missing: usize, trimmed: usize| {
             if missing > 0 {
                 st.xruns.fetch_add(missing as u64, Ordering::Relaxed);
@@ -378,7 +404,7 @@ impl EngineDevices {
         let mut output_req = output_req;
         output_req.channels = Some(2);
         let input = open_input(&input_req, io.capture, None)?;
-        let output = open_output(&output_req, io.output, None)?;
+        let output = open_live_output(&output_req, io.output, None)?;
         Ok(EngineDevices {
             input_req,
             output_req,
@@ -433,7 +459,7 @@ impl EngineDevices {
         handle: &mut crate::engine::EngineHandle,
     ) -> Result<(), DeviceError> {
         let (p, c) = rtrb::RingBuffer::new(DEVICE_RING_FRAMES * 2);
-        let stream = open_output(&self.output_req, c, None)?;
+        let stream = open_live_output(&self.output_req, c, None)?;
         handle
             .send(crate::engine::Control::ReplaceOutputRing(p))
             .map_err(|e| DeviceError::Backend {

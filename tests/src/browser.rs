@@ -136,10 +136,19 @@ impl Browser {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
-    /// The text of the first element matching `css`, if any.
+    /// The rendered text of the first element matching `css`, if any. Looked up and read in one
+    /// script: the page re-renders its seats on every volume update, so an element found by one
+    /// WebDriver call can be gone (stale) by the next.
     pub async fn text(&self, css: &str) -> Option<String> {
-        let e = self.client.find(fantoccini::Locator::Css(css)).await.ok()?;
-        e.text().await.ok()
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                vec![serde_json::Value::String(css.to_owned())],
+            )
+            .await
+            .ok()?;
+        v.as_str().map(|t| t.trim().to_owned())
     }
 
     /// Saves a PNG screenshot of the page to `target/screenshots/<name>.png`.
