@@ -14,6 +14,9 @@ use cpal::traits::{DeviceTrait, StreamTrait};
 use crate::devices::{DeviceError, find_input, find_output};
 use crate::resample::EdgeResampler;
 
+#[cfg(target_os = "linux")]
+mod pulse_input;
+
 /// What to open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamRequest {
@@ -81,7 +84,15 @@ pub struct DeviceStream {
     pub opened: OpenedStream,
     /// Shared health.
     pub status: Arc<StreamStatus>,
-    _stream: cpal::Stream,
+    _stream: Backend,
+}
+
+/// What keeps a device stream running.
+enum Backend {
+    Cpal(#[allow(dead_code)] cpal::Stream),
+    /// A PulseAudio input opened directly (see `pulse_input`: cpal's record queue is too short).
+    #[cfg(target_os = "linux")]
+    Pulse(#[allow(dead_code)] pulse_input::PulseInput),
 }
 
 impl std::fmt::Debug for DeviceStream {
@@ -151,6 +162,11 @@ pub fn open_input(
     probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_input(req.id.as_deref())?;
+    #[cfg(target_os = "linux")]
+    if let Some(source) = id.strip_prefix("pulseaudio:") {
+        let source = source.to_owned();
+        return pulse_input::open(&source, id, req, ring, probe);
+    }
     let default = device
         .default_input_config()
         .map_err(|e| DeviceError::from_cpal(&id, &e))?;
@@ -226,7 +242,7 @@ pub fn open_input(
             buffer_frames: fixed.then(|| req.buffer_frames.unwrap_or(480)),
         },
         status,
-        _stream: stream,
+        _stream: Backend::Cpal(stream),
     })
 }
 
@@ -315,7 +331,7 @@ pub fn open_output(
             buffer_frames: fixed.then(|| req.buffer_frames.unwrap_or(480)),
         },
         status,
-        _stream: stream,
+        _stream: Backend::Cpal(stream),
     })
 }
 
