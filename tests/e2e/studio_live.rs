@@ -27,8 +27,9 @@ const WINDOW: usize = 12_000;
 /// Least separation of a side's own tone over the other side's.
 const MIN_SEPARATION_DB: f32 = 30.0;
 /// The level over the whole window must stay this close to the tone's own RMS (the sound-card
-/// chain is unity gain); audio lost at the capture showed as −7 to −10 dB.
-const LEVEL_TOLERANCE_DB: f32 = 1.5;
+/// chain is unity gain). Audio lost at the capture showed as −6.6 to −13 dB; moments of
+/// concealment on a loaded machine (see below) cost up to −1.6 dB in 13 runs.
+const LEVEL_TOLERANCE_DB: f32 = 3.0;
 /// A quarter second counts as clean at ≥ [`MIN_SEPARATION_DB`] and within this of the level
 /// (−2 dB allows a time-scaling splice).
 const WINDOW_LEVEL_TOLERANCE_DB: f32 = 2.0;
@@ -197,9 +198,10 @@ async fn scenario() -> anyhow::Result<()> {
         lvl_l.abs() <= LEVEL_TOLERANCE_DB && lvl_r.abs() <= LEVEL_TOLERANCE_DB,
         "the level over 0.25–3 s: left {lvl_l:.1} dB, right {lvl_r:.1} dB from the tone's"
     );
-    // A loaded two-core machine can still hold packets back for a moment between the Studio and
-    // the listener (concealed, then time-scaled away: one to three windows seen); audio lost at
-    // the source spoiled every window after the first two.
+    // A loaded two-core machine can still hold audio back for a moment (late capture bursts, or
+    // up to ~0.5 s between the Studio's send and the listener's receive): concealed, then
+    // time-scaled away, it spoils one to four windows; audio lost at the source spoiled 10 or 11
+    // of the 11.
     assert!(
         2 * clean_windows >= windows,
         "only {clean_windows} of {windows} quarter seconds were clean"
