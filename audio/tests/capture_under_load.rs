@@ -6,7 +6,7 @@
 //! (x[n+1] = 2·cos ω·x[n] − x[n−1]); a stretch of audio PulseAudio dropped breaks that at once.
 //!
 //! Through cpal 0.18 the record stream's server-side queue was one period (10 ms): whenever the
-//! server's main loop was late by more than that, captured audio was silently dropped (35–60 %
+//! server's main loop was late by more than that, captured audio was silently dropped (55–65 %
 //! of it in the end-to-end test). Needs the PulseAudio server that `cargo xtask test` starts.
 
 use std::process::{Command, Stdio};

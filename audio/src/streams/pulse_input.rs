@@ -5,7 +5,7 @@
 //! its `fragsize` — one period (10 ms). PulseAudio keeps captured audio that is not yet on its
 //! way to the client in a per-stream queue of `maxlength` bytes and silently drops what does not
 //! fit, so whenever the server's main loop or this process is late by more than one period (a
-//! busy machine: the end-to-end tests saw 35–60 % of the capture dropped), the audio is simply
+//! busy machine: the end-to-end test lost 55–65 % of the capture once loaded), the audio is simply
 //! gone. The engine stamps blocks by count, so the dropped audio turned into a stream that runs
 //! slower than real time at every listener: half concealed, quieter, smeared. Here the period
 //! stays 10 ms (`fragsize`, with `adjust_latency` so the source runs at that latency) but the
