@@ -15,6 +15,9 @@ use crate::devices::{DeviceError, find_input, find_output};
 use crate::output_reader::OutputReader;
 use crate::resample::EdgeResampler;
 
+#[cfg(target_os = "linux")]
+mod pulse_input;
+
 /// What to open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamRequest {
@@ -89,7 +92,15 @@ pub struct DeviceStream {
     pub opened: OpenedStream,
     /// Shared health.
     pub status: Arc<StreamStatus>,
-    _stream: cpal::Stream,
+    _stream: Backend,
+}
+
+/// What keeps a device stream running.
+enum Backend {
+    Cpal(#[allow(dead_code)] cpal::Stream),
+    /// A PulseAudio input opened directly (see `pulse_input`: cpal's record queue is too short).
+    #[cfg(target_os = "linux")]
+    Pulse(#[allow(dead_code)] pulse_input::PulseInput),
 }
 
 impl std::fmt::Debug for DeviceStream {
@@ -159,6 +170,11 @@ pub fn open_input(
     probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_input(req.id.as_deref())?;
+    #[cfg(target_os = "linux")]
+    if let Some(source) = id.strip_prefix("pulseaudio:") {
+        let source = source.to_owned();
+        return pulse_input::open(&source, id, req, ring, probe);
+    }
     let default = device
         .default_input_config()
         .map_err(|e| DeviceError::from_cpal(&id, &e))?;
@@ -234,7 +250,7 @@ pub fn open_input(
             buffer_frames: fixed.then(|| req.buffer_frames.unwrap_or(480)),
         },
         status,
-        _stream: stream,
+        _stream: Backend::Cpal(stream),
     })
 }
 
@@ -350,7 +366,7 @@ fn open_output_with(
             buffer_frames: fixed.then(|| req.buffer_frames.unwrap_or(480)),
         },
         status,
-        _stream: stream,
+        _stream: Backend::Cpal(stream),
     })
 }
 

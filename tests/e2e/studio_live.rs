@@ -2,8 +2,10 @@
 //! played into a PulseAudio null sink is the Studio's input; the Studio joins, takes the host
 //! seat and publishes through its engine; a listener on the room client (`onmic-client`), joining
 //! through the Studio's listener link, hears audio from the host on both channels and sees the
-//! host seat ripple. The stereo separation is measured and printed (see the open defect in
-//! docs/client.md). Everything WebRTC runs inside a
+//! host seat ripple. The stereo image must hold over the whole 3 s the listener plays: each tone
+//! on its own side (≥ 30 dB) at its own level, and most quarter seconds clean on their own (this
+//! failed when PulseAudio dropped capture on a busy machine, see docs/client.md). Everything
+//! WebRTC runs inside a
 //! loopback-only network namespace this test creates (the X display and PulseAudio are reached
 //! through their Unix sockets).
 
@@ -18,6 +20,20 @@ use onmic_e2e::rtc_peer::{goertzel_amplitude, rms};
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
 
+/// Peak of each side's tone in the input.
+const TONE_PEAK: f32 = 0.25;
+/// Quarter-second analysis windows (48 kHz).
+const WINDOW: usize = 12_000;
+/// Least separation of a side's own tone over the other side's.
+const MIN_SEPARATION_DB: f32 = 30.0;
+/// The level over the whole window must stay this close to the tone's own RMS (the sound-card
+/// chain is unity gain). Audio lost at the capture showed as −6.6 to −13 dB; moments of
+/// concealment on a loaded machine (see below) cost up to −1.6 dB in 13 runs.
+const LEVEL_TOLERANCE_DB: f32 = 3.0;
+/// A quarter second counts as clean at ≥ [`MIN_SEPARATION_DB`] and within this of the level
+/// (−2 dB allows a time-scaling splice).
+const WINDOW_LEVEL_TOLERANCE_DB: f32 = 2.0;
+
 #[test]
 fn the_studio_goes_live_in_its_local_room_and_a_listener_hears_both_channels() {
     run_in_netns(
@@ -31,7 +47,7 @@ async fn scenario() -> anyhow::Result<()> {
     let monitor_name = format!("Monitor of {}", sink.description);
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("stereo.wav");
-    write_stereo_tone(&wav, [440.0, 660.0], 0.25, 60.0);
+    write_stereo_tone(&wav, [440.0, 660.0], TONE_PEAK, 60.0);
     let _playback = Playback::start(&sink, &wav);
 
     let config_home = tempfile::tempdir()?;
@@ -137,39 +153,59 @@ async fn scenario() -> anyhow::Result<()> {
         left.extend_from_slice(block.channel(0));
         right.extend_from_slice(block.channel(1));
     }
-    // Per quarter second, for a failure's diagnosis: level and separation on each side.
-    for (i, (wl, wr)) in left.chunks(12_000).zip(right.chunks(12_000)).enumerate() {
-        println!(
-            "  {:>4} ms: L rms {:.3} 440/660 {:>5.1} dB | R rms {:.3} 660/440 {:>5.1} dB",
-            i * 250,
-            rms(wl),
-            20.0 * (goertzel_amplitude(wl, 440.0, 48_000.0)
-                / goertzel_amplitude(wl, 660.0, 48_000.0).max(1e-9))
-            .log10(),
-            rms(wr),
-            20.0 * (goertzel_amplitude(wr, 660.0, 48_000.0)
-                / goertzel_amplitude(wr, 440.0, 48_000.0).max(1e-9))
-            .log10(),
-        );
-    }
-    let (l, r) = (&left[48_000..], &right[48_000..]);
+    println!(
+        "listener: jitter {:?}, {} frames time-scaled away",
+        stream.jitter_stats(),
+        stream.accelerated_frames()
+    );
     let db = |x: &[f32], want: f32, other: f32| {
         20.0 * (goertzel_amplitude(x, want, 48_000.0)
             / goertzel_amplitude(x, other, 48_000.0).max(1e-9))
         .log10()
     };
+    let level_db = |x: &[f32]| 20.0 * (rms(x) * std::f32::consts::SQRT_2 / TONE_PEAK).log10();
+    // Per quarter second: level (relative to the tone's own) and separation on each side. The
+    // first window holds the start of playout (buffering) and is only printed.
+    let mut clean_windows = 0;
+    let mut windows = 0;
+    for (i, (wl, wr)) in left.chunks(WINDOW).zip(right.chunks(WINDOW)).enumerate() {
+        let (sep_l, sep_r) = (db(wl, 440.0, 660.0), db(wr, 660.0, 440.0));
+        let (lvl_l, lvl_r) = (level_db(wl), level_db(wr));
+        let clean =
+            |sep: f32, lvl: f32| sep >= MIN_SEPARATION_DB && lvl.abs() <= WINDOW_LEVEL_TOLERANCE_DB;
+        let ok = clean(sep_l, lvl_l) && clean(sep_r, lvl_r);
+        println!(
+            "  {:>4} ms: L {lvl_l:>5.1} dB 440/660 {sep_l:>5.1} dB | R {lvl_r:>5.1} dB 660/440 {sep_r:>5.1} dB{}",
+            i * 250,
+            if ok { "" } else { "  (not clean)" }
+        );
+        if i > 0 {
+            windows += 1;
+            clean_windows += usize::from(ok);
+        }
+    }
+    let (l, r) = (&left[WINDOW..], &right[WINDOW..]);
     let (sep_l, sep_r) = (db(l, 440.0, 660.0), db(r, 660.0, 440.0));
+    let (lvl_l, lvl_r) = (level_db(l), level_db(r));
     println!(
-        "Studio → local room → listener: left 440/660 {sep_l:.1} dB (rms {:.3}), right 660/440 {sep_r:.1} dB (rms {:.3})",
-        rms(l),
-        rms(r)
+        "Studio → local room → listener, 0.25–3 s: left 440/660 {sep_l:.1} dB ({lvl_l:.1} dB), right 660/440 {sep_r:.1} dB ({lvl_r:.1} dB); {clean_windows}/{windows} windows clean"
     );
-    assert!(rms(l) > 0.02 && rms(r) > 0.02, "the tone is audible");
-    // Stereo fidelity through the Studio is printed, not asserted: it is clean for the first
-    // ~0.5 s (40–65 dB) and then degrades (level down to ~40 %, tones smeared and leaking between
-    // sides; per-window lines above) — an open defect recorded in docs/client.md. The client's
-    // own test (paced encoder → network → decoder) keeps ~60 dB and the browser test proves
-    // stereo end to end.
+    assert!(
+        sep_l >= MIN_SEPARATION_DB && sep_r >= MIN_SEPARATION_DB,
+        "each tone on its own side over 0.25–3 s: left {sep_l:.1} dB, right {sep_r:.1} dB"
+    );
+    assert!(
+        lvl_l.abs() <= LEVEL_TOLERANCE_DB && lvl_r.abs() <= LEVEL_TOLERANCE_DB,
+        "the level over 0.25–3 s: left {lvl_l:.1} dB, right {lvl_r:.1} dB from the tone's"
+    );
+    // A loaded two-core machine can still hold audio back for a moment (late capture bursts, or
+    // up to ~0.5 s between the Studio's send and the listener's receive): concealed, then
+    // time-scaled away, it spoils one to four windows; audio lost at the source spoiled 10 or 11
+    // of the 11.
+    assert!(
+        2 * clean_windows >= windows,
+        "only {clean_windows} of {windows} quarter seconds were clean"
+    );
 
     // The SFU hears the Studio's audio level (RFC 6464) and tells the room: the host ripples.
     wait_for(
