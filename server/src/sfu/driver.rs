@@ -1,5 +1,6 @@
-//! The SFU's network driver: one thread, one UDP socket, one str0m `Rtc` per member's peer
-//! connection, and a [`Router`] per room that decides about every packet.
+//! The SFU's network driver: one thread per shard (default: one per core), each with its own UDP
+//! socket and its own peers (one str0m `Rtc` per member's peer connection, in RTP mode), and a
+//! [`Router`] per room and shard that decides about every packet of that shard's publishers.
 //!
 //! Media layout, fixed at connect time so that seat changes never need renegotiation: the
 //! client's offer has one `sendonly` audio m-line (its microphone; a listener may leave it out)
@@ -11,6 +12,15 @@
 //! ([`Hub::may_publish`]), so a packet that arrives after a kick or mute is not forwarded.
 //! Audio from anyone else is dropped and reported ([`Hub::report_bombing`]); a member who left or
 //! was kicked loses its peer connection.
+//!
+//! Shards: the publisher's shard judges a packet once and relays it, judged, to the other shards
+//! (a channel and a one-byte doorbell datagram); each forwards it to its own subscribers. The
+//! room's home shard (`home_shard`) reports volumes and runs the recording tap.
+//!
+//! Hot path, per forwarded copy: no allocation, lock or log of ours (the payload is one shared
+//! `Arc<[u8]>`); str0m allocates the encrypted datagram. Per forwarded packet: the target list,
+//! and per other shard one relay message (room and uid strings) and its doorbell. Copies go to
+//! the kernel with `sendmmsg` (see `sendmmsg.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -24,8 +34,10 @@ use std::time::{Duration, Instant};
 use onmic_room::protocol::SpeakerVolume;
 use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
@@ -373,7 +385,25 @@ struct Relay {
     from: PeerId,
     uid: Uid,
     slot: usize,
-    frame: Arc<MediaData>,
+    frame: Forwarded,
+}
+
+/// One authorised packet as the driver forwards it. The SFU's peers run in str0m's RTP mode: the
+/// payload is shared by every copy (no allocation per copy), each copy gets the subscriber's own
+/// payload type, SSRC and sequence number; the publisher's RTP time, marker and audio level go
+/// through unchanged (as str0m's frame API did).
+#[derive(Clone)]
+struct Forwarded {
+    payload: Arc<[u8]>,
+    /// The publisher's RTP timestamp (48 kHz).
+    rtp_time: u32,
+    /// The same, extended (for the recorder).
+    time: MediaTime,
+    marker: bool,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    /// When it reached the SFU (the wall clock of the copies' sender reports).
+    arrival: Instant,
 }
 
 /// Another shard, as one shard sees it.
@@ -414,6 +444,10 @@ struct Peer {
     publish_mid: Option<Mid>,
     /// Our send m-lines, one per slot, in offer order.
     slots: Vec<Mid>,
+    /// The next RTP sequence number of each slot's outgoing stream.
+    slot_seq: Vec<u64>,
+    /// The payload type this peer negotiated for Opus (media in and out).
+    opus_pt: Option<Pt>,
     timeout: Instant,
 }
 
@@ -764,6 +798,8 @@ impl Driver {
         let mut rtc = super::opus_rtc_config()
             .set_crypto_provider(self.crypto.clone())
             .set_send_buffer_audio(AUDIO_SEND_BUFFER)
+            // RTP in, RTP out: no depacketiser and no payloader per copy (see `Forwarded`).
+            .set_rtp_mode(true)
             .build(now);
         let candidate = Candidate::host(self.addr, "udp")
             .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
@@ -772,6 +808,12 @@ impl Driver {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let opus_pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
         let id = PeerId(self.next_peer);
         self.next_peer += self.shard.count as u64;
         // Replace the member's older peer connections (a reconnect).
@@ -794,6 +836,8 @@ impl Driver {
                 rtc,
                 publish_mid: None,
                 slots: Vec::new(),
+                slot_seq: Vec::new(),
+                opus_pt,
                 timeout: now,
             },
         );
@@ -984,7 +1028,7 @@ impl Driver {
 
     /// Polls a peer until it has nothing more to say; forwards the media it received.
     fn drive(&mut self, id: PeerId) {
-        let mut media_in: VecDeque<MediaData> = VecDeque::new();
+        let mut media_in: VecDeque<RtpPacket> = VecDeque::new();
         {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -1014,10 +1058,13 @@ impl Driver {
                             {
                                 peer.publish_mid = Some(m.mid)
                             }
-                            Direction::SendOnly | Direction::SendRecv => peer.slots.push(m.mid),
+                            Direction::SendOnly | Direction::SendRecv => {
+                                peer.slots.push(m.mid);
+                                peer.slot_seq.push(1);
+                            }
                             _ => {}
                         },
-                        Event::MediaData(d) => media_in.push_back(d),
+                        Event::RtpPacket(p) => media_in.push_back(p),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             // Kept: ICE may recover, or the client restarts ICE. The presence
                             // timeout of the room decides when the member is gone.
@@ -1037,21 +1084,31 @@ impl Driver {
         }
     }
 
-    fn media(&mut self, from: PeerId, data: MediaData) {
-        let Some(room) = self.peers.get(&from).map(|p| p.room.clone()) else {
+    fn media(&mut self, from: PeerId, packet: RtpPacket) {
+        let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
-        if self.peers.get(&from).and_then(|p| p.publish_mid) != Some(data.mid) {
+        // Only Opus on the peer's own microphone m-line.
+        let mid = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid());
+        if mid.is_none()
+            || mid != peer.publish_mid
+            || Some(packet.header.payload_type) != peer.opus_pt
+        {
             self.stats.dropped += 1;
             return;
         }
+        let room = peer.room.clone();
         // Every committed seat/mute/kick takes effect before this packet is judged.
         self.apply_room_events(&room);
         let Some(media) = self.rooms.get_mut(&room) else {
             return;
         };
         let now = Instant::now();
-        let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs());
+        let level = packet.header.ext_vals.audio_level.map(|l| l.unsigned_abs());
         let decision = media.router.handle_rtp(now, from, StreamId(from.0), level);
         match decision {
             Decision::Forward => {}
@@ -1091,7 +1148,15 @@ impl Driver {
         };
         let uid = uid.clone();
         self.stats.forwarded_in += 1;
-        let frame = Arc::new(data);
+        let frame = Forwarded {
+            rtp_time: packet.header.timestamp,
+            time: packet.time,
+            marker: packet.header.marker,
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            arrival: packet.timestamp,
+            payload: packet.payload,
+        };
         for sibling in &self.shard.siblings {
             let relay = Relay {
                 room: room.clone(),
@@ -1119,7 +1184,7 @@ impl Driver {
                 self.apply_room_events(&relay.room);
                 if let Some(media) = self.room_media(&relay.room, None) {
                     media.last_relay = Some(now);
-                    if let Some(level) = relay.frame.ext_vals.audio_level {
+                    if let Some(level) = relay.frame.audio_level {
                         media
                             .router
                             .observe_remote_level(&relay.uid, level.unsigned_abs());
@@ -1137,13 +1202,13 @@ impl Driver {
         room: &RoomId,
         from: PeerId,
         slot: usize,
-        data: &MediaData,
+        data: &Forwarded,
         now: Instant,
     ) {
         // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
         if let Some(active) = self.recordings.get(room) {
             let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
-            if !active.recording.offer(from.0, ts, &data.data)
+            if !active.recording.offer(from.0, ts, &data.payload)
                 && let Some(gone) = self.recordings.remove(room)
             {
                 self.finishing.push(gone.recording.stop("failed"));
@@ -1163,20 +1228,31 @@ impl Driver {
             if !peer.rtc.is_connected() {
                 continue;
             }
-            let Some(writer) = peer.rtc.writer(mid) else {
+            let (Some(pt), Some(seq)) = (peer.opus_pt, peer.slot_seq.get_mut(slot)) else {
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
+            let mut api = peer.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            let writer = match (data.ext_vals.audio_level, data.ext_vals.voice_activity) {
-                (Some(l), v) => writer.audio_level(l, v.unwrap_or(false)),
-                _ => writer,
+            let ext_vals = ExtensionValues {
+                audio_level: data.audio_level,
+                voice_activity: data.voice_activity,
+                ..ExtensionValues::default()
             };
-            match writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                Ok(()) => self.stats.forwarded_out += 1,
-                Err(e) => tracing::debug!(peer = to.0, %e, "write failed"),
-            }
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    SeqNo::from(*seq),
+                    data.rtp_time,
+                    data.arrival,
+                    data.payload.clone(),
+                )
+                .marker(data.marker)
+                .ext_vals(ext_vals),
+            );
+            *seq += 1;
+            self.stats.forwarded_out += 1;
             // str0m sends queued media when time advances; without this the copy would wait
             // for the subscriber's next timer (measured in benches/sfu_stacks.rs).
             let _ = peer.rtc.handle_input(Input::Timeout(now));
