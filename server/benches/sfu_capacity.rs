@@ -93,6 +93,59 @@ fn threads_ticks(prefix: &str) -> Vec<(String, u64)> {
     out
 }
 
+/// Scheduler time (ns) of each thread whose name starts with `prefix`, by name: on a CPU, and
+/// runnable but waiting for one (`/proc/self/task/*/schedstat`).
+fn threads_sched(prefix: &str) -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let f: Vec<u64> = stat
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let g = |i: usize| f.get(i).copied().unwrap_or(0);
+        out.push((comm.to_string(), g(0), g(1)));
+    }
+    out.sort();
+    out
+}
+
+/// utime+stime in clock ticks of every thread of process `pid`, by "process/thread" name.
+fn all_threads_ticks(pid: u32, label: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let name = format!(
+            "{label}/{}[{}]",
+            comm.trim(),
+            t.file_name().to_string_lossy()
+        );
+        out.push((name, field(11) + field(12)));
+    }
+    out
+}
+
 /// utime+stime in clock ticks of this process's thread named `name`.
 fn thread_ticks(name: &str) -> Option<u64> {
     threads_ticks(name)
@@ -210,6 +263,9 @@ fn server_side() {
     let mut sfu0 = SfuStats::default();
     let mut udp0 = [0u64; 6];
     let mut cpu0 = [0u64; 5];
+    let mut sched0: Vec<(String, u64, u64)> = Vec::new();
+    let mut every0: Vec<(String, u64)> = Vec::new();
+    let child_pid = child.id();
     let mut shards0: Vec<SfuStats> = Vec::new();
     for line in out.lines() {
         let line = line.expect("child output");
@@ -228,6 +284,9 @@ fn server_side() {
                 sfu0 = sfu_stats(&rt, &server);
                 udp0 = udp_counters();
                 cpu0 = machine_cpu();
+                sched0 = threads_sched("onmic-sfu");
+                every0 = all_threads_ticks(std::process::id(), "server");
+                every0.extend(all_threads_ticks(child_pid, "clients"));
                 start = Some((Instant::now(), threads_ticks("onmic-sfu")));
             }
             ["end", n, received, expected, harness, spoken, window] => {
@@ -235,6 +294,9 @@ fn server_side() {
                 let sfu1 = sfu_stats(&rt, &server);
                 let udp1 = udp_counters();
                 let cpu1 = machine_cpu();
+                let sched1 = threads_sched("onmic-sfu");
+                let mut every1 = all_threads_ticks(std::process::id(), "server");
+                every1.extend(all_threads_ticks(child_pid, "clients"));
                 // The client's own window, for what the client counted.
                 let window: f64 = window.parse().expect("window");
                 let spoken: f64 = spoken.parse().expect("spoken");
@@ -309,6 +371,44 @@ fn server_side() {
                     200.0 * d[2] / all,
                     200.0 * d[3] / all,
                     200.0 * d[4] / all
+                );
+                let sched = sched1
+                    .iter()
+                    .map(|(name, run, wait)| {
+                        let (r0, w0) = sched0
+                            .iter()
+                            .find(|(n, _, _)| n == name)
+                            .map_or((0, 0), |(_, r, w)| (*r, *w));
+                        format!(
+                            "{name} on a CPU {:.0} %, runnable but waiting {:.0} %",
+                            (run - r0) as f64 / 1e7 / secs,
+                            (wait - w0) as f64 / 1e7 / secs
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                println!("          scheduler: {sched}");
+                // Where the bench's own CPU went (both processes), busiest threads first.
+                let mut busy: Vec<(String, f64)> = every1
+                    .iter()
+                    .map(|(name, t1)| {
+                        let t0 = every0
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or(0, |(_, t)| *t);
+                        (name.clone(), (t1 - t0) as f64 / tick / secs)
+                    })
+                    .collect();
+                busy.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let total: f64 = busy.iter().map(|(_, c)| c).sum();
+                println!(
+                    "          bench processes {:.0} % in all; busiest threads: {}",
+                    total * 100.0,
+                    busy.iter()
+                        .take(6)
+                        .map(|(n, c)| format!("{n} {:.0} %", c * 100.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 for (i, (a, b)) in shards0.iter().zip(&shards1).enumerate() {
                     println!(
@@ -649,8 +749,13 @@ struct SampleCheck {
     summary: String,
 }
 
+/// The decrypting sample's mean delay above which a step fails: the SFU is not keeping up, and
+/// audio this late misses any jitter buffer. (Counting packets per window alone would let a
+/// growing backlog pass: frames sent before the window still arrive in it.)
+const MAX_MEAN_DELAY_MS: f64 = 200.0;
+
 /// Each decrypting listener must have heard every speaker in the window, in order, and nothing
-/// else.
+/// else, with a mean delay of at most [`MAX_MEAN_DELAY_MS`].
 fn check_samples(before: &[SampleCount], after: &[SampleCount], spoken: u64) -> SampleCheck {
     let (mut frames, mut out_of_order, mut foreign, mut deaf) = (0u64, 0u64, 0u64, 0usize);
     let (mut gaps, mut delay_sum, mut delay_max) = (0u64, 0u64, 0u64);
@@ -668,7 +773,12 @@ fn check_samples(before: &[SampleCount], after: &[SampleCount], spoken: u64) -> 
         }
     }
     let expected = (after.len() as u64 * spoken) as f64;
-    let passed = !after.is_empty() && out_of_order == 0 && foreign == 0 && deaf == 0;
+    let mean_delay_ms = delay_sum as f64 / frames.max(1) as f64 / 1000.0;
+    let passed = !after.is_empty()
+        && out_of_order == 0
+        && foreign == 0
+        && deaf == 0
+        && mean_delay_ms <= MAX_MEAN_DELAY_MS;
     SampleCheck {
         passed,
         summary: format!(
@@ -676,7 +786,7 @@ fn check_samples(before: &[SampleCount], after: &[SampleCount], spoken: u64) -> 
             after.len(),
             100.0 * (1.0 - frames as f64 / expected.max(1.0)).max(0.0),
             100.0 * gaps as f64 / (frames + gaps).max(1) as f64,
-            delay_sum as f64 / frames.max(1) as f64 / 1000.0,
+            mean_delay_ms,
             delay_max as f64 / 1000.0,
             if passed { "ok" } else { "FAILED" }
         ),
