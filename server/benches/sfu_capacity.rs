@@ -19,21 +19,26 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::libc;
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmmsg, sendmsg,
+    setsockopt, sockopt,
+};
 use onmic_server::sfu::SfuStats;
 use serde_json::json;
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
 
 const SLOTS: usize = 4;
 const SPEAKERS: usize = 3;
@@ -60,18 +65,106 @@ fn steps() -> String {
         .unwrap_or_else(|_| "250,500,750,1000,1250,1500,1750,2000".into())
 }
 
+/// utime+stime in clock ticks of each of this process's threads whose name starts with
+/// `prefix`, by name.
+fn threads_ticks(prefix: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.push((comm.to_string(), field(11) + field(12)));
+    }
+    out.sort();
+    out
+}
+
+/// Scheduler time (ns) of each thread whose name starts with `prefix`, by name: on a CPU, and
+/// runnable but waiting for one (`/proc/self/task/*/schedstat`).
+fn threads_sched(prefix: &str) -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let f: Vec<u64> = stat
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let g = |i: usize| f.get(i).copied().unwrap_or(0);
+        out.push((comm.to_string(), g(0), g(1)));
+    }
+    out.sort();
+    out
+}
+
+/// utime+stime in clock ticks of every thread of process `pid`, by "process/thread" name.
+fn all_threads_ticks(pid: u32, label: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let name = format!(
+            "{label}/{}[{}]",
+            comm.trim(),
+            t.file_name().to_string_lossy()
+        );
+        out.push((name, field(11) + field(12)));
+    }
+    out
+}
+
 /// utime+stime in clock ticks of this process's thread named `name`.
 fn thread_ticks(name: &str) -> Option<u64> {
-    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let after = stat.rsplit(')').next()?;
-            let f: Vec<&str> = after.split_whitespace().collect();
-            return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
+    threads_ticks(name)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+}
+
+/// The kernel's UDP counters in this network namespace: InDatagrams, NoPorts, InErrors,
+/// OutDatagrams, RcvbufErrors, SndbufErrors.
+fn udp_counters() -> [u64; 6] {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut out = [0u64; 6];
+    if let Some(values) = snmp.lines().filter(|l| l.starts_with("Udp: ")).nth(1) {
+        for (o, v) in out.iter_mut().zip(values.split_whitespace().skip(1)) {
+            *o = v.parse().unwrap_or(0);
         }
     }
-    None
+    out
 }
 
 fn rss_kib() -> u64 {
@@ -88,6 +181,30 @@ fn sfu_stats(rt: &tokio::runtime::Runtime, server: &onmic_server::RunningServer)
     rt.block_on(sfu.stats()).expect("SFU stats")
 }
 
+fn shard_stats(
+    rt: &tokio::runtime::Runtime,
+    server: &onmic_server::RunningServer,
+) -> Vec<SfuStats> {
+    let sfu = server.media().expect("the SFU runs");
+    rt.block_on(sfu.shard_stats()).expect("SFU stats")
+}
+
+/// The machine's CPU time so far (all cores, clock ticks): user+nice, system, softirq+irq, idle
+/// (+iowait), steal.
+fn machine_cpu() -> [u64; 5] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let g = |i: usize| f.get(i).copied().unwrap_or(0);
+    [g(0) + g(1), g(2), g(5) + g(6), g(3) + g(4), g(7)]
+}
+
 fn server_side() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -97,7 +214,12 @@ fn server_side() {
     let mut cfg = config();
     cfg.presence_timeout_ms = 600_000;
     cfg.max_frames_per_sec = 1000;
+    // ONMIC_SFU_SHARDS=1 measures a single driver thread; default: one per core.
+    cfg.media_threads = std::env::var("ONMIC_SFU_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let server = rt.block_on(server(cfg));
+    let shards = server.media().expect("the SFU runs").shard_count();
     let base = server.url();
     rt.block_on(async {
         let (status, body) = rest(
@@ -119,10 +241,10 @@ fn server_side() {
         .expect("client process");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     println!(
-        "SFU capacity (str0m 0.25 driver, 1 room, {SPEAKERS} speakers x 50 pkt/s x {PAYLOAD} B)"
+        "SFU capacity (str0m 0.25 driver, {shards} shard thread(s), 1 room, {SPEAKERS} speakers x 50 pkt/s x {PAYLOAD} B)"
     );
     println!(
-        "{:>9} {:>12} {:>10} {:>8} {:>14} {:>14} {:>13} {:>9} {:>7} {:>7}",
+        "{:>9} {:>12} {:>10} {:>10} {:>14} {:>14} {:>13} {:>9} {:>7} {:>7}",
         "listeners",
         "fwd pkt/s",
         "loss %",
@@ -134,11 +256,17 @@ fn server_side() {
         "KiB ws",
         "KiB rtc"
     );
-    let mut start: Option<(Instant, u64)> = None;
+    let mut start: Option<(Instant, Vec<(String, u64)>)> = None;
     // Memory at the previous step's end and after this step's WebSocket joins.
     let (mut rss_prev, mut n_prev, mut rss_joined, mut ws_per_listener) = (rss0, 0.0, rss0, 0.0);
     let mut saturated = false;
     let mut sfu0 = SfuStats::default();
+    let mut udp0 = [0u64; 6];
+    let mut cpu0 = [0u64; 5];
+    let mut sched0: Vec<(String, u64, u64)> = Vec::new();
+    let mut every0: Vec<(String, u64)> = Vec::new();
+    let child_pid = child.id();
+    let mut shards0: Vec<SfuStats> = Vec::new();
     for line in out.lines() {
         let line = line.expect("child output");
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -150,34 +278,65 @@ fn server_side() {
                 rss_joined = rss;
             }
             ["start", _n] => {
+                // The server's window runs from one counter reply to the other, so the SFU's
+                // counters and CPU cover the same span.
+                shards0 = shard_stats(&rt, &server);
                 sfu0 = sfu_stats(&rt, &server);
-                start = Some((Instant::now(), thread_ticks("onmic-sfu").unwrap_or(0)));
+                udp0 = udp_counters();
+                cpu0 = machine_cpu();
+                sched0 = threads_sched("onmic-sfu");
+                every0 = all_threads_ticks(std::process::id(), "server");
+                every0.extend(all_threads_ticks(child_pid, "clients"));
+                start = Some((Instant::now(), threads_ticks("onmic-sfu")));
             }
-            ["end", n, received, expected, harness, spoken] => {
+            ["end", n, received, expected, harness, spoken, window] => {
+                let shards1 = shard_stats(&rt, &server);
+                let sfu1 = sfu_stats(&rt, &server);
+                let udp1 = udp_counters();
+                let cpu1 = machine_cpu();
+                let sched1 = threads_sched("onmic-sfu");
+                let mut every1 = all_threads_ticks(std::process::id(), "server");
+                every1.extend(all_threads_ticks(child_pid, "clients"));
+                // The client's own window, for what the client counted.
+                let window: f64 = window.parse().expect("window");
                 let spoken: f64 = spoken.parse().expect("spoken");
                 let (t0, c0) = start.take().expect("start before end");
                 let secs = t0.elapsed().as_secs_f64();
-                let cpu = (thread_ticks("onmic-sfu").unwrap_or(0) - c0) as f64 / tick / secs;
+                // CPU of each shard thread, and their sum.
+                let per_thread: Vec<f64> = threads_ticks("onmic-sfu")
+                    .iter()
+                    .map(|(name, t1)| {
+                        let t0 = c0.iter().find(|(n, _)| n == name).map_or(0, |(_, t)| *t);
+                        (t1 - t0) as f64 / tick / secs
+                    })
+                    .collect();
+                let cpu: f64 = per_thread.iter().sum();
+                let busiest = per_thread.iter().copied().fold(0.0, f64::max);
                 let n: f64 = n.parse().expect("n");
                 let received: f64 = received.parse().expect("received");
                 let expected: f64 = expected.parse().expect("expected");
-                let pps = received / secs;
+                let pps = received / window;
                 let loss = 100.0 * (1.0 - received / expected).max(0.0);
-                let sfu1 = sfu_stats(&rt, &server);
                 let harness: f64 = harness.parse().expect("harness ticks");
-                let harness = harness / tick / secs;
+                let harness = harness / tick / window;
+                let copies = (sfu1.forwarded_out - sfu0.forwarded_out) as f64 / secs;
                 let rss = rss_kib();
                 let rtc_per_listener =
                     (rss.saturating_sub(rss_joined)) as f64 / (n - n_prev).max(1.0);
                 rss_prev = rss;
                 n_prev = n;
+                let threads = per_thread
+                    .iter()
+                    .map(|c| format!("{:.0}", c * 100.0))
+                    .collect::<Vec<_>>()
+                    .join("+");
                 println!(
-                    "{:>9} {:>12.0} {:>10.2} {:>7.0}% {:>14.0} {:>14.1} {:>13.1} {:>8.0}% {:>7.0} {:>7.0}",
+                    "{:>9} {:>12.0} {:>10.2} {:>9}% {:>14.0} {:>14.1} {:>13.1} {:>8.0}% {:>7.0} {:>7.0}",
                     n,
                     pps,
                     loss,
-                    cpu * 100.0,
-                    if cpu > 0.0 { pps / cpu } else { 0.0 },
+                    threads,
+                    if cpu > 0.0 { copies / cpu } else { 0.0 },
                     rss as f64 / 1024.0,
                     (rss.saturating_sub(rss0)) as f64 / (n + SPEAKERS as f64),
                     harness * 100.0,
@@ -186,7 +345,7 @@ fn server_side() {
                 );
                 println!(
                     "          speakers wrote {:.0} packets/s; SFU: {:.0} Opus RTP datagrams/s received, {:.0} packets/s forwarded from speakers, {:.0} datagrams/s received, {:.0} copies/s written, {:.0} datagrams/s sent, {:.0} timer fires/s, {:.0} dropped/s, {} of {} peers connected",
-                    spoken / secs,
+                    spoken / window,
                     (sfu1.opus_rtp_in - sfu0.opus_rtp_in) as f64 / secs,
                     (sfu1.forwarded_in - sfu0.forwarded_in) as f64 / secs,
                     (sfu1.datagrams_in - sfu0.datagrams_in) as f64 / secs,
@@ -197,6 +356,78 @@ fn server_side() {
                     sfu1.connected,
                     sfu1.peers,
                 );
+                println!(
+                    "          kernel UDP in the namespace: {} receive-buffer drops, {} receive errors, {} send-buffer errors",
+                    udp1[4].saturating_sub(udp0[4]),
+                    udp1[2].saturating_sub(udp0[2]),
+                    udp1[5].saturating_sub(udp0[5]),
+                );
+                let d: Vec<f64> = (0..5).map(|i| (cpu1[i] - cpu0[i]) as f64).collect();
+                let all: f64 = d.iter().sum::<f64>().max(1.0);
+                println!(
+                    "          whole machine (2 cores = 200 %): user {:.0} %, system {:.0} %, softirq {:.0} %, idle {:.0} %, steal {:.0} %",
+                    200.0 * d[0] / all,
+                    200.0 * d[1] / all,
+                    200.0 * d[2] / all,
+                    200.0 * d[3] / all,
+                    200.0 * d[4] / all
+                );
+                let sched = sched1
+                    .iter()
+                    .map(|(name, run, wait)| {
+                        let (r0, w0) = sched0
+                            .iter()
+                            .find(|(n, _, _)| n == name)
+                            .map_or((0, 0), |(_, r, w)| (*r, *w));
+                        format!(
+                            "{name} on a CPU {:.0} %, runnable but waiting {:.0} %",
+                            (run - r0) as f64 / 1e7 / secs,
+                            (wait - w0) as f64 / 1e7 / secs
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                println!("          scheduler: {sched}");
+                // Where the bench's own CPU went (both processes), busiest threads first.
+                let mut busy: Vec<(String, f64)> = every1
+                    .iter()
+                    .map(|(name, t1)| {
+                        let t0 = every0
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or(0, |(_, t)| *t);
+                        (name.clone(), (t1 - t0) as f64 / tick / secs)
+                    })
+                    .collect();
+                busy.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let total: f64 = busy.iter().map(|(_, c)| c).sum();
+                println!(
+                    "          bench processes {:.0} % in all; busiest threads: {}",
+                    total * 100.0,
+                    busy.iter()
+                        .take(6)
+                        .map(|(n, c)| format!("{n} {:.0} %", c * 100.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                for (i, (a, b)) in shards0.iter().zip(&shards1).enumerate() {
+                    println!(
+                        "          shard {i}: {} peers, {:.0} speaker packets/s judged, {:.0} relayed in/s, {:.0} copies/s",
+                        b.connected,
+                        (b.forwarded_in - a.forwarded_in) as f64 / secs,
+                        (b.relayed_in - a.relayed_in) as f64 / secs,
+                        (b.forwarded_out - a.forwarded_out) as f64 / secs,
+                    );
+                }
+                println!(
+                    "          load average {}",
+                    std::fs::read_to_string("/proc/loadavg")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
                 let arrived = (sfu1.forwarded_in - sfu0.forwarded_in) as f64;
                 if arrived < 0.99 * spoken {
                     println!(
@@ -204,8 +435,8 @@ fn server_side() {
                         100.0 * (1.0 - arrived / spoken.max(1.0))
                     );
                 }
-                if cpu >= 0.95 {
-                    println!("ramp stopped: the SFU thread saturated its core at {n} listeners");
+                if busiest >= 0.95 {
+                    println!("ramp stopped: an SFU thread saturated its core at {n} listeners");
                     let _ = child.kill();
                     saturated = true;
                     break;
@@ -232,11 +463,16 @@ fn clients(base: &str, steps: &str) {
         .expect("runtime");
     let received = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
-    let (to_listeners, adopt) = std::sync::mpsc::channel::<(UdpSocket, Rtc)>();
+    // One socket for every listener: each listener is its own loopback address (127.1.x.y) on
+    // this socket's port; IP_PKTINFO tells which one a datagram was for and sets the source of
+    // what a listener sends.
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("bind the listeners' socket");
+    let port = socket.local_addr().expect("addr").port();
+    let (to_listeners, orders) = std::sync::mpsc::channel::<ToListeners>();
     let (counter, up) = (received.clone(), connected.clone());
     std::thread::Builder::new()
         .name("listeners".into())
-        .spawn(move || listeners(adopt, counter, up))
+        .spawn(move || listeners(socket, orders, counter, up))
         .expect("listener thread");
     rt.block_on(async move {
         let mut owner: Option<Client> = None;
@@ -252,12 +488,14 @@ fn clients(base: &str, steps: &str) {
                 }
             }
             let tok = token(base, "cap", &uid).await;
-            let (socket, rtc, send_mid) = offer(base, &tok).await;
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let addr = socket.local_addr().expect("addr");
+            let (rtc, send_mid) = offer(base, &tok, addr).await;
             // A blocking thread per speaker (as the netns tests' peers): nothing else in this
             // process delays its sends.
             std::thread::Builder::new()
                 .name(format!("speaker-{s}"))
-                .spawn(move || speak(socket, rtc, send_mid))
+                .spawn(move || speak(s as u8, socket, rtc, send_mid))
                 .expect("speaker thread");
             if s == 0 {
                 owner = Some(ws);
@@ -286,8 +524,16 @@ fn clients(base: &str, steps: &str) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             for i in first..n {
                 let tok = token(base, "cap", &format!("l{i}")).await;
-                let (socket, rtc, _) = offer(base, &tok).await;
-                to_listeners.send((socket, rtc)).expect("listener thread");
+                let addr = listener_addr(i, port);
+                let (rtc, _) = offer(base, &tok, SocketAddr::V4(addr)).await;
+                let sample = i % SAMPLE_EVERY == 0;
+                to_listeners
+                    .send(ToListeners::Adopt {
+                        rtc: Box::new(rtc),
+                        addr,
+                        sample,
+                    })
+                    .expect("listener thread");
             }
             // Wait for the new peers to connect (DTLS handshakes take CPU), then let them settle.
             let deadline = Instant::now() + Duration::from_secs(90);
@@ -300,22 +546,32 @@ fn clients(base: &str, steps: &str) {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
             println!("start {n}");
+            let samples0 = samples(&to_listeners);
             let r0 = received.load(Ordering::Relaxed);
             let h0 = thread_ticks("listeners").unwrap_or(0);
             let s0 = SPOKEN.load(Ordering::Relaxed);
             let t0 = SENT.load(Ordering::Relaxed);
             let e0 = SEND_ERRORS.load(Ordering::Relaxed);
+            let w0 = Instant::now();
             tokio::time::sleep(WINDOW).await;
             let r = received.load(Ordering::Relaxed) - r0;
-            let expected = (n * SPEAKERS) as f64 * 50.0 * WINDOW.as_secs_f64();
+            let window = w0.elapsed().as_secs_f64();
             let harness = thread_ticks("listeners").unwrap_or(0) - h0;
             let spoken = SPOKEN.load(Ordering::Relaxed) - s0;
+            // Every listener should get every frame the speakers wrote in the window.
+            let expected = (n as u64 * spoken) as f64;
+            let check = check_samples(&samples0, &samples(&to_listeners), spoken);
             println!(
                 "speakers: {} RTP datagrams sent, {} send errors in the window",
                 SENT.load(Ordering::Relaxed) - t0,
                 SEND_ERRORS.load(Ordering::Relaxed) - e0
             );
-            println!("end {n} {r} {expected} {harness} {spoken}");
+            println!("{}", check.summary);
+            println!("end {n} {r} {expected} {harness} {spoken} {window}");
+            if !check.passed {
+                println!("stop the decrypting sample failed at {n} listeners");
+                break;
+            }
             if (r as f64) < expected * 0.99 {
                 println!("stop loss above 1 % at {n} listeners");
                 break;
@@ -338,10 +594,8 @@ fn drain(mut client: Client) {
     });
 }
 
-/// A str0m peer with one send m-line and the slots, its offer answered by the SFU.
-async fn offer(base: &str, token: &str) -> (UdpSocket, Rtc, str0m::media::Mid) {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let addr = socket.local_addr().expect("addr");
+/// A str0m peer at `addr` with one send m-line and the slots, its offer answered by the SFU.
+async fn offer(base: &str, token: &str, addr: SocketAddr) -> (Rtc, str0m::media::Mid) {
     let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
     rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
     let mut api = rtc.sdp_api();
@@ -357,11 +611,23 @@ async fn offer(base: &str, token: &str) -> (UdpSocket, Rtc, str0m::media::Mid) {
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .expect("accepted");
-    (socket, rtc, send_mid)
+    (rtc, send_mid)
 }
 
-/// A speaker: a full str0m peer sending a 320-byte frame every 20 ms, on its own thread.
-fn speak(socket: UdpSocket, mut rtc: Rtc, send_mid: str0m::media::Mid) {
+/// Bytes 0..17 of every frame a speaker writes: its index, its frame number and the time it was
+/// written (µs since [`EPOCH`]), both big endian, so a decrypting listener can tell who it hears,
+/// in which order, what went missing and how late it is.
+const TAG: usize = 17;
+
+/// The clock the speakers and the decrypting listeners share (same process).
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn micros_since_epoch() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// A speaker: a full str0m peer sending a 320-byte tagged frame every 20 ms, on its own thread.
+fn speak(index: u8, socket: UdpSocket, mut rtc: Rtc, send_mid: str0m::media::Mid) {
     let addr = socket.local_addr().expect("addr");
     let mut buf = vec![0u8; 2000];
     let mut next_send = Instant::now();
@@ -394,10 +660,11 @@ fn speak(socket: UdpSocket, mut rtc: Rtc, send_mid: str0m::media::Mid) {
                 && let Some(w) = rtc.writer(send_mid)
             {
                 let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
-                if w.audio_level(-20, true)
-                    .write(pt, now, ts, vec![0x5a; PAYLOAD])
-                    .is_ok()
-                {
+                let mut frame = vec![0x5a; PAYLOAD];
+                frame[0] = index;
+                frame[1..9].copy_from_slice(&seq.to_be_bytes());
+                frame[9..TAG].copy_from_slice(&micros_since_epoch().to_be_bytes());
+                if w.audio_level(-20, true).write(pt, now, ts, frame).is_ok() {
                     SPOKEN.fetch_add(1, Ordering::Relaxed);
                 }
                 seq += 1;
@@ -421,78 +688,229 @@ fn speak(socket: UdpSocket, mut rtc: Rtc, send_mid: str0m::media::Mid) {
     }
 }
 
+/// One listener in this many decrypts everything through str0m and checks what it hears.
+const SAMPLE_EVERY: usize = 50;
+/// Datagrams read per `recvmmsg`.
+const BATCH: usize = 64;
+
+/// Listener `i`'s address: 127.1.x.y on the listeners' socket's port (all of 127/8 is local).
+fn listener_addr(i: usize, port: u16) -> SocketAddrV4 {
+    let (x, y) = (i / 250, i % 250 + 1);
+    SocketAddrV4::new(Ipv4Addr::new(127, 1, x as u8, y as u8), port)
+}
+
+/// The listener an address belongs to.
+fn listener_index(ip: Ipv4Addr) -> Option<usize> {
+    match ip.octets() {
+        [127, 1, x, y @ 1..=250] => Some(usize::from(x) * 250 + usize::from(y) - 1),
+        _ => None,
+    }
+}
+
+/// What the listener thread is told.
+enum ToListeners {
+    /// A new listener whose offer the SFU answered.
+    Adopt {
+        rtc: Box<Rtc>,
+        addr: SocketAddrV4,
+        sample: bool,
+    },
+    /// Send back the counters of every decrypting listener.
+    Samples(std::sync::mpsc::Sender<Vec<SampleCount>>),
+}
+
+/// What one decrypting listener heard so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct SampleCount {
+    /// Frames per speaker.
+    frames: [u64; SPEAKERS],
+    /// Frames whose number was not above the previous one of the same speaker.
+    out_of_order: u64,
+    /// Frames whose tag names no speaker.
+    foreign: u64,
+    /// Frames skipped (gaps in a speaker's frame numbers): lost, not late.
+    gaps: u64,
+    /// Sum of the frames' delays from the speaker's write to this listener's str0m, µs.
+    delay_sum_us: u64,
+    /// Largest delay since the last report, µs.
+    delay_max_us: u64,
+}
+
+fn samples(to_listeners: &std::sync::mpsc::Sender<ToListeners>) -> Vec<SampleCount> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    to_listeners
+        .send(ToListeners::Samples(tx))
+        .expect("listener thread");
+    rx.recv().expect("sample counters")
+}
+
+struct SampleCheck {
+    passed: bool,
+    summary: String,
+}
+
+/// The decrypting sample's mean delay above which a step fails: the SFU is not keeping up, and
+/// audio this late misses any jitter buffer. (Counting packets per window alone would let a
+/// growing backlog pass: frames sent before the window still arrive in it.)
+const MAX_MEAN_DELAY_MS: f64 = 200.0;
+
+/// Each decrypting listener must have heard every speaker in the window, in order, and nothing
+/// else, with a mean delay of at most [`MAX_MEAN_DELAY_MS`].
+fn check_samples(before: &[SampleCount], after: &[SampleCount], spoken: u64) -> SampleCheck {
+    let (mut frames, mut out_of_order, mut foreign, mut deaf) = (0u64, 0u64, 0u64, 0usize);
+    let (mut gaps, mut delay_sum, mut delay_max) = (0u64, 0u64, 0u64);
+    for (i, a) in after.iter().enumerate() {
+        let b = before.get(i).copied().unwrap_or_default();
+        let got: Vec<u64> = (0..SPEAKERS).map(|s| a.frames[s] - b.frames[s]).collect();
+        frames += got.iter().sum::<u64>();
+        out_of_order += a.out_of_order - b.out_of_order;
+        foreign += a.foreign - b.foreign;
+        gaps += a.gaps - b.gaps;
+        delay_sum += a.delay_sum_us - b.delay_sum_us;
+        delay_max = delay_max.max(a.delay_max_us);
+        if got.contains(&0) {
+            deaf += 1;
+        }
+    }
+    let expected = (after.len() as u64 * spoken) as f64;
+    let mean_delay_ms = delay_sum as f64 / frames.max(1) as f64 / 1000.0;
+    let passed = !after.is_empty()
+        && out_of_order == 0
+        && foreign == 0
+        && deaf == 0
+        && mean_delay_ms <= MAX_MEAN_DELAY_MS;
+    SampleCheck {
+        passed,
+        summary: format!(
+            "sample: {} decrypting listeners got {frames} frames ({:.2} % fewer than written in the window, {:.2} % lost in gaps), delay speaker-to-listener mean {:.1} ms max {:.1} ms, {out_of_order} out of order, {foreign} foreign, {deaf} missing a speaker: {}",
+            after.len(),
+            100.0 * (1.0 - frames as f64 / expected.max(1.0)).max(0.0),
+            100.0 * gaps as f64 / (frames + gaps).max(1) as f64,
+            mean_delay_ms,
+            delay_max as f64 / 1000.0,
+            if passed { "ok" } else { "FAILED" }
+        ),
+    }
+}
+
 /// A listener after adoption by the listener thread.
 struct Listener {
-    socket: UdpSocket,
-    addr: SocketAddr,
+    addr: SocketAddrV4,
     rtc: Rtc,
     timeout: Instant,
+    /// Decrypting listeners: what they heard, and each speaker's last frame number.
+    sample: Option<(SampleCount, [Option<u64>; SPEAKERS])>,
 }
 
 /// Once connected, a listener's str0m instance is woken at most this often (ICE consent and
 /// RTCP need no more).
-const LISTENER_TICK: Duration = Duration::from_millis(50);
+const LISTENER_TICK: Duration = Duration::from_millis(250);
 
-/// All listeners on one thread: epoll over their sockets, one datagram per readiness event.
-/// Forwarded Opus RTP (payload type 111) is counted without decrypting it; everything else
-/// (STUN, DTLS, RTCP) goes to the listener's str0m instance, which also keeps ICE consent alive.
-/// This keeps the harness far lighter than the SFU it measures.
+/// All listeners on one thread and one socket: `recvmmsg` in batches, IP_PKTINFO to tell the
+/// listener. Forwarded Opus RTP (payload type 111) is counted without decrypting it, except by
+/// one listener in [`SAMPLE_EVERY`], which decrypts everything and checks the frames; everything
+/// else (STUN, DTLS, RTCP) goes to the listener's str0m instance, which also keeps ICE consent
+/// alive. This keeps the harness far lighter than the SFU it measures.
 fn listeners(
-    adopt: std::sync::mpsc::Receiver<(UdpSocket, Rtc)>,
+    socket: UdpSocket,
+    orders: std::sync::mpsc::Receiver<ToListeners>,
     received: Arc<AtomicU64>,
     connected: Arc<AtomicU64>,
 ) {
-    let epoll = Epoll::new(EpollCreateFlags::empty()).expect("epoll");
+    setsockopt(&socket, sockopt::Ipv4PacketInfo, &true).expect("IP_PKTINFO");
+    // A deep queue (past net.core.rmem_max; root may force it): when this thread is
+    // descheduled by the other work on the machine, the datagrams wait instead of being dropped,
+    // so what the bench counts as lost was lost by the SFU, not by the harness.
+    if setsockopt(&socket, sockopt::RcvBufForce, &(64 << 20)).is_err() {
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(64 << 20);
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    let fd = socket.as_raw_fd();
     let mut peers: Vec<Listener> = Vec::new();
-    let mut events = vec![EpollEvent::empty(); 256];
-    let mut buf = vec![0u8; 2000];
+    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut headers =
+        MultiHeaders::<SockaddrIn>::preallocate(BATCH, Some(nix::cmsg_space!(libc::in_pktinfo)));
+    let mut meta: Vec<(usize, SocketAddrV4, Ipv4Addr)> = Vec::with_capacity(BATCH);
     let mut next_sweep = Instant::now();
     loop {
         loop {
-            match adopt.try_recv() {
-                Ok((socket, rtc)) => {
-                    socket.set_nonblocking(true).expect("nonblocking");
-                    let addr = socket.local_addr().expect("addr");
-                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, peers.len() as u64);
-                    epoll.add(&socket, ev).expect("epoll add");
+            match orders.try_recv() {
+                Ok(ToListeners::Adopt { rtc, addr, sample }) => {
                     let mut l = Listener {
-                        socket,
                         addr,
-                        rtc,
+                        rtc: *rtc,
                         timeout: Instant::now(),
+                        sample: sample.then(Default::default),
                     };
-                    service(&mut l, Instant::now());
+                    service(&mut l, Instant::now(), fd);
                     peers.push(l);
+                }
+                Ok(ToListeners::Samples(reply)) => {
+                    let _ =
+                        reply.send(peers.iter().filter_map(|l| l.sample).map(|s| s.0).collect());
+                    // The largest delay is reported per window.
+                    for (count, _) in peers.iter_mut().filter_map(|l| l.sample.as_mut()) {
+                        count.delay_max_us = 0;
+                    }
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
             }
         }
-        let n = epoll.wait(&mut events, 5u8).unwrap_or(0);
+        meta.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            if let Ok(msgs) = recvmmsg(
+                fd,
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                for m in msgs {
+                    let dst = m.cmsgs().ok().and_then(|mut c| {
+                        c.find_map(|c| match c {
+                            ControlMessageOwned::Ipv4PacketInfo(i) => {
+                                Some(Ipv4Addr::from(u32::from_be(i.ipi_addr.s_addr)))
+                            }
+                            _ => None,
+                        })
+                    });
+                    if let (Some(src), Some(dst)) = (m.address, dst) {
+                        meta.push((m.bytes, SocketAddrV4::from(src), dst));
+                    }
+                }
+            }
+        }
         let mut counted = 0u64;
-        for ev in &events[..n] {
-            let Some(l) = peers.get_mut(ev.data() as usize) else {
+        let now = Instant::now();
+        for (k, &(len, source, dst)) in meta.iter().enumerate() {
+            let Some(l) = listener_index(dst).and_then(|i| peers.get_mut(i)) else {
                 continue;
             };
-            let Ok((len, source)) = l.socket.recv_from(&mut buf) else {
-                continue;
-            };
-            if len > 12 && (128..192).contains(&buf[0]) && buf[1] & 0x7f == 111 {
+            let data = &bufs[k][..len];
+            let rtp = len > 12 && (128..192).contains(&data[0]) && data[1] & 0x7f == 111;
+            if rtp && l.sample.is_none() {
                 counted += 1;
                 continue;
             }
-            if let Ok(contents) = buf[..len].try_into() {
+            if let Ok(contents) = data.try_into() {
                 let input = Input::Receive(
-                    Instant::now(),
+                    now,
                     Receive {
                         proto: Protocol::Udp,
-                        source,
-                        destination: l.addr,
+                        source: SocketAddr::V4(source),
+                        destination: SocketAddr::V4(l.addr),
                         contents,
                     },
                 );
                 if l.rtc.handle_input(input).is_ok() {
-                    service(l, Instant::now());
+                    counted += service(l, now, fd);
                 }
             }
         }
@@ -501,20 +919,24 @@ fn listeners(
         if now >= next_sweep {
             next_sweep = now + Duration::from_millis(5);
             let mut up = 0;
+            let mut heard = 0;
             for l in &mut peers {
                 if l.timeout <= now && l.rtc.is_alive() {
                     let _ = l.rtc.handle_input(Input::Timeout(now));
-                    service(l, now);
+                    heard += service(l, now, fd);
                 }
                 up += u64::from(l.rtc.is_connected());
             }
+            received.fetch_add(heard, Ordering::Relaxed);
             connected.store(up, Ordering::Relaxed);
         }
     }
 }
 
-/// Sends what the listener's str0m wants to send and notes its next timeout.
-fn service(l: &mut Listener, now: Instant) {
+/// Sends what the listener's str0m wants to send (from the listener's own address), notes its
+/// next timeout, and checks the frames a decrypting listener got. Returns the frames heard.
+fn service(l: &mut Listener, now: Instant, fd: RawFd) -> u64 {
+    let mut heard = 0;
     loop {
         match l.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {
@@ -523,15 +945,57 @@ fn service(l: &mut Listener, now: Instant) {
                 } else {
                     t
                 };
-                return;
+                return heard;
             }
             Ok(Output::Transmit(t)) => {
-                let _ = l.socket.send_to(&t.contents, t.destination);
+                let SocketAddr::V4(to) = t.destination else {
+                    continue;
+                };
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(*l.addr.ip()).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let _ = sendmsg(
+                    fd,
+                    &[IoSlice::new(&t.contents)],
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&SockaddrIn::from(to)),
+                );
+            }
+            Ok(Output::Event(Event::MediaData(d))) => {
+                if let Some((count, last)) = l.sample.as_mut() {
+                    heard += 1;
+                    let speaker = usize::from(d.data.first().copied().unwrap_or(u8::MAX));
+                    match (d.data.get(1..TAG), last.get_mut(speaker)) {
+                        (Some(tag), Some(last)) if d.data.len() == PAYLOAD => {
+                            let mut word = [0u8; 8];
+                            word.copy_from_slice(&tag[..8]);
+                            let seq = u64::from_be_bytes(word);
+                            word.copy_from_slice(&tag[8..]);
+                            let delay =
+                                micros_since_epoch().saturating_sub(u64::from_be_bytes(word));
+                            count.delay_sum_us += delay;
+                            count.delay_max_us = count.delay_max_us.max(delay);
+                            match *last {
+                                Some(p) if seq <= p => count.out_of_order += 1,
+                                Some(p) => count.gaps += seq - p - 1,
+                                None => {}
+                            }
+                            *last = Some(seq);
+                            count.frames[speaker] += 1;
+                        }
+                        _ => count.foreign += 1,
+                    }
+                }
             }
             Ok(Output::Event(_)) => {}
             Err(_) => {
                 l.timeout = now + Duration::from_secs(3600);
-                return;
+                return heard;
             }
         }
     }

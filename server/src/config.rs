@@ -53,6 +53,9 @@ pub struct Config {
     /// Audio from a member without an unmuted seat (bombing) also kicks the sender and bans it
     /// for this many milliseconds; none: report only (event + webhook).
     pub bombing_ban_ms: Option<u64>,
+    /// SFU driver threads (shards), each with its own UDP port and its own share of the peers;
+    /// none: one per core.
+    pub media_threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             word_filter: Vec::new(),
             max_frames_per_sec: 50,
             bombing_ban_ms: None,
+            media_threads: None,
         }
     }
 }

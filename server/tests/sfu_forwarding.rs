@@ -24,7 +24,13 @@ fn only_unmuted_seats_are_forwarded_and_kick_or_mute_stops_it() {
 }
 
 async fn scenario() {
-    let server = server(config()).await;
+    // Three driver shards: the members' peers are spread over them, so packets cross shards
+    // (asserted at the end) and the mute and kick checks hold across shards too.
+    let server = server(Config {
+        media_threads: Some(3),
+        ..config()
+    })
+    .await;
     let base = server.url();
     create_room_from(
         &base,
@@ -113,6 +119,16 @@ async fn scenario() {
             p.received.lock().expect("counts")
         );
     }
+    let stats = server
+        .media()
+        .expect("the SFU runs")
+        .stats()
+        .await
+        .expect("stats");
+    assert!(
+        stats.relayed_in > 0,
+        "no packet crossed shards, so this test did not cover relaying: {stats:?}"
+    );
     drop((owner_rtc, guest_rtc, listener, intruder));
     server.shutdown().await.expect("clean shutdown");
 }

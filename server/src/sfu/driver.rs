@@ -1,5 +1,6 @@
-//! The SFU's network driver: one thread, one UDP socket, one str0m `Rtc` per member's peer
-//! connection, and a [`Router`] per room that decides about every packet.
+//! The SFU's network driver: one thread per shard (default: one per core), each with its own UDP
+//! socket and its own peers (one str0m `Rtc` per member's peer connection, in RTP mode), and a
+//! [`Router`] per room and shard that decides about every packet of that shard's publishers.
 //!
 //! Media layout, fixed at connect time so that seat changes never need renegotiation: the
 //! client's offer has one `sendonly` audio m-line (its microphone; a listener may leave it out)
@@ -11,6 +12,15 @@
 //! ([`Hub::may_publish`]), so a packet that arrives after a kick or mute is not forwarded.
 //! Audio from anyone else is dropped and reported ([`Hub::report_bombing`]); a member who left or
 //! was kicked loses its peer connection.
+//!
+//! Shards: the publisher's shard judges a packet once and relays it, judged, to the other shards
+//! (a channel and a one-byte doorbell datagram); each forwards it to its own subscribers. The
+//! room's home shard (`home_shard`) reports volumes and runs the recording tap.
+//!
+//! Hot path, per forwarded copy: no allocation, lock or log of ours (the payload is one shared
+//! `Arc<[u8]>`); str0m allocates the encrypted datagram. Per forwarded packet: the target list,
+//! and per other shard one relay message (room and uid strings) and its doorbell. Copies go to
+//! the kernel with `sendmmsg` (see `sendmmsg.rs`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -24,13 +34,16 @@ use std::time::{Duration, Instant};
 use onmic_room::protocol::SpeakerVolume;
 use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, Frequency, MediaData, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
 use super::level::VolumeGate;
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
+use super::sendmmsg::{MAX_BATCH, SendBatch};
 use crate::hub::{Frame, Hub};
 use crate::recording::{self, Recording, RecordingError};
 
@@ -42,6 +55,9 @@ const MAX_DATAGRAM: usize = 2000;
 const AUDIO_SEND_BUFFER: usize = 4;
 /// Receive and send buffer asked for on the media socket.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// A room whose packets only came relayed from other shards is forgotten after this long without
+/// one.
+const RELAY_ROOM_IDLE: Duration = Duration::from_secs(10);
 /// The loop wakes at least this often to look at commands.
 const IDLE_WAKE: Duration = Duration::from_millis(20);
 
@@ -85,6 +101,8 @@ pub struct SfuConfig {
     pub bombing: BombingPolicy,
     /// How often volume levels are computed.
     pub volume_interval: Duration,
+    /// Driver threads (shards), each with its own socket and its own peers; 0: one per core.
+    pub shards: usize,
 }
 
 /// Counters of the SFU, for tests and benchmarks.
@@ -98,6 +116,8 @@ pub struct SfuStats {
     pub forwarded_in: u64,
     /// Packet copies written to subscribers.
     pub forwarded_out: u64,
+    /// Authorised packets taken from other shards (to forward to this shard's subscribers).
+    pub relayed_in: u64,
     /// Packets dropped by the router.
     pub dropped: u64,
     /// Bombing reports raised.
@@ -131,47 +151,123 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// A running SFU; dropping it stops the thread.
+/// A running SFU; dropping it stops its threads.
 #[derive(Debug)]
 pub struct Sfu {
+    shards: Vec<ShardHandle>,
+}
+
+/// One driver thread as seen from the outside.
+#[derive(Debug)]
+struct ShardHandle {
     tx: Option<std_mpsc::Sender<Cmd>>,
     addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Binds a media socket with buffers for a fan-out.
+fn media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_read_timeout(Some(IDLE_WAKE))?;
+    // One socket carries the handshakes and the audio of every peer of its shard; while the
+    // thread fans a packet out to thousands of listeners, arrivals queue here. The default buffer
+    // (~200 datagrams) overflowed at 1,000 listeners (lost speaker packets and DTLS flights); the
+    // kernel caps the request at net.core.rmem_max / wmem_max.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    tracing::debug!(
+        recv = ?sock.recv_buffer_size(),
+        send = ?sock.send_buffer_size(),
+        "media socket buffers"
+    );
+    Ok(socket)
+}
+
+/// A stable index in `0..n` for `key` (the same in every run).
+fn bucket(key: impl std::hash::Hash, n: usize) -> usize {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
 impl Sfu {
-    /// Binds the UDP socket and starts the media thread.
+    /// Binds the UDP sockets and starts the media threads (shards). Shard 0 binds `config.udp`,
+    /// the others the same IP on any free port.
     pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
-        let socket = UdpSocket::bind(config.udp)?;
-        socket.set_read_timeout(Some(IDLE_WAKE))?;
-        // One socket carries every peer's handshakes and every speaker's audio; while the thread
-        // fans a packet out to thousands of listeners, arrivals queue here. The default buffer
-        // (~200 datagrams) overflowed at 1,000 listeners (lost speaker packets and DTLS
-        // flights); the kernel caps the request at net.core.rmem_max / wmem_max.
-        let sock = socket2::SockRef::from(&socket);
-        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        tracing::debug!(
-            recv = ?sock.recv_buffer_size(),
-            send = ?sock.send_buffer_size(),
-            "media socket buffers"
-        );
-        let addr = socket.local_addr()?;
-        let (tx, rx) = std_mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("onmic-sfu".into())
-            .spawn(move || Driver::new(hub, socket, addr, config).run(rx))?;
-        tracing::info!(%addr, "media (SFU) listening");
-        Ok(Sfu {
-            tx: Some(tx),
-            addr,
-            thread: Some(thread),
-        })
+        let n = match config.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let bind = if i == 0 {
+                config.udp
+            } else {
+                SocketAddr::new(config.udp.ip(), 0)
+            };
+            let socket = media_socket(bind)?;
+            let addr = socket.local_addr()?;
+            sockets.push((socket, addr));
+        }
+        let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| std_mpsc::channel::<Relay>()).unzip();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
+        let mut shards = Vec::with_capacity(n);
+        for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
+            let siblings: Vec<Sibling> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| Sibling {
+                    tx: relay_txs[j].clone(),
+                    addr: addrs[j],
+                })
+                .collect();
+            let shard = Shard {
+                index: i,
+                count: n,
+                siblings,
+                relays,
+            };
+            let (tx, rx) = std_mpsc::channel();
+            let (hub, config) = (hub.clone(), config.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("onmic-sfu-{i}"))
+                .spawn(move || Driver::new(hub, socket, addr, config, shard).run(rx))?;
+            shards.push(ShardHandle {
+                tx: Some(tx),
+                addr,
+                thread: Some(thread),
+            });
+        }
+        tracing::info!(addrs = ?addrs, "media (SFU) listening");
+        Ok(Sfu { shards })
     }
 
-    /// The UDP address media flows through.
+    /// The UDP address of the first shard (each shard has its own; a peer is told its shard's in
+    /// the SDP answer).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.shards[0].addr
+    }
+
+    /// How many driver threads (shards) run.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn send(&self, shard: usize, cmd: Cmd) -> Result<(), SfuError> {
+        let tx = self
+            .shards
+            .get(shard)
+            .and_then(|s| s.tx.as_ref())
+            .ok_or(SfuError::Stopped)?;
+        tx.send(cmd).map_err(|_| SfuError::Stopped)
+    }
+
+    /// The shard of a member's peer connections: always the same one, so a new offer replaces
+    /// the member's old peer there.
+    fn shard_of(&self, room: &RoomId, uid: &Uid) -> usize {
+        bucket((room, uid), self.shards.len())
     }
 
     /// Connects a member's peer connection: takes its SDP offer, answers.
@@ -182,22 +278,24 @@ impl Sfu {
         offer: SdpOffer,
     ) -> Result<SdpAnswer, SfuError> {
         let (reply, answer) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(SfuError::Stopped)?;
-        tx.send(Cmd::Connect {
-            room,
-            uid,
-            offer,
-            reply,
-        })
-        .map_err(|_| SfuError::Stopped)?;
+        let shard = self.shard_of(&room, &uid);
+        self.send(
+            shard,
+            Cmd::Connect {
+                room,
+                uid,
+                offer,
+                reply,
+            },
+        )?;
         answer.await.map_err(|_| SfuError::Stopped)?
     }
 
     /// Starts recording `room`'s mix; answers with the new recording's listing.
     pub async fn start_recording(&self, room: RoomId) -> recording::Finished {
         let (reply, answer) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
-        tx.send(Cmd::StartRecording { room, reply })
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::StartRecording { room, reply })
             .map_err(|_| RecordingError::Stopped)?;
         answer.await.map_err(|_| RecordingError::Stopped)?
     }
@@ -205,8 +303,8 @@ impl Sfu {
     /// Stops recording `room`; answers once the file is complete, with its final listing.
     pub async fn stop_recording(&self, room: RoomId) -> recording::Finished {
         let (reply, answer) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(RecordingError::Stopped)?;
-        tx.send(Cmd::StopRecording { room, reply })
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::StopRecording { room, reply })
             .map_err(|_| RecordingError::Stopped)?;
         let thread = answer.await.map_err(|_| RecordingError::Stopped)??;
         tokio::task::spawn_blocking(move || thread.join())
@@ -215,34 +313,112 @@ impl Sfu {
             .map_err(|_| RecordingError::Io(std::io::Error::other("the recorder panicked")))?
     }
 
-    /// Stops every recording (files finalised) and the media thread; later calls fail with
+    /// Stops every recording (files finalised) and the media threads; later calls fail with
     /// [`SfuError::Stopped`].
     pub async fn shutdown(&self) {
-        let (reply, done) = oneshot::channel();
-        if let Some(tx) = self.tx.as_ref()
-            && tx.send(Cmd::Shutdown(reply)).is_ok()
-        {
-            let _ = done.await;
+        for i in 0..self.shards.len() {
+            let (reply, done) = oneshot::channel();
+            if self.send(i, Cmd::Shutdown(reply)).is_ok() {
+                let _ = done.await;
+            }
         }
     }
 
-    /// The SFU's counters.
+    /// The counters of each shard.
+    pub async fn shard_stats(&self) -> Result<Vec<SfuStats>, SfuError> {
+        let mut replies = Vec::with_capacity(self.shards.len());
+        for i in 0..self.shards.len() {
+            let (reply, stats) = oneshot::channel();
+            self.send(i, Cmd::Stats(reply))?;
+            replies.push(stats);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for r in replies {
+            out.push(r.await.map_err(|_| SfuError::Stopped)?);
+        }
+        Ok(out)
+    }
+
+    /// The SFU's counters, summed over its shards.
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
-        let (reply, stats) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(SfuError::Stopped)?;
-        tx.send(Cmd::Stats(reply)).map_err(|_| SfuError::Stopped)?;
-        stats.await.map_err(|_| SfuError::Stopped)
+        let mut total = SfuStats::default();
+        for s in self.shard_stats().await? {
+            total.peers += s.peers;
+            total.connected += s.connected;
+            total.forwarded_in += s.forwarded_in;
+            total.forwarded_out += s.forwarded_out;
+            total.relayed_in += s.relayed_in;
+            total.dropped += s.dropped;
+            total.bombings += s.bombings;
+            total.timer_fires += s.timer_fires;
+            total.datagrams_in += s.datagrams_in;
+            total.opus_rtp_in += s.opus_rtp_in;
+            total.datagrams_out += s.datagrams_out;
+        }
+        Ok(total)
     }
 }
 
 impl Drop for Sfu {
     fn drop(&mut self) {
-        // Closing the channel ends the loop within IDLE_WAKE.
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Closing the channels ends the loops within IDLE_WAKE.
+        for s in &mut self.shards {
+            s.tx.take();
+        }
+        for s in &mut self.shards {
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
         }
     }
+}
+
+/// The shard that does a room's once-per-room work: volume indication and recording.
+fn home_shard(room: &RoomId, shards: usize) -> usize {
+    bucket(room, shards)
+}
+
+/// An authorised packet handed from the publisher's shard to the others, which forward it to
+/// their own subscribers. The publisher's shard judged it; nobody judges it again.
+struct Relay {
+    room: RoomId,
+    from: PeerId,
+    uid: Uid,
+    slot: usize,
+    frame: Forwarded,
+}
+
+/// One authorised packet as the driver forwards it. The SFU's peers run in str0m's RTP mode: the
+/// payload is shared by every copy (no allocation per copy), each copy gets the subscriber's own
+/// payload type, SSRC and sequence number; the publisher's RTP time, marker and audio level go
+/// through unchanged (as str0m's frame API did).
+#[derive(Clone)]
+struct Forwarded {
+    payload: Arc<[u8]>,
+    /// The publisher's RTP timestamp (48 kHz).
+    rtp_time: u32,
+    /// The same, extended (for the recorder).
+    time: MediaTime,
+    marker: bool,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    /// When it reached the SFU (the wall clock of the copies' sender reports).
+    arrival: Instant,
+}
+
+/// Another shard, as one shard sees it.
+struct Sibling {
+    tx: std_mpsc::Sender<Relay>,
+    /// Its socket: a one-byte datagram from us wakes it to take its relays.
+    addr: SocketAddr,
+}
+
+/// A driver's place among the shards.
+struct Shard {
+    index: usize,
+    count: usize,
+    siblings: Vec<Sibling>,
+    relays: std_mpsc::Receiver<Relay>,
 }
 
 /// The room's own anti-bombing setting wins over the server's default.
@@ -268,6 +444,10 @@ struct Peer {
     publish_mid: Option<Mid>,
     /// Our send m-lines, one per slot, in offer order.
     slots: Vec<Mid>,
+    /// The next RTP sequence number of each slot's outgoing stream.
+    slot_seq: Vec<u64>,
+    /// The payload type this peer negotiated for Opus (media in and out).
+    opus_pt: Option<Pt>,
     timeout: Instant,
 }
 
@@ -278,6 +458,8 @@ struct RoomMedia {
     slot_of: HashMap<Uid, usize>,
     /// Which volume reports are pushed to the room's members.
     volume_gate: VolumeGate,
+    /// When another shard last relayed a packet of this room (a room may have no peer here).
+    last_relay: Option<Instant>,
 }
 
 /// A room being recorded: the recorder and the room's events (to stop on dismiss).
@@ -303,10 +485,59 @@ struct Driver {
     next_reap: Instant,
     next_peer: u64,
     stats: SfuStats,
+    shard: Shard,
+    /// Datagrams str0m produced since the last [`Driver::flush`]: a fan-out goes to the kernel in
+    /// `sendmmsg` batches instead of one `sendto` per copy.
+    outbox: Outbox,
+}
+
+/// Datagrams waiting to be sent, and the reused `sendmmsg` headers.
+struct Outbox {
+    datagrams: Vec<(SocketAddr, DatagramSend)>,
+    batch: SendBatch,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        Outbox {
+            datagrams: Vec::with_capacity(MAX_BATCH),
+            batch: SendBatch::new(),
+        }
+    }
+
+    /// Sends every queued datagram with as few `sendmmsg` calls as the batch size allows.
+    /// Returns how many the kernel took. A datagram the kernel refuses is dropped (as a failed
+    /// `sendto` was), the rest are still sent.
+    fn flush(&mut self, socket: &UdpSocket) -> u64 {
+        let mut sent = 0u64;
+        let mut start = 0;
+        while start < self.datagrams.len() {
+            match self.batch.send(socket, &self.datagrams[start..]) {
+                Ok(n) if n > 0 => {
+                    sent += n as u64;
+                    start += n;
+                }
+                Ok(_) => start += 1,
+                Err(e) => {
+                    // ICMP errors from a vanished peer surface on Linux; skip that datagram.
+                    tracing::debug!(%e, "media socket send");
+                    start += 1;
+                }
+            }
+        }
+        self.datagrams.clear();
+        sent
+    }
 }
 
 impl Driver {
-    fn new(hub: Arc<Hub>, socket: UdpSocket, addr: SocketAddr, config: SfuConfig) -> Driver {
+    fn new(
+        hub: Arc<Hub>,
+        socket: UdpSocket,
+        addr: SocketAddr,
+        config: SfuConfig,
+        shard: Shard,
+    ) -> Driver {
         Driver {
             hub,
             recordings: HashMap::new(),
@@ -320,8 +551,11 @@ impl Driver {
             by_source: HashMap::new(),
             timers: BinaryHeap::new(),
             next_reap: Instant::now(),
-            next_peer: 1,
+            // Peer ids are unique across shards: shard i hands out i+1, i+1+n, ...
+            next_peer: shard.index as u64 + 1,
             stats: SfuStats::default(),
+            shard,
+            outbox: Outbox::new(),
         }
     }
 
@@ -343,6 +577,7 @@ impl Driver {
                     }
                 }
             }
+            self.take_relays();
             let now = Instant::now();
             while let Some(Reverse((at, id))) = self.timers.peek().copied() {
                 if at > now {
@@ -361,6 +596,7 @@ impl Driver {
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
             }
+            self.flush();
             self.push_volumes(now);
             let next = self
                 .timers
@@ -373,12 +609,18 @@ impl Driver {
                 .max(Duration::from_millis(1));
             let _ = self.socket.set_read_timeout(Some(wait));
             match self.socket.recv_from(&mut buf) {
+                Ok((_, source)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
+                    // A sibling's doorbell: it queued relays for us.
+                    self.take_relays();
+                    self.flush();
+                }
                 Ok((n, source)) => {
                     self.stats.datagrams_in += 1;
                     if n > 12 && (128..192).contains(&buf[0]) && buf[1] & 0x7f == super::OPUS_PT {
                         self.stats.opus_rtp_in += 1;
                     }
-                    self.datagram(&buf[..n], source)
+                    self.datagram(&buf[..n], source);
+                    self.flush();
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => {
@@ -400,9 +642,17 @@ impl Driver {
         }
     }
 
+    /// Hands the queued datagrams to the kernel.
+    fn flush(&mut self) {
+        self.stats.datagrams_out += self.outbox.flush(&self.socket);
+    }
+
     /// Volume indication: each room's levels every interval, to its members over the WebSocket.
     fn push_volumes(&mut self, now: Instant) {
         for (room, media) in &mut self.rooms {
+            if home_shard(room, self.shard.count) != self.shard.index {
+                continue; // the room's home shard reports every publisher's level
+            }
             let Some(reports) = media.router.poll_volumes(now) else {
                 continue;
             };
@@ -548,6 +798,8 @@ impl Driver {
         let mut rtc = super::opus_rtc_config()
             .set_crypto_provider(self.crypto.clone())
             .set_send_buffer_audio(AUDIO_SEND_BUFFER)
+            // RTP in, RTP out: no depacketiser and no payloader per copy (see `Forwarded`).
+            .set_rtp_mode(true)
             .build(now);
         let candidate = Candidate::host(self.addr, "udp")
             .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
@@ -556,8 +808,14 @@ impl Driver {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let opus_pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
         let id = PeerId(self.next_peer);
-        self.next_peer += 1;
+        self.next_peer += self.shard.count as u64;
         // Replace the member's older peer connections (a reconnect).
         let old: Vec<PeerId> = self
             .rooms
@@ -567,22 +825,9 @@ impl Driver {
         for p in old {
             self.remove_peer(p);
         }
-        let media = match self.rooms.entry(room.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let events = self
-                    .hub
-                    .subscribe(&room)
-                    .map_err(|_| SfuError::NoSuchRoom)?;
-                let policy = room_bombing_policy(&self.config.bombing, &snapshot.settings);
-                v.insert(RoomMedia {
-                    router: Router::new(policy, self.config.volume_interval),
-                    events,
-                    slot_of: HashMap::new(),
-                    volume_gate: VolumeGate::default(),
-                })
-            }
-        };
+        let media = self
+            .room_media(&room, Some(&snapshot.settings))
+            .ok_or(SfuError::NoSuchRoom)?;
         media.router.add_peer(id, uid, false);
         self.peers.insert(
             id,
@@ -591,12 +836,42 @@ impl Driver {
                 rtc,
                 publish_mid: None,
                 slots: Vec::new(),
+                slot_seq: Vec::new(),
+                opus_pt,
                 timeout: now,
             },
         );
         self.timers.push(Reverse((now, id)));
         self.refresh_room(&room);
         Ok(answer)
+    }
+
+    /// The room's media state, created (subscribed to the room's events) if this shard has none.
+    fn room_media(
+        &mut self,
+        room: &RoomId,
+        settings: Option<&onmic_room::RoomSettings>,
+    ) -> Option<&mut RoomMedia> {
+        match self.rooms.entry(room.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let events = self.hub.subscribe(room).ok()?;
+                let policy = match settings {
+                    Some(settings) => room_bombing_policy(&self.config.bombing, settings),
+                    None => {
+                        let snapshot = self.hub.snapshot(room).ok()?;
+                        room_bombing_policy(&self.config.bombing, &snapshot.settings)
+                    }
+                };
+                Some(v.insert(RoomMedia {
+                    router: Router::new(policy, self.config.volume_interval),
+                    events,
+                    slot_of: HashMap::new(),
+                    volume_gate: VolumeGate::default(),
+                    last_relay: None,
+                }))
+            }
+        }
     }
 
     /// Asks the hub again who may publish in `room` and on which slot.
@@ -617,6 +892,14 @@ impl Driver {
                 media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
             }
             media.router.set_authorized(now, &uid, allowed);
+        }
+        // Levels relayed by other shards stop counting the moment their publisher may not
+        // publish (as a local publisher's meter is reset).
+        for uid in media.router.remote_uids() {
+            let seated = snapshot.seat_of(&uid).is_some();
+            if !(seated && self.hub.may_publish(room, &uid)) {
+                media.router.forget_remote_level(&uid);
+            }
         }
     }
 
@@ -687,6 +970,13 @@ impl Driver {
     }
 
     fn reap(&mut self) {
+        // Rooms this shard only knew from relays, quiet for a while.
+        let now = Instant::now();
+        self.rooms.retain(|_, m| {
+            m.router.peer_count() > 0
+                || m.last_relay
+                    .is_some_and(|t| now.saturating_duration_since(t) < RELAY_ROOM_IDLE)
+        });
         let dead: Vec<PeerId> = self
             .peers
             .iter()
@@ -738,7 +1028,7 @@ impl Driver {
 
     /// Polls a peer until it has nothing more to say; forwards the media it received.
     fn drive(&mut self, id: PeerId) {
-        let mut media_in: VecDeque<MediaData> = VecDeque::new();
+        let mut media_in: VecDeque<RtpPacket> = VecDeque::new();
         {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -756,8 +1046,10 @@ impl Driver {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
-                        self.stats.datagrams_out += 1;
-                        let _ = self.socket.send_to(&t.contents, t.destination);
+                        self.outbox.datagrams.push((t.destination, t.contents));
+                        if self.outbox.datagrams.len() >= MAX_BATCH {
+                            self.stats.datagrams_out += self.outbox.flush(&self.socket);
+                        }
                     }
                     Ok(Output::Event(e)) => match e {
                         Event::MediaAdded(m) if m.kind == MediaKind::Audio => match m.direction {
@@ -766,10 +1058,13 @@ impl Driver {
                             {
                                 peer.publish_mid = Some(m.mid)
                             }
-                            Direction::SendOnly | Direction::SendRecv => peer.slots.push(m.mid),
+                            Direction::SendOnly | Direction::SendRecv => {
+                                peer.slots.push(m.mid);
+                                peer.slot_seq.push(1);
+                            }
                             _ => {}
                         },
-                        Event::MediaData(d) => media_in.push_back(d),
+                        Event::RtpPacket(p) => media_in.push_back(p),
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             // Kept: ICE may recover, or the client restarts ICE. The presence
                             // timeout of the room decides when the member is gone.
@@ -789,21 +1084,31 @@ impl Driver {
         }
     }
 
-    fn media(&mut self, from: PeerId, data: MediaData) {
-        let Some(room) = self.peers.get(&from).map(|p| p.room.clone()) else {
+    fn media(&mut self, from: PeerId, packet: RtpPacket) {
+        let Some(peer) = self.peers.get_mut(&from) else {
             return;
         };
-        if self.peers.get(&from).and_then(|p| p.publish_mid) != Some(data.mid) {
+        // Only Opus on the peer's own microphone m-line.
+        let mid = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid());
+        if mid.is_none()
+            || mid != peer.publish_mid
+            || Some(packet.header.payload_type) != peer.opus_pt
+        {
             self.stats.dropped += 1;
             return;
         }
+        let room = peer.room.clone();
         // Every committed seat/mute/kick takes effect before this packet is judged.
         self.apply_room_events(&room);
         let Some(media) = self.rooms.get_mut(&room) else {
             return;
         };
         let now = Instant::now();
-        let level = data.ext_vals.audio_level.map(|l| l.unsigned_abs());
+        let level = packet.header.ext_vals.audio_level.map(|l| l.unsigned_abs());
         let decision = media.router.handle_rtp(now, from, StreamId(from.0), level);
         match decision {
             Decision::Forward => {}
@@ -841,17 +1146,78 @@ impl Driver {
             self.stats.dropped += 1;
             return;
         };
-        let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
+        let uid = uid.clone();
         self.stats.forwarded_in += 1;
+        let frame = Forwarded {
+            rtp_time: packet.header.timestamp,
+            time: packet.time,
+            marker: packet.header.marker,
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            arrival: packet.timestamp,
+            payload: packet.payload,
+        };
+        for sibling in &self.shard.siblings {
+            let relay = Relay {
+                room: room.clone(),
+                from,
+                uid: uid.clone(),
+                slot,
+                frame: frame.clone(),
+            };
+            if sibling.tx.send(relay).is_ok() {
+                self.outbox
+                    .datagrams
+                    .push((sibling.addr, DatagramSend::from(vec![0u8])));
+            }
+        }
+        self.fan_out(&room, from, slot, &frame, now);
+    }
+
+    /// Takes the packets other shards relayed and forwards them to this shard's subscribers.
+    fn take_relays(&mut self) {
+        while let Ok(relay) = self.shard.relays.try_recv() {
+            self.stats.relayed_in += 1;
+            let now = Instant::now();
+            if home_shard(&relay.room, self.shard.count) == self.shard.index {
+                // This shard reports the room's volumes, the relayed publisher's too.
+                self.apply_room_events(&relay.room);
+                if let Some(media) = self.room_media(&relay.room, None) {
+                    media.last_relay = Some(now);
+                    if let Some(level) = relay.frame.audio_level {
+                        media
+                            .router
+                            .observe_remote_level(&relay.uid, level.unsigned_abs());
+                    }
+                }
+            }
+            self.fan_out(&relay.room, relay.from, relay.slot, &relay.frame, now);
+        }
+    }
+
+    /// Writes one authorised packet to this shard's subscribers of `room` on `slot`, and offers
+    /// it to the room's recording if this shard runs it.
+    fn fan_out(
+        &mut self,
+        room: &RoomId,
+        from: PeerId,
+        slot: usize,
+        data: &Forwarded,
+        now: Instant,
+    ) {
         // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
-        if let Some(active) = self.recordings.get(&room) {
+        if let Some(active) = self.recordings.get(room) {
             let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
-            if !active.recording.offer(from.0, ts, &data.data)
-                && let Some(gone) = self.recordings.remove(&room)
+            if !active.recording.offer(from.0, ts, &data.payload)
+                && let Some(gone) = self.recordings.remove(room)
             {
                 self.finishing.push(gone.recording.stop("failed"));
             }
         }
+        let Some(media) = self.rooms.get(room) else {
+            return;
+        };
+        let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
         for to in targets {
             let Some(peer) = self.peers.get_mut(&to) else {
                 continue;
@@ -862,20 +1228,31 @@ impl Driver {
             if !peer.rtc.is_connected() {
                 continue;
             }
-            let Some(writer) = peer.rtc.writer(mid) else {
+            let (Some(pt), Some(seq)) = (peer.opus_pt, peer.slot_seq.get_mut(slot)) else {
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
+            let mut api = peer.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            let writer = match (data.ext_vals.audio_level, data.ext_vals.voice_activity) {
-                (Some(l), v) => writer.audio_level(l, v.unwrap_or(false)),
-                _ => writer,
+            let ext_vals = ExtensionValues {
+                audio_level: data.audio_level,
+                voice_activity: data.voice_activity,
+                ..ExtensionValues::default()
             };
-            match writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                Ok(()) => self.stats.forwarded_out += 1,
-                Err(e) => tracing::debug!(peer = to.0, %e, "write failed"),
-            }
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    SeqNo::from(*seq),
+                    data.rtp_time,
+                    data.arrival,
+                    data.payload.clone(),
+                )
+                .marker(data.marker)
+                .ext_vals(ext_vals),
+            );
+            *seq += 1;
+            self.stats.forwarded_out += 1;
             // str0m sends queued media when time advances; without this the copy would wait
             // for the subscriber's next timer (measured in benches/sfu_stacks.rs).
             let _ = peer.rtc.handle_input(Input::Timeout(now));

@@ -47,6 +47,7 @@ pub fn start_media(hub: &Arc<crate::Hub>, config: &crate::Config) -> Option<Sfu>
                 ..BombingPolicy::default()
             },
             volume_interval: std::time::Duration::from_millis(500),
+            shards: config.media_threads.unwrap_or(0),
         },
     );
     match sfu {

@@ -6,6 +6,7 @@
 //!   bombing detection and its rate limit, volume indication). No sockets, no clock.
 //! - [`level`]: RFC 6464 audio levels → 0–255 volume and speaking flags.
 //! - [`driver`]: the network edge — one thread, one UDP socket, a str0m `Rtc` per peer.
+//! - `sendmmsg`: the batched send of a fan-out (the crate's one FFI module).
 //! - [`http`]: signalling (`POST /rtc/offer`).
 //!
 //! See `docs/sfu.md` for the design, the measured choice of WebRTC stack and what is missing.
@@ -14,6 +15,7 @@ pub mod driver;
 pub mod http;
 pub mod level;
 pub mod router;
+mod sendmmsg;
 
 pub use driver::{Sfu, SfuConfig, SfuError, SfuStats};
 

@@ -127,6 +127,9 @@ pub struct Router {
     sources: HashMap<StreamId, PeerId>,
     volume_interval: Duration,
     next_volume: Option<Instant>,
+    /// Levels of publishers whose peer lives in another driver shard, heard in the packets that
+    /// shard judged and relayed (the room's volumes are reported by one shard).
+    remote_levels: HashMap<Uid, LevelMeter>,
 }
 
 impl Router {
@@ -140,6 +143,7 @@ impl Router {
             sources: HashMap::new(),
             volume_interval,
             next_volume: None,
+            remote_levels: HashMap::new(),
         }
     }
 
@@ -318,7 +322,39 @@ impl Router {
                 out.push(report);
             }
         }
+        // Remote publishers heard in this interval; the silent ones are forgotten.
+        self.remote_levels
+            .retain(|uid, meter| match meter.take(uid) {
+                Some(report) => {
+                    out.push(report);
+                    true
+                }
+                None => false,
+            });
         Some(out)
+    }
+
+    /// A level heard in a packet of `uid` that another shard judged and forwarded; it is
+    /// reported by [`Router::poll_volumes`] like a local publisher's.
+    pub fn observe_remote_level(&mut self, uid: &Uid, level: u8) {
+        match self.remote_levels.get_mut(uid) {
+            Some(meter) => meter.observe(level),
+            None => {
+                let mut meter = LevelMeter::default();
+                meter.observe(level);
+                self.remote_levels.insert(uid.clone(), meter);
+            }
+        }
+    }
+
+    /// The members whose levels came from other shards.
+    pub fn remote_uids(&self) -> Vec<Uid> {
+        self.remote_levels.keys().cloned().collect()
+    }
+
+    /// Forgets what was heard from a member on another shard (it may no longer publish).
+    pub fn forget_remote_level(&mut self, uid: &Uid) {
+        self.remote_levels.remove(uid);
     }
 
     /// When [`Router::poll_volumes`] next has something to say.
@@ -481,6 +517,35 @@ mod tests {
         // Nothing heard in the next interval: no reports.
         let v = r.poll_volumes(t0 + Duration::from_secs(1)).expect("due");
         assert!(v.is_empty(), "{v:?}");
+    }
+}
+
+#[cfg(test)]
+mod remote_levels {
+    use super::*;
+
+    #[test]
+    fn levels_relayed_by_another_shard_are_reported_until_forgotten() {
+        let t0 = Instant::now();
+        let mut r = Router::new(BombingPolicy::default(), Duration::from_millis(500));
+        let far = Uid::from("far");
+        assert_eq!(r.poll_volumes(t0), None, "the first call arms the timer");
+        r.observe_remote_level(&far, 40);
+        r.observe_remote_level(&far, 6);
+        let v = r
+            .poll_volumes(t0 + Duration::from_millis(500))
+            .expect("due");
+        assert_eq!(v.len(), 1);
+        assert!(v[0].uid == far && v[0].speaking, "{v:?}");
+        // Silent for an interval: nothing, and the meter is dropped.
+        let v = r.poll_volumes(t0 + Duration::from_secs(1)).expect("due");
+        assert!(v.is_empty() && r.remote_uids().is_empty(), "{v:?}");
+        r.observe_remote_level(&far, 6);
+        r.forget_remote_level(&far);
+        let v = r
+            .poll_volumes(t0 + Duration::from_millis(1500))
+            .expect("due");
+        assert!(v.is_empty(), "a forgotten publisher is not reported: {v:?}");
     }
 }
 
