@@ -2,25 +2,30 @@
 //!
 //! The crate's only unsafe code. std and socket2 have no batched send, and nix's wrapper reads
 //! uninitialised memory when its result is iterated, so this calls libc directly; the buffers
-//! are allocated once and reused, so a batch allocates nothing.
-#![allow(unsafe_code)]
+//! are allocated once and reused, so a batch allocates nothing. Linux only: elsewhere (the
+//! Studio's embedded room on Windows and macOS) the same type sends one `send_to` per datagram.
+#![cfg_attr(target_os = "linux", allow(unsafe_code))]
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
+#[cfg(target_os = "linux")]
 use socket2::SockAddr;
 
 /// Most datagrams one call takes (Linux's `UIO_MAXIOV`).
 pub const MAX_BATCH: usize = 1024;
 
 /// Reusable headers for [`SendBatch::send`].
+#[cfg(target_os = "linux")]
 pub struct SendBatch {
     addrs: Vec<SockAddr>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
+#[cfg(target_os = "linux")]
 impl SendBatch {
     /// Room for [`MAX_BATCH`] datagrams.
     pub fn new() -> SendBatch {
@@ -81,6 +86,34 @@ impl SendBatch {
         } else {
             Ok(sent as usize)
         }
+    }
+}
+
+/// Where `sendmmsg` is missing: one `send_to` per datagram, same contract.
+#[cfg(not(target_os = "linux"))]
+pub struct SendBatch;
+
+#[cfg(not(target_os = "linux"))]
+impl SendBatch {
+    /// A sender.
+    pub fn new() -> SendBatch {
+        SendBatch
+    }
+
+    /// Sends the first [`MAX_BATCH`] of `datagrams`, in order; returns how many were sent (fewer
+    /// when one failed after the first), or the error of the first.
+    pub fn send<D: std::ops::Deref<Target = [u8]>>(
+        &mut self,
+        socket: &UdpSocket,
+        datagrams: &[(SocketAddr, D)],
+    ) -> io::Result<usize> {
+        let datagrams = &datagrams[..datagrams.len().min(MAX_BATCH)];
+        for (i, (to, data)) in datagrams.iter().enumerate() {
+            if let Err(e) = socket.send_to(data, to) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(datagrams.len())
     }
 }
 
