@@ -51,6 +51,7 @@ struct Namespaces(Vec<String>);
 
 impl Namespaces {
     fn add(&mut self, name: String) -> String {
+        sweep_stale();
         ip_ok(&["netns", "add", &name]);
         self.0.push(name.clone());
         ip_ok(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
@@ -62,6 +63,27 @@ impl Drop for Namespaces {
     fn drop(&mut self) {
         for n in &self.0 {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Deletes namespaces left by test processes that were killed before their drop ran (a timeout's
+/// SIGKILL): `onmic-<pid>-…` whose process is gone.
+fn sweep_stale() {
+    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("onmic-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
         }
     }
 }
