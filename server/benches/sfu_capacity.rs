@@ -65,29 +65,40 @@ fn steps() -> String {
         .unwrap_or_else(|_| "250,500,750,1000,1250,1500,1750,2000".into())
 }
 
+/// This process's threads whose name starts with `prefix`: name and `/proc` directory.
+fn own_threads(prefix: &str) -> Vec<(String, std::path::PathBuf)> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let comm = comm.trim();
+            comm.starts_with(prefix)
+                .then(|| (comm.to_string(), t.path()))
+        })
+        .collect()
+}
+
+/// utime+stime in clock ticks from a thread's `/proc/…/task/<tid>` directory.
+fn stat_ticks(task: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
 /// utime+stime in clock ticks of each of this process's threads whose name starts with
 /// `prefix`, by name.
 fn threads_ticks(prefix: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
-    for t in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        out.push((comm.to_string(), field(11) + field(12)));
+    for (comm, path) in own_threads(prefix) {
+        out.push((comm, stat_ticks(&path)));
     }
     out.sort();
     out
@@ -97,23 +108,14 @@ fn threads_ticks(prefix: &str) -> Vec<(String, u64)> {
 /// runnable but waiting for one (`/proc/self/task/*/schedstat`).
 fn threads_sched(prefix: &str) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
-    for t in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let comm = comm.trim();
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+    for (comm, path) in own_threads(prefix) {
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
         let f: Vec<u64> = stat
             .split_whitespace()
             .map(|v| v.parse().unwrap_or(0))
             .collect();
         let g = |i: usize| f.get(i).copied().unwrap_or(0);
-        out.push((comm.to_string(), g(0), g(1)));
+        out.push((comm, g(0), g(1)));
     }
     out.sort();
     out
@@ -128,20 +130,13 @@ fn all_threads_ticks(pid: u32, label: &str) -> Vec<(String, u64)> {
         .flatten()
     {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = stat_ticks(&t.path());
         let name = format!(
             "{label}/{}[{}]",
             comm.trim(),
             t.file_name().to_string_lossy()
         );
-        out.push((name, field(11) + field(12)));
+        out.push((name, ticks));
     }
     out
 }
