@@ -443,7 +443,10 @@ async function doStartMedia() {
   // then one recvonly m-line per seat ("slot" i carries whoever sits on seat i).
   mic = peer.addTransceiver("audio", { direction: "sendonly" });
   slots = [];
-  if (!audioCtx) audioCtx = new AudioContext({ sampleRate: 48000 });
+  if (!audioCtx) {
+    audioCtx = new AudioContext({ sampleRate: 48000 });
+    audioCtx.addEventListener("statechange", updateTap);
+  }
   for (let i = 0; i < seatCount; i++) {
     const t = peer.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream([t.receiver.track]);
@@ -483,24 +486,25 @@ async function doStartMedia() {
   }
   if (peer !== pc) return;
   await peer.setRemoteDescription(body);
-  await play();
+  play();
   // Attach the microphone to the new connection if this member may speak.
   await syncMic();
 }
 
-async function play() {
-  try {
-    // Everything starts inside the caller's turn (a tap's handler): nothing awaited first, so
-    // the gesture counts for the context and for every element alike.
-    const starts = slots.map((s) => s.audio.play());
-    if (audioCtx && audioCtx.state === "suspended") starts.push(audioCtx.resume());
-    await Promise.all(starts);
-    $("tap").hidden = true;
-  } catch {
-    // Autoplay refused until the user interacts with the page.
-    $("tap").hidden = false;
-  }
-  if (audioCtx && audioCtx.state !== "running") $("tap").hidden = false;
+// Starts every seat's audio and the context. Called from a tap's handler, everything starts in
+// its turn (nothing awaited first) so the gesture counts for all of them. The "Tap to listen"
+// button shows while audio is blocked: the context not running or an element refused to play.
+// An empty seat's element may wait for data for a while; that is not blocked, so nothing here
+// waits for the elements' promises to resolve.
+function play() {
+  for (const s of slots) s.audio.play().catch(() => updateTap());
+  if (audioCtx && audioCtx.state === "suspended") audioCtx.resume().catch(() => {}).finally(updateTap);
+  updateTap();
+}
+
+function updateTap() {
+  const blocked = (audioCtx && audioCtx.state !== "running") || slots.some((s) => s.audio.paused);
+  $("tap").hidden = !blocked;
 }
 
 function stopMedia({ keepMic = false } = {}) {

@@ -22,6 +22,8 @@ pub struct BrowserOptions {
     pub microphone_allowed: bool,
     /// Let pages play audio without a user gesture (`false`: Chromium's default policy).
     pub autoplay_allowed: bool,
+    /// The fake microphone's tone (Hz, both channels, amplitude 0.25, looped).
+    pub mic_hz: f32,
 }
 
 impl Default for BrowserOptions {
@@ -29,6 +31,7 @@ impl Default for BrowserOptions {
         BrowserOptions {
             microphone_allowed: true,
             autoplay_allowed: true,
+            mic_hz: 1000.0,
         }
     }
 }
@@ -39,20 +42,18 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    _capture: tempfile::TempDir,
 }
 
 impl Browser {
-    /// Starts chromedriver and a fresh headless Chromium whose fake microphone plays
-    /// `capture_wav` (looped), with autoplay allowed and loopback WebRTC enabled (TESTING.md).
-    pub async fn launch(capture_wav: &Path) -> anyhow::Result<Browser> {
-        Self::launch_with(capture_wav, BrowserOptions::default()).await
+    /// Starts chromedriver and a fresh headless Chromium whose fake microphone plays a
+    /// 1 kHz tone (looped), with autoplay allowed and loopback WebRTC enabled (TESTING.md).
+    pub async fn launch() -> anyhow::Result<Browser> {
+        Self::launch_with(BrowserOptions::default()).await
     }
 
     /// Like [`Browser::launch`], with `options`.
-    pub async fn launch_with(
-        capture_wav: &Path,
-        options: BrowserOptions,
-    ) -> anyhow::Result<Browser> {
+    pub async fn launch_with(options: BrowserOptions) -> anyhow::Result<Browser> {
         let chromedriver =
             std::env::var("ONMIC_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
         let chromium = std::env::var("ONMIC_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
@@ -63,6 +64,9 @@ impl Browser {
             );
         }
         let profile = tempfile::tempdir()?;
+        let capture = tempfile::tempdir()?;
+        let capture_wav = capture.path().join("mic.wav");
+        crate::audio::write_tone(&capture_wav, options.mic_hz, 0.25, 10.0);
         let port = crate::free_port();
         let mut cmd = Command::new(&chromedriver);
         cmd.arg(format!("--port={port}"))
@@ -128,6 +132,7 @@ impl Browser {
             client,
             driver,
             _profile: profile,
+            _capture: capture,
         })
     }
 

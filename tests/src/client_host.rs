@@ -83,6 +83,20 @@ impl ClientHost {
         Ok(host)
     }
 
+    /// Connects, takes seat 0 and publishes 440 Hz left / 660 Hz right (the stereo test
+    /// signal of the listener tests).
+    pub async fn on_seat_with_tone(
+        base: &str,
+        room: &str,
+        token: &str,
+    ) -> anyhow::Result<ClientHost> {
+        let mut host = Self::connect(base, room, token).await?;
+        host.ok(serde_json::json!({ "type": "take_seat", "seat": 0 }))
+            .await?;
+        host.start_tone(440.0, 660.0);
+        Ok(host)
+    }
+
     /// Publishes `left` Hz on the left and `right` Hz on the right at -10.5 dBFS peak, encoded by
     /// the engine's Opus encoder (music profile, 128 kbps stereo), one packet every 20 ms. The
     /// client sends it only while the room lets this member publish.
