@@ -489,6 +489,8 @@ struct Driver {
     /// Datagrams str0m produced since the last [`Driver::flush`]: a fan-out goes to the kernel in
     /// `sendmmsg` batches instead of one `sendto` per copy.
     outbox: Outbox,
+    /// The subscribers of the packet being fanned out (reused: no allocation per packet).
+    fan_targets: Vec<PeerId>,
 }
 
 /// Datagrams waiting to be sent, and the reused `sendmmsg` headers.
@@ -556,6 +558,7 @@ impl Driver {
             stats: SfuStats::default(),
             shard,
             outbox: Outbox::new(),
+            fan_targets: Vec::new(),
         }
     }
 
@@ -1217,8 +1220,10 @@ impl Driver {
         let Some(media) = self.rooms.get(room) else {
             return;
         };
-        let targets: Vec<PeerId> = media.router.subscribers_of(from).collect();
-        for to in targets {
+        let mut targets = std::mem::take(&mut self.fan_targets);
+        targets.clear();
+        targets.extend(media.router.subscribers_of(from));
+        for &to in &targets {
             let Some(peer) = self.peers.get_mut(&to) else {
                 continue;
             };
@@ -1256,7 +1261,10 @@ impl Driver {
             // str0m sends queued media when time advances; without this the copy would wait
             // for the subscriber's next timer (measured in benches/sfu_stacks.rs).
             let _ = peer.rtc.handle_input(Input::Timeout(now));
+            // A subscriber that also publishes may fan out from here: that nested fan-out finds
+            // the buffer taken and uses its own.
             self.drive(to);
         }
+        self.fan_targets = targets;
     }
 }
