@@ -60,6 +60,19 @@ const SOCKET_BUFFER: usize = 4 << 20;
 const RELAY_ROOM_IDLE: Duration = Duration::from_secs(10);
 /// The loop wakes at least this often to look at commands.
 const IDLE_WAKE: Duration = Duration::from_millis(20);
+/// A subscriber polled only up to its forwarded packet (see [`Driver::fan_out`]) is polled until
+/// it has nothing more to say at most this much later: its RTCP reports, ICE checks and next
+/// timeout wait at most this long, the forwarded audio not at all.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+/// Whether an (SRTP) datagram is RTP of payload type `pt`, not RTCP (RFC 5761: RTCP packet
+/// types 192–223 share the second byte with marker + payload type).
+fn is_rtp_of(datagram: &[u8], pt: u8) -> bool {
+    datagram.len() > 12
+        && (128..192).contains(&datagram[0])
+        && !(192..224).contains(&datagram[1])
+        && datagram[1] & 0x7f == pt
+}
 
 /// Why connecting a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -449,6 +462,9 @@ struct Peer {
     /// The payload type this peer negotiated for Opus (media in and out).
     opus_pt: Option<Pt>,
     timeout: Instant,
+    /// Polled only up to a forwarded packet since its last full poll: it may hold more output
+    /// and its `timeout` may be stale until the next drain.
+    undrained: bool,
 }
 
 struct RoomMedia {
@@ -491,6 +507,9 @@ struct Driver {
     outbox: Outbox,
     /// The subscribers of the packet being fanned out (reused: no allocation per packet).
     fan_targets: Vec<PeerId>,
+    /// Peers polled only up to a forwarded packet, to be polled fully at `next_drain`.
+    undrained: Vec<PeerId>,
+    next_drain: Instant,
 }
 
 /// Datagrams waiting to be sent, and the reused `sendmmsg` headers.
@@ -559,6 +578,8 @@ impl Driver {
             shard,
             outbox: Outbox::new(),
             fan_targets: Vec::new(),
+            undrained: Vec::new(),
+            next_drain: Instant::now(),
         }
     }
 
@@ -598,6 +619,10 @@ impl Driver {
                 self.stats.timer_fires += 1;
                 let _ = p.rtc.handle_input(Input::Timeout(now));
                 self.drive(id);
+            }
+            if now >= self.next_drain {
+                self.next_drain = now + DRAIN_EVERY;
+                self.drain_all();
             }
             self.flush();
             self.push_volumes(now);
@@ -842,6 +867,7 @@ impl Driver {
                 slot_seq: Vec::new(),
                 opus_pt,
                 timeout: now,
+                undrained: false,
             },
         );
         self.timers.push(Reverse((now, id)));
@@ -1031,6 +1057,31 @@ impl Driver {
 
     /// Polls a peer until it has nothing more to say; forwards the media it received.
     fn drive(&mut self, id: PeerId) {
+        self.poll(id, None);
+    }
+
+    /// Polls every peer that [`Driver::fan_out`] left with output possibly pending.
+    fn drain_all(&mut self) {
+        let mut ids = std::mem::take(&mut self.undrained);
+        for &id in &ids {
+            if self.peers.get(&id).is_some_and(|p| p.undrained) {
+                self.drive(id);
+            }
+        }
+        ids.clear();
+        // A nested fan-out may have queued more meanwhile; keep both (no allocation when the
+        // list was empty, which is the steady state).
+        ids.append(&mut self.undrained);
+        self.undrained = ids;
+    }
+
+    /// Polls a peer and forwards the media it received. With `until_rtp` (the payload type of a
+    /// packet just written to it), stops after the first RTP datagram of that type instead of
+    /// polling until the peer has nothing more to say: a full poll walks every part of the peer
+    /// connection (ICE, DTLS, SCTP, RTCP timers) a second time, which measured as a large share
+    /// of a forwarded copy's cost. The peer is then marked undrained and fully polled within
+    /// [`DRAIN_EVERY`]. str0m hands out RTCP before RTP, so the loop passes reports on.
+    fn poll(&mut self, id: PeerId, until_rtp: Option<u8>) {
         let mut media_in: VecDeque<RtpPacket> = VecDeque::new();
         {
             let Some(peer) = self.peers.get_mut(&id) else {
@@ -1042,6 +1093,7 @@ impl Driver {
                 }
                 match peer.rtc.poll_output() {
                     Ok(Output::Timeout(t)) => {
+                        peer.undrained = false;
                         if peer.timeout != t {
                             peer.timeout = t;
                             self.timers.push(Reverse((t, id)));
@@ -1049,9 +1101,17 @@ impl Driver {
                         break;
                     }
                     Ok(Output::Transmit(t)) => {
+                        let forwarded = until_rtp.is_some_and(|pt| is_rtp_of(&t.contents, pt));
                         self.outbox.datagrams.push((t.destination, t.contents));
                         if self.outbox.datagrams.len() >= MAX_BATCH {
                             self.stats.datagrams_out += self.outbox.flush(&self.socket);
+                        }
+                        if forwarded {
+                            if !peer.undrained {
+                                peer.undrained = true;
+                                self.undrained.push(id);
+                            }
+                            break;
                         }
                     }
                     Ok(Output::Event(e)) => match e {
@@ -1263,8 +1323,39 @@ impl Driver {
             let _ = peer.rtc.handle_input(Input::Timeout(now));
             // A subscriber that also publishes may fan out from here: that nested fan-out finds
             // the buffer taken and uses its own.
-            self.drive(to);
+            self.poll(to, Some(*pt));
         }
         self.fan_targets = targets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rtp_of;
+
+    fn datagram(first: u8, second: u8) -> Vec<u8> {
+        let mut d = vec![0u8; 40];
+        d[0] = first;
+        d[1] = second;
+        d
+    }
+
+    #[test]
+    fn a_forwarded_opus_packet_is_told_from_rtcp_stun_and_dtls() {
+        assert!(is_rtp_of(&datagram(0x80, 111), 111));
+        assert!(
+            is_rtp_of(&datagram(0x90, 0x80 | 111), 111),
+            "marker, extension"
+        );
+        assert!(!is_rtp_of(&datagram(0x80, 96), 111), "another payload type");
+        // RTCP sender/receiver reports: 200 & 0x7f = 72, so a payload type of 72 must not match.
+        assert!(!is_rtp_of(&datagram(0x80, 200), 72));
+        assert!(!is_rtp_of(&datagram(0x81, 201), 73));
+        assert!(!is_rtp_of(&datagram(0x00, 0x01), 1), "STUN");
+        assert!(!is_rtp_of(&datagram(22, 254), 126), "DTLS");
+        assert!(
+            !is_rtp_of(&[0x80, 111, 0, 1], 111),
+            "shorter than an RTP header"
+        );
     }
 }

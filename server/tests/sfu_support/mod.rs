@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +32,12 @@ pub struct Peer {
     pub sending: Arc<AtomicBool>,
     /// The RFC 6464 level written on each packet, in -dBov (0 loudest, 127 silence); 10 at first.
     pub level: Arc<AtomicU8>,
+    /// RTCP sender reports received from the SFU (compound packets starting with an SR).
+    pub sender_reports: Arc<AtomicU64>,
+    /// The frame number of the last tagged frame received, per sender tag.
+    pub last_frame: Arc<Mutex<HashMap<u8, u64>>>,
+    /// Frames this peer published.
+    pub sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -101,13 +107,18 @@ impl Peer {
         let sending = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let level = Arc::new(AtomicU8::new(10));
+        let sender_reports = Arc::new(AtomicU64::new(0));
+        let last_frame = Arc::new(Mutex::new(HashMap::new()));
+        let sent = Arc::new(AtomicU64::new(0));
         let socket_for_test = socket.try_clone().expect("socket clone");
         let thread = {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
-            let level = level.clone();
+            let (level, reports) = (level.clone(), sender_reports.clone());
+            let (last, sent) = (last_frame.clone(), sent.clone());
             std::thread::spawn(move || {
                 run(
-                    rtc, socket, send_mid, tag, payload, received, sending, level, stop,
+                    rtc, socket, send_mid, tag, payload, received, sending, level, reports, last,
+                    sent, stop,
                 )
             })
         };
@@ -117,6 +128,9 @@ impl Peer {
             received,
             sending,
             level,
+            sender_reports,
+            last_frame,
+            sent,
             stop,
             thread: Some(thread),
         }
@@ -151,6 +165,9 @@ fn run(
     received: Arc<Mutex<HashMap<u8, u64>>>,
     sending: Arc<AtomicBool>,
     level: Arc<AtomicU8>,
+    sender_reports: Arc<AtomicU64>,
+    last_frame: Arc<Mutex<HashMap<u8, u64>>>,
+    sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
     let local = socket.local_addr().expect("addr");
@@ -168,6 +185,10 @@ fn run(
                 Ok(Output::Event(Event::MediaData(d))) => {
                     if let Some(&from) = d.data.first() {
                         *received.lock().expect("counts").entry(from).or_default() += 1;
+                        if let Some(n) = d.data.get(1..9) {
+                            let n = u64::from_be_bytes(n.try_into().expect("8 bytes"));
+                            last_frame.lock().expect("frames").insert(from, n);
+                        }
                     }
                 }
                 Ok(Output::Event(_)) => {}
@@ -197,6 +218,7 @@ fn run(
                         .audio_level(-(dbov as i8), dbov < 127)
                         .write(pt, now, ts, payload);
                     seq += 1;
+                    sent.store(seq, Ordering::Relaxed);
                 }
             }
         }
@@ -204,7 +226,13 @@ fn run(
             .min(next_send)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
-        let Some(input) = next_input(&socket, &mut buf, local, wait) else {
+        // SRTCP leaves the first 8 bytes in the clear: version, then packet type 200 = SR.
+        let seen = |d: &[u8]| {
+            if d.len() > 8 && (128..192).contains(&d[0]) && d[1] == 200 {
+                sender_reports.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let Some(input) = next_input_seen(&socket, &mut buf, local, wait, seen) else {
             continue;
         };
         if rtc.handle_input(input).is_err() {
