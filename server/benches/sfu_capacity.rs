@@ -62,8 +62,7 @@ fn main() {
 }
 
 fn steps() -> String {
-    std::env::var("ONMIC_SFU_STEPS")
-        .unwrap_or_else(|_| "500,1000,1500,2000,2250,2500,2750".into())
+    std::env::var("ONMIC_SFU_STEPS").unwrap_or_else(|_| "500,1000,1500,2000,2250,2500,2750".into())
 }
 
 /// This process's threads whose name starts with `prefix`: name and `/proc` directory.

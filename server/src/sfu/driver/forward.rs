@@ -1,0 +1,324 @@
+//! The hot path: polling peers, judging a publisher's packet, relaying it to the other shards and
+//! writing it to every subscriber.
+
+use super::*;
+
+/// A subscriber polled only up to its forwarded packet (see [`Driver::fan_out`]) is polled until
+/// it has nothing more to say at most this much later: its RTCP reports, ICE checks and next
+/// timeout wait at most this long, the forwarded audio not at all.
+pub(super) const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+/// Whether an (SRTP) datagram is RTP of payload type `pt`, not RTCP (RFC 5761: RTCP packet
+/// types 192–223 share the second byte with marker + payload type).
+fn is_rtp_of(datagram: &[u8], pt: u8) -> bool {
+    datagram.len() > 12
+        && (128..192).contains(&datagram[0])
+        && !(192..224).contains(&datagram[1])
+        && datagram[1] & 0x7f == pt
+}
+
+impl Driver {
+    /// Polls a peer until it has nothing more to say; forwards the media it received.
+    pub(super) fn drive(&mut self, id: PeerId) {
+        self.poll(id, None);
+    }
+
+    /// Polls every peer that [`Driver::fan_out`] left with output possibly pending.
+    pub(super) fn drain_all(&mut self) {
+        let mut ids = std::mem::take(&mut self.undrained);
+        for &id in &ids {
+            if self.peers.get(&id).is_some_and(|p| p.undrained) {
+                self.drive(id);
+            }
+        }
+        ids.clear();
+        // A nested fan-out may have queued more meanwhile; keep both (no allocation when the
+        // list was empty, which is the steady state).
+        ids.append(&mut self.undrained);
+        self.undrained = ids;
+    }
+
+    /// Polls a peer and forwards the media it received. With `until_rtp` (the payload type of a
+    /// packet just written to it), stops after the first RTP datagram of that type instead of
+    /// polling until the peer has nothing more to say: a full poll walks every part of the peer
+    /// connection (ICE, DTLS, SCTP, RTCP timers) a second time, which measured as a large share
+    /// of a forwarded copy's cost. The peer is then marked undrained and fully polled within
+    /// [`DRAIN_EVERY`]. str0m hands out RTCP before RTP, so the loop passes reports on.
+    pub(super) fn poll(&mut self, id: PeerId, until_rtp: Option<u8>) {
+        let mut media_in: VecDeque<RtpPacket> = VecDeque::new();
+        {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            loop {
+                if !peer.rtc.is_alive() {
+                    break;
+                }
+                match peer.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        peer.undrained = false;
+                        if peer.timeout != t {
+                            peer.timeout = t;
+                            self.timers.push(Reverse((t, id)));
+                        }
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => {
+                        let forwarded = until_rtp.is_some_and(|pt| is_rtp_of(&t.contents, pt));
+                        self.outbox.datagrams.push((t.destination, t.contents));
+                        if self.outbox.datagrams.len() >= MAX_BATCH {
+                            self.stats.datagrams_out += self.outbox.flush(&self.socket);
+                        }
+                        if forwarded {
+                            if !peer.undrained {
+                                peer.undrained = true;
+                                self.undrained.push(id);
+                            }
+                            break;
+                        }
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::MediaAdded(m) if m.kind == MediaKind::Audio => match m.direction {
+                            Direction::RecvOnly | Direction::SendRecv
+                                if peer.publish_mid.is_none() =>
+                            {
+                                peer.publish_mid = Some(m.mid)
+                            }
+                            Direction::SendOnly | Direction::SendRecv => {
+                                peer.slots.push(m.mid);
+                                peer.slot_seq.push(1);
+                            }
+                            _ => {}
+                        },
+                        Event::RtpPacket(p) => media_in.push_back(p),
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            // Kept: ICE may recover, or the client restarts ICE. The presence
+                            // timeout of the room decides when the member is gone.
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        tracing::debug!(peer = id.0, %e, "peer failed; disconnecting");
+                        peer.rtc.disconnect();
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(d) = media_in.pop_front() {
+            self.media(id, d);
+        }
+    }
+
+    pub(super) fn media(&mut self, from: PeerId, packet: RtpPacket) {
+        let Some(peer) = self.peers.get_mut(&from) else {
+            return;
+        };
+        // Only Opus on the peer's own microphone m-line.
+        let mid = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| s.mid());
+        if mid.is_none()
+            || mid != peer.publish_mid
+            || Some(packet.header.payload_type) != peer.opus_pt
+        {
+            self.stats.dropped += 1;
+            return;
+        }
+        let room = peer.room.clone();
+        // Every committed seat/mute/kick takes effect before this packet is judged.
+        self.apply_room_events(&room);
+        let Some(media) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let now = Instant::now();
+        let level = packet.header.ext_vals.audio_level.map(|l| l.unsigned_abs());
+        let decision = media.router.handle_rtp(now, from, StreamId(from.0), level);
+        match decision {
+            Decision::Forward => {}
+            Decision::Drop(DropReason::Bombing(b)) => {
+                self.stats.dropped += 1;
+                self.stats.bombings += 1;
+                tracing::warn!(room = %room, uid = %b.uid.as_str(), "bombing: audio without an unmuted seat");
+                if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
+                    tracing::error!(%e, "reporting bombing failed");
+                }
+                if let Some(ban) = b.kick_and_ban {
+                    let kick = Action::Kick {
+                        uid: b.uid.clone(),
+                        ban,
+                    };
+                    if let Err(e) = self.hub.execute(&room, Command::system(kick)) {
+                        tracing::warn!(%e, "kicking a bomber failed");
+                    }
+                    self.apply_room_events(&room);
+                }
+                return;
+            }
+            Decision::Drop(_) => {
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        let Some(media) = self.rooms.get(&room) else {
+            return;
+        };
+        let Some(uid) = media.router.uid_of(from) else {
+            return;
+        };
+        let Some(&slot) = media.slot_of.get(uid) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let uid = uid.clone();
+        self.stats.forwarded_in += 1;
+        let frame = Forwarded {
+            rtp_time: packet.header.timestamp,
+            time: packet.time,
+            marker: packet.header.marker,
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            arrival: packet.timestamp,
+            payload: packet.payload,
+        };
+        for sibling in &self.shard.siblings {
+            let relay = Relay {
+                room: room.clone(),
+                from,
+                uid: uid.clone(),
+                slot,
+                frame: frame.clone(),
+            };
+            if sibling.tx.send(relay).is_ok() {
+                self.outbox
+                    .datagrams
+                    .push((sibling.addr, DatagramSend::from(vec![0u8])));
+            }
+        }
+        self.fan_out(&room, from, slot, &frame, now);
+    }
+
+    /// Takes the packets other shards relayed and forwards them to this shard's subscribers.
+    pub(super) fn take_relays(&mut self) {
+        while let Ok(relay) = self.shard.relays.try_recv() {
+            self.stats.relayed_in += 1;
+            let now = Instant::now();
+            if home_shard(&relay.room, self.shard.count) == self.shard.index {
+                // This shard reports the room's volumes, the relayed publisher's too.
+                self.apply_room_events(&relay.room);
+                if let Some(media) = self.room_media(&relay.room, None) {
+                    media.last_relay = Some(now);
+                    if let Some(level) = relay.frame.audio_level {
+                        media
+                            .router
+                            .observe_remote_level(&relay.uid, level.unsigned_abs());
+                    }
+                }
+            }
+            self.fan_out(&relay.room, relay.from, relay.slot, &relay.frame, now);
+        }
+    }
+
+    /// Writes one authorised packet to this shard's subscribers of `room` on `slot`, and offers
+    /// it to the room's recording if this shard runs it.
+    pub(super) fn fan_out(
+        &mut self,
+        room: &RoomId,
+        from: PeerId,
+        slot: usize,
+        data: &Forwarded,
+        now: Instant,
+    ) {
+        // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
+        if let Some(active) = self.recordings.get(room) {
+            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+            if !active.recording.offer(from.0, ts, &data.payload)
+                && let Some(gone) = self.recordings.remove(room)
+            {
+                self.finishing.push(gone.recording.stop("failed"));
+            }
+        }
+        let Some(media) = self.rooms.get(room) else {
+            return;
+        };
+        let mut targets = std::mem::take(&mut self.fan_targets);
+        targets.clear();
+        targets.extend(media.router.subscribers_of(from));
+        for &to in &targets {
+            let Some(peer) = self.peers.get_mut(&to) else {
+                continue;
+            };
+            let Some(&mid) = peer.slots.get(slot) else {
+                continue;
+            };
+            if !peer.rtc.is_connected() {
+                continue;
+            }
+            let (Some(pt), Some(seq)) = (peer.opus_pt, peer.slot_seq.get_mut(slot)) else {
+                continue;
+            };
+            let mut api = peer.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            let ext_vals = ExtensionValues {
+                audio_level: data.audio_level,
+                voice_activity: data.voice_activity,
+                ..ExtensionValues::default()
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    SeqNo::from(*seq),
+                    data.rtp_time,
+                    data.arrival,
+                    data.payload.clone(),
+                )
+                .marker(data.marker)
+                .ext_vals(ext_vals),
+            );
+            *seq += 1;
+            self.stats.forwarded_out += 1;
+            // str0m sends queued media when time advances; without this the copy would wait
+            // for the subscriber's next timer (measured in benches/sfu_stacks.rs).
+            let _ = peer.rtc.handle_input(Input::Timeout(now));
+            // A subscriber that also publishes may fan out from here: that nested fan-out finds
+            // the buffer taken and uses its own.
+            self.poll(to, Some(*pt));
+        }
+        self.fan_targets = targets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_rtp_of;
+
+    fn datagram(first: u8, second: u8) -> Vec<u8> {
+        let mut d = vec![0u8; 40];
+        d[0] = first;
+        d[1] = second;
+        d
+    }
+
+    #[test]
+    fn a_forwarded_opus_packet_is_told_from_rtcp_stun_and_dtls() {
+        assert!(is_rtp_of(&datagram(0x80, 111), 111));
+        assert!(
+            is_rtp_of(&datagram(0x90, 0x80 | 111), 111),
+            "marker, extension"
+        );
+        assert!(!is_rtp_of(&datagram(0x80, 96), 111), "another payload type");
+        // RTCP sender/receiver reports: 200 & 0x7f = 72, so a payload type of 72 must not match.
+        assert!(!is_rtp_of(&datagram(0x80, 200), 72));
+        assert!(!is_rtp_of(&datagram(0x81, 201), 73));
+        assert!(!is_rtp_of(&datagram(0x00, 0x01), 1), "STUN");
+        assert!(!is_rtp_of(&datagram(22, 254), 126), "DTLS");
+        assert!(
+            !is_rtp_of(&[0x80, 111, 0, 1], 111),
+            "shorter than an RTP header"
+        );
+    }
+}

@@ -1,0 +1,528 @@
+//! The SFU's network driver: one thread per shard (default: one per core), each with its own UDP
+//! socket and its own peers (one str0m `Rtc` per member's peer connection, in RTP mode), and a
+//! [`Router`] per room and shard that decides about every packet of that shard's publishers.
+//!
+//! Media layout, fixed at connect time so that seat changes never need renegotiation: the
+//! client's offer has one `sendonly` audio m-line (its microphone; a listener may leave it out)
+//! and then one `recvonly` audio m-line per *slot*. Slot `i` carries whoever holds seat `i` (seat 0
+//! is the owner's), so a client maps what it hears to seats with the room state it already has.
+//!
+//! Authorisation: the driver subscribes to each room's events; before every packet it applies the
+//! events already committed (seat, mute, floor and membership changes) by asking the hub again
+//! ([`Hub::may_publish`]), so a packet that arrives after a kick or mute is not forwarded.
+//! Audio from anyone else is dropped and reported ([`Hub::report_bombing`]); a member who left or
+//! was kicked loses its peer connection.
+//!
+//! Shards: the publisher's shard judges a packet once and relays it, judged, to the other shards
+//! (a channel and a one-byte doorbell datagram); each forwards it to its own subscribers. The
+//! room's home shard (`home_shard`) reports volumes and runs the recording tap.
+//!
+//! Hot path, per forwarded copy: no allocation, lock or log of ours (the payload is one shared
+//! `Arc<[u8]>`); str0m allocates the encrypted datagram. Per forwarded packet: the target list,
+//! and per other shard one relay message (room and uid strings) and its doorbell. Copies go to
+//! the kernel with `sendmmsg` (see `sendmmsg.rs`).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use onmic_room::protocol::SpeakerVolume;
+use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::sync::{broadcast, oneshot};
+
+use super::level::VolumeGate;
+use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
+use super::sendmmsg::{MAX_BATCH, SendBatch};
+use crate::hub::{Frame, Hub};
+use crate::recording::{self, Recording, RecordingError};
+
+mod forward;
+mod recordings;
+mod shard;
+
+use forward::DRAIN_EVERY;
+
+/// The Opus payload type the SFU offers (Chromium's choice too).
+/// Largest datagram read from the socket.
+const MAX_DATAGRAM: usize = 2000;
+/// Sent audio packets str0m keeps per stream for resending. Audio is not resent (no NACK/RTX;
+/// Opus in-band FEC covers loss), so keep few: str0m's default of 50 cost ~60 KiB per listener.
+const AUDIO_SEND_BUFFER: usize = 4;
+/// Receive and send buffer asked for on the media socket.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// A room whose packets only came relayed from other shards is forgotten after this long without
+/// one.
+const RELAY_ROOM_IDLE: Duration = Duration::from_secs(10);
+/// The loop wakes at least this often to look at commands.
+const IDLE_WAKE: Duration = Duration::from_millis(20);
+/// Why connecting a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The uid is not a member of the room (join over the WebSocket first).
+    #[error("not a member of the room; join over the WebSocket first")]
+    NotMember,
+    /// No such room.
+    #[error("no such room")]
+    NoSuchRoom,
+    /// The SDP offer could not be parsed or accepted.
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// The SFU thread is gone (the server is stopping).
+    #[error("the media service is not running")]
+    Stopped,
+}
+
+impl SfuError {
+    /// The wire error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SfuError::NotMember => "not_member",
+            SfuError::NoSuchRoom => "no_such_room",
+            SfuError::BadOffer(_) => "bad_sdp",
+            SfuError::Stopped => "internal",
+        }
+    }
+}
+
+/// Settings of the SFU.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// UDP address for all media (port 0: any free port). Its IP is the host candidate
+    /// advertised, so it must be an address clients reach (not `0.0.0.0`).
+    pub udp: SocketAddr,
+    /// What to do with audio from members who may not publish.
+    pub bombing: BombingPolicy,
+    /// How often volume levels are computed.
+    pub volume_interval: Duration,
+    /// Driver threads (shards), each with its own socket and its own peers; 0: one per core.
+    pub shards: usize,
+}
+
+/// Counters of the SFU, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SfuStats {
+    /// Peers connected now.
+    pub peers: usize,
+    /// Peers whose connection is up (ICE and DTLS done).
+    pub connected: usize,
+    /// Packets received from publishers and forwarded (once per packet, not per subscriber).
+    pub forwarded_in: u64,
+    /// Packet copies written to subscribers.
+    pub forwarded_out: u64,
+    /// Authorised packets taken from other shards (to forward to this shard's subscribers).
+    pub relayed_in: u64,
+    /// Packets dropped by the router.
+    pub dropped: u64,
+    /// Bombing reports raised.
+    pub bombings: u64,
+    /// Peer timers that fired (str0m timeouts handled outside of a packet).
+    pub timer_fires: u64,
+    /// Datagrams received on the media socket.
+    pub datagrams_in: u64,
+    /// Of those, Opus RTP (payload type 111, before decryption or any judgement).
+    pub opus_rtp_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+}
+
+enum Cmd {
+    Connect {
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    Stats(oneshot::Sender<SfuStats>),
+    StartRecording {
+        room: RoomId,
+        reply: oneshot::Sender<recording::Finished>,
+    },
+    StopRecording {
+        room: RoomId,
+        reply: oneshot::Sender<Result<JoinHandle<recording::Finished>, RecordingError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running SFU; dropping it stops its threads.
+#[derive(Debug)]
+pub struct Sfu {
+    shards: Vec<ShardHandle>,
+}
+
+/// One driver thread as seen from the outside.
+#[derive(Debug)]
+struct ShardHandle {
+    tx: Option<std_mpsc::Sender<Cmd>>,
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Binds a media socket with buffers for a fan-out.
+fn media_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(addr)?;
+    socket.set_read_timeout(Some(IDLE_WAKE))?;
+    // One socket carries the handshakes and the audio of every peer of its shard; while the
+    // thread fans a packet out to thousands of listeners, arrivals queue here. The default buffer
+    // (~200 datagrams) overflowed at 1,000 listeners (lost speaker packets and DTLS flights); the
+    // kernel caps the request at net.core.rmem_max / wmem_max.
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    tracing::debug!(
+        recv = ?sock.recv_buffer_size(),
+        send = ?sock.send_buffer_size(),
+        "media socket buffers"
+    );
+    Ok(socket)
+}
+
+/// A stable index in `0..n` for `key` (the same in every run).
+fn bucket(key: impl std::hash::Hash, n: usize) -> usize {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+impl Sfu {
+    /// Binds the UDP sockets and starts the media threads (shards). Shard 0 binds `config.udp`,
+    /// the others the same IP on any free port.
+    pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
+        let n = match config.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let bind = if i == 0 {
+                config.udp
+            } else {
+                SocketAddr::new(config.udp.ip(), 0)
+            };
+            let socket = media_socket(bind)?;
+            let addr = socket.local_addr()?;
+            sockets.push((socket, addr));
+        }
+        let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| std_mpsc::channel::<Relay>()).unzip();
+        let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
+        let mut shards = Vec::with_capacity(n);
+        for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
+            let siblings: Vec<Sibling> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| Sibling {
+                    tx: relay_txs[j].clone(),
+                    addr: addrs[j],
+                })
+                .collect();
+            let shard = Shard {
+                index: i,
+                count: n,
+                siblings,
+                relays,
+            };
+            let (tx, rx) = std_mpsc::channel();
+            let (hub, config) = (hub.clone(), config.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("onmic-sfu-{i}"))
+                .spawn(move || Driver::new(hub, socket, addr, config, shard).run(rx))?;
+            shards.push(ShardHandle {
+                tx: Some(tx),
+                addr,
+                thread: Some(thread),
+            });
+        }
+        tracing::info!(addrs = ?addrs, "media (SFU) listening");
+        Ok(Sfu { shards })
+    }
+
+    /// The UDP address of the first shard (each shard has its own; a peer is told its shard's in
+    /// the SDP answer).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shards[0].addr
+    }
+
+    /// How many driver threads (shards) run.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn send(&self, shard: usize, cmd: Cmd) -> Result<(), SfuError> {
+        let tx = self
+            .shards
+            .get(shard)
+            .and_then(|s| s.tx.as_ref())
+            .ok_or(SfuError::Stopped)?;
+        tx.send(cmd).map_err(|_| SfuError::Stopped)
+    }
+
+    /// The shard of a member's peer connections: always the same one, so a new offer replaces
+    /// the member's old peer there.
+    fn shard_of(&self, room: &RoomId, uid: &Uid) -> usize {
+        bucket((room, uid), self.shards.len())
+    }
+
+    /// Connects a member's peer connection: takes its SDP offer, answers.
+    pub async fn connect(
+        &self,
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        let shard = self.shard_of(&room, &uid);
+        self.send(
+            shard,
+            Cmd::Connect {
+                room,
+                uid,
+                offer,
+                reply,
+            },
+        )?;
+        answer.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// Starts recording `room`'s mix; answers with the new recording's listing.
+    pub async fn start_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::StartRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        answer.await.map_err(|_| RecordingError::Stopped)?
+    }
+
+    /// Stops recording `room`; answers once the file is complete, with its final listing.
+    pub async fn stop_recording(&self, room: RoomId) -> recording::Finished {
+        let (reply, answer) = oneshot::channel();
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::StopRecording { room, reply })
+            .map_err(|_| RecordingError::Stopped)?;
+        let thread = answer.await.map_err(|_| RecordingError::Stopped)??;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|_| RecordingError::Stopped)?
+            .map_err(|_| RecordingError::Io(std::io::Error::other("the recorder panicked")))?
+    }
+
+    /// Stops every recording (files finalised) and the media threads; later calls fail with
+    /// [`SfuError::Stopped`].
+    pub async fn shutdown(&self) {
+        for i in 0..self.shards.len() {
+            let (reply, done) = oneshot::channel();
+            if self.send(i, Cmd::Shutdown(reply)).is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// The counters of each shard.
+    pub async fn shard_stats(&self) -> Result<Vec<SfuStats>, SfuError> {
+        let mut replies = Vec::with_capacity(self.shards.len());
+        for i in 0..self.shards.len() {
+            let (reply, stats) = oneshot::channel();
+            self.send(i, Cmd::Stats(reply))?;
+            replies.push(stats);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for r in replies {
+            out.push(r.await.map_err(|_| SfuError::Stopped)?);
+        }
+        Ok(out)
+    }
+
+    /// The SFU's counters, summed over its shards.
+    pub async fn stats(&self) -> Result<SfuStats, SfuError> {
+        let mut total = SfuStats::default();
+        for s in self.shard_stats().await? {
+            total.peers += s.peers;
+            total.connected += s.connected;
+            total.forwarded_in += s.forwarded_in;
+            total.forwarded_out += s.forwarded_out;
+            total.relayed_in += s.relayed_in;
+            total.dropped += s.dropped;
+            total.bombings += s.bombings;
+            total.timer_fires += s.timer_fires;
+            total.datagrams_in += s.datagrams_in;
+            total.opus_rtp_in += s.opus_rtp_in;
+            total.datagrams_out += s.datagrams_out;
+        }
+        Ok(total)
+    }
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        // Closing the channels ends the loops within IDLE_WAKE.
+        for s in &mut self.shards {
+            s.tx.take();
+        }
+        for s in &mut self.shards {
+            if let Some(t) = s.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// The shard that does a room's once-per-room work: volume indication and recording.
+fn home_shard(room: &RoomId, shards: usize) -> usize {
+    bucket(room, shards)
+}
+
+/// An authorised packet handed from the publisher's shard to the others, which forward it to
+/// their own subscribers. The publisher's shard judged it; nobody judges it again.
+struct Relay {
+    room: RoomId,
+    from: PeerId,
+    uid: Uid,
+    slot: usize,
+    frame: Forwarded,
+}
+
+/// One authorised packet as the driver forwards it. The SFU's peers run in str0m's RTP mode: the
+/// payload is shared by every copy (no allocation per copy), each copy gets the subscriber's own
+/// payload type, SSRC and sequence number; the publisher's RTP time, marker and audio level go
+/// through unchanged (as str0m's frame API did).
+#[derive(Clone)]
+struct Forwarded {
+    payload: Arc<[u8]>,
+    /// The publisher's RTP timestamp (48 kHz).
+    rtp_time: u32,
+    /// The same, extended (for the recorder).
+    time: MediaTime,
+    marker: bool,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    /// When it reached the SFU (the wall clock of the copies' sender reports).
+    arrival: Instant,
+}
+
+/// Another shard, as one shard sees it.
+struct Sibling {
+    tx: std_mpsc::Sender<Relay>,
+    /// Its socket: a one-byte datagram from us wakes it to take its relays.
+    addr: SocketAddr,
+}
+
+/// A driver's place among the shards.
+struct Shard {
+    index: usize,
+    count: usize,
+    siblings: Vec<Sibling>,
+    relays: std_mpsc::Receiver<Relay>,
+}
+
+struct Peer {
+    room: RoomId,
+    rtc: Rtc,
+    /// The client's microphone m-line (we receive on it).
+    publish_mid: Option<Mid>,
+    /// Our send m-lines, one per slot, in offer order.
+    slots: Vec<Mid>,
+    /// The next RTP sequence number of each slot's outgoing stream.
+    slot_seq: Vec<u64>,
+    /// The payload type this peer negotiated for Opus (media in and out).
+    opus_pt: Option<Pt>,
+    timeout: Instant,
+    /// Polled only up to a forwarded packet since its last full poll: it may hold more output
+    /// and its `timeout` may be stale until the next drain.
+    undrained: bool,
+}
+
+struct RoomMedia {
+    router: Router,
+    events: broadcast::Receiver<Frame>,
+    /// Slot (seat index) of each member allowed to publish.
+    slot_of: HashMap<Uid, usize>,
+    /// Which volume reports are pushed to the room's members.
+    volume_gate: VolumeGate,
+    /// When another shard last relayed a packet of this room (a room may have no peer here).
+    last_relay: Option<Instant>,
+}
+
+/// A room being recorded: the recorder and the room's events (to stop on dismiss).
+struct ActiveRecording {
+    recording: Recording,
+    events: broadcast::Receiver<Frame>,
+}
+
+struct Driver {
+    hub: Arc<Hub>,
+    recordings: HashMap<RoomId, ActiveRecording>,
+    /// Stopped recordings still finishing their files.
+    finishing: Vec<JoinHandle<recording::Finished>>,
+    socket: UdpSocket,
+    addr: SocketAddr,
+    config: SfuConfig,
+    crypto: Arc<str0m::crypto::CryptoProvider>,
+    peers: HashMap<PeerId, Peer>,
+    rooms: HashMap<RoomId, RoomMedia>,
+    by_source: HashMap<SocketAddr, PeerId>,
+    /// Peer timeouts, earliest first; entries whose time no longer matches the peer are stale.
+    timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
+    next_reap: Instant,
+    next_peer: u64,
+    stats: SfuStats,
+    shard: Shard,
+    /// Datagrams str0m produced since the last [`Driver::flush`]: a fan-out goes to the kernel in
+    /// `sendmmsg` batches instead of one `sendto` per copy.
+    outbox: Outbox,
+    /// The subscribers of the packet being fanned out (reused: no allocation per packet).
+    fan_targets: Vec<PeerId>,
+    /// Peers polled only up to a forwarded packet, to be polled fully at `next_drain`.
+    undrained: Vec<PeerId>,
+    next_drain: Instant,
+}
+
+/// Datagrams waiting to be sent, and the reused `sendmmsg` headers.
+struct Outbox {
+    datagrams: Vec<(SocketAddr, DatagramSend)>,
+    batch: SendBatch,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        Outbox {
+            datagrams: Vec::with_capacity(MAX_BATCH),
+            batch: SendBatch::new(),
+        }
+    }
+
+    /// Sends every queued datagram with as few `sendmmsg` calls as the batch size allows.
+    /// Returns how many the kernel took. A datagram the kernel refuses is dropped (as a failed
+    /// `sendto` was), the rest are still sent.
+    fn flush(&mut self, socket: &UdpSocket) -> u64 {
+        let mut sent = 0u64;
+        let mut start = 0;
+        while start < self.datagrams.len() {
+            match self.batch.send(socket, &self.datagrams[start..]) {
+                Ok(n) if n > 0 => {
+                    sent += n as u64;
+                    start += n;
+                }
+                Ok(_) => start += 1,
+                Err(e) => {
+                    // ICMP errors from a vanished peer surface on Linux; skip that datagram.
+                    tracing::debug!(%e, "media socket send");
+                    start += 1;
+                }
+            }
+        }
+        self.datagrams.clear();
+        sent
+    }
+}

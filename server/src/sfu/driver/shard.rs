@@ -1,0 +1,452 @@
+//! A shard's loop: commands, timers, the socket, peers joining and leaving, room events.
+
+use super::*;
+
+/// The room's own anti-bombing setting wins over the server's default.
+fn room_bombing_policy(
+    server: &BombingPolicy,
+    settings: &onmic_room::RoomSettings,
+) -> BombingPolicy {
+    let kick_and_ban = match settings.bombing {
+        None => server.kick_and_ban,
+        Some(BombingAction::ReportOnly) => None,
+        Some(BombingAction::KickAndBan { ban }) => Some(ban),
+    };
+    BombingPolicy {
+        kick_and_ban,
+        ..server.clone()
+    }
+}
+
+impl Driver {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        socket: UdpSocket,
+        addr: SocketAddr,
+        config: SfuConfig,
+        shard: Shard,
+    ) -> Driver {
+        Driver {
+            hub,
+            recordings: HashMap::new(),
+            finishing: Vec::new(),
+            socket,
+            addr,
+            config,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            by_source: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_reap: Instant::now(),
+            // Peer ids are unique across shards: shard i hands out i+1, i+1+n, ...
+            next_peer: shard.index as u64 + 1,
+            stats: SfuStats::default(),
+            shard,
+            outbox: Outbox::new(),
+            fan_targets: Vec::new(),
+            undrained: Vec::new(),
+            next_drain: Instant::now(),
+        }
+    }
+
+    pub(super) fn run(mut self, rx: std_mpsc::Receiver<Cmd>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(Cmd::Shutdown(reply)) => {
+                        self.stop_all_recordings();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Ok(cmd) => self.command(cmd),
+                    Err(std_mpsc::TryRecvError::Empty) => break,
+                    Err(std_mpsc::TryRecvError::Disconnected) => {
+                        self.stop_all_recordings();
+                        return;
+                    }
+                }
+            }
+            self.take_relays();
+            let now = Instant::now();
+            while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+                if at > now {
+                    break;
+                }
+                self.timers.pop();
+                let Some(p) = self.peers.get_mut(&id) else {
+                    continue;
+                };
+                if p.timeout != at {
+                    continue; // stale: the peer was driven since
+                }
+                // Forget the fired time so that `drive` re-arms even an unchanged timeout.
+                p.timeout = now + Duration::from_secs(86_400);
+                self.stats.timer_fires += 1;
+                let _ = p.rtc.handle_input(Input::Timeout(now));
+                self.drive(id);
+            }
+            if now >= self.next_drain {
+                self.next_drain = now + DRAIN_EVERY;
+                self.drain_all();
+            }
+            self.flush();
+            self.push_volumes(now);
+            let next = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| *at)
+                .unwrap_or(now + IDLE_WAKE)
+                .min(now + IDLE_WAKE);
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let _ = self.socket.set_read_timeout(Some(wait));
+            match self.socket.recv_from(&mut buf) {
+                Ok((_, source)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
+                    // A sibling's doorbell: it queued relays for us.
+                    self.take_relays();
+                    self.flush();
+                }
+                Ok((n, source)) => {
+                    self.stats.datagrams_in += 1;
+                    if n > 12
+                        && (128..192).contains(&buf[0])
+                        && buf[1] & 0x7f == crate::sfu::OPUS_PT
+                    {
+                        self.stats.opus_rtp_in += 1;
+                    }
+                    self.datagram(&buf[..n], source);
+                    self.flush();
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => {
+                    // ICMP errors from a vanished peer surface here on Linux; keep serving.
+                    tracing::debug!(%e, "media socket read");
+                }
+            }
+            if Instant::now() >= self.next_reap {
+                self.next_reap = Instant::now() + Duration::from_millis(100);
+                // Room events also take effect when nobody speaks (a kicked listener's peer is
+                // closed within 100 ms, not at the room's next packet).
+                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.apply_room_events(&room);
+                }
+                self.reap();
+                self.check_recordings();
+            }
+        }
+    }
+
+    /// Hands the queued datagrams to the kernel.
+    pub(super) fn flush(&mut self) {
+        self.stats.datagrams_out += self.outbox.flush(&self.socket);
+    }
+
+    /// Volume indication: each room's levels every interval, to its members over the WebSocket.
+    pub(super) fn push_volumes(&mut self, now: Instant) {
+        for (room, media) in &mut self.rooms {
+            if home_shard(room, self.shard.count) != self.shard.index {
+                continue; // the room's home shard reports every publisher's level
+            }
+            let Some(reports) = media.router.poll_volumes(now) else {
+                continue;
+            };
+            if let Some(reports) = media.volume_gate.filter(reports) {
+                let speakers = reports
+                    .into_iter()
+                    .map(|r| SpeakerVolume {
+                        uid: r.uid,
+                        volume: r.volume,
+                        speaking: r.speaking,
+                    })
+                    .collect();
+                let _ = self.hub.push_volumes(room, speakers);
+            }
+        }
+    }
+
+    pub(super) fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Connect {
+                room,
+                uid,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(self.connect(room, uid, offer));
+            }
+            Cmd::Stats(reply) => {
+                self.stats.peers = self.peers.len();
+                self.stats.connected = self.peers.values().filter(|p| p.rtc.is_connected()).count();
+                let _ = reply.send(self.stats);
+            }
+            Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
+            Cmd::StopRecording { room, reply } => {
+                let stopped = match self.recordings.remove(&room) {
+                    Some(active) if !active.recording.is_finished() => {
+                        Ok(active.recording.stop("request"))
+                    }
+                    Some(active) => {
+                        self.finishing.push(active.recording.stop("request"));
+                        Err(RecordingError::NotRecording)
+                    }
+                    None => Err(RecordingError::NotRecording),
+                };
+                let _ = reply.send(stopped);
+            }
+            Cmd::Shutdown(reply) => {
+                self.stop_all_recordings();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    pub(super) fn connect(
+        &mut self,
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, SfuError> {
+        // Events committed before this offer (a `member_left` of this uid's previous session,
+        // say) must act on the old peers now, not on the new one at the next packet.
+        self.apply_room_events(&room);
+        let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
+        if !snapshot.members.contains_key(&uid) {
+            return Err(SfuError::NotMember);
+        }
+        let now = Instant::now();
+        let mut rtc = crate::sfu::opus_rtc_config()
+            .set_crypto_provider(self.crypto.clone())
+            .set_send_buffer_audio(AUDIO_SEND_BUFFER)
+            // RTP in, RTP out: no depacketiser and no payloader per copy (see `Forwarded`).
+            .set_rtp_mode(true)
+            .build(now);
+        let candidate = Candidate::host(self.addr, "udp")
+            .map_err(|e| SfuError::BadOffer(format!("host candidate: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let opus_pt = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt());
+        let id = PeerId(self.next_peer);
+        self.next_peer += self.shard.count as u64;
+        // Replace the member's older peer connections (a reconnect).
+        let old: Vec<PeerId> = self
+            .rooms
+            .get(&room)
+            .map(|m| m.router.peers_of(&uid).collect())
+            .unwrap_or_default();
+        for p in old {
+            self.remove_peer(p);
+        }
+        let media = self
+            .room_media(&room, Some(&snapshot.settings))
+            .ok_or(SfuError::NoSuchRoom)?;
+        media.router.add_peer(id, uid, false);
+        self.peers.insert(
+            id,
+            Peer {
+                room: room.clone(),
+                rtc,
+                publish_mid: None,
+                slots: Vec::new(),
+                slot_seq: Vec::new(),
+                opus_pt,
+                timeout: now,
+                undrained: false,
+            },
+        );
+        self.timers.push(Reverse((now, id)));
+        self.refresh_room(&room);
+        Ok(answer)
+    }
+
+    /// The room's media state, created (subscribed to the room's events) if this shard has none.
+    pub(super) fn room_media(
+        &mut self,
+        room: &RoomId,
+        settings: Option<&onmic_room::RoomSettings>,
+    ) -> Option<&mut RoomMedia> {
+        match self.rooms.entry(room.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let events = self.hub.subscribe(room).ok()?;
+                let policy = match settings {
+                    Some(settings) => room_bombing_policy(&self.config.bombing, settings),
+                    None => {
+                        let snapshot = self.hub.snapshot(room).ok()?;
+                        room_bombing_policy(&self.config.bombing, &snapshot.settings)
+                    }
+                };
+                Some(v.insert(RoomMedia {
+                    router: Router::new(policy, self.config.volume_interval),
+                    events,
+                    slot_of: HashMap::new(),
+                    volume_gate: VolumeGate::default(),
+                    last_relay: None,
+                }))
+            }
+        }
+    }
+
+    /// Asks the hub again who may publish in `room` and on which slot.
+    pub(super) fn refresh_room(&mut self, room: &RoomId) {
+        let Some(media) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Ok(snapshot) = self.hub.snapshot(room) else {
+            return;
+        };
+        let now = Instant::now();
+        media.slot_of.clear();
+        for uid in media.router.uids() {
+            // Only a seated member may publish; ask the room's own rule about those alone.
+            let seat = snapshot.seat_of(&uid);
+            let allowed = seat.is_some() && self.hub.may_publish(room, &uid);
+            if allowed && let Some(seat) = seat {
+                media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
+            }
+            media.router.set_authorized(now, &uid, allowed);
+        }
+        // Levels relayed by other shards stop counting the moment their publisher may not
+        // publish (as a local publisher's meter is reset).
+        for uid in media.router.remote_uids() {
+            let seated = snapshot.seat_of(&uid).is_some();
+            if !(seated && self.hub.may_publish(room, &uid)) {
+                media.router.forget_remote_level(&uid);
+            }
+        }
+    }
+
+    /// Applies the room events committed so far: re-checks authorisation, drops peers of members
+    /// who left.
+    pub(super) fn apply_room_events(&mut self, room: &RoomId) {
+        let mut refresh = false;
+        let mut gone: Vec<Uid> = Vec::new();
+        let mut dismissed = false;
+        if let Some(media) = self.rooms.get_mut(room) {
+            loop {
+                match media.events.try_recv() {
+                    Ok(frame) => match &frame.event.kind {
+                        EventKind::SeatChanged { .. }
+                        | EventKind::RoleChanged { .. }
+                        | EventKind::FloorGranted { .. }
+                        | EventKind::FloorRevoked { .. } => refresh = true,
+                        EventKind::MemberLeft { uid, .. } => {
+                            gone.push(uid.clone());
+                            refresh = true;
+                        }
+                        EventKind::Dismissed => dismissed = true,
+                        _ => {}
+                    },
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => refresh = true,
+                    Err(_) => break,
+                }
+            }
+        }
+        if dismissed {
+            let all: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| &p.room == room)
+                .map(|(id, _)| *id)
+                .collect();
+            for p in all {
+                self.remove_peer(p);
+            }
+            return;
+        }
+        for uid in gone {
+            let ids: Vec<PeerId> = self
+                .rooms
+                .get(room)
+                .map(|m| m.router.peers_of(&uid).collect())
+                .unwrap_or_default();
+            for p in ids {
+                self.remove_peer(p);
+            }
+        }
+        if refresh {
+            self.refresh_room(room);
+        }
+    }
+
+    pub(super) fn remove_peer(&mut self, id: PeerId) {
+        if let Some(mut peer) = self.peers.remove(&id) {
+            peer.rtc.disconnect();
+            if let Some(media) = self.rooms.get_mut(&peer.room) {
+                media.router.remove_peer(id);
+                if media.router.peer_count() == 0 {
+                    self.rooms.remove(&peer.room);
+                }
+            }
+            self.by_source.retain(|_, p| *p != id);
+        }
+    }
+
+    pub(super) fn reap(&mut self) {
+        // Rooms this shard only knew from relays, quiet for a while.
+        let now = Instant::now();
+        self.rooms.retain(|_, m| {
+            m.router.peer_count() > 0
+                || m.last_relay
+                    .is_some_and(|t| now.saturating_duration_since(t) < RELAY_ROOM_IDLE)
+        });
+        let dead: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.rtc.is_alive())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            self.remove_peer(id);
+        }
+    }
+
+    pub(super) fn datagram(&mut self, data: &[u8], source: SocketAddr) {
+        // Garbage (not STUN, DTLS, RTP or RTCP) is dropped here.
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.addr,
+                contents,
+            },
+        );
+        let id = match self.by_source.get(&source) {
+            Some(id) if self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)) => *id,
+            _ => {
+                let Some(id) = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.rtc.accepts(&input))
+                    .map(|(id, _)| *id)
+                else {
+                    return;
+                };
+                self.by_source.insert(source, id);
+                id
+            }
+        };
+        if let Some(p) = self.peers.get_mut(&id)
+            && let Err(e) = p.rtc.handle_input(input)
+        {
+            tracing::debug!(peer = id.0, %e, "peer input failed; disconnecting");
+            p.rtc.disconnect();
+        }
+        self.drive(id);
+    }
+}
