@@ -339,7 +339,7 @@ fn server_side() {
                     rtc_per_listener
                 );
                 println!(
-                    "          speakers wrote {:.0} packets/s; SFU: {:.0} Opus RTP datagrams/s received, {:.0} packets/s forwarded from speakers, {:.0} datagrams/s received, {:.0} copies/s written, {:.0} datagrams/s sent, {:.0} timer fires/s, {:.0} dropped/s, {} of {} peers connected",
+                    "          speakers wrote {:.0} packets/s; SFU: {:.0} Opus RTP datagrams/s received, {:.0} packets/s forwarded from speakers, {:.0} datagrams/s received, {:.0} copies/s written, {:.0} datagrams/s sent, {:.0} timer fires/s, {:.0} dropped/s, {:.0} shed/s (late), {} of {} peers connected",
                     spoken / window,
                     (sfu1.opus_rtp_in - sfu0.opus_rtp_in) as f64 / secs,
                     (sfu1.forwarded_in - sfu0.forwarded_in) as f64 / secs,
@@ -348,6 +348,7 @@ fn server_side() {
                     (sfu1.datagrams_out - sfu0.datagrams_out) as f64 / secs,
                     (sfu1.timer_fires - sfu0.timer_fires) as f64 / secs,
                     (sfu1.dropped - sfu0.dropped) as f64 / secs,
+                    (sfu1.shed - sfu0.shed) as f64 / secs,
                     sfu1.connected,
                     sfu1.peers,
                 );

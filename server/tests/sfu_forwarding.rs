@@ -261,3 +261,65 @@ async fn reports_while_forwarding() {
     drop((owner_rtc, listener));
     server.shutdown().await.expect("clean shutdown");
 }
+
+#[test]
+fn after_a_stall_the_backlog_of_audio_is_shed_not_replayed() {
+    in_netns(
+        "after_a_stall_the_backlog_of_audio_is_shed_not_replayed",
+        stall_sheds_the_backlog,
+    );
+}
+
+/// A shard that falls behind (here: stopped for 1.5 s, as on an overloaded machine) finds the
+/// audio that arrived meanwhile waiting in its socket. Audio older than 500 ms is shed instead
+/// of forwarded as a burst that would play late (or deepen the backlog); what is fresh flows.
+async fn stall_sheds_the_backlog() {
+    let server = server(config()).await;
+    let base = server.url();
+    create_room_from(
+        &base,
+        json!({ "id": "stall", "owner": "owner", "title": "t", "seat_count": 2 }),
+    )
+    .await;
+    let (mut owner, _) = Client::join(&base, "stall", "owner").await;
+    owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    let (_listener_ws, _) = Client::join(&base, "stall", "listener").await;
+    let o = 1u8;
+    let owner_rtc = Peer::connect(&base, "stall", &token(&base, "stall", "owner").await, o).await;
+    let listener = Peer::connect(&base, "stall", &token(&base, "stall", "listener").await, 3).await;
+    owner_rtc.sending.store(true, Ordering::Relaxed);
+    until("the listener hears the owner", || listener.from(o) >= 25).await;
+    let media = server.media().expect("the SFU runs");
+    let shed_before = media.stats().await.expect("stats").shed;
+    let (heard_before, sent_before) = (listener.from(o), owner_rtc.sent.load(Ordering::Relaxed));
+
+    media
+        .stall(std::time::Duration::from_millis(1500))
+        .expect("stall");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let sent = owner_rtc.sent.load(Ordering::Relaxed) - sent_before;
+    let heard = listener.from(o) - heard_before;
+    let shed = media.stats().await.expect("stats").shed - shed_before;
+    eprintln!("over the stall: {sent} frames sent, {heard} heard, {shed} shed");
+    // ~75 frames queued during the 1.5 s stall; those that waited over 500 ms (~50) are shed.
+    assert!(
+        shed >= 35,
+        "the backlog was forwarded: only {shed} shed of {sent}"
+    );
+    assert!(
+        heard + 35 <= sent,
+        "the stale frames reached the listener: {heard} heard of {sent}"
+    );
+    assert!(
+        heard + shed + 5 >= sent,
+        "frames neither heard nor shed: {sent} sent, {heard} heard, {shed} shed"
+    );
+    let resumed = listener.from(o) + 25;
+    until("the owner is heard again after the stall", || {
+        listener.from(o) >= resumed
+    })
+    .await;
+    drop((owner_rtc, listener));
+    server.shutdown().await.expect("clean shutdown");
+}

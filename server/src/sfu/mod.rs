@@ -7,6 +7,7 @@
 //! - [`level`]: RFC 6464 audio levels → 0–255 volume and speaking flags.
 //! - [`driver`]: the network edge — one thread, one UDP socket, a str0m `Rtc` per peer.
 //! - `sendmmsg`: the batched send of a fan-out (the crate's one FFI module).
+//! - `stamped`: the receive with the kernel's arrival time, to shed audio a late shard held.
 //! - [`http`]: signalling (`POST /rtc/offer`).
 //!
 //! See `docs/sfu.md` for the design, the measured choice of WebRTC stack and what is missing.
@@ -16,6 +17,7 @@ pub mod http;
 pub mod level;
 pub mod router;
 mod sendmmsg;
+mod stamped;
 
 pub use driver::{Sfu, SfuConfig, SfuError, SfuStats};
 

@@ -162,6 +162,12 @@ impl Driver {
                 return;
             }
         }
+        if self.stale {
+            // Authorised, but it waited too long in the socket: this shard is behind. Forwarding
+            // it would arrive too late to play and deepen the backlog for every listener.
+            self.stats.shed += 1;
+            return;
+        }
         let Some(media) = self.rooms.get(&room) else {
             return;
         };
@@ -205,6 +211,11 @@ impl Driver {
         while let Ok(relay) = self.shard.relays.try_recv() {
             self.stats.relayed_in += 1;
             let now = Instant::now();
+            if now.saturating_duration_since(relay.frame.arrival) > SHED_AFTER {
+                // The publisher's shard read it long ago: this shard is behind (see `media`).
+                self.stats.shed += 1;
+                continue;
+            }
             if home_shard(&relay.room, self.shard.count) == self.shard.index {
                 // This shard reports the room's volumes, the relayed publisher's too.
                 self.apply_room_events(&relay.room);

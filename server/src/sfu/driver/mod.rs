@@ -44,6 +44,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::level::VolumeGate;
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use super::sendmmsg::{MAX_BATCH, SendBatch};
+use super::stamped::{SHED_AFTER, StampedRecv};
 use crate::hub::{Frame, Hub};
 use crate::recording::{self, Recording, RecordingError};
 
@@ -135,6 +136,9 @@ pub struct SfuStats {
     pub opus_rtp_in: u64,
     /// Datagrams sent.
     pub datagrams_out: u64,
+    /// Authorised packets not forwarded because they waited longer than `SHED_AFTER` (500 ms) in
+    /// the shard's socket or relay queue: the shard had fallen behind.
+    pub shed: u64,
 }
 
 enum Cmd {
@@ -154,6 +158,8 @@ enum Cmd {
         reply: oneshot::Sender<Result<JoinHandle<recording::Finished>, RecordingError>>,
     },
     Shutdown(oneshot::Sender<()>),
+    /// Test support: the shard stops for this long, as on an overloaded machine.
+    Stall(Duration),
 }
 
 /// A running SFU; dropping it stops its threads.
@@ -359,8 +365,19 @@ impl Sfu {
             total.datagrams_in += s.datagrams_in;
             total.opus_rtp_in += s.opus_rtp_in;
             total.datagrams_out += s.datagrams_out;
+            total.shed += s.shed;
         }
         Ok(total)
+    }
+
+    /// Test support: stops every shard thread for `pause` (from when each takes the command),
+    /// as a machine too busy to run them would. What arrives meanwhile waits in the sockets.
+    #[doc(hidden)]
+    pub fn stall(&self, pause: Duration) -> Result<(), SfuError> {
+        for i in 0..self.shards.len() {
+            self.send(i, Cmd::Stall(pause))?;
+        }
+        Ok(())
     }
 }
 
@@ -486,6 +503,11 @@ struct Driver {
     /// Peers polled only up to a forwarded packet, to be polled fully at `next_drain`.
     undrained: Vec<PeerId>,
     next_drain: Instant,
+    /// Receives with the kernel's arrival stamp.
+    recv: StampedRecv,
+    /// The datagram being handled waited longer than [`SHED_AFTER`] in the socket: media in it
+    /// is judged (bombing is still seen) but not forwarded.
+    stale: bool,
 }
 
 /// Datagrams waiting to be sent, and the reused `sendmmsg` headers.

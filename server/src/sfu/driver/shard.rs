@@ -30,7 +30,6 @@ impl Driver {
             hub,
             recordings: HashMap::new(),
             finishing: Vec::new(),
-            socket,
             addr,
             config,
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
@@ -47,6 +46,9 @@ impl Driver {
             fan_targets: Vec::new(),
             undrained: Vec::new(),
             next_drain: Instant::now(),
+            recv: StampedRecv::new(&socket),
+            stale: false,
+            socket,
         }
     }
 
@@ -103,13 +105,13 @@ impl Driver {
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
             let _ = self.socket.set_read_timeout(Some(wait));
-            match self.socket.recv_from(&mut buf) {
-                Ok((_, source)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
+            match self.recv.recv(&self.socket, &mut buf) {
+                Ok((_, source, _)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
                     // A sibling's doorbell: it queued relays for us.
                     self.take_relays();
                     self.flush();
                 }
-                Ok((n, source)) => {
+                Ok((n, source, waited)) => {
                     self.stats.datagrams_in += 1;
                     if n > 12
                         && (128..192).contains(&buf[0])
@@ -117,7 +119,9 @@ impl Driver {
                     {
                         self.stats.opus_rtp_in += 1;
                     }
+                    self.stale = waited.is_some_and(|w| w > SHED_AFTER);
                     self.datagram(&buf[..n], source);
+                    self.stale = false;
                     self.flush();
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -197,6 +201,7 @@ impl Driver {
                 };
                 let _ = reply.send(stopped);
             }
+            Cmd::Stall(pause) => std::thread::sleep(pause),
             Cmd::Shutdown(reply) => {
                 self.stop_all_recordings();
                 let _ = reply.send(());
