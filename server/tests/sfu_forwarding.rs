@@ -208,19 +208,8 @@ fn subscribers_keep_getting_sender_reports_and_every_frame_while_audio_flows() {
 async fn reports_while_forwarding() {
     let server = server(config()).await;
     let base = server.url();
-    create_room_from(
-        &base,
-        json!({ "id": "sr", "owner": "owner", "title": "t", "seat_count": 2 }),
-    )
-    .await;
-    let (mut owner, _) = Client::join(&base, "sr", "owner").await;
-    owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
-    let (_listener_ws, _) = Client::join(&base, "sr", "listener").await;
-    let (o, l) = (1u8, 3u8);
-    let owner_rtc = Peer::connect(&base, "sr", &token(&base, "sr", "owner").await, o).await;
-    let listener = Peer::connect(&base, "sr", &token(&base, "sr", "listener").await, l).await;
-    owner_rtc.sending.store(true, Ordering::Relaxed);
-    until("the listener hears the owner", || listener.from(o) >= 5).await;
+    let room = owner_and_listener(&base, "sr").await;
+    let (owner_rtc, listener, o) = (room.owner, room.listener, 1u8);
     let start = std::time::Instant::now();
     let heard_before = listener.from(o);
     // `until` gives up after its own limit; 5 s of reports plus the first one's offset fit.
@@ -276,19 +265,8 @@ fn after_a_stall_the_backlog_of_audio_is_shed_not_replayed() {
 async fn stall_sheds_the_backlog() {
     let server = server(config()).await;
     let base = server.url();
-    create_room_from(
-        &base,
-        json!({ "id": "stall", "owner": "owner", "title": "t", "seat_count": 2 }),
-    )
-    .await;
-    let (mut owner, _) = Client::join(&base, "stall", "owner").await;
-    owner.ok(json!({ "type": "take_seat", "seat": 0 })).await;
-    let (_listener_ws, _) = Client::join(&base, "stall", "listener").await;
-    let o = 1u8;
-    let owner_rtc = Peer::connect(&base, "stall", &token(&base, "stall", "owner").await, o).await;
-    let listener = Peer::connect(&base, "stall", &token(&base, "stall", "listener").await, 3).await;
-    owner_rtc.sending.store(true, Ordering::Relaxed);
-    until("the listener hears the owner", || listener.from(o) >= 25).await;
+    let room = owner_and_listener(&base, "stall").await;
+    let (owner_rtc, listener, o) = (room.owner, room.listener, 1u8);
     let media = server.media().expect("the SFU runs");
     let shed_before = media.stats().await.expect("stats").shed;
     let (heard_before, sent_before) = (listener.from(o), owner_rtc.sent.load(Ordering::Relaxed));

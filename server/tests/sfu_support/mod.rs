@@ -280,3 +280,34 @@ pub fn in_netns<F: std::future::Future<Output = ()>>(test: &str, scenario: impl 
         .expect("runtime")
         .block_on(scenario());
 }
+
+/// A room `room` (2 seats) whose owner holds seat 0 and publishes, and one listener, each with a
+/// WebSocket and a peer connection (tags 1 and 3). The owner's peer is sending.
+pub struct OwnerAndListener {
+    pub owner_ws: Client,
+    pub listener_ws: Client,
+    pub owner: Peer,
+    pub listener: Peer,
+}
+
+/// Sets up [`OwnerAndListener`] and waits until the listener hears the owner.
+pub async fn owner_and_listener(base: &str, room: &str) -> OwnerAndListener {
+    create_room_from(
+        base,
+        json!({ "id": room, "owner": "owner", "title": "t", "seat_count": 2 }),
+    )
+    .await;
+    let (mut owner_ws, _) = Client::join(base, room, "owner").await;
+    owner_ws.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    let (listener_ws, _) = Client::join(base, room, "listener").await;
+    let owner = Peer::connect(base, room, &token(base, room, "owner").await, 1).await;
+    let listener = Peer::connect(base, room, &token(base, room, "listener").await, 3).await;
+    owner.sending.store(true, Ordering::Relaxed);
+    until("the listener hears the owner", || listener.from(1) >= 25).await;
+    OwnerAndListener {
+        owner_ws,
+        listener_ws,
+        owner,
+        listener,
+    }
+}
