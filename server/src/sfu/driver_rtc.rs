@@ -12,11 +12,14 @@
 //! payload is one shared `Bytes`). Shards, relays between them with a doorbell datagram, and
 //! `sendmmsg` batches are as in `driver.rs`.
 //!
-//! Left out: recording (its commands answer "not running"), volume indication, bombing reports and
-//! kicks (an unauthorised packet is dropped and counted, nothing more), and the RFC 6464 level
-//! header extension on forwarded packets. Interceptors: RTCP sender and receiver reports only
-//! (str0m sends reports too; no NACK buffers or TWCC, which the str0m driver does not run for audio
-//! either).
+//! Left out: recording (its commands answer "not running"), volume indication, and the RFC 6464
+//! level header extension on forwarded packets. Bombing is reported (and kicked, per the room's
+//! setting) as in `driver.rs`, off the forwarding path. Interceptors: RTCP sender and receiver
+//! reports only (str0m sends reports too; no NACK buffers or TWCC, which the str0m driver does not
+//! run for audio either).
+//!
+//! Checked with the SFU's own tests: `ONMIC_SFU_STACK=rtc cargo test -p onmic-server --features
+//! bench-rtc --test sfu_forwarding --test sfu_bad_input --test sfu_bombing_setting` pass.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -27,7 +30,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use onmic_room::{BombingAction, EventKind, RoomId, Uid};
+use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
@@ -55,7 +58,7 @@ use super::{
 use crate::hub::{Frame, Hub};
 use crate::recording::RecordingError;
 use crate::sfu::OPUS_PT;
-use crate::sfu::router::{BombingPolicy, Decision, PeerId, Router, StreamId};
+use crate::sfu::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::sfu::sendmmsg::{MAX_BATCH, SendBatch};
 
 /// The name [`crate::sfu::stack`] reports for this driver.
@@ -778,8 +781,27 @@ impl RtcDriver {
         let now = Instant::now();
         match media.router.handle_rtp(now, from, StreamId(from.0), None) {
             Decision::Forward => {}
+            Decision::Drop(DropReason::Bombing(b)) => {
+                // Reported and acted on as in `driver.rs`, so that `sfu_forwarding` runs on this
+                // driver too (`ONMIC_SFU_STACK=rtc`); never on the forwarding path.
+                self.stats.dropped += 1;
+                self.stats.bombings += 1;
+                if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
+                    tracing::error!(%e, "reporting bombing failed");
+                }
+                if let Some(ban) = b.kick_and_ban {
+                    let kick = Action::Kick {
+                        uid: b.uid.clone(),
+                        ban,
+                    };
+                    if let Err(e) = self.hub.execute(&room, Command::system(kick)) {
+                        tracing::warn!(%e, "kicking a bomber failed");
+                    }
+                    self.apply_room_events(&room);
+                }
+                return;
+            }
             Decision::Drop(_) => {
-                // Bombing reports and kicks are left out of this driver (see the module doc).
                 self.stats.dropped += 1;
                 return;
             }
