@@ -1,25 +1,26 @@
 //! A forwarding driver on rtc 0.21 (the sans-IO core under webrtc-rs), **for measurement only**:
 //! built with the `bench-rtc` feature and chosen with `ONMIC_SFU_STACK=rtc` (see
 //! [`crate::sfu::stack`]), so that `benches/sfu_capacity.rs` can run the same harness against
-//! either stack (issue 5). The product runs the str0m driver (`driver.rs`).
+//! either stack (issue 5). The product runs the str0m driver (`driver/`).
 //!
 //! What it does is the str0m driver's hot path, and only that: it answers the offer of
 //! `POST /rtc/offer` (one `sendonly` microphone m-line, then one `recvonly` m-line per slot),
 //! runs ICE (full, controlled, as str0m does), DTLS and SRTP with one `RTCPeerConnection` per
 //! peer, accepts Opus RTP only from members the room's [`Router`] authorises (the room's events
-//! applied before every packet, as in `driver.rs`), and writes each authorised packet to every
+//! applied before every packet, as in `driver/`), and writes each authorised packet to every
 //! subscriber on the publisher's slot with that subscriber's own SSRC and sequence number (the
 //! payload is one shared `Bytes`). Shards, relays between them with a doorbell datagram, and
-//! `sendmmsg` batches are as in `driver.rs`.
+//! `sendmmsg` batches are as in `driver/`.
 //!
-//! Left out: recording (its commands answer "not running"), volume indication, and the RFC 6464
-//! level header extension on forwarded packets. Bombing is reported (and kicked, per the room's
-//! setting) as in `driver.rs`, off the forwarding path. Interceptors: RTCP sender and receiver
-//! reports only (str0m sends reports too; no NACK buffers or TWCC, which the str0m driver does not
-//! run for audio either).
+//! Left out: recording (its commands answer "not running"), volume indication, shedding late audio
+//! (`stamped.rs`), and the RFC 6464 level header extension on forwarded packets. Bombing is
+//! reported (and kicked, per the room's setting) as by the str0m driver, off the forwarding path.
+//! Interceptors: RTCP sender and receiver reports only (str0m sends reports too; no NACK buffers or
+//! TWCC, which the str0m driver does not run for audio either).
 //!
 //! Checked with the SFU's own tests: `ONMIC_SFU_STACK=rtc cargo test -p onmic-server --features
-//! bench-rtc --test sfu_forwarding --test sfu_bad_input --test sfu_bombing_setting` pass.
+//! bench-rtc --test sfu_forwarding --test sfu_bad_input --test sfu_bombing_setting` pass, but for
+//! the shedding test (this driver does not shed late audio).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -450,7 +451,7 @@ impl RtcDriver {
         }
     }
 
-    /// Hands the queued datagrams to the kernel (as `driver.rs`'s `Outbox::flush`).
+    /// Hands the queued datagrams to the kernel (as the str0m driver's `Outbox::flush`).
     fn flush(&mut self) {
         let mut start = 0;
         while start < self.outbox.len() {
@@ -573,7 +574,7 @@ impl RtcDriver {
         }
     }
 
-    /// Asks the hub again who may publish in `room` and on which slot (as `driver.rs`).
+    /// Asks the hub again who may publish in `room` and on which slot (as the str0m driver).
     fn refresh_room(&mut self, room: &RoomId) {
         let Some(media) = self.rooms.get_mut(room) else {
             return;
@@ -593,7 +594,7 @@ impl RtcDriver {
         }
     }
 
-    /// Applies the room events committed so far (as `driver.rs`).
+    /// Applies the room events committed so far (as the str0m driver).
     fn apply_room_events(&mut self, room: &RoomId) {
         let mut refresh = false;
         let mut gone: Vec<Uid> = Vec::new();
@@ -782,8 +783,8 @@ impl RtcDriver {
         match media.router.handle_rtp(now, from, StreamId(from.0), None) {
             Decision::Forward => {}
             Decision::Drop(DropReason::Bombing(b)) => {
-                // Reported and acted on as in `driver.rs`, so that `sfu_forwarding` runs on this
-                // driver too (`ONMIC_SFU_STACK=rtc`); never on the forwarding path.
+                // Reported and acted on as by the str0m driver, so that `sfu_forwarding` runs
+                // on this driver too (`ONMIC_SFU_STACK=rtc`); never on the forwarding path.
                 self.stats.dropped += 1;
                 self.stats.bombings += 1;
                 if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
