@@ -236,7 +236,8 @@ fn server_side() {
         .expect("client process");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     println!(
-        "SFU capacity (str0m 0.25 driver, {shards} shard thread(s), 1 room, {SPEAKERS} speakers x 50 pkt/s x {PAYLOAD} B)"
+        "SFU capacity ({} driver, {shards} shard thread(s), 1 room, {SPEAKERS} speakers x 50 pkt/s x {PAYLOAD} B)",
+        onmic_server::sfu::stack()
     );
     println!(
         "{:>9} {:>12} {:>10} {:>10} {:>14} {:>14} {:>13} {:>9} {:>7} {:>7}",

@@ -25,6 +25,16 @@ use str0m::RtcConfig;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Pt};
 
+/// The WebRTC stack the SFU runs on: "str0m 0.25", or "rtc 0.21" when built with the `bench-rtc`
+/// feature and `ONMIC_SFU_STACK=rtc` is set (a driver for the capacity bench only, issue 5).
+pub fn stack() -> &'static str {
+    #[cfg(feature = "bench-rtc")]
+    if std::env::var("ONMIC_SFU_STACK").as_deref() == Ok("rtc") {
+        return "rtc 0.21";
+    }
+    "str0m 0.25"
+}
+
 /// The Opus payload type every Onmic peer negotiates.
 pub const OPUS_PT: u8 = 111;
 

@@ -54,6 +54,11 @@ mod shard;
 
 use forward::DRAIN_EVERY;
 
+/// The rtc 0.21 driver, for the capacity bench only (a child module: it drives the same `Sfu`).
+#[cfg(feature = "bench-rtc")]
+#[path = "../driver_rtc.rs"]
+mod driver_rtc;
+
 /// The Opus payload type the SFU offers (Chromium's choice too).
 /// Largest datagram read from the socket.
 const MAX_DATAGRAM: usize = 2000;
@@ -207,6 +212,10 @@ impl Sfu {
     /// Binds the UDP sockets and starts the media threads (shards). Shard 0 binds `config.udp`,
     /// the others the same IP on any free port.
     pub fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
+        #[cfg(feature = "bench-rtc")]
+        if super::stack() == driver_rtc::STACK {
+            return driver_rtc::start(hub, config);
+        }
         let n = match config.shards {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
