@@ -94,6 +94,19 @@ pub fn test() -> ExitCode {
             "--",
             "-D",
             "warnings",
+        ]))?;
+        // The SFU's rtc driver exists only for the capacity bench's stack comparison
+        // (`bench-rtc`); lint it here so that it keeps compiling.
+        util::run_ok(cargo_with(None).args([
+            "clippy",
+            "-p",
+            "onmic-server",
+            "--features",
+            "bench-rtc",
+            "--lib",
+            "--",
+            "-D",
+            "warnings",
         ]))
     });
     let mut bins = None;
@@ -115,7 +128,7 @@ pub fn test() -> ExitCode {
     match &env {
         Some(env) => {
             phases.run("cargo test (all crates)", |counts| {
-                run_counted(
+                let all = run_counted(
                     cargo_with(Some(env)).args([
                         "test",
                         "--workspace",
@@ -124,7 +137,22 @@ pub fn test() -> ExitCode {
                         "onmic-e2e",
                     ]),
                     counts,
-                )
+                );
+                // The bench-only rtc driver's own unit tests (malformed offers and the like).
+                let rtc = run_counted(
+                    cargo_with(Some(env)).args([
+                        "test",
+                        "-p",
+                        "onmic-server",
+                        "--features",
+                        "bench-rtc",
+                        "--lib",
+                        "--",
+                        "driver_rtc",
+                    ]),
+                    counts,
+                );
+                all.and(rtc)
             });
             phases.run("ui tests (vitest)", |counts| {
                 let npm = util::which("npm").context("npm is missing")?;
