@@ -542,6 +542,20 @@ fn clients(base: &str, steps: &str) {
                 println!("only {up} of {n} listeners connected within 90 s");
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
+            // Joins fan out over the WebSocket (every member hears of every join): after a big
+            // step that traffic drains for seconds and would load the window. Wait (30 s at most)
+            // until this process's WebSocket side is quiet: at most 5 clock ticks (USER_HZ 100:
+            // 5 % of a core) in a second.
+            let settle = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ws = |v: Vec<(String, u64)>| v.iter().map(|(_, t)| t).sum::<u64>();
+                let a = ws(threads_ticks("tokio-rt-worker"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let busy = ws(threads_ticks("tokio-rt-worker")) - a;
+                if busy <= 5 || Instant::now() >= settle {
+                    break;
+                }
+            }
             println!("start {n}");
             let samples0 = samples(&to_listeners);
             let r0 = received.load(Ordering::Relaxed);
