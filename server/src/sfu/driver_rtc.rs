@@ -31,7 +31,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
+use onmic_room::{BombingAction, RoomId, Uid};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
@@ -59,6 +59,7 @@ use super::{
 use crate::hub::{Frame, Hub};
 use crate::recording::RecordingError;
 use crate::sfu::OPUS_PT;
+use crate::sfu::room_sync::{RoomChanges, act_on_bombing};
 use crate::sfu::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use crate::sfu::sendmmsg::{MAX_BATCH, SendBatch};
 
@@ -596,29 +597,14 @@ impl RtcDriver {
 
     /// Applies the room events committed so far (as the str0m driver).
     fn apply_room_events(&mut self, room: &RoomId) {
-        let mut refresh = false;
-        let mut gone: Vec<Uid> = Vec::new();
-        let mut dismissed = false;
-        if let Some(media) = self.rooms.get_mut(room) {
-            loop {
-                match media.events.try_recv() {
-                    Ok(frame) => match &frame.event.kind {
-                        EventKind::SeatChanged { .. }
-                        | EventKind::RoleChanged { .. }
-                        | EventKind::FloorGranted { .. }
-                        | EventKind::FloorRevoked { .. } => refresh = true,
-                        EventKind::MemberLeft { uid, .. } => {
-                            gone.push(uid.clone());
-                            refresh = true;
-                        }
-                        EventKind::Dismissed => dismissed = true,
-                        _ => {}
-                    },
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => refresh = true,
-                    Err(_) => break,
-                }
-            }
-        }
+        let Some(media) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let RoomChanges {
+            refresh,
+            gone,
+            dismissed,
+        } = RoomChanges::drain(&mut media.events);
         if dismissed {
             let all: Vec<PeerId> = self
                 .peers
@@ -787,17 +773,7 @@ impl RtcDriver {
                 // on this driver too (`ONMIC_SFU_STACK=rtc`); never on the forwarding path.
                 self.stats.dropped += 1;
                 self.stats.bombings += 1;
-                if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
-                    tracing::error!(%e, "reporting bombing failed");
-                }
-                if let Some(ban) = b.kick_and_ban {
-                    let kick = Action::Kick {
-                        uid: b.uid.clone(),
-                        ban,
-                    };
-                    if let Err(e) = self.hub.execute(&room, Command::system(kick)) {
-                        tracing::warn!(%e, "kicking a bomber failed");
-                    }
+                if act_on_bombing(&self.hub, &room, &b) {
                     self.apply_room_events(&room);
                 }
                 return;

@@ -141,18 +141,7 @@ impl Driver {
             Decision::Drop(DropReason::Bombing(b)) => {
                 self.stats.dropped += 1;
                 self.stats.bombings += 1;
-                tracing::warn!(room = %room, uid = %b.uid.as_str(), "bombing: audio without an unmuted seat");
-                if let Err(e) = self.hub.report_bombing(&room, &b.uid, &b.detail) {
-                    tracing::error!(%e, "reporting bombing failed");
-                }
-                if let Some(ban) = b.kick_and_ban {
-                    let kick = Action::Kick {
-                        uid: b.uid.clone(),
-                        ban,
-                    };
-                    if let Err(e) = self.hub.execute(&room, Command::system(kick)) {
-                        tracing::warn!(%e, "kicking a bomber failed");
-                    }
+                if act_on_bombing(&self.hub, &room, &b) {
                     self.apply_room_events(&room);
                 }
                 return;

@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use onmic_room::protocol::SpeakerVolume;
-use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, Uid};
+use onmic_room::{BombingAction, EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -42,6 +42,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
 use super::level::VolumeGate;
+use super::room_sync::{RoomChanges, act_on_bombing};
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use super::sendmmsg::{MAX_BATCH, SendBatch};
 use super::stamped::{SHED_AFTER, StampedRecv};

@@ -335,29 +335,14 @@ impl Driver {
     /// Applies the room events committed so far: re-checks authorisation, drops peers of members
     /// who left.
     pub(super) fn apply_room_events(&mut self, room: &RoomId) {
-        let mut refresh = false;
-        let mut gone: Vec<Uid> = Vec::new();
-        let mut dismissed = false;
-        if let Some(media) = self.rooms.get_mut(room) {
-            loop {
-                match media.events.try_recv() {
-                    Ok(frame) => match &frame.event.kind {
-                        EventKind::SeatChanged { .. }
-                        | EventKind::RoleChanged { .. }
-                        | EventKind::FloorGranted { .. }
-                        | EventKind::FloorRevoked { .. } => refresh = true,
-                        EventKind::MemberLeft { uid, .. } => {
-                            gone.push(uid.clone());
-                            refresh = true;
-                        }
-                        EventKind::Dismissed => dismissed = true,
-                        _ => {}
-                    },
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => refresh = true,
-                    Err(_) => break,
-                }
-            }
-        }
+        let Some(media) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let RoomChanges {
+            refresh,
+            gone,
+            dismissed,
+        } = RoomChanges::drain(&mut media.events);
         if dismissed {
             let all: Vec<PeerId> = self
                 .peers

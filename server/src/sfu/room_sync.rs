@@ -1,0 +1,69 @@
+//! What the room's committed events mean for a media driver, and how a driver acts on a bombing:
+//! shared by the str0m driver (`driver/`) and the bench-only rtc driver, so that both judge
+//! packets against the same room state and report the same way. No sockets, no WebRTC.
+
+use onmic_room::{Action, Command, EventKind, RoomId, Uid};
+use tokio::sync::broadcast;
+
+use super::router::Bombing;
+use crate::hub::{Frame, Hub};
+
+/// The room events committed since a driver last looked, as the media layer needs them.
+#[derive(Debug, Default, PartialEq)]
+pub struct RoomChanges {
+    /// Who may publish may have changed (seats, roles, floor, a member leaving, or events
+    /// missed): ask the hub again.
+    pub refresh: bool,
+    /// Members who left: their peer connections go.
+    pub gone: Vec<Uid>,
+    /// The room is gone: every peer in it goes.
+    pub dismissed: bool,
+}
+
+impl RoomChanges {
+    /// Takes every event already committed to `events` (never waits).
+    pub fn drain(events: &mut broadcast::Receiver<Frame>) -> RoomChanges {
+        let mut changes = RoomChanges::default();
+        loop {
+            match events.try_recv() {
+                Ok(frame) => match &frame.event.kind {
+                    EventKind::SeatChanged { .. }
+                    | EventKind::RoleChanged { .. }
+                    | EventKind::FloorGranted { .. }
+                    | EventKind::FloorRevoked { .. } => changes.refresh = true,
+                    EventKind::MemberLeft { uid, .. } => {
+                        changes.gone.push(uid.clone());
+                        changes.refresh = true;
+                    }
+                    EventKind::Dismissed => changes.dismissed = true,
+                    _ => {}
+                },
+                // Events were missed: the room state is asked for again.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => changes.refresh = true,
+                Err(_) => break,
+            }
+        }
+        changes
+    }
+}
+
+/// Reports audio from `b.uid`, who may not publish (event + webhook), and kicks and bans the
+/// sender if the room's policy says so. Returns whether a kick was issued: the driver then
+/// applies the room's events at once, so the kicked member's peers go before its next packet.
+pub fn act_on_bombing(hub: &Hub, room: &RoomId, b: &Bombing) -> bool {
+    tracing::warn!(room = %room, uid = %b.uid.as_str(), "bombing: audio without an unmuted seat");
+    if let Err(e) = hub.report_bombing(room, &b.uid, &b.detail) {
+        tracing::error!(%e, "reporting bombing failed");
+    }
+    let Some(ban) = b.kick_and_ban else {
+        return false;
+    };
+    let kick = Action::Kick {
+        uid: b.uid.clone(),
+        ban,
+    };
+    if let Err(e) = hub.execute(room, Command::system(kick)) {
+        tracing::warn!(%e, "kicking a bomber failed");
+    }
+    true
+}
