@@ -67,3 +67,64 @@ pub fn act_on_bombing(hub: &Hub, room: &RoomId, b: &Bombing) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use onmic_room::{Event, LeaveReason, Timestamp};
+
+    use super::*;
+
+    fn frame(version: u64, kind: EventKind) -> Frame {
+        Frame {
+            event: Arc::new(Event {
+                version,
+                at: Timestamp(version),
+                kind,
+            }),
+            json: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn events_become_the_changes_a_driver_acts_on() {
+        let (tx, mut rx) = broadcast::channel(8);
+        assert_eq!(
+            RoomChanges::drain(&mut rx),
+            RoomChanges::default(),
+            "nothing yet"
+        );
+        tx.send(frame(
+            1,
+            EventKind::MemberLeft {
+                uid: Uid::from("guest"),
+                reason: LeaveReason::Kicked,
+            },
+        ))
+        .expect("sent");
+        let changes = RoomChanges::drain(&mut rx);
+        assert_eq!(changes.gone, vec![Uid::from("guest")]);
+        assert!(changes.refresh && !changes.dismissed);
+        assert_eq!(
+            RoomChanges::drain(&mut rx),
+            RoomChanges::default(),
+            "taken once"
+        );
+
+        tx.send(frame(2, EventKind::Dismissed)).expect("sent");
+        assert!(RoomChanges::drain(&mut rx).dismissed);
+    }
+
+    #[test]
+    fn missed_events_ask_for_the_room_state_again() {
+        let (tx, mut rx) = broadcast::channel(2);
+        for v in 1..=5 {
+            tx.send(frame(v, EventKind::Dismissed)).expect("sent");
+        }
+        // Three were overwritten before the driver looked: it cannot know what they were.
+        let changes = RoomChanges::drain(&mut rx);
+        assert!(changes.refresh, "a lagged receiver refreshes");
+        assert!(changes.dismissed, "what was still queued is seen");
+    }
+}
