@@ -31,7 +31,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use onmic_room::{BombingAction, RoomId, Uid};
+use onmic_room::{RoomId, Uid};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
@@ -54,13 +54,14 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use tokio::sync::broadcast;
 
 use super::{
-    Cmd, IDLE_WAKE, MAX_DATAGRAM, Sfu, SfuConfig, SfuError, SfuStats, ShardHandle, media_socket,
+    Cmd, IDLE_WAKE, MAX_DATAGRAM, Sfu, SfuConfig, SfuError, SfuStats, Shard, ShardStart, Sibling,
+    start_shards,
 };
 use crate::hub::{Frame, Hub};
 use crate::recording::RecordingError;
 use crate::sfu::OPUS_PT;
-use crate::sfu::room_sync::{RoomChanges, act_on_bombing};
-use crate::sfu::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
+use crate::sfu::room_sync::{RoomChanges, act_on_bombing, room_bombing_policy};
+use crate::sfu::router::{Decision, DropReason, PeerId, Router, StreamId};
 use crate::sfu::sendmmsg::{MAX_BATCH, SendBatch};
 
 /// The name [`crate::sfu::stack`] reports for this driver.
@@ -69,86 +70,35 @@ pub(crate) const STACK: &str = "rtc 0.21";
 /// A room whose packets only came relayed from other shards is forgotten after this long.
 const RELAY_ROOM_IDLE: Duration = Duration::from_secs(10);
 
-/// The room's own anti-bombing setting wins over the server's default (as `shard.rs`).
-fn room_bombing_policy(
-    server: &BombingPolicy,
-    settings: &onmic_room::RoomSettings,
-) -> BombingPolicy {
-    let kick_and_ban = match settings.bombing {
-        None => server.kick_and_ban,
-        Some(BombingAction::ReportOnly) => None,
-        Some(BombingAction::KickAndBan { ban }) => Some(ban),
-    };
-    BombingPolicy {
-        kick_and_ban,
-        ..server.clone()
-    }
-}
-
 /// Starts one rtc driver thread per shard; the returned [`Sfu`] is driven exactly like the str0m
 /// one (same commands, same counters).
 pub(super) fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
-    let n = match config.shards {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let mut sockets = Vec::with_capacity(n);
-    for i in 0..n {
-        let bind = if i == 0 {
-            config.udp
-        } else {
-            SocketAddr::new(config.udp.ip(), 0)
-        };
-        let socket = media_socket(bind)?;
-        let addr = socket.local_addr()?;
-        sockets.push((socket, addr));
-    }
-    let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) =
-        (0..n).map(|_| std_mpsc::channel::<Relay>()).unzip();
-    let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
-    let mut shards = Vec::with_capacity(n);
-    for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
-        let siblings: Vec<(std_mpsc::Sender<Relay>, SocketAddr)> = (0..n)
-            .filter(|j| *j != i)
-            .map(|j| (relay_txs[j].clone(), addrs[j]))
-            .collect();
-        let (tx, rx) = std_mpsc::channel();
-        let (hub, config) = (hub.clone(), config.clone());
-        // Built on its own thread: the `sendmmsg` headers are not `Send`.
-        let thread = std::thread::Builder::new()
-            .name(format!("onmic-sfu-{i}"))
-            .spawn(move || {
-                let driver = RtcDriver {
-                    hub,
-                    socket,
-                    addr,
-                    config,
-                    index: i,
-                    count: n,
-                    siblings,
-                    relays,
-                    peers: HashMap::new(),
-                    rooms: HashMap::new(),
-                    by_source: HashMap::new(),
-                    by_ufrag: HashMap::new(),
-                    timers: BinaryHeap::new(),
-                    next_reap: Instant::now(),
-                    next_peer: i as u64 + 1,
-                    stats: SfuStats::default(),
-                    outbox: Vec::with_capacity(MAX_BATCH),
-                    batch: SendBatch::new(),
-                    fan_targets: Vec::new(),
-                };
-                driver.run(rx)
-            })?;
-        shards.push(ShardHandle {
-            tx: Some(tx),
-            addr,
-            thread: Some(thread),
-        });
-    }
-    tracing::info!(addrs = ?addrs, "media (SFU, rtc 0.21 bench driver) listening");
-    Ok(Sfu { shards })
+    start_shards(
+        config.shards,
+        config.udp,
+        STACK,
+        move |start: ShardStart<Relay>| {
+            let driver = RtcDriver {
+                hub: hub.clone(),
+                socket: start.socket,
+                addr: start.addr,
+                config: config.clone(),
+                next_peer: start.shard.index as u64 + 1,
+                shard: start.shard,
+                peers: HashMap::new(),
+                rooms: HashMap::new(),
+                by_source: HashMap::new(),
+                by_ufrag: HashMap::new(),
+                timers: BinaryHeap::new(),
+                next_reap: Instant::now(),
+                stats: SfuStats::default(),
+                outbox: Vec::with_capacity(MAX_BATCH),
+                batch: SendBatch::new(),
+                fan_targets: Vec::new(),
+            };
+            driver.run(start.commands)
+        },
+    )
 }
 
 /// An authorised packet handed to the other shards (judged once, by the publisher's shard).
@@ -196,10 +146,7 @@ struct RtcDriver {
     socket: UdpSocket,
     addr: SocketAddr,
     config: SfuConfig,
-    index: usize,
-    count: usize,
-    siblings: Vec<(std_mpsc::Sender<Relay>, SocketAddr)>,
-    relays: std_mpsc::Receiver<Relay>,
+    shard: Shard<Relay>,
     peers: HashMap<PeerId, Peer>,
     rooms: HashMap<RoomId, RoomMedia>,
     by_source: HashMap<SocketAddr, PeerId>,
@@ -380,7 +327,7 @@ fn answer_offer(
 
 impl RtcDriver {
     fn run(mut self, rx: std_mpsc::Receiver<Cmd>) {
-        tracing::debug!(shard = self.index, "rtc 0.21 driver thread started");
+        tracing::debug!(shard = self.shard.index, "rtc 0.21 driver thread started");
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             loop {
@@ -426,7 +373,7 @@ impl RtcDriver {
                 .max(Duration::from_millis(1));
             let _ = self.socket.set_read_timeout(Some(wait));
             match self.socket.recv_from(&mut buf) {
-                Ok((_, source)) if self.siblings.iter().any(|(_, a)| *a == source) => {
+                Ok((_, source)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
                     self.take_relays();
                     self.flush();
                 }
@@ -514,7 +461,7 @@ impl RtcDriver {
             opus_pt,
             answer,
         } = answer_offer(self.addr, id, offer.to_sdp_string(), now)?;
-        self.next_peer += self.count as u64;
+        self.next_peer += self.shard.count as u64;
         // Replace the member's older peer connections (a reconnect).
         let old: Vec<PeerId> = self
             .rooms
@@ -600,34 +547,11 @@ impl RtcDriver {
         let Some(media) = self.rooms.get_mut(room) else {
             return;
         };
-        let RoomChanges {
-            refresh,
-            gone,
-            dismissed,
-        } = RoomChanges::drain(&mut media.events);
-        if dismissed {
-            let all: Vec<PeerId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| &p.room == room)
-                .map(|(id, _)| *id)
-                .collect();
-            for p in all {
-                self.remove_peer(p);
-            }
-            return;
+        let changes = RoomChanges::drain(&mut media.events);
+        for p in changes.departed_peers(&media.router) {
+            self.remove_peer(p);
         }
-        for uid in gone {
-            let ids: Vec<PeerId> = self
-                .rooms
-                .get(room)
-                .map(|m| m.router.peers_of(&uid).collect())
-                .unwrap_or_default();
-            for p in ids {
-                self.remove_peer(p);
-            }
-        }
-        if refresh {
+        if changes.refresh && !changes.dismissed {
             self.refresh_room(room);
         }
     }
@@ -796,7 +720,7 @@ impl RtcDriver {
             timestamp: packet.header.timestamp,
             marker: packet.header.marker,
         };
-        for (tx, addr) in &self.siblings {
+        for Sibling { tx, addr } in &self.shard.siblings {
             let relay = Relay {
                 room: room.clone(),
                 from,
@@ -811,7 +735,7 @@ impl RtcDriver {
     }
 
     fn take_relays(&mut self) {
-        while let Ok(relay) = self.relays.try_recv() {
+        while let Ok(relay) = self.shard.relays.try_recv() {
             self.stats.relayed_in += 1;
             let now = Instant::now();
             if let Some(media) = self.rooms.get_mut(&relay.room) {

@@ -2,10 +2,10 @@
 //! shared by the str0m driver (`driver/`) and the bench-only rtc driver, so that both judge
 //! packets against the same room state and report the same way. No sockets, no WebRTC.
 
-use onmic_room::{Action, Command, EventKind, RoomId, Uid};
+use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, RoomSettings, Uid};
 use tokio::sync::broadcast;
 
-use super::router::Bombing;
+use super::router::{Bombing, BombingPolicy, PeerId, Router};
 use crate::hub::{Frame, Hub};
 
 /// The room events committed since a driver last looked, as the media layer needs them.
@@ -44,6 +44,33 @@ impl RoomChanges {
             }
         }
         changes
+    }
+
+    /// The peers a driver closes for these changes: every peer of the room when it was
+    /// dismissed, else those of the members who left (`router` holds the room's peers on the
+    /// driver's shard).
+    pub fn departed_peers(&self, router: &Router) -> Vec<PeerId> {
+        if self.dismissed {
+            router.peers().collect()
+        } else {
+            self.gone
+                .iter()
+                .flat_map(|uid| router.peers_of(uid))
+                .collect()
+        }
+    }
+}
+
+/// The room's own anti-bombing setting wins over the server's default.
+pub fn room_bombing_policy(server: &BombingPolicy, settings: &RoomSettings) -> BombingPolicy {
+    let kick_and_ban = match settings.bombing {
+        None => server.kick_and_ban,
+        Some(BombingAction::ReportOnly) => None,
+        Some(BombingAction::KickAndBan { ban }) => Some(ban),
+    };
+    BombingPolicy {
+        kick_and_ban,
+        ..server.clone()
     }
 }
 
@@ -114,6 +141,28 @@ mod tests {
 
         tx.send(frame(2, EventKind::Dismissed)).expect("sent");
         assert!(RoomChanges::drain(&mut rx).dismissed);
+    }
+
+    #[test]
+    fn those_who_left_lose_their_peers_and_a_dismissed_room_loses_all() {
+        let mut router = Router::new(BombingPolicy::default(), std::time::Duration::from_secs(1));
+        router.add_peer(PeerId(1), Uid::from("guest"), false);
+        router.add_peer(PeerId(2), Uid::from("listener"), false);
+        router.add_peer(PeerId(3), Uid::from("guest"), false);
+        let left = RoomChanges {
+            refresh: true,
+            gone: vec![Uid::from("guest")],
+            dismissed: false,
+        };
+        let mut ids = left.departed_peers(&router);
+        ids.sort_by_key(|p| p.0);
+        assert_eq!(ids, vec![PeerId(1), PeerId(3)]);
+        let dismissed = RoomChanges {
+            dismissed: true,
+            ..RoomChanges::default()
+        };
+        assert_eq!(dismissed.departed_peers(&router).len(), 3);
+        assert!(RoomChanges::default().departed_peers(&router).is_empty());
     }
 
     #[test]

@@ -188,6 +188,11 @@ impl Router {
         Some(peer.uid)
     }
 
+    /// Every peer in the room.
+    pub fn peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers.keys().copied()
+    }
+
     /// The peers of a member (normally one).
     pub fn peers_of<'a>(&'a self, uid: &'a Uid) -> impl Iterator<Item = PeerId> + 'a {
         self.by_uid.get(uid).into_iter().flatten().copied()

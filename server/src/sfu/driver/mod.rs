@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use onmic_room::protocol::SpeakerVolume;
-use onmic_room::{BombingAction, EventKind, RoomId, Uid};
+use onmic_room::{EventKind, RoomId, Uid};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -42,7 +42,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
 use super::level::VolumeGate;
-use super::room_sync::{RoomChanges, act_on_bombing};
+use super::room_sync::{RoomChanges, act_on_bombing, room_bombing_policy};
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use super::sendmmsg::{MAX_BATCH, SendBatch};
 use super::stamped::{SHED_AFTER, StampedRecv};
@@ -217,52 +217,21 @@ impl Sfu {
         if super::stack() == driver_rtc::STACK {
             return driver_rtc::start(hub, config);
         }
-        let n = match config.shards {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let mut sockets = Vec::with_capacity(n);
-        for i in 0..n {
-            let bind = if i == 0 {
-                config.udp
-            } else {
-                SocketAddr::new(config.udp.ip(), 0)
-            };
-            let socket = media_socket(bind)?;
-            let addr = socket.local_addr()?;
-            sockets.push((socket, addr));
-        }
-        let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) =
-            (0..n).map(|_| std_mpsc::channel::<Relay>()).unzip();
-        let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
-        let mut shards = Vec::with_capacity(n);
-        for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
-            let siblings: Vec<Sibling> = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| Sibling {
-                    tx: relay_txs[j].clone(),
-                    addr: addrs[j],
-                })
-                .collect();
-            let shard = Shard {
-                index: i,
-                count: n,
-                siblings,
-                relays,
-            };
-            let (tx, rx) = std_mpsc::channel();
-            let (hub, config) = (hub.clone(), config.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("onmic-sfu-{i}"))
-                .spawn(move || Driver::new(hub, socket, addr, config, shard).run(rx))?;
-            shards.push(ShardHandle {
-                tx: Some(tx),
-                addr,
-                thread: Some(thread),
-            });
-        }
-        tracing::info!(addrs = ?addrs, "media (SFU) listening");
-        Ok(Sfu { shards })
+        start_shards(
+            config.shards,
+            config.udp,
+            "str0m 0.25",
+            move |start: ShardStart<Relay>| {
+                Driver::new(
+                    hub.clone(),
+                    start.socket,
+                    start.addr,
+                    config.clone(),
+                    start.shard,
+                )
+                .run(start.commands)
+            },
+        )
     }
 
     /// The UDP address of the first shard (each shard has its own; a peer is told its shard's in
@@ -438,19 +407,91 @@ struct Forwarded {
     arrival: Instant,
 }
 
-/// Another shard, as one shard sees it.
-struct Sibling {
-    tx: std_mpsc::Sender<Relay>,
+/// Another shard, as one shard sees it (`R`: what the driver relays).
+struct Sibling<R = Relay> {
+    tx: std_mpsc::Sender<R>,
     /// Its socket: a one-byte datagram from us wakes it to take its relays.
     addr: SocketAddr,
 }
 
 /// A driver's place among the shards.
-struct Shard {
+struct Shard<R = Relay> {
     index: usize,
     count: usize,
-    siblings: Vec<Sibling>,
-    relays: std_mpsc::Receiver<Relay>,
+    siblings: Vec<Sibling<R>>,
+    relays: std_mpsc::Receiver<R>,
+}
+
+/// What a shard's thread is started with.
+struct ShardStart<R> {
+    socket: UdpSocket,
+    addr: SocketAddr,
+    shard: Shard<R>,
+    commands: std_mpsc::Receiver<Cmd>,
+}
+
+/// Binds one socket per shard (`shards`, 0: one per core; shard 0 on `udp`, the others on the
+/// same IP and any free port), wires every shard's relay channel to the others and starts the shard threads
+/// (`onmic-sfu-<i>`), each running `run`. Shared by the str0m driver and the bench-only rtc one.
+fn start_shards<R: Send + 'static>(
+    shards: usize,
+    udp: SocketAddr,
+    stack: &str,
+    run: impl Fn(ShardStart<R>) + Clone + Send + 'static,
+) -> std::io::Result<Sfu> {
+    let n = match shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut sockets = Vec::with_capacity(n);
+    for i in 0..n {
+        let bind = if i == 0 {
+            udp
+        } else {
+            SocketAddr::new(udp.ip(), 0)
+        };
+        let socket = media_socket(bind)?;
+        let addr = socket.local_addr()?;
+        sockets.push((socket, addr));
+    }
+    let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| std_mpsc::channel::<R>()).unzip();
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
+    let mut shards = Vec::with_capacity(n);
+    for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
+        let siblings = (0..n)
+            .filter(|j| *j != i)
+            .map(|j| Sibling {
+                tx: relay_txs[j].clone(),
+                addr: addrs[j],
+            })
+            .collect();
+        let shard = Shard {
+            index: i,
+            count: n,
+            siblings,
+            relays,
+        };
+        let (tx, commands) = std_mpsc::channel();
+        let run = run.clone();
+        // The driver is built on its own thread: its `sendmmsg` headers are not `Send`.
+        let thread = std::thread::Builder::new()
+            .name(format!("onmic-sfu-{i}"))
+            .spawn(move || {
+                run(ShardStart {
+                    socket,
+                    addr,
+                    shard,
+                    commands,
+                })
+            })?;
+        shards.push(ShardHandle {
+            tx: Some(tx),
+            addr,
+            thread: Some(thread),
+        });
+    }
+    tracing::info!(addrs = ?addrs, stack, "media (SFU) listening");
+    Ok(Sfu { shards })
 }
 
 struct Peer {

@@ -2,22 +2,6 @@
 
 use super::*;
 
-/// The room's own anti-bombing setting wins over the server's default.
-fn room_bombing_policy(
-    server: &BombingPolicy,
-    settings: &onmic_room::RoomSettings,
-) -> BombingPolicy {
-    let kick_and_ban = match settings.bombing {
-        None => server.kick_and_ban,
-        Some(BombingAction::ReportOnly) => None,
-        Some(BombingAction::KickAndBan { ban }) => Some(ban),
-    };
-    BombingPolicy {
-        kick_and_ban,
-        ..server.clone()
-    }
-}
-
 impl Driver {
     pub(super) fn new(
         hub: Arc<Hub>,
@@ -338,34 +322,11 @@ impl Driver {
         let Some(media) = self.rooms.get_mut(room) else {
             return;
         };
-        let RoomChanges {
-            refresh,
-            gone,
-            dismissed,
-        } = RoomChanges::drain(&mut media.events);
-        if dismissed {
-            let all: Vec<PeerId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| &p.room == room)
-                .map(|(id, _)| *id)
-                .collect();
-            for p in all {
-                self.remove_peer(p);
-            }
-            return;
+        let changes = RoomChanges::drain(&mut media.events);
+        for p in changes.departed_peers(&media.router) {
+            self.remove_peer(p);
         }
-        for uid in gone {
-            let ids: Vec<PeerId> = self
-                .rooms
-                .get(room)
-                .map(|m| m.router.peers_of(&uid).collect())
-                .unwrap_or_default();
-            for p in ids {
-                self.remove_peer(p);
-            }
-        }
-        if refresh {
+        if changes.refresh && !changes.dismissed {
             self.refresh_room(room);
         }
     }
