@@ -60,7 +60,7 @@ use super::{
 use crate::hub::{Frame, Hub};
 use crate::recording::RecordingError;
 use crate::sfu::OPUS_PT;
-use crate::sfu::room_sync::{RoomChanges, act_on_bombing, room_bombing_policy};
+use crate::sfu::room_sync::{RoomChanges, act_on_bombing, open_room, refresh_authorisation};
 use crate::sfu::router::{Decision, DropReason, PeerId, Router, StreamId};
 use crate::sfu::sendmmsg::{MAX_BATCH, SendBatch};
 
@@ -504,16 +504,15 @@ impl RtcDriver {
         match self.rooms.entry(room.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let events = self.hub.subscribe(room).ok()?;
-                let policy = match settings {
-                    Some(settings) => room_bombing_policy(&self.config.bombing, settings),
-                    None => {
-                        let snapshot = self.hub.snapshot(room).ok()?;
-                        room_bombing_policy(&self.config.bombing, &snapshot.settings)
-                    }
-                };
+                let (router, events) = open_room(
+                    &self.hub,
+                    room,
+                    settings,
+                    &self.config.bombing,
+                    self.config.volume_interval,
+                )?;
                 Some(v.insert(RoomMedia {
-                    router: Router::new(policy, self.config.volume_interval),
+                    router,
                     events,
                     slot_of: HashMap::new(),
                     last_relay: None,
@@ -524,21 +523,8 @@ impl RtcDriver {
 
     /// Asks the hub again who may publish in `room` and on which slot (as the str0m driver).
     fn refresh_room(&mut self, room: &RoomId) {
-        let Some(media) = self.rooms.get_mut(room) else {
-            return;
-        };
-        let Ok(snapshot) = self.hub.snapshot(room) else {
-            return;
-        };
-        let now = Instant::now();
-        media.slot_of.clear();
-        for uid in media.router.uids() {
-            let seat = snapshot.seat_of(&uid);
-            let allowed = seat.is_some() && self.hub.may_publish(room, &uid);
-            if allowed && let Some(seat) = seat {
-                media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
-            }
-            media.router.set_authorized(now, &uid, allowed);
+        if let Some(media) = self.rooms.get_mut(room) {
+            refresh_authorisation(&self.hub, room, &mut media.router, &mut media.slot_of);
         }
     }
 

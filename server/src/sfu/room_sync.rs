@@ -2,6 +2,9 @@
 //! shared by the str0m driver (`driver/`) and the bench-only rtc driver, so that both judge
 //! packets against the same room state and report the same way. No sockets, no WebRTC.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use onmic_room::{Action, BombingAction, Command, EventKind, RoomId, RoomSettings, Uid};
 use tokio::sync::broadcast;
 
@@ -61,8 +64,56 @@ impl RoomChanges {
     }
 }
 
+/// Starts following `room` on a driver's shard: its event stream and a router under the room's
+/// bombing policy (`settings` if the caller has them, else the room's snapshot). `None` when the
+/// room does not exist.
+pub fn open_room(
+    hub: &Hub,
+    room: &RoomId,
+    settings: Option<&RoomSettings>,
+    server_policy: &BombingPolicy,
+    volume_interval: Duration,
+) -> Option<(Router, broadcast::Receiver<Frame>)> {
+    let events = hub.subscribe(room).ok()?;
+    let policy = match settings {
+        Some(settings) => room_bombing_policy(server_policy, settings),
+        None => room_bombing_policy(server_policy, &hub.snapshot(room).ok()?.settings),
+    };
+    Some((Router::new(policy, volume_interval), events))
+}
+
+/// Asks the hub again who in `room` may publish and on which slot (seat index): only a seated
+/// member may, and then the room's own rule decides. Levels relayed by other shards stop counting
+/// the moment their publisher may not publish (as a local publisher's meter is reset).
+pub fn refresh_authorisation(
+    hub: &Hub,
+    room: &RoomId,
+    router: &mut Router,
+    slot_of: &mut HashMap<Uid, usize>,
+) {
+    let Ok(snapshot) = hub.snapshot(room) else {
+        return;
+    };
+    let now = Instant::now();
+    slot_of.clear();
+    for uid in router.uids() {
+        let seat = snapshot.seat_of(&uid);
+        let allowed = seat.is_some() && hub.may_publish(room, &uid);
+        if allowed && let Some(seat) = seat {
+            slot_of.insert(uid.clone(), usize::from(seat.index.0));
+        }
+        router.set_authorized(now, &uid, allowed);
+    }
+    for uid in router.remote_uids() {
+        let seated = snapshot.seat_of(&uid).is_some();
+        if !(seated && hub.may_publish(room, &uid)) {
+            router.forget_remote_level(&uid);
+        }
+    }
+}
+
 /// The room's own anti-bombing setting wins over the server's default.
-pub fn room_bombing_policy(server: &BombingPolicy, settings: &RoomSettings) -> BombingPolicy {
+fn room_bombing_policy(server: &BombingPolicy, settings: &RoomSettings) -> BombingPolicy {
     let kick_and_ban = match settings.bombing {
         None => server.kick_and_ban,
         Some(BombingAction::ReportOnly) => None,

@@ -42,7 +42,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
 use super::level::VolumeGate;
-use super::room_sync::{RoomChanges, act_on_bombing, room_bombing_policy};
+use super::room_sync::{RoomChanges, act_on_bombing, open_room, refresh_authorisation};
 use super::router::{BombingPolicy, Decision, DropReason, PeerId, Router, StreamId};
 use super::sendmmsg::{MAX_BATCH, SendBatch};
 use super::stamped::{SHED_AFTER, StampedRecv};

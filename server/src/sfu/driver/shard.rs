@@ -268,16 +268,15 @@ impl Driver {
         match self.rooms.entry(room.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let events = self.hub.subscribe(room).ok()?;
-                let policy = match settings {
-                    Some(settings) => room_bombing_policy(&self.config.bombing, settings),
-                    None => {
-                        let snapshot = self.hub.snapshot(room).ok()?;
-                        room_bombing_policy(&self.config.bombing, &snapshot.settings)
-                    }
-                };
+                let (router, events) = open_room(
+                    &self.hub,
+                    room,
+                    settings,
+                    &self.config.bombing,
+                    self.config.volume_interval,
+                )?;
                 Some(v.insert(RoomMedia {
-                    router: Router::new(policy, self.config.volume_interval),
+                    router,
                     events,
                     slot_of: HashMap::new(),
                     volume_gate: VolumeGate::default(),
@@ -289,30 +288,8 @@ impl Driver {
 
     /// Asks the hub again who may publish in `room` and on which slot.
     pub(super) fn refresh_room(&mut self, room: &RoomId) {
-        let Some(media) = self.rooms.get_mut(room) else {
-            return;
-        };
-        let Ok(snapshot) = self.hub.snapshot(room) else {
-            return;
-        };
-        let now = Instant::now();
-        media.slot_of.clear();
-        for uid in media.router.uids() {
-            // Only a seated member may publish; ask the room's own rule about those alone.
-            let seat = snapshot.seat_of(&uid);
-            let allowed = seat.is_some() && self.hub.may_publish(room, &uid);
-            if allowed && let Some(seat) = seat {
-                media.slot_of.insert(uid.clone(), usize::from(seat.index.0));
-            }
-            media.router.set_authorized(now, &uid, allowed);
-        }
-        // Levels relayed by other shards stop counting the moment their publisher may not
-        // publish (as a local publisher's meter is reset).
-        for uid in media.router.remote_uids() {
-            let seated = snapshot.seat_of(&uid).is_some();
-            if !(seated && self.hub.may_publish(room, &uid)) {
-                media.router.forget_remote_level(&uid);
-            }
+        if let Some(media) = self.rooms.get_mut(room) {
+            refresh_authorisation(&self.hub, room, &mut media.router, &mut media.slot_of);
         }
     }
 
