@@ -6,6 +6,8 @@
 //!   clippy, every crate's tests, the UI's tests and the end-to-end tests; a summary with phase
 //!   times; non-zero exit when anything failed.
 //! - `cargo xtask bench`: the benchmarks, with the same daemons.
+//! - `cargo xtask with-daemons -- CMD…`: builds the binaries, starts the test daemons and runs one
+//!   command with the tests' environment (to run a single test, end-to-end ones included).
 //! - `cargo xtask ui | bindings | icons | setup`: single steps.
 
 mod daemons;
@@ -26,6 +28,10 @@ commands:
                  (--screenshot: save the screen after start-up to PATH and close again)
   test           set up, start test daemons, run fmt, clippy and every test; print a summary
   bench          run the benchmarks (criterion and bench binaries) with the test daemons
+  with-daemons -- CMD...
+                 build the binaries, start the test daemons (Xvfb, PulseAudio, drivers) and run
+                 CMD with the tests' environment, e.g. one end-to-end test:
+                 cargo xtask with-daemons -- cargo test -p onmic-e2e --test studio -- NAME
   setup          install missing system and npm packages (Debian, as root) or print how to
   ui             build the UI into ui/dist
   bindings       regenerate ui/src/bindings.ts from the Rust commands and types
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         "run" => run::run(rest),
         "test" => return test::test(),
         "bench" => test::bench(rest),
+        "with-daemons" => return test::with_daemons(rest),
         "setup" => setup::system_packages().and_then(|()| setup::npm_packages()),
         "ui" => setup::build_ui(),
         "bindings" => run::bindings(),

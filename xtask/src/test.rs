@@ -207,6 +207,36 @@ pub fn test() -> ExitCode {
     }
 }
 
+/// `cargo xtask with-daemons -- CMD…`: the binaries built, the test daemons started, `CMD` run
+/// with the tests' environment (and `CARGO_TARGET_DIR`); its exit code is ours.
+pub fn with_daemons(args: &[String]) -> ExitCode {
+    let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("xtask: usage: cargo xtask with-daemons -- CMD [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let result = (|| -> Result<std::process::ExitStatus> {
+        setup::system_packages()?;
+        setup::build_ui()?;
+        let (studio, server) = run::build_bins(false)?;
+        let env = start_daemons(&studio, &server)?;
+        util::run(
+            Command::new(program)
+                .args(rest)
+                .envs(env.vars.iter().map(|(k, v)| (k, v)))
+                .env("CARGO_TARGET_DIR", util::target_dir()),
+        )
+    })();
+    match result {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status.code().map_or(1, |c| c.clamp(1, 255) as u8)),
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `cargo xtask bench [ARGS]`: every benchmark of the workspace (release), with a private
 /// PulseAudio running; extra arguments go to `cargo bench`.
 pub fn bench(args: &[String]) -> Result<()> {
