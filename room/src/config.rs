@@ -144,6 +144,52 @@ impl Default for ImPolicy {
     }
 }
 
+/// Longest duration any request may carry (bans, chat mutes, boss-seat windows and holds, the
+/// bombing ban): 366 days, in milliseconds. Every instant the server sends is now plus at most
+/// this, far below 2^53 − 1, so a JavaScript number holds it exactly.
+pub const MAX_DURATION_MS: u64 = 366 * 24 * 3600 * 1000;
+
+/// Largest integer a JavaScript number holds exactly (2^53 − 1): the bound of every integer the
+/// server accepts to send back (request ids, boss-seat `min_value`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Refuses a duration over [`MAX_DURATION_MS`] with `out_of_range`.
+pub fn check_duration(field: &'static str, d: Duration) -> Result<(), crate::room::RoomError> {
+    if d > Duration::from_millis(MAX_DURATION_MS) {
+        return Err(crate::room::RoomError::OutOfRange {
+            field,
+            max: MAX_DURATION_MS,
+        });
+    }
+    Ok(())
+}
+
+impl BossSeatSettings {
+    /// Checks the window and hold against [`MAX_DURATION_MS`] and `min_value` against
+    /// [`MAX_SAFE_INTEGER`].
+    pub fn check(&self) -> Result<(), crate::room::RoomError> {
+        check_duration("boss_seat.window", self.window)?;
+        check_duration("boss_seat.hold", self.hold)?;
+        if self.min_value > MAX_SAFE_INTEGER {
+            return Err(crate::room::RoomError::OutOfRange {
+                field: "boss_seat.min_value",
+                max: MAX_SAFE_INTEGER,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl BombingAction {
+    /// Checks the ban against [`MAX_DURATION_MS`].
+    pub fn check(&self) -> Result<(), crate::room::RoomError> {
+        match self {
+            BombingAction::ReportOnly => Ok(()),
+            BombingAction::KickAndBan { ban } => check_duration("bombing.ban_ms", *ban),
+        }
+    }
+}
+
 /// Durations as integer milliseconds on the wire and in storage.
 pub(crate) mod millis {
     use std::time::Duration;

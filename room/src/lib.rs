@@ -21,7 +21,7 @@ pub mod token;
 
 pub use command::{Action, Actor, Command};
 pub use config::{BombingAction, BossSeatSettings, Gift, ImPolicy, RoomMode, RoomSettings};
-pub use ids::{AppId, GiftId, RoomId, SeatIndex, Timestamp, Uid};
+pub use ids::{AppId, GiftId, IdError, RoomId, SeatIndex, Timestamp, Uid};
 pub use room::{LostSeat, Room, RoomError};
 pub use state::{
     Event, EventKind, LeaveReason, Member, Pending, PendingEnd, Role, RoomState, Seat, SeatKind,

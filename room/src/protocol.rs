@@ -16,6 +16,30 @@ use crate::state::{Event, Role, RoomState};
 /// Largest client frame accepted, in bytes. Larger frames close the connection (`too_large`).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// Largest client frame accepted before `join` succeeds (a join is a room id and a token of at
+/// most 4 KiB). Larger frames close the connection (`too_large`, 1009).
+pub const MAX_PREJOIN_BYTES: usize = 8 * 1024;
+
+/// Request types that are owner/admin actions: recorded in the audit log when they succeed.
+pub const ADMIN_ACTION_TYPES: &[&str] = &[
+    "invite",
+    "approve",
+    "reject",
+    "kick_from_seat",
+    "mute_seat",
+    "unmute_seat",
+    "lock_seat",
+    "unlock_seat",
+    "move_seat",
+    "set_admin",
+    "kick",
+    "unban",
+    "mute_chat",
+    "unmute_chat",
+    "dismiss",
+    "notice",
+];
+
 /// Client request types that are room actions (the `type` of [`Action`] variants a member may
 /// send; `enter`, `grant_floor`, `revoke_floor` and `report_bombing` are server-side only).
 pub const ACTION_TYPES: &[&str] = &[
@@ -141,8 +165,7 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
         };
         return Err(fail(None, error));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| fail(None, DecodeError::Malformed(e.to_string())))?;
+    let value = parse_unique(text).map_err(|e| fail(None, DecodeError::Malformed(e)))?;
     let Value::Object(mut obj) = value else {
         return Err(fail(
             None,
@@ -151,12 +174,18 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
     };
     let id = match obj.remove("id") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            fail(
-                None,
-                DecodeError::Malformed("id must be a non-negative integer".into()),
-            )
-        })?),
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|id| *id <= crate::config::MAX_SAFE_INTEGER)
+                .ok_or_else(|| {
+                    fail(
+                        None,
+                        DecodeError::Malformed(
+                            "id must be an integer from 0 to 2^53-1 (9007199254740991)".into(),
+                        ),
+                    )
+                })?,
+        ),
     };
     let ty = match obj.get("type") {
         None => return Err(fail(id, DecodeError::MissingType)),
@@ -168,7 +197,7 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
             ));
         }
     };
-    let malformed = |e: serde_json::Error| fail(id, DecodeError::Malformed(e.to_string()));
+    let malformed = |e: serde_json::Error| fail(id, DecodeError::Malformed(field_error(&e)));
     let request = match ty.as_str() {
         "join" => {
             let b: JoinBody = serde_json::from_value(Value::Object(obj)).map_err(malformed)?;
@@ -185,6 +214,110 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
         _ => return Err(fail(id, DecodeError::UnknownType(truncate(&ty, 64)))),
     };
     Ok(ClientMessage { id, request })
+}
+
+/// Parses JSON like `serde_json::from_str`, but refuses an object with the same key twice
+/// (serde_json keeps the last one, so `{"type":"notice","type":"chat"}` would run `chat`).
+/// Errors are plain sentences, without parser internals.
+pub fn parse_unique(text: &str) -> Result<Value, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = UniqueValue::deserialize(&mut de).map_err(|e| plain_json_error(&e))?;
+    de.end().map_err(|e| plain_json_error(&e))?;
+    Ok(v.0)
+}
+
+fn plain_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            let s = e.to_string();
+            match s.split_once(" at line ") {
+                Some((head, _)) => head.to_owned(),
+                None => s,
+            }
+        }
+        Category::Eof => "the JSON text ends early".into(),
+        _ => format!("not valid JSON (line {}, column {})", e.line(), e.column()),
+    }
+}
+
+/// A field error in words: which field was wrong, never serde's type names or float renderings.
+fn field_error(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    if let Some(rest) = s.strip_prefix("missing field ") {
+        return format!("missing field {rest}");
+    }
+    if let Some(rest) = s.strip_prefix("unknown variant ") {
+        let v = rest.split(',').next().unwrap_or(rest);
+        return format!("unknown value {v}");
+    }
+    if s.starts_with("invalid type") || s.starts_with("invalid value") {
+        return "a field has the wrong type or is out of range (see docs/protocol.md)".into();
+    }
+    "fields of the wrong shape (see docs/protocol.md)".into()
+}
+
+struct UniqueValue(Value);
+
+impl<'de> Deserialize<'de> for UniqueValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueValue)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::new();
+        while let Some(UniqueValue(x)) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueValue(v) = map.next_value()?;
+            if m.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key {:?}",
+                    truncate(&key, 64)
+                )));
+            }
+            m.insert(key, v);
+        }
+        Ok(Value::Object(m))
+    }
 }
 
 /// The fuzz target body (used by `room/fuzz` under cargo-fuzz and by a bounded stable test):
@@ -248,6 +381,19 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
+/// Every close reason, for the docs test.
+pub const CLOSE_REASONS: &[CloseReason] = &[
+    CloseReason::Replaced,
+    CloseReason::Kicked,
+    CloseReason::Dismissed,
+    CloseReason::Timeout,
+    CloseReason::Flood,
+    CloseReason::TooLarge,
+    CloseReason::JoinFailed,
+    CloseReason::BadFrame,
+    CloseReason::ServerShutdown,
+];
+
 /// Why the server closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -267,6 +413,8 @@ pub enum CloseReason {
     TooLarge,
     /// Join refused or not joined in time.
     JoinFailed,
+    /// A frame that is not valid UTF-8 text (or otherwise breaks the WebSocket protocol).
+    BadFrame,
     /// The server is shutting down.
     ServerShutdown,
 }
@@ -282,6 +430,7 @@ impl CloseReason {
             CloseReason::Flood => 4005,
             CloseReason::TooLarge => 1009,
             CloseReason::JoinFailed => 4006,
+            CloseReason::BadFrame => 1007,
             CloseReason::ServerShutdown => 1001,
         }
     }
@@ -428,6 +577,42 @@ mod tests {
         assert_eq!(code(&big), "too_large");
         let e = decode_client(r#"{"id":9,"type":"nope"}"#).unwrap_err();
         assert_eq!(e.id, Some(9));
+    }
+
+    #[test]
+    fn duplicate_keys_are_malformed_at_any_depth() {
+        let code = |s: &str| decode_client(s).unwrap_err().error.code();
+        assert_eq!(
+            code(r#"{"type":"notice","type":"chat","text":"x"}"#),
+            "malformed"
+        );
+        assert_eq!(code(r#"{"id":1,"id":2,"type":"heartbeat"}"#), "malformed");
+        assert_eq!(
+            code(r#"{"type":"custom","kind":"k","payload":{"a":1,"a":2}}"#),
+            "malformed"
+        );
+        let e = decode_client(r#"{"type":"chat","text":"a","text":"b"}"#).unwrap_err();
+        assert!(e.error.to_string().contains("duplicate key"), "{}", e.error);
+    }
+
+    #[test]
+    fn huge_integers_are_malformed_without_parser_internals() {
+        let e = decode_client(r#"{"id":9007199254740992,"type":"heartbeat"}"#).unwrap_err();
+        assert_eq!(e.error.code(), "malformed");
+        assert!(decode_client(r#"{"id":9007199254740991,"type":"heartbeat"}"#).is_ok());
+        for frame in [
+            r#"{"type":"apply","seat":70000}"#,
+            r#"{"type":"send_gift","gift":"rose","count":1e30}"#,
+            r#"{"type":"mute_chat","uid":"a","duration_ms":1.8446744073709552e19}"#,
+            r#"{"type":"mute_chat","uid":"a","duration_ms":184467440737095516150}"#,
+        ] {
+            let e = decode_client(frame).unwrap_err();
+            assert_eq!(e.error.code(), "malformed", "{frame}");
+            let text = e.error.to_string();
+            for internal in ["u16", "u32", "u64", "floating point", "e+", "integer `"] {
+                assert!(!text.contains(internal), "{frame}: {text}");
+            }
+        }
     }
 
     #[test]

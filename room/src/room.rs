@@ -127,6 +127,23 @@ pub enum RoomError {
     /// Floor operations need a floor-control room.
     #[error("room is not in floor-control mode")]
     NotFloorMode,
+    /// Text with a control or bidi character.
+    #[error("{0}")]
+    BadText(crate::im::TextError),
+    /// A duration or count over its documented maximum.
+    #[error("{field} must be at most {max}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        max: u64,
+    },
+    /// The uid breaks the identity rule.
+    #[error("{0}")]
+    InvalidId(crate::ids::IdError),
+    /// The uid renders like another member's (or the owner's, or a banned uid).
+    #[error("uid renders like {0}, already in this room; pick another")]
+    ConfusableUid(Uid),
 }
 
 impl RoomError {
@@ -161,6 +178,10 @@ impl RoomError {
             RoomError::UnknownGift => "unknown_gift",
             RoomError::BadGiftCount { .. } => "bad_gift_count",
             RoomError::NotFloorMode => "not_floor_mode",
+            RoomError::BadText(_) => "invalid_text",
+            RoomError::OutOfRange { .. } => "out_of_range",
+            RoomError::InvalidId(e) => e.code(),
+            RoomError::ConfusableUid(_) => "confusable_uid",
         }
     }
 }
@@ -184,6 +205,8 @@ pub struct Room {
     last_seen: HashMap<Uid, Timestamp>,
     chat_rate: HashMap<Uid, RateWindow>,
     lost_seats: HashMap<Uid, LostSeat>,
+    /// Memo of [`crate::ids::look_alike_keys`] per uid seen, so a join compares strings only.
+    id_keys: HashMap<Uid, (String, String)>,
 }
 
 impl Room {
@@ -212,6 +235,7 @@ impl Room {
             last_seen,
             chat_rate: HashMap::new(),
             lost_seats: HashMap::new(),
+            id_keys: HashMap::new(),
         }
     }
 
@@ -374,6 +398,39 @@ impl Room {
         Ok(out)
     }
 
+    /// Refuses a uid that renders like a member's, the owner's or a banned uid.
+    fn check_look_alike(&mut self, uid: &Uid) -> Result<(), RoomError> {
+        let s = &self.state;
+        let present = s.members.len() + s.bans.len() + 2;
+        if self.id_keys.len() > 2 * present {
+            self.id_keys.retain(|u, _| {
+                s.members.contains_key(u) || s.bans.contains_key(u) || *u == s.owner
+            });
+        }
+        let others: Vec<Uid> = s
+            .members
+            .keys()
+            .chain(std::iter::once(&s.owner))
+            .chain(s.bans.keys())
+            .filter(|o| *o != uid)
+            .cloned()
+            .collect();
+        let keys = &mut self.id_keys;
+        let mine = keys
+            .entry(uid.clone())
+            .or_insert_with(|| crate::ids::look_alike_keys(uid.as_str()))
+            .clone();
+        for other in others {
+            let k = keys
+                .entry(other.clone())
+                .or_insert_with(|| crate::ids::look_alike_keys(other.as_str()));
+            if k.0 == mine.0 || k.1 == mine.1 {
+                return Err(RoomError::ConfusableUid(other));
+            }
+        }
+        Ok(())
+    }
+
     fn enter(
         &mut self,
         now: Timestamp,
@@ -392,6 +449,10 @@ impl Room {
             && now < *until
         {
             return Err(RoomError::Banned { until: *until });
+        }
+        uid.check().map_err(RoomError::InvalidId)?;
+        if !self.state.members.contains_key(&uid) {
+            self.check_look_alike(&uid)?;
         }
         self.last_seen.insert(uid.clone(), now);
         if let Some(m) = self.state.members.get(&uid) {

@@ -15,6 +15,21 @@ const SEEDS: &[&str] = &[
     r#"{"id":7,"type":"mute_chat","uid":"aud","duration_ms":18446744073709551615}"#,
     r#"{"id":8,"type":"chat","text":"你好 bad"}"#,
     r#"{"id":9,"type":"invite","uid":"aud","seat":65535}"#,
+    r#"{"id":10,"type":"kick","uid":"guest","ban_ms":31622400000}"#,
+    r#"{"id":9007199254740991,"type":"notice","text":"\u200b x"}"#,
+];
+
+/// Frames the decoder must refuse as `malformed`: duplicate keys (at any depth) and integers a
+/// field cannot hold.
+const MALFORMED: &[&str] = &[
+    r#"{"type":"notice","type":"chat","text":"x"}"#,
+    r#"{"id":1,"id":1,"type":"heartbeat"}"#,
+    r#"{"type":"custom","kind":"k","payload":{"a":1,"a":1}}"#,
+    r#"{"id":9007199254740992,"type":"heartbeat"}"#,
+    r#"{"id":18446744073709551616,"type":"heartbeat"}"#,
+    r#"{"type":"apply","seat":65536}"#,
+    r#"{"type":"send_gift","gift":"rose","count":4294967296}"#,
+    r#"{"type":"mute_chat","uid":"a","duration_ms":1e400}"#,
 ];
 
 fn mutate(seed: &[u8], ops: &[(u8, usize, u8)]) -> Vec<u8> {
@@ -59,8 +74,55 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// A huge or odd integer as JSON text (beyond u64, negative, float forms).
+fn huge_integer() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string()),
+        (any::<u64>(), 0u32..40).prop_map(|(n, z)| format!("{n}{}", "0".repeat(z as usize))),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:e}")),
+        Just("9007199254740992".to_owned()),
+        Just("18446744073709551615".to_owned()),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn duplicate_keys_are_always_malformed(
+        seed in 0..SEEDS.len(),
+        dup in 0usize..8,
+        value in json_value(),
+    ) {
+        // Repeat one of the seed's keys (or `type`) with another value, anywhere in the object.
+        let mut obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(SEEDS[seed]).expect("seed");
+        let keys: Vec<String> = obj.keys().cloned().collect();
+        let key = keys[dup % keys.len()].clone();
+        let first = obj.remove(&key).expect("key");
+        let mut text = serde_json::Value::Object(obj).to_string();
+        text.pop();
+        let sep = if text.len() > 1 { "," } else { "" };
+        let text = format!("{text}{sep}\"{key}\":{first},\"{key}\":{value}}}");
+        let e = decode_client(&text).expect_err("duplicate keys");
+        prop_assert_eq!(e.error.code(), "malformed", "{}", text);
+        fuzz_decode(text.as_bytes());
+    }
+
+    #[test]
+    fn huge_integers_never_panic_and_ids_stay_javascript_safe(
+        ty in proptest::sample::select(ACTION_TYPES.to_vec()),
+        field in proptest::sample::select(vec!["id", "seat", "count", "ban_ms", "duration_ms", "from", "to"]),
+        n in huge_integer(),
+    ) {
+        let text = format!(r#"{{"type":"{ty}","uid":"guest","gift":"rose","{field}":{n}}}"#);
+        match decode_client(&text) {
+            Ok(m) => prop_assert!(m.id.is_none_or(|id| id <= onmic_room::config::MAX_SAFE_INTEGER), "{}", text),
+            Err(e) => prop_assert!(["malformed", "missing_type", "unknown_type"].contains(&e.error.code())),
+        }
+        fuzz_decode(text.as_bytes());
+    }
 
     #[test]
     fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -93,6 +155,15 @@ proptest! {
             prop_assert!(["malformed", "missing_type", "unknown_type", "too_large"].contains(&e.error.code()));
         }
         fuzz_decode(text.as_bytes());
+    }
+}
+
+#[test]
+fn malformed_frames_are_malformed() {
+    for s in MALFORMED {
+        let e = decode_client(s).expect_err(s);
+        assert_eq!(e.error.code(), "malformed", "{s}");
+        fuzz_decode(s.as_bytes());
     }
 }
 

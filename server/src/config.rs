@@ -30,12 +30,20 @@ pub struct Config {
     pub customer_key: String,
     /// See `customer_key`.
     pub customer_secret: String,
-    /// Where webhooks are POSTed; none disables delivery (events still queue in the outbox).
+    /// Where webhooks are POSTed; none: no webhooks (nothing is queued).
     pub webhook_url: Option<String>,
     /// Secret that signs webhook bodies (HMAC-SHA256, header `X-Onmic-Signature`).
     pub webhook_secret: String,
     /// First webhook retry delay in milliseconds; doubles per attempt up to 60 s.
     pub webhook_retry_ms: u64,
+    /// Delivered webhooks are deleted from the outbox this many seconds after delivery, and
+    /// undelivered ones this many seconds after they were queued (expired, with a warning).
+    pub webhook_retention_secs: u64,
+    /// Audit log entries are deleted after this many days.
+    pub audit_retention_days: u64,
+    /// WebSocket connections from one IP address that have not joined yet (more are refused
+    /// with HTTP 429 before the upgrade).
+    pub max_prejoin_per_addr: u32,
     /// A member silent this long (milliseconds) goes offline and loses its seat.
     pub presence_timeout_ms: u64,
     /// Regular seats per room unless the create request says otherwise.
@@ -73,6 +81,9 @@ impl Default for Config {
             webhook_url: None,
             webhook_secret: "change-me-webhook-secret".into(),
             webhook_retry_ms: 1000,
+            webhook_retention_secs: 3 * 24 * 3600,
+            audit_retention_days: 90,
+            max_prejoin_per_addr: 16,
             presence_timeout_ms: 30_000,
             seat_count: 8,
             max_chat_chars: 500,
@@ -143,6 +154,29 @@ impl Config {
             listen: self.listen,
             names,
         })
+    }
+
+    /// The names of the settings that are secrets (masked by `onmic-server config`).
+    pub const SECRET_KEYS: &'static [&'static str] =
+        &["token_secret", "customer_secret", "webhook_secret"];
+
+    /// The configuration as JSON with every secret replaced by `"***"` (an empty secret stays
+    /// empty, so a missing one is visible).
+    pub fn masked(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        for key in Self::SECRET_KEYS {
+            if let Some(slot) = v.get_mut(*key)
+                && slot.as_str().is_some_and(|s| !s.is_empty())
+            {
+                *slot = serde_json::Value::String("***".into());
+            }
+        }
+        v
+    }
+
+    /// The names of every setting (the keys of the TOML file).
+    pub fn keys() -> Vec<String> {
+        top_level_keys()
     }
 
     /// The SQLite database path (`:memory:` for none).

@@ -21,6 +21,13 @@ pub struct Health {
     pub version: String,
     /// Seconds since start.
     pub uptime_s: u64,
+    /// Rows in the webhook outbox (pending plus delivered ones kept for
+    /// `webhook_retention_secs`): the outbox size metric.
+    #[serde(default)]
+    pub webhook_outbox: u64,
+    /// Of those, webhooks not delivered yet.
+    #[serde(default)]
+    pub webhook_pending: u64,
 }
 
 /// Builds the router with every route of the service.
@@ -32,14 +39,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::rest::router(state.clone()))
         .merge(crate::sfu::http::routes(state.clone()))
         .merge(crate::page::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
+async fn not_found(uri: axum::http::Uri) -> crate::rest::ApiError {
+    crate::rest::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {}; see /openapi.json", uri.path()),
+    )
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> crate::rest::ApiError {
+    crate::rest::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; see /openapi.json",
+            uri.path()
+        ),
+    )
+}
+
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    let (pending, delivered) = state.hub.store().outbox_size().unwrap_or_default();
     Json(Health {
         status: "ok".into(),
         node: state.config.node_name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_s: state.started.elapsed().as_secs(),
+        webhook_outbox: pending + delivered,
+        webhook_pending: pending,
     })
 }

@@ -65,6 +65,12 @@ pub enum HubError {
     /// The request is invalid.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A uid or room id breaks the identity rule.
+    #[error(transparent)]
+    Id(#[from] onmic_room::IdError),
+    /// The room id renders like an existing room's.
+    #[error("room id renders like the existing room {0}; pick another")]
+    ConfusableRoomId(RoomId),
     /// The room refused the command.
     #[error(transparent)]
     Room(#[from] RoomError),
@@ -80,6 +86,8 @@ impl HubError {
             HubError::NoSuchRoom => "no_such_room",
             HubError::RoomExists => "room_exists",
             HubError::Invalid(_) => "invalid_request",
+            HubError::Id(e) => e.code(),
+            HubError::ConfusableRoomId(_) => "confusable_room_id",
             HubError::Room(e) => e.code(),
             HubError::Store(_) => "internal",
         }
@@ -131,7 +139,7 @@ pub struct Joined {
 /// A request to create a room.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct CreateRoom {
-    /// Room id (letters, digits, `-`, `_`, `.`, `/`; at most 64).
+    /// Room id (the identity rule: 1-64 of `A-Z a-z 0-9 - _ .`, not `.` or `..`).
     pub id: RoomId,
     /// Owner uid.
     pub owner: Uid,
@@ -161,6 +169,28 @@ pub struct Hub {
     next_conn: std::sync::atomic::AtomicU64,
     /// Woken when webhooks were queued.
     pub webhooks_queued: Notify,
+    /// WebSocket connections waiting to join, per IP address.
+    prejoin: Arc<Mutex<HashMap<std::net::IpAddr, u32>>>,
+}
+
+/// A WebSocket connection that has not joined yet, counted against its address until dropped.
+#[derive(Debug)]
+pub struct PrejoinGuard {
+    counts: Arc<Mutex<HashMap<std::net::IpAddr, u32>>>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Drop for PrejoinGuard {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -183,6 +213,7 @@ impl Hub {
             rooms: RwLock::new(HashMap::new()),
             next_conn: 1.into(),
             webhooks_queued: Notify::new(),
+            prejoin: Arc::default(),
         };
         let now = hub.clock.now();
         let mut rooms = HashMap::new();
@@ -208,6 +239,23 @@ impl Hub {
                 conns: HashMap::new(),
             }),
             tx,
+        })
+    }
+
+    /// Counts a connection from `ip` that has not joined yet; `None` when the address already
+    /// has `max_prejoin_per_addr` of them. (No address, e.g. in-process: not limited.)
+    pub fn prejoin_enter(&self, ip: Option<std::net::IpAddr>) -> Option<PrejoinGuard> {
+        if let Some(ip) = ip {
+            let mut counts = self.prejoin.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(ip).or_insert(0);
+            if *n >= self.config.max_prejoin_per_addr {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(PrejoinGuard {
+            counts: self.prejoin.clone(),
+            ip,
         })
     }
 
@@ -256,19 +304,29 @@ impl Hub {
     }
 
     /// Creates a room.
-    pub fn create_room(&self, req: CreateRoom, actor: &str) -> Result<RoomState, HubError> {
-        let id_ok = !req.id.0.is_empty()
-            && req.id.0.len() <= 64
-            && req
-                .id
-                .0
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
-        if !id_ok {
-            return Err(HubError::Invalid("room id: 1-64 of [A-Za-z0-9-_./]".into()));
+    /// (The caller records the action in the audit log: the REST API does for every request.)
+    pub fn create_room(&self, req: CreateRoom) -> Result<RoomState, HubError> {
+        req.id.check().map_err(HubError::Id)?;
+        req.owner.check().map_err(HubError::Id)?;
+        if req.title.chars().count() > onmic_room::im::MAX_TITLE_CHARS {
+            return Err(HubError::Invalid(format!(
+                "title: at most {} characters",
+                onmic_room::im::MAX_TITLE_CHARS
+            )));
         }
-        if req.owner.0.is_empty() || req.owner.0.len() > 128 {
-            return Err(HubError::Invalid("owner: 1-128 characters".into()));
+        if !req.title.is_empty()
+            && let Err(onmic_room::im::TextError::Control(c)) =
+                onmic_room::im::check_text(&req.title, false)
+        {
+            return Err(HubError::Invalid(format!(
+                "title may not contain the control character U+{c:04X}"
+            )));
+        }
+        if let Some(boss) = &req.boss_seat {
+            boss.check()?;
+        }
+        if let Some(bombing) = &req.bombing {
+            bombing.check()?;
         }
         let seat_count = req.seat_count.unwrap_or(self.config.seat_count);
         if seat_count == 0 || seat_count > 64 {
@@ -295,13 +353,17 @@ impl Hub {
         if rooms.contains_key(&req.id) {
             return Err(HubError::RoomExists);
         }
+        if let Some(other) = rooms
+            .keys()
+            .find(|other| onmic_room::ids::looks_alike(other.as_str(), req.id.as_str()))
+        {
+            return Err(HubError::ConfusableRoomId(other.clone()));
+        }
         self.store.save_room(&state, now)?;
         let hook = webhook::room_created(&self.config.app_id, &state, now);
-        self.store.enqueue_webhooks(&[hook], now)?;
-        self.audit(now, actor, &req.id, "create_room", &req);
         rooms.insert(req.id.clone(), self.cell(room, now));
         drop(rooms);
-        self.webhooks_queued.notify_one();
+        self.queue_webhooks(&[hook], now);
         Ok(state)
     }
 
@@ -334,19 +396,53 @@ impl Hub {
         Ok(events)
     }
 
-    /// Records an admin action in the audit log (failures are logged, not fatal).
+    /// Queues webhooks in the outbox and wakes the delivery worker; nothing is queued when no
+    /// `webhook_url` is configured (nobody would ever receive them).
+    pub fn queue_webhooks(&self, hooks: &[(String, String)], now: Timestamp) {
+        if hooks.is_empty() || self.config.webhook_url.is_none() {
+            return;
+        }
+        match self.store.enqueue_webhooks(hooks, now) {
+            Ok(()) => self.webhooks_queued.notify_one(),
+            Err(e) => tracing::error!(%e, "queueing webhooks failed"),
+        }
+    }
+
+    /// Deletes what outlived its retention: webhooks delivered more than `webhook_retention_secs`
+    /// ago, undelivered ones queued more than that ago (expired), and audit entries older than
+    /// `audit_retention_days`. The server calls this every minute.
+    pub fn prune(&self, now: Timestamp) {
+        let keep = Duration::from_secs(self.config.webhook_retention_secs);
+        match self.store.prune_outbox(now.minus(keep), now.minus(keep)) {
+            Ok((_, 0)) => {}
+            Ok((_, expired)) => tracing::warn!(
+                expired,
+                "undelivered webhooks dropped after webhook_retention_secs; is the receiver at webhook_url up?"
+            ),
+            Err(e) => tracing::error!(%e, "pruning the webhook outbox failed"),
+        }
+        let days = Duration::from_secs(self.config.audit_retention_days.saturating_mul(86_400));
+        if let Err(e) = self.store.prune_audit(now.minus(days)) {
+            tracing::error!(%e, "pruning the audit log failed");
+        }
+    }
+
+    /// Records an admin action or an issued token in the audit log (failures are logged, not
+    /// fatal). `actor` is `rest:<key>`, `member:<uid>` or `cli`; `origin` the peer address.
     pub fn audit(
         &self,
         now: Timestamp,
         actor: &str,
-        room: &RoomId,
+        origin: &str,
+        room: &str,
         action: &str,
         detail: &impl serde::Serialize,
     ) {
         let rec = AuditRecord {
             at: now,
             actor: actor.to_owned(),
-            room: room.0.clone(),
+            origin: origin.to_owned(),
+            room: room.to_owned(),
             action: action.to_owned(),
             detail: serde_json::to_string(detail).unwrap_or_default(),
         };
@@ -378,12 +474,7 @@ impl Hub {
             tracing::error!(room = %id, %e, "recording gifts failed");
         }
         let hooks = webhook::room_events(&self.config.app_id, id, events);
-        if !hooks.is_empty() {
-            match self.store.enqueue_webhooks(&hooks, now) {
-                Ok(()) => self.webhooks_queued.notify_one(),
-                Err(e) => tracing::error!(room = %id, %e, "queueing webhooks failed"),
-            }
-        }
+        self.queue_webhooks(&hooks, now);
         let mut closes = Vec::new();
         for event in events {
             let json = ServerMessage::Event {

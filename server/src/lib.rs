@@ -33,6 +33,9 @@ pub use config::{Config, ConfigError};
 pub use hub::{Clock, Hub, SystemClock};
 pub use store::{SqliteStore, Store, StoreError};
 
+/// How often the outbox and the audit log are pruned (see [`Hub::prune`]).
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Shared, read-mostly state every request handler sees.
 #[derive(Debug)]
 pub struct AppState {
@@ -177,9 +180,15 @@ pub async fn start_with_clock(
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut prune = tokio::time::interval(PRUNE_EVERY);
+            prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = every.tick() => hub.tick(),
+                    _ = prune.tick() => {
+                        let hub = hub.clone();
+                        let _ = tokio::task::spawn_blocking(move || hub.prune(hub.now())).await;
+                    }
                     _ = stopped.changed() => return,
                 }
             }
@@ -193,6 +202,7 @@ pub async fn start_with_clock(
         ))
     });
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;

@@ -29,8 +29,13 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Serve,
-    /// Print the effective configuration (defaults, file and environment merged) as TOML-like JSON.
-    Config,
+    /// Print the effective configuration (defaults, file and environment merged) as JSON, with
+    /// the secrets masked.
+    Config {
+        /// Print the secrets in clear.
+        #[arg(long)]
+        show_secrets: bool,
+    },
     /// Issue an access token signed with the configured `token_secret` and `app_id`.
     Token {
         /// Room the token is for.
@@ -61,7 +66,11 @@ fn main() -> ExitCode {
         config.listen = listen;
     }
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Config => match serde_json::to_string_pretty(&config) {
+        Command::Config { show_secrets } => match serde_json::to_string_pretty(&if show_secrets {
+            serde_json::to_value(&config).unwrap_or_default()
+        } else {
+            config.masked()
+        }) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS
@@ -92,17 +101,37 @@ fn token(config: &Config, room: String, uid: String, privileges: &[String], ttl:
             }
         }
     }
-    if uid.is_empty() || ttl == 0 {
-        eprintln!("onmic-server: --uid must not be empty and --ttl must be positive");
-        return ExitCode::from(2);
-    }
     let req = onmic_server::rest::TokenRequest {
         room: room.into(),
         uid: uid.into(),
         privileges: parsed,
         ttl_secs: ttl,
     };
+    if let Err((code, message)) = onmic_server::rest::check_token_request(&req) {
+        eprintln!("onmic-server: {message} ({code})");
+        return ExitCode::from(2);
+    }
     let now = onmic_server::Clock::now(&onmic_server::SystemClock);
+    // Every issued token is in the audit log, whichever way it was issued.
+    let store = match onmic_server::SqliteStore::open(&config.database_path()) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("onmic-server: cannot record the token in the audit log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let record = onmic_server::store::AuditRecord {
+        at: now,
+        actor: "cli".into(),
+        origin: "local".into(),
+        room: req.room.0.clone(),
+        action: "issue_token".into(),
+        detail: serde_json::json!({ "request": &req }).to_string(),
+    };
+    if let Err(e) = onmic_server::Store::audit(&store, &record) {
+        eprintln!("onmic-server: cannot record the token in the audit log: {e}");
+        return ExitCode::FAILURE;
+    }
     let (token, _) = onmic_server::rest::make_token(config, &req, now);
     println!("{token}");
     ExitCode::SUCCESS

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -43,6 +42,7 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/rooms/{room}/recordings"),
     ("get", "/v1/rooms/{room}/recordings/{id}/file"),
     ("post", "/v1/tokens"),
+    ("get", "/v1/audit"),
 ];
 
 /// The checked-in OpenAPI document.
@@ -57,7 +57,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl ToString) -> ApiError {
+    /// An error with its HTTP status, stable code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl ToString) -> ApiError {
         ApiError {
             status,
             code,
@@ -77,8 +78,16 @@ impl From<HubError> for ApiError {
     fn from(e: HubError) -> ApiError {
         let status = match &e {
             HubError::NoSuchRoom | HubError::Room(RoomError::NotMember(_)) => StatusCode::NOT_FOUND,
-            HubError::RoomExists => StatusCode::CONFLICT,
-            HubError::Invalid(_) => StatusCode::BAD_REQUEST,
+            HubError::RoomExists | HubError::ConfusableRoomId(_) => StatusCode::CONFLICT,
+            HubError::Invalid(_)
+            | HubError::Id(_)
+            | HubError::Room(
+                RoomError::OutOfRange { .. }
+                | RoomError::BadText(_)
+                | RoomError::InvalidId(_)
+                | RoomError::EmptyMessage
+                | RoomError::MessageTooLong { .. },
+            ) => StatusCode::BAD_REQUEST,
             HubError::Room(RoomError::PermissionDenied) => StatusCode::FORBIDDEN,
             HubError::Room(_) => StatusCode::CONFLICT,
             HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,10 +110,73 @@ impl From<RecordingError> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text())
+/// Every code a REST error may carry (`docs/protocol.md` lists them; a test compares).
+pub const REST_ERROR_CODES: &[&str] = &[
+    "unauthorized",
+    "invalid_request",
+    "not_found",
+    "method_not_allowed",
+    "too_large",
+    "too_many_connections",
+    "no_such_room",
+    "room_exists",
+    "confusable_room_id",
+    "invalid_uid",
+    "invalid_room_id",
+    "out_of_range",
+    "still_recording",
+    "file_gone",
+    "internal",
+];
+
+/// Longest REST request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body: parsed refusing duplicate keys, with errors that name the field and
+/// never show the parser's internals (`invalid_request`, HTTP 400).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the request body is over {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a REST body (see [`JsonBody`]).
+pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("the body is not UTF-8".into()))?;
+    let value = onmic_room::protocol::parse_unique(text)
+        .map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if let Some(field) = inner.strip_prefix("missing field ") {
+            return bad(format!("missing field {field}"));
+        }
+        if inner.starts_with("unknown variant") {
+            let v = inner.split(", expected").next().unwrap_or(&inner);
+            return bad(format!("{path}: {v}"));
+        }
+        if path == "." {
+            return bad("the body must be a JSON object (see /openapi.json)".into());
+        }
+        bad(format!(
+            "field {path} has the wrong type or is out of range (see /openapi.json)"
+        ))
+    })
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -129,6 +201,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/recordings", get(recordings))
         .route("/v1/rooms/{room}/recordings/{id}/file", get(recording_file))
         .route("/v1/tokens", post(issue_token))
+        .route("/v1/audit", get(audit_log))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
 
@@ -141,6 +214,24 @@ fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }
 
+/// The credentials of `Authorization: Bearer <key>:<secret>` (the scheme in any case).
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .unwrap_or("")
+}
+
+/// The peer address of a request (`local` when served without one, e.g. in-process).
+pub fn origin(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "local".to_owned(), |c| c.0.to_string())
+}
+
 async fn auth(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -151,11 +242,7 @@ async fn auth(
         "{}:{}",
         state.config.customer_key, state.config.customer_secret
     );
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = bearer(&headers);
     // Compare digests so the comparison time does not depend on where the strings differ.
     if given.is_empty() || digest(given.as_bytes()) != digest(expected.as_bytes()) {
         return ApiError::new(
@@ -165,19 +252,111 @@ async fn auth(
         )
         .into_response();
     }
-    next.run(req).await
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    // Every POST is an admin action (or a token): record it with its outcome.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    };
+    let from = origin(&parts.extensions);
+    let path = parts.uri.path().to_owned();
+    let response = next
+        .run(Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes.clone()),
+        ))
+        .await;
+    let request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
+        .unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&bytes).chars().take(512).collect())
+        });
+    let (room, action) = match path.strip_prefix("/v1/rooms/") {
+        Some(rest) => {
+            let (room, action) = rest.split_once('/').unwrap_or((rest, ""));
+            (room.to_owned(), action.to_owned())
+        }
+        None => {
+            let room = request
+                .get("id")
+                .or_else(|| request.get("room"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let action = match path.as_str() {
+                "/v1/rooms" => "create_room",
+                "/v1/tokens" => "issue_token",
+                other => other,
+            };
+            (room, action.to_owned())
+        }
+    };
+    let detail = json!({ "request": request, "status": response.status().as_u16() });
+    state.hub.audit(
+        state.hub.now(),
+        &actor(&state),
+        &from,
+        &room,
+        &action,
+        &detail,
+    );
+    response
 }
 
 fn actor(state: &AppState) -> String {
     format!("rest:{}", state.config.customer_key)
 }
 
+#[derive(Deserialize)]
+struct AuditQuery {
+    room: Option<String>,
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+/// Most audit entries one `GET /v1/audit` returns.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "query: room=<id>, since=<ms since the epoch>, limit=1-1000",
+        )
+    })?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE);
+    let entries = state
+        .hub
+        .store()
+        .audit_log(q.room.as_deref(), onmic_room::Timestamp(q.since), limit)
+        .map_err(HubError::from)?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|r| {
+            let detail: Value = serde_json::from_str(&r.detail).unwrap_or(Value::String(r.detail));
+            json!({ "at": r.at, "actor": r.actor, "origin": r.origin, "room": r.room,
+                    "action": r.action, "detail": detail })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
 async fn create_room(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<CreateRoom>, JsonRejection>,
+    JsonBody(req): JsonBody<CreateRoom>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(req) = body?;
-    let room = state.hub.create_room(req, &actor(&state))?;
+    let room = state.hub.create_room(req)?;
     Ok((StatusCode::CREATED, Json(json!(room))))
 }
 
@@ -216,8 +395,15 @@ struct MemberView {
 async fn members(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    Query(q): Query<MembersQuery>,
+    q: Result<Query<MembersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
+    let Query(q) = q.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "query: hosts_only=true or false",
+        )
+    })?;
     let s = state.hub.snapshot(&RoomId(room))?;
     let members: Vec<MemberView> = s
         .members
@@ -248,12 +434,10 @@ async fn gifts(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> 
     Ok(Json(json!({ "ledger": ledger, "leaderboard": board })))
 }
 
-fn run(state: &AppState, room: String, name: &str, detail: &Value, action: Action) -> ApiResult {
+/// Runs a system command in a room (the audit entry is written by the `auth` middleware).
+fn run(state: &AppState, room: String, action: Action) -> ApiResult {
     let id = RoomId(room);
     let events = state.hub.execute(&id, Command::system(action))?;
-    state
-        .hub
-        .audit(state.hub.now(), &actor(state), &id, name, detail);
     let version = match events.last() {
         Some(e) => e.version,
         None => state.hub.snapshot(&id)?.version,
@@ -288,47 +472,43 @@ struct FloorBody {
 async fn kick(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<KickBody>, JsonRejection>,
+    JsonBody(b): JsonBody<KickBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let action = Action::Kick {
         uid: b.uid.clone(),
         ban: Duration::from_secs(b.ban_secs),
     };
-    run(&state, room, "kick", &json!(b), action)
+    run(&state, room, action)
 }
 
 async fn unban(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<UidBody>, JsonRejection>,
+    JsonBody(b): JsonBody<UidBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let action = Action::Unban { uid: b.uid.clone() };
-    run(&state, room, "unban", &json!(b), action)
+    run(&state, room, action)
 }
 
 async fn chat_mute(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<MuteBody>, JsonRejection>,
+    JsonBody(b): JsonBody<MuteBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let action = Action::MuteChat {
         uid: b.uid.clone(),
         duration: Duration::from_secs(b.duration_secs),
     };
-    run(&state, room, "chat_mute", &json!(b), action)
+    run(&state, room, action)
 }
 
 async fn chat_unmute(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<UidBody>, JsonRejection>,
+    JsonBody(b): JsonBody<UidBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let action = Action::UnmuteChat { uid: b.uid.clone() };
-    run(&state, room, "chat_unmute", &json!(b), action)
+    run(&state, room, action)
 }
 
 fn seat_of(state: &AppState, room: &str, uid: &Uid) -> Result<SeatIndex, ApiError> {
@@ -341,51 +521,36 @@ fn seat_of(state: &AppState, room: &str, uid: &Uid) -> Result<SeatIndex, ApiErro
 async fn seat_mute(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<UidBody>, JsonRejection>,
+    JsonBody(b): JsonBody<UidBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let seat = seat_of(&state, &room, &b.uid)?;
-    run(
-        &state,
-        room,
-        "seat_mute",
-        &json!(b),
-        Action::MuteSeat { seat },
-    )
+    run(&state, room, Action::MuteSeat { seat })
 }
 
 async fn seat_unmute(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<UidBody>, JsonRejection>,
+    JsonBody(b): JsonBody<UidBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let seat = seat_of(&state, &room, &b.uid)?;
-    run(
-        &state,
-        room,
-        "seat_unmute",
-        &json!(b),
-        Action::UnmuteSeat { seat },
-    )
+    run(&state, room, Action::UnmuteSeat { seat })
 }
 
 async fn floor(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Json<FloorBody>, JsonRejection>,
+    JsonBody(b): JsonBody<FloorBody>,
 ) -> ApiResult {
-    let Json(b) = body?;
     let action = if b.grant {
         Action::GrantFloor { uid: b.uid.clone() }
     } else {
         Action::RevokeFloor { uid: b.uid.clone() }
     };
-    run(&state, room, "floor", &json!(b), action)
+    run(&state, room, action)
 }
 
 async fn dismiss(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
-    run(&state, room, "dismiss", &json!({}), Action::Dismiss)
+    run(&state, room, Action::Dismiss)
 }
 
 /// The body of `recording/start` and `recording/stop`: empty, or an empty JSON object.
@@ -422,14 +587,6 @@ async fn start_recording(
     empty_body(&body)?;
     let id = RoomId(room);
     let record = media(&state)?.start_recording(id.clone()).await?;
-    let detail = json!({ "recording": record.id });
-    state.hub.audit(
-        state.hub.now(),
-        &actor(&state),
-        &id,
-        "recording_start",
-        &detail,
-    );
     Ok((StatusCode::CREATED, Json(json!(record))))
 }
 
@@ -443,14 +600,6 @@ async fn stop_recording(
     // An unknown room is 404, not "not recording".
     state.hub.snapshot(&id)?;
     let record = media(&state)?.stop_recording(id.clone()).await?;
-    let detail = json!({ "recording": record.id });
-    state.hub.audit(
-        state.hub.now(),
-        &actor(&state),
-        &id,
-        "recording_stop",
-        &detail,
-    );
     Ok(Json(json!(record)))
 }
 
@@ -544,6 +693,26 @@ fn default_ttl() -> u64 {
     3600
 }
 
+/// Longest token lifetime, in seconds (366 days).
+pub const MAX_TTL_SECS: u64 = onmic_room::config::MAX_DURATION_MS / 1000;
+
+/// Checks a token request against the identity rule and the bounds; `(code, message)` if not.
+/// Both the REST API and `onmic-server token` use it.
+pub fn check_token_request(req: &TokenRequest) -> Result<(), (&'static str, String)> {
+    req.room.check().map_err(|e| (e.code(), e.to_string()))?;
+    req.uid.check().map_err(|e| (e.code(), e.to_string()))?;
+    if req.ttl_secs == 0 || req.ttl_secs > MAX_TTL_SECS {
+        return Err(("out_of_range", format!("ttl_secs must be 1-{MAX_TTL_SECS}")));
+    }
+    if req.privileges.is_empty() {
+        return Err((
+            "invalid_request",
+            "privileges must name at least one of join, publish_audio, admin".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Signs a token for `req` at `now` with the configured app and secret.
 pub fn make_token(
     config: &crate::Config,
@@ -574,16 +743,10 @@ pub fn make_token(
 
 async fn issue_token(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<TokenRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<TokenRequest>,
 ) -> ApiResult {
-    let Json(req) = body?;
-    if req.uid.0.is_empty() || req.ttl_secs == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "uid and a positive ttl_secs are required",
-        ));
-    }
+    check_token_request(&req)
+        .map_err(|(code, m)| ApiError::new(StatusCode::BAD_REQUEST, code, m))?;
     let (token, expires) = make_token(&state.config, &req, state.hub.now());
     Ok(Json(json!({ "token": token, "expires": expires })))
 }

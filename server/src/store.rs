@@ -68,14 +68,18 @@ pub struct OutboxItem {
     pub next_at: Timestamp,
 }
 
-/// An admin action in the audit log.
+/// An admin action (or an issued token) in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// When.
     pub at: Timestamp,
-    /// Who (REST credentials' key, or a member uid).
+    /// Who: `rest:<customer_key>` for the REST API, `member:<uid>` for a member over WebSocket,
+    /// `cli` for `onmic-server token`.
     pub actor: String,
-    /// Room.
+    /// From where: the peer's IP address and port, or `local` (command line, in-process).
+    #[serde(default)]
+    pub origin: String,
+    /// Room (empty when none applies).
     pub room: String,
     /// What.
     pub action: String,
@@ -147,14 +151,31 @@ pub trait Store: Send + Sync + 'static {
     fn due_webhooks(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// The earliest pending webhook's due time.
     fn next_webhook_at(&self) -> Result<Option<Timestamp>, StoreError>;
-    /// Marks a webhook delivered.
-    fn webhook_delivered(&self, id: i64) -> Result<(), StoreError>;
+    /// Marks a webhook delivered at `at`.
+    fn webhook_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError>;
     /// Records a failed attempt and when to try again.
     fn webhook_failed(&self, id: i64, next_at: Timestamp, error: &str) -> Result<(), StoreError>;
     /// Appends to the audit log.
     fn audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
-    /// The audit log of one room, oldest first.
-    fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The audit log, oldest first: one room's (or every room's, `None`), from `since` on, at most
+    /// `limit` entries.
+    fn audit_log(
+        &self,
+        room: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes audit entries older than `before`; returns how many.
+    fn prune_audit(&self, before: Timestamp) -> Result<usize, StoreError>;
+    /// Deletes webhooks delivered before `delivered_before` and undelivered ones queued before
+    /// `queued_before` (expired); returns (delivered, expired) counts.
+    fn prune_outbox(
+        &self,
+        delivered_before: Timestamp,
+        queued_before: Timestamp,
+    ) -> Result<(usize, usize), StoreError>;
+    /// Rows in the webhook outbox: (pending, delivered but kept).
+    fn outbox_size(&self) -> Result<(u64, u64), StoreError>;
     /// Inserts or updates a recording (by id).
     fn save_recording(&self, record: &RecordingRecord) -> Result<(), StoreError>;
     /// The recordings of one room, oldest first.
@@ -242,6 +263,14 @@ const MIGRATIONS: &[&str] = &[
         dropped_packets INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX recordings_room ON recordings (room, started_at);",
+    // 3: retention (queued time of webhooks), the audit log's origin, indexes for pruning.
+    "ALTER TABLE outbox ADD COLUMN queued_at INTEGER NOT NULL DEFAULT 0;
+     UPDATE outbox SET queued_at = next_at;
+     CREATE INDEX outbox_delivered ON outbox (delivered_at);
+     CREATE INDEX outbox_queued ON outbox (queued_at);
+     ALTER TABLE audit ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+     CREATE INDEX audit_at ON audit (at);
+     CREATE INDEX audit_room ON audit (room, id);",
 ];
 
 /// The SQLite store: one file, WAL mode, schema migrations by `user_version`.
@@ -376,7 +405,7 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         for (event_id, body) in items {
             tx.execute(
-                "INSERT OR IGNORE INTO outbox (event_id, body, next_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO outbox (event_id, body, next_at, queued_at) VALUES (?1, ?2, ?3, ?3)",
                 params![event_id, body, sql_ts(now)],
             )?;
         }
@@ -418,10 +447,10 @@ impl Store for SqliteStore {
         Ok(v.map(ts))
     }
 
-    fn webhook_delivered(&self, id: i64) -> Result<(), StoreError> {
+    fn webhook_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE outbox SET delivered_at = next_at, attempts = attempts + 1 WHERE id = ?1",
-            [id],
+            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+            params![id, sql_ts(at)],
         )?;
         Ok(())
     }
@@ -436,27 +465,76 @@ impl Store for SqliteStore {
 
     fn audit(&self, r: &AuditRecord) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO audit (at, actor, room, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![sql_ts(r.at), r.actor, r.room, r.action, r.detail],
+            "INSERT INTO audit (at, actor, origin, room, action, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sql_ts(r.at), r.actor, r.origin, r.room, r.action, r.detail],
         )?;
         Ok(())
     }
 
-    fn audit_log(&self, room: &str) -> Result<Vec<AuditRecord>, StoreError> {
+    fn audit_log(
+        &self,
+        room: Option<&str>,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT at, actor, room, action, detail FROM audit WHERE room = ?1 ORDER BY id",
+            "SELECT at, actor, origin, room, action, detail FROM audit
+             WHERE (?1 IS NULL OR room = ?1) AND at >= ?2 ORDER BY id LIMIT ?3",
         )?;
-        let rows = stmt.query_map([room], |r| {
-            Ok(AuditRecord {
-                at: ts(r.get(0)?),
-                actor: r.get(1)?,
-                room: r.get(2)?,
-                action: r.get(3)?,
-                detail: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![
+                room,
+                sql_ts(since),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| {
+                Ok(AuditRecord {
+                    at: ts(r.get(0)?),
+                    actor: r.get(1)?,
+                    origin: r.get(2)?,
+                    room: r.get(3)?,
+                    action: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn prune_audit(&self, before: Timestamp) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM audit WHERE at < ?1", [sql_ts(before)])?)
+    }
+
+    fn prune_outbox(
+        &self,
+        delivered_before: Timestamp,
+        queued_before: Timestamp,
+    ) -> Result<(usize, usize), StoreError> {
+        let conn = self.conn();
+        let delivered = conn.execute(
+            "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?1",
+            [sql_ts(delivered_before)],
+        )?;
+        let expired = conn.execute(
+            "DELETE FROM outbox WHERE delivered_at IS NULL AND queued_at < ?1",
+            [sql_ts(queued_before)],
+        )?;
+        Ok((delivered, expired))
+    }
+
+    fn outbox_size(&self) -> Result<(u64, u64), StoreError> {
+        let (pending, delivered): (i64, i64) = self.conn().query_row(
+            "SELECT COUNT(*) - COUNT(delivered_at), COUNT(delivered_at) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(pending).unwrap_or(0),
+            u64::try_from(delivered).unwrap_or(0),
+        ))
     }
 
     fn save_recording(&self, r: &RecordingRecord) -> Result<(), StoreError> {
@@ -546,6 +624,7 @@ mod tests {
             s.enqueue_webhooks(&items, Timestamp(1))
                 .expect("queue again");
             s.audit(&AuditRecord {
+                origin: "127.0.0.1:1".into(),
                 at: Timestamp(1),
                 actor: "k".into(),
                 room: "r".into(),
@@ -563,9 +642,59 @@ mod tests {
             .expect("fail");
         assert!(s.due_webhooks(Timestamp(99), 10).expect("due").is_empty());
         assert_eq!(s.next_webhook_at().expect("next"), Some(Timestamp(100)));
-        s.webhook_delivered(due[0].id).expect("done");
+        s.webhook_delivered(due[0].id, Timestamp(100))
+            .expect("done");
         assert_eq!(s.next_webhook_at().expect("next"), None);
-        assert_eq!(s.audit_log("r").expect("audit").len(), 1);
+        assert_eq!(
+            s.audit_log(Some("r"), Timestamp(0), 10)
+                .expect("audit")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn outbox_and_audit_are_pruned_by_age() {
+        let s = SqliteStore::open(Path::new(":memory:")).expect("open");
+        let items: Vec<_> = (0..10)
+            .map(|i| (format!("e{i}"), "{}".to_owned()))
+            .collect();
+        s.enqueue_webhooks(&items[..5], Timestamp(1_000))
+            .expect("queue");
+        s.enqueue_webhooks(&items[5..], Timestamp(5_000))
+            .expect("queue");
+        for it in s.due_webhooks(Timestamp(1_000), 3).expect("due") {
+            s.webhook_delivered(it.id, Timestamp(2_000))
+                .expect("delivered");
+        }
+        assert_eq!(s.outbox_size().expect("size"), (7, 3));
+        // Delivered before 3000 go; undelivered queued before 3000 expire.
+        assert_eq!(
+            s.prune_outbox(Timestamp(3_000), Timestamp(3_000))
+                .expect("prune"),
+            (3, 2)
+        );
+        assert_eq!(s.outbox_size().expect("size"), (5, 0));
+        for at in [10, 20, 30] {
+            s.audit(&AuditRecord {
+                at: Timestamp(at),
+                actor: "k".into(),
+                origin: "local".into(),
+                room: "r".into(),
+                action: "kick".into(),
+                detail: "{}".into(),
+            })
+            .expect("audit");
+        }
+        assert_eq!(s.prune_audit(Timestamp(20)).expect("prune"), 1);
+        let left = s.audit_log(None, Timestamp(0), 10).expect("log");
+        assert_eq!(left.iter().map(|r| r.at.0).collect::<Vec<_>>(), [20, 30]);
+        assert_eq!(s.audit_log(None, Timestamp(25), 10).expect("log").len(), 1);
+        assert!(
+            s.audit_log(Some("other"), Timestamp(0), 10)
+                .expect("log")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -184,7 +184,7 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
                 Err(e) => Err(e.to_string()),
             };
             let stored = match outcome {
-                Ok(()) => hub.store().webhook_delivered(it.id),
+                Ok(()) => hub.store().webhook_delivered(it.id, hub.now()),
                 Err(err) => {
                     let next = hub.now().plus(backoff(base, it.attempts));
                     tracing::debug!(event = %it.event_id, %err, "webhook attempt failed");

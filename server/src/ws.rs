@@ -10,7 +10,10 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use onmic_room::protocol::{CloseReason, DecodeError, Request, ServerMessage, decode_client};
+use onmic_room::protocol::{
+    ADMIN_ACTION_TYPES, CloseReason, DecodeError, MAX_MESSAGE_BYTES, MAX_PREJOIN_BYTES, Request,
+    ServerMessage, decode_client,
+};
 use onmic_room::{Action, Command, RoomId, Uid, token};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
@@ -22,17 +25,53 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed joins allowed on one connection.
 const MAX_JOIN_ATTEMPTS: u32 = 5;
 
-/// Upgrades `GET /ws`.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
-    // Frames up to 1 MiB are read so that an oversized message gets a typed close
-    // (`too_large`) instead of a dropped connection; the protocol limit is MAX_MESSAGE_BYTES.
+/// Upgrades `GET /ws`. At most `max_prejoin_per_addr` connections of one IP address may be
+/// waiting to join; more are refused with HTTP 429 (`too_many_connections`).
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    extensions: axum::http::Extensions,
+) -> Response {
+    let origin = crate::rest::origin(&extensions);
+    let ip = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let Some(guard) = state.hub.prejoin_enter(ip) else {
+        return axum::response::IntoResponse::into_response(crate::rest::ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            "too many connections from this address are waiting to join; join or close some",
+        ));
+    };
+    // The reader holds at most MAX_MESSAGE_BYTES per connection (a frame over it closes with
+    // `too_large`, 1009); before join, frames over MAX_PREJOIN_BYTES close the same way.
     // Small per-connection buffers: a room holds thousands of mostly idle connections, and the
     // 128 KiB defaults dominated the server's memory per client.
-    ws.max_message_size(1 << 20)
-        .max_frame_size(1 << 20)
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| connection(socket, state))
+        .on_upgrade(move |socket| connection(socket, state, origin, guard))
+}
+
+/// What to do with a read error: the peer broke the protocol (close with a typed reason) or the
+/// connection is gone.
+fn read_error_reason(e: &axum::Error) -> Option<(CloseReason, String)> {
+    // axum wraps tungstenite's errors without re-exporting them: tell them apart by their text.
+    let text = e.to_string();
+    if text.contains("Space limit exceeded") || text.contains("too long") {
+        Some((
+            CloseReason::TooLarge,
+            format!("a frame is over the limit of {MAX_MESSAGE_BYTES} bytes"),
+        ))
+    } else if text.contains("UTF-8") || text.contains("utf-8") || text.contains("Utf8") {
+        Some((
+            CloseReason::BadFrame,
+            "a text frame is not valid UTF-8".into(),
+        ))
+    } else {
+        None
+    }
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
@@ -76,6 +115,13 @@ async fn linger(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
     .await;
 }
 
+/// After a frame the reader could not take (over the limit, not UTF-8) the rest of the input
+/// cannot be parsed, so [`linger`] cannot drain it: keep the socket open a moment instead, so
+/// the `closing` message and the close frame reach the peer before the kernel's reset.
+async fn linger_after_error() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// Counts frames per second; says whether to refuse or close.
 struct FrameRate {
     window_start: Instant,
@@ -117,7 +163,12 @@ fn frame_text(msg: Message) -> Option<Result<Utf8Bytes, DecodeError>> {
     }
 }
 
-async fn connection(socket: WebSocket, state: Arc<AppState>) {
+async fn connection(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    origin: String,
+    guard: crate::hub::PrejoinGuard,
+) {
     let (mut sink, mut stream) = socket.split();
     let mut rate = FrameRate {
         window_start: Instant::now(),
@@ -137,7 +188,17 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
                 return;
             }
         };
-        let Some(Ok(msg)) = msg else { return };
+        let msg = match msg {
+            None => return,
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                if let Some((reason, message)) = read_error_reason(&e) {
+                    close(&mut sink, reason, &message).await;
+                    linger_after_error().await;
+                }
+                return;
+            }
+        };
         if matches!(msg, Message::Close(_)) {
             return;
         }
@@ -151,6 +212,13 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
         };
         if let Verdict::Close = rate.check() {
             close(&mut sink, CloseReason::Flood, "too many frames").await;
+            linger(&mut stream).await;
+            return;
+        }
+        if text.len() > MAX_PREJOIN_BYTES {
+            let message =
+                format!("a frame before join is over the limit of {MAX_PREJOIN_BYTES} bytes");
+            close(&mut sink, CloseReason::TooLarge, &message).await;
             linger(&mut stream).await;
             return;
         }
@@ -207,25 +275,28 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
             }
         }
     };
+    drop(guard);
     let conn_id = joined.conn_id;
-    serve_member(
-        &state,
-        &room,
-        &uid,
-        joined,
-        &mut sink,
-        &mut stream,
-        &mut rate,
-    )
-    .await;
+    let member = Member {
+        room: &room,
+        uid: &uid,
+        origin: &origin,
+    };
+    serve_member(&state, member, joined, &mut sink, &mut stream, &mut rate).await;
     state.hub.disconnected(&room, &uid, conn_id);
     linger(&mut stream).await;
 }
 
+/// Who a joined connection is.
+struct Member<'a> {
+    room: &'a RoomId,
+    uid: &'a Uid,
+    origin: &'a str,
+}
+
 async fn serve_member(
     state: &AppState,
-    room: &RoomId,
-    uid: &Uid,
+    member: Member<'_>,
     joined: Joined,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
@@ -239,6 +310,7 @@ async fn serve_member(
         mut volumes,
         ..
     } = joined;
+    let Member { room, uid, origin } = member;
     let mut seen = version;
     if !send(sink, &reply).await {
         return;
@@ -302,7 +374,17 @@ async fn serve_member(
                 Err(RecvError::Closed) => return,
             },
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { return };
+                let msg = match msg {
+                    None => return,
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        if let Some((reason, message)) = read_error_reason(&e) {
+                            close(sink, reason, &message).await;
+                            linger_after_error().await;
+                        }
+                        return;
+                    }
+                };
                 if matches!(msg, Message::Close(_)) {
                     return;
                 }
@@ -357,8 +439,16 @@ async fn serve_member(
                     },
                     Request::Action(action) => {
                         let leaving = matches!(action, Action::Leave);
+                        let audited = serde_json::to_value(&action)
+                            .ok()
+                            .filter(|v| v["type"].as_str().is_some_and(|t| ADMIN_ACTION_TYPES.contains(&t)));
                         match state.hub.execute(room, Command::member(uid.clone(), action)) {
                             Ok(evs) => {
+                                if let Some(detail) = audited {
+                                    let what = detail["type"].as_str().unwrap_or_default().to_owned();
+                                    let actor = format!("member:{uid}");
+                                    state.hub.audit(state.hub.now(), &actor, origin, room.as_str(), &what, &detail);
+                                }
                                 // The effects go out before the reply.
                                 let target = evs.last().map(|e| e.version).unwrap_or(seen);
                                 while seen < target {

@@ -9,7 +9,12 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn may_publish_follows_seats_and_mutes_and_bombing_is_raised() {
-    let server = server(config()).await;
+    // A receiver that refuses every connection: the webhooks stay pending in the outbox.
+    let server = server(onmic_server::Config {
+        webhook_url: Some(UNREACHABLE_RECEIVER.into()),
+        ..config()
+    })
+    .await;
     let base = server.url();
     create_room(&base, "m1", "owner").await;
     let hub = server.hub().clone();
@@ -47,8 +52,11 @@ async fn may_publish_follows_seats_and_mutes_and_bombing_is_raised() {
         kinds.last(),
         Some(EventKind::BombingDetected { uid, .. }) if uid.as_str() == "intruder"
     ));
-    // No webhook URL configured: the webhook waits in the outbox.
-    let queued = hub.store().due_webhooks(hub.now(), 100).expect("outbox");
+    // The receiver refuses: the webhook waits in the outbox.
+    let queued = hub
+        .store()
+        .due_webhooks(onmic_room::Timestamp(u64::MAX), 100)
+        .expect("outbox");
     let bombing = queued
         .iter()
         .find(|w| w.body.contains("\"bombing_detected\""))

@@ -19,6 +19,8 @@ fn config_in(dir: &Path) -> Config {
     Config {
         data_dir: dir.to_owned(),
         database: Some(dir.join("onmic.sqlite3")),
+        // The receiver refuses: the recording webhooks stay pending in the outbox.
+        webhook_url: Some(common::UNREACHABLE_RECEIVER.into()),
         ..config()
     }
 }
@@ -332,7 +334,7 @@ async fn bad_recording_requests_get_clear_errors() {
         (status, body["code"].as_str()),
         (409, Some("room_dismissed"))
     );
-    // Both webhooks were queued (no webhook_url: they wait in the outbox).
+    // Both webhooks were queued (the receiver refuses: they wait in the outbox).
     let queued = server
         .hub()
         .store()

@@ -213,6 +213,7 @@ impl Room {
             }
             Action::Kick { uid, ban } => {
                 self.require_owner(actor)?;
+                crate::config::check_duration("ban_ms", ban)?;
                 if uid == self.state.owner {
                     return Err(RoomError::TargetProtected);
                 }
@@ -238,6 +239,7 @@ impl Room {
             Action::MuteChat { uid, duration } => {
                 self.require_host(actor)?;
                 self.require_target(actor, &uid)?;
+                crate::config::check_duration("duration_ms", duration)?;
                 let until = now.plus(duration);
                 self.emit(now, EventKind::ChatMuted { uid, until }, out);
             }
@@ -298,6 +300,11 @@ impl Room {
             }
             Action::Custom { kind, payload } => {
                 let from = self.member_actor(actor)?;
+                match crate::im::check_text(&kind, false) {
+                    Ok(()) => {}
+                    Err(crate::im::TextError::Empty) => return Err(RoomError::EmptyMessage),
+                    Err(e) => return Err(RoomError::BadText(e)),
+                }
                 let size = kind.len() + payload.to_string().len();
                 if size > self.policy.max_custom_bytes {
                     return Err(RoomError::MessageTooLong {
@@ -347,8 +354,10 @@ impl Room {
 
     fn check_text(&self, text: String) -> Result<String, RoomError> {
         let max = self.policy.max_chat_chars;
-        if text.trim().is_empty() {
-            return Err(RoomError::EmptyMessage);
+        match crate::im::check_text(&text, true) {
+            Ok(()) => {}
+            Err(crate::im::TextError::Empty) => return Err(RoomError::EmptyMessage),
+            Err(e) => return Err(RoomError::BadText(e)),
         }
         if text.chars().count() > max {
             return Err(RoomError::MessageTooLong { max });

@@ -385,8 +385,5 @@ impl Recorder {
 fn announce(hub: &Hub, record: &RecordingRecord, started: bool) {
     let now = hub.now();
     let hook = crate::webhook::recording(&hub.config().app_id, record, started, now);
-    match hub.store().enqueue_webhooks(&[hook], now) {
-        Ok(()) => hub.webhooks_queued.notify_one(),
-        Err(e) => tracing::error!(%e, "queueing the recording webhook failed"),
-    }
+    hub.queue_webhooks(&[hook], now);
 }

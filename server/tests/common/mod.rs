@@ -14,6 +14,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const KEY: &str = "test-key";
 pub const SECRET: &str = "test-secret";
 pub const WAIT: Duration = Duration::from_secs(15);
+/// A webhook receiver nobody listens on (the discard port, refused): webhooks stay pending.
+pub const UNREACHABLE_RECEIVER: &str = "http://127.0.0.1:9/hooks";
 
 pub fn config() -> Config {
     Config {
