@@ -304,8 +304,19 @@ impl Hub {
     }
 
     /// Creates a room.
-    /// (The caller records the action in the audit log: the REST API does for every request.)
-    pub fn create_room(&self, req: CreateRoom) -> Result<RoomState, HubError> {
+    /// Creates a room and records it in the audit log as `actor`, from `local` (in-process
+    /// callers such as the Studio's local room).
+    pub fn create_room(&self, req: CreateRoom, actor: &str) -> Result<RoomState, HubError> {
+        let detail = serde_json::json!({ "request": &req });
+        let id = req.id.0.clone();
+        let state = self.create_room_unaudited(req)?;
+        self.audit(self.now(), actor, "local", &id, "create_room", &detail);
+        Ok(state)
+    }
+
+    /// Creates a room without an audit entry, for callers that write their own (the REST API
+    /// records every request with its origin).
+    pub fn create_room_unaudited(&self, req: CreateRoom) -> Result<RoomState, HubError> {
         req.id.check().map_err(HubError::Id)?;
         req.owner.check().map_err(HubError::Id)?;
         if req.title.chars().count() > onmic_room::im::MAX_TITLE_CHARS {
