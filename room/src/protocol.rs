@@ -134,6 +134,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every code [`DecodeError::code`] returns.
+    pub const CODES: &'static [&'static str] = &[
+        "too_large",
+        "malformed",
+        "missing_type",
+        "unknown_type",
+        "binary_frame",
+    ];
+
     /// The wire error code.
     pub fn code(&self) -> &'static str {
         match self {

@@ -147,6 +147,43 @@ pub enum RoomError {
 }
 
 impl RoomError {
+    /// Every code [`RoomError::code`] returns (`docs/protocol.md` lists them; a test compares).
+    pub const CODES: &'static [&'static str] = &[
+        "room_dismissed",
+        "not_member",
+        "banned",
+        "permission_denied",
+        "target_protected",
+        "no_such_seat",
+        "seat_reserved",
+        "seat_occupied",
+        "seat_locked",
+        "seat_empty",
+        "no_free_seat",
+        "already_seated",
+        "not_seated",
+        "no_publish_privilege",
+        "already_applied",
+        "already_invited",
+        "no_application",
+        "no_invitation",
+        "host_muted",
+        "chat_muted",
+        "not_chat_muted",
+        "not_banned",
+        "empty_message",
+        "message_too_long",
+        "rate_limited",
+        "unknown_gift",
+        "bad_gift_count",
+        "not_floor_mode",
+        "invalid_text",
+        "out_of_range",
+        "invalid_uid",
+        "invalid_room_id",
+        "confusable_uid",
+    ];
+
     /// The wire error code (see `docs/protocol.md`).
     pub fn code(&self) -> &'static str {
         match self {
@@ -183,6 +220,101 @@ impl RoomError {
             RoomError::InvalidId(e) => e.code(),
             RoomError::ConfusableUid(_) => "confusable_uid",
         }
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+    use crate::ids::IdError;
+    use crate::im::TextError;
+
+    /// One of every variant: the match is exhaustive, so a new variant fails to compile here
+    /// until it is listed (and then `CODES` and the docs must follow).
+    fn samples() -> Vec<RoomError> {
+        let s = SeatIndex(1);
+        let t = Timestamp(1);
+        let all = vec![
+            RoomError::Dismissed,
+            RoomError::NotMember("u".into()),
+            RoomError::Banned { until: t },
+            RoomError::PermissionDenied,
+            RoomError::TargetProtected,
+            RoomError::NoSuchSeat(s),
+            RoomError::SeatReserved(s),
+            RoomError::SeatOccupied(s),
+            RoomError::SeatLocked(s),
+            RoomError::SeatEmpty(s),
+            RoomError::NoFreeSeat,
+            RoomError::AlreadySeated,
+            RoomError::NotSeated,
+            RoomError::NoPublishPrivilege,
+            RoomError::AlreadyApplied,
+            RoomError::AlreadyInvited,
+            RoomError::NoApplication,
+            RoomError::NoInvitation,
+            RoomError::HostMuted,
+            RoomError::ChatMuted { until: t },
+            RoomError::NotChatMuted,
+            RoomError::NotBanned,
+            RoomError::EmptyMessage,
+            RoomError::MessageTooLong { max: 1 },
+            RoomError::RateLimited { retry_after_ms: 1 },
+            RoomError::UnknownGift,
+            RoomError::BadGiftCount { max: 1 },
+            RoomError::NotFloorMode,
+            RoomError::BadText(TextError::Control(0)),
+            RoomError::OutOfRange { field: "f", max: 1 },
+            RoomError::InvalidId(IdError::NotNfc { what: "uid" }),
+            RoomError::InvalidId(IdError::DotSegment),
+            RoomError::ConfusableUid("u".into()),
+        ];
+        for e in &all {
+            match e {
+                RoomError::Dismissed
+                | RoomError::NotMember(_)
+                | RoomError::Banned { .. }
+                | RoomError::PermissionDenied
+                | RoomError::TargetProtected
+                | RoomError::NoSuchSeat(_)
+                | RoomError::SeatReserved(_)
+                | RoomError::SeatOccupied(_)
+                | RoomError::SeatLocked(_)
+                | RoomError::SeatEmpty(_)
+                | RoomError::NoFreeSeat
+                | RoomError::AlreadySeated
+                | RoomError::NotSeated
+                | RoomError::NoPublishPrivilege
+                | RoomError::AlreadyApplied
+                | RoomError::AlreadyInvited
+                | RoomError::NoApplication
+                | RoomError::NoInvitation
+                | RoomError::HostMuted
+                | RoomError::ChatMuted { .. }
+                | RoomError::NotChatMuted
+                | RoomError::NotBanned
+                | RoomError::EmptyMessage
+                | RoomError::MessageTooLong { .. }
+                | RoomError::RateLimited { .. }
+                | RoomError::UnknownGift
+                | RoomError::BadGiftCount { .. }
+                | RoomError::NotFloorMode
+                | RoomError::BadText(_)
+                | RoomError::OutOfRange { .. }
+                | RoomError::InvalidId(_)
+                | RoomError::ConfusableUid(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn codes_lists_every_code_once() {
+        let codes: std::collections::BTreeSet<&str> =
+            samples().iter().map(RoomError::code).collect();
+        let listed: std::collections::BTreeSet<&str> = RoomError::CODES.iter().copied().collect();
+        assert_eq!(codes, listed);
+        assert_eq!(listed.len(), RoomError::CODES.len(), "no duplicates");
     }
 }
 

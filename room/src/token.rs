@@ -123,6 +123,18 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Every code [`TokenError::code`] returns (`docs/protocol.md` lists them; a test compares).
+    pub const CODES: &'static [&'static str] = &[
+        "token_malformed",
+        "token_bad_encoding",
+        "token_bad_signature",
+        "token_wrong_app",
+        "token_wrong_room",
+        "token_missing_privilege",
+        "token_not_yet_valid",
+        "token_expired",
+    ];
+
     /// The wire error code (see `docs/protocol.md`).
     pub fn code(&self) -> &'static str {
         match self {
@@ -391,7 +403,8 @@ mod tests {
             }
             .code(),
         ];
-        let set: std::collections::BTreeSet<_> = codes.iter().collect();
+        let set: std::collections::BTreeSet<_> = codes.iter().copied().collect();
         assert_eq!(set.len(), codes.len());
+        assert_eq!(set, TokenError::CODES.iter().copied().collect());
     }
 }

@@ -20,6 +20,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use crate::AppState;
 use crate::hub::Joined;
 
+/// The error codes this endpoint sends besides the domain's (token, decode, room, hub codes).
+pub const WS_ERROR_CODES: &[&str] = &["not_joined", "already_joined", "rate_limited"];
+
 /// A connection that has not joined within this long is closed.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed joins allowed on one connection.
