@@ -540,7 +540,11 @@ impl Hub {
         let enter = Action::Enter {
             uid: claims.uid.clone(),
             admin: claims.allows(Privilege::Admin, now),
-            publish_until: claims.valid_until(Privilege::PublishAudio, now),
+            // A token signed elsewhere may run to u64::MAX: clamp it so that `publish_until`
+            // still fits a JavaScript number when it is sent.
+            publish_until: claims
+                .valid_until(Privilege::PublishAudio, now)
+                .map(|t| Timestamp(t.0.min(onmic_room::config::MAX_SAFE_INTEGER))),
         };
         let events = inner.room.handle(now, Command::system(enter))?;
         self.commit(id, &cell, &mut inner, &events, now);

@@ -17,10 +17,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 /// A token signed with the test secret for any uid: what an app that does not check uids would
 /// hand out (the REST API refuses these uids, so the join must refuse them too).
 fn forged_token(room: &str, uid: &str, now: Timestamp) -> String {
+    forged_token_until(room, uid, now, Timestamp(now.0 + 3_600_000))
+}
+
+fn forged_token_until(room: &str, uid: &str, now: Timestamp, expires: Timestamp) -> String {
     let grant = |privilege| Grant {
         privilege,
         not_before: now,
-        expires: Timestamp(now.0 + 3_600_000),
+        expires,
     };
     let claims = Claims {
         app: "app".into(),
@@ -229,11 +233,30 @@ async fn every_value_has_a_bound_and_fits_a_javascript_number() {
         "{:?}",
         owner.events.last()
     );
+    // A token signed elsewhere that never expires: `publish_until` is still a safe integer.
+    let mut forever = Client::connect(&base).await;
+    let tok = forged_token_until("b1", "forever", server.hub().now(), Timestamp(u64::MAX));
+    let r = forever
+        .request(json!({ "type": "join", "room": "b1", "token": tok }))
+        .await;
+    assert_eq!(r["type"], "joined", "{r}");
+    let member = &r["snapshot"]["members"]["forever"];
+    assert!(
+        member["publish_until"]
+            .as_u64()
+            .is_some_and(|t| t <= onmic_room::config::MAX_SAFE_INTEGER),
+        "{member}"
+    );
     // A request id past 2^53 - 1 could not be echoed to a JavaScript client exactly.
     owner
         .send_raw(r#"{"id":9007199254740993,"type":"heartbeat"}"#.into())
         .await;
-    let r = owner.next().await.expect("reply");
+    let r = loop {
+        let m = owner.next().await.expect("reply");
+        if m["type"] != "event" {
+            break m;
+        }
+    };
     assert_eq!(r["code"], "malformed", "{r}");
     let (s, b) = rest(
         &base,
