@@ -437,3 +437,29 @@ impl PcmDecoder for OggOpusDecoder {
         Ok(())
     }
 }
+
+/// A source decoded whole to 48 kHz interleaved stereo (sound pads, benchmarks).
+#[derive(Debug, Clone)]
+pub struct Preloaded {
+    /// What the source held.
+    pub info: DecodedInfo,
+    /// 48 kHz interleaved stereo.
+    pub pcm: Vec<f32>,
+}
+
+/// Decodes a whole source to 48 kHz stereo in memory (on the caller's thread).
+pub fn decode_to_48k(source: &MusicSource) -> Result<Preloaded, MusicError> {
+    let (mut dec, mut native) = open(source)?;
+    let info = dec.info().clone();
+    let mut rs = super::resample::To48::new(info.sample_rate, info.channels.max(1))?;
+    let mut pcm = Vec::new();
+    loop {
+        rs.push(&native, &mut pcm)?;
+        native.clear();
+        if !dec.next(&mut native)? {
+            break;
+        }
+    }
+    rs.flush(&mut pcm)?;
+    Ok(Preloaded { info, pcm })
+}

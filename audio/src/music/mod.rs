@@ -24,7 +24,7 @@ mod resample;
 pub mod socket;
 
 pub use bus::{MAX_VOICES, MusicBus};
-pub use decode::{DecodedInfo, probe_info};
+pub use decode::{DecodedInfo, Preloaded, decode_to_48k, probe_info};
 pub use inject::PcmInjector;
 pub use player::{MusicPlayer, MusicVoice, PlayOptions};
 
