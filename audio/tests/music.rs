@@ -862,3 +862,46 @@ fn commands_and_events_are_serialisable() {
         r#"{"event":"state","state":"finished"}"#
     );
 }
+
+#[test]
+fn key_shift_moves_the_pitch_and_keeps_the_length() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("a440.wav");
+    wav_sine(&p, 44_100, 1, 3.0, 440.0, 0.5);
+    for (semis, want) in [(3, 523.25f32), (-12, 220.0), (12, 880.0), (0, 440.0)] {
+        let (mut player, voice) = MusicPlayer::open(
+            &MusicSource::File(p.clone()),
+            PlayOptions {
+                key_shift: semis,
+                ..PlayOptions::default()
+            },
+        )
+        .expect("open");
+        let mut bus = MusicBus::new();
+        bus.add(voice).expect("room");
+        let out = play_to_end(&mut player, &mut bus, 400);
+        assert_eq!(
+            player.position_frames(),
+            144_000,
+            "{semis:+}: the song's length changed"
+        );
+        let mid = &out[24_000..120_000];
+        let f = dominant_frequency(mid, want - 30.0, want + 30.0, 0.5);
+        assert!(
+            (f - want).abs() < 3.0,
+            "{semis:+} semitones: {f} Hz, want {want}"
+        );
+        // Still loud right up to the end, silent after it: no tempo change.
+        let tail = onmic_audio::test_signals::rms(&out[139_200..143_520]);
+        assert!(tail > 0.2, "{semis:+}: the end is quiet ({tail})");
+    }
+    let e = MusicPlayer::open(
+        &MusicSource::File(p),
+        PlayOptions {
+            key_shift: 13,
+            ..PlayOptions::default()
+        },
+    )
+    .expect_err("13 semitones");
+    assert!(matches!(e, MusicError::Invalid(_)), "{e}");
+}

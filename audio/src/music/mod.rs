@@ -21,6 +21,7 @@ mod http;
 mod inject;
 mod player;
 mod resample;
+mod shift;
 pub mod socket;
 
 pub use bus::{MAX_VOICES, MusicBus};
@@ -189,6 +190,12 @@ pub enum MusicCommand {
     SetDucking {
         /// The settings.
         ducking: Ducking,
+    },
+    /// Key shift in semitones (−12..=12), tempo unchanged; applies to audio decoded from now
+    /// on (up to 200 ms already queued plays unshifted).
+    SetKeyShift {
+        /// Semitones up (positive) or down.
+        semitones: i32,
     },
 }
 

@@ -38,6 +38,8 @@ pub struct PlayOptions {
     pub start_ms: u64,
     /// Ducking under the host's voice.
     pub ducking: Ducking,
+    /// Key shift, semitones (−12..=12; 0 = off), tempo unchanged.
+    pub key_shift: i32,
 }
 
 impl Default for PlayOptions {
@@ -50,6 +52,7 @@ impl Default for PlayOptions {
             playout_volume: 1.0,
             start_ms: 0,
             ducking: Ducking::default(),
+            key_shift: 0,
         }
     }
 }
@@ -319,6 +322,7 @@ fn add_ramped(dst: &mut Block, src: &Block, g0: f32, g1: f32) {
 /// Messages to a decode thread.
 enum DecoderCmd {
     Seek { frame: u64, epoch: u32 },
+    KeyShift(i32),
 }
 
 /// A file or URL player: the caller's handle. Put its voice into the engine with
@@ -350,6 +354,12 @@ impl MusicPlayer {
         source: &MusicSource,
         options: PlayOptions,
     ) -> Result<(MusicPlayer, Box<MusicVoice>), MusicError> {
+        if !(-12..=12).contains(&options.key_shift) {
+            return Err(MusicError::Invalid(format!(
+                "key shift must be −12..=12 semitones (got {})",
+                options.key_shift
+            )));
+        }
         if options.cycle == 0 || options.cycle < -1 {
             return Err(MusicError::Invalid(format!(
                 "cycle must be 1 or more, or -1 for forever (got {})",
@@ -382,6 +392,7 @@ impl MusicPlayer {
         }
         let thread_shared = shared.clone();
         let cycles = options.cycle;
+        let key_shift = options.key_shift;
         let thread = std::thread::Builder::new()
             .name("onmic-music-decode".into())
             .spawn(move || {
@@ -400,6 +411,8 @@ impl MusicPlayer {
                     cycle: 0,
                     pos: start,
                     eof: false,
+                    shift: (key_shift != 0).then(|| super::shift::KeyShift::new(key_shift)),
+                    stage: Vec::new(),
                 };
                 t.run();
             })
@@ -499,6 +512,11 @@ impl MusicPlayer {
             }
             MusicCommand::SetReplace { replace } => sh.replace.store(replace, Ordering::Relaxed),
             MusicCommand::SetDucking { ducking } => sh.set_ducking(&ducking),
+            MusicCommand::SetKeyShift { semitones } => {
+                let _ = self
+                    .cmd
+                    .send(DecoderCmd::KeyShift(semitones.clamp(-12, 12)));
+            }
         }
     }
 
@@ -569,6 +587,9 @@ struct DecodeThread {
     cycle: u32,
     pos: u64,
     eof: bool,
+    shift: Option<super::shift::KeyShift>,
+    /// Resampled, before the key shift.
+    stage: Vec<f32>,
 }
 
 impl DecodeThread {
@@ -593,16 +614,24 @@ impl DecodeThread {
             if self.shared.stopped.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            while let Ok(DecoderCmd::Seek { frame, epoch }) = self.cmd.try_recv() {
-                let native = frame * u64::from(self.rs.rate()) / u64::from(RATE);
-                self.dec.seek(native)?;
-                self.rs.reset();
-                self.native.clear();
-                self.out.clear();
-                self.out_off = 0;
-                self.epoch = epoch;
-                self.pos = frame;
-                self.eof = false;
+            while let Ok(cmd) = self.cmd.try_recv() {
+                match cmd {
+                    DecoderCmd::Seek { frame, epoch } => {
+                        let native = frame * u64::from(self.rs.rate()) / u64::from(RATE);
+                        self.dec.seek(native)?;
+                        self.restart();
+                        self.native.clear();
+                        self.epoch = epoch;
+                        self.pos = frame;
+                    }
+                    DecoderCmd::KeyShift(k) => match self.shift.as_mut() {
+                        Some(s) => s.set_semitones(k),
+                        None if k != 0 => {
+                            self.shift = Some(super::shift::KeyShift::new(k));
+                        }
+                        None => {}
+                    },
+                }
             }
             let avail = (self.out.len() - self.out_off) / 2;
             if avail >= BLOCK_FRAMES || self.eof {
@@ -637,22 +666,45 @@ impl DecodeThread {
                 if last {
                     self.cycle += 1;
                     self.dec.seek(0)?;
-                    self.rs.reset();
-                    self.out.clear();
-                    self.out_off = 0;
+                    self.restart();
                     self.pos = 0;
-                    self.eof = false;
                 }
                 continue;
             }
             if self.native.is_empty() && !self.dec.next(&mut self.native)? {
-                self.rs.flush(&mut self.out)?;
+                match self.shift.as_mut() {
+                    Some(s) => {
+                        self.stage.clear();
+                        self.rs.flush(&mut self.stage)?;
+                        s.process(&self.stage, &mut self.out);
+                        s.flush(&mut self.out);
+                    }
+                    None => self.rs.flush(&mut self.out)?,
+                }
                 self.eof = true;
                 continue;
             }
-            self.rs.push(&self.native, &mut self.out)?;
+            match self.shift.as_mut() {
+                Some(s) => {
+                    self.stage.clear();
+                    self.rs.push(&self.native, &mut self.stage)?;
+                    s.process(&self.stage, &mut self.out);
+                }
+                None => self.rs.push(&self.native, &mut self.out)?,
+            }
             self.native.clear();
         }
+    }
+
+    /// Forgets buffered audio (a seek or a new cycle).
+    fn restart(&mut self) {
+        self.rs.reset();
+        if let Some(s) = self.shift.as_mut() {
+            s.reset();
+        }
+        self.out.clear();
+        self.out_off = 0;
+        self.eof = false;
     }
 
     /// Waits for room in the ring or a command.
