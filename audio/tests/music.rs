@@ -905,3 +905,49 @@ fn key_shift_moves_the_pitch_and_keeps_the_length() {
     .expect_err("13 semitones");
     assert!(matches!(e, MusicError::Invalid(_)), "{e}");
 }
+
+#[test]
+fn crossfade_leaves_no_gap() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = (dir.path().join("a.wav"), dir.path().join("b.flac"));
+    wav_sine(&a, 44_100, 2, 4.0, 440.0, 0.4);
+    let b_wav = dir.path().join("b.wav");
+    wav_sine(&b_wav, 48_000, 2, 4.0, 660.0, 0.4);
+    ffmpeg(&b_wav, &b, &["-c:a", "flac"]);
+    for fade_ms in [500u32, 2000] {
+        let (mut pa, va) =
+            MusicPlayer::open(&MusicSource::File(a.clone()), PlayOptions::default()).expect("a");
+        let mut e = EngineRun::new();
+        assert!(e.core.apply(Control::AddMusic(va)).is_none());
+        e.run(50, 0.0, &[&pa]);
+        // The crossfade: A fades out while B, added for the same block, fades in.
+        pa.command(MusicCommand::FadeOut { ms: fade_ms });
+        let (pb, vb) = MusicPlayer::open(
+            &MusicSource::File(b.clone()),
+            PlayOptions {
+                fade_in_ms: fade_ms,
+                ..PlayOptions::default()
+            },
+        )
+        .expect("b");
+        wait_ready(&pb);
+        assert!(e.core.apply(Control::AddMusic(vb)).is_none());
+        let from = e.local.len();
+        let blocks = u64::from(fade_ms / 10) + 50;
+        e.run(blocks, 0.0, &[&pa, &pb]);
+        let level = onmic_audio::test_signals::rms(&e.local[from - 4800..from]);
+        let lowest = e.local[from..]
+            .chunks(BLOCK_FRAMES)
+            .map(onmic_audio::test_signals::rms)
+            .fold(f32::MAX, f32::min);
+        let dip = 20.0 * (lowest / level).log10();
+        assert!(dip > -6.0, "{fade_ms} ms crossfade dips {dip:.2} dB");
+        let tail = &e.local[e.local.len() - 9_600..];
+        assert!(
+            power_db(tail, 440.0) < power_db(tail, 660.0) - 60.0,
+            "A is gone"
+        );
+        assert_eq!(pa.state(), PlayerState::Stopped);
+        println!("{fade_ms} ms crossfade: lowest block {dip:.2} dB against the tracks' level");
+    }
+}

@@ -85,6 +85,11 @@ pub(crate) struct Shared {
     pub duck_gain: AtomicF32,
     /// Chunks in the ring.
     pub queued: AtomicU32,
+    /// Fade target (0 = silent, 1 = full), reached over `fade_ms` (equal-power curve).
+    pub fade_target: AtomicF32,
+    pub fade_ms: AtomicF32,
+    /// Stop once a fade reaches 0.
+    pub fade_stop: AtomicBool,
     /// The producer has ended.
     pub decoder_done: AtomicBool,
 }
@@ -112,6 +117,9 @@ impl Shared {
             underruns: AtomicU64::new(0),
             duck_gain: AtomicF32::new(1.0),
             queued: AtomicU32::new(0),
+            fade_target: AtomicF32::new(1.0),
+            fade_ms: AtomicF32::new(0.0),
+            fade_stop: AtomicBool::new(false),
             decoder_done: AtomicBool::new(false),
         }
     }

@@ -191,6 +191,12 @@ pub enum MusicCommand {
         /// The settings.
         ducking: Ducking,
     },
+    /// Fade out over `ms` (equal-power), then stop: with a new player that fades in over the
+    /// same time, a crossfade.
+    FadeOut {
+        /// Fade length, ms.
+        ms: u32,
+    },
     /// Key shift in semitones (−12..=12), tempo unchanged; applies to audio decoded from now
     /// on (up to 200 ms already queued plays unshifted).
     SetKeyShift {

@@ -40,6 +40,8 @@ pub struct PlayOptions {
     pub ducking: Ducking,
     /// Key shift, semitones (−12..=12; 0 = off), tempo unchanged.
     pub key_shift: i32,
+    /// Fade in over this long from the first block it plays, ms (0 = start at full volume).
+    pub fade_in_ms: u32,
 }
 
 impl Default for PlayOptions {
@@ -53,6 +55,7 @@ impl Default for PlayOptions {
             start_ms: 0,
             ducking: Ducking::default(),
             key_shift: 0,
+            fade_in_ms: 0,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct MusicVoice {
     applied_pub: f32,
     applied_play: f32,
     duck_db: f32,
+    /// Fade position 0..=1 (the gain is sin(x·π/2)).
+    fade: f32,
     blocks: u32,
     buf: Block,
     /// A PCM injection voice: never finishes, an empty ring is silence.
@@ -110,6 +115,7 @@ impl MusicVoice {
         live: bool,
     ) -> MusicVoice {
         let (p, l) = (shared.publish_volume.get(), shared.playout_volume.get());
+        let fade = if shared.fade_ms.get() > 0.0 { 0.0 } else { 1.0 };
         MusicVoice {
             id,
             ring,
@@ -120,6 +126,7 @@ impl MusicVoice {
             applied_pub: p,
             applied_play: l,
             duck_db: 0.0,
+            fade,
             blocks: 0,
             buf: Block::silent(2),
             live,
@@ -268,8 +275,25 @@ impl MusicVoice {
             let step = amount.max(self.duck_db) * block_ms / sh.duck_release_ms.get().max(block_ms);
             self.duck_db = (self.duck_db - step).max(target);
         }
-        let duck1 = db_to_gain(-self.duck_db);
+        let mut duck1 = db_to_gain(-self.duck_db);
         sh.duck_gain.set(duck1);
+        // Fades (equal power: two uncorrelated tracks crossfading keep their summed power).
+        let f0 = fade_gain(self.fade);
+        let target = sh.fade_target.get();
+        if self.fade != target {
+            let step = block_ms / sh.fade_ms.get().max(block_ms);
+            self.fade = if target > self.fade {
+                (self.fade + step).min(target)
+            } else {
+                (self.fade - step).max(target)
+            };
+        }
+        let f1 = fade_gain(self.fade);
+        let duck0 = duck0 * f0;
+        duck1 *= f1;
+        if self.fade == 0.0 && sh.fade_stop.load(Ordering::Relaxed) {
+            sh.stopped.store(true, Ordering::Relaxed);
+        }
         let pub_on = sh.publish.load(Ordering::Relaxed);
         let loc_on = sh.local.load(Ordering::Relaxed);
         let (p0, p1) = (self.applied_pub * duck0, sh.publish_volume.get() * duck1);
@@ -302,6 +326,10 @@ impl MusicVoice {
             done: false,
         }
     }
+}
+
+fn fade_gain(x: f32) -> f32 {
+    (x * std::f32::consts::FRAC_PI_2).sin()
 }
 
 fn db_to_gain(db: f32) -> f32 {
@@ -379,6 +407,10 @@ impl MusicPlayer {
             .playout_volume
             .set(options.playout_volume.clamp(0.0, 1.5));
         shared.set_ducking(&options.ducking);
+        if options.fade_in_ms > 0 {
+            shared.fade_ms.set(options.fade_in_ms as f32);
+            shared.fade_target.set(1.0);
+        }
         let (ring_p, ring_c) = rtrb::RingBuffer::<Chunk>::new(RING_CHUNKS);
         let (ev_p, ev_c) = rtrb::RingBuffer::<DspEvent>::new(256);
         let (cmd_tx, cmd_rx) = mpsc::channel();
@@ -512,6 +544,11 @@ impl MusicPlayer {
             }
             MusicCommand::SetReplace { replace } => sh.replace.store(replace, Ordering::Relaxed),
             MusicCommand::SetDucking { ducking } => sh.set_ducking(&ducking),
+            MusicCommand::FadeOut { ms } => {
+                sh.fade_ms.set(ms as f32);
+                sh.fade_stop.store(true, Ordering::Relaxed);
+                sh.fade_target.set(0.0);
+            }
             MusicCommand::SetKeyShift { semitones } => {
                 let _ = self
                     .cmd
