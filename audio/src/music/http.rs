@@ -7,6 +7,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::MusicError;
 
+/// How long the decoder waits for bytes that do not come before giving up.
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The most a URL may deliver (a song, not a live stream).
 const MAX_BYTES: usize = 512 * 1024 * 1024;
 
@@ -84,7 +87,14 @@ impl HttpReader {
         let (lock, cv) = &*self.shared;
         let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
         while (g.data.len() as u64) < upto && !g.done {
-            g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            let (next, timeout) = cv.wait_timeout(g, STALL).unwrap_or_else(|p| p.into_inner());
+            g = next;
+            if timeout.timed_out() && (g.data.len() as u64) < upto && !g.done {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the download stalled for {} s", STALL.as_secs()),
+                ));
+            }
         }
         if (g.data.len() as u64) < upto
             && let Some(e) = &g.error

@@ -600,8 +600,12 @@ impl MusicPlayer {
 
 impl Drop for MusicPlayer {
     fn drop(&mut self) {
+        // The decode thread sees the flag and ends on its own; it is not joined, so a download
+        // stalled mid-song cannot hang the caller.
         self.shared.stopped.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
             let _ = t.join();
         }
     }
