@@ -19,6 +19,7 @@ use crate::block::Block;
 use crate::chain::{Chain, ChainConfig, Toggles, crossfade};
 use crate::debug_tap::TapFeed;
 use crate::ear_monitor::{EarMonitor, EarMonitorConfig};
+use crate::effects::EffectRack;
 use crate::opus::{OpusEncoder, OpusError, OpusPacket};
 use crate::playout::{Playout, RemoteStream};
 use crate::processor::PrepareError;
@@ -41,6 +42,9 @@ pub enum EngineError {
     /// The control ring is full (the DSP thread is not keeping up).
     #[error("control queue full")]
     Busy,
+    /// Effect settings were refused.
+    #[error(transparent)]
+    Effect(#[from] crate::effects::EffectError),
 }
 
 /// A change sent to the DSP thread.
@@ -87,6 +91,9 @@ pub enum Control {
     ReplaceCaptureRing(rtrb::Consumer<f32>),
     /// A new output ring (the output device was re-opened).
     ReplaceOutputRing(rtrb::Producer<f32>),
+    /// New voice effects (built off the DSP thread with [`EffectRack::new`]), warmed up and
+    /// crossfaded in over 20 ms; the old rack comes back as [`Garbage::Effects`].
+    SetEffects(Box<EffectRack>),
 }
 
 /// Objects the DSP thread hands back to be dropped elsewhere.
@@ -105,6 +112,8 @@ pub enum Garbage {
     CaptureRing(rtrb::Consumer<f32>),
     /// A replaced output ring.
     OutputRing(rtrb::Producer<f32>),
+    /// A replaced effect rack.
+    Effects(Box<EffectRack>),
 }
 
 /// Counters shared with the handle.
@@ -261,6 +270,9 @@ impl EngineCore {
             // Rings belong to the thread loop, which handles these before the core sees them.
             Control::ReplaceCaptureRing(r) => return Some(Garbage::CaptureRing(r)),
             Control::ReplaceOutputRing(r) => return Some(Garbage::OutputRing(r)),
+            Control::SetEffects(rack) => {
+                return self.chain.set_effects(rack).map(Garbage::Effects);
+            }
         }
         None
     }
@@ -280,6 +292,8 @@ impl EngineCore {
         }
         let mut garbage = None;
         if let Some(mut next) = self.next_chain.take() {
+            // The new chain takes the host's effects over (state and all).
+            self.chain.swap_effects(&mut next);
             self.input_copy.copy_from(capture);
             crossfade(
                 &mut self.chain,
@@ -292,6 +306,9 @@ impl EngineCore {
             garbage = Some(Garbage::Chain(std::mem::replace(&mut self.chain, next)));
         } else {
             self.chain.process(capture, &self.far, music);
+        }
+        if garbage.is_none() {
+            garbage = self.chain.take_retired_effects().map(Garbage::Effects);
         }
         let voice_level = if self.voice_muted || self.send_muted {
             Dbfs::FLOOR
@@ -504,6 +521,16 @@ impl EngineHandle {
         let encoder = Box::new(OpusEncoder::new(config.mode.opus_profile(), 0, 0)?);
         self.send(Control::ReplaceChain(chain))?;
         self.send(Control::ReplaceEncoder(encoder))
+    }
+
+    /// Builds the effect rack for `settings` here (allocating, off the DSP thread) and sends it;
+    /// the DSP thread warms it up and crossfades to it.
+    pub fn set_effects(
+        &mut self,
+        settings: &crate::effects::EffectSettings,
+    ) -> Result<(), EngineError> {
+        let rack = EffectRack::new(settings)?;
+        self.send(Control::SetEffects(Box::new(rack)))
     }
 
     /// Drops objects the DSP thread handed back; returns how many.
