@@ -154,10 +154,10 @@ impl PitchShift {
         for k in 0..BINS {
             let z = self.spec[k];
             let phase = fast_atan2(z.im, z.re);
-            self.mag[k] = z.norm();
+            self.mag[k] = (z.re * z.re + z.im * z.im).sqrt();
             let mut d = phase - st.last_phase[k] - k as f32 * hop_phase;
             st.last_phase[k] = phase;
-            d -= TAU * (d / TAU).round();
+            d -= TAU * round(d * INV_TAU);
             self.freq[k] = k as f32 + d * osamp / TAU;
         }
         // Spectral envelope: running mean of the magnitude over ±ENV_HALF bins.
@@ -196,7 +196,7 @@ impl PitchShift {
         }
         for k in 0..BINS {
             st.sum_phase[k] += self.syn_freq[k] * hop_phase;
-            st.sum_phase[k] -= TAU * (st.sum_phase[k] / TAU).round();
+            st.sum_phase[k] -= TAU * round(st.sum_phase[k] * INV_TAU);
             let m = self.syn_mag[k];
             if m == 0.0 {
                 self.spec[k] = Complex::new(0.0, 0.0);
@@ -226,6 +226,14 @@ impl PitchShift {
         st.out_acc[n - INTERVAL..].fill(0.0);
         st.in_fifo.copy_within(INTERVAL.., 0);
     }
+}
+
+const INV_TAU: f32 = 1.0 / TAU;
+
+/// Round to nearest for the small values phase wrapping sees (a cast, not a libm call).
+#[inline]
+fn round(x: f32) -> f32 {
+    (if x >= 0.0 { x + 0.5 } else { x - 0.5 }) as i32 as f32
 }
 
 /// `atan2` to within 2e-5 rad (a 11th-order minimax polynomial on [0, 1] and the octant
