@@ -62,6 +62,30 @@ fn main() {
         row(name, m, 100.0);
     }
 
+    // The voice changers on what they see in voice mode: the mono voice (the chain is mono up to
+    // the first stereo effect).
+    let mono: Vec<Block> = (0..50).map(|n| input(n, 1)).collect();
+    println!("voice changers on a mono voice block (voice mode)");
+    for name in [
+        "uncle",
+        "old_man",
+        "boy",
+        "sister",
+        "girl",
+        "pig_king",
+        "hulk",
+        "pitch:semitones=5",
+    ] {
+        let mut rack =
+            EffectRack::new(&EffectSettings::parse(&[name]).expect("parse")).expect("rack");
+        let mut b = Block::silent(1);
+        let m = measure(|n| {
+            b.copy_from(&mono[n as usize % 50]);
+            rack.process(black_box(&mut b));
+        });
+        row(&format!("{name} (mono)"), m, 100.0);
+    }
+
     // Candidates: the freeverb crate (f64, per-sample tick) on the same stereo blocks.
     let mut fv = freeverb::Freeverb::new(48_000);
     fv.set_room_size(0.7);

@@ -261,7 +261,17 @@ pub fn process(
     }
     let out_channels: u16 = match job.mode {
         Mode::Soundcard => 2,
-        Mode::Voice if job.effects.is_stereo() => 2,
+        // Stereo effects make a stereo WAV; the voice Opus profile stays mono (the encoder
+        // downmixes), as the live engine publishes until the host picks a stereo profile.
+        Mode::Voice
+            if job.effects.is_stereo()
+                && job
+                    .output
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("wav")) =>
+        {
+            2
+        }
         Mode::Voice => 1,
     };
     let write_err = |e: &dyn std::fmt::Display| OfflineError::Write {
