@@ -867,3 +867,28 @@ fn voice_mode_publishes_stereo_effects_through_the_cli() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(read_wav(&out).len(), 2);
 }
+
+#[test]
+fn voice_changer_eq_is_applied_in_the_vocoder() {
+    // The changer's EQ runs on the vocoder's spectrum: a 1 kHz sine through a 0-semitone shift
+    // with the 1 kHz band at +9 dB and one at 250 Hz with the 1 kHz band at −6 dB.
+    for (gain, f) in [(9.0f32, 1000.0f64), (-6.0, 1000.0), (6.0, 250.0)] {
+        let mut bands = [0.0; 10];
+        let k = EQ_BANDS.iter().position(|b| *b == f).expect("band");
+        bands[k] = gain;
+        let eq = GraphicEq::new(EqSettings {
+            bands_db: bands,
+            preamp_db: 0.0,
+        });
+        let mut p = onmic_audio::effects::pitch::PitchShift::new(0.0, 1.0).with_eq(&eq);
+        let x = sine(f, -20.0, 1.0);
+        let y = run_stage(&mut p, &x);
+        let g = 10.0
+            * (goertzel_power(&y[24_000..], f as f32) / goertzel_power(&x[24_000..], f as f32))
+                .log10();
+        assert!(
+            (g - f64::from(gain)).abs() <= 1.0,
+            "{f} Hz band at {gain} dB: measured {g:.2} dB"
+        );
+    }
+}

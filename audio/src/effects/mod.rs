@@ -855,8 +855,10 @@ fn build(e: &Effect, stages: &mut Vec<Stage>) {
         }
         Effect::VoiceChanger { preset } => {
             let (st, ff, eq) = preset.parameters();
-            stages.push(Stage::Pitch(Box::new(PitchShift::new(st, ff))));
-            stages.push(Stage::Eq(GraphicEq::new(eq_of(eq))));
+            // The preset's EQ is applied inside the vocoder, on its spectrum.
+            stages.push(Stage::Pitch(Box::new(
+                PitchShift::new(st, ff).with_eq(&GraphicEq::new(eq_of(eq))),
+            )));
             if *preset == ChangerPreset::Hulk {
                 stages.push(Stage::Compressor(Compressor::new(CompressorSettings {
                     ratio: 4.0,

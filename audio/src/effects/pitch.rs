@@ -75,6 +75,7 @@ pub struct PitchShift {
     env: Vec<f32>,
     syn_mag: Vec<f32>,
     syn_freq: Vec<f32>,
+    eq: Vec<f32>,
     ch: [ChannelState; 2],
     rover: usize,
 }
@@ -125,9 +126,20 @@ impl PitchShift {
             env: vec![0.0; BINS],
             syn_mag: vec![0.0; BINS],
             syn_freq: vec![0.0; BINS],
+            eq: vec![1.0; BINS],
             ch: [ChannelState::new(), ChannelState::new()],
             rover: LATENCY,
         }
+    }
+
+    /// Applies `eq`'s designed curve to the re-synthesised spectrum (bin by bin, so the voice
+    /// changer's EQ costs nothing beyond the vocoder). Call off the DSP thread.
+    pub fn with_eq(mut self, eq: &super::eq::GraphicEq) -> PitchShift {
+        for (k, g) in self.eq.iter_mut().enumerate() {
+            let f = (k as f64 * 48_000.0 / WINDOW as f64).max(1.0);
+            *g = 10f64.powf(eq.response_db(f) / 20.0) as f32;
+        }
+        self
     }
 
     /// The shift, semitones.
@@ -197,7 +209,7 @@ impl PitchShift {
         for k in 0..BINS {
             st.sum_phase[k] += self.syn_freq[k] * hop_phase;
             st.sum_phase[k] -= TAU * round(st.sum_phase[k] * INV_TAU);
-            let m = self.syn_mag[k];
+            let m = self.syn_mag[k] * self.eq[k];
             if m == 0.0 {
                 self.spec[k] = Complex::new(0.0, 0.0);
                 continue;
