@@ -81,6 +81,7 @@ fn main() {
             mode: Mode::Voice,
             aec_ref: Some(ref_path.clone()),
             debug_tap: None,
+            effects: Default::default(),
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()
@@ -105,6 +106,7 @@ fn main() {
             mode: Mode::Soundcard,
             aec_ref: None,
             debug_tap: None,
+            effects: Default::default(),
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()

@@ -1,5 +1,6 @@
 //! The capture chain and the publish bus, in Mumble's order:
-//! channel map → AEC (far-end aligned) → AI-NS → NS → AGC → mix with music → limiter,
+//! channel map → AEC (far-end aligned) → AI-NS → NS → AGC → voice effects → mix with music →
+//! limiter,
 //! with meters before and after and taps for the ear monitor.
 //!
 //! Modes fix the layout: `Soundcard` runs stereo with every toggle off (the path is then
@@ -12,6 +13,7 @@ use crate::aec::Aec;
 use crate::agc::Agc;
 use crate::ai_ns::AiNoiseSuppressor;
 use crate::block::Block;
+use crate::effects::{EffectMeters, EffectRack, EffectsSlot};
 use crate::level::{LevelMeter, LevelReading};
 use crate::limiter::Limiter;
 use crate::ns::{NoiseSuppressor, NsLevel};
@@ -178,6 +180,7 @@ pub struct Chain {
     ns: Switched<NoiseSuppressor>,
     ai_ns: Switched<AiNoiseSuppressor>,
     agc: Switched<Agc>,
+    effects: EffectsSlot,
     limiter: Limiter,
     meter_in: LevelMeter,
     meter_out: LevelMeter,
@@ -205,6 +208,7 @@ impl Chain {
                 voice,
             ),
             agc: Switched::new(Agc::new(), t.agc, false),
+            effects: EffectsSlot::default(),
             limiter: Limiter::default(),
             meter_in: LevelMeter::new(),
             meter_out: LevelMeter::new(),
@@ -278,7 +282,40 @@ impl Chain {
 
     /// Frames of delay the chain adds now.
     pub fn latency(&self) -> Frames {
-        self.aec.latency() + self.ns.latency() + self.ai_ns.latency()
+        self.aec.latency() + self.ns.latency() + self.ai_ns.latency() + self.effects.latency()
+    }
+
+    /// Starts crossfading to a new effect rack (built off the DSP thread); returns a rack that
+    /// was still waiting and is now replaced, to be dropped elsewhere. Allocation-free.
+    pub fn set_effects(&mut self, rack: Box<EffectRack>) -> Option<Box<EffectRack>> {
+        self.effects.set(rack)
+    }
+
+    /// Puts `rack` in force at once, without a crossfade (before the first block, or offline);
+    /// returns the rack it replaces.
+    pub fn set_effects_now(&mut self, rack: Box<EffectRack>) -> Box<EffectRack> {
+        self.effects.replace_now(rack)
+    }
+
+    /// A rack that has been crossfaded out, to be dropped off the DSP thread.
+    pub fn take_retired_effects(&mut self) -> Option<Box<EffectRack>> {
+        self.effects.take_retired()
+    }
+
+    /// The effect rack in force.
+    pub fn effects(&self) -> &EffectRack {
+        self.effects.current()
+    }
+
+    /// The dynamics' gain reduction in the last block (for the Studio's meters).
+    pub fn effect_meters(&self) -> EffectMeters {
+        self.effects.current().meters()
+    }
+
+    /// Hands this chain's effect racks to `other` and takes `other`'s (a chain replacing this
+    /// one keeps the host's effects, their state included).
+    pub fn swap_effects(&mut self, other: &mut Chain) {
+        self.effects.swap(&mut other.effects);
     }
 
     /// Meter readings of the last block.
@@ -356,6 +393,9 @@ impl Chain {
         self.ns.process(block);
         self.tap_ns.copy_from(block);
         self.agc.process(block);
+        // Voice effects (DESIGN.md §3): after the voice is cleaned and levelled, before the
+        // instrument, the music and the limiter; may turn a mono voice into stereo.
+        self.effects.process(block);
         if let ChannelMap::VoiceAndInstrument { .. } = self.config.channel_map {
             block.set_channels(2);
             let (l, r) = block.pair_mut();

@@ -20,6 +20,7 @@ use crate::chain::{Chain, ChainConfig, Toggles, crossfade};
 use crate::debug_tap::TapFeed;
 use crate::ear_monitor::{EarMonitor, EarMonitorConfig};
 use crate::music::{MusicBus, MusicVoice};
+use crate::effects::EffectRack;
 use crate::opus::{OpusEncoder, OpusError, OpusPacket};
 use crate::playout::{Playout, RemoteStream};
 use crate::processor::PrepareError;
@@ -42,6 +43,9 @@ pub enum EngineError {
     /// The control ring is full (the DSP thread is not keeping up).
     #[error("control queue full")]
     Busy,
+    /// Effect settings were refused.
+    #[error(transparent)]
+    Effect(#[from] crate::effects::EffectError),
 }
 
 /// A change sent to the DSP thread.
@@ -92,6 +96,9 @@ pub enum Control {
     AddMusic(Box<MusicVoice>),
     /// A music voice leaves (by [`MusicVoice::id`]).
     RemoveMusic(u64),
+    /// New voice effects (built off the DSP thread with [`EffectRack::new`]), warmed up and
+    /// crossfaded in over 20 ms; the old rack comes back as [`Garbage::Effects`].
+    SetEffects(Box<EffectRack>),
 }
 
 /// Objects the DSP thread hands back to be dropped elsewhere.
@@ -112,6 +119,8 @@ pub enum Garbage {
     OutputRing(rtrb::Producer<f32>),
     /// A removed, finished or refused music voice.
     Music(Box<MusicVoice>),
+    /// A replaced effect rack.
+    Effects(Box<EffectRack>),
 }
 
 /// Counters shared with the handle.
@@ -282,6 +291,9 @@ impl EngineCore {
             Control::ReplaceOutputRing(r) => return Some(Garbage::OutputRing(r)),
             Control::AddMusic(v) => return self.music.add(v).err().map(Garbage::Music),
             Control::RemoveMusic(id) => return self.music.remove(id).map(Garbage::Music),
+            Control::SetEffects(rack) => {
+                return self.chain.set_effects(rack).map(Garbage::Effects);
+            }
         }
         None
     }
@@ -325,6 +337,8 @@ impl EngineCore {
         }
         let mut garbage = None;
         if let Some(mut next) = self.next_chain.take() {
+            // The new chain takes the host's effects over (state and all).
+            self.chain.swap_effects(&mut next);
             self.input_copy.copy_from(capture);
             crossfade(
                 &mut self.chain,
@@ -337,6 +351,9 @@ impl EngineCore {
             garbage = Some(Garbage::Chain(std::mem::replace(&mut self.chain, next)));
         } else {
             self.chain.process(capture, &self.far, music_pub);
+        }
+        if garbage.is_none() {
+            garbage = self.chain.take_retired_effects().map(Garbage::Effects);
         }
         self.voice_rms = if self.voice_muted || self.music_replace {
             0.0
@@ -567,6 +584,16 @@ impl EngineHandle {
         let encoder = Box::new(OpusEncoder::new(config.mode.opus_profile(), 0, 0)?);
         self.send(Control::ReplaceChain(chain))?;
         self.send(Control::ReplaceEncoder(encoder))
+    }
+
+    /// Builds the effect rack for `settings` here (allocating, off the DSP thread) and sends it;
+    /// the DSP thread warms it up and crossfades to it.
+    pub fn set_effects(
+        &mut self,
+        settings: &crate::effects::EffectSettings,
+    ) -> Result<(), EngineError> {
+        let rack = EffectRack::new(settings)?;
+        self.send(Control::SetEffects(Box::new(rack)))
     }
 
     /// Drops objects the DSP thread handed back; returns how many.

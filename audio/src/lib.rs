@@ -28,6 +28,7 @@ pub mod chain;
 pub mod debug_tap;
 pub mod devices;
 pub mod ear_monitor;
+pub mod effects;
 pub mod engine;
 pub mod jitter;
 pub mod level;

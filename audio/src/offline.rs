@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::block::Block;
 use crate::chain::{Chain, ChainConfig, Mode};
 use crate::debug_tap::DebugTap;
+use crate::effects::{EffectError, EffectRack, EffectSettings};
 use crate::ogg_opus::OggOpusWriter;
 use crate::opus::{OpusEncoder, OpusError};
 use crate::processor::PrepareError;
@@ -74,6 +75,9 @@ pub enum OfflineError {
     /// Resampling failed.
     #[error(transparent)]
     Resample(#[from] ResampleError),
+    /// The effect settings were refused.
+    #[error(transparent)]
+    Effect(#[from] EffectError),
 }
 
 /// What to do.
@@ -89,6 +93,8 @@ pub struct OfflineJob {
     pub aec_ref: Option<PathBuf>,
     /// Where to write the debug tap WAVs (raw mic, AEC reference, processed), if anywhere.
     pub debug_tap: Option<PathBuf>,
+    /// Voice effects in chain order (`--effect`); empty = none.
+    pub effects: EffectSettings,
 }
 
 /// A summary of a run.
@@ -248,8 +254,24 @@ pub fn process(
         config.toggles.aec = false;
     }
     let mut chain = Chain::new(config)?;
+    if !job.effects.effects.is_empty() {
+        // Offline there is no previous rack to crossfade from: the rack is in force from the
+        // first sample.
+        chain.set_effects_now(Box::new(EffectRack::new(&job.effects)?));
+    }
     let out_channels: u16 = match job.mode {
         Mode::Soundcard => 2,
+        // Stereo effects make a stereo WAV; the voice Opus profile stays mono (the encoder
+        // downmixes), as the live engine publishes until the host picks a stereo profile.
+        Mode::Voice
+            if job.effects.is_stereo()
+                && job
+                    .output
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("wav")) =>
+        {
+            2
+        }
         Mode::Voice => 1,
     };
     let write_err = |e: &dyn std::fmt::Display| OfflineError::Write {

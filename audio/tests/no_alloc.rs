@@ -1,7 +1,9 @@
 //! Acceptance item 6: no allocation on the DSP thread after start — 10 s of audio through the
 //! engine with toggles flipping, a mode change, a remote decoding through the jitter buffer,
 //! music (the raw ring, a looping file player with ducking, pause and seeks, and PCM injection,
-//! removed and finished midway), the ear monitor and the debug tap, counted by a global allocator that only counts on
+//! removed and finished midway), the ear monitor and the debug tap, voice effects switching
+//! every 250 ms through every preset and a rack with every effect on (issue 12, item 6),
+//! counted by a global allocator that only counts on
 //! the thread the engine marks through its `dsp_thread_hook`.
 //!
 //! (`sonora`'s WebRTC NS and AEC3, kept in `ns_webrtc`/`aec3` for comparison, do allocate per
@@ -10,6 +12,7 @@
 use onmic_audio::BLOCK_FRAMES;
 use onmic_audio::chain::{Chain, ChainConfig, Mode, Toggles};
 use onmic_audio::ear_monitor::{EarMonitorConfig, EarSource};
+use onmic_audio::effects::{EFFECT_NAMES, EffectRack, EffectSettings};
 use onmic_audio::engine::{Control, EngineConfig, start};
 use onmic_audio::opus::{OpusEncoder, OpusProfile};
 use onmic_audio::playout::RemoteStream;
@@ -98,6 +101,29 @@ fn run_engine() -> u64 {
     let mut injector = Some(injector);
     handle.send(Control::AddMusic(voice)).expect("control");
 
+    // Effect racks are built here, off the DSP thread: every preset, then every effect at once.
+    let mut racks: Vec<EffectSettings> = EFFECT_NAMES
+        .iter()
+        .map(|n| EffectSettings::parse(&[n]).expect("effect"))
+        .collect();
+    racks.push(
+        EffectSettings::parse(&[
+            "gate:open=-40,close=-50",
+            "deesser",
+            "eq:1k=3,4k=-2",
+            "compressor",
+            "hulk",
+            "pitch:semitones=2",
+            "magnetic",
+            "virtual_stereo",
+            "ktv",
+            "3d_voice:period=3",
+            "reverb:size=0.8,wet=0.4",
+        ])
+        .expect("effects"),
+    );
+    let mut next_rack = 0usize;
+
     let mut noise = Noise::new(3);
     let mut inter = vec![0.0f32; BLOCK_FRAMES * 2];
     let blocks = 1000u64; // 10 s
@@ -144,6 +170,20 @@ fn run_engine() -> u64 {
                 let _ = inj.push(&pcm, 44_100, 1);
             }
             fed += 1;
+            if fed % 25 == 5 {
+                let rack = EffectRack::new(&racks[next_rack % racks.len()]).expect("rack");
+                next_rack += 1;
+                handle.send(Control::SetEffects(Box::new(rack))).expect("c");
+            }
+            if fed == 750 {
+                handle
+                    .send(Control::SetEarMonitor(EarMonitorConfig {
+                        enabled: true,
+                        source: EarSource::WithEffects,
+                        volume: 1.0,
+                    }))
+                    .expect("c");
+            }
             match fed % 100 {
                 5 => player.seek(fed * 3 % 900),
                 15 => player.pause(),

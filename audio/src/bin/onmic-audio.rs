@@ -1,6 +1,7 @@
 //! `onmic-audio`: run Onmic's audio chain on files.
 //!
-//! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] --out OUT.wav|OUT.opus`
+//! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] [--effect NAME]...
+//! --out OUT.wav|OUT.opus`; `onmic-audio effects` lists the effect presets and their parameters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use onmic_audio::chain::Mode;
+use onmic_audio::effects::{EffectSettings, catalogue};
 use onmic_audio::offline::{OfflineJob, process};
 
 #[derive(Parser, Debug)]
@@ -43,7 +45,13 @@ enum Command {
         /// Never show a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// A voice effect, `NAME` or `NAME:key=value,...` (repeatable, applied in this order;
+        /// `onmic-audio effects` lists them).
+        #[arg(long = "effect", value_name = "NAME")]
+        effects: Vec<String>,
     },
+    /// List the voice-effect presets and parametric effects with their parameters.
+    Effects,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,7 +72,15 @@ fn main() -> ExitCode {
             out,
             debug_tap,
             quiet,
+            effects,
         } => {
+            let effects = match EffectSettings::parse(&effects) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("onmic-audio: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let job = OfflineJob {
                 input,
                 output: out,
@@ -74,6 +90,7 @@ fn main() -> ExitCode {
                 },
                 aec_ref,
                 debug_tap,
+                effects,
             };
             let started = Instant::now();
             let mut bar: Option<ProgressBar> = None;
@@ -119,6 +136,12 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Effects => {
+            for (name, line) in catalogue() {
+                println!("{name:<15} {line}");
+            }
+            ExitCode::SUCCESS
         }
     }
 }
