@@ -591,8 +591,7 @@ fn clients(base: &str, steps: &str) {
             // memory can be told apart: room membership + WebSocket, then the peer connection.
             let first = n;
             while n < step {
-                let (ws, _) = Client::join(base, "cap", &format!("l{n}")).await;
-                drain(ws);
+                drain(join_listener(base, &format!("l{n}")).await);
                 n += 1;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -621,8 +620,9 @@ fn clients(base: &str, steps: &str) {
                 println!("only {up} of {n} listeners connected within 90 s");
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            // Joins fan out over the WebSocket (every member hears of every join): after a big
-            // step that traffic drains for seconds and would load the window. Wait (30 s at most)
+            // Joins fan out over the WebSocket (the speakers, with the full view, hear of every
+            // join; listeners get counts): after a big step that traffic may still drain and
+            // would load the window. Wait (30 s at most)
             // until this process's WebSocket side is quiet: at most 5 clock ticks (USER_HZ 100:
             // 5 % of a core) in a second.
             let settle = Instant::now() + Duration::from_secs(30);
@@ -675,6 +675,19 @@ fn clients(base: &str, steps: &str) {
 static SPOKEN: AtomicU64 = AtomicU64::new(0);
 static SENT: AtomicU64 = AtomicU64::new(0);
 static SEND_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// A listener's WebSocket member as the listener page joins: the membership as counts and pages
+/// (`membership: counts`, issue 15), volume indications on (the page shows them).
+async fn join_listener(base: &str, uid: &str) -> Client {
+    let tok = token(base, "cap", uid).await;
+    let mut c = Client::connect(base).await;
+    c.uid = uid.to_owned();
+    let reply = c
+        .request(json!({ "type": "join", "room": "cap", "token": tok, "membership": "counts" }))
+        .await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    c
+}
 
 /// Reads (and discards) a member's WebSocket so the server never buffers for it.
 fn drain(mut client: Client) {
