@@ -11,7 +11,7 @@ use crate::command::Action;
 use crate::config::Gift;
 use crate::ids::{GiftId, RoomId, Uid};
 use crate::room::LostSeat;
-use crate::state::{Event, Role, RoomState};
+use crate::state::{Event, Member, Role, RoomState};
 
 /// Largest client frame accepted, in bytes. Larger frames close the connection (`too_large`).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -92,6 +92,17 @@ pub enum Request {
         room: RoomId,
         /// The token.
         token: String,
+        /// How much of the membership this connection follows (default: every member).
+        membership: MembershipView,
+        /// Whether this connection gets `volume_indication` (default: yes).
+        volumes: bool,
+    },
+    /// A page of the room's members, ordered by uid.
+    Members {
+        /// Start after this uid (none: from the first).
+        after: Option<Uid>,
+        /// At most this many (default [`MEMBERS_PAGE`], at most [`MAX_MEMBERS_PAGE`]).
+        limit: Option<u32>,
     },
     /// Keep-alive.
     Heartbeat,
@@ -105,6 +116,42 @@ pub enum Request {
 struct JoinBody {
     room: RoomId,
     token: String,
+    #[serde(default)]
+    membership: MembershipView,
+    #[serde(default = "yes")]
+    volumes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct MembersBody {
+    #[serde(default)]
+    after: Option<Uid>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Members per `members` page when the request names no `limit`.
+pub const MEMBERS_PAGE: u32 = 100;
+/// The largest `members` page (a larger `limit` gets this many).
+pub const MAX_MEMBERS_PAGE: u32 = 500;
+
+/// How much of the room's membership a connection follows (`join`'s `membership`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MembershipView {
+    /// Every member in snapshots, every `member_joined` and `member_left` (the default).
+    #[default]
+    Full,
+    /// For large audiences: snapshots list only the owner, admins, seated members and the
+    /// connection's own uid; `member_joined`/`member_left` of other members are left out (so
+    /// event versions may skip); `member_count` says how many are in the room, at most once a
+    /// second; `members` pages through them.
+    Counts,
 }
 
 /// Why a frame was not understood.
@@ -213,6 +260,15 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeFailure> {
             Request::Join {
                 room: b.room,
                 token: b.token,
+                membership: b.membership,
+                volumes: b.volumes,
+            }
+        }
+        "members" => {
+            let b: MembersBody = serde_json::from_value(Value::Object(obj)).map_err(malformed)?;
+            Request::Members {
+                after: b.after,
+                limit: b.limit,
             }
         }
         "heartbeat" => Request::Heartbeat,
@@ -509,6 +565,24 @@ pub enum ServerMessage {
         /// Each seated publisher heard in the interval.
         speakers: Vec<SpeakerVolume>,
     },
+    /// How many members the room has (to `membership: counts` connections; at most one a second).
+    MemberCount {
+        /// Members in the room.
+        members: usize,
+        /// The room version when counted.
+        version: u64,
+    },
+    /// Reply to `members`: one page of the room's members, ordered by uid.
+    Members {
+        /// The request id.
+        id: Option<u64>,
+        /// The page.
+        members: Vec<Member>,
+        /// Ask with `after` = this for the next page (none: this was the last).
+        next: Option<Uid>,
+        /// Members in the room.
+        total: usize,
+    },
     /// The server closes the connection after this.
     Closing {
         /// Why.
@@ -561,7 +635,42 @@ mod tests {
             })
         );
         let m = decode_client(r#"{"type":"join","room":"r","token":"t"}"#).unwrap();
-        assert!(matches!(m.request, Request::Join { .. }));
+        assert!(matches!(
+            m.request,
+            Request::Join {
+                membership: MembershipView::Full,
+                volumes: true,
+                ..
+            }
+        ));
+        let m = decode_client(
+            r#"{"type":"join","room":"r","token":"t","membership":"counts","volumes":false}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m.request,
+            Request::Join {
+                membership: MembershipView::Counts,
+                volumes: false,
+                ..
+            }
+        ));
+        let m = decode_client(r#"{"id":2,"type":"members","after":"u1","limit":50}"#).unwrap();
+        assert_eq!(
+            m.request,
+            Request::Members {
+                after: Some("u1".into()),
+                limit: Some(50)
+            }
+        );
+        let m = decode_client(r#"{"type":"members"}"#).unwrap();
+        assert_eq!(
+            m.request,
+            Request::Members {
+                after: None,
+                limit: None
+            }
+        );
         let m = decode_client(r#"{"id":1,"type":"kick","uid":"x","ban_ms":1000}"#).unwrap();
         assert!(matches!(m.request, Request::Action(Action::Kick { .. })));
     }
@@ -569,6 +678,16 @@ mod tests {
     #[test]
     fn refuses_bad_input_with_typed_errors() {
         let code = |s: &str| decode_client(s).unwrap_err().error.code();
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","token":"t","membership":"some"}"#),
+            "malformed"
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","token":"t","volumes":"no"}"#),
+            "malformed"
+        );
+        assert_eq!(code(r#"{"type":"members","limit":-1}"#), "malformed");
+        assert_eq!(code(r#"{"type":"members","after":7}"#), "malformed");
         assert_eq!(code("{"), "malformed");
         assert_eq!(code("[1]"), "malformed");
         assert_eq!(code(r#"{"id":-1,"type":"heartbeat"}"#), "malformed");

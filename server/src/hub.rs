@@ -640,6 +640,42 @@ impl Hub {
         Ok(())
     }
 
+    /// How many members room `id` has, and its version (for `member_count`).
+    pub fn member_count(&self, id: &RoomId) -> Result<(usize, u64), HubError> {
+        let cell = self.get(id)?;
+        let inner = cell.lock();
+        let state = inner.room.state();
+        Ok((state.members.len(), state.version))
+    }
+
+    /// One page of room `id`'s members in uid order, after `after` (none: from the first), at
+    /// most `limit`: the page, the uid to continue after (none: last page) and how many members
+    /// the room has. Costs the page, not the room.
+    pub fn members_page(
+        &self,
+        id: &RoomId,
+        after: Option<&Uid>,
+        limit: usize,
+    ) -> Result<(Vec<onmic_room::Member>, Option<Uid>, usize), HubError> {
+        use std::ops::Bound;
+        let cell = self.get(id)?;
+        let inner = cell.lock();
+        let members = &inner.room.state().members;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
+        let mut page: Vec<onmic_room::Member> = members
+            .range((from, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .map(|(_, m)| m.clone())
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|m| m.uid.clone())
+        } else {
+            None
+        };
+        Ok((page, next, members.len()))
+    }
+
     /// Fires due room timers; the server calls this periodically.
     pub fn tick(&self) {
         let now = self.now();

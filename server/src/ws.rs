@@ -11,10 +11,10 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use onmic_room::protocol::{
-    ADMIN_ACTION_TYPES, CloseReason, DecodeError, MAX_MESSAGE_BYTES, MAX_PREJOIN_BYTES, Request,
-    ServerMessage, decode_client,
+    ADMIN_ACTION_TYPES, CloseReason, DecodeError, MAX_MEMBERS_PAGE, MAX_MESSAGE_BYTES,
+    MAX_PREJOIN_BYTES, MEMBERS_PAGE, MembershipView, Request, ServerMessage, decode_client,
 };
-use onmic_room::{Action, Command, RoomId, Uid, token};
+use onmic_room::{Action, Command, Event, EventKind, RoomId, RoomState, Uid, token};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
@@ -79,6 +79,90 @@ fn read_error_reason(e: &axum::Error) -> Option<(CloseReason, String)> {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
+/// What one connection follows of its room (`join`'s `membership` and `volumes`; see
+/// `docs/protocol.md`, *Large audiences*).
+struct View {
+    /// `membership: counts`: the membership as counts and pages, not every join and leave.
+    counts: bool,
+    /// Whether `volume_indication` frames go to this connection.
+    volumes: bool,
+    me: Uid,
+    owner: Uid,
+    /// Counts view: the members this connection was told of (owner, admins, the seated,
+    /// itself); their `member_left` is sent, other members' are not.
+    known: std::collections::HashSet<Uid>,
+    /// Counts view: the member count changed since the last `member_count`.
+    count_dirty: bool,
+}
+
+impl View {
+    fn new(me: &Uid, membership: MembershipView, volumes: bool) -> View {
+        View {
+            counts: membership == MembershipView::Counts,
+            volumes,
+            me: me.clone(),
+            owner: Uid::from(""),
+            known: std::collections::HashSet::new(),
+            count_dirty: false,
+        }
+    }
+
+    /// Trims a snapshot for a counts view (owner, admins, the seated and the connection's own
+    /// uid stay) and remembers who it lists.
+    fn snapshot(&mut self, snapshot: &mut RoomState) {
+        if !self.counts {
+            return;
+        }
+        let seated: std::collections::HashSet<&Uid> =
+            snapshot.seats.iter().filter_map(|s| s.occupant()).collect();
+        let keep: std::collections::HashSet<Uid> = snapshot
+            .members
+            .iter()
+            .filter(|(uid, m)| {
+                **uid == self.me || **uid == snapshot.owner || m.admin || seated.contains(uid)
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        snapshot.members.retain(|uid, _| keep.contains(uid));
+        self.owner = snapshot.owner.clone();
+        self.known = keep;
+    }
+
+    /// Whether this connection gets `event` (a counts view leaves out other members' joins and
+    /// leaves, except those of members it was told of).
+    fn wants(&mut self, event: &Event) -> bool {
+        if !self.counts {
+            return true;
+        }
+        match &event.kind {
+            EventKind::MemberJoined { member } => {
+                self.count_dirty = true;
+                let told = member.uid == self.me || member.uid == self.owner || member.admin;
+                if told {
+                    self.known.insert(member.uid.clone());
+                }
+                told
+            }
+            EventKind::MemberLeft { uid, .. } => {
+                self.count_dirty = true;
+                self.known.remove(uid)
+            }
+            EventKind::SeatChanged { seat, .. } => {
+                // Someone seated is someone this connection knows of from now on.
+                if let Some(uid) = seat.occupant() {
+                    self.known.insert(uid.clone());
+                }
+                true
+            }
+            EventKind::RoleChanged { uid, .. } => {
+                self.known.insert(uid.clone());
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
 async fn send(sink: &mut Sink, msg: &ServerMessage) -> bool {
     sink.send(Message::Text(msg.to_json().into())).await.is_ok()
 }
@@ -102,6 +186,16 @@ async fn close(sink: &mut Sink, reason: CloseReason, message: &str) {
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
     let _ = sink.close().await;
+}
+
+/// Sends `member_count` (the room's member count now); false when the connection is gone.
+async fn send_count(state: &AppState, room: &RoomId, sink: &mut Sink) -> bool {
+    match state.hub.member_count(room) {
+        Ok((members, version)) => {
+            send(sink, &ServerMessage::MemberCount { members, version }).await
+        }
+        Err(_) => true,
+    }
 }
 
 /// After a close: reads and drops what the peer still sends, until it closes too (at most 1 s).
@@ -182,7 +276,7 @@ async fn connection(
     tokio::pin!(deadline);
     let mut attempts = 0;
     // Phase 1: wait for a valid join.
-    let (room, uid, joined) = loop {
+    let (room, uid, joined, membership, volumes) = loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             _ = &mut deadline => {
@@ -241,7 +335,13 @@ async fn connection(
                 continue;
             }
         };
-        let Request::Join { room, token } = m.request else {
+        let Request::Join {
+            room,
+            token,
+            membership,
+            volumes,
+        } = m.request
+        else {
             let _ = send(
                 &mut sink,
                 &ServerMessage::error(m.id, "not_joined", "send join first"),
@@ -266,7 +366,7 @@ async fn connection(
             },
         };
         match result {
-            Ok((uid, joined)) => break (room, uid, joined),
+            Ok((uid, joined)) => break (room, uid, joined, membership, volumes),
             Err(reply) => {
                 attempts += 1;
                 let _ = send(&mut sink, &reply).await;
@@ -285,7 +385,8 @@ async fn connection(
         uid: &uid,
         origin: &origin,
     };
-    serve_member(&state, member, joined, &mut sink, &mut stream, &mut rate).await;
+    let view = View::new(&uid, membership, volumes);
+    serve_member(&state, member, joined, view, &mut sink, &mut stream, &mut rate).await;
     state.hub.disconnected(&room, &uid, conn_id);
     linger(&mut stream).await;
 }
@@ -301,12 +402,13 @@ async fn serve_member(
     state: &AppState,
     member: Member<'_>,
     joined: Joined,
+    mut view: View,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
     rate: &mut FrameRate,
 ) {
     let Joined {
-        reply,
+        mut reply,
         mut events,
         version,
         close: mut closer,
@@ -315,9 +417,18 @@ async fn serve_member(
     } = joined;
     let Member { room, uid, origin } = member;
     let mut seen = version;
+    if let ServerMessage::Joined { snapshot, .. } = &mut reply {
+        view.snapshot(snapshot);
+    }
     if !send(sink, &reply).await {
         return;
     }
+    if view.counts && !send_count(state, room, sink).await {
+        return;
+    }
+    // Counts view: at most one `member_count` a second, only when the count changed.
+    let mut count_tick = tokio::time::interval(Duration::from_secs(1));
+    count_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -327,14 +438,22 @@ async fn serve_member(
                     while let Ok(f) = events.try_recv() {
                         if f.event.version > seen {
                             seen = f.event.version;
-                            let _ = sink.send(Message::Text(f.json)).await;
+                            if view.wants(&f.event) {
+                                let _ = sink.send(Message::Text(f.json)).await;
+                            }
                         }
                     }
                     close(sink, reason, "").await;
                     return;
                 }
             }
-            volume = volumes.recv() => match volume {
+            _ = count_tick.tick(), if view.counts && view.count_dirty => {
+                view.count_dirty = false;
+                if !send_count(state, room, sink).await {
+                    return;
+                }
+            }
+            volume = volumes.recv(), if view.volumes => match volume {
                 Ok(json) => {
                     if sink.send(Message::Text(json)).await.is_err() {
                         return;
@@ -353,7 +472,7 @@ async fn serve_member(
                     while let Some(f) = next.take() {
                         if f.event.version > seen {
                             seen = f.event.version;
-                            if sink.feed(Message::Text(f.json)).await.is_err() {
+                            if view.wants(&f.event) && sink.feed(Message::Text(f.json)).await.is_err() {
                                 return;
                             }
                         }
@@ -368,7 +487,8 @@ async fn serve_member(
                 }
                 Err(RecvError::Lagged(_)) => {
                     // The client missed events: send the state instead.
-                    let Ok(snapshot) = state.hub.snapshot(room) else { return };
+                    let Ok(mut snapshot) = state.hub.snapshot(room) else { return };
+                    view.snapshot(&mut snapshot);
                     seen = snapshot.version;
                     if !send(sink, &ServerMessage::Snapshot { id: None, snapshot }).await {
                         return;
@@ -434,7 +554,8 @@ async fn serve_member(
                     Request::Join { .. } => ServerMessage::error(m.id, "already_joined", "already joined"),
                     Request::Heartbeat => ServerMessage::Pong { id: m.id, version: seen },
                     Request::Snapshot => match state.hub.snapshot(room) {
-                        Ok(snapshot) => {
+                        Ok(mut snapshot) => {
+                            view.snapshot(&mut snapshot);
                             seen = seen.max(snapshot.version);
                             ServerMessage::Snapshot { id: m.id, snapshot }
                         }
@@ -459,13 +580,14 @@ async fn serve_member(
                                         Ok(f) => {
                                             if f.event.version > seen {
                                                 seen = f.event.version;
-                                                if sink.send(Message::Text(f.json)).await.is_err() {
+                                                if view.wants(&f.event) && sink.send(Message::Text(f.json)).await.is_err() {
                                                     return;
                                                 }
                                             }
                                         }
                                         Err(TryRecvError::Lagged(_)) => {
-                                            let Ok(snapshot) = state.hub.snapshot(room) else { return };
+                                            let Ok(mut snapshot) = state.hub.snapshot(room) else { return };
+                                            view.snapshot(&mut snapshot);
                                             seen = snapshot.version;
                                             if !send(sink, &ServerMessage::Snapshot { id: None, snapshot }).await {
                                                 return;
@@ -482,6 +604,13 @@ async fn serve_member(
                                 }
                                 ok
                             }
+                            Err(e) => ServerMessage::error(m.id, e.code(), &e),
+                        }
+                    }
+                    Request::Members { after, limit } => {
+                        let limit = limit.unwrap_or(MEMBERS_PAGE).clamp(1, MAX_MEMBERS_PAGE) as usize;
+                        match state.hub.members_page(room, after.as_ref(), limit) {
+                            Ok((members, next, total)) => ServerMessage::Members { id: m.id, members, next, total },
                             Err(e) => ServerMessage::error(m.id, e.code(), &e),
                         }
                     }

@@ -26,7 +26,8 @@ let ws = null;
 let nextId = 1;
 const pending = new Map(); // request id -> {resolve, reject}
 let me = null; // our uid
-let snapshot = null; // the room state (RoomState JSON)
+let snapshot = null; // the room state (RoomState JSON; members: owner, admins, seated, me)
+let memberCount = null; // members in the room (`member_count`)
 let gifts = {}; // gift id -> {name, value}
 let heartbeat = null;
 let joinId = null; // the id of the pending join request
@@ -114,7 +115,9 @@ function connect() {
   setStatus("Connecting…");
   ws.onopen = () => {
     joinId = nextId++;
-    ws.send(JSON.stringify({ id: joinId, type: "join", room, token }));
+    // A listener in a large room: the membership as a count, not every join and leave (event
+    // versions may then skip; the server sends a snapshot itself when this connection falls behind).
+    ws.send(JSON.stringify({ id: joinId, type: "join", room, token, membership: "counts" }));
   };
   ws.onmessage = (m) => {
     let msg;
@@ -188,6 +191,9 @@ function onMessage(msg) {
     case "volume_indication":
       onVolumes(msg.speakers || []);
       break;
+    case "member_count":
+      memberCount = msg.members;
+      break;
     case "closing":
       if (["kicked", "dismissed", "replaced"].includes(msg.reason)) {
         fatal = true;
@@ -228,11 +234,8 @@ function onJoined(msg) {
 function onEvent(ev) {
   if (!snapshot) return;
   if (ev.version <= snapshot.version) return;
-  if (ev.version !== snapshot.version + 1) {
-    // A gap: ask for the whole state.
-    request({ type: "snapshot" }).catch(() => {});
-    return;
-  }
+  // Joined with `membership: "counts"`: other members' joins and leaves are left out, so versions
+  // skip; a connection that falls behind gets a snapshot from the server unasked.
   snapshot.version = ev.version;
   switch (ev.type) {
     case "seat_changed": {

@@ -57,6 +57,13 @@ async fn scenario() {
     owner.ok(json!({ "type": "approve", "uid": "guest" })).await;
     let (mut listener, _) = Client::join(&base, "vol", "listener").await;
     let (_intruder_ws, _) = Client::join(&base, "vol", "intruder").await;
+    // A member whose client shows no levels asks for none (issue 15: `volumes: false`).
+    let mut quiet = Client::connect(&base).await;
+    let tok = token(&base, "vol", "quiet").await;
+    let joined = quiet
+        .request(json!({ "type": "join", "room": "vol", "token": tok, "volumes": false }))
+        .await;
+    assert_eq!(joined["type"], "joined", "{joined}");
 
     let owner_rtc = Peer::connect(&base, "vol", &token(&base, "vol", "owner").await, 1).await;
     let guest_rtc = Peer::connect(&base, "vol", &token(&base, "vol", "guest").await, 2).await;
@@ -108,6 +115,20 @@ async fn scenario() {
             break;
         }
     }
+    // ... except the member that asked for none: of what it got meanwhile, no volume report.
+    let mut quiet_got = 0;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures_util::StreamExt::next(&mut quiet.ws),
+    )
+    .await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            quiet_got += 1;
+            assert!(!t.contains("volume_indication"), "volumes: false, yet: {t}");
+        }
+    }
+    eprintln!("the member without volumes got {quiet_got} other messages meanwhile");
     // About every 500 ms, not once per packet.
     let gaps: Vec<Duration> = stamps.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(

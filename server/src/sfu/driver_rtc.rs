@@ -431,6 +431,7 @@ impl RtcDriver {
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
                 self.stats.connected = self.peers.values().filter(|p| p.connected).count();
+                self.stats.read_at = Some(Instant::now());
                 let _ = reply.send(self.stats);
             }
             Cmd::StartRecording { reply, .. } => {
@@ -443,6 +444,7 @@ impl RtcDriver {
                 let _ = reply.send(());
             }
             Cmd::Stall(pause) => std::thread::sleep(pause),
+            Cmd::SlowRelays(_) => {} // the str0m driver's test support only
         }
     }
 

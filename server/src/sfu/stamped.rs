@@ -57,17 +57,37 @@ impl StampedRecv {
         socket: &UdpSocket,
         buf: &mut [u8],
     ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
+        self.recv_with(socket, buf, nix::sys::socket::MsgFlags::empty())
+    }
+
+    /// As [`StampedRecv::recv`], but never waits: `WouldBlock` when no datagram is queued.
+    #[cfg(target_os = "linux")]
+    pub fn try_recv(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
+        self.recv_with(socket, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_with(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+        flags: nix::sys::socket::MsgFlags,
+    ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
 
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+        use nix::sys::socket::{ControlMessageOwned, SockaddrStorage, recvmsg};
 
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<SockaddrStorage>(
             socket.as_raw_fd(),
             &mut iov,
             Some(&mut self.control),
-            MsgFlags::empty(),
+            flags,
         )
         .map_err(io::Error::from)?;
         let source = msg
@@ -96,6 +116,17 @@ impl StampedRecv {
             (age < IMPLAUSIBLE_AGE).then_some(age)
         });
         Ok((msg.bytes, source, age))
+    }
+
+    /// Never waits; on this platform it reads nothing (`WouldBlock`): the loop reads one
+    /// datagram per turn with [`StampedRecv::recv`].
+    #[cfg(not(target_os = "linux"))]
+    pub fn try_recv(
+        &mut self,
+        _socket: &UdpSocket,
+        _buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, Option<Duration>)> {
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     /// Receives one datagram into `buf` (no arrival time on this platform).

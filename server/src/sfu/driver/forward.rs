@@ -195,15 +195,29 @@ impl Driver {
         self.fan_out(&room, from, slot, &frame, now);
     }
 
-    /// Takes the packets other shards relayed and forwards them to this shard's subscribers.
-    pub(super) fn take_relays(&mut self) {
-        while let Ok(relay) = self.shard.relays.try_recv() {
+    /// Takes the packets other shards relayed and forwards them to this shard's subscribers,
+    /// for at most [`TURN_BUDGET`]: relays keep coming while a fan-out runs, and a shard that
+    /// emptied the queue before doing anything else never got back to its socket, timers and
+    /// commands once they came faster than it could forward them. Returns whether it stopped on
+    /// the budget (relays may be left for the next turn).
+    pub(super) fn take_relays(&mut self) -> bool {
+        let started = Instant::now();
+        loop {
+            if started.elapsed() >= TURN_BUDGET {
+                return true;
+            }
+            let Ok(relay) = self.shard.relays.try_recv() else {
+                return false;
+            };
             self.stats.relayed_in += 1;
             let now = Instant::now();
             if now.saturating_duration_since(relay.frame.arrival) > SHED_AFTER {
                 // The publisher's shard read it long ago: this shard is behind (see `media`).
                 self.stats.shed += 1;
                 continue;
+            }
+            if !self.relay_cost.is_zero() {
+                std::thread::sleep(self.relay_cost);
             }
             if home_shard(&relay.room, self.shard.count) == self.shard.index {
                 // This shard reports the room's volumes, the relayed publisher's too.

@@ -73,6 +73,14 @@ const SOCKET_BUFFER: usize = 4 << 20;
 const RELAY_ROOM_IDLE: Duration = Duration::from_secs(10);
 /// The loop wakes at least this often to look at commands.
 const IDLE_WAKE: Duration = Duration::from_millis(20);
+/// One turn of a shard's loop spends at most about this long forwarding other shards' relays
+/// before it reads its socket, fires its timers and answers commands again (and as long reading
+/// its socket). Without the bound a shard whose relays came faster than it could fan them out
+/// never left the relay queue: its own peers' STUN, DTLS and audio waited in the socket, its
+/// timers and commands starved (issue 15's livelock at 1,500 listeners).
+const TURN_BUDGET: Duration = Duration::from_millis(20);
+/// Most datagrams read from the socket in one turn of the loop.
+const READ_BATCH: usize = 256;
 /// Why connecting a peer failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -145,6 +153,9 @@ pub struct SfuStats {
     /// Authorised packets not forwarded because they waited longer than `SHED_AFTER` (500 ms) in
     /// the shard's socket or relay queue: the shard had fallen behind.
     pub shed: u64,
+    /// When the shard read these counters (the latest shard's, for a sum). A shard that answers
+    /// late was busy: rates over a window use each shard's own span between two readings.
+    pub read_at: Option<Instant>,
 }
 
 enum Cmd {
@@ -166,6 +177,9 @@ enum Cmd {
     Shutdown(oneshot::Sender<()>),
     /// Test support: the shard stops for this long, as on an overloaded machine.
     Stall(Duration),
+    /// Test support: each relayed packet costs the shard this much more, as a fan-out to
+    /// thousands of listeners does.
+    SlowRelays(Duration),
 }
 
 /// A running SFU; dropping it stops its threads.
@@ -345,6 +359,7 @@ impl Sfu {
             total.opus_rtp_in += s.opus_rtp_in;
             total.datagrams_out += s.datagrams_out;
             total.shed += s.shed;
+            total.read_at = total.read_at.max(s.read_at);
         }
         Ok(total)
     }
@@ -357,6 +372,26 @@ impl Sfu {
             self.send(i, Cmd::Stall(pause))?;
         }
         Ok(())
+    }
+
+    /// Test support: stops one shard thread for `pause`, as a machine that runs the other
+    /// shards but not this one would. What arrives meanwhile waits in its socket and relay queue.
+    #[doc(hidden)]
+    pub fn stall_shard(&self, shard: usize, pause: Duration) -> Result<(), SfuError> {
+        self.send(shard, Cmd::Stall(pause))
+    }
+
+    /// Test support: from now on each packet relayed to `shard` costs it `cost` more (a sleep),
+    /// as a fan-out to thousands of listeners on a slow machine does.
+    #[doc(hidden)]
+    pub fn slow_relays(&self, shard: usize, cost: Duration) -> Result<(), SfuError> {
+        self.send(shard, Cmd::SlowRelays(cost))
+    }
+
+    /// Test support: the shard that holds `uid`'s peer connections in `room`.
+    #[doc(hidden)]
+    pub fn shard_of_member(&self, room: &RoomId, uid: &Uid) -> usize {
+        self.shard_of(room, uid)
     }
 }
 
@@ -559,6 +594,8 @@ struct Driver {
     /// The datagram being handled waited longer than [`SHED_AFTER`] in the socket: media in it
     /// is judged (bombing is still seen) but not forwarded.
     stale: bool,
+    /// Test support ([`Cmd::SlowRelays`]): extra cost of each relayed packet.
+    relay_cost: Duration,
 }
 
 /// Datagrams waiting to be sent, and the reused `sendmmsg` headers.

@@ -32,6 +32,7 @@ impl Driver {
             next_drain: Instant::now(),
             recv: StampedRecv::new(&socket),
             stale: false,
+            relay_cost: Duration::ZERO,
             socket,
         }
     }
@@ -54,7 +55,9 @@ impl Driver {
                     }
                 }
             }
-            self.take_relays();
+            // Every turn serves, each within its budget: relays from other shards, timers,
+            // then the socket. None may starve the others (see `TURN_BUDGET`).
+            let relays_left = self.take_relays();
             let now = Instant::now();
             while let Some(Reverse((at, id))) = self.timers.peek().copied() {
                 if at > now {
@@ -85,11 +88,41 @@ impl Driver {
                 .map(|Reverse((at, _))| *at)
                 .unwrap_or(now + IDLE_WAKE)
                 .min(now + IDLE_WAKE);
-            let wait = next
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
+            // Relays left over: look at the socket, but do not sleep on it.
+            let wait = if relays_left {
+                Duration::from_millis(1)
+            } else {
+                next.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            };
             let _ = self.socket.set_read_timeout(Some(wait));
-            match self.recv.recv(&self.socket, &mut buf) {
+            self.read_socket(&mut buf);
+            if Instant::now() >= self.next_reap {
+                self.next_reap = Instant::now() + Duration::from_millis(100);
+                // Room events also take effect when nobody speaks (a kicked listener's peer is
+                // closed within 100 ms, not at the room's next packet).
+                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.apply_room_events(&room);
+                }
+                self.reap();
+                self.check_recordings();
+            }
+        }
+    }
+
+    /// Reads the socket: waits for a first datagram (as the read timeout says), then takes what
+    /// else is queued, up to [`READ_BATCH`] datagrams or [`TURN_BUDGET`], so that a backlog in
+    /// the socket drains in a few turns instead of one datagram per turn.
+    fn read_socket(&mut self, buf: &mut [u8]) {
+        let started = Instant::now();
+        for i in 0..READ_BATCH {
+            let got = if i == 0 {
+                self.recv.recv(&self.socket, buf)
+            } else {
+                self.recv.try_recv(&self.socket, buf)
+            };
+            match got {
                 Ok((_, source, _)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
                     // A sibling's doorbell: it queued relays for us.
                     self.take_relays();
@@ -108,22 +141,16 @@ impl Driver {
                     self.stale = false;
                     self.flush();
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return;
+                }
                 Err(e) => {
                     // ICMP errors from a vanished peer surface here on Linux; keep serving.
                     tracing::debug!(%e, "media socket read");
                 }
             }
-            if Instant::now() >= self.next_reap {
-                self.next_reap = Instant::now() + Duration::from_millis(100);
-                // Room events also take effect when nobody speaks (a kicked listener's peer is
-                // closed within 100 ms, not at the room's next packet).
-                let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
-                for room in rooms {
-                    self.apply_room_events(&room);
-                }
-                self.reap();
-                self.check_recordings();
+            if started.elapsed() >= TURN_BUDGET {
+                return;
             }
         }
     }
@@ -169,6 +196,7 @@ impl Driver {
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
                 self.stats.connected = self.peers.values().filter(|p| p.rtc.is_connected()).count();
+                self.stats.read_at = Some(Instant::now());
                 let _ = reply.send(self.stats);
             }
             Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
@@ -186,6 +214,7 @@ impl Driver {
                 let _ = reply.send(stopped);
             }
             Cmd::Stall(pause) => std::thread::sleep(pause),
+            Cmd::SlowRelays(cost) => self.relay_cost = cost,
             Cmd::Shutdown(reply) => {
                 self.stop_all_recordings();
                 let _ = reply.send(());
