@@ -126,8 +126,8 @@ pub struct EngineStats {
     pub meters: EngineMeters,
 }
 
-/// Levels a UI reads while the engine runs: peaks are held (largest since the last
-/// [`EngineMeters::take`]), RMS is the last block's. Stored as `f32` bits of linear amplitude
+/// Levels a UI reads while the engine runs: the largest peak and the loudest block's RMS since
+/// the last [`EngineMeters::take`] (a UI reading at 30 Hz sees every block). Stored as `f32` bits of linear amplitude
 /// (non-negative floats order like their bits, so `fetch_max` holds the peak).
 #[derive(Debug, Default)]
 pub struct EngineMeters {
@@ -143,11 +143,11 @@ pub struct EngineMeters {
 pub struct EngineLevels {
     /// Largest input (mapped, before processing) sample since the last reading.
     pub input_peak: f32,
-    /// Input RMS of the last block.
+    /// The loudest input block's RMS since the last reading.
     pub input_rms: f32,
     /// Largest published (after the chain and limiter) sample since the last reading.
     pub output_peak: f32,
-    /// Published RMS of the last block.
+    /// The loudest published block's RMS since the last reading.
     pub output_rms: f32,
     /// Audio the playout holds for the remote with the most buffered, in frames (jitter buffer
     /// plus decoded FIFO; 0 without remotes).
@@ -159,10 +159,12 @@ impl EngineMeters {
         let bits = |d: Dbfs| d.amplitude().max(0.0).to_bits();
         self.input_peak
             .fetch_max(bits(m.input.peak), Ordering::Relaxed);
-        self.input_rms.store(bits(m.input.rms), Ordering::Relaxed);
+        self.input_rms
+            .fetch_max(bits(m.input.rms), Ordering::Relaxed);
         self.output_peak
             .fetch_max(bits(m.output.peak), Ordering::Relaxed);
-        self.output_rms.store(bits(m.output.rms), Ordering::Relaxed);
+        self.output_rms
+            .fetch_max(bits(m.output.rms), Ordering::Relaxed);
         self.jitter_frames.store(
             u32::try_from(jitter_frames).unwrap_or(u32::MAX),
             Ordering::Relaxed,
@@ -172,12 +174,11 @@ impl EngineMeters {
     /// Reads the levels and restarts the peak hold.
     pub fn take(&self) -> EngineLevels {
         let f = |a: &std::sync::atomic::AtomicU32| f32::from_bits(a.swap(0, Ordering::Relaxed));
-        let g = |a: &std::sync::atomic::AtomicU32| f32::from_bits(a.load(Ordering::Relaxed));
         EngineLevels {
             input_peak: f(&self.input_peak),
-            input_rms: g(&self.input_rms),
+            input_rms: f(&self.input_rms),
             output_peak: f(&self.output_peak),
-            output_rms: g(&self.output_rms),
+            output_rms: f(&self.output_rms),
             jitter_frames: self.jitter_frames.load(Ordering::Relaxed),
         }
     }
@@ -640,5 +641,40 @@ impl EngineHandle {
 impl Drop for EngineHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod meter_tests {
+    use super::*;
+    use crate::chain::ChainMeters;
+    use crate::level::LevelReading;
+
+    fn reading(peak: f32, rms: f32) -> LevelReading {
+        LevelReading {
+            peak: Dbfs::from_amplitude(peak),
+            rms: Dbfs::from_amplitude(rms),
+        }
+    }
+
+    #[test]
+    fn meters_hold_the_loudest_block_until_read_then_restart() {
+        let m = EngineMeters::default();
+        for (peak, rms) in [(0.5, 0.3), (0.9, 0.2), (0.1, 0.05)] {
+            m.store(
+                ChainMeters {
+                    input: reading(peak, rms),
+                    output: reading(peak / 2.0, rms / 2.0),
+                },
+                480,
+            );
+        }
+        let r = m.take();
+        assert!((r.input_peak - 0.9).abs() < 1e-3, "{r:?}");
+        assert!((r.input_rms - 0.3).abs() < 1e-3, "{r:?}");
+        assert!((r.output_peak - 0.45).abs() < 1e-3, "{r:?}");
+        assert_eq!(r.jitter_frames, 480);
+        let again = m.take();
+        assert_eq!((again.input_peak, again.input_rms), (0.0, 0.0), "restarted");
     }
 }

@@ -70,7 +70,7 @@ pub struct RoomStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct LevelDb {
-    /// RMS of the last block.
+    /// The loudest 10 ms block's RMS since the previous frame.
     pub rms_dbfs: f32,
     /// Peak since the previous frame.
     pub peak_dbfs: f32,
@@ -638,6 +638,9 @@ async fn watch(
     }
 }
 
+/// How often the session checks that its devices are still there.
+const DEVICE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
 /// The session thread: owns the engine and the devices, applies settings and remotes, and
 /// streams the meters.
 fn run_engine(
@@ -686,6 +689,7 @@ fn run_engine(
     engine.apply(&mut handle, &mut devices, audio.initial_changes());
     let mut current = audio;
     let mut next_meter = std::time::Instant::now();
+    let mut next_device_poll = next_meter + DEVICE_POLL_INTERVAL;
     loop {
         let wait = next_meter.saturating_duration_since(std::time::Instant::now());
         match commands.recv_timeout(wait) {
@@ -720,13 +724,19 @@ fn run_engine(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         engine.flush(&mut handle);
-        if std::time::Instant::now() >= next_meter {
-            next_meter += crate::meter_service::FRAME_INTERVAL;
+        let now = std::time::Instant::now();
+        if now >= next_meter {
+            next_meter = (next_meter + crate::meter_service::FRAME_INTERVAL).max(now);
+            handle.collect_garbage();
+            on_meters(engine.meters(&handle, &devices));
+        }
+        // Listing the devices is costly (PulseAudio enumerates everything): 5 times a second
+        // is enough to notice a device coming or going.
+        if now >= next_device_poll {
+            next_device_poll = now + DEVICE_POLL_INTERVAL;
             for event in devices.poll(&mut handle) {
                 tracing::info!(?event, "session audio device");
             }
-            handle.collect_garbage();
-            on_meters(engine.meters(&handle, &devices));
         }
     }
     handle.stop();

@@ -26,6 +26,31 @@ fn the_host_runs_the_room_from_the_console() {
     run_in_netns("the_host_runs_the_room_from_the_console", scenario);
 }
 
+/// Switches the UI to `want` (`dark` or `light`) with its own theme button.
+async fn theme(studio: &Studio, want: &str) -> anyhow::Result<()> {
+    let current = studio
+        .client
+        .execute("return document.documentElement.dataset.theme", vec![])
+        .await?;
+    if current.as_str() != Some(want) {
+        studio.click("#theme-toggle").await?;
+    }
+    let now = studio
+        .client
+        .execute("return document.documentElement.dataset.theme", vec![])
+        .await?;
+    anyhow::ensure!(
+        now.as_str() == Some(want),
+        "theme {now} after switching to {want}"
+    );
+    Ok(())
+}
+
+/// Lets the web view repaint after a resize or a theme change before a screenshot.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 /// The Studio's count of packets received, from the room bar.
 async fn received(studio: &Studio) -> Option<u64> {
     let text = studio.text("#room-counters").await?;
@@ -47,14 +72,7 @@ async fn scenario() -> anyhow::Result<()> {
     ])
     .await?;
     studio.client.set_window_size(1440, 900).await?;
-    // The dark theme first, whatever the web view's default.
-    studio
-        .client
-        .execute(
-            "localStorage.setItem('onmic-theme','dark'); document.documentElement.dataset.theme='dark';",
-            vec![],
-        )
-        .await?;
+    theme(&studio, "dark").await?;
 
     let option = wait_for(Duration::from_secs(15), "the virtual input", || async {
         for o in studio
@@ -186,14 +204,20 @@ async fn scenario() -> anyhow::Result<()> {
     assert_eq!(imgs, serde_json::json!(0), "chat rendered as HTML");
 
     // Screenshots of the main window, live: dark and light at 1440×900, and 1024×700.
+    theme(&studio, "dark").await?;
+    settle().await;
     studio.screenshot("studio-console-dark-1440x900").await?;
-    studio.click("#theme-toggle").await?;
+    theme(&studio, "light").await?;
+    settle().await;
     studio.screenshot("studio-console-light-1440x900").await?;
     studio.client.set_window_size(1024, 700).await?;
+    settle().await;
     studio.screenshot("studio-console-light-1024x700").await?;
-    studio.click("#theme-toggle").await?;
+    theme(&studio, "dark").await?;
+    settle().await;
     studio.screenshot("studio-console-dark-1024x700").await?;
     studio.client.set_window_size(1440, 900).await?;
+    settle().await;
 
     // 6. A 1-minute chat mute set in the UI refuses the listener's next chat.
     studio.click("#tab-audience").await?;
@@ -220,6 +244,8 @@ async fn scenario() -> anyhow::Result<()> {
         },
     )
     .await?;
+
+    studio.screenshot("console-2b-audience").await?;
 
     // 7. The host mutes the seat; nothing of the listener reaches the Studio after 300 ms.
     listener.start_tone(440.0, 660.0);

@@ -259,7 +259,7 @@ export function App() {
               {devices?.inputs.map((d) => (
                 <option key={d.id} value={d.id}>
                   {d.name}
-                  {d.isDefault ? " (default)" : ""} · {d.channels} ch · {d.sampleRate / 1000} kHz
+                  {d.isDefault ? " (default)" : ""} · {d.channels} ch
                 </option>
               ))}
             </select>

@@ -15,8 +15,13 @@ interface Props {
 }
 
 /** The seat grid: each seat with its occupant, speaking ripple, badges and the host's actions. */
-export function SeatGrid({ seats, applications, me, volumes, invitable, onAct, onVolume }: Props) {
+export function SeatGrid({ seats, applications, me, volumes, invitable, onAct: send, onVolume }: Props) {
   const [open, setOpen] = useState<number | null>(null);
+  // Any action closes the seat's menu (the seat may change under it).
+  const onAct = (a: HostAction) => {
+    setOpen(null);
+    send(a);
+  };
   const [moving, setMoving] = useState<number | null>(null);
   const free = seats.filter((s) => s.uid === null && !s.locked && s.kind === "regular");
   return (
@@ -137,7 +142,7 @@ export function SeatGrid({ seats, applications, me, volumes, invitable, onAct, o
                             Remove from seat
                           </button>
                           {free.length > 0 && (
-                            <button type="button" role="menuitem" onClick={() => setMoving(s.index)}>
+                            <button type="button" role="menuitem" onClick={() => (setMoving(s.index), setOpen(null))}>
                               Move to another seat…
                             </button>
                           )}

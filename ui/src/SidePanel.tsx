@@ -110,7 +110,7 @@ function Audience({ me, audience, banned, now, onAct }: Omit<Props, "feed" | "no
                 {m.uid === me && <span className="muted"> (you)</span>}
               </span>
               <span className={`role role-${m.role}`}>{m.seat !== null && m.role !== "owner" ? `seat ${m.seat}` : m.role}</span>
-              {m.chatMutedUntil != null && <span className="seat-badge b-muted" title="Chat muted">🔇 {untilLabel(m.chatMutedUntil, now)}</span>}
+              {m.chatMutedUntil != null && <span className="seat-badge b-muted" title="Chat muted">chat off · {untilLabel(m.chatMutedUntil, now)}</span>}
               {m.uid !== me && m.role !== "owner" && (
                 <button type="button" className="row-menu" aria-label={`Actions for ${m.uid}`} onClick={() => setOpen(open === m.uid ? null : m.uid)}>
                   ⋯
@@ -210,7 +210,7 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
         {feed.map((f) => (
           <li key={f.version} className={`feed-${f.kind}`} data-kind={f.kind}>
             {f.from && (
-              <span className="from" style={{ color: `hsl(${hue(f.from)} 60% 62%)` }}>
+              <span className="from" style={{ color: `hsl(${hue(f.from)} 60% var(--name-l))` }}>
                 {f.from}
               </span>
             )}

@@ -509,7 +509,7 @@ export type LatencyView = {
 
 /**  One level reading, dBFS. */
 export type LevelDb = {
-	/**  RMS of the last block. */
+	/**  The loudest 10 ms block's RMS since the previous frame. */
 	rmsDbfs: number | null,
 	/**  Peak since the previous frame. */
 	peakDbfs: number | null,
