@@ -99,6 +99,8 @@ pub enum Control {
     /// New voice effects (built off the DSP thread with [`EffectRack::new`]), warmed up and
     /// crossfaded in over 20 ms; the old rack comes back as [`Garbage::Effects`].
     SetEffects(Box<EffectRack>),
+    /// Input gain (linear, 0..=4) applied to the capture before the chain, ramped over a block.
+    SetInputGain(f32),
 }
 
 /// Objects the DSP thread hands back to be dropped elsewhere.
@@ -136,6 +138,66 @@ pub struct EngineStats {
     pub garbage_leaked: AtomicU64,
     /// Blocks processed on silence because no capture arrived in time (input device lost).
     pub capture_starved_blocks: AtomicU64,
+    /// Meters for a UI: the chain's input and publish-bus levels, see [`EngineMeters`].
+    pub meters: EngineMeters,
+}
+
+/// Levels a UI reads while the engine runs: the largest peak and the loudest block's RMS since
+/// the last [`EngineMeters::take`] (a UI reading at 30 Hz sees every block). Stored as `f32` bits of linear amplitude
+/// (non-negative floats order like their bits, so `fetch_max` holds the peak).
+#[derive(Debug, Default)]
+pub struct EngineMeters {
+    input_peak: std::sync::atomic::AtomicU32,
+    input_rms: std::sync::atomic::AtomicU32,
+    output_peak: std::sync::atomic::AtomicU32,
+    output_rms: std::sync::atomic::AtomicU32,
+    jitter_frames: std::sync::atomic::AtomicU32,
+}
+
+/// One reading of [`EngineMeters`], linear amplitudes (1.0 = full scale).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EngineLevels {
+    /// Largest input (mapped, before processing) sample since the last reading.
+    pub input_peak: f32,
+    /// The loudest input block's RMS since the last reading.
+    pub input_rms: f32,
+    /// Largest published (after the chain and limiter) sample since the last reading.
+    pub output_peak: f32,
+    /// The loudest published block's RMS since the last reading.
+    pub output_rms: f32,
+    /// Audio the playout holds for the remote with the most buffered, in frames (jitter buffer
+    /// plus decoded FIFO; 0 without remotes).
+    pub jitter_frames: u32,
+}
+
+impl EngineMeters {
+    fn store(&self, m: crate::chain::ChainMeters, jitter_frames: usize) {
+        let bits = |d: Dbfs| d.amplitude().max(0.0).to_bits();
+        self.input_peak
+            .fetch_max(bits(m.input.peak), Ordering::Relaxed);
+        self.input_rms
+            .fetch_max(bits(m.input.rms), Ordering::Relaxed);
+        self.output_peak
+            .fetch_max(bits(m.output.peak), Ordering::Relaxed);
+        self.output_rms
+            .fetch_max(bits(m.output.rms), Ordering::Relaxed);
+        self.jitter_frames.store(
+            u32::try_from(jitter_frames).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Reads the levels and restarts the peak hold.
+    pub fn take(&self) -> EngineLevels {
+        let f = |a: &std::sync::atomic::AtomicU32| f32::from_bits(a.swap(0, Ordering::Relaxed));
+        EngineLevels {
+            input_peak: f(&self.input_peak),
+            input_rms: f(&self.input_rms),
+            output_peak: f(&self.output_peak),
+            output_rms: f(&self.output_rms),
+            jitter_frames: self.jitter_frames.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The per-block work, independent of threads and devices (tests and offline tools drive it).
@@ -160,6 +222,8 @@ pub struct EngineCore {
     music_replace: bool,
     /// The processed voice's RMS in the last block (what ducking listens to).
     voice_rms: f32,
+    input_gain: f32,
+    applied_input_gain: f32,
 }
 
 impl std::fmt::Debug for EngineCore {
@@ -235,7 +299,34 @@ impl EngineCore {
             music_loc: Block::silent(2),
             music_replace: false,
             voice_rms: 0.0,
+            input_gain: 1.0,
+            applied_input_gain: 1.0,
         })
+    }
+
+    /// The chain's meter readings of the last block.
+    pub fn meters(&self) -> crate::chain::ChainMeters {
+        self.chain.meters()
+    }
+
+    /// Audio the playout holds for its most-buffered remote, in frames.
+    pub fn jitter_frames(&self) -> usize {
+        self.playout.max_buffered_frames()
+    }
+
+    /// Scales the capture by the input gain, ramping over the block when it changed.
+    fn apply_input_gain(&mut self, capture: &mut Block) {
+        let (from, to) = (self.applied_input_gain, self.input_gain);
+        if from == 1.0 && to == 1.0 {
+            return;
+        }
+        let step = (to - from) / BLOCK_FRAMES as f32;
+        for ch in capture.active_mut() {
+            for (i, s) in ch.iter_mut().enumerate() {
+                *s *= from + step * (i + 1) as f32;
+            }
+        }
+        self.applied_input_gain = to;
     }
 
     /// Latency the ear monitor adds inside the engine (the tap's processing delay).
@@ -294,6 +385,13 @@ impl EngineCore {
             Control::SetEffects(rack) => {
                 return self.chain.set_effects(rack).map(Garbage::Effects);
             }
+            Control::SetInputGain(g) => {
+                self.input_gain = if g.is_finite() {
+                    g.clamp(0.0, 4.0)
+                } else {
+                    1.0
+                }
+            }
         }
         None
     }
@@ -335,6 +433,7 @@ impl EngineCore {
         if self.tap.is_some() {
             self.capture_copy.copy_from(capture);
         }
+        self.apply_input_gain(capture);
         let mut garbage = None;
         if let Some(mut next) = self.next_chain.take() {
             // The new chain takes the host's effects over (state and all).
@@ -536,6 +635,7 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
                 if let Some(g) = core.take_finished_music() {
                     send_garbage(g, &mut gar_p);
                 }
+                stats2.meters.store(core.meters(), core.jitter_frames());
                 out.write_interleaved(&mut inter);
                 match out_p.write_chunk(BLOCK_FRAMES * 2) {
                     Ok(mut chunk) => {
@@ -575,6 +675,13 @@ impl EngineHandle {
     pub fn send(&mut self, c: Control) -> Result<(), EngineError> {
         self.collect_garbage();
         self.control.push(c).map_err(|_| EngineError::Busy)
+    }
+
+    /// Sends a control message (never blocks); when the control ring is full the message comes
+    /// back to the caller (to retry or drop off the DSP thread), never lost silently.
+    pub fn try_send(&mut self, c: Control) -> Result<(), Control> {
+        self.collect_garbage();
+        self.control.push(c).map_err(|rtrb::PushError::Full(c)| c)
     }
 
     /// Switches mode live: builds the new chain and encoder here (allocating, off the DSP thread)
@@ -624,5 +731,40 @@ impl EngineHandle {
 impl Drop for EngineHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod meter_tests {
+    use super::*;
+    use crate::chain::ChainMeters;
+    use crate::level::LevelReading;
+
+    fn reading(peak: f32, rms: f32) -> LevelReading {
+        LevelReading {
+            peak: Dbfs::from_amplitude(peak),
+            rms: Dbfs::from_amplitude(rms),
+        }
+    }
+
+    #[test]
+    fn meters_hold_the_loudest_block_until_read_then_restart() {
+        let m = EngineMeters::default();
+        for (peak, rms) in [(0.5, 0.3), (0.9, 0.2), (0.1, 0.05)] {
+            m.store(
+                ChainMeters {
+                    input: reading(peak, rms),
+                    output: reading(peak / 2.0, rms / 2.0),
+                },
+                480,
+            );
+        }
+        let r = m.take();
+        assert!((r.input_peak - 0.9).abs() < 1e-3, "{r:?}");
+        assert!((r.input_rms - 0.3).abs() < 1e-3, "{r:?}");
+        assert!((r.output_peak - 0.45).abs() < 1e-3, "{r:?}");
+        assert_eq!(r.jitter_frames, 480);
+        let again = m.take();
+        assert_eq!((again.input_peak, again.input_rms), (0.0, 0.0), "restarted");
     }
 }

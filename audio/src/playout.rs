@@ -267,6 +267,16 @@ pub struct Playout {
 }
 
 impl Playout {
+    /// Audio held for the most-buffered remote, in frames (0 without remotes).
+    pub fn max_buffered_frames(&self) -> usize {
+        self.remotes
+            .iter()
+            .flatten()
+            .map(|r| r.buffered_frames())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Room for `max_remotes` remotes.
     pub fn new(max_remotes: usize) -> Playout {
         Playout {

@@ -454,6 +454,20 @@ impl EngineDevices {
         self.reopen_input(handle)
     }
 
+    /// Switches the output to another device (the user picked one); playback moves there.
+    pub fn switch_output(
+        &mut self,
+        handle: &mut crate::engine::EngineHandle,
+        req: StreamRequest,
+    ) -> Result<(), DeviceError> {
+        self.output_req = StreamRequest {
+            channels: Some(2),
+            ..req
+        };
+        self.output = None;
+        self.reopen_output(handle)
+    }
+
     fn reopen_input(
         &mut self,
         handle: &mut crate::engine::EngineHandle,

@@ -150,3 +150,64 @@ fn mode_switch_keeps_rtp_continuous() {
         "{all:?}"
     );
 }
+
+#[test]
+fn input_gain_scales_what_is_metered_and_published_without_a_step() {
+    let cfg = EngineConfig {
+        chain: ChainConfig::for_mode(Mode::Soundcard),
+        ..EngineConfig::default()
+    };
+    let mut core = EngineCore::new(&cfg).expect("core");
+    let mut out = Block::silent(2);
+    let mut published = Vec::new();
+    for (gain, from) in [(1.0f32, 0u64), (0.5, 20), (2.0, 40)] {
+        core.apply(Control::SetInputGain(gain));
+        for n in from..from + 20 {
+            let mut mic = sine_block(300.0, 0.2, n, 2);
+            core.process(&mut mic, None, &mut out);
+            published.extend_from_slice(mic.channel(0));
+        }
+        // The last block is at the new gain: the meters see 0.2 × gain.
+        let peak = core.meters().input.peak.amplitude();
+        assert!(
+            (peak - 0.2 * gain).abs() < 0.01,
+            "gain {gain}: input peak {peak}"
+        );
+    }
+    // No click: the ramp keeps every sample-to-sample step within a 300 Hz sine's own slope at
+    // the largest amplitude (0.4), plus the ramp's share.
+    let max_step = published
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0f32, f32::max);
+    let sine_slope = 0.4 * 2.0 * std::f32::consts::PI * 300.0 / 48_000.0;
+    assert!(
+        max_step < sine_slope * 1.2,
+        "step {max_step} vs {sine_slope}"
+    );
+    // Nonsense gains are refused to something safe, never NaN in the publish bus.
+    core.apply(Control::SetInputGain(f32::NAN));
+    let mut mic = sine_block(300.0, 0.2, 60, 2);
+    core.process(&mut mic, None, &mut out);
+    assert!(mic.channel(0).iter().all(|s| s.is_finite()));
+}
+
+#[test]
+fn a_full_control_ring_hands_the_message_back() {
+    let (mut handle, _io) =
+        onmic_audio::engine::start(EngineConfig::default()).expect("engine starts");
+    // A stopped DSP thread drains nothing: the ring (64 slots) fills, and the message it cannot
+    // take comes back to the caller.
+    handle.stop();
+    let mut returned = None;
+    for i in 0..100u32 {
+        if let Err(c) = handle.try_send(Control::SetExpectedLoss((i % 100) as u8)) {
+            returned = Some(c);
+            break;
+        }
+    }
+    match returned {
+        Some(Control::SetExpectedLoss(_)) => {}
+        other => panic!("the refused message should come back, got {other:?}"),
+    }
+}

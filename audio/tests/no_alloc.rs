@@ -229,6 +229,13 @@ fn run_engine() -> u64 {
                     ))
                     .expect("c"),
                 90 => handle.send(Control::SetAiNsStrength(0.5)).expect("c"),
+                95 => handle
+                    .send(Control::SetInputGain(if fed % 200 == 95 {
+                        0.5
+                    } else {
+                        1.0
+                    }))
+                    .expect("c"),
                 _ => {}
             }
             if fed == 400 {

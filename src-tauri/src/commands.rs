@@ -4,10 +4,11 @@ use tauri::State;
 use tauri::ipc::Channel;
 
 use crate::Studio;
+use crate::audio_settings::AudioSettings;
 use crate::error::AppError;
 use crate::local_room::LocalRoomView;
 use crate::meter_service::MeterFrame;
-use crate::room_session::{JoinRequest, RoomStatus, Target};
+use crate::room_session::{HostAction, JoinRequest, LiveMeters, RoomStatus, Target};
 use crate::server_probe::ServerStatus;
 use crate::settings::{Settings, validate_server_url};
 use crate::views::{DeviceListView, DeviceView};
@@ -106,6 +107,7 @@ pub async fn join_room(
     studio: State<'_, Studio>,
     request: JoinRequest,
     on_status: Channel<RoomStatus>,
+    on_meters: Channel<LiveMeters>,
 ) -> Result<RoomStatus, AppError> {
     let room = request.room.trim().to_owned();
     if room.is_empty() {
@@ -118,7 +120,7 @@ pub async fn join_room(
         Some(token) if !token.is_empty() => (studio.probe.url(), token),
         _ => studio.local_room.owner_token(&room).await?,
     };
-    let input = studio.settings.get().input_device;
+    let settings = studio.settings.get();
     studio
         .session
         .join(
@@ -127,11 +129,16 @@ pub async fn join_room(
                 room,
                 token,
             },
-            input,
+            settings.input_device,
+            settings.audio,
             move |status| {
                 if let Err(e) = on_status.send(status.clone()) {
                     tracing::warn!("cannot tell the UI about the room: {e}");
                 }
+            },
+            move |meters| {
+                // The window may be closing; the next frame tries again.
+                let _ = on_meters.send(meters);
             },
         )
         .await
@@ -159,9 +166,44 @@ pub async fn listener_link(studio: State<'_, Studio>, room: String) -> Result<St
     studio.local_room.listener_link(room.trim()).await
 }
 
-/// Takes a seat again (e.g. the host seat after it was lost during a long network drop).
+/// A host action in the room (seat admin, applications, audience, chat, notice, dismiss).
 #[tauri::command]
 #[specta::specta]
-pub async fn take_seat(studio: State<'_, Studio>, seat: u16) -> Result<RoomStatus, AppError> {
-    studio.session.take_seat(seat).await
+pub async fn room_action(
+    studio: State<'_, Studio>,
+    action: HostAction,
+) -> Result<RoomStatus, AppError> {
+    studio.session.act(action).await
+}
+
+/// Forgets a safety alert.
+#[tauri::command]
+#[specta::specta]
+pub async fn dismiss_alert(
+    studio: State<'_, Studio>,
+    version: u32,
+) -> Result<Option<RoomStatus>, AppError> {
+    Ok(studio.session.dismiss_alert(version).await)
+}
+
+/// Changes the audio console (mode, processing, gain, mutes, output, ear monitor, speaker
+/// volumes): saved at once, and applied live when on air.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_audio(
+    studio: State<'_, Studio>,
+    audio: AudioSettings,
+) -> Result<Settings, AppError> {
+    let settings = studio.settings.update(|s| s.audio = audio.clamped())?;
+    studio.session.set_audio(&settings.audio).await;
+    Ok(settings)
+}
+
+/// Puts every setting back to its default (the room choice stays) and applies it live.
+#[tauri::command]
+#[specta::specta]
+pub async fn reset_settings(studio: State<'_, Studio>) -> Result<Settings, AppError> {
+    let settings = studio.settings.reset()?;
+    studio.session.set_audio(&settings.audio).await;
+    Ok(settings)
 }

@@ -7,11 +7,13 @@
 //! when the checked-in file is stale).
 #![forbid(unsafe_code)]
 
+pub mod audio_settings;
 pub mod commands;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
 pub mod room_session;
+pub mod room_view;
 pub mod server_probe;
 pub mod settings;
 pub mod views;
@@ -59,7 +61,10 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::leave_room,
             commands::room_status,
             commands::listener_link,
-            commands::take_seat,
+            commands::room_action,
+            commands::dismiss_alert,
+            commands::set_audio,
+            commands::reset_settings,
         ])
         .events(collect_events![ServerStatus])
 }

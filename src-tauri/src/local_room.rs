@@ -242,7 +242,9 @@ impl LocalRoomService {
     }
 
     /// A link to the listener page of `room` with a fresh audience token (a new uid per link:
-    /// two people on one uid would push each other out), valid 12 hours. Local room only.
+    /// two people on one uid would push each other out), valid 12 hours. The token may join and
+    /// publish: the listener can apply for a seat, and speaks only once the host seats it (the
+    /// room's rule of who may publish). Local room only.
     pub async fn listener_link(&self, room: &str) -> Result<String, AppError> {
         let running = self.running.lock().await;
         let Some(local) = running.as_ref() else {
@@ -257,7 +259,7 @@ impl LocalRoomService {
             serde_json::from_value::<onmic_server::rest::TokenRequest>(serde_json::json!({
                 "room": room,
                 "uid": uid,
-                "privileges": ["join"],
+                "privileges": ["join", "publish_audio"],
                 "ttl_secs": 12 * 3600,
             }))
             .map_err(|e| AppError::new(AppErrorKind::InvalidInput, format!("“{room}”: {e}")))?;
@@ -357,12 +359,12 @@ mod tests {
         let claims = onmic_room::token::decode(secret.as_bytes(), token).expect("a valid token");
         assert_eq!(claims.room.as_str(), "studio");
         assert!(claims.uid.as_str().starts_with("listener-"));
+        let privileges: Vec<_> = claims.grants.iter().map(|g| g.privilege).collect();
         assert!(
-            claims
-                .grants
-                .iter()
-                .all(|g| g.privilege == onmic_room::token::Privilege::Join),
-            "audience only: {claims:?}"
+            privileges.contains(&onmic_room::token::Privilege::Join)
+                && privileges.contains(&onmic_room::token::Privilege::PublishAudio)
+                && !privileges.contains(&onmic_room::token::Privilege::Admin),
+            "a listener that may apply for a seat, not an admin: {claims:?}"
         );
         service.stop().await;
     }

@@ -11,13 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use onmic_audio::Dbfs;
 use onmic_audio::engine::{self, Control, EngineConfig};
 use onmic_audio::streams::{EngineDevices, StreamRequest};
-use onmic_client::{ClientConfig, ClientEvent, ConnectionState, RemoteChange, RoomClient};
+use onmic_client::{
+    ClientConfig, ClientEvent, ConnectionState, RemoteChange, RoomClient, remote_key,
+};
+use onmic_room::{Action, SeatIndex};
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use crate::audio_settings::{AudioSettings, EngineChange};
 use crate::error::{AppError, AppErrorKind};
+use crate::room_view::{AlertView, RoomView, Volumes, alert, room_view};
 
 /// What the Studio asks to join.
 #[derive(Clone, Debug, Deserialize, Type)]
@@ -29,26 +35,8 @@ pub struct JoinRequest {
     pub token: Option<String>,
 }
 
-/// One seat as the UI shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct SeatView {
-    /// Seat index (0 is the owner's).
-    pub index: u16,
-    /// Who sits there.
-    pub uid: Option<String>,
-    /// Muted by the host or by its occupant.
-    pub muted: bool,
-    /// Locked by the host.
-    pub locked: bool,
-    /// The occupant's loudest level in the last indication, 0–255.
-    pub volume: u8,
-    /// The occupant is speaking (the seat ripples).
-    pub speaking: bool,
-}
-
 /// The live session as the UI shows it; streamed to the UI whenever it changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Clone, Debug, PartialEq, Serialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomStatus {
     /// The room id.
@@ -59,14 +47,18 @@ pub struct RoomStatus {
     pub state: String,
     /// Whether the Studio's audio is sent now (on an unmuted seat).
     pub publishing: bool,
-    /// The seats.
-    pub seats: Vec<SeatView>,
+    /// Seats, applications, audience, feed and leaderboard.
+    pub view: RoomView,
     /// Members in the room.
     pub members: u32,
     /// Opus packets sent so far (saturates at `u32::MAX`, ~2.7 years of audio).
     pub packets_sent: u32,
     /// Packets received from others so far (saturates likewise).
     pub packets_received: u32,
+    /// The loss the SFU reports for the Studio's outgoing audio, percent.
+    pub send_loss: u8,
+    /// Safety alerts not yet dismissed (audio from members who may not publish).
+    pub alerts: Vec<AlertView>,
     /// Why the session ended, when `state` is `closed`.
     pub ended: Option<String>,
     /// The seat this member lost while its connection was down (no ghost mic: nothing is sent
@@ -74,15 +66,254 @@ pub struct RoomStatus {
     pub lost_seat: Option<u16>,
 }
 
+/// One level reading, dBFS.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct LevelDb {
+    /// The loudest 10 ms block's RMS since the previous frame.
+    pub rms_dbfs: f32,
+    /// Peak since the previous frame.
+    pub peak_dbfs: f32,
+    /// A sample reached full scale (≥ −0.1 dBFS).
+    pub clipped: bool,
+}
+
+/// Where the delay from the host's mouth to a listener's ear (and back) goes, ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyView {
+    /// The input device: its measured latency, or its period when none is reported.
+    pub input_ms: f32,
+    /// The processing chain's look-ahead.
+    pub chain_ms: f32,
+    /// The Opus frame.
+    pub encoder_ms: f32,
+    /// The jitter buffer of the most-buffered speaker heard.
+    pub jitter_ms: f32,
+    /// The output device: its measured latency, or its period.
+    pub output_ms: f32,
+    /// The sum.
+    pub total_ms: f32,
+    /// What the ear monitor adds to the input's own path (the chain's delay up to its tap).
+    pub ear_ms: f32,
+}
+
+/// The live meters, ~30 a second while on air.
+#[derive(Clone, Debug, PartialEq, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveMeters {
+    /// The input after the channel map and gain, before processing.
+    pub input: LevelDb,
+    /// What is published (after the chain and the limiter).
+    pub published: LevelDb,
+    /// The latency readout.
+    pub latency: LatencyView,
+    /// The output device in use.
+    pub output_device: Option<String>,
+    /// Control messages waiting because the engine's ring was full (sent on the next tick).
+    pub pending_controls: u32,
+}
+
+/// A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
+/// [`Action`], which the client serialises).
+#[derive(Clone, Debug, Deserialize, Type)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum HostAction {
+    /// Offer a seat to a member.
+    Invite {
+        /// Who.
+        uid: String,
+        /// Which seat (any free one when null).
+        seat: Option<u16>,
+    },
+    /// Approve an application.
+    Approve {
+        /// The applicant.
+        uid: String,
+    },
+    /// Reject an application.
+    Reject {
+        /// The applicant.
+        uid: String,
+    },
+    /// Remove the occupant of a seat.
+    KickFromSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Mute a seat.
+    MuteSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Unmute a seat.
+    UnmuteSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Lock a seat.
+    LockSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Unlock a seat.
+    UnlockSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Move an occupant.
+    MoveSeat {
+        /// From.
+        from: u16,
+        /// To.
+        to: u16,
+    },
+    /// Take a seat (the host's own).
+    TakeSeat {
+        /// The seat.
+        seat: u16,
+    },
+    /// Leave the host's own seat.
+    LeaveSeat,
+    /// Mute or unmute the host's own seat.
+    SetSelfMuted {
+        /// Muted.
+        muted: bool,
+    },
+    /// Appoint or remove an admin.
+    SetAdmin {
+        /// Who.
+        uid: String,
+        /// Admin or not.
+        admin: bool,
+    },
+    /// Kick a member, banning it for `ban_minutes` (0: no ban).
+    Kick {
+        /// Who.
+        uid: String,
+        /// Ban length in minutes.
+        #[serde(rename = "banMinutes")]
+        ban_minutes: u32,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Who.
+        uid: String,
+    },
+    /// Forbid a member to chat (禁言) for `minutes`.
+    MuteChat {
+        /// Who.
+        uid: String,
+        /// Minutes.
+        minutes: u32,
+    },
+    /// Lift a chat mute.
+    UnmuteChat {
+        /// Who.
+        uid: String,
+    },
+    /// Say something in the chat.
+    Chat {
+        /// The text.
+        text: String,
+    },
+    /// Set the room notice.
+    Notice {
+        /// The text.
+        text: String,
+    },
+    /// Close the room for good.
+    Dismiss,
+}
+
+impl HostAction {
+    /// The room's own request type.
+    pub fn into_action(self) -> Result<Action, AppError> {
+        let minutes = |m: u32| Duration::from_secs(u64::from(m) * 60);
+        let text = |t: String, what: &str| {
+            let t = t.trim().to_owned();
+            if t.is_empty() {
+                Err(AppError::new(
+                    AppErrorKind::InvalidInput,
+                    format!("Write the {what} first."),
+                ))
+            } else {
+                Ok(t)
+            }
+        };
+        Ok(match self {
+            HostAction::Invite { uid, seat } => Action::Invite {
+                uid: uid.into(),
+                seat: seat.map(SeatIndex),
+            },
+            HostAction::Approve { uid } => Action::Approve { uid: uid.into() },
+            HostAction::Reject { uid } => Action::Reject { uid: uid.into() },
+            HostAction::KickFromSeat { seat } => Action::KickFromSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::MuteSeat { seat } => Action::MuteSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::UnmuteSeat { seat } => Action::UnmuteSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::LockSeat { seat } => Action::LockSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::UnlockSeat { seat } => Action::UnlockSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::MoveSeat { from, to } => Action::MoveSeat {
+                from: SeatIndex(from),
+                to: SeatIndex(to),
+            },
+            HostAction::TakeSeat { seat } => Action::TakeSeat {
+                seat: SeatIndex(seat),
+            },
+            HostAction::LeaveSeat => Action::LeaveSeat,
+            HostAction::SetSelfMuted { muted: true } => Action::MuteSelf,
+            HostAction::SetSelfMuted { muted: false } => Action::UnmuteSelf,
+            HostAction::SetAdmin { uid, admin } => Action::SetAdmin {
+                uid: uid.into(),
+                admin,
+            },
+            HostAction::Kick { uid, ban_minutes } => Action::Kick {
+                uid: uid.into(),
+                ban: minutes(ban_minutes),
+            },
+            HostAction::Unban { uid } => Action::Unban { uid: uid.into() },
+            HostAction::MuteChat { uid, minutes: m } => {
+                if m == 0 {
+                    return Err(AppError::new(
+                        AppErrorKind::InvalidInput,
+                        "Pick how long the chat mute lasts.",
+                    ));
+                }
+                Action::MuteChat {
+                    uid: uid.into(),
+                    duration: minutes(m),
+                }
+            }
+            HostAction::UnmuteChat { uid } => Action::UnmuteChat { uid: uid.into() },
+            HostAction::Chat { text: t } => Action::Chat {
+                text: text(t, "message")?,
+            },
+            HostAction::Notice { text: t } => Action::Notice {
+                text: text(t, "notice")?,
+            },
+            HostAction::Dismiss => Action::Dismiss,
+        })
+    }
+}
+
 enum SessionCommand {
     Remote(RemoteChange),
     /// The loss the listeners report, for the encoder's FEC.
     ExpectedLoss(u8),
+    /// New console settings: the engine thread applies what changed.
+    Audio(Box<AudioSettings>),
     Stop,
 }
-
-/// The last volume indication: who speaks, how loud.
-type Volumes = std::collections::HashMap<String, (u8, bool)>;
 
 struct Session {
     client: Arc<tokio::sync::Mutex<Option<RoomClient>>>,
@@ -122,13 +353,16 @@ impl RoomSessionService {
     }
 
     /// Joins `target`, takes the owner's seat if this member owns the room, starts the engine on
-    /// `input` (the default input when `None`) and the default output, and publishes.
-    /// `on_change` hears every status change.
+    /// `input` (the default input when `None`) with the console settings `audio` (mode,
+    /// processing, output device, ...), and publishes. `on_change` hears every status change,
+    /// `on_meters` the live meters ~30 times a second.
     pub async fn join(
         &self,
         target: Target,
         input: Option<String>,
+        audio: AudioSettings,
         on_change: impl Fn(&RoomStatus) + Send + Sync + 'static,
+        on_meters: impl Fn(LiveMeters) + Send + 'static,
     ) -> Result<RoomStatus, AppError> {
         self.leave().await;
         let mut session = self.session.lock().await;
@@ -154,7 +388,7 @@ impl RoomSessionService {
         let (cmd_tx, cmd_rx) = mpsc::channel::<SessionCommand>();
         let engine_thread = std::thread::Builder::new()
             .name("onmic-session".into())
-            .spawn(move || run_engine(input, ready_tx, cmd_rx))
+            .spawn(move || run_engine(input, audio, ready_tx, cmd_rx, on_meters))
             .map_err(|e| AppError::new(AppErrorKind::Internal, format!("no thread: {e}")))?;
         let packets = match ready_rx.recv() {
             Ok(Ok(packets)) => packets,
@@ -177,10 +411,12 @@ impl RoomSessionService {
             uid: client.uid().as_str().to_owned(),
             state: "connecting".into(),
             publishing: false,
-            seats: Vec::new(),
+            view: RoomView::default(),
             members: 0,
             packets_sent: 0,
             packets_received: 0,
+            send_loss: 0,
+            alerts: Vec::new(),
             ended: None,
             lost_seat: None,
         }));
@@ -190,7 +426,7 @@ impl RoomSessionService {
             &mut client.remotes,
             tokio::sync::mpsc::unbounded_channel().1,
         );
-        refresh(&status, &client, &Volumes::new());
+        refresh(&status, &client, Some(&Volumes::new()));
         let client = Arc::new(tokio::sync::Mutex::new(Some(client)));
         let on_change = Arc::new(on_change);
 
@@ -223,24 +459,50 @@ impl RoomSessionService {
         Ok(view)
     }
 
-    /// Takes `seat` (the owner's seat 0, or a regular one for the owner or an admin).
-    pub async fn take_seat(&self, seat: u16) -> Result<RoomStatus, AppError> {
+    /// Sends a host action to the room and waits for the server's answer.
+    pub async fn act(&self, action: HostAction) -> Result<RoomStatus, AppError> {
+        let action = action.into_action()?;
+        let retakes = matches!(action, Action::TakeSeat { .. });
         let session = self.session.lock().await;
         let Some(session) = session.as_ref() else {
-            return Err(AppError::new(AppErrorKind::Room, "Join a room first."));
+            return Err(AppError::new(AppErrorKind::Room, "Go live first."));
         };
         if let Some(client) = session.client.lock().await.as_ref() {
             client
-                .take_seat(seat)
+                .act(action)
                 .await
                 .map_err(|e| AppError::new(AppErrorKind::Room, e.to_string()))?;
+            refresh(&session.status, client, None);
         }
+        if retakes {
+            session
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .lost_seat = None;
+        }
+        Ok(snapshot(&session.status))
+    }
+
+    /// Applies new console settings to the running engine (no-op when not live).
+    pub async fn set_audio(&self, audio: &AudioSettings) {
+        if let Some(session) = self.session.lock().await.as_ref() {
+            let _ = session
+                .commands
+                .send(SessionCommand::Audio(Box::new(audio.clone())));
+        }
+    }
+
+    /// Forgets a safety alert (the host dealt with it).
+    pub async fn dismiss_alert(&self, version: u32) -> Option<RoomStatus> {
+        let session = self.session.lock().await;
+        let session = session.as_ref()?;
         let mut s = session
             .status
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.lost_seat = None;
-        Ok(s.clone())
+        s.alerts.retain(|a| a.version != version);
+        Some(s.clone())
     }
 
     /// Leaves the room (if in one) and stops the engine.
@@ -268,40 +530,42 @@ fn snapshot(status: &Mutex<RoomStatus>) -> RoomStatus {
         .clone()
 }
 
-/// Copies what the UI shows from the client's view of the room and the last volume indication.
-fn refresh(status: &Mutex<RoomStatus>, client: &RoomClient, volumes: &Volumes) {
+/// Copies what the UI shows from the client's view of the room and the last volume indication
+/// (`None`: keep the speaking states shown now).
+fn refresh(status: &Mutex<RoomStatus>, client: &RoomClient, volumes: Option<&Volumes>) {
     let room = client.room();
     let stats = client.stats();
     let mut s = status
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept: Volumes;
+    let volumes = match volumes {
+        Some(v) => v,
+        None => {
+            kept = s
+                .view
+                .seats
+                .iter()
+                .filter_map(|seat| Some((seat.uid.clone()?, (seat.volume, seat.speaking))))
+                .collect();
+            &kept
+        }
+    };
     s.publishing = client.may_publish();
     s.members = u32::try_from(room.members.len()).unwrap_or(u32::MAX);
-    s.seats = room
-        .seats
-        .iter()
-        .map(|seat| {
-            let uid = seat.occupant().map(|u| u.as_str().to_owned());
-            let (volume, speaking) = uid
-                .as_ref()
-                .and_then(|u| volumes.get(u))
-                .copied()
-                .unwrap_or((0, false));
-            SeatView {
-                index: seat.index.0,
-                uid,
-                muted: seat.host_muted || seat.self_muted,
-                locked: matches!(seat.state, onmic_room::SeatState::Locked),
-                volume,
-                speaking,
-            }
-        })
-        .collect();
+    s.view = room_view(&room, volumes, now_ms());
     let count = |n: &std::sync::atomic::AtomicU64| {
         u32::try_from(n.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(u32::MAX)
     };
     s.packets_sent = count(&stats.packets_sent);
     s.packets_received = count(&stats.packets_received);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn state_name(state: ConnectionState) -> &'static str {
@@ -352,24 +616,39 @@ async fn watch(
                 }
                 Some(ClientEvent::LostSeat(lost)) => s.lost_seat = Some(lost.seat.0),
                 Some(ClientEvent::SendLoss(percent)) => {
+                    s.send_loss = *percent;
                     let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
+                }
+                Some(ClientEvent::Room(event)) => {
+                    if let Some(alert) = alert(event) {
+                        // The newest first; a flood from one sender is one alert per event,
+                        // capped so the list stays readable.
+                        s.alerts.insert(0, alert);
+                        s.alerts.truncate(20);
+                    }
                 }
                 _ => {}
             }
         }
         if let Some(c) = client.lock().await.as_ref() {
-            refresh(&status, c, &volumes);
+            refresh(&status, c, Some(&volumes));
         }
         let view = snapshot(&status);
         on_change(&view);
     }
 }
 
-/// The session thread: owns the engine and the devices.
+/// How often the session checks that its devices are still there.
+const DEVICE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The session thread: owns the engine and the devices, applies settings and remotes, and
+/// streams the meters.
 fn run_engine(
     input: Option<String>,
+    audio: AudioSettings,
     ready: std::sync::mpsc::Sender<Result<rtrb::Consumer<onmic_audio::opus::OpusPacket>, AppError>>,
     commands: mpsc::Receiver<SessionCommand>,
+    on_meters: impl Fn(LiveMeters),
 ) {
     let config = EngineConfig::default();
     let (mut handle, io) = match engine::start(config) {
@@ -389,7 +668,10 @@ fn run_engine(
             id: input,
             ..StreamRequest::default()
         },
-        StreamRequest::default(),
+        StreamRequest {
+            id: audio.output_device.clone(),
+            ..StreamRequest::default()
+        },
     );
     let mut devices = match devices {
         Ok(d) => d,
@@ -403,32 +685,181 @@ fn run_engine(
     if ready.send(Ok(packets)).is_err() {
         return;
     }
+    let mut engine = EngineControls::new(&audio);
+    engine.apply(&mut handle, &mut devices, audio.initial_changes());
+    let mut current = audio;
+    let mut next_meter = std::time::Instant::now();
+    let mut next_device_poll = next_meter + DEVICE_POLL_INTERVAL;
     loop {
-        match commands.recv_timeout(Duration::from_millis(200)) {
-            Ok(SessionCommand::Remote(RemoteChange::Added { stream, key, .. })) => {
-                // A full control ring is retried on the next message; the stream is dropped
-                // here (off the DSP thread) if the engine refuses it.
-                if let Err(e) = handle.send(Control::AddRemote(stream)) {
-                    tracing::warn!(key, "remote not added to the engine: {e}");
+        let wait = next_meter.saturating_duration_since(std::time::Instant::now());
+        match commands.recv_timeout(wait) {
+            Ok(SessionCommand::Remote(RemoteChange::Added {
+                uid, stream, key, ..
+            })) => {
+                engine.push(Control::AddRemote(stream));
+                if let Some(v) = current.speaker_volumes.get(uid.as_str()) {
+                    engine.push(Control::SetRemoteVolume(key, v / 100.0));
                 }
             }
             Ok(SessionCommand::Remote(RemoteChange::Removed { key, .. })) => {
-                if let Err(e) = handle.send(Control::RemoveRemote(key)) {
-                    tracing::warn!(key, "remote not removed from the engine: {e}");
-                }
+                engine.push(Control::RemoveRemote(key));
             }
             Ok(SessionCommand::ExpectedLoss(percent)) => {
-                if let Err(e) = handle.send(Control::SetExpectedLoss(percent)) {
-                    tracing::warn!(percent, "expected loss not applied: {e}");
+                engine.push(Control::SetExpectedLoss(percent));
+            }
+            Ok(SessionCommand::Audio(next)) => {
+                let changes = next.changes_since(&current);
+                engine.apply(&mut handle, &mut devices, changes);
+                for (uid, v) in &next.speaker_volumes {
+                    if current.speaker_volumes.get(uid) != Some(v) {
+                        engine.push(Control::SetRemoteVolume(
+                            remote_key(&uid.as_str().into()),
+                            v / 100.0,
+                        ));
+                    }
                 }
+                current = *next;
             }
             Ok(SessionCommand::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        for event in devices.poll(&mut handle) {
-            tracing::info!(?event, "session audio device");
+        engine.flush(&mut handle);
+        let now = std::time::Instant::now();
+        if now >= next_meter {
+            next_meter = (next_meter + crate::meter_service::FRAME_INTERVAL).max(now);
+            handle.collect_garbage();
+            on_meters(engine.meters(&handle, &devices));
         }
-        handle.collect_garbage();
+        // Listing the devices is costly (PulseAudio enumerates everything): 5 times a second
+        // is enough to notice a device coming or going.
+        if now >= next_device_poll {
+            next_device_poll = now + DEVICE_POLL_INTERVAL;
+            for event in devices.poll(&mut handle) {
+                tracing::info!(?event, "session audio device");
+            }
+        }
     }
     handle.stop();
+}
+
+/// Sends controls to the engine in order; a control its ring cannot take now is kept (the ring
+/// hands it back) and sent on the next tick, never dropped.
+struct EngineControls {
+    pending: std::collections::VecDeque<Control>,
+    chain_latency: u32,
+    encoder_frames: u32,
+}
+
+impl EngineControls {
+    fn new(audio: &AudioSettings) -> Self {
+        let mut me = Self {
+            pending: std::collections::VecDeque::new(),
+            chain_latency: 0,
+            encoder_frames: 0,
+        };
+        me.note_mode(audio.chain_config());
+        me
+    }
+
+    fn note_mode(&mut self, config: onmic_audio::chain::ChainConfig) {
+        self.encoder_frames = u32::try_from(config.mode.opus_profile().frame.frames()).unwrap_or(0);
+    }
+
+    fn push(&mut self, c: Control) {
+        self.pending.push_back(c);
+    }
+
+    fn flush(&mut self, handle: &mut engine::EngineHandle) {
+        while let Some(c) = self.pending.pop_front() {
+            if let Err(c) = handle.try_send(c) {
+                self.pending.push_front(c);
+                return;
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        handle: &mut engine::EngineHandle,
+        devices: &mut EngineDevices,
+        changes: Vec<EngineChange>,
+    ) {
+        for change in changes {
+            match change {
+                EngineChange::Control(c) => self.push(c),
+                EngineChange::Mode(config) => {
+                    // Built here, off the DSP thread (allocates); crossfaded in there.
+                    let chain = onmic_audio::chain::Chain::new(config);
+                    let encoder =
+                        onmic_audio::opus::OpusEncoder::new(config.mode.opus_profile(), 0, 0);
+                    match (chain, encoder) {
+                        (Ok(chain), Ok(encoder)) => {
+                            self.chain_latency = u32::try_from(chain.latency().get()).unwrap_or(0);
+                            self.note_mode(config);
+                            self.push(Control::ReplaceChain(Box::new(chain)));
+                            self.push(Control::ReplaceEncoder(Box::new(encoder)));
+                        }
+                        (Err(e), _) => tracing::error!("the new mode's chain failed: {e}"),
+                        (_, Err(e)) => tracing::error!("the new mode's encoder failed: {e}"),
+                    }
+                }
+                EngineChange::Output(id) => {
+                    // Earlier controls go first: the output switch sends its own.
+                    self.flush(handle);
+                    if let Err(e) = devices.switch_output(
+                        handle,
+                        StreamRequest {
+                            id,
+                            ..StreamRequest::default()
+                        },
+                    ) {
+                        tracing::warn!("the output device could not be switched: {e}");
+                    }
+                }
+            }
+        }
+        self.flush(handle);
+    }
+
+    fn meters(&self, handle: &engine::EngineHandle, devices: &EngineDevices) -> LiveMeters {
+        let m = handle.stats().meters.take();
+        let db = |a: f32| Dbfs::from_amplitude(a).0;
+        let level = |rms: f32, peak: f32| LevelDb {
+            rms_dbfs: db(rms),
+            peak_dbfs: db(peak),
+            clipped: peak >= 0.989,
+        };
+        let ms = |frames: u32| frames as f32 / 48.0;
+        let device_ms = |s: Option<&onmic_audio::streams::DeviceStream>| {
+            s.map_or(0.0, |s| {
+                let measured = s.status.latency().as_secs_f32() * 1000.0;
+                if measured > 0.0 {
+                    measured
+                } else {
+                    s.opened.buffer_frames.map_or(0.0, ms)
+                }
+            })
+        };
+        let mut latency = LatencyView {
+            input_ms: device_ms(devices.input()),
+            chain_ms: ms(self.chain_latency),
+            encoder_ms: ms(self.encoder_frames),
+            jitter_ms: ms(m.jitter_frames),
+            output_ms: device_ms(devices.output()),
+            total_ms: 0.0,
+            ear_ms: ms(self.chain_latency),
+        };
+        latency.total_ms = latency.input_ms
+            + latency.chain_ms
+            + latency.encoder_ms
+            + latency.jitter_ms
+            + latency.output_ms;
+        LiveMeters {
+            input: level(m.input_rms, m.input_peak),
+            published: level(m.output_rms, m.output_peak),
+            latency,
+            output_device: devices.output().map(|s| s.opened.id.clone()),
+            pending_controls: u32::try_from(self.pending.len()).unwrap_or(u32::MAX),
+        }
+    }
 }

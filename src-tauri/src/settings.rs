@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use crate::audio_settings::AudioSettings;
 use crate::error::{AppError, AppErrorKind};
 
 /// The server a fresh install probes: the local room server's default address.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7600";
 
 /// Everything the Studio remembers between runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Settings {
     /// The input device the host picked last (`None`: the system default).
@@ -21,6 +22,8 @@ pub struct Settings {
     pub server_url: String,
     /// Run the embedded local room and talk to it instead of `server_url`.
     pub local_room: bool,
+    /// The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes.
+    pub audio: AudioSettings,
 }
 
 impl Default for Settings {
@@ -29,6 +32,7 @@ impl Default for Settings {
             input_device: None,
             server_url: DEFAULT_SERVER_URL.into(),
             local_room: false,
+            audio: AudioSettings::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl SettingsStore {
             }),
             Err(_) => Settings::default(),
         };
+        settings.audio = settings.audio.clamped();
         if let Ok(url) = std::env::var("ONMIC_SERVER_URL") {
             settings.server_url = url;
         }
@@ -81,6 +86,18 @@ impl SettingsStore {
         save(&self.path, &next)?;
         *guard = next.clone();
         Ok(next)
+    }
+
+    /// Puts every setting back to its default (keeping the server and local-room choice, which
+    /// say where the host's room is), saves, and returns them.
+    pub fn reset(&self) -> Result<Settings, AppError> {
+        self.update(|s| {
+            *s = Settings {
+                server_url: s.server_url.clone(),
+                local_room: s.local_room,
+                ..Settings::default()
+            }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Settings> {
@@ -156,6 +173,48 @@ mod tests {
             std::fs::read(path.with_extension("json.bad")).expect("kept aside"),
             b"{ not json"
         );
+    }
+
+    #[test]
+    fn audio_settings_persist_and_reset_to_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.json");
+        let store = SettingsStore::open(path.clone());
+        store
+            .update(|s| {
+                s.local_room = true;
+                s.audio = AudioSettings {
+                    ns: true,
+                    input_gain_db: -6.0,
+                    output_device: Some("pulse:speakers".into()),
+                    ..AudioSettings::for_mode(crate::audio_settings::AudioMode::Voice)
+                };
+                s.audio.ear.enabled = true;
+                s.audio.speaker_volumes.insert("guest".into(), 40.0);
+            })
+            .expect("saves");
+        let back = SettingsStore::open(path.clone()).get();
+        assert_eq!(back, store.get(), "everything comes back");
+        let reset = store.reset().expect("reset");
+        assert_eq!(reset.audio, AudioSettings::default());
+        assert!(reset.local_room, "the room choice is kept");
+        assert_eq!(SettingsStore::open(path).get(), reset, "reset is saved");
+    }
+
+    #[test]
+    fn a_file_from_an_older_studio_or_with_wild_numbers_still_loads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            br#"{"serverUrl":"http://10.0.0.2:7600","audio":{"inputGainDb":99,"ear":{"volume":-5}}}"#,
+        )
+        .expect("write");
+        let s = SettingsStore::open(path).get();
+        assert_eq!(s.server_url, "http://10.0.0.2:7600");
+        assert_eq!(s.audio.input_gain_db, 12.0);
+        assert_eq!(s.audio.ear.volume, 0.0);
+        assert!(!s.audio.aec, "missing fields take defaults");
     }
 
     #[test]

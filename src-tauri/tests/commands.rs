@@ -108,6 +108,44 @@ fn settings_and_server_url_over_ipc() {
 }
 
 #[test]
+fn audio_settings_are_saved_clamped_and_reset_over_ipc() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings_path = dir.path().join("settings.json");
+    let (_app, webview) = mock_studio(dir.path());
+    let defaults = invoke(&webview, "get_settings", json!({})).expect("settings")["audio"].clone();
+    assert_eq!(defaults["mode"], "soundcard");
+    assert_eq!(defaults["aec"], false, "sound-card mode: processing off");
+
+    let mut audio = defaults.clone();
+    audio["mode"] = json!("voice");
+    audio["ns"] = json!(true);
+    audio["inputGainDb"] = json!(30.0);
+    audio["outputDevice"] = json!("pulse:headphones");
+    audio["ear"] = json!({ "enabled": true, "volume": 80.0, "source": "withNs" });
+    audio["speakerVolumes"] = json!({ "guest-1": 40.0 });
+    let saved = invoke(&webview, "set_audio", json!({ "audio": audio })).expect("saved");
+    assert_eq!(saved["audio"]["inputGainDb"], 12.0, "clamped to +12 dB");
+    assert_eq!(saved["audio"]["ear"]["source"], "withNs");
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(&settings_path).expect("saved")).expect("json");
+    assert_eq!(on_disk["audio"], saved["audio"], "on disk as answered");
+
+    let err = invoke(
+        &webview,
+        "set_audio",
+        json!({ "audio": { "mode": "karaoke" } }),
+    )
+    .expect_err("an unknown mode is refused");
+    assert!(err.to_string().contains("karaoke"), "{err}");
+
+    let reset = invoke(&webview, "reset_settings", json!({})).expect("reset");
+    assert_eq!(reset["audio"], defaults);
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(&settings_path).expect("saved")).expect("json");
+    assert_eq!(on_disk["audio"], defaults);
+}
+
+#[test]
 fn the_local_room_starts_and_stops_over_ipc() {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings_path = dir.path().join("settings.json");
@@ -138,10 +176,11 @@ fn the_local_room_starts_and_stops_over_ipc() {
 
     // Joining needs a room id; without a token it needs the local room.
     let channel = json!("__CHANNEL__:1");
+    let meters = json!("__CHANNEL__:2");
     let err = invoke(
         &webview,
         "join_room",
-        json!({ "request": { "room": "  ", "token": null }, "onStatus": channel }),
+        json!({ "request": { "room": "  ", "token": null }, "onStatus": channel, "onMeters": meters }),
     )
     .expect_err("an empty room id is refused");
     assert_eq!(err["kind"], "invalid_input", "{err}");
@@ -158,7 +197,7 @@ fn the_local_room_starts_and_stops_over_ipc() {
     let err = invoke(
         &webview,
         "join_room",
-        json!({ "request": { "room": "studio", "token": null }, "onStatus": channel }),
+        json!({ "request": { "room": "studio", "token": null }, "onStatus": channel, "onMeters": meters }),
     )
     .expect_err("no token and no local room");
     assert_eq!(err["kind"], "room", "{err}");
@@ -172,8 +211,27 @@ fn the_local_room_starts_and_stops_over_ipc() {
         invoke(&webview, "room_status", json!({})).expect("answers"),
         Value::Null
     );
-    let err = invoke(&webview, "take_seat", json!({ "seat": 0 })).expect_err("not in a room");
+    let err = invoke(
+        &webview,
+        "room_action",
+        json!({ "action": { "type": "takeSeat", "seat": 0 } }),
+    )
+    .expect_err("not in a room");
     assert_eq!(err["kind"], "room", "{err}");
+    let err = invoke(
+        &webview,
+        "room_action",
+        json!({ "action": { "type": "chat", "text": "   " } }),
+    )
+    .expect_err("nothing to say");
+    assert_eq!(err["kind"], "invalid_input", "{err}");
+    let err = invoke(
+        &webview,
+        "room_action",
+        json!({ "action": { "type": "explode" } }),
+    )
+    .expect_err("not an action");
+    assert!(err.is_string() || err["kind"].is_string(), "{err}");
     let err =
         invoke(&webview, "listener_link", json!({ "room": "studio" })).expect_err("no local room");
     assert_eq!(err["kind"], "room", "{err}");

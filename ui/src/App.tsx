@@ -4,19 +4,36 @@ import {
   commands,
   events,
   type AppError,
+  type AudioSettings_Serialize as AudioSettings,
   type DeviceListView,
   type DeviceView,
+  type HostAction,
+  type LiveMeters,
   type MeterFrame_Deserialize as MeterFrame,
+  type RoomStatus,
   type ServerStatus,
 } from "./bindings";
 import { MeterBar } from "./MeterBar";
 import { channelLabel } from "./levels";
 import { ServerPanel } from "./ServerPanel";
 import { ErrorBanner } from "./ErrorBanner";
-import { RoomPanel } from "./RoomPanel";
+import { AudioPanel } from "./AudioPanel";
+import { SeatGrid } from "./SeatGrid";
+import { SidePanel } from "./SidePanel";
+import { RoomBar } from "./RoomBar";
+import { AlertBar } from "./AlertBar";
+import { clipHold } from "./console";
 
 /** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
 const HOLD_FALL_DB = 0.4;
+
+type Theme = "dark" | "light";
+
+function initialTheme(): Theme {
+  const saved = localStorage.getItem("onmic-theme");
+  if (saved === "light" || saved === "dark") return saved;
+  return window.matchMedia?.("(prefers-color-scheme: light)").matches ? "light" : "dark";
+}
 
 export function App() {
   const [devices, setDevices] = useState<DeviceListView | null>(null);
@@ -28,8 +45,27 @@ export function App() {
   const [server, setServer] = useState<ServerStatus | null>(null);
   const [serverUrl, setServerUrl] = useState("");
   const [localRoom, setLocalRoom] = useState(false);
+  const [audio, setAudio] = useState<AudioSettings | null>(null);
+  const [status, setStatus] = useState<RoomStatus | null>(null);
+  const [meters, setMeters] = useState<LiveMeters | null>(null);
+  const [clipUntil, setClipUntil] = useState({ input: 0, published: 0 });
+  const [busy, setBusy] = useState(false);
+  const [link, setLink] = useState<string | null>(null);
+  const [now, setNow] = useState(Date.now());
+  const [theme, setTheme] = useState<Theme>(initialTheme);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const holdRef = useRef<number[]>([]);
+  const live = status !== null && status.state !== "closed";
+
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+    localStorage.setItem("onmic-theme", theme);
+  }, [theme]);
+
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), 500);
+    return () => clearInterval(t);
+  }, []);
 
   const startMeter = useCallback(async (id: string | null) => {
     const channel = new Channel<MeterFrame>();
@@ -60,6 +96,7 @@ export function App() {
   const refresh = useCallback(async () => {
     const settings = await commands.getSettings();
     setServerUrl(settings.serverUrl);
+    setAudio(settings.audio);
     const list = await commands.listDevices();
     if (list.status === "error") {
       setDevices(null);
@@ -87,26 +124,133 @@ export function App() {
     };
   }, [refresh]);
 
+  const changeAudio = useCallback(async (next: AudioSettings) => {
+    setAudio(next);
+    const result = await commands.setAudio(next);
+    if (result.status === "ok") setAudio(result.data.audio);
+    else setError(result.error);
+  }, []);
+
+  const resetAll = async () => {
+    const result = await commands.resetSettings();
+    if (result.status === "ok") setAudio(result.data.audio);
+    else setError(result.error);
+  };
+
+  const join = async (room: string, token: string | null) => {
+    setBusy(true);
+    const onStatus = new Channel<RoomStatus>();
+    onStatus.onmessage = setStatus;
+    const onMeters = new Channel<LiveMeters>();
+    onMeters.onmessage = (m) => {
+      setMeters(m);
+      const t = Date.now();
+      setClipUntil((c) => ({ input: clipHold(m.input.clipped, t, c.input), published: clipHold(m.published.clipped, t, c.published) }));
+    };
+    const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
+    setBusy(false);
+    if (result.status === "ok") setStatus(result.data);
+    else setError(result.error);
+  };
+
+  const leave = async () => {
+    setBusy(true);
+    await commands.leaveRoom();
+    setBusy(false);
+    setStatus(null);
+    setMeters(null);
+    setLink(null);
+  };
+
+  const act = useCallback(async (action: HostAction) => {
+    const result = await commands.roomAction(action);
+    if (result.status === "ok") setStatus(result.data);
+    else setError(result.error);
+  }, []);
+
+  const makeLink = async () => {
+    if (!status) return;
+    const result = await commands.listenerLink(status.room);
+    if (result.status === "ok") setLink(result.data);
+    else setError(result.error);
+  };
+
+  const dismissAlert = async (version: number) => {
+    const result = await commands.dismissAlert(version);
+    if (result.status === "ok" && result.data) setStatus(result.data);
+  };
+
+  const setSpeakerVolume = (uid: string, percent: number) => {
+    if (!audio) return;
+    void changeAudio({ ...audio, speakerVolumes: { ...audio.speakerVolumes, [uid]: percent } });
+  };
+
   const channels = frame?.channels ?? [];
+  const inputMeter = (
+    <div className="meters" id="meters">
+      {channels.map((c, i) => (
+        <MeterBar key={i} label={channelLabel(i, channels.length)} rmsDbfs={c.rmsDbfs} peakDbfs={c.peakDbfs} holdDbfs={hold[i] ?? null} />
+      ))}
+      {frame?.clipped && (
+        <p className="clip-warning" role="alert">
+          Clipping: lower the gain on your sound card.
+        </p>
+      )}
+    </div>
+  );
+  const view = status?.view;
+  const seated = new Set(view?.seats.map((s) => s.uid).filter((u): u is string => u !== null));
+  const invitable = (view?.audience ?? []).filter((m) => !seated.has(m.uid) && m.uid !== status?.uid).map((m) => m.uid);
+
   return (
     <div className="app">
       <header className="topbar">
         <div className="brand">
-          <span className="logo" aria-hidden="true">◉</span> Onmic Studio
+          <span className="logo" aria-hidden="true" />
+          Onmic <span className="brand-sub">Studio</span>
         </div>
-        <ServerPanel status={server} url={serverUrl} onUrlSaved={setServerUrl} onError={setError} onLocalRoom={onLocalRoom} />
+        <RoomBar
+          status={status}
+          localRoom={localRoom}
+          busy={busy}
+          link={link}
+          onJoin={(r, t) => void join(r, t)}
+          onLeave={() => void leave()}
+          onLink={() => void makeLink()}
+          onDismiss={() => void act({ type: "dismiss" })}
+          onRetake={(seat) => void act({ type: "takeSeat", seat })}
+        />
+        <div className="topbar-tools">
+          <button
+            type="button"
+            className="icon-btn"
+            id="theme-toggle"
+            title={theme === "dark" ? "Light theme" : "Dark theme"}
+            aria-label="Switch theme"
+            onClick={() => setTheme(theme === "dark" ? "light" : "dark")}
+          >
+            {theme === "dark" ? "☀" : "☾"}
+          </button>
+        </div>
       </header>
+      <div className="subbar">
+        <ServerPanel status={server} url={serverUrl} onUrlSaved={setServerUrl} onError={setError} onLocalRoom={onLocalRoom} />
+      </div>
 
       {error && <ErrorBanner error={error} onRetry={() => void refresh()} />}
 
-      <main className="panels">
-        <section className="panel" aria-labelledby="devices-title">
-          <h2 id="devices-title">Devices</h2>
-          <p className="muted">Audio system: {devices?.host ?? "—"}</p>
-          <label className="field">
-            <span>Input (microphone / sound card)</span>
+      <main className="console">
+        <aside className="col-audio">
+          <section className="card" aria-labelledby="devices-title">
+            <header className="card-head">
+              <h2 id="devices-title">Input</h2>
+              <button type="button" id="refresh-devices" className="ghost small-btn" onClick={() => void refresh()}>
+                Refresh
+              </button>
+            </header>
             <select
               id="input-device"
+              aria-label="Input device"
               value={selected ?? ""}
               disabled={!devices || devices.inputs.length === 0}
               onChange={(e) => void startMeter(e.target.value)}
@@ -115,54 +259,67 @@ export function App() {
               {devices?.inputs.map((d) => (
                 <option key={d.id} value={d.id}>
                   {d.name}
-                  {d.isDefault ? " (default)" : ""} · {d.channels} ch · {d.sampleRate / 1000} kHz
+                  {d.isDefault ? " (default)" : ""} · {d.channels} ch
                 </option>
               ))}
             </select>
-          </label>
-          <button type="button" id="refresh-devices" onClick={() => void refresh()}>
-            Refresh
-          </button>
-          <h3>Outputs</h3>
-          <ul id="output-devices" className="device-list">
-            {devices?.outputs.map((d) => (
-              <li key={d.id} data-device-id={d.id}>
-                {d.name}
-                {d.isDefault ? " (default)" : ""}
-                <span className="muted">
-                  {" "}
-                  · {d.channels} ch · {d.sampleRate / 1000} kHz
-                </span>
-              </li>
-            ))}
-            {devices && devices.outputs.length === 0 && <li className="muted">No output device</li>}
-          </ul>
-        </section>
-
-        <section className="panel" aria-labelledby="meter-title">
-          <h2 id="meter-title">Input level</h2>
-          <p className="muted" id="meter-device">
-            {active ? `${active.name} · ${active.channels} ch · ${active.sampleRate / 1000} kHz` : "No input open"}
-          </p>
-          <div className="meters" id="meters">
-            {channels.map((c, i) => (
-              <MeterBar
-                key={i}
-                label={channelLabel(i, channels.length)}
-                rmsDbfs={c.rmsDbfs}
-                peakDbfs={c.peakDbfs}
-                holdDbfs={hold[i] ?? null}
-              />
-            ))}
-          </div>
-          {frame?.clipped && (
-            <p className="clip-warning" role="alert">
-              Clipping: lower the input gain on your sound card.
+            <p className="muted small" id="meter-device">
+              {active ? `${active.name} · ${active.channels} ch · ${active.sampleRate / 1000} kHz` : "No input open"}
+              {live ? " · takes effect when you next go live" : ""}
             </p>
+          </section>
+          {audio && (
+            <AudioPanel audio={audio} devices={devices} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
+          )}
+          <button type="button" id="reset-settings" className="ghost reset" onClick={() => void resetAll()}>
+            Reset audio settings to defaults
+          </button>
+        </aside>
+
+        <section className="col-stage">
+          {status && status.alerts.length > 0 && (
+            <AlertBar alerts={status.alerts} onKickBan={(uid) => void act({ type: "kick", uid, banMinutes: 24 * 60 })} onDismiss={(v) => void dismissAlert(v)} />
+          )}
+          {live && view ? (
+            <SeatGrid
+              seats={view.seats}
+              applications={view.applications}
+              me={status.uid}
+              volumes={audio?.speakerVolumes ?? {}}
+              invitable={invitable}
+              onAct={(a) => void act(a)}
+              onVolume={setSpeakerVolume}
+            />
+          ) : (
+            <div className="offline-stage">
+              <div className="offline-mic" aria-hidden="true" />
+              <h2>Not on air</h2>
+              <p className="muted">
+                Pick your input, check the meter, then <strong>Go live</strong>. Your seat grid, requests and the room's chat appear here.
+              </p>
+            </div>
           )}
         </section>
 
-        <RoomPanel localRoom={localRoom} onError={setError} />
+        <aside className="col-side">
+          {live && view ? (
+            <SidePanel
+              me={status.uid}
+              audience={view.audience}
+              banned={view.banned}
+              feed={view.feed}
+              notice={view.notice ?? null}
+              leaderboard={view.leaderboard}
+              now={now}
+              onAct={(a) => void act(a)}
+            />
+          ) : (
+            <section className="card side empty">
+              <h2>Chat &amp; audience</h2>
+              <p className="muted small">Appear once you are live.</p>
+            </section>
+          )}
+        </aside>
       </main>
     </div>
   );

@@ -35,15 +35,24 @@ export const commands = {
 	 *  publishes the chosen input and plays everyone on a seat. Status changes stream to
 	 *  `on_status`.
 	 */
-	joinRoom: (request: JoinRequest_Deserialize, onStatus: Channel<RoomStatus_Deserialize>) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("join_room", { request, onStatus })),
+	joinRoom: (request: JoinRequest_Deserialize, onStatus: Channel<RoomStatus_Deserialize>, onMeters: Channel<LiveMeters_Deserialize>) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("join_room", { request, onStatus, onMeters })),
 	/**  Leaves the room and stops sending. */
 	leaveRoom: () => typedError<null, AppError>(__TAURI_INVOKE("leave_room")),
 	/**  The live session, if any. */
 	roomStatus: () => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("room_status")),
 	/**  A link to the room's listener page with a fresh audience token (local room only). */
 	listenerLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("listener_link", { room })),
-	/**  Takes a seat again (e.g. the host seat after it was lost during a long network drop). */
-	takeSeat: (seat: number) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("take_seat", { seat })),
+	/**  A host action in the room (seat admin, applications, audience, chat, notice, dismiss). */
+	roomAction: (action: HostAction_Deserialize) => typedError<RoomStatus_Serialize, AppError>(__TAURI_INVOKE("room_action", { action })),
+	/**  Forgets a safety alert. */
+	dismissAlert: (version: number) => typedError<RoomStatus_Serialize | null, AppError>(__TAURI_INVOKE("dismiss_alert", { version })),
+	/**
+	 *  Changes the audio console (mode, processing, gain, mutes, output, ear monitor, speaker
+	 *  volumes): saved at once, and applied live when on air.
+	 */
+	setAudio: (audio: AudioSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_audio", { audio })),
+	/**  Puts every setting back to its default (the room choice stays) and applies it live. */
+	resetSettings: () => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("reset_settings")),
 };
 
 /** Events */
@@ -52,6 +61,16 @@ export const events = {
 };
 
 /* Types */
+/**  A safety alert: audio from a member who may not publish. */
+export type AlertView = {
+	/**  The room version of the event. */
+	version: number,
+	/**  The sender. */
+	uid: string,
+	/**  What the media layer saw. */
+	detail: string,
+};
+
 /**  An error as the UI receives it. */
 export type AppError = {
 	/**  Category, for the UI's logic. */
@@ -83,6 +102,91 @@ export type AppErrorKind =
 /**  A bug or an unexpected backend failure. */
 "internal";
 
+/**  A pending application for a seat. */
+export type ApplicationView = ApplicationView_Serialize | ApplicationView_Deserialize;
+
+/**  A pending application for a seat. */
+export type ApplicationView_Deserialize = {
+	/**  The applicant. */
+	uid: string,
+	/**  The seat asked for, if any. */
+	seat?: number | null,
+};
+
+/**  A pending application for a seat. */
+export type ApplicationView_Serialize = {
+	/**  The applicant. */
+	uid: string,
+	/**  The seat asked for, if any. */
+	seat: number | null,
+};
+
+/**  The two product modes. */
+export type AudioMode = 
+/**  Stereo sound-card input, processing off, Opus 128 kbps stereo. */
+"soundcard" | 
+/**  Mono voice, processing on, the Opus voice profile. */
+"voice";
+
+/**  Everything on the audio console, persisted with the settings. */
+export type AudioSettings = AudioSettings_Serialize | AudioSettings_Deserialize;
+
+/**  Everything on the audio console, persisted with the settings. */
+export type AudioSettings_Deserialize = {
+	/**  Sound-card or voice. */
+	mode?: AudioMode,
+	/**  Echo cancellation. */
+	aec?: boolean,
+	/**  Classic noise suppression. */
+	ns?: boolean,
+	/**  AI noise suppression. */
+	aiNs?: boolean,
+	/**  AI-NS strength in percent, 0–100. */
+	aiNsStrength?: number | null,
+	/**  Automatic gain control. */
+	agc?: boolean,
+	/**  Input gain in dB, −24 to +12. */
+	inputGainDb?: number | null,
+	/**  The output device (`None`: the system default). */
+	outputDevice?: string | null,
+	/**  Mute the voice, keep the music. */
+	voiceMuted?: boolean,
+	/**  Mute everything sent. */
+	sendMuted?: boolean,
+	/**  The ear monitor. */
+	ear?: EarSettings_Deserialize,
+	/**  Local playback volume per speaker (uid → percent, 0–150); absent means 100. */
+	speakerVolumes?: { [key in string]: number | null },
+};
+
+/**  Everything on the audio console, persisted with the settings. */
+export type AudioSettings_Serialize = {
+	/**  Sound-card or voice. */
+	mode: AudioMode,
+	/**  Echo cancellation. */
+	aec: boolean,
+	/**  Classic noise suppression. */
+	ns: boolean,
+	/**  AI noise suppression. */
+	aiNs: boolean,
+	/**  AI-NS strength in percent, 0–100. */
+	aiNsStrength: number | null,
+	/**  Automatic gain control. */
+	agc: boolean,
+	/**  Input gain in dB, −24 to +12. */
+	inputGainDb: number | null,
+	/**  The output device (`None`: the system default). */
+	outputDevice: string | null,
+	/**  Mute the voice, keep the music. */
+	voiceMuted: boolean,
+	/**  Mute everything sent. */
+	sendMuted: boolean,
+	/**  The ear monitor. */
+	ear: EarSettings_Serialize,
+	/**  Local playback volume per speaker (uid → percent, 0–150); absent means 100. */
+	speakerVolumes: { [key in string]: number | null },
+};
+
 /**  Both device lists. */
 export type DeviceListView = {
 	/**  The audio system in use. */
@@ -109,6 +213,263 @@ export type DeviceView = {
 	sampleRate: number,
 };
 
+/**  The ear monitor. */
+export type EarSettings = EarSettings_Serialize | EarSettings_Deserialize;
+
+/**  The ear monitor. */
+export type EarSettings_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Volume in percent, 0–150. */
+	volume?: number | null,
+	/**  What is heard. */
+	source?: EarSourceSetting,
+};
+
+/**  The ear monitor. */
+export type EarSettings_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Volume in percent, 0–150. */
+	volume: number | null,
+	/**  What is heard. */
+	source: EarSourceSetting,
+};
+
+/**  What the ear monitor plays back. */
+export type EarSourceSetting = 
+/**  The input before any processing (no added latency). */
+"raw" | 
+/**  After echo cancellation and noise suppression. */
+"withNs" | 
+/**  The voice as published (with effects). */
+"withEffects";
+
+/**  One line of the chat and gift feed. */
+export type FeedItem = FeedItem_Serialize | FeedItem_Deserialize;
+
+/**  One line of the chat and gift feed. */
+export type FeedItem_Deserialize = {
+	/**  The room version of the event (a stable key). */
+	version: number,
+	/**  `chat`, `gift` or `notice`. */
+	kind: string,
+	/**  Sender (none for notices). */
+	from?: string | null,
+	/**  Chat or notice text, as typed: the UI renders it as text, never as HTML. */
+	text: string,
+};
+
+/**  One line of the chat and gift feed. */
+export type FeedItem_Serialize = {
+	/**  The room version of the event (a stable key). */
+	version: number,
+	/**  `chat`, `gift` or `notice`. */
+	kind: string,
+	/**  Sender (none for notices). */
+	from: string | null,
+	/**  Chat or notice text, as typed: the UI renders it as text, never as HTML. */
+	text: string,
+};
+
+/**  A leaderboard row. */
+export type GifterView = {
+	/**  Who. */
+	uid: string,
+	/**  Total gift value sent. */
+	total: number | null,
+};
+
+/**
+ *  A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
+ *  [`Action`], which the client serialises).
+ */
+export type HostAction = HostAction_Serialize | HostAction_Deserialize;
+
+/**
+ *  A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
+ *  [`Action`], which the client serialises).
+ */
+export type HostAction_Deserialize = 
+/**  Offer a seat to a member. */
+{ type: "invite"; 
+/**  Who. */
+uid: string; 
+/**  Which seat (any free one when null). */
+seat?: number | null } | 
+/**  Approve an application. */
+{ type: "approve"; 
+/**  The applicant. */
+uid: string } | 
+/**  Reject an application. */
+{ type: "reject"; 
+/**  The applicant. */
+uid: string } | 
+/**  Remove the occupant of a seat. */
+{ type: "kickFromSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Mute a seat. */
+{ type: "muteSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Unmute a seat. */
+{ type: "unmuteSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Lock a seat. */
+{ type: "lockSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Unlock a seat. */
+{ type: "unlockSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Move an occupant. */
+{ type: "moveSeat"; 
+/**  From. */
+from: number; 
+/**  To. */
+to: number } | 
+/**  Take a seat (the host's own). */
+{ type: "takeSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Leave the host's own seat. */
+{ type: "leaveSeat" } | 
+/**  Mute or unmute the host's own seat. */
+{ type: "setSelfMuted"; 
+/**  Muted. */
+muted: boolean } | 
+/**  Appoint or remove an admin. */
+{ type: "setAdmin"; 
+/**  Who. */
+uid: string; 
+/**  Admin or not. */
+admin: boolean } | 
+/**  Kick a member, banning it for `ban_minutes` (0: no ban). */
+{ type: "kick"; 
+/**  Who. */
+uid: string; 
+/**  Ban length in minutes. */
+banMinutes: number } | 
+/**  Lift a ban. */
+{ type: "unban"; 
+/**  Who. */
+uid: string } | 
+/**  Forbid a member to chat (禁言) for `minutes`. */
+{ type: "muteChat"; 
+/**  Who. */
+uid: string; 
+/**  Minutes. */
+minutes: number } | 
+/**  Lift a chat mute. */
+{ type: "unmuteChat"; 
+/**  Who. */
+uid: string } | 
+/**  Say something in the chat. */
+{ type: "chat"; 
+/**  The text. */
+text: string } | 
+/**  Set the room notice. */
+{ type: "notice"; 
+/**  The text. */
+text: string } | 
+/**  Close the room for good. */
+{ type: "dismiss" };
+
+/**
+ *  A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
+ *  [`Action`], which the client serialises).
+ */
+export type HostAction_Serialize = 
+/**  Offer a seat to a member. */
+{ type: "invite"; 
+/**  Who. */
+uid: string; 
+/**  Which seat (any free one when null). */
+seat: number | null } | 
+/**  Approve an application. */
+{ type: "approve"; 
+/**  The applicant. */
+uid: string } | 
+/**  Reject an application. */
+{ type: "reject"; 
+/**  The applicant. */
+uid: string } | 
+/**  Remove the occupant of a seat. */
+{ type: "kickFromSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Mute a seat. */
+{ type: "muteSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Unmute a seat. */
+{ type: "unmuteSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Lock a seat. */
+{ type: "lockSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Unlock a seat. */
+{ type: "unlockSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Move an occupant. */
+{ type: "moveSeat"; 
+/**  From. */
+from: number; 
+/**  To. */
+to: number } | 
+/**  Take a seat (the host's own). */
+{ type: "takeSeat"; 
+/**  The seat. */
+seat: number } | 
+/**  Leave the host's own seat. */
+{ type: "leaveSeat" } | 
+/**  Mute or unmute the host's own seat. */
+{ type: "setSelfMuted"; 
+/**  Muted. */
+muted: boolean } | 
+/**  Appoint or remove an admin. */
+{ type: "setAdmin"; 
+/**  Who. */
+uid: string; 
+/**  Admin or not. */
+admin: boolean } | 
+/**  Kick a member, banning it for `ban_minutes` (0: no ban). */
+{ type: "kick"; 
+/**  Who. */
+uid: string; 
+/**  Ban length in minutes. */
+banMinutes: number } | 
+/**  Lift a ban. */
+{ type: "unban"; 
+/**  Who. */
+uid: string } | 
+/**  Forbid a member to chat (禁言) for `minutes`. */
+{ type: "muteChat"; 
+/**  Who. */
+uid: string; 
+/**  Minutes. */
+minutes: number } | 
+/**  Lift a chat mute. */
+{ type: "unmuteChat"; 
+/**  Who. */
+uid: string } | 
+/**  Say something in the chat. */
+{ type: "chat"; 
+/**  The text. */
+text: string } | 
+/**  Set the room notice. */
+{ type: "notice"; 
+/**  The text. */
+text: string } | 
+/**  Close the room for good. */
+{ type: "dismiss" };
+
 /**  What the Studio asks to join. */
 export type JoinRequest = JoinRequest_Serialize | JoinRequest_Deserialize;
 
@@ -128,6 +489,34 @@ export type JoinRequest_Serialize = {
 	token: string | null,
 };
 
+/**  Where the delay from the host's mouth to a listener's ear (and back) goes, ms. */
+export type LatencyView = {
+	/**  The input device: its measured latency, or its period when none is reported. */
+	inputMs: number | null,
+	/**  The processing chain's look-ahead. */
+	chainMs: number | null,
+	/**  The Opus frame. */
+	encoderMs: number | null,
+	/**  The jitter buffer of the most-buffered speaker heard. */
+	jitterMs: number | null,
+	/**  The output device: its measured latency, or its period. */
+	outputMs: number | null,
+	/**  The sum. */
+	totalMs: number | null,
+	/**  What the ear monitor adds to the input's own path (the chain's delay up to its tap). */
+	earMs: number | null,
+};
+
+/**  One level reading, dBFS. */
+export type LevelDb = {
+	/**  The loudest 10 ms block's RMS since the previous frame. */
+	rmsDbfs: number | null,
+	/**  Peak since the previous frame. */
+	peakDbfs: number | null,
+	/**  A sample reached full scale (≥ −0.1 dBFS). */
+	clipped: boolean,
+};
+
 /**  One channel's level. */
 export type LevelView = {
 	/**  Sample peak, dBFS. */
@@ -136,12 +525,70 @@ export type LevelView = {
 	rmsDbfs: number | null,
 };
 
+/**  The live meters, ~30 a second while on air. */
+export type LiveMeters = LiveMeters_Serialize | LiveMeters_Deserialize;
+
+/**  The live meters, ~30 a second while on air. */
+export type LiveMeters_Deserialize = {
+	/**  The input after the channel map and gain, before processing. */
+	input: LevelDb,
+	/**  What is published (after the chain and the limiter). */
+	published: LevelDb,
+	/**  The latency readout. */
+	latency: LatencyView,
+	/**  The output device in use. */
+	outputDevice?: string | null,
+	/**  Control messages waiting because the engine's ring was full (sent on the next tick). */
+	pendingControls: number,
+};
+
+/**  The live meters, ~30 a second while on air. */
+export type LiveMeters_Serialize = {
+	/**  The input after the channel map and gain, before processing. */
+	input: LevelDb,
+	/**  What is published (after the chain and the limiter). */
+	published: LevelDb,
+	/**  The latency readout. */
+	latency: LatencyView,
+	/**  The output device in use. */
+	outputDevice: string | null,
+	/**  Control messages waiting because the engine's ring was full (sent on the next tick). */
+	pendingControls: number,
+};
+
 /**  What the UI shows about the local room. */
 export type LocalRoomView = {
 	/**  Base URL of the embedded server, e.g. `http://127.0.0.1:39211`. */
 	url: string,
 	/**  Where its database and recordings live. */
 	dataDir: string,
+};
+
+/**  A member of the audience list. */
+export type MemberView = MemberView_Serialize | MemberView_Deserialize;
+
+/**  A member of the audience list. */
+export type MemberView_Deserialize = {
+	/**  Who. */
+	uid: string,
+	/**  `owner`, `admin`, `guest` (seated) or `audience`. */
+	role: string,
+	/**  The seat held, if any. */
+	seat?: number | null,
+	/**  Chat-muted (禁言) until this time, ms since the epoch, if in force. */
+	chatMutedUntil?: number | null,
+};
+
+/**  A member of the audience list. */
+export type MemberView_Serialize = {
+	/**  Who. */
+	uid: string,
+	/**  `owner`, `admin`, `guest` (seated) or `audience`. */
+	role: string,
+	/**  The seat held, if any. */
+	seat: number | null,
+	/**  Chat-muted (禁言) until this time, ms since the epoch, if in force. */
+	chatMutedUntil: number | null,
 };
 
 /**  One meter update. */
@@ -184,14 +631,18 @@ export type RoomStatus_Deserialize = {
 	state: string,
 	/**  Whether the Studio's audio is sent now (on an unmuted seat). */
 	publishing: boolean,
-	/**  The seats. */
-	seats: SeatView_Deserialize[],
+	/**  Seats, applications, audience, feed and leaderboard. */
+	view: RoomView_Deserialize,
 	/**  Members in the room. */
 	members: number,
 	/**  Opus packets sent so far (saturates at `u32::MAX`, ~2.7 years of audio). */
 	packetsSent: number,
 	/**  Packets received from others so far (saturates likewise). */
 	packetsReceived: number,
+	/**  The loss the SFU reports for the Studio's outgoing audio, percent. */
+	sendLoss: number,
+	/**  Safety alerts not yet dismissed (audio from members who may not publish). */
+	alerts: AlertView[],
 	/**  Why the session ended, when `state` is `closed`. */
 	ended?: string | null,
 	/**
@@ -211,14 +662,18 @@ export type RoomStatus_Serialize = {
 	state: string,
 	/**  Whether the Studio's audio is sent now (on an unmuted seat). */
 	publishing: boolean,
-	/**  The seats. */
-	seats: SeatView_Serialize[],
+	/**  Seats, applications, audience, feed and leaderboard. */
+	view: RoomView_Serialize,
 	/**  Members in the room. */
 	members: number,
 	/**  Opus packets sent so far (saturates at `u32::MAX`, ~2.7 years of audio). */
 	packetsSent: number,
 	/**  Packets received from others so far (saturates likewise). */
 	packetsReceived: number,
+	/**  The loss the SFU reports for the Studio's outgoing audio, percent. */
+	sendLoss: number,
+	/**  Safety alerts not yet dismissed (audio from members who may not publish). */
+	alerts: AlertView[],
 	/**  Why the session ended, when `state` is `closed`. */
 	ended: string | null,
 	/**
@@ -228,6 +683,49 @@ export type RoomStatus_Serialize = {
 	lostSeat: number | null,
 };
 
+/**  Everything about the room the console lists. */
+export type RoomView = RoomView_Serialize | RoomView_Deserialize;
+
+/**  Everything about the room the console lists. */
+export type RoomView_Deserialize = {
+	/**  The owner. */
+	owner: string,
+	/**  The seats. */
+	seats: SeatView_Deserialize[],
+	/**  Applications waiting for the host, oldest-expiring first. */
+	applications: ApplicationView_Deserialize[],
+	/**  Every member, hosts first, then the seated, then the audience by uid. */
+	audience: MemberView_Deserialize[],
+	/**  Banned uids (for unban). */
+	banned: string[],
+	/**  Recent chat, gifts and notices, oldest first. */
+	feed: FeedItem_Deserialize[],
+	/**  The latest notice. */
+	notice?: string | null,
+	/**  The top ten gifters. */
+	leaderboard: GifterView[],
+};
+
+/**  Everything about the room the console lists. */
+export type RoomView_Serialize = {
+	/**  The owner. */
+	owner: string,
+	/**  The seats. */
+	seats: SeatView_Serialize[],
+	/**  Applications waiting for the host, oldest-expiring first. */
+	applications: ApplicationView_Serialize[],
+	/**  Every member, hosts first, then the seated, then the audience by uid. */
+	audience: MemberView_Serialize[],
+	/**  Banned uids (for unban). */
+	banned: string[],
+	/**  Recent chat, gifts and notices, oldest first. */
+	feed: FeedItem_Serialize[],
+	/**  The latest notice. */
+	notice: string | null,
+	/**  The top ten gifters. */
+	leaderboard: GifterView[],
+};
+
 /**  One seat as the UI shows it. */
 export type SeatView = SeatView_Serialize | SeatView_Deserialize;
 
@@ -235,12 +733,23 @@ export type SeatView = SeatView_Serialize | SeatView_Deserialize;
 export type SeatView_Deserialize = {
 	/**  Seat index (0 is the owner's). */
 	index: number,
+	/**  `owner`, `regular` or `boss`. */
+	kind: string,
 	/**  Who sits there. */
 	uid?: string | null,
 	/**  Muted by the host or by its occupant. */
 	muted: boolean,
+	/**  Muted by the host (the occupant cannot lift it). */
+	hostMuted: boolean,
+	/**  Muted by its occupant. */
+	selfMuted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**
+	 *  The occupant is no longer among the members (its connection dropped; the seat is held
+	 *  until the presence timeout).
+	 */
+	offline: boolean,
 	/**  The occupant's loudest level in the last indication, 0–255. */
 	volume: number,
 	/**  The occupant is speaking (the seat ripples). */
@@ -251,12 +760,23 @@ export type SeatView_Deserialize = {
 export type SeatView_Serialize = {
 	/**  Seat index (0 is the owner's). */
 	index: number,
+	/**  `owner`, `regular` or `boss`. */
+	kind: string,
 	/**  Who sits there. */
 	uid: string | null,
 	/**  Muted by the host or by its occupant. */
 	muted: boolean,
+	/**  Muted by the host (the occupant cannot lift it). */
+	hostMuted: boolean,
+	/**  Muted by its occupant. */
+	selfMuted: boolean,
 	/**  Locked by the host. */
 	locked: boolean,
+	/**
+	 *  The occupant is no longer among the members (its connection dropped; the seat is held
+	 *  until the presence timeout).
+	 */
+	offline: boolean,
 	/**  The occupant's loudest level in the last indication, 0–255. */
 	volume: number,
 	/**  The occupant is speaking (the seat ripples). */
@@ -297,6 +817,8 @@ export type Settings_Deserialize = {
 	serverUrl?: string,
 	/**  Run the embedded local room and talk to it instead of `server_url`. */
 	localRoom?: boolean,
+	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
+	audio?: AudioSettings_Deserialize,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -307,6 +829,8 @@ export type Settings_Serialize = {
 	serverUrl: string,
 	/**  Run the embedded local room and talk to it instead of `server_url`. */
 	localRoom: boolean,
+	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
+	audio: AudioSettings_Serialize,
 };
 
 /* Tauri Specta runtime */

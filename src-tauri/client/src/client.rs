@@ -13,7 +13,7 @@ use onmic_audio::playout::{RemoteInput, RemoteStream};
 use onmic_room::RoomMode;
 use onmic_room::protocol::{CloseReason, ServerMessage, SpeakerVolume};
 use onmic_room::state::EventKind;
-use onmic_room::{Event, LostSeat, Role, RoomState, Uid};
+use onmic_room::{Action, Event, LostSeat, Role, RoomState, SeatIndex, Uid};
 use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -448,40 +448,53 @@ impl RoomClient {
         }
     }
 
+    /// Sends one of the room's own request types ([`Action`], serialised by `onmic-room`, never
+    /// built by hand here) and waits for its reply: the room version on `ok`.
+    pub async fn act(&self, action: Action) -> Result<u64, ClientError> {
+        let body = serde_json::to_value(&action)
+            .map_err(|e| ClientError::Malformed(format!("a request that cannot be sent: {e}")))?;
+        self.request(body).await
+    }
+
     /// `take_seat` (owner: seat 0 or a regular seat; admin: a regular seat).
     pub async fn take_seat(&self, seat: u16) -> Result<u64, ClientError> {
-        self.request(json!({ "type": "take_seat", "seat": seat }))
-            .await
+        self.act(Action::TakeSeat {
+            seat: SeatIndex(seat),
+        })
+        .await
     }
 
     /// `apply` for a seat (`None`: any free seat).
     pub async fn apply(&self, seat: Option<u16>) -> Result<u64, ClientError> {
-        self.request(json!({ "type": "apply", "seat": seat })).await
+        self.act(Action::Apply {
+            seat: seat.map(SeatIndex),
+        })
+        .await
     }
 
     /// `approve` an applicant (owner, admin).
     pub async fn approve(&self, uid: &str) -> Result<u64, ClientError> {
-        self.request(json!({ "type": "approve", "uid": uid })).await
+        self.act(Action::Approve { uid: uid.into() }).await
     }
 
     /// `leave_seat`.
     pub async fn leave_seat(&self) -> Result<u64, ClientError> {
-        self.request(json!({ "type": "leave_seat" })).await
+        self.act(Action::LeaveSeat).await
     }
 
     /// `mute_self` / `unmute_self`.
     pub async fn set_self_muted(&self, muted: bool) -> Result<u64, ClientError> {
-        let t = if muted { "mute_self" } else { "unmute_self" };
-        self.request(json!({ "type": t })).await
+        self.act(if muted {
+            Action::MuteSelf
+        } else {
+            Action::UnmuteSelf
+        })
+        .await
     }
 
     /// Leaves the room (`leave`), closes the peer connection and stops.
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.request(json!({ "type": "leave" })),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.act(Action::Leave)).await;
         self.stop().await;
     }
 
