@@ -807,6 +807,10 @@ async fn layout_scenario() -> anyhow::Result<()> {
     ] {
         on_first_screen(&l, part);
     }
+    assert!(
+        l["meter"].is_null() && l["hostTags"].is_object(),
+        "no own-voice meter before holding a seat: {l}"
+    );
     let messages = &l["messages"];
     assert!(
         messages["top"].as_f64().unwrap_or(f64::MAX) < 400.0
