@@ -4,6 +4,8 @@
 //! (or PipeWire-pulse) server answers, ALSA otherwise; CoreAudio on macOS; WASAPI on Windows.
 //! Device ids are cpal's stable `host:device` strings, safe to persist in settings.
 
+use std::sync::{Arc, Mutex};
+
 use cpal::traits::{DeviceTrait, HostTrait};
 use serde::Serialize;
 
@@ -135,14 +137,45 @@ impl DeviceError {
     }
 }
 
-/// The platform's audio host.
-pub(crate) fn host() -> cpal::Host {
-    cpal::default_host()
+/// The platform's audio host, made once and shared: on Linux each `cpal::Host` is a connection
+/// to the sound server, and the device checks run every second (the meter's and the live
+/// session's), so a new host per call was a connect, handshake and disconnect every second (and
+/// the `pulseaudio` crate logs each orderly disconnect as an error). A host whose server went
+/// away is replaced by [`host_after_failure`].
+pub(crate) fn host() -> Arc<cpal::Host> {
+    let mut shared = HOST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    shared
+        .get_or_insert_with(|| Arc::new(cpal::default_host()))
+        .clone()
+}
+
+static HOST: Mutex<Option<Arc<cpal::Host>>> = Mutex::new(None);
+
+/// After a failed look-up: if `host` can no longer list devices (its sound server restarted or
+/// went away), a fresh host replaces it and is returned; otherwise `None` (the failure was real).
+fn host_after_failure(host: &Arc<cpal::Host>) -> Option<Arc<cpal::Host>> {
+    if host.devices().is_ok() {
+        return None;
+    }
+    let mut shared = HOST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if shared.as_ref().is_some_and(|h| Arc::ptr_eq(h, host)) {
+        *shared = None;
+    }
+    drop(shared);
+    Some(self::host())
 }
 
 /// Lists every input and output device; an empty list is not an error.
 pub fn list_devices() -> Result<DeviceList, DeviceError> {
     let host = host();
+    let host = match host.devices() {
+        Ok(_) => host,
+        Err(_) => host_after_failure(&host).unwrap_or(host),
+    };
     let host_name = host.id().name().to_owned();
     let default_in = host.default_input_device().and_then(|d| d.id().ok());
     let default_out = host.default_output_device().and_then(|d| d.id().ok());
@@ -196,6 +229,16 @@ pub fn list_devices() -> Result<DeviceList, DeviceError> {
 /// Finds a device by id, or the default input device when `id` is `None`.
 pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
     let host = host();
+    find_input_on(&host, id).or_else(|e| match host_after_failure(&host) {
+        Some(fresh) => find_input_on(&fresh, id),
+        None => Err(e),
+    })
+}
+
+fn find_input_on(
+    host: &cpal::Host,
+    id: Option<&str>,
+) -> Result<(cpal::Device, String), DeviceError> {
     let device = match id {
         None => {
             // Some hosts name a default input even when nothing can capture (ALSA with no
@@ -209,7 +252,7 @@ pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), Dev
             host.default_input_device()
                 .ok_or(DeviceError::NoInputDevice)?
         }
-        Some(id) => by_id(&host, id)?,
+        Some(id) => by_id(host, id)?,
     };
     Ok(with_id(device, id))
 }
@@ -217,13 +260,23 @@ pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), Dev
 /// Finds an output device by id, or the default output device when `id` is `None`.
 pub(crate) fn find_output(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
     let host = host();
+    find_output_on(&host, id).or_else(|e| match host_after_failure(&host) {
+        Some(fresh) => find_output_on(&fresh, id),
+        None => Err(e),
+    })
+}
+
+fn find_output_on(
+    host: &cpal::Host,
+    id: Option<&str>,
+) -> Result<(cpal::Device, String), DeviceError> {
     let device = match id {
         None => host
             .default_output_device()
             .ok_or_else(|| DeviceError::NotFound {
                 id: "default output".to_owned(),
             })?,
-        Some(id) => by_id(&host, id)?,
+        Some(id) => by_id(host, id)?,
     };
     Ok(with_id(device, id))
 }

@@ -43,6 +43,13 @@ let micStream = null;
 let slots = []; // [{audio, stream, analysers}]
 let audioCtx = null;
 let mediaStarting = null;
+let left = false; // the listener left the room (the Leave button); Rejoin comes back
+// How loud the room plays here (0–1) and whether it is muted: this device only, kept for the next
+// visit. Neither touches what the analysers (level bars, probe) read.
+let volume = Math.min(1, Math.max(0, Number(localStorage.getItem("onmic-volume") ?? "1")));
+if (!Number.isFinite(volume)) volume = 1;
+let listenMuted = localStorage.getItem("onmic-muted") === "1";
+let myMeter = null; // {source, analyser, buf, timer}: the level of our own microphone
 
 // ---- UI helpers ----------------------------------------------------------------------------
 function setStatus(text) {
@@ -138,6 +145,10 @@ function connect() {
       fatal = true;
       showError(final);
       stopMedia();
+    }
+    if (left) {
+      setControls(false);
+      return;
     }
     if (fatal) {
       setStatus("Disconnected");
@@ -308,29 +319,33 @@ function renderSeats() {
   if (!snapshot) return;
   const list = $("seats");
   const items = snapshot.seats.map((seat) => {
-    const li = el("li", `seat ${seat.state}`);
+    const li = el("li", `seat ${seat.state} ${seat.kind}`);
     li.dataset.seat = String(seat.index);
-    li.append(el("span", "index", seat.kind === "owner" ? "Host" : seat.kind === "boss" ? "Boss" : `#${seat.index}`));
     const avatar = el("div", "avatar");
     const name = el("div", "name");
+    // The role and the marks go below the name, clear of the speaking ring.
+    const tags = el("div", "tags");
+    tags.append(el("span", "index", seat.kind === "owner" ? "Host" : seat.kind === "boss" ? "Boss" : `#${seat.index}`));
     if (seat.state === "occupied") {
       avatar.textContent = [...seat.uid][0]?.toUpperCase() || "?";
       name.textContent = seat.uid;
+      name.title = seat.uid;
+      if (seat.uid === me) li.classList.add("mine");
       const v = volumes.get(seat.uid);
       if (v?.speaking && !seat.host_muted && !seat.self_muted) li.classList.add("speaking");
       if (seat.host_muted || seat.self_muted) {
-        li.append(el("span", "muted", seat.host_muted ? "muted by host" : "muted"));
+        tags.append(el("span", "muted", seat.host_muted ? "muted by host" : "muted"));
         li.classList.add("is-muted");
       }
       const level = el("div", "level");
       const bar = el("span");
       bar.style.width = `${Math.round(((v?.volume || 0) / 255) * 100)}%`;
       level.append(bar);
-      li.append(avatar, name, level);
+      li.append(avatar, name, tags, level);
     } else {
       avatar.textContent = seat.state === "locked" ? "🔒" : "+";
       name.textContent = seat.state === "locked" ? "locked" : "empty";
-      li.append(avatar, name);
+      li.append(avatar, name, tags);
     }
     return li;
   });
@@ -346,6 +361,8 @@ function renderActions() {
   const seat = mySeat();
   $("self-mute").hidden = !seated;
   $("self-mute").textContent = seat?.self_muted ? "Unmute myself" : "Mute myself";
+  $("my-meter").hidden = !seated;
+  $("my-meter").classList.toggle("held", Boolean(seat && (seat.self_muted || seat.host_muted)));
   $("me").textContent = me ? `You are ${me}${seated ? `, on seat ${mySeat().index}` : applied ? ", waiting for approval" : ""}` : "";
 }
 
@@ -429,6 +446,14 @@ function iceGatheringDone(peer) {
   });
 }
 
+function ensureAudioContext() {
+  if (!audioCtx) {
+    audioCtx = new AudioContext({ sampleRate: 48000 });
+    audioCtx.addEventListener("statechange", updateTap);
+  }
+  return audioCtx;
+}
+
 async function startMedia() {
   if (mediaStarting) await mediaStarting.catch(() => {});
   mediaStarting = doStartMedia();
@@ -446,15 +471,14 @@ async function doStartMedia() {
   // then one recvonly m-line per seat ("slot" i carries whoever sits on seat i).
   mic = peer.addTransceiver("audio", { direction: "sendonly" });
   slots = [];
-  if (!audioCtx) {
-    audioCtx = new AudioContext({ sampleRate: 48000 });
-    audioCtx.addEventListener("statechange", updateTap);
-  }
+  ensureAudioContext();
   for (let i = 0; i < seatCount; i++) {
     const t = peer.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream([t.receiver.track]);
     const audio = new Audio();
     audio.autoplay = true;
+    audio.volume = volume;
+    audio.muted = listenMuted;
     audio.srcObject = stream;
     // Analysers per channel: the level bars and the test probe read them.
     const source = audioCtx.createMediaStreamSource(stream);
@@ -581,19 +605,108 @@ async function applyMic() {
     stopMic();
     return;
   }
+  startMyMeter(stream);
   const track = now === "send" ? stream.getAudioTracks()[0] : null;
   if (mic && mic.sender.track !== track) await mic.sender.replaceTrack(track);
 }
 
+// The seated member's own voice: an analyser on the microphone (never played back here) drives
+// the "Your mic" meter, muted or not, so one can see that the microphone hears them.
+function startMyMeter(stream) {
+  if (myMeter?.stream === stream) return;
+  stopMyMeter();
+  ensureAudioContext();
+  const source = audioCtx.createMediaStreamSource(stream);
+  const analyser = audioCtx.createAnalyser();
+  analyser.fftSize = 1024;
+  source.connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const x of buf) sum += x * x;
+    const db = 10 * Math.log10(sum / buf.length + 1e-12);
+    myMeter.db = db;
+    // -60 dBFS (silence) .. 0 dBFS (full scale).
+    const pct = Math.round(Math.min(1, Math.max(0, (db + 60) / 60)) * 100);
+    $("my-level").style.width = `${pct}%`;
+    $("my-level").parentElement.setAttribute("aria-valuenow", String(pct));
+  }, 100);
+  myMeter = { stream, source, analyser, timer, db: -120 };
+}
+
+function stopMyMeter() {
+  if (!myMeter) return;
+  clearInterval(myMeter.timer);
+  myMeter.source.disconnect();
+  myMeter = null;
+  $("my-level").style.width = "0";
+  $("my-level").parentElement.setAttribute("aria-valuenow", "0");
+}
+
 function stopMic() {
   forcedMic = false;
+  stopMyMeter();
   if (mic && pc && mic.sender.track) mic.sender.replaceTrack(null).catch(() => {});
   if (micStream) for (const t of micStream.getTracks()) t.stop();
   micStream = null;
 }
 
 // ---- controls ------------------------------------------------------------------------------
+function applyListening() {
+  for (const s of slots) {
+    s.audio.volume = volume;
+    s.audio.muted = listenMuted;
+  }
+  $("volume").value = String(Math.round(volume * 100));
+  $("listen-mute").setAttribute("aria-pressed", String(listenMuted));
+  $("listen-mute").textContent = listenMuted ? "Unmute" : "Mute";
+  $("listen-mute").title = listenMuted ? "Unmute the room" : "Mute the room";
+}
+
+// Leave the room (and any seat) and stop all audio; "Rejoin" comes back.
+async function leaveRoom() {
+  left = true;
+  fatal = true;
+  try {
+    await request({ type: "leave" });
+  } catch {
+    // Already gone: nothing to tell the server.
+  }
+  if (ws) ws.close();
+  stopMedia();
+  updateTap();
+  $("tap").hidden = true;
+  snapshot = null;
+  setStatus("You left the room");
+  $("leave").textContent = "Rejoin";
+  $("leave").title = "Join the room again";
+}
+
+function rejoin() {
+  left = false;
+  fatal = false;
+  me = null;
+  $("leave").textContent = "Leave";
+  $("leave").title = "Leave the room";
+  connect();
+}
+
 function wire() {
+  applyListening();
+  $("volume").addEventListener("input", () => {
+    volume = Number($("volume").value) / 100;
+    if (volume > 0 && listenMuted) listenMuted = false;
+    localStorage.setItem("onmic-volume", String(volume));
+    localStorage.setItem("onmic-muted", listenMuted ? "1" : "0");
+    applyListening();
+  });
+  $("listen-mute").addEventListener("click", () => {
+    listenMuted = !listenMuted;
+    localStorage.setItem("onmic-muted", listenMuted ? "1" : "0");
+    applyListening();
+  });
+  $("leave").addEventListener("click", () => (left ? rejoin() : leaveRoom()));
   $("tap").addEventListener("click", () => play());
   $("apply").addEventListener("click", async () => {
     try {
@@ -648,6 +761,12 @@ window.onmicProbe = (freqs = []) => {
     connection: pc ? pc.connectionState : "none",
     // Whether the microphone is attached to the peer connection (being sent).
     micSending: Boolean(mic && mic.sender.track && mic.sender.track.readyState === "live"),
+    // The level of our own microphone (dBFS) while seated, null otherwise.
+    myLevelDb: myMeter ? myMeter.db : null,
+    // What this listener set: the room's volume here and whether it is muted.
+    volume,
+    muted: listenMuted,
+    elementVolumes: slots.map((s) => (s.audio.muted ? 0 : s.audio.volume)),
     slots: slots.map((s, seat) => ({
       seat,
       playing: !s.audio.paused,

@@ -137,8 +137,15 @@ pub fn main() -> ExitCode {
         eprintln!("{problem}");
         return ExitCode::from(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The `pulseaudio` crate logs the end of every connection, including the orderly one when its
+    // client is dropped (an input stream closed), as `ERROR Reactor error: Client disconnected`.
+    // A real loss of the sound server reaches us anyway as an error from each request and a
+    // failed stream (`StreamStatus`), which the Studio reports; see docs/platforms.md.
+    if let Ok(quiet) = "pulseaudio::client::reactor=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     match run(launch) {
         Ok(()) => ExitCode::SUCCESS,

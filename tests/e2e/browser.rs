@@ -702,3 +702,259 @@ async fn autoplay_scenario() -> anyhow::Result<()> {
     host.close().await;
     Ok(())
 }
+
+#[test]
+fn on_a_phone_and_a_desktop_the_page_fits_the_screen_with_chat_and_listening_controls() {
+    in_netns(
+        "on_a_phone_and_a_desktop_the_page_fits_the_screen_with_chat_and_listening_controls",
+        layout_scenario,
+    );
+}
+
+/// Where the page's parts are: the document's width, the viewport, and the rectangles of the
+/// elements the listener must reach.
+const LAYOUT: &str = "const r = (sel) => { const e = document.querySelector(sel); \
+  if (!e || e.offsetParent === null) return null; const b = e.getBoundingClientRect(); \
+  return { top: b.top, bottom: b.bottom, left: b.left, right: b.right, height: b.height }; }; \
+  return { scrollWidth: document.documentElement.scrollWidth, \
+  bodyScrollWidth: document.body.scrollWidth, \
+  scrollHeight: document.documentElement.scrollHeight, \
+  width: window.innerWidth, height: window.innerHeight, \
+  messages: r('#messages'), text: r('#chat-text'), send: r('#chat-send'), \
+  gift: r('#gift-send'), seats: r('#seats'), volume: r('#volume'), mute: r('#listen-mute'), \
+  leave: r('#leave'), apply: r('#apply'), meter: r('#my-meter'), \
+  hostAvatar: r('[data-seat=\"0\"] .avatar'), hostTags: r('[data-seat=\"0\"] .tags') };";
+
+/// `part` lies wholly inside the first screen of `layout`.
+fn on_first_screen(layout: &Value, part: &str) {
+    let p = &layout[part];
+    assert!(!p.is_null(), "{part} is shown: {layout}");
+    let (w, h) = (
+        layout["width"].as_f64().unwrap_or(0.0),
+        layout["height"].as_f64().unwrap_or(0.0),
+    );
+    let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        f("top") >= 0.0 && f("bottom") <= h && f("left") >= 0.0 && f("right") <= w,
+        "{part} within the {w}x{h} viewport: {p}"
+    );
+}
+
+async fn layout_scenario() -> anyhow::Result<()> {
+    let (server, host_token) =
+        ServerProcess::with_room("phone", "Late-night talk: music, stories and requests", 8)
+            .await?;
+    let base = server.base.clone();
+    let mut host = WsMember::join(&base, "phone", &host_token).await;
+    host.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+    // A 200-character unbroken word (a URL), the message that used to widen the page.
+    let long = format!("https://example.com/{}", "a".repeat(180));
+    assert_eq!(long.chars().count(), 200);
+    host.ok(json!({ "type": "chat", "text": "welcome! requests in the chat please" }))
+        .await;
+    host.ok(json!({ "type": "chat", "text": long })).await;
+    host.ok(json!({ "type": "chat", "text": XSS })).await;
+    // A guest speaking on seat 1, so the screenshots show a ripple.
+    let guest_token = server.speaker_token("phone", "guest").await;
+    let mut guest = WsMember::join(&base, "phone", &guest_token).await;
+    guest.ok(json!({ "type": "apply", "seat": 1 })).await;
+    host.ok(json!({ "type": "approve", "uid": "guest" })).await;
+    let guest_rtc = RtcPeer::connect(&base, "phone", &guest_token, 9, (300.0, 300.0)).await?;
+    guest_rtc.sending.store(true, Ordering::Relaxed);
+    // The guest's socket stays alive (heartbeats) for the whole test.
+    let guest_task = tokio::spawn(async move {
+        loop {
+            guest.request(json!({ "type": "heartbeat" })).await;
+            guest.pump(Duration::from_secs(3)).await;
+        }
+    });
+
+    let browser = Browser::launch().await?;
+    let viewport = browser.set_viewport(390, 844).await?;
+    assert_eq!(viewport, (390, 844), "a phone's viewport");
+    let fan = server.speaker_token("phone", "fan").await;
+    browser
+        .client
+        .goto(&format!("{base}/listen/phone?token={fan}"))
+        .await?;
+    wait_for(WAIT, "the long message in the chat", || async {
+        let t = browser.text("#messages").await?;
+        t.contains(&long).then_some(())
+    })
+    .await?;
+    wait_for(WAIT, "the guest's ripple", || async {
+        let c = browser
+            .eval("return document.querySelector('[data-seat=\"1\"]').className;")
+            .await
+            .ok()?;
+        c.as_str()?.contains("speaking").then_some(())
+    })
+    .await?;
+
+    // Acceptance 13: the page is as wide as the phone, and chat, the send box and the listening
+    // controls are on the first screen.
+    let l = browser.eval(LAYOUT).await?;
+    println!("phone layout: {l}");
+    assert_eq!(l["scrollWidth"], json!(390), "no sideways scrolling: {l}");
+    assert_eq!(l["bodyScrollWidth"], json!(390), "{l}");
+    assert_eq!(
+        l["scrollHeight"],
+        json!(844),
+        "one screen, nothing below: {l}"
+    );
+    for part in [
+        "text", "send", "gift", "seats", "volume", "mute", "leave", "apply",
+    ] {
+        on_first_screen(&l, part);
+    }
+    assert!(
+        l["meter"].is_null() && l["hostTags"].is_object(),
+        "no own-voice meter before holding a seat: {l}"
+    );
+    let messages = &l["messages"];
+    assert!(
+        messages["top"].as_f64().unwrap_or(f64::MAX) < 400.0
+            && messages["height"].as_f64().unwrap_or(0.0) >= 250.0,
+        "the chat starts in the upper half of the phone and has room: {messages}"
+    );
+    // The host label sits below the avatar, clear of the speaking ring (which grows to 1.25×).
+    let (avatar, tags) = (&l["hostAvatar"], &l["hostTags"]);
+    let ring_bottom =
+        avatar["bottom"].as_f64().unwrap_or(0.0) + avatar["height"].as_f64().unwrap_or(0.0) * 0.125;
+    assert!(
+        tags["top"].as_f64().unwrap_or(0.0) >= ring_bottom,
+        "host label {tags} clear of the ring below {ring_bottom}"
+    );
+    let label = browser.text("[data-seat=\"0\"] .index").await;
+    assert_eq!(label.as_deref(), Some("Host"));
+    // The long message and the injection attempt are text.
+    let injected = browser
+        .eval("return [document.querySelectorAll('#messages img, #messages b').length, window.__xss === undefined];")
+        .await?;
+    assert_eq!(injected, json!([0, true]), "no element made from chat text");
+
+    // Volume and mute act on every seat's audio element (this device only).
+    browser
+        .eval(
+            "const v = document.getElementById('volume'); v.value = '30'; \
+             v.dispatchEvent(new Event('input')); return true;",
+        )
+        .await?;
+    let p = probe(&browser).await;
+    assert!(
+        p["elementVolumes"].as_array().is_some_and(|v| v.len() == 9
+            && v.iter()
+                .all(|x| (x.as_f64().unwrap_or(0.0) - 0.3).abs() < 1e-6)),
+        "volume 30 % on every seat: {p}"
+    );
+    browser
+        .client
+        .find(Locator::Id("listen-mute"))
+        .await?
+        .click()
+        .await?;
+    let p = probe(&browser).await;
+    assert!(
+        p["muted"] == json!(true)
+            && p["elementVolumes"]
+                .as_array()
+                .is_some_and(|v| v.iter().all(|x| x.as_f64() == Some(0.0))),
+        "muted: {p}"
+    );
+    browser
+        .client
+        .find(Locator::Id("listen-mute"))
+        .await?
+        .click()
+        .await?;
+
+    // Seated, the guest sees its own voice on a meter (the fake microphone's tone).
+    browser
+        .client
+        .find(Locator::Id("apply"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the fan's application", |e| {
+        e["type"] == "application_added" && e["uid"] == "fan"
+    })
+    .await;
+    host.ok(json!({ "type": "approve", "uid": "fan" })).await;
+    let level = wait_for(WAIT, "the fan's own-voice meter", || async {
+        let p = probe(&browser).await;
+        let db = p["myLevelDb"].as_f64()?;
+        let shown = browser
+            .eval("const m = document.getElementById('my-meter'); return !m.hidden && parseFloat(document.getElementById('my-level').style.width) > 0;")
+            .await
+            .ok()?;
+        (db > -40.0 && shown == json!(true)).then_some(db)
+    })
+    .await?;
+    println!("the seated page's own microphone: {level:.1} dBFS");
+    let l = browser.eval(LAYOUT).await?;
+    assert_eq!(
+        l["scrollWidth"],
+        json!(390),
+        "seated, still no sideways scrolling: {l}"
+    );
+    for part in ["text", "send", "meter", "leave"] {
+        on_first_screen(&l, part);
+    }
+    let shot = browser.screenshot("listener-phone-390x844").await?;
+    println!("screenshot: {}", shot.display());
+
+    // A desktop: seats beside the chat, everything on one screen.
+    let viewport = browser.set_viewport(1280, 800).await?;
+    assert_eq!(viewport, (1280, 800), "a laptop's viewport");
+    let l = browser.eval(LAYOUT).await?;
+    println!("desktop layout: {l}");
+    assert_eq!(l["scrollWidth"], json!(1280), "{l}");
+    for part in [
+        "text", "send", "gift", "seats", "volume", "mute", "leave", "meter",
+    ] {
+        on_first_screen(&l, part);
+    }
+    let shot = browser.screenshot("listener-desktop-1280x800").await?;
+    println!("screenshot: {}", shot.display());
+
+    // Leave: the server sees the member go (and the seat freed); Rejoin comes back.
+    host.events.clear();
+    browser
+        .client
+        .find(Locator::Id("leave"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the fan's seat freed", |e| {
+        e["type"] == "seat_changed" && e["seat"]["index"] == 2 && e["seat"]["state"] == "empty"
+    })
+    .await;
+    host.until_event("the fan gone", |e| {
+        e["type"] == "member_left" && e["uid"] == "fan"
+    })
+    .await;
+    wait_for(WAIT, "the page to say it left", || async {
+        let s = browser.text("#status").await?;
+        (s == "You left the room").then_some(())
+    })
+    .await?;
+    assert_eq!(probe(&browser).await["micSending"], json!(false));
+    browser
+        .client
+        .find(Locator::Id("leave"))
+        .await?
+        .click()
+        .await?;
+    host.until_event("the fan back", |e| {
+        e["type"] == "member_joined" && e["member"]["uid"] == "fan"
+    })
+    .await;
+    wait_for(WAIT, "the page to listen again", || async {
+        let p = probe(&browser).await;
+        (p["connection"] == "connected").then_some(())
+    })
+    .await?;
+    guest_task.abort();
+    browser.quit().await;
+    Ok(())
+}

@@ -156,6 +156,31 @@ impl Browser {
         v.as_str().map(|t| t.trim().to_owned())
     }
 
+    /// Sizes the window so that the page's viewport is `width` × `height` CSS pixels (a phone's
+    /// 390 × 844, a laptop's 1280 × 800): sets the window, then corrects by what the browser's
+    /// frame takes. Returns the viewport it got.
+    pub async fn set_viewport(&self, width: u32, height: u32) -> anyhow::Result<(u32, u32)> {
+        let inner = || async {
+            let v = self
+                .eval("return [window.innerWidth, window.innerHeight];")
+                .await?;
+            let n = |i: usize| v[i].as_u64().unwrap_or(0) as i64;
+            anyhow::Ok((n(0), n(1)))
+        };
+        self.client.set_window_size(width, height).await?;
+        let (w, h) = inner().await?;
+        let (fw, fh) = (i64::from(width) - w, i64::from(height) - h);
+        if fw != 0 || fh != 0 {
+            let target =
+                |size: u32, frame: i64| u32::try_from(i64::from(size) + frame).unwrap_or(size);
+            self.client
+                .set_window_size(target(width, fw), target(height, fh))
+                .await?;
+        }
+        let (w, h) = inner().await?;
+        Ok((u32::try_from(w)?, u32::try_from(h)?))
+    }
+
     /// Saves a PNG screenshot of the page to `target/screenshots/<name>.png`.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
         let png = self.client.screenshot().await?;

@@ -8,8 +8,10 @@
 //! - `cargo xtask bench`: the benchmarks, with the same daemons.
 //! - `cargo xtask with-daemons -- CMD…`: builds the binaries, starts the test daemons and runs one
 //!   command with the tests' environment (to run a single test, end-to-end ones included).
+//! - `cargo xtask bundle [--debug]`: the Studio's `.deb` and `.rpm` (Tauri CLI from npm).
 //! - `cargo xtask ui | bindings | icons | setup`: single steps.
 
+mod bundle;
 mod daemons;
 mod phases;
 mod run;
@@ -32,6 +34,12 @@ commands:
                  build the binaries, start the test daemons (Xvfb, PulseAudio, drivers) and run
                  CMD with the tests' environment, e.g. one end-to-end test:
                  cargo xtask with-daemons -- cargo test -p onmic-e2e --test studio -- NAME
+  bundle [--debug] [--smoke]
+                 build the Studio's .deb and .rpm into target/{release,debug}/bundle/ with the
+                 Tauri CLI from ui/node_modules (--debug: package the dev-profile build the
+                 tests use, much faster; default: the optimised release build; --smoke:
+                 the suite's package phase: bundle --debug, install the .deb, start it, remove
+                 it, under `cargo xtask with-daemons -- cargo xtask bundle --smoke`)
   setup          install missing system and npm packages (Debian, as root) or print how to
   ui             build the UI into ui/dist
   bindings       regenerate ui/src/bindings.ts from the Rust commands and types
@@ -51,6 +59,7 @@ fn main() -> ExitCode {
         "with-daemons" => return test::with_daemons(rest),
         "setup" => setup::system_packages().and_then(|()| setup::npm_packages()),
         "ui" => setup::build_ui(),
+        "bundle" => bundle::bundle_command(rest),
         "bindings" => run::bindings(),
         "icons" => run::icons(),
         "-h" | "--help" | "help" => {

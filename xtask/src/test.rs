@@ -198,6 +198,16 @@ pub fn test() -> ExitCode {
         }
         None => phases.skip("tests", "the binaries or daemons are not available"),
     }
+    // The packages: bundle the debug build (the release one is `cargo xtask bundle`), install
+    // the .deb, start the installed Studio, remove it.
+    match &env {
+        Some(env) => {
+            phases.run("package (.deb/.rpm, install, smoke)", |_| {
+                crate::bundle::smoke(&env.vars)
+            });
+        }
+        None => phases.skip("package", "the binaries or daemons are not available"),
+    }
     drop(env);
     phases.print_summary(started.elapsed());
     if phases.all_passed() {
