@@ -411,6 +411,11 @@ impl EngineCore {
         music: Option<&Block>,
         out: &mut Block,
     ) -> (BlockOutput<'_>, Option<Garbage>) {
+        // The debug tap records the raw microphone; the input gain applies before the chain.
+        if self.tap.is_some() {
+            self.capture_copy.copy_from(capture);
+        }
+        self.apply_input_gain(capture);
         // Music voices: ducked under the last block's voice, split into publish and local.
         let bus = self
             .music
@@ -430,10 +435,6 @@ impl EngineCore {
         // The far-end reference is exactly what goes to the output: remotes plus music.
         self.playout
             .mix(&mut self.far, music_loc, &mut self.indicator);
-        if self.tap.is_some() {
-            self.capture_copy.copy_from(capture);
-        }
-        self.apply_input_gain(capture);
         let mut garbage = None;
         if let Some(mut next) = self.next_chain.take() {
             // The new chain takes the host's effects over (state and all).
