@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use onmic_audio::chain::Mode;
-use onmic_audio::offline::{OfflineJob, process};
+use onmic_audio::offline::{OfflineJob, WavFormat, process};
 use onmic_audio::test_signals::Noise;
 
 fn write_wav(path: &Path, x: &[f32]) {
@@ -81,6 +81,7 @@ fn main() {
             mode: Mode::Voice,
             aec_ref: Some(ref_path.clone()),
             debug_tap: None,
+            wav_format: WavFormat::F32,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()
@@ -105,6 +106,7 @@ fn main() {
             mode: Mode::Soundcard,
             aec_ref: None,
             debug_tap: None,
+            wav_format: WavFormat::F32,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()

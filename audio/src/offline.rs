@@ -1,6 +1,7 @@
 //! Offline processing: the same chain as the live engine, file to file. WAV in (PCM 8–32 bit or
 //! float, mono or stereo, any rate — resampled to 48 kHz), an optional far-end reference WAV for
-//! the AEC, WAV (32-bit float) or Ogg Opus out (the mode's Opus profile).
+//! the AEC, WAV (32-bit float, or 16-bit PCM with [`WavFormat::S16`]) or Ogg Opus out (the
+//! mode's Opus profile).
 //!
 //! Errors mean bad input: a missing file, something that is not a WAV, a truncated WAV or an
 //! unsupported layout each give an [`OfflineError`] with a message naming the file.
@@ -76,6 +77,16 @@ pub enum OfflineError {
     Resample(#[from] ResampleError),
 }
 
+/// The sample format of a WAV output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    /// 32-bit IEEE float (the default; keeps everything the chain produces).
+    #[default]
+    F32,
+    /// 16-bit PCM, clipped to ±1 and rounded (what most tools read).
+    S16,
+}
+
 /// What to do.
 #[derive(Debug, Clone)]
 pub struct OfflineJob {
@@ -89,6 +100,8 @@ pub struct OfflineJob {
     pub aec_ref: Option<PathBuf>,
     /// Where to write the debug tap WAVs (raw mic, AEC reference, processed), if anywhere.
     pub debug_tap: Option<PathBuf>,
+    /// Sample format of a WAV output (ignored for Opus).
+    pub wav_format: WavFormat,
 }
 
 /// A summary of a run.
@@ -263,11 +276,15 @@ pub fn process(
         .map(str::to_ascii_lowercase);
     let mut sink = match ext.as_deref() {
         Some("wav") => {
+            let (bits_per_sample, sample_format) = match job.wav_format {
+                WavFormat::F32 => (32, hound::SampleFormat::Float),
+                WavFormat::S16 => (16, hound::SampleFormat::Int),
+            };
             let spec = hound::WavSpec {
                 channels: out_channels,
                 sample_rate: 48_000,
-                bits_per_sample: 32,
-                sample_format: hound::SampleFormat::Float,
+                bits_per_sample,
+                sample_format,
             };
             Sink::Wav(hound::WavWriter::create(&job.output, spec).map_err(|e| write_err(&e))?)
         }
@@ -342,7 +359,13 @@ pub fn process(
                     let valid = (input.frames() - start).min(BLOCK_FRAMES);
                     block.write_interleaved(&mut inter);
                     for s in &inter[..valid * block.channels()] {
-                        w.write_sample(*s).map_err(|e| write_err(&e))?;
+                        match job.wav_format {
+                            WavFormat::F32 => w.write_sample(*s),
+                            WavFormat::S16 => {
+                                w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                            }
+                        }
+                        .map_err(|e| write_err(&e))?;
                     }
                 }
             }

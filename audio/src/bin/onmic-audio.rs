@@ -1,6 +1,6 @@
 //! `onmic-audio`: run Onmic's audio chain on files.
 //!
-//! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] --out OUT.wav|OUT.opus`
+//! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] --out OUT.wav|OUT.opus [--format f32|s16]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use onmic_audio::chain::Mode;
-use onmic_audio::offline::{OfflineJob, process};
+use onmic_audio::offline::{OfflineJob, WavFormat, process};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,9 +34,12 @@ enum Command {
         /// Far-end reference WAV for echo cancellation.
         #[arg(long)]
         aec_ref: Option<PathBuf>,
-        /// Output file: .wav (32-bit float) or .opus/.ogg (Ogg Opus).
+        /// Output file: .wav (see --format) or .opus/.ogg (Ogg Opus).
         #[arg(long)]
         out: PathBuf,
+        /// Sample format of a .wav output.
+        #[arg(long, value_enum, default_value_t = CliFormat::F32)]
+        format: CliFormat,
         /// Write raw / reference / processed WAVs into this directory.
         #[arg(long)]
         debug_tap: Option<PathBuf>,
@@ -44,6 +47,14 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliFormat {
+    /// 32-bit float.
+    F32,
+    /// 16-bit PCM.
+    S16,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,6 +75,7 @@ fn main() -> ExitCode {
             out,
             debug_tap,
             quiet,
+            format,
         } => {
             let job = OfflineJob {
                 input,
@@ -74,6 +86,10 @@ fn main() -> ExitCode {
                 },
                 aec_ref,
                 debug_tap,
+                wav_format: match format {
+                    CliFormat::F32 => WavFormat::F32,
+                    CliFormat::S16 => WavFormat::S16,
+                },
             };
             let started = Instant::now();
             let mut bar: Option<ProgressBar> = None;
