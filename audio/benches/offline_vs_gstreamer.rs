@@ -82,6 +82,8 @@ fn main() {
             aec_ref: Some(ref_path.clone()),
             debug_tap: None,
             wav_format: WavFormat::F32,
+            off: Default::default(),
+            ns_level: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()
@@ -107,6 +109,8 @@ fn main() {
             aec_ref: None,
             debug_tap: None,
             wav_format: WavFormat::F32,
+            off: Default::default(),
+            ns_level: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()

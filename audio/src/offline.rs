@@ -11,7 +11,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use crate::block::Block;
-use crate::chain::{Chain, ChainConfig, Mode};
+use crate::chain::{Chain, ChainConfig, Mode, Toggles};
 use crate::debug_tap::DebugTap;
 use crate::ogg_opus::OggOpusWriter;
 use crate::opus::{OpusEncoder, OpusError};
@@ -102,6 +102,10 @@ pub struct OfflineJob {
     pub debug_tap: Option<PathBuf>,
     /// Sample format of a WAV output (ignored for Opus).
     pub wav_format: WavFormat,
+    /// Classic NS level (the mode's default when `None`).
+    pub ns_level: Option<crate::ns::NsLevel>,
+    /// Stages to switch off (on top of the mode's defaults), e.g. to measure one stage alone.
+    pub off: Toggles,
 }
 
 /// A summary of a run.
@@ -256,6 +260,13 @@ pub fn process(
     if input.channels.len() == 1 && job.mode == Mode::Soundcard {
         config.channel_map = crate::chain::ChannelMap::StereoPair;
     }
+    if let Some(level) = job.ns_level {
+        config.ns_level = level;
+    }
+    config.toggles.aec &= !job.off.aec;
+    config.toggles.ns &= !job.off.ns;
+    config.toggles.ai_ns &= !job.off.ai_ns;
+    config.toggles.agc &= !job.off.agc;
     if far.is_none() {
         // Nothing to cancel without a reference; the stage would only add its delay.
         config.toggles.aec = false;

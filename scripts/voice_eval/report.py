@@ -14,7 +14,7 @@ Measures (near-end judged against the near-end component at the microphone, 16 k
   (so the AGC's gain does not count as noise).
 * Level: clean speech, the output's active-speech level (AGC target -18 dBFS).
 
-Usage: report.py [--subset] [--json OUT] [--bin PATH] [--no-gst]
+Usage: report.py [--subset] [--json OUT] [--bin PATH] [--no-gst] [--off STAGES] [--only PREFIX]
 """
 
 import argparse
@@ -37,16 +37,26 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def default_bin():
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-    for prof in ("release", "debug"):
-        p = os.path.join(target, prof, "onmic-audio")
-        if os.path.exists(p):
-            return p
-    sys.exit(f"onmic-audio not built: run `cargo build -p onmic-audio --bin onmic-audio` (looked in {target})")
+    """Builds the offline CLI with cargo and returns the executable cargo reports."""
+    r = subprocess.run(
+        ["cargo", "build", "-p", "onmic-audio", "--bin", "onmic-audio", "--message-format=json"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        sys.exit(f"building onmic-audio failed:\n{r.stderr[-3000:]}")
+    for line in r.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["target"]["name"] == "onmic-audio":
+            return msg["executable"]
+    sys.exit("cargo did not report the onmic-audio executable")
 
 
-def run_onmic(binary, d, out):
+def run_onmic(binary, d, out, off=None, ns_level=None):
     args = [binary, "process", os.path.join(d, "mic.wav"), "--mode", "voice", "--quiet", "--out", out]
+    if ns_level:
+        args += ["--ns-level", ns_level]
+    if off:
+        args += ["--off", off]
     if os.path.exists(os.path.join(d, "far.wav")):
         args += ["--aec-ref", os.path.join(d, "far.wav")]
     r = subprocess.run(args, capture_output=True, text=True)
@@ -166,14 +176,19 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--bin")
     ap.add_argument("--no-gst", action="store_true")
+    ap.add_argument("--off", help="stages of the Onmic chain to switch off, e.g. ns,agc")
+    ap.add_argument("--ns-level", help="the classic NS level (low, moderate, high, very-high)")
+    ap.add_argument("--only", help="only conditions whose name starts with this")
     args = ap.parse_args()
     binary = args.bin or default_bin()
     conds = material.ensure(args.subset)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, d in conds:
+            if args.only and not name.startswith(args.only):
+                continue
             o = os.path.join(tmp, name + "-onmic.wav")
-            run_onmic(binary, d, o)
+            run_onmic(binary, d, o, args.off, args.ns_level)
             results[name] = {"onmic": measure(name, d, o), "meta": json.load(open(os.path.join(d, "meta.json")))}
             if not args.no_gst:
                 g = os.path.join(tmp, name + "-gst.wav")

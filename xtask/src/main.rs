@@ -49,7 +49,9 @@ fn main() -> ExitCode {
         "test" => return test::test(),
         "bench" => test::bench(rest),
         "with-daemons" => return test::with_daemons(rest),
-        "setup" => setup::system_packages().and_then(|()| setup::npm_packages()),
+        "setup" => setup::system_packages()
+            .and_then(|()| setup::npm_packages())
+            .and_then(|()| setup::pip_packages()),
         "ui" => setup::build_ui(),
         "bindings" => run::bindings(),
         "icons" => run::icons(),

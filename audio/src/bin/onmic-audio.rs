@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use onmic_audio::chain::Mode;
+use onmic_audio::chain::{Mode, Toggles};
+use onmic_audio::ns::NsLevel;
 use onmic_audio::offline::{OfflineJob, WavFormat, process};
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,12 @@ enum Command {
         /// Output file: .wav (see --format) or .opus/.ogg (Ogg Opus).
         #[arg(long)]
         out: PathBuf,
+        /// Classic noise suppression level (default: the mode's).
+        #[arg(long, value_enum)]
+        ns_level: Option<CliNsLevel>,
+        /// Stages to switch off (comma-separated: aec, ns, ai-ns, agc).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        off: Vec<Stage>,
         /// Sample format of a .wav output.
         #[arg(long, value_enum, default_value_t = CliFormat::F32)]
         format: CliFormat,
@@ -47,6 +54,30 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    /// Echo cancellation.
+    Aec,
+    /// Classic noise suppression.
+    Ns,
+    /// AI noise suppression (RNNoise).
+    AiNs,
+    /// Automatic gain control.
+    Agc,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliNsLevel {
+    /// About 8 dB.
+    Low,
+    /// About 14 dB.
+    Moderate,
+    /// About 20 dB.
+    High,
+    /// About 25 dB.
+    VeryHigh,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -76,6 +107,8 @@ fn main() -> ExitCode {
             debug_tap,
             quiet,
             format,
+            off,
+            ns_level,
         } => {
             let job = OfflineJob {
                 input,
@@ -89,6 +122,18 @@ fn main() -> ExitCode {
                 wav_format: match format {
                     CliFormat::F32 => WavFormat::F32,
                     CliFormat::S16 => WavFormat::S16,
+                },
+                ns_level: ns_level.map(|l| match l {
+                    CliNsLevel::Low => NsLevel::Low,
+                    CliNsLevel::Moderate => NsLevel::Moderate,
+                    CliNsLevel::High => NsLevel::High,
+                    CliNsLevel::VeryHigh => NsLevel::VeryHigh,
+                }),
+                off: Toggles {
+                    aec: off.contains(&Stage::Aec),
+                    ns: off.contains(&Stage::Ns),
+                    ai_ns: off.contains(&Stage::AiNs),
+                    agc: off.contains(&Stage::Agc),
                 },
             };
             let started = Instant::now();
