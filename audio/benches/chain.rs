@@ -83,7 +83,7 @@ fn jobs() -> Vec<Job> {
         let mut b = Block::silent(1);
         let mut i = 0;
         v.push((
-            "AEC Kalman, ours (mono, with render)",
+            "AEC Kalman 400 ms + delay est. (mono, render)",
             Box::new(move || {
                 aec.analyze_render(&far[i % 50]);
                 b.copy_from(&near[i % 50]);

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use onmic_audio::chain::Mode;
-use onmic_audio::offline::{OfflineJob, process};
+use onmic_audio::offline::{OfflineJob, WavFormat, process};
 use onmic_audio::test_signals::Noise;
 
 fn write_wav(path: &Path, x: &[f32]) {
@@ -82,6 +82,9 @@ fn main() {
             aec_ref: Some(ref_path.clone()),
             debug_tap: None,
             effects: Default::default(),
+            wav_format: WavFormat::F32,
+            off: Default::default(),
+            ns_level: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()
@@ -107,6 +110,9 @@ fn main() {
             aec_ref: None,
             debug_tap: None,
             effects: Default::default(),
+            wav_format: WavFormat::F32,
+            off: Default::default(),
+            ns_level: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()

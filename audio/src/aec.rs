@@ -1,17 +1,28 @@
-//! Acoustic echo cancellation: a frequency-domain Kalman filter (state-space partitioned-block
-//! adaptive filter after Enzner & Vary, overlap-save, 10 ms partitions) plus a residual-echo
-//! postfilter driven by the filter's own uncertainty. Allocation-free after `prepare`, no added
-//! latency.
+//! Acoustic echo cancellation for real rooms: a delay estimator that finds and follows the
+//! device's render→capture delay, a partitioned-block frequency-domain Kalman filter (after
+//! Enzner & Vary; overlap-save, 10 ms partitions, [`TAIL_MS`] of room tail after the delay) and
+//! a residual-echo suppressor. Allocation-free after `prepare`, no added latency.
 //!
-//! Each bin of each partition carries its own uncertainty, so the step is large while the echo
-//! path is unknown and shrinks by itself when the error is dominated by near-end speech (double
-//! talk) — no double-talk detector. The postfilter removes what the filter itself says is left
-//! (½ Σ P|X|²) and keeps gain ≈ 1 in bins where near-end speech dominates the error.
+//! * **Delay**: binary spectra (Kleijn's delay estimator, as in WebRTC): per 10 ms block each of
+//!   32 bands (300 Hz–6.7 kHz) is 1 when its energy is above its running mean, for the far end
+//!   and the microphone; the far-end lag (0–[`MAX_DELAY_MS`] in 10 ms steps) whose bits agree
+//!   best with the microphone's, averaged over far-end activity, is the delay. A new delay is
+//!   taken after it has won for 250 ms of far-end speech; the filter's partitions shift with it,
+//!   so what was learnt is kept. The filter starts 20 ms before the estimate.
+//! * **Filter**: each bin of each partition carries its own uncertainty, so the step is large
+//!   while the echo path is unknown and shrinks by itself when the error is dominated by near-end
+//!   speech (double talk) — no double-talk detector. The filter's constraint (its second half of
+//!   taps zeroed) is applied to four partitions per block in turn (alternately constrained, as in
+//!   Speex's MDF), which keeps the cost of a 400 ms filter within budget.
+//! * **Residual echo**: the echo left after the filter is estimated as leak × |echo estimate|²
+//!   plus the filter's own misadjustment (½ Σ P|X|²); the leak is the correlation of the error's
+//!   and the echo estimate's power spectra over time (Valin's estimator, Speex), which near-end
+//!   speech does not bias. The gain removes it (down to −40 dB) and keeps bins where near-end
+//!   speech dominates. [`Aec::near_end_active`] tells later stages (the AGC) whether what is
+//!   left is near-end speech.
 //!
-//! Far-end alignment: a bulk delay ([`Aec::set_stream_delay_ms`], the devices' render→capture
-//! delay minus a margin) followed by a filter spanning [`TAIL_MS`]. The reference must be what
-//! is sent to the output device; feed it with [`Aec::analyze_render`] before processing the
-//! capture block recorded while it played.
+//! The reference must be what is sent to the output device; feed it with
+//! [`Aec::analyze_render`] before processing the capture block recorded while it played.
 
 use std::sync::Arc;
 
@@ -25,14 +36,24 @@ use crate::units::BLOCK_FRAMES;
 const N: usize = BLOCK_FRAMES;
 const M: usize = 2 * BLOCK_FRAMES;
 const BINS: usize = BLOCK_FRAMES + 1;
-/// Echo tail the filter spans after the bulk delay, in ms (10 partitions of 10 ms).
-pub const TAIL_MS: usize = 100;
+/// Echo tail the filter spans after the estimated delay, in ms (40 partitions of 10 ms).
+pub const TAIL_MS: usize = 400;
 const P: usize = TAIL_MS / 10;
-/// Longest bulk delay, in ms.
-pub const MAX_BULK_DELAY_MS: usize = 500;
-/// The bulk delay stops this short of the reported device delay, so jitter never makes the echo
-/// arrive before the filter's window.
-const BULK_MARGIN_MS: usize = 20;
+/// Longest device delay the estimator looks for, in ms.
+pub const MAX_DELAY_MS: usize = 500;
+const LAGS: usize = MAX_DELAY_MS / 10 + 1;
+const HIST: usize = LAGS + P;
+/// The filter starts this many blocks before the estimated delay.
+const MARGIN: usize = 2;
+/// Partitions constrained per block.
+const CONSTRAIN: usize = 4;
+const BANDS: usize = 32;
+const BAND_START: usize = 6;
+const BAND_WIDTH: usize = 4;
+/// Far-end activity threshold: block power of −50 dBFS.
+const FAR_ACTIVE: f32 = 1e-5;
+/// Deepest residual-echo gain (−40 dB).
+const MIN_GAIN: f32 = 0.01;
 
 type Spectrum = Vec<Complex<f32>>;
 
@@ -43,32 +64,52 @@ pub struct Aec {
     inv: Option<Arc<dyn ComplexToReal<f32>>>,
     fwd_scratch: Spectrum,
     inv_scratch: Spectrum,
+    hist: Vec<Spectrum>,
+    hist_pow: Vec<Vec<f32>>,
+    far_bits: Vec<u32>,
+    hist_pos: usize,
     w: Vec<Spectrum>,
     p: Vec<Vec<f32>>,
     psi_s: Vec<f32>,
-    xs: Vec<Spectrum>,
-    x_pos: usize,
-    far_frame: Vec<f32>,
+    sx: Vec<f32>,
+    gain: Vec<f32>,
+    eh: Vec<f32>,
+    yh: Vec<f32>,
+    erl: Vec<f32>,
+    pey: f32,
+    pyy: f32,
+    leak: f32,
+    far_prev: [f32; N],
+    mic_prev: [f32; N],
     far_pending: [f32; N],
     far_fresh: bool,
-    bulk: Vec<f32>,
-    bulk_pos: usize,
-    bulk_delay: usize,
-    delay_ms: i32,
+    far_mean: [f32; BANDS],
+    mic_mean: [f32; BANDS],
+    cost: Vec<f32>,
+    candidate: usize,
+    candidate_blocks: u32,
+    active_blocks: u32,
+    bulk: usize,
+    hint_ms: i32,
+    delay_found: bool,
+    constrain_pos: usize,
     time: Vec<f32>,
     spec: Spectrum,
     e_spec: Spectrum,
-    sx: Vec<f32>,
-    gain: Vec<f32>,
+    y_spec: Spectrum,
+    near_active: bool,
+    far_active: bool,
     /// Transition factor A (how fast the echo path may drift).
     pub transition: f32,
-    /// Residual-echo postfilter over-subtraction (0 = off).
+    /// Residual-echo suppressor over-subtraction (0 = off).
     pub postfilter: f32,
 }
 
 impl std::fmt::Debug for Aec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Aec").finish_non_exhaustive()
+        f.debug_struct("Aec")
+            .field("delay_ms", &self.delay_ms())
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,6 +117,22 @@ impl Default for Aec {
     fn default() -> Self {
         Aec::new()
     }
+}
+
+fn band_bits(spec: &[Complex<f32>], mean: &mut [f32; BANDS], update: bool) -> u32 {
+    let mut bits = 0u32;
+    for (b, m) in mean.iter_mut().enumerate() {
+        let s = BAND_START + b * BAND_WIDTH;
+        let e: f32 = spec[s..s + BAND_WIDTH].iter().map(|c| c.norm_sqr()).sum();
+        let e = (e + 1e-9).ln();
+        if update {
+            *m += 0.02 * (e - *m);
+        }
+        if e > *m {
+            bits |= 1 << b;
+        }
+    }
+    bits
 }
 
 impl Aec {
@@ -86,24 +143,42 @@ impl Aec {
             inv: None,
             fwd_scratch: Vec::new(),
             inv_scratch: Vec::new(),
+            hist: Vec::new(),
+            hist_pow: Vec::new(),
+            far_bits: Vec::new(),
+            hist_pos: 0,
             w: Vec::new(),
             p: Vec::new(),
             psi_s: Vec::new(),
-            xs: Vec::new(),
-            x_pos: 0,
-            far_frame: Vec::new(),
+            sx: Vec::new(),
+            gain: Vec::new(),
+            eh: Vec::new(),
+            yh: Vec::new(),
+            erl: Vec::new(),
+            pey: 0.0,
+            pyy: 0.0,
+            leak: 1.0,
+            far_prev: [0.0; N],
+            mic_prev: [0.0; N],
             far_pending: [0.0; N],
             far_fresh: false,
-            bulk: Vec::new(),
-            bulk_pos: 0,
-            bulk_delay: 0,
-            delay_ms: 0,
+            far_mean: [0.0; BANDS],
+            mic_mean: [0.0; BANDS],
+            cost: Vec::new(),
+            candidate: 0,
+            candidate_blocks: 0,
+            active_blocks: 0,
+            bulk: 0,
+            hint_ms: 0,
+            delay_found: false,
+            constrain_pos: 0,
             time: Vec::new(),
             spec: Vec::new(),
             e_spec: Vec::new(),
-            sx: Vec::new(),
-            gain: Vec::new(),
-            postfilter: 1.5,
+            y_spec: Vec::new(),
+            near_active: true,
+            far_active: false,
+            postfilter: 2.0,
             transition: 0.9995,
         }
     }
@@ -118,11 +193,64 @@ impl Aec {
         self.far_fresh = true;
     }
 
-    /// Tells the canceller the render→capture delay of the devices, in ms (0–500).
+    /// Tells the canceller the devices' render→capture delay, in ms (0–500): where the filter
+    /// starts until the estimator has found the delay itself.
     pub fn set_stream_delay_ms(&mut self, ms: i32) {
-        self.delay_ms = ms.clamp(0, MAX_BULK_DELAY_MS as i32);
-        let frames = (self.delay_ms as usize).saturating_sub(BULK_MARGIN_MS) * 48;
-        self.bulk_delay = frames.min(self.bulk.len().saturating_sub(N));
+        self.hint_ms = ms.clamp(0, MAX_DELAY_MS as i32);
+        if !self.delay_found {
+            let blocks = (self.hint_ms as usize / 10).saturating_sub(MARGIN);
+            self.shift_to(blocks);
+        }
+    }
+
+    /// The render→capture delay the filter is aligned to now, in ms (its start plus the margin).
+    pub fn delay_ms(&self) -> usize {
+        (self.bulk + MARGIN) * 10
+    }
+
+    /// Whether the estimator has found the delay from the signals.
+    pub fn delay_found(&self) -> bool {
+        self.delay_found
+    }
+
+    /// Whether the last block's output is near-end sound rather than echo: true when the far end
+    /// was silent or the error clearly exceeded the residual echo expected from the far end.
+    pub fn near_end_active(&self) -> bool {
+        self.near_active
+    }
+
+    /// The residual-echo leak estimate (what fraction of the echo estimate's power is left).
+    pub fn leak(&self) -> f32 {
+        self.leak
+    }
+
+    /// Moves the filter's start to `blocks` after the far end, shifting what it has learnt.
+    fn shift_to(&mut self, blocks: usize) {
+        let blocks = blocks.min(LAGS - 1);
+        if blocks == self.bulk {
+            return;
+        }
+        if !self.w.is_empty() {
+            // Partition q of the new filter is partition q + d of the old one.
+            if blocks > self.bulk {
+                let d = (blocks - self.bulk).min(P);
+                self.w.rotate_left(d);
+                self.p.rotate_left(d);
+                for q in P - d..P {
+                    self.w[q].fill(Complex::new(0.0, 0.0));
+                    self.p[q].fill(0.05);
+                }
+            } else {
+                let d = (self.bulk - blocks).min(P);
+                self.w.rotate_right(d);
+                self.p.rotate_right(d);
+                for q in 0..d {
+                    self.w[q].fill(Complex::new(0.0, 0.0));
+                    self.p[q].fill(0.05);
+                }
+            }
+        }
+        self.bulk = blocks;
     }
 
     fn fft(&mut self) {
@@ -136,6 +264,45 @@ impl Aec {
             self.spec[0].im = 0.0;
             self.spec[BINS - 1].im = 0.0;
             let _ = i.process_with_scratch(&mut self.spec, &mut self.time, &mut self.inv_scratch);
+        }
+    }
+
+    fn update_delay(&mut self, mic_bits: u32, far_power: f32) {
+        if far_power < FAR_ACTIVE {
+            return;
+        }
+        self.active_blocks = self.active_blocks.saturating_add(1);
+        let mut best = 0;
+        let mut sum = 0.0;
+        for lag in 0..LAGS {
+            let fb = self.far_bits[(self.hist_pos + HIST - lag) % HIST];
+            let c = (fb ^ mic_bits).count_ones() as f32;
+            self.cost[lag] += 0.03 * (c - self.cost[lag]);
+            sum += self.cost[lag];
+            if self.cost[lag] < self.cost[best] {
+                best = lag;
+            }
+        }
+        if self.active_blocks < 50 {
+            return;
+        }
+        let mean = sum / LAGS as f32;
+        if self.cost[best] > mean - 2.0 {
+            return;
+        }
+        if best == self.candidate {
+            self.candidate_blocks = self.candidate_blocks.saturating_add(1);
+        } else {
+            self.candidate = best;
+            self.candidate_blocks = 0;
+        }
+        if self.candidate_blocks >= 25 {
+            let start = best.saturating_sub(MARGIN);
+            // Within one block of the current start: leave it (the filter covers it).
+            if !self.delay_found || start.abs_diff(self.bulk) > 1 {
+                self.shift_to(start);
+            }
+            self.delay_found = true;
         }
     }
 }
@@ -157,16 +324,20 @@ impl Processor for Aec {
         self.inv = Some(inv);
         let zero = vec![Complex::new(0.0, 0.0); BINS];
         self.w = vec![zero.clone(); P];
-        self.xs = vec![zero.clone(); P];
+        self.hist = vec![zero.clone(); HIST];
+        self.hist_pow = vec![vec![0.0; BINS]; HIST];
+        self.far_bits = vec![0; HIST];
         self.p = vec![vec![0.0; BINS]; P];
         self.psi_s = vec![0.0; BINS];
         self.sx = vec![0.0; BINS];
         self.gain = vec![1.0; BINS];
-        self.far_frame = vec![0.0; M];
-        self.bulk = vec![0.0; MAX_BULK_DELAY_MS * 48 + N];
-        self.set_stream_delay_ms(self.delay_ms);
+        self.eh = vec![0.0; BINS];
+        self.yh = vec![0.0; BINS];
+        self.erl = vec![1.0; BINS];
+        self.cost = vec![BANDS as f32 / 2.0; LAGS];
         self.time = vec![0.0; M];
         self.e_spec = zero.clone();
+        self.y_spec = zero.clone();
         self.spec = zero;
         self.reset();
         Ok(())
@@ -176,34 +347,45 @@ impl Processor for Aec {
         if self.fwd.is_none() {
             return;
         }
-        // Far end: newest spectrum of [previous block, this block].
+        // Far end: spectrum of [previous block, this block] into the history.
         let far = if self.far_fresh {
             self.far_pending
         } else {
             [0.0; N]
         };
         self.far_fresh = false;
-        let len = self.bulk.len();
-        self.far_frame.copy_within(N.., 0);
-        for i in 0..N {
-            let w = (self.bulk_pos + i) % len;
-            self.bulk[w] = far[i];
-            self.far_frame[N + i] = self.bulk[(w + len - self.bulk_delay) % len];
-        }
-        self.bulk_pos = (self.bulk_pos + N) % len;
-        self.time.copy_from_slice(&self.far_frame);
+        let far_power = far.iter().map(|s| s * s).sum::<f32>() / N as f32;
+        self.far_active = far_power >= FAR_ACTIVE;
+        self.time[..N].copy_from_slice(&self.far_prev);
+        self.time[N..].copy_from_slice(&far);
+        self.far_prev = far;
         self.fft();
-        self.x_pos = (self.x_pos + 1) % P;
-        self.xs[self.x_pos].copy_from_slice(&self.spec);
+        self.hist_pos = (self.hist_pos + 1) % HIST;
+        self.hist[self.hist_pos].copy_from_slice(&self.spec);
+        for (pw, x) in self.hist_pow[self.hist_pos].iter_mut().zip(&self.spec) {
+            *pw = x.norm_sqr();
+        }
+        let far_active = self.far_active;
+        self.far_bits[self.hist_pos] = band_bits(&self.spec, &mut self.far_mean, far_active);
 
+        // Microphone bits for the delay estimator.
+        self.time[..N].copy_from_slice(&self.mic_prev);
+        self.time[N..].copy_from_slice(block.channel(0));
+        self.mic_prev.copy_from_slice(block.channel(0));
+        self.fft();
+        let mic_bits = band_bits(&self.spec, &mut self.mic_mean, far_active);
+        self.update_delay(mic_bits, far_power);
+
+        let base = self.hist_pos + HIST - self.bulk;
         // Echo estimate.
-        self.spec.fill(Complex::new(0.0, 0.0));
+        self.y_spec.fill(Complex::new(0.0, 0.0));
         for q in 0..P {
-            let x = &self.xs[(self.x_pos + P - q) % P];
-            for ((s, w), xk) in self.spec.iter_mut().zip(&self.w[q]).zip(x) {
+            let x = &self.hist[(base - q) % HIST];
+            for ((s, w), xk) in self.y_spec.iter_mut().zip(&self.w[q]).zip(x) {
                 *s += w * xk;
             }
         }
+        self.spec.copy_from_slice(&self.y_spec);
         self.ifft();
         let mic = block.channel_mut(0);
         let mut e = [0.0f32; N];
@@ -216,13 +398,13 @@ impl Processor for Aec {
         self.fft();
         self.e_spec.copy_from_slice(&self.spec);
 
-        // Kalman gain per bin: expected error power = residual echo (½ Σ P|X|², the ½ from the
-        // zero-padded error) + near-end/noise power ψ_s.
+        // Kalman: expected error power = residual echo (½ Σ P|X|², the ½ from the zero-padded
+        // error) + near-end/noise power ψ_s.
         self.sx.fill(0.0);
         for q in 0..P {
-            let x = &self.xs[(self.x_pos + P - q) % P];
-            for k in 0..BINS {
-                self.sx[k] += self.p[q][k] * x[k].norm_sqr();
+            let xp = &self.hist_pow[(base - q) % HIST];
+            for ((s, p), x2) in self.sx.iter_mut().zip(&self.p[q]).zip(xp) {
+                *s += p * x2;
             }
         }
         for k in 0..BINS {
@@ -230,17 +412,66 @@ impl Processor for Aec {
             let near = (pe - 0.5 * self.sx[k]).max(1e-12);
             self.psi_s[k] = 0.5 * self.psi_s[k] + 0.5 * near;
         }
-        // Residual-echo postfilter: the filter's own misadjustment (½ Σ P|X|²) against the error
-        // power; near-end speech raises the error power, so its bins keep gain ≈ 1.
-        if self.postfilter > 0.0 {
+
+        // Residual echo: leak (correlation of |E|² and |Y|² over time) × |Y|².
+        // Σ W·X is the natural-scale spectrum of the whole 2N frame of the echo estimate.
+        let scale = 0.5;
+        if self.far_active {
+            let (mut pey, mut pyy) = (0.0f32, 0.0f32);
             for k in 0..BINS {
-                let pe = self.e_spec[k].norm_sqr() + 1e-12;
-                let g = (1.0 - self.postfilter * 0.5 * self.sx[k] / pe).clamp(0.03, 1.0);
+                let ee = self.e_spec[k].norm_sqr();
+                let yy = self.y_spec[k].norm_sqr() * scale;
+                pey += (ee - self.eh[k]) * (yy - self.yh[k]);
+                pyy += (yy - self.yh[k]) * (yy - self.yh[k]);
+                self.eh[k] += 0.01 * (ee - self.eh[k]);
+                self.yh[k] += 0.01 * (yy - self.yh[k]);
+            }
+            let beta = 0.02;
+            self.pey += beta * (pey - self.pey);
+            self.pyy += beta * (pyy - self.pyy);
+            self.pey = self.pey.max(0.005 * self.pyy);
+            self.leak = (self.pey / (self.pyy + 1e-20)).clamp(0.0, 1.0);
+        }
+        // Per bin, what fraction of the echo estimate is left, learnt while the error is well
+        // below the echo estimate (echo alone, no near end).
+        let (mut err_all, mut echo_all) = (0.0f32, 0.0f32);
+        for k in 0..BINS {
+            err_all += self.e_spec[k].norm_sqr();
+            echo_all += self.y_spec[k].norm_sqr() * scale;
+        }
+        // It falls fast and rises slowly, so a near-end talker the gate lets through raises it
+        // little.
+        if self.far_active && err_all < 0.3 * echo_all {
+            for k in 0..BINS {
+                let yy = self.y_spec[k].norm_sqr() * scale + 1e-12;
+                let r = (self.e_spec[k].norm_sqr() / yy).min(1.0);
+                let rate = if r < self.erl[k] { 0.1 } else { 0.02 };
+                self.erl[k] += rate * (r - self.erl[k]);
+            }
+        }
+        // The residual echo: the leak or the per-bin fraction, whichever is larger, of the echo
+        // estimate, plus the filter's own misadjustment.
+        let (mut err_pow, mut res_pow) = (0.0f32, 0.0f32);
+        for k in 0..BINS {
+            let ee = self.e_spec[k].norm_sqr() + 1e-12;
+            let residual =
+                self.leak.max(self.erl[k]) * self.y_spec[k].norm_sqr() * scale + 0.5 * self.sx[k];
+            err_pow += ee;
+            res_pow += residual;
+            if self.postfilter > 0.0 {
+                let g = (1.0 - self.postfilter * residual / ee).clamp(MIN_GAIN, 1.0);
                 self.gain[k] = if g < self.gain[k] {
                     g
                 } else {
                     0.5 * self.gain[k] + 0.5 * g
                 };
+            }
+        }
+        // Near end: the error clearly above the echo the filter expects to be left (which
+        // includes the room's tail after the far end stops).
+        self.near_active = err_pow > 4.0 * res_pow + 1e-9;
+        if self.postfilter > 0.0 {
+            for k in 0..BINS {
                 self.spec[k] = self.e_spec[k] * self.gain[k];
             }
             self.ifft();
@@ -249,27 +480,37 @@ impl Processor for Aec {
                 mic[i] = self.time[N + i] / M as f32;
             }
         }
+
+        // Filter update (unconstrained), then the constraint on CONSTRAIN partitions in turn.
         let a2 = self.transition * self.transition;
+        for k in 0..BINS {
+            // `sx` now holds the inverse of the expected error power per bin.
+            self.sx[k] = 1.0 / (0.5 * self.sx[k] + self.psi_s[k] + 1e-12);
+        }
         for q in 0..P {
-            let xi = (self.x_pos + P - q) % P;
+            let xi = (base - q) % HIST;
+            let x = &self.hist[xi];
+            let xp = &self.hist_pow[xi];
+            let w = &mut self.w[q];
+            let p = &mut self.p[q];
             for k in 0..BINS {
-                let denom = 0.5 * self.sx[k] + self.psi_s[k] + 1e-12;
-                let g = self.p[q][k] / denom;
-                self.spec[k] = self.xs[xi][k].conj() * self.e_spec[k] * g;
-                let x2 = self.xs[xi][k].norm_sqr();
-                let pk = self.p[q][k] * (1.0 - 0.5 * g * x2).max(0.0);
-                self.p[q][k] = a2 * pk + (1.0 - a2) * self.w[q][k].norm_sqr() + 1e-12;
+                let g = p[k] * self.sx[k];
+                w[k] += x[k].conj() * self.e_spec[k] * g;
+                let pk = p[k] * (1.0 - 0.5 * g * xp[k]).max(0.0);
+                p[k] = a2 * pk + (1.0 - a2) * w[k].norm_sqr() + 1e-12;
             }
-            // Constrain the update to the first N taps.
+        }
+        for _ in 0..CONSTRAIN {
+            let q = self.constrain_pos;
+            self.constrain_pos = (self.constrain_pos + 1) % P;
+            self.spec.copy_from_slice(&self.w[q]);
             self.ifft();
             self.time[N..].fill(0.0);
             for t in self.time[..N].iter_mut() {
                 *t /= M as f32;
             }
             self.fft();
-            for (w, g) in self.w[q].iter_mut().zip(&self.spec) {
-                *w += g;
-            }
+            self.w[q].copy_from_slice(&self.spec);
         }
         if block.channels() == 2 {
             let (l, r) = block.pair_mut();
@@ -285,12 +526,32 @@ impl Processor for Aec {
             p.fill(0.05);
         }
         self.psi_s.fill(0.0);
-        for x in self.xs.iter_mut() {
+        for x in self.hist.iter_mut() {
             x.fill(Complex::new(0.0, 0.0));
         }
-        self.far_frame.fill(0.0);
-        self.bulk.fill(0.0);
+        for x in self.hist_pow.iter_mut() {
+            x.fill(0.0);
+        }
+        self.far_bits.fill(0);
+        self.cost.fill(BANDS as f32 / 2.0);
+        self.far_mean = [0.0; BANDS];
+        self.mic_mean = [0.0; BANDS];
+        self.eh.fill(0.0);
+        self.yh.fill(0.0);
+        self.erl.fill(1.0);
+        self.pey = 0.0;
+        self.pyy = 0.0;
+        self.leak = 1.0;
+        self.candidate = 0;
+        self.candidate_blocks = 0;
+        self.active_blocks = 0;
+        self.delay_found = false;
+        self.far_prev = [0.0; N];
+        self.mic_prev = [0.0; N];
         self.gain.fill(1.0);
         self.far_fresh = false;
+        self.near_active = true;
+        self.far_active = false;
+        self.bulk = (self.hint_ms as usize / 10).saturating_sub(MARGIN);
     }
 }

@@ -22,6 +22,7 @@ pub struct Agc {
     level_db: Option<f32>,
     gain_db: f32,
     applied_gain: f32,
+    adapt: bool,
     /// Most boost, dB.
     pub max_gain_db: f32,
     /// Most cut, dB (negative).
@@ -48,9 +49,16 @@ impl Agc {
             level_db: None,
             gain_db: 0.0,
             applied_gain: 1.0,
+            adapt: true,
             max_gain_db: 36.0,
             min_gain_db: -30.0,
         }
+    }
+
+    /// Whether the next blocks may move the gain: the chain allows it only while the echo
+    /// canceller says its output is near-end sound, so echo is never raised.
+    pub fn set_adaptation(&mut self, allowed: bool) {
+        self.adapt = allowed;
     }
 
     /// The gain now applied, in dB.
@@ -68,7 +76,7 @@ impl Processor for Agc {
     fn process(&mut self, block: &mut Block) {
         let rms = Dbfs::from_amplitude(block.rms());
         // The VAD judges the input, so a quiet talker is still detected before any gain.
-        let voiced = self.vad.update(rms) && rms.0 > -60.0;
+        let voiced = self.vad.update(rms) && rms.0 > -60.0 && self.adapt;
         if voiced {
             // Speech level: the mean power of voiced blocks, ~0.5 s time constant.
             let level = match self.level_db {

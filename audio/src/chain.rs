@@ -392,6 +392,9 @@ impl Chain {
         self.ai_ns.process(block);
         self.ns.process(block);
         self.tap_ns.copy_from(block);
+        // The AGC adapts on near-end speech only, never on what is left of the echo.
+        let near = !self.aec.is_active() || self.aec.inner().near_end_active();
+        self.agc.inner_mut().set_adaptation(near);
         self.agc.process(block);
         // Voice effects (DESIGN.md §3): after the voice is cleaned and levelled, before the
         // instrument, the music and the limiter; may turn a mono voice into stereo.

@@ -1,6 +1,7 @@
 //! Offline processing: the same chain as the live engine, file to file. WAV in (PCM 8–32 bit or
 //! float, mono or stereo, any rate — resampled to 48 kHz), an optional far-end reference WAV for
-//! the AEC, WAV (32-bit float) or Ogg Opus out (the mode's Opus profile).
+//! the AEC, WAV (32-bit float, or 16-bit PCM with [`WavFormat::S16`]) or Ogg Opus out (the
+//! mode's Opus profile).
 //!
 //! Errors mean bad input: a missing file, something that is not a WAV, a truncated WAV or an
 //! unsupported layout each give an [`OfflineError`] with a message naming the file.
@@ -10,7 +11,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use crate::block::Block;
-use crate::chain::{Chain, ChainConfig, Mode};
+use crate::chain::{Chain, ChainConfig, Mode, Toggles};
 use crate::debug_tap::DebugTap;
 use crate::effects::{EffectError, EffectRack, EffectSettings};
 use crate::ogg_opus::OggOpusWriter;
@@ -80,6 +81,16 @@ pub enum OfflineError {
     Effect(#[from] EffectError),
 }
 
+/// The sample format of a WAV output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    /// 32-bit IEEE float (the default; keeps everything the chain produces).
+    #[default]
+    F32,
+    /// 16-bit PCM, clipped to ±1 and rounded (what most tools read).
+    S16,
+}
+
 /// What to do.
 #[derive(Debug, Clone)]
 pub struct OfflineJob {
@@ -95,6 +106,12 @@ pub struct OfflineJob {
     pub debug_tap: Option<PathBuf>,
     /// Voice effects in chain order (`--effect`); empty = none.
     pub effects: EffectSettings,
+    /// Sample format of a WAV output (ignored for Opus).
+    pub wav_format: WavFormat,
+    /// Classic NS level (the mode's default when `None`).
+    pub ns_level: Option<crate::ns::NsLevel>,
+    /// Stages to switch off (on top of the mode's defaults), e.g. to measure one stage alone.
+    pub off: Toggles,
 }
 
 /// A summary of a run.
@@ -249,6 +266,13 @@ pub fn process(
     if input.channels.len() == 1 && job.mode == Mode::Soundcard {
         config.channel_map = crate::chain::ChannelMap::StereoPair;
     }
+    if let Some(level) = job.ns_level {
+        config.ns_level = level;
+    }
+    config.toggles.aec &= !job.off.aec;
+    config.toggles.ns &= !job.off.ns;
+    config.toggles.ai_ns &= !job.off.ai_ns;
+    config.toggles.agc &= !job.off.agc;
     if far.is_none() {
         // Nothing to cancel without a reference; the stage would only add its delay.
         config.toggles.aec = false;
@@ -285,11 +309,15 @@ pub fn process(
         .map(str::to_ascii_lowercase);
     let mut sink = match ext.as_deref() {
         Some("wav") => {
+            let (bits_per_sample, sample_format) = match job.wav_format {
+                WavFormat::F32 => (32, hound::SampleFormat::Float),
+                WavFormat::S16 => (16, hound::SampleFormat::Int),
+            };
             let spec = hound::WavSpec {
                 channels: out_channels,
                 sample_rate: 48_000,
-                bits_per_sample: 32,
-                sample_format: hound::SampleFormat::Float,
+                bits_per_sample,
+                sample_format,
             };
             Sink::Wav(hound::WavWriter::create(&job.output, spec).map_err(|e| write_err(&e))?)
         }
@@ -364,7 +392,13 @@ pub fn process(
                     let valid = (input.frames() - start).min(BLOCK_FRAMES);
                     block.write_interleaved(&mut inter);
                     for s in &inter[..valid * block.channels()] {
-                        w.write_sample(*s).map_err(|e| write_err(&e))?;
+                        match job.wav_format {
+                            WavFormat::F32 => w.write_sample(*s),
+                            WavFormat::S16 => {
+                                w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
+                            }
+                        }
+                        .map_err(|e| write_err(&e))?;
                     }
                 }
             }

@@ -131,6 +131,51 @@ fn sixty_seconds_to_ogg_opus_and_wav_read_by_ffprobe() {
         "{p}"
     );
     assert!((duration(&p) - 60.0).abs() < 0.01, "{p}");
+    assert!(p.contains("codec_name=pcm_f32le"), "{p}");
+
+    // `--format s16`: 16-bit PCM that common tools read, same length, same sound card path.
+    let s16 = dir.path().join("out16.wav");
+    let o = run(&[
+        "process",
+        input.to_str().expect("utf8"),
+        "--mode",
+        "soundcard",
+        "--format",
+        "s16",
+        "--out",
+        s16.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(&s16);
+    assert!(
+        p.contains("codec_name=pcm_s16le") && p.contains("channels=2"),
+        "{p}"
+    );
+    assert!((duration(&p) - 60.0).abs() < 0.01, "{p}");
+    let mut r = hound::WavReader::open(&s16).expect("s16 wav");
+    assert_eq!(r.spec().bits_per_sample, 16);
+    let s: Vec<i16> = r.samples::<i16>().map(|x| x.expect("sample")).collect();
+    let l: Vec<f32> = s
+        .iter()
+        .step_by(2)
+        .skip(48_000)
+        .take(48_000)
+        .map(|&x| f32::from(x) / 32768.0)
+        .collect();
+    assert!((dominant_frequency(&l, 300.0, 800.0, 5.0) - 440.0).abs() < 1.0);
+    let o = run(&[
+        "process",
+        input.to_str().expect("utf8"),
+        "--format",
+        "s24",
+        "--out",
+        s16.to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("s16"),
+        "the error names the valid formats"
+    );
 }
 
 fn assert_clean_failure(o: &Output, expect: &str) {

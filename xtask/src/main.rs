@@ -57,7 +57,9 @@ fn main() -> ExitCode {
         "test" => return test::test(),
         "bench" => test::bench(rest),
         "with-daemons" => return test::with_daemons(rest),
-        "setup" => setup::system_packages().and_then(|()| setup::npm_packages()),
+        "setup" => setup::system_packages()
+            .and_then(|()| setup::npm_packages())
+            .and_then(|()| setup::pip_packages()),
         "ui" => setup::build_ui(),
         "bundle" => bundle::bundle_command(rest),
         "bindings" => run::bindings(),

@@ -109,6 +109,32 @@ pub fn npm_packages() -> Result<()> {
     )
 }
 
+/// The Python the voice-chain evaluation runs with (a venv under ~/.cache/onmic).
+pub fn voice_eval_python() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache/onmic/voice-eval/venv/bin/python3")
+}
+
+/// Installs scripts/voice_eval/requirements.txt into a venv (pyroomacoustics, pesq, pystoi)
+/// unless they import already.
+pub fn pip_packages() -> Result<()> {
+    let py = voice_eval_python();
+    let ok = Command::new(&py)
+        .args(["-c", "import pyroomacoustics, pesq, pystoi"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Ok(());
+    }
+    let venv = py.parent().and_then(|p| p.parent()).context("venv path")?;
+    run_ok(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+    run_ok(
+        Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(util::root().join("scripts/voice_eval/requirements.txt")),
+    )
+}
+
 /// Builds the UI into `ui/dist` (what the Studio binary embeds).
 pub fn build_ui() -> Result<()> {
     npm_packages()?;

@@ -74,6 +74,7 @@ pub fn test() -> ExitCode {
     let set_up = phases.run("setup (packages, npm, drivers)", |_| {
         setup::system_packages()?;
         setup::npm_packages()?;
+        setup::pip_packages()?;
         setup::tauri_driver()?;
         setup::webkit_driver()?;
         Ok(())

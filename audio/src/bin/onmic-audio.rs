@@ -1,7 +1,8 @@
 //! `onmic-audio`: run Onmic's audio chain on files.
 //!
 //! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] [--effect NAME]...
-//! --out OUT.wav|OUT.opus`; `onmic-audio effects` lists the effect presets and their parameters.
+//! --out OUT.wav|OUT.opus [--format f32|s16]`; `onmic-audio effects` lists the effect presets
+//! and their parameters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,9 +10,10 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use onmic_audio::chain::Mode;
+use onmic_audio::chain::{Mode, Toggles};
 use onmic_audio::effects::{EffectSettings, catalogue};
-use onmic_audio::offline::{OfflineJob, process};
+use onmic_audio::ns::NsLevel;
+use onmic_audio::offline::{OfflineJob, WavFormat, process};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,9 +38,18 @@ enum Command {
         /// Far-end reference WAV for echo cancellation.
         #[arg(long)]
         aec_ref: Option<PathBuf>,
-        /// Output file: .wav (32-bit float) or .opus/.ogg (Ogg Opus).
+        /// Output file: .wav (see --format) or .opus/.ogg (Ogg Opus).
         #[arg(long)]
         out: PathBuf,
+        /// Classic noise suppression level (default: the mode's).
+        #[arg(long, value_enum)]
+        ns_level: Option<CliNsLevel>,
+        /// Stages to switch off (comma-separated: aec, ns, ai-ns, agc).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        off: Vec<Stage>,
+        /// Sample format of a .wav output.
+        #[arg(long, value_enum, default_value_t = CliFormat::F32)]
+        format: CliFormat,
         /// Write raw / reference / processed WAVs into this directory.
         #[arg(long)]
         debug_tap: Option<PathBuf>,
@@ -52,6 +63,38 @@ enum Command {
     },
     /// List the voice-effect presets and parametric effects with their parameters.
     Effects,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Stage {
+    /// Echo cancellation.
+    Aec,
+    /// Classic noise suppression.
+    Ns,
+    /// AI noise suppression (RNNoise).
+    AiNs,
+    /// Automatic gain control.
+    Agc,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliNsLevel {
+    /// About 8 dB.
+    Low,
+    /// About 14 dB.
+    Moderate,
+    /// About 20 dB.
+    High,
+    /// About 25 dB.
+    VeryHigh,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliFormat {
+    /// 32-bit float.
+    F32,
+    /// 16-bit PCM.
+    S16,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -73,6 +116,9 @@ fn main() -> ExitCode {
             debug_tap,
             quiet,
             effects,
+            format,
+            off,
+            ns_level,
         } => {
             let effects = match EffectSettings::parse(&effects) {
                 Ok(e) => e,
@@ -91,6 +137,22 @@ fn main() -> ExitCode {
                 aec_ref,
                 debug_tap,
                 effects,
+                wav_format: match format {
+                    CliFormat::F32 => WavFormat::F32,
+                    CliFormat::S16 => WavFormat::S16,
+                },
+                ns_level: ns_level.map(|l| match l {
+                    CliNsLevel::Low => NsLevel::Low,
+                    CliNsLevel::Moderate => NsLevel::Moderate,
+                    CliNsLevel::High => NsLevel::High,
+                    CliNsLevel::VeryHigh => NsLevel::VeryHigh,
+                }),
+                off: Toggles {
+                    aec: off.contains(&Stage::Aec),
+                    ns: off.contains(&Stage::Ns),
+                    ai_ns: off.contains(&Stage::AiNs),
+                    agc: off.contains(&Stage::Agc),
+                },
             };
             let started = Instant::now();
             let mut bar: Option<ProgressBar> = None;
