@@ -19,6 +19,7 @@ use crate::block::Block;
 use crate::chain::{Chain, ChainConfig, Toggles, crossfade};
 use crate::debug_tap::TapFeed;
 use crate::ear_monitor::{EarMonitor, EarMonitorConfig};
+use crate::music::{MusicBus, MusicVoice};
 use crate::opus::{OpusEncoder, OpusError, OpusPacket};
 use crate::playout::{Playout, RemoteStream};
 use crate::processor::PrepareError;
@@ -87,6 +88,10 @@ pub enum Control {
     ReplaceCaptureRing(rtrb::Consumer<f32>),
     /// A new output ring (the output device was re-opened).
     ReplaceOutputRing(rtrb::Producer<f32>),
+    /// A music voice (file/URL player or PCM injection) joins the music bus.
+    AddMusic(Box<MusicVoice>),
+    /// A music voice leaves (by [`MusicVoice::id`]).
+    RemoveMusic(u64),
 }
 
 /// Objects the DSP thread hands back to be dropped elsewhere.
@@ -105,6 +110,8 @@ pub enum Garbage {
     CaptureRing(rtrb::Consumer<f32>),
     /// A replaced output ring.
     OutputRing(rtrb::Producer<f32>),
+    /// A removed, finished or refused music voice.
+    Music(Box<MusicVoice>),
 }
 
 /// Counters shared with the handle.
@@ -137,6 +144,13 @@ pub struct EngineCore {
     capture_copy: Block,
     voice_muted: bool,
     send_muted: bool,
+    music: MusicBus,
+    music_pub: Block,
+    music_loc: Block,
+    /// A music voice replaces the microphone now.
+    music_replace: bool,
+    /// The processed voice's RMS in the last block (what ducking listens to).
+    voice_rms: f32,
 }
 
 impl std::fmt::Debug for EngineCore {
@@ -207,6 +221,11 @@ impl EngineCore {
             capture_copy: Block::silent(2),
             voice_muted: false,
             send_muted: false,
+            music: MusicBus::new(),
+            music_pub: Block::silent(2),
+            music_loc: Block::silent(2),
+            music_replace: false,
+            voice_rms: 0.0,
         })
     }
 
@@ -222,7 +241,7 @@ impl EngineCore {
             Control::SetAiNsStrength(s) => self.chain.set_ai_ns_strength(s),
             Control::SetVoiceMuted(m) => {
                 self.voice_muted = m;
-                self.chain.set_voice_muted(m);
+                self.chain.set_voice_muted(m || self.music_replace);
             }
             Control::SetSendMuted(m) => {
                 self.send_muted = m;
@@ -232,7 +251,7 @@ impl EngineCore {
             Control::SetPlayoutMusicVolume(v) => self.playout.set_music_volume(v),
             Control::SetEchoDelayMs(ms) => self.chain.set_echo_delay_ms(ms),
             Control::ReplaceChain(mut c) => {
-                c.set_voice_muted(self.voice_muted);
+                c.set_voice_muted(self.voice_muted || self.music_replace);
                 c.set_send_muted(self.send_muted);
                 return self.next_chain.replace(c).map(Garbage::Chain);
             }
@@ -261,20 +280,46 @@ impl EngineCore {
             // Rings belong to the thread loop, which handles these before the core sees them.
             Control::ReplaceCaptureRing(r) => return Some(Garbage::CaptureRing(r)),
             Control::ReplaceOutputRing(r) => return Some(Garbage::OutputRing(r)),
+            Control::AddMusic(v) => return self.music.add(v).err().map(Garbage::Music),
+            Control::RemoveMusic(id) => return self.music.remove(id).map(Garbage::Music),
         }
         None
     }
 
+    /// Takes out a music voice that has ended (finished, stopped or failed), to be dropped
+    /// elsewhere; the engine thread does this after every block.
+    pub fn take_finished_music(&mut self) -> Option<Garbage> {
+        self.music.take_done().map(Garbage::Music)
+    }
+
     /// Processes one block: `capture` (mapped and processed in place into the publish bus),
-    /// `music` for both buses, `out` receives what the output device plays.
+    /// `music` (the raw music ring) for both buses plus the music bus's voices, each where its
+    /// routing sends it; `out` receives what the output device plays.
     pub fn process(
         &mut self,
         capture: &mut Block,
         music: Option<&Block>,
         out: &mut Block,
     ) -> (BlockOutput<'_>, Option<Garbage>) {
+        // Music voices: ducked under the last block's voice, split into publish and local.
+        let bus = self
+            .music
+            .mix(self.voice_rms, &mut self.music_pub, &mut self.music_loc);
+        if bus.replace != self.music_replace {
+            self.music_replace = bus.replace;
+            self.chain
+                .set_voice_muted(self.voice_muted || self.music_replace);
+        }
+        if let Some(m) = music {
+            add_block(&mut self.music_pub, m);
+            add_block(&mut self.music_loc, m);
+        }
+        let has_raw = music.is_some();
+        let music_pub = (bus.publish || has_raw).then_some(&self.music_pub);
+        let music_loc = (bus.local || has_raw).then_some(&self.music_loc);
         // The far-end reference is exactly what goes to the output: remotes plus music.
-        self.playout.mix(&mut self.far, music, &mut self.indicator);
+        self.playout
+            .mix(&mut self.far, music_loc, &mut self.indicator);
         if self.tap.is_some() {
             self.capture_copy.copy_from(capture);
         }
@@ -291,9 +336,14 @@ impl EngineCore {
             );
             garbage = Some(Garbage::Chain(std::mem::replace(&mut self.chain, next)));
         } else {
-            self.chain.process(capture, &self.far, music);
+            self.chain.process(capture, &self.far, music_pub);
         }
-        let voice_level = if self.voice_muted || self.send_muted {
+        self.voice_rms = if self.voice_muted || self.music_replace {
+            0.0
+        } else {
+            self.chain.tap_voice().rms()
+        };
+        let voice_level = if self.voice_muted || self.send_muted || self.music_replace {
             Dbfs::FLOOR
         } else {
             Dbfs::from_amplitude(self.chain.tap_voice().rms())
@@ -312,6 +362,16 @@ impl EngineCore {
         let packet = self.encoder.push_block(capture).ok().flatten();
         let reports = self.indicator.end_block();
         (BlockOutput { packet, reports }, garbage)
+    }
+}
+
+/// Adds `src` (1 or 2 channels) to the stereo block `dst`.
+fn add_block(dst: &mut Block, src: &Block) {
+    for ch in 0..2 {
+        let s = src.channel(if src.channels() == 2 { ch } else { 0 });
+        for (d, v) in dst.channel_mut(ch).iter_mut().zip(s.iter()) {
+            *d += *v;
+        }
     }
 }
 
@@ -454,6 +514,9 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
                     }
                 }
                 if let Some(g) = garbage {
+                    send_garbage(g, &mut gar_p);
+                }
+                if let Some(g) = core.take_finished_music() {
                     send_garbage(g, &mut gar_p);
                 }
                 out.write_interleaved(&mut inter);

@@ -33,6 +33,7 @@ pub mod jitter;
 pub mod level;
 pub mod limiter;
 pub mod meter;
+pub mod music;
 pub mod ns;
 pub mod ns_webrtc;
 pub mod offline;

@@ -1,6 +1,7 @@
 //! Acceptance item 6: no allocation on the DSP thread after start — 10 s of audio through the
 //! engine with toggles flipping, a mode change, a remote decoding through the jitter buffer,
-//! music, the ear monitor and the debug tap, counted by a global allocator that only counts on
+//! music (the raw ring, a looping file player with ducking, pause and seeks, and PCM injection,
+//! removed and finished midway), the ear monitor and the debug tap, counted by a global allocator that only counts on
 //! the thread the engine marks through its `dsp_thread_hook`.
 //!
 //! (`sonora`'s WebRTC NS and AEC3, kept in `ns_webrtc`/`aec3` for comparison, do allocate per
@@ -60,6 +61,42 @@ fn run_engine() -> u64 {
         onmic_audio::debug_tap::TapFeed::start(tempfile::tempdir().expect("tmp").path(), 1)
             .expect("tap");
     let mut tap = Some(Box::new(tap));
+    // Music voices: a file looping forever (seeked, paused, ducked) and PCM injection.
+    let music_dir = tempfile::tempdir().expect("tmp");
+    let song = music_dir.path().join("song.wav");
+    let mut w = hound::WavWriter::create(
+        &song,
+        hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        },
+    )
+    .expect("wav");
+    for i in 0..44_100 {
+        let v = ((i as f32 * 0.05).sin() * 8000.0) as i16;
+        w.write_sample(v).expect("s");
+        w.write_sample(v).expect("s");
+    }
+    w.finalize().expect("wav");
+    let (mut player, voice) = onmic_audio::music::MusicPlayer::open(
+        &onmic_audio::music::MusicSource::File(song),
+        onmic_audio::music::PlayOptions {
+            cycle: -1,
+            ducking: onmic_audio::music::Ducking {
+                enabled: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .expect("player");
+    let player_id = player.id();
+    handle.send(Control::AddMusic(voice)).expect("control");
+    let (injector, voice) = onmic_audio::music::PcmInjector::new(true);
+    let mut injector = Some(injector);
+    handle.send(Control::AddMusic(voice)).expect("control");
 
     let mut noise = Noise::new(3);
     let mut inter = vec![0.0f32; BLOCK_FRAMES * 2];
@@ -102,8 +139,15 @@ fn run_engine() -> u64 {
                     }
                 }
             }
+            if let Some(inj) = injector.as_mut() {
+                let pcm: Vec<f32> = (0..441).map(|i| (i as f32 * 0.1).sin() * 0.1).collect();
+                let _ = inj.push(&pcm, 44_100, 1);
+            }
             fed += 1;
             match fed % 100 {
+                5 => player.seek(fed * 3 % 900),
+                15 => player.pause(),
+                25 => player.resume(),
                 10 => handle
                     .send(Control::SetToggles(gate(Toggles {
                         aec: false,
@@ -166,6 +210,13 @@ fn run_engine() -> u64 {
             if fed == 700 {
                 handle.send(Control::RemoveRemote(7)).expect("c");
             }
+            if fed == 750 {
+                // Dropping the injector stops its voice; the engine hands it back as garbage.
+                injector = None;
+            }
+            if fed == 800 {
+                handle.send(Control::RemoveMusic(player_id)).expect("c");
+            }
         }
         while let Ok(chunk) = io.output.read_chunk(io.output.slots()) {
             drained += chunk.len();
@@ -186,6 +237,13 @@ fn run_engine() -> u64 {
         "hook ran once"
     );
     let allocs = allocations();
+    assert!(
+        player
+            .events()
+            .iter()
+            .any(|e| matches!(e, onmic_audio::music::MusicEvent::CycleEnded { .. })),
+        "the file player looped on the DSP thread"
+    );
     handle.stop();
     let _ = tap_thread.join();
     assert!(drained > 0);
