@@ -358,6 +358,24 @@ fn import_license_download_decrypt_play_and_every_refusal() {
         .is_empty()
     );
 
+    // Each license is audited with the member and its address.
+    let (_, audit) = rt.block_on(rest(&base, "get", "/v1/audit?room=r1", None));
+    let licenses: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "song_license")
+        .collect();
+    assert_eq!(licenses.len(), 1, "{audit}");
+    assert_eq!(licenses[0]["actor"], "member:alice");
+    assert!(
+        licenses[0]["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{audit}"
+    );
+
     // Refusals: another member's license, another room's license, an expired one, a forged one.
     assert_eq!(
         refused_code(bob.preload(&lic, |_, _| {})),

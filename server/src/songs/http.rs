@@ -134,6 +134,7 @@ struct LicenseRequest {
 async fn license(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Path(code): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -175,7 +176,7 @@ async fn license(
     state.hub.audit(
         now,
         &format!("member:{}", lic.uid),
-        "rest",
+        &crate::rest::origin(&extensions),
         &lic.room,
         "song_license",
         &json!({ "song": code, "expires_at": lic.exp }),
