@@ -16,6 +16,7 @@ pub mod ids;
 pub mod im;
 pub mod protocol;
 pub mod room;
+pub mod song_package;
 pub mod state;
 pub mod token;
 

@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(crate::rest::openapi))
         .merge(crate::rest::router(state.clone()))
         .merge(crate::sfu::http::routes(state.clone()))
+        .merge(crate::songs::http::routes(state.clone()))
         .merge(crate::page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -16,6 +16,7 @@ pub mod page;
 pub mod recording;
 pub mod rest;
 pub mod sfu;
+pub mod songs;
 pub mod store;
 pub mod webhook;
 pub mod ws;

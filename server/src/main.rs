@@ -51,6 +51,32 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// The DRM song catalog.
+    Song {
+        #[command(subcommand)]
+        action: SongCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SongCommand {
+    /// Encrypt a local audio file (MP3, FLAC, AAC/M4A, Ogg Vorbis, WAV) into the catalog.
+    Import {
+        /// The audio file.
+        file: PathBuf,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Artist.
+        #[arg(long)]
+        artist: String,
+        /// LRC lyrics file.
+        #[arg(long)]
+        lyrics: Option<PathBuf>,
+        /// Song code (default: derived from the file's SHA-256).
+        #[arg(long)]
+        code: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +113,90 @@ fn main() -> ExitCode {
             privileges,
             ttl,
         } => token(&config, room, uid, &privileges, ttl),
+        Command::Song {
+            action:
+                SongCommand::Import {
+                    file,
+                    title,
+                    artist,
+                    lyrics,
+                    code,
+                },
+        } => song_import(&config, &file, title, artist, lyrics.as_deref(), code),
+    }
+}
+
+fn song_import(
+    config: &Config,
+    file: &std::path::Path,
+    title: String,
+    artist: String,
+    lyrics: Option<&std::path::Path>,
+    code: Option<String>,
+) -> ExitCode {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let media = match read(file) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("onmic-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let lyrics = match lyrics.map(|p| {
+        read(p).and_then(|b| {
+            String::from_utf8(b).map_err(|_| format!("{} is not UTF-8 text", p.display()))
+        })
+    }) {
+        None => None,
+        Some(Ok(text)) => Some(text),
+        Some(Err(e)) => {
+            eprintln!("onmic-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match onmic_server::SqliteStore::open(&config.database_path()) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("onmic-server: cannot open the catalog: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = onmic_server::Clock::now(&onmic_server::SystemClock);
+    let req = onmic_server::songs::ImportRequest {
+        media,
+        media_name: file.display().to_string(),
+        title,
+        artist,
+        lyrics,
+        code,
+    };
+    match onmic_server::songs::import(&store, req, now) {
+        Ok(song) => {
+            let record = onmic_server::store::AuditRecord {
+                at: now,
+                actor: "cli".into(),
+                origin: "local".into(),
+                room: String::new(),
+                action: "song_import".into(),
+                detail: serde_json::json!({ "song": &song, "file": file.display().to_string() })
+                    .to_string(),
+            };
+            if let Err(e) = onmic_server::Store::audit(&store, &record) {
+                eprintln!("onmic-server: cannot record the import in the audit log: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", serde_json::json!(song));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("onmic-server: {e}");
+            match e {
+                onmic_server::songs::ImportError::Store(_) => ExitCode::FAILURE,
+                _ => ExitCode::from(2),
+            }
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/rooms/{room}/recordings/{id}/file"),
     ("post", "/v1/tokens"),
     ("get", "/v1/audit"),
+    ("get", "/v1/songs"),
+    ("post", "/v1/songs/{code}/license"),
+    ("post", "/v1/songs/{code}/key"),
+    ("get", "/v1/songs/{code}/package"),
 ];
 
 /// The checked-in OpenAPI document.
@@ -126,6 +130,12 @@ pub const REST_ERROR_CODES: &[&str] = &[
     "out_of_range",
     "still_recording",
     "file_gone",
+    "no_such_song",
+    "license_invalid",
+    "license_expired",
+    "license_wrong_member",
+    "license_wrong_room",
+    "license_wrong_song",
     "internal",
 ];
 

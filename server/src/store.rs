@@ -183,6 +183,17 @@ pub trait Store: Send + Sync + 'static {
     /// Marks recordings still `recording` as `interrupted` (at start-up: their server stopped
     /// without finishing them); returns how many.
     fn interrupt_recordings(&self) -> Result<usize, StoreError>;
+    /// Adds a song to the DRM catalog; `false` if its code is taken.
+    fn insert_song(&self, song: &crate::songs::SongRecord) -> Result<bool, StoreError>;
+    /// Catalog entries whose code, title or artist contains `query` (case-insensitive), by
+    /// title, at most `limit`.
+    fn search_songs(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::songs::SongSummary>, StoreError>;
+    /// One song with its key, lyrics and encrypted package.
+    fn song(&self, code: &str) -> Result<Option<crate::songs::SongRecord>, StoreError>;
 }
 
 /// Gift ledger rows for the gift events among `events`.
@@ -271,6 +282,17 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE audit ADD COLUMN origin TEXT NOT NULL DEFAULT '';
      CREATE INDEX audit_at ON audit (at);
      CREATE INDEX audit_room ON audit (room, id);",
+    // 4: the DRM song catalog (`songs`): the package is encrypted, the key is the song's own.
+    "CREATE TABLE songs (
+        code TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        artist TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        lyrics TEXT,
+        song_key BLOB NOT NULL,
+        package BLOB NOT NULL,
+        imported_at INTEGER NOT NULL
+     );",
 ];
 
 /// The SQLite store: one file, WAL mode, schema migrations by `user_version`.
@@ -592,6 +614,84 @@ impl Store for SqliteStore {
              WHERE status = 'recording'",
             [],
         )?)
+    }
+
+    fn insert_song(&self, s: &crate::songs::SongRecord) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO songs
+             (code, title, artist, duration_ms, lyrics, song_key, package, imported_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                s.code,
+                s.title,
+                s.artist,
+                i64::try_from(s.duration_ms).unwrap_or(i64::MAX),
+                s.lyrics,
+                &s.key[..],
+                s.package,
+                sql_ts(s.imported_at)
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn search_songs(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::songs::SongSummary>, StoreError> {
+        let escaped = query
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT code, title, artist, duration_ms, length(package), lyrics IS NOT NULL
+             FROM songs
+             WHERE lower(code) LIKE ?1 ESCAPE '\\' OR lower(title) LIKE ?1 ESCAPE '\\'
+                OR lower(artist) LIKE ?1 ESCAPE '\\'
+             ORDER BY title, code LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![pattern, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(crate::songs::SongSummary {
+                    code: r.get(0)?,
+                    title: r.get(1)?,
+                    artist: r.get(2)?,
+                    duration_ms: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    package_bytes: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                    has_lyrics: r.get(5)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn song(&self, code: &str) -> Result<Option<crate::songs::SongRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT code, title, artist, duration_ms, lyrics, song_key, package, imported_at
+                 FROM songs WHERE code = ?1",
+                params![code],
+                |r| {
+                    let key: Vec<u8> = r.get(5)?;
+                    Ok(crate::songs::SongRecord {
+                        code: r.get(0)?,
+                        title: r.get(1)?,
+                        artist: r.get(2)?,
+                        duration_ms: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                        lyrics: r.get(4)?,
+                        key: key.try_into().unwrap_or([0; 32]),
+                        package: r.get(6)?,
+                        imported_at: ts(r.get(7)?),
+                    })
+                },
+            )
+            .optional()?)
     }
 }
 

@@ -15,10 +15,12 @@
 //! - Commands ([`MusicCommand`]) go in, events ([`MusicEvent`]) come out; both are serde types.
 
 mod bus;
+pub mod catalog;
 mod chunk;
 mod decode;
 mod http;
 mod inject;
+pub mod lyrics;
 mod player;
 mod resample;
 mod shift;
