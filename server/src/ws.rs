@@ -386,7 +386,16 @@ async fn connection(
         origin: &origin,
     };
     let view = View::new(&uid, membership, volumes);
-    serve_member(&state, member, joined, view, &mut sink, &mut stream, &mut rate).await;
+    serve_member(
+        &state,
+        member,
+        joined,
+        view,
+        &mut sink,
+        &mut stream,
+        &mut rate,
+    )
+    .await;
     state.hub.disconnected(&room, &uid, conn_id);
     linger(&mut stream).await;
 }
