@@ -105,11 +105,7 @@ impl Processor for NoiseGate {
         let (l, r) = block.pair_mut();
         self.min_gain = 1.0;
         for i in 0..BLOCK_FRAMES {
-            let x = if stereo {
-                l[i].abs().max(r[i].abs())
-            } else {
-                l[i].abs()
-            };
+            let x = linked_peak(stereo, l, r, i);
             self.env = x.max(self.env * self.env_decay);
             if self.env >= self.open {
                 self.is_open = true;
@@ -236,11 +232,7 @@ impl Processor for Compressor {
         let (l, r) = block.pair_mut();
         self.min_gain = 1.0;
         for i in 0..BLOCK_FRAMES {
-            let x = if stereo {
-                l[i].abs().max(r[i].abs())
-            } else {
-                l[i].abs()
-            };
+            let x = linked_peak(stereo, l, r, i);
             self.env = x.max(self.env * self.rel);
             let over = amp_to_db(self.env) - self.s.threshold_db;
             let target = if over > 0.0 { -over * self.slope } else { 0.0 };
@@ -410,5 +402,16 @@ impl Processor for DeEsser {
         self.lp.reset();
         self.env = 0.0;
         self.gain_db = 0.0;
+    }
+}
+
+/// The level a stereo-linked detector sees at frame `i`: the louder channel's magnitude (the
+/// first channel's alone on a mono block), shared by the gate and the compressor.
+#[inline]
+fn linked_peak(stereo: bool, l: &[f32], r: &[f32], i: usize) -> f32 {
+    if stereo {
+        l[i].abs().max(r[i].abs())
+    } else {
+        l[i].abs()
     }
 }
