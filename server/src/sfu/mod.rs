@@ -25,6 +25,7 @@ pub use driver::{Sfu, SfuConfig, SfuError, SfuStats};
 use str0m::RtcConfig;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, Pt};
+use str0m::rtp::{Extension, ExtensionMap};
 
 /// The WebRTC stack the SFU runs on: "str0m 0.25", or "rtc 0.21" when built with the `bench-rtc`
 /// feature and `ONMIC_SFU_STACK=rtc` is set (a driver for the capacity bench only, issue 5).
@@ -60,6 +61,19 @@ pub fn opus_rtc_config() -> RtcConfig {
     );
     config
 }
+/// The RTP header extensions the SFU's peers negotiate: the RFC 6464 audio level (volume
+/// indication, and passed on with every forwarded packet) and the BUNDLE `mid`, nothing else.
+/// str0m's standard map also offers transport-wide sequence numbers (TWCC), absolute send time
+/// and the simulcast/video extensions. The SFU does no bandwidth estimation for audio, yet with
+/// TWCC negotiated str0m numbered every forwarded copy and kept the last 1,000 send records per
+/// peer connection: ~84 KiB per listener (heaptrack of the capacity bench, docs/sfu.md).
+pub fn sfu_extension_map() -> ExtensionMap {
+    let mut exts = ExtensionMap::empty();
+    exts.set(1, Extension::AudioLevel);
+    exts.set(4, Extension::RtpMid);
+    exts
+}
+
 pub use level::{SPEAKING_THRESHOLD, VolumeGate, VolumeReport};
 pub use router::{
     Bombing, BombingPolicy, Decision, DropReason, PeerCounters, PeerId, Router, StreamId,

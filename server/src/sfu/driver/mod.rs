@@ -572,9 +572,19 @@ struct Driver {
     addr: SocketAddr,
     config: SfuConfig,
     crypto: Arc<str0m::crypto::CryptoProvider>,
-    peers: HashMap<PeerId, Peer>,
+    /// The shard's DTLS certificate, shared by all its peers (see [`Driver::new`]).
+    dtls_cert: Option<str0m::config::DtlsCert>,
+    /// Boxed: a `Peer` holds str0m's `Rtc` inline (~10 KiB), and a map of inline peers kept up
+    /// to twice that per peer in empty buckets (heaptrack of the capacity bench).
+    peers: HashMap<PeerId, Box<Peer>>,
     rooms: HashMap<RoomId, RoomMedia>,
+    /// Which peer a source address belongs to, learned from the first datagram a peer accepted
+    /// from it.
     by_source: HashMap<SocketAddr, PeerId>,
+    /// Each peer's local ICE username fragment: a STUN request from an address not yet known
+    /// names its peer in its USERNAME (`ours:theirs`), so finding the peer is one lookup, not a
+    /// walk over every peer of the shard.
+    by_ufrag: HashMap<String, PeerId>,
     /// Peer timeouts, earliest first; entries whose time no longer matches the peer are stale.
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     next_reap: Instant,

@@ -10,16 +10,24 @@ impl Driver {
         config: SfuConfig,
         shard: Shard,
     ) -> Driver {
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        // One certificate per shard instead of one per peer (str0m's default): a peer then costs
+        // no key generation at connect and keeps no certificate of its own. The certificate only
+        // authenticates the DTLS handshake (its fingerprint is in the answer); every session
+        // still derives its own SRTP keys from its own ephemeral key exchange.
+        let dtls_cert = crypto.dtls_provider.generate_certificate();
         Driver {
             hub,
             recordings: HashMap::new(),
             finishing: Vec::new(),
             addr,
             config,
-            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            crypto,
+            dtls_cert,
             peers: HashMap::new(),
             rooms: HashMap::new(),
             by_source: HashMap::new(),
+            by_ufrag: HashMap::new(),
             timers: BinaryHeap::new(),
             next_reap: Instant::now(),
             // Peer ids are unique across shards: shard i hands out i+1, i+1+n, ...
@@ -236,7 +244,12 @@ impl Driver {
             return Err(SfuError::NotMember);
         }
         let now = Instant::now();
-        let mut rtc = crate::sfu::opus_rtc_config()
+        let mut config = crate::sfu::opus_rtc_config();
+        if let Some(cert) = &self.dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config
+            .set_extension_map(crate::sfu::sfu_extension_map())
             .set_crypto_provider(self.crypto.clone())
             .set_send_buffer_audio(AUDIO_SEND_BUFFER)
             // RTP in, RTP out: no depacketiser and no payloader per copy (see `Forwarded`).
@@ -257,6 +270,7 @@ impl Driver {
             .map(|p| p.pt());
         let id = PeerId(self.next_peer);
         self.next_peer += self.shard.count as u64;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         // Replace the member's older peer connections (a reconnect).
         let old: Vec<PeerId> = self
             .rooms
@@ -272,7 +286,7 @@ impl Driver {
         media.router.add_peer(id, uid, false);
         self.peers.insert(
             id,
-            Peer {
+            Box::new(Peer {
                 room: room.clone(),
                 rtc,
                 publish_mid: None,
@@ -281,8 +295,9 @@ impl Driver {
                 opus_pt,
                 timeout: now,
                 undrained: false,
-            },
+            }),
         );
+        self.by_ufrag.insert(ufrag, id);
         self.timers.push(Reverse((now, id)));
         self.refresh_room(&room);
         Ok(answer)
@@ -347,6 +362,10 @@ impl Driver {
                 }
             }
             self.by_source.retain(|_, p| *p != id);
+            let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+            if self.by_ufrag.get(&ufrag) == Some(&id) {
+                self.by_ufrag.remove(&ufrag);
+            }
         }
     }
 
@@ -386,12 +405,7 @@ impl Driver {
         let id = match self.by_source.get(&source) {
             Some(id) if self.peers.get(id).is_some_and(|p| p.rtc.accepts(&input)) => *id,
             _ => {
-                let Some(id) = self
-                    .peers
-                    .iter()
-                    .find(|(_, p)| p.rtc.accepts(&input))
-                    .map(|(id, _)| *id)
-                else {
+                let Some(id) = self.peer_for_new_source(data, &input) else {
                     return;
                 };
                 self.by_source.insert(source, id);
@@ -405,5 +419,21 @@ impl Driver {
             p.rtc.disconnect();
         }
         self.drive(id);
+    }
+
+    /// The peer a datagram from an address not yet known belongs to. A STUN request names it in
+    /// its USERNAME (one lookup, however many peers the shard has); a STUN message without one
+    /// (the answer to a check this side sent) is offered to each peer as before, which happens
+    /// about once per connecting peer. Anything else from an unknown address is nobody's: a
+    /// peer accepts DTLS and media only from an address its ICE checks went through, and those
+    /// came as STUN first. Strangers' garbage therefore costs a parse, not a walk over every
+    /// peer.
+    fn peer_for_new_source(&self, data: &[u8], input: &Input) -> Option<PeerId> {
+        let stun = str0m::ice::StunMessage::parse(data).ok()?;
+        let accepts = |id: &PeerId| self.peers.get(id).is_some_and(|p| p.rtc.accepts(input));
+        match stun.split_username() {
+            Some((ours, _)) => self.by_ufrag.get(ours).copied().filter(accepts),
+            None => self.peers.keys().copied().find(accepts),
+        }
     }
 }
