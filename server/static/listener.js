@@ -810,12 +810,36 @@ if (testHooks) {
         return;
       }
       const src = audioCtx.createMediaStreamSource(s.stream);
-      const tap = audioCtx.createScriptProcessor(4096, 2, 2);
+      // The largest buffer: the most slack for a busy main thread.
+      const tap = audioCtx.createScriptProcessor(16384, 2, 2);
+      // Every 100 ms, where the recording is and the receiver's concealment and time-stretch
+      // counters: a jump in the audio can then be told from the jitter buffer's own repairs.
+      const track = s.stream.getAudioTracks()[0];
+      const receiver = pc && pc.getReceivers().find((r) => r.track === track);
+      const timeline = [];
+      const sample = () => {
+        if (!receiver) return;
+        const frame = got;
+        receiver.getStats().then((report) => {
+          report.forEach((r) => {
+            if (r.type !== "inbound-rtp") return;
+            timeline.push({
+              frame,
+              concealmentEvents: r.concealmentEvents,
+              concealedSamples: r.concealedSamples,
+              inserted: r.insertedSamplesForDeceleration,
+              removed: r.removedSamplesForAcceleration,
+            });
+          });
+        });
+      };
       const quiet = audioCtx.createGain();
       quiet.gain.value = 0;
       const want = Math.round(seconds * audioCtx.sampleRate);
       const chans = [new Float32Array(want), new Float32Array(want)];
       let got = 0;
+      const ticker = setInterval(sample, 100);
+      sample();
       const b64 = (a) => {
         const u = new Uint8Array(a.buffer);
         let out = "";
@@ -832,10 +856,11 @@ if (testHooks) {
         got += n;
         if (got >= want) {
           tap.onaudioprocess = null;
+          clearInterval(ticker);
           src.disconnect();
           tap.disconnect();
           quiet.disconnect();
-          resolve({ rate: audioCtx.sampleRate, left: b64(chans[0]), right: b64(chans[1]) });
+          resolve({ rate: audioCtx.sampleRate, left: b64(chans[0]), right: b64(chans[1]), timeline });
         }
       };
       src.connect(tap);

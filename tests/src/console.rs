@@ -132,9 +132,24 @@ pub struct Capture {
     pub left: Vec<f32>,
     /// The right channel.
     pub right: Vec<f32>,
+    /// For a listener recording: every ~100 ms, the frame the recording had reached and the
+    /// sum of the receiver's repair counters (concealment events, samples inserted for
+    /// deceleration and removed for acceleration) then.
+    pub repairs: Vec<(usize, f64)>,
 }
 
 impl Capture {
+    /// Whether the receiver's jitter buffer repaired anything (concealed, stretched, squeezed)
+    /// within `margin` frames of `frame`, by the recording's repair timeline.
+    pub fn repaired_near(&self, frame: usize, margin: usize) -> bool {
+        let lo = frame.saturating_sub(margin);
+        let hi = frame + margin;
+        self.repairs.windows(2).any(|w| {
+            let ((f0, r0), (f1, r1)) = (w[0], w[1]);
+            r1 != r0 && f1 >= lo && f0 <= hi
+        })
+    }
+
     /// The channel `ch` (0 left, 1 right).
     pub fn channel(&self, ch: usize) -> &[f32] {
         if ch == 0 { &self.left } else { &self.right }
@@ -190,10 +205,26 @@ pub async fn record_listener(
         "recording in the page: {}",
         v["error"]
     );
+    let mut repairs: Vec<(usize, f64)> = v["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|p| {
+                    let n = |k: &str| p[k].as_f64().unwrap_or(0.0);
+                    (
+                        n("frame") as usize,
+                        n("concealmentEvents") + n("inserted") + n("removed"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    repairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     Ok(Capture {
         rate: v["rate"].as_f64().unwrap_or(48_000.0) as f32,
         left: floats(&v["left"])?,
         right: floats(&v["right"])?,
+        repairs,
     })
 }
 
