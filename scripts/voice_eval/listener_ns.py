@@ -13,7 +13,9 @@ recorded, with the Studio's NS off and then on.
         {"pesq_off", "pesq_on", "pesq_in", "pause_off_db", "pause_on_db", ...}
 
 pause_*_db is report.py's "Pause": how far the noise in speech pauses lies below the input's
-noise, relative to the speech's gain through the whole path (so a level change does not count).
+noise, relative to the speech's gain through the whole path (so a level change does not count);
+it needs the recording aligned with the material throughout. pause_depth_db_* needs no
+alignment: the loudest tenth of 100 ms windows (speech) over the quietest tenth (pauses), dB.
 """
 
 import json
@@ -69,7 +71,13 @@ def measure_one(path, near, mic):
     po = np.mean(fo**2, axis=1)
     gain = np.sum(fo[speech] * fr[speech]) / np.sum(fr[speech] ** 2)
     pause_db = 10 * np.log10(np.mean(noise_in[pause]) * gain**2 / (np.mean(po[pause]) + 1e-20))
+    # Alignment-free as well (the listener's jitter buffer stretches time, which a single
+    # alignment over 10 s does not follow): the quietest tenth of 100 ms windows (the pauses)
+    # below the loudest tenth (speech), in dB.
+    w = np.sqrt(np.mean(report.frames(o, 4800) ** 2, axis=1)) + 1e-10
+    wdb = 20 * np.log10(w)
     return {
+        "pause_depth_db": float(np.percentile(wdb, 90) - np.percentile(wdb, 10)),
         "pesq": report.wb_pesq(r, o),
         "pause_db": float(pause_db),
         "lag": lag,
