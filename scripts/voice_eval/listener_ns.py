@@ -96,7 +96,8 @@ def measure(off, on):
     out = {f"{k}_off": v for k, v in a.items()}
     out.update({f"{k}_on": v for k, v in b.items()})
     out["pesq_in"] = report.wb_pesq(near, mic)
-    print(json.dumps(out))
+    # JSON has no NaN or infinity (a silent recording gives both): null instead.
+    print(json.dumps({k: (v if np.isfinite(v) else None) for k, v in out.items()}))
 
 
 def main():

@@ -798,6 +798,11 @@ async fn audio_scenario() -> anyhow::Result<()> {
         .arg(&off_wav)
         .arg(&ai_wav)
         .output()?;
+    println!(
+        "AI-NS instead: the listener's recording {:.1} dBFS, {:.0} % exact zeros",
+        rms_dbfs(&ai.left),
+        100.0 * ai.left.iter().filter(|v| **v == 0.0).count() as f64 / ai.left.len().max(1) as f64
+    );
     if let Ok(a) = serde_json::from_slice::<Value>(&out.stdout) {
         let g = |k: &str| a[k].as_f64().unwrap_or(f64::NAN);
         println!(
