@@ -35,7 +35,7 @@ pub enum RoomError {
     #[error("{0} is not in the room")]
     NotMember(Uid),
     /// The uid is banned.
-    #[error("banned until {until:?}")]
+    #[error("banned until {} (Unix ms)", until.0)]
     Banned {
         /// Until when.
         until: Timestamp,
@@ -89,7 +89,7 @@ pub enum RoomError {
     #[error("seat is muted by a host")]
     HostMuted,
     /// The member may not chat now.
-    #[error("chat muted until {until:?}")]
+    #[error("chat muted until {} (Unix ms)", until.0)]
     ChatMuted {
         /// Until when.
         until: Timestamp,

@@ -72,6 +72,8 @@ const ERRORS = {
   dismissed: "This room has been closed by its host.",
   replaced: "You opened this room in another tab or device; this one stopped.",
   host_muted: "A host muted your seat; only a host can unmute it.",
+  chat_muted: "A host muted your chat for a while; your message was not sent.",
+  rate_limited: "You are sending too fast; wait a moment and try again.",
   no_token: "This page needs a listening link with a token (…/listen/ROOM?token=…). Ask the host for one.",
   mic_refused: "Microphone access was refused. Allow the microphone for this site in the browser, then apply again.",
   media_unavailable: "The server's audio service is not running. Try again later.",
@@ -758,6 +760,8 @@ window.onmicProbe = (freqs = []) => {
   if (!audioCtx) return { state: "no-audio", slots: [] };
   return {
     state: audioCtx.state,
+    // Our uid once joined (null before).
+    uid: me,
     connection: pc ? pc.connectionState : "none",
     // Whether the microphone is attached to the peer connection (being sent).
     micSending: Boolean(mic && mic.sender.track && mic.sender.track.readyState === "live"),
@@ -794,6 +798,88 @@ if (testHooks) {
   window.onmicTestDropSocket = () => {
     if (ws) ws.close();
     return true;
+  };
+  // Only with ?test: what this page hears from `seat` for `seconds`, both channels as decoded
+  // (the context's rate, 32-bit float little-endian, base64), tapped from the seat's stream in
+  // the page's own audio context — the same stream its audio element plays.
+  window.onmicTestRecord = (seat, seconds) =>
+    new Promise((resolve, reject) => {
+      const s = slots[seat];
+      if (!s || !audioCtx) {
+        reject(new Error(`no audio for seat ${seat}`));
+        return;
+      }
+      const src = audioCtx.createMediaStreamSource(s.stream);
+      // The largest buffer: the most slack for a busy main thread.
+      const tap = audioCtx.createScriptProcessor(16384, 2, 2);
+      // Every 100 ms, where the recording is and the receiver's concealment and time-stretch
+      // counters: a jump in the audio can then be told from the jitter buffer's own repairs.
+      const track = s.stream.getAudioTracks()[0];
+      const receiver = pc && pc.getReceivers().find((r) => r.track === track);
+      const timeline = [];
+      const sample = () => {
+        if (!receiver) return;
+        const frame = got;
+        receiver.getStats().then((report) => {
+          report.forEach((r) => {
+            if (r.type !== "inbound-rtp") return;
+            timeline.push({
+              frame,
+              concealmentEvents: r.concealmentEvents,
+              concealedSamples: r.concealedSamples,
+              inserted: r.insertedSamplesForDeceleration,
+              removed: r.removedSamplesForAcceleration,
+            });
+          });
+        });
+      };
+      const quiet = audioCtx.createGain();
+      quiet.gain.value = 0;
+      const want = Math.round(seconds * audioCtx.sampleRate);
+      const chans = [new Float32Array(want), new Float32Array(want)];
+      let got = 0;
+      const ticker = setInterval(sample, 100);
+      sample();
+      const b64 = (a) => {
+        const u = new Uint8Array(a.buffer);
+        let out = "";
+        for (let i = 0; i < u.length; i += 0x8000) out += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+        return btoa(out);
+      };
+      tap.onaudioprocess = (e) => {
+        if (got >= want) return;
+        const n = Math.min(e.inputBuffer.length, want - got);
+        for (let c = 0; c < 2; c++) {
+          const ch = Math.min(c, e.inputBuffer.numberOfChannels - 1);
+          chans[c].set(e.inputBuffer.getChannelData(ch).subarray(0, n), got);
+        }
+        got += n;
+        if (got >= want) {
+          tap.onaudioprocess = null;
+          clearInterval(ticker);
+          src.disconnect();
+          tap.disconnect();
+          quiet.disconnect();
+          resolve({ rate: audioCtx.sampleRate, left: b64(chans[0]), right: b64(chans[1]), timeline });
+        }
+      };
+      src.connect(tap);
+      tap.connect(quiet);
+      quiet.connect(audioCtx.destination);
+    });
+  // Only with ?test: the receive statistics of `seat` (getStats: inbound-rtp and its codec).
+  window.onmicTestStats = async (seat) => {
+    const s = slots[seat];
+    const track = s && s.stream.getAudioTracks()[0];
+    const receiver = pc && pc.getReceivers().find((r) => r.track === track);
+    if (!receiver) return null;
+    const out = { at: performance.now(), inbound: null, codec: null };
+    const report = await receiver.getStats();
+    report.forEach((r) => {
+      if (r.type === "inbound-rtp") out.inbound = r;
+    });
+    if (out.inbound && out.inbound.codecId) out.codec = report.get(out.inbound.codecId) || null;
+    return JSON.parse(JSON.stringify(out));
   };
 }
 

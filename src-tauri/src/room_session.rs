@@ -620,6 +620,12 @@ async fn watch(
                     let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
                 }
                 Some(ClientEvent::Room(event)) => {
+                    // A sender who is gone (kicked, banned, left) needs no alert any more.
+                    if let onmic_room::EventKind::MemberLeft { uid, .. }
+                    | onmic_room::EventKind::Banned { uid, .. } = &event.kind
+                    {
+                        s.alerts.retain(|a| a.uid != uid.as_str());
+                    }
                     if let Some(alert) = alert(event) {
                         // The newest first; a flood from one sender is one alert per event,
                         // capped so the list stays readable.

@@ -101,12 +101,42 @@ impl Studio {
         Ok(studio)
     }
 
-    /// Saves a screenshot of the window as `target/screenshots/NAME.png`.
+    /// Saves a screenshot of the window as `target/screenshots/NAME.png`, once what the DOM holds
+    /// now has been painted: WebKit's snapshot is the last composited frame, so a screenshot
+    /// taken right after a DOM change the test just read (a badge's `data-count`) could show the
+    /// frame before it. Two animation frames later the change is on screen.
     pub async fn screenshot(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let painted = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; \
+                 const t = setTimeout(() => done(false), 3000); \
+                 requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(t); done(true); }));",
+                vec![],
+            )
+            .await?;
+        if painted != serde_json::json!(true) {
+            let state = self
+                .client
+                .execute(
+                    "return [document.visibilityState, document.hasFocus(), window.innerWidth, window.innerHeight];",
+                    vec![],
+                )
+                .await?;
+            anyhow::bail!(
+                "the Studio's web view painted no frame within 3 s before screenshot {name} (visibility, focus, size: {state})"
+            );
+        }
         let png = self.client.screenshot().await?;
         let path = crate::screenshot_dir().join(format!("{name}.png"));
         std::fs::write(&path, png)?;
         Ok(path)
+    }
+
+    /// The app's settings directory (`XDG_CONFIG_HOME`); its `data/` is `XDG_DATA_HOME`, where
+    /// the local room keeps its database and secrets.
+    pub fn config_home(&self) -> Option<&std::path::Path> {
+        self.config_home.as_ref().map(|d| d.path())
     }
 
     /// The text of the first element matching `css`, if any.
