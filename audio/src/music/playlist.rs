@@ -237,6 +237,15 @@ impl Playlist {
         self.current.as_ref().map(|d| &d.player)
     }
 
+    /// Every sounding track's index and player: the current one first, then those fading out
+    /// (a deck view shows both during a crossfade).
+    pub fn players(&self) -> impl Iterator<Item = (usize, &MusicPlayer)> {
+        self.current
+            .iter()
+            .chain(self.outgoing.iter())
+            .map(|d| (d.index, &d.player))
+    }
+
     /// Players still sounding: the current one and any fading out.
     pub fn sounding(&self) -> usize {
         usize::from(self.current.is_some()) + self.outgoing.len()
