@@ -23,7 +23,7 @@ use crate::streams::{DeviceStream, StreamRequest, open_input};
 use crate::units::BLOCK_FRAMES;
 
 /// Most audio waiting for the engine before the pump drops a block, ms.
-pub const MAX_QUEUE_MS: usize = 60;
+pub const MAX_QUEUE_MS: usize = 200;
 
 /// Counters of a capture source.
 #[derive(Debug, Default)]

@@ -28,8 +28,9 @@ use crate::devices::DeviceError;
 use crate::streams::{DeviceStream, StreamRequest, open_live_output};
 use crate::units::BLOCK_FRAMES;
 
-/// Blocks the cue thread keeps queued ahead of the device (20 ms).
-const AHEAD_BLOCKS: usize = 2;
+/// Blocks the cue thread keeps queued ahead of the device (60 ms: a pre-listen favours no
+/// dropouts on a busy machine over the last few ms of latency).
+const AHEAD_BLOCKS: usize = 6;
 
 enum CueCmd {
     Add(Box<MusicVoice>),
