@@ -276,10 +276,10 @@ fn run_engine() -> u64 {
             }
             if let Some(b) = bank.as_mut() {
                 use onmic_audio::music::pads::PadRoute;
-                if fed % 7 == 0 {
+                if fed.is_multiple_of(7) {
                     let _ = b.fire(long, PadRoute::default());
                 }
-                if fed % 5 == 0 {
+                if fed.is_multiple_of(5) {
                     let _ = b.fire(
                         short,
                         PadRoute {
@@ -288,7 +288,7 @@ fn run_engine() -> u64 {
                         },
                     );
                 }
-                if fed % 97 == 0 {
+                if fed.is_multiple_of(97) {
                     let _ = b.stop_all();
                 }
                 let _ = b.events();
