@@ -373,6 +373,32 @@ impl Processor for PitchShift {
 mod tests {
     use super::*;
 
+    /// A stereo block is shifted on its mid: a dual-mono input gives exactly the mono result on
+    /// both sides; a shifter that keeps stereo shifts each side on its own.
+    #[test]
+    fn stereo_blocks_shift_the_mid_unless_keeping_stereo() {
+        let mut mono = PitchShift::new(-4.0, 1.0);
+        let mut stereo = PitchShift::new(-4.0, 1.0);
+        let mut keep = PitchShift::new(-4.0, 1.0).keep_stereo(true);
+        for n in 0..40u64 {
+            let m = crate::test_signals::sine_block(220.0, 0.3, n, 1);
+            let mut s = crate::test_signals::sine_block(220.0, 0.3, n, 2);
+            let mut k = s.clone();
+            // Keep-stereo input: the left side silent.
+            k.channel_mut(0).fill(0.0);
+            let mut m2 = m.clone();
+            mono.process(&mut m2);
+            stereo.process(&mut s);
+            keep.process(&mut k);
+            assert_eq!(s.channel(0), m2.channel(0));
+            assert_eq!(s.channel(1), m2.channel(0));
+            assert!(k.channel(0).iter().all(|v| *v == 0.0), "left stays silent");
+            if n > 4 {
+                assert_eq!(k.channel(1), m2.channel(0), "right shifted alone");
+            }
+        }
+    }
+
     #[test]
     fn fast_trig_is_accurate() {
         for i in 0..=20_000 {
