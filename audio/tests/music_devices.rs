@@ -187,8 +187,10 @@ fn cue_plays_on_the_second_output_only_and_a_cued_track_can_go_on_air() {
         m1k > -25.0,
         "the cue sink's monitor has the cued track: {m1k:.1} dB"
     );
+    // Were the deck on the cue it would read −10.5 dB; clicks of a dropout on a busy machine
+    // spread a little energy over every frequency, hence an absolute bar 30 dB under that.
     assert!(
-        m440 < m1k - 40.0,
+        m440 < -40.0,
         "the on-air deck is not on the cue: {m440:.1} dB"
     );
     assert!(p440 > -25.0, "the deck is published: {p440:.1} dB");
