@@ -214,7 +214,14 @@ fn cue_plays_on_the_second_output_only_and_a_cued_track_can_go_on_air() {
     assert!(live.core.apply(Control::AddMusic(v)).is_none());
     live.run(1.0);
     let p = &live.published[live.published.len() - 24_000..];
-    assert!(power_db(p, 1000.0) > -25.0, "now on air");
+    let on_air = power_db(p, 1000.0);
+    assert!(
+        on_air > -25.0,
+        "now on air: {on_air:.1} dB (state {:?}, underruns {}, position {} ms from {at})",
+        pc.state(),
+        pc.underruns(),
+        pc.position_ms()
+    );
     assert!(
         pc.position_ms() >= at + 800,
         "continued from {at} ms: {} ms",

@@ -2,7 +2,7 @@
 //! it.
 //!
 //! A [`CueOutput`] opens the device with the engine's own output path
-//! ([`crate::streams::open_live_output`]: fixed 10 ms period where the backend allows it, edge
+//! ([`crate::streams::open_output`]: fixed 10 ms period where the backend allows it, edge
 //! resampling for a device that cannot run at 48 kHz, device-loss status) and runs a small
 //! mixing thread that plays music voices ([`MusicVoice`]: a [`super::MusicPlayer`]'s, a
 //! [`super::pads::PadBank`]'s, a [`super::PcmInjector`]'s) block by block into it. Nothing on
@@ -25,7 +25,7 @@ use super::bus::MusicBus;
 use super::player::MusicVoice;
 use crate::block::Block;
 use crate::devices::DeviceError;
-use crate::streams::{DeviceStream, StreamRequest, open_live_output};
+use crate::streams::{DeviceStream, StreamRequest, open_output};
 use crate::units::BLOCK_FRAMES;
 
 /// Blocks the cue thread keeps queued ahead of the device (60 ms: a pre-listen favours no
@@ -86,7 +86,8 @@ impl CueOutput {
     pub fn open(req: &StreamRequest) -> Result<CueOutput, MusicDeviceError> {
         // Half a second of ring; the thread keeps only `AHEAD_BLOCKS` in it.
         let (mut out_p, out_c) = rtrb::RingBuffer::<f32>::new(48_000);
-        let stream = open_live_output(req, out_c, None)?;
+        // In order, no backlog trimming: the thread itself keeps the queue short.
+        let stream = open_output(req, out_c, None)?;
         let (cmds, mut cmd_c) = rtrb::RingBuffer::<CueCmd>::new(32);
         let (mut back_p, back) = rtrb::RingBuffer::<Box<MusicVoice>>::new(64);
         let running = Arc::new(AtomicBool::new(true));
