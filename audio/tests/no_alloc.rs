@@ -1,6 +1,7 @@
 //! Acceptance item 6: no allocation on the DSP thread after start — 10 s of audio through the
 //! engine with toggles flipping, a mode change, a remote decoding through the jitter buffer,
-//! music (the raw ring, a looping file player with ducking, pause and seeks, and PCM injection,
+//! music (the raw ring, a looping file player with ducking, pause and seeks, PCM injection, sound
+//! pads fired, overlapping and stopped,
 //! removed and finished midway), the ear monitor and the debug tap, voice effects switching
 //! every 250 ms through every preset and a rack with every effect on (issue 12, item 6),
 //! counted by a global allocator that only counts on
@@ -99,6 +100,22 @@ fn run_engine() -> u64 {
     handle.send(Control::AddMusic(voice)).expect("control");
     let (injector, voice) = onmic_audio::music::PcmInjector::new(true);
     let mut injector = Some(injector);
+    handle.send(Control::AddMusic(voice)).expect("control");
+    // Sound pads: two clips (one shorter than a block), fired often, overlapping, restarted,
+    // more than MAX_PAD_PLAYS at once, stopped; the bank dropped midway.
+    let (mut bank, voice) = onmic_audio::music::pads::PadBank::new();
+    let short = bank.load_pcm("click", vec![0.1f32; 200 * 2]).expect("pad");
+    let long = bank
+        .load_pcm(
+            "swell",
+            (0..48_000 * 2)
+                .map(|i| (i as f32 * 0.01).sin() * 0.1)
+                .collect(),
+        )
+        .expect("pad");
+    bank.configure(long, 1.0, onmic_audio::music::pads::Retrigger::Overlap)
+        .expect("configure");
+    let mut bank = Some(bank);
     handle.send(Control::AddMusic(voice)).expect("control");
 
     // Effect racks are built here, off the DSP thread: every preset, then every effect at once.
@@ -256,6 +273,28 @@ fn run_engine() -> u64 {
             }
             if fed == 700 {
                 handle.send(Control::RemoveRemote(7)).expect("c");
+            }
+            if let Some(b) = bank.as_mut() {
+                use onmic_audio::music::pads::PadRoute;
+                if fed.is_multiple_of(7) {
+                    let _ = b.fire(long, PadRoute::default());
+                }
+                if fed.is_multiple_of(5) {
+                    let _ = b.fire(
+                        short,
+                        PadRoute {
+                            publish: true,
+                            local: false,
+                        },
+                    );
+                }
+                if fed.is_multiple_of(97) {
+                    let _ = b.stop_all();
+                }
+                let _ = b.events();
+            }
+            if fed == 850 {
+                bank = None;
             }
             if fed == 750 {
                 // Dropping the injector stops its voice; the engine hands it back as garbage.

@@ -789,8 +789,20 @@ impl EffectRack {
             return Err(EffectError::TooMany(settings.effects.len()));
         }
         let mut stages = Vec::new();
+        let mut stereo_before = false;
         for e in &settings.effects {
+            let from = stages.len();
             build(e, &mut stages);
+            // A pitch stage shifts the mid of a stereo block (a voice is mono) unless an earlier
+            // effect made the voice stereo on purpose.
+            if stereo_before {
+                for s in &mut stages[from..] {
+                    if let Stage::Pitch(p) = s {
+                        p.set_keep_stereo(true);
+                    }
+                }
+            }
+            stereo_before |= e.is_stereo();
         }
         Ok(EffectRack {
             settings: settings.clone(),

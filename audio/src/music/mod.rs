@@ -15,13 +15,17 @@
 //! - Commands ([`MusicCommand`]) go in, events ([`MusicEvent`]) come out; both are serde types.
 
 mod bus;
+pub mod capture;
 pub mod catalog;
 mod chunk;
+pub mod cue;
 mod decode;
 mod http;
 mod inject;
 pub mod lyrics;
+pub mod pads;
 mod player;
+pub mod playlist;
 mod resample;
 mod shift;
 pub mod socket;

@@ -87,6 +87,8 @@ pub struct MusicVoice {
     buf: Block,
     /// A PCM injection voice: never finishes, an empty ring is silence.
     live: bool,
+    /// A sound-pad bank's voice plays its pads instead of a ring.
+    pads: Option<Box<super::pads::PadDsp>>,
 }
 
 impl std::fmt::Debug for MusicVoice {
@@ -130,7 +132,12 @@ impl MusicVoice {
             blocks: 0,
             buf: Block::silent(2),
             live,
+            pads: None,
         }
+    }
+
+    pub(crate) fn set_pads(&mut self, pads: Box<super::pads::PadDsp>) {
+        self.pads = Some(pads);
     }
 
     /// The voice's id (what [`crate::engine::Control::RemoveMusic`] takes).
@@ -240,6 +247,9 @@ impl MusicVoice {
                 };
             }
             _ => {}
+        }
+        if let Some(p) = self.pads.as_mut() {
+            return p.mix(&self.shared, publish, local);
         }
         let paused = self.shared.paused.load(Ordering::Relaxed);
         if paused && state != PlayerState::Paused {
@@ -514,6 +524,12 @@ impl MusicPlayer {
     /// The gain ducking applies now (1 = none).
     pub fn duck_gain(&self) -> f32 {
         self.shared.duck_gain.get()
+    }
+
+    /// Sets the fade-in length before the voice has played (a playlist opens the next track
+    /// ahead and fixes its crossfade when it starts it).
+    pub(crate) fn set_fade_in_ms(&self, ms: u32) {
+        self.shared.fade_ms.set(ms as f32);
     }
 
     /// Applies a command.
