@@ -16,14 +16,16 @@
 //!   Speex's MDF), which keeps the cost of a 400 ms filter within budget.
 //! * **Residual echo**: what the filter leaves is predicted from the far end's power spectra
 //!   through a second, power-domain path (per partition and bin, learnt by NLMS on |E|² while the
-//!   far end talks alone): it follows clock drift and the room's tail, which the coherent filter
-//!   does not fully cancel. The larger of that and the coherent estimate (leak × |echo
-//!   estimate|², Valin's estimator as in Speex, plus the filter's misadjustment ½ Σ P|X|²) is the
-//!   residual. A near-end detector (the error above [`DT_RATIO`] × the residual for
-//!   [`DT_BLOCKS`] blocks, held 250 ms) switches the gain's over-subtraction from 8 (far end
-//!   alone: the echo goes) to 1 (double talk: bins where the near end dominates are kept), and
-//!   freezes the power path's learning. Gain floor −40 dB. [`Aec::near_end_active`] tells later
-//!   stages (the AGC) whether what is left is near-end speech.
+//!   far end talks alone and the coherent filter explains a good part of the microphone, so a
+//!   reference that never echoes teaches it nothing): it follows clock drift and the room's
+//!   tail, which the coherent filter does not fully cancel. Beside it the coherent estimate
+//!   (leak × |echo estimate|², Valin's estimator as in Speex, plus the filter's misadjustment
+//!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
+//!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
+//!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
+//!   kept) and freezes its learning; the coherent estimate is over-subtracted by 2. Gain floor
+//!   −40 dB. [`Aec::near_end_active`] tells later stages (the AGC) whether what is left is
+//!   near-end speech.
 //!
 //! The reference must be what is sent to the output device; feed it with
 //! [`Aec::analyze_render`] before processing the capture block recorded while it played.
@@ -58,6 +60,8 @@ const BAND_WIDTH: usize = 4;
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
 const MIN_GAIN: f32 = 0.01;
+/// Over-subtraction of the coherent residual estimate.
+const COHERENT_OVERSUB: f32 = 2.0;
 /// Step of the residual-echo power path (NLMS on power spectra).
 const MU_POWER: f32 = 0.6;
 /// Far-end blocks after which the power path counts as learnt (its update is gated then).
@@ -506,7 +510,7 @@ impl Processor for Aec {
             let coherent =
                 self.leak.max(self.erl[k]) * self.y_spec[k].norm_sqr() * scale + 0.5 * self.sx[k];
             let residual = self.r2[k].max(coherent);
-            self.tmp[k] = residual;
+            self.tmp[k] = coherent;
             err_pow += ee;
             res_pow += residual;
         }
@@ -528,7 +532,11 @@ impl Processor for Aec {
         if self.postfilter > 0.0 {
             for k in 0..BINS {
                 let ee = self.e_spec[k].norm_sqr() + 1e-12;
-                let g = (1.0 - pf * self.tmp[k] / ee).clamp(MIN_GAIN, 1.0);
+                // The state's over-subtraction applies to the power path's prediction; the
+                // coherent estimate keeps its own (2), which a reference that never echoes
+                // leaves at the filter's small misadjustment.
+                let r = (pf * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
+                let g = (1.0 - r / ee).clamp(MIN_GAIN, 1.0);
                 self.gain[k] = if g < self.gain[k] {
                     g
                 } else {
@@ -541,7 +549,12 @@ impl Processor for Aec {
         // its prediction, so a near-end burst cannot blow it up.
         let r2_sum: f32 = self.r2.iter().sum();
         let converged = self.h2_blocks >= POWER_LEARN_BLOCKS;
-        if self.far_active && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum)) {
+        // Only where the coherent filter explains a good part of the microphone (its echo
+        // estimate at least half the error's power): a reference that never reaches the
+        // microphone (music on headphones) must not teach it the near end.
+        let echoing = echo_all >= 0.5 * err_all;
+        if self.far_active && echoing && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum))
+        {
             self.h2_blocks = self.h2_blocks.saturating_add(1);
             // Per bin, Σ_q X2² normalises the step (NLMS on power spectra).
             self.tmp.iter_mut().for_each(|v| *v = 0.0);
