@@ -14,12 +14,18 @@
 //!   speech (double talk) — no double-talk detector. The filter's constraint (its second half of
 //!   taps zeroed) is applied to four partitions per block in turn (alternately constrained, as in
 //!   Speex's MDF), which keeps the cost of a 400 ms filter within budget.
-//! * **Residual echo**: the echo left after the filter is estimated as leak × |echo estimate|²
-//!   plus the filter's own misadjustment (½ Σ P|X|²); the leak is the correlation of the error's
-//!   and the echo estimate's power spectra over time (Valin's estimator, Speex), which near-end
-//!   speech does not bias. The gain removes it (down to −40 dB) and keeps bins where near-end
-//!   speech dominates. [`Aec::near_end_active`] tells later stages (the AGC) whether what is
-//!   left is near-end speech.
+//! * **Residual echo**: what the filter leaves is predicted from the far end's power spectra
+//!   through a second, power-domain path (per partition and bin, learnt by NLMS on |E|² while the
+//!   far end talks alone and the coherent filter explains a good part of the microphone, so a
+//!   reference that never echoes teaches it nothing): it follows clock drift and the room's
+//!   tail, which the coherent filter does not fully cancel. Beside it the coherent estimate
+//!   (leak × |echo estimate|², Valin's estimator as in Speex, plus the filter's misadjustment
+//!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
+//!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
+//!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
+//!   kept) and freezes its learning; the coherent estimate is over-subtracted by 2. Gain floor
+//!   −40 dB. [`Aec::near_end_active`] tells later stages (the AGC) whether what is left is
+//!   near-end speech.
 //!
 //! The reference must be what is sent to the output device; feed it with
 //! [`Aec::analyze_render`] before processing the capture block recorded while it played.
@@ -54,6 +60,18 @@ const BAND_WIDTH: usize = 4;
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
 const MIN_GAIN: f32 = 0.01;
+/// Over-subtraction of the coherent residual estimate.
+const COHERENT_OVERSUB: f32 = 2.0;
+/// Step of the residual-echo power path (NLMS on power spectra).
+const MU_POWER: f32 = 0.6;
+/// Far-end blocks after which the power path counts as learnt (its update is gated then).
+const POWER_LEARN_BLOCKS: u32 = 100;
+/// Near end: the error's power above this multiple of the residual-echo estimate...
+const DT_RATIO: f32 = 2.0;
+/// ...for this many blocks in a row (an echo onset the estimate lags is shorter)...
+const DT_BLOCKS: u32 = 3;
+/// ...puts the suppressor in its near-end state for this many blocks (250 ms).
+const DT_HOLD: u32 = 25;
 
 type Spectrum = Vec<Complex<f32>>;
 
@@ -76,6 +94,15 @@ pub struct Aec {
     eh: Vec<f32>,
     yh: Vec<f32>,
     erl: Vec<f32>,
+    /// Residual-echo power path: per partition and bin, how much of the far end's power is
+    /// left in the error (learnt on power spectra, so clock drift and the tail's fine structure
+    /// do not bias it).
+    h2: Vec<Vec<f32>>,
+    /// Residual echo predicted for this block, per bin.
+    r2: Vec<f32>,
+    tmp: Vec<f32>,
+    /// Blocks of far-end activity the residual path has learnt on.
+    h2_blocks: u32,
     pey: f32,
     pyy: f32,
     leak: f32,
@@ -101,8 +128,14 @@ pub struct Aec {
     far_active: bool,
     /// Transition factor A (how fast the echo path may drift).
     pub transition: f32,
-    /// Residual-echo suppressor over-subtraction (0 = off).
+    /// Residual-echo suppressor over-subtraction while the far end talks alone (0 = off).
     pub postfilter: f32,
+    /// Over-subtraction while the near end talks (double talk).
+    pub postfilter_near: f32,
+    /// Blocks the near-end state holds after the error last exceeded the residual estimate.
+    hold: u32,
+    /// Consecutive blocks the error has exceeded [`DT_RATIO`] × the residual estimate.
+    over: u32,
 }
 
 impl std::fmt::Debug for Aec {
@@ -155,6 +188,10 @@ impl Aec {
             eh: Vec::new(),
             yh: Vec::new(),
             erl: Vec::new(),
+            h2: Vec::new(),
+            r2: Vec::new(),
+            tmp: Vec::new(),
+            h2_blocks: 0,
             pey: 0.0,
             pyy: 0.0,
             leak: 1.0,
@@ -178,8 +215,11 @@ impl Aec {
             y_spec: Vec::new(),
             near_active: true,
             far_active: false,
-            postfilter: 2.0,
+            postfilter: 8.0,
+            postfilter_near: 1.0,
             transition: 0.9995,
+            hold: 0,
+            over: 0,
         }
     }
 
@@ -236,17 +276,21 @@ impl Aec {
                 let d = (blocks - self.bulk).min(P);
                 self.w.rotate_left(d);
                 self.p.rotate_left(d);
+                self.h2.rotate_left(d);
                 for q in P - d..P {
                     self.w[q].fill(Complex::new(0.0, 0.0));
                     self.p[q].fill(0.05);
+                    self.h2[q].fill(0.0);
                 }
             } else {
                 let d = (self.bulk - blocks).min(P);
                 self.w.rotate_right(d);
                 self.p.rotate_right(d);
+                self.h2.rotate_right(d);
                 for q in 0..d {
                     self.w[q].fill(Complex::new(0.0, 0.0));
                     self.p[q].fill(0.05);
+                    self.h2[q].fill(0.0);
                 }
             }
         }
@@ -334,6 +378,9 @@ impl Processor for Aec {
         self.eh = vec![0.0; BINS];
         self.yh = vec![0.0; BINS];
         self.erl = vec![1.0; BINS];
+        self.h2 = vec![vec![0.0; BINS]; P];
+        self.r2 = vec![0.0; BINS];
+        self.tmp = vec![0.0; BINS];
         self.cost = vec![BANDS as f32 / 2.0; LAGS];
         self.time = vec![0.0; M];
         self.e_spec = zero.clone();
@@ -449,22 +496,89 @@ impl Processor for Aec {
                 self.erl[k] += rate * (r - self.erl[k]);
             }
         }
-        // The residual echo: the leak or the per-bin fraction, whichever is larger, of the echo
-        // estimate, plus the filter's own misadjustment.
+        // Residual echo predicted from the far end's power through the learnt power path.
+        self.r2.fill(0.0);
+        for q in 0..P {
+            let xp = &self.hist_pow[(base - q) % HIST];
+            for ((r, h), x2) in self.r2.iter_mut().zip(&self.h2[q]).zip(xp) {
+                *r += h * x2;
+            }
+        }
         let (mut err_pow, mut res_pow) = (0.0f32, 0.0f32);
         for k in 0..BINS {
             let ee = self.e_spec[k].norm_sqr() + 1e-12;
-            let residual =
+            let coherent =
                 self.leak.max(self.erl[k]) * self.y_spec[k].norm_sqr() * scale + 0.5 * self.sx[k];
+            let residual = self.r2[k].max(coherent);
+            self.tmp[k] = coherent;
             err_pow += ee;
             res_pow += residual;
-            if self.postfilter > 0.0 {
-                let g = (1.0 - self.postfilter * residual / ee).clamp(MIN_GAIN, 1.0);
+        }
+        if err_pow > DT_RATIO * res_pow + 1e-9 {
+            self.over = self.over.saturating_add(1);
+        } else {
+            self.over = 0;
+        }
+        if self.over >= DT_BLOCKS {
+            self.hold = DT_HOLD;
+        } else {
+            self.hold = self.hold.saturating_sub(1);
+        }
+        let pf = if self.hold > 0 {
+            self.postfilter_near
+        } else {
+            self.postfilter
+        };
+        if self.postfilter > 0.0 {
+            for k in 0..BINS {
+                let ee = self.e_spec[k].norm_sqr() + 1e-12;
+                // The state's over-subtraction applies to the power path's prediction; the
+                // coherent estimate keeps its own (2), which a reference that never echoes
+                // leaves at the filter's small misadjustment.
+                let r = (pf * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
+                let g = (1.0 - r / ee).clamp(MIN_GAIN, 1.0);
                 self.gain[k] = if g < self.gain[k] {
                     g
                 } else {
                     0.5 * self.gain[k] + 0.5 * g
                 };
+            }
+        }
+        // Learn the power path on far-end activity, unless the error is far above what it
+        // predicts once it has learnt (double talk); each bin's correction is bounded by twice
+        // its prediction, so a near-end burst cannot blow it up.
+        let r2_sum: f32 = self.r2.iter().sum();
+        let converged = self.h2_blocks >= POWER_LEARN_BLOCKS;
+        // Only where the coherent filter explains a good part of the microphone (its echo
+        // estimate at least half the error's power): a reference that never reaches the
+        // microphone (music on headphones) must not teach it the near end.
+        let echoing = echo_all >= 0.5 * err_all;
+        if self.far_active && echoing && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum))
+        {
+            self.h2_blocks = self.h2_blocks.saturating_add(1);
+            // Per bin, Σ_q X2² normalises the step (NLMS on power spectra).
+            self.tmp.iter_mut().for_each(|v| *v = 0.0);
+            for q in 0..P {
+                let xp = &self.hist_pow[(base - q) % HIST];
+                for (s, x2) in self.tmp.iter_mut().zip(xp) {
+                    *s += x2 * x2;
+                }
+            }
+            for k in 0..BINS {
+                let ee = self.e_spec[k].norm_sqr();
+                let err = ee - self.r2[k];
+                let err = if converged {
+                    err.min(2.0 * self.r2[k] + 1e-6)
+                } else {
+                    err
+                };
+                self.tmp[k] = MU_POWER * err / (self.tmp[k] + 1e-12);
+            }
+            for q in 0..P {
+                let xp = &self.hist_pow[(base - q) % HIST];
+                for ((h, x2), st) in self.h2[q].iter_mut().zip(xp).zip(&self.tmp) {
+                    *h = (*h + st * x2).max(0.0);
+                }
             }
         }
         // Near end: the error clearly above the echo the filter expects to be left (which
@@ -539,6 +653,13 @@ impl Processor for Aec {
         self.eh.fill(0.0);
         self.yh.fill(0.0);
         self.erl.fill(1.0);
+        for h in self.h2.iter_mut() {
+            h.fill(0.0);
+        }
+        self.r2.fill(0.0);
+        self.h2_blocks = 0;
+        self.hold = 0;
+        self.over = 0;
         self.pey = 0.0;
         self.pyy = 0.0;
         self.leak = 1.0;

@@ -70,13 +70,17 @@ fn voice_chain_in_real_rooms() {
         let delay = meta["delay_ms"].as_f64().unwrap_or(0.0);
         if name.starts_with("echo-") {
             let erle = r.get("onmic", "erle");
-            // The chain never sends the room back louder (the AGC holds on echo). Acceptance 1
-            // (≥ 35 dB) is not met yet: see docs.
+            // The chain never sends the room back louder (the AGC holds on echo).
             assert!(erle > 0.0, "{name}: ERLE {erle:.1} dB: echo got louder");
             // (webrtcdsp's ERLE is printed, not compared: its echo probe runs with sync=false
             // offline, so its alignment, and its ERLE, change from run to run by a few dB.)
             if rt60 <= 0.6 && delay <= 200.0 {
-                assert!(erle >= 8.0, "{name}: ERLE {erle:.1} dB < 8 dB");
+                // Acceptance 1 asks 35 dB: not met in every room (see docs/voice-chain.md);
+                // a regression guard at what the chain reaches on the suite's rooms.
+                assert!(erle >= 25.0, "{name}: ERLE {erle:.1} dB < 25 dB");
+            } else {
+                // RT60 0.8 s / 300 ms: acceptance asks 25 dB, not met (about 8 dB); a guard.
+                assert!(erle >= 5.0, "{name}: ERLE {erle:.1} dB < 5 dB");
             }
             checked += 1;
         } else if name.starts_with("dt-") {
