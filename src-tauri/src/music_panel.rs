@@ -819,10 +819,10 @@ impl Inner {
             if (near_end || finished) && !d.advanced {
                 // The playlist stops after its last entry.
                 let fade = if near_end { fade_ms as u32 } else { 0 };
-                if i + 1 < s.playlist.len() {
-                    if let Err(e) = self.play_entry(i + 1, fade) {
-                        self.error = Some(e.message);
-                    }
+                if i + 1 < s.playlist.len()
+                    && let Err(e) = self.play_entry(i + 1, fade)
+                {
+                    self.error = Some(e.message);
                 }
                 if let Some(d) = &mut self.deck
                     && d.playlist_index == Some(i)

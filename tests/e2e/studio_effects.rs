@@ -216,7 +216,7 @@ async fn scenario() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dry = tokio::task::spawn_blocking({
         let name = output.name.clone();
-        move || record(&name, 7.0)
+        move || record(&name, 10.0)
     })
     .await?;
     studio.screenshot("studio-effects-off").await?;
@@ -234,7 +234,7 @@ async fn scenario() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wet = tokio::task::spawn_blocking({
         let name = output.name.clone();
-        move || record(&name, 7.0)
+        move || record(&name, 10.0)
     })
     .await?;
     studio.screenshot("studio-effects-panel").await?;
