@@ -132,9 +132,24 @@ async fn shown(studio: &Studio) -> anyhow::Result<(u64, String)> {
     Ok((pos, v[1].as_str().unwrap_or_default().to_owned()))
 }
 
+/// The text content of the first element matching `css` (what is rendered, also when the
+/// element is scrolled out of its container's view).
+async fn js_text(studio: &Studio, css: &str) -> Option<String> {
+    let v = studio
+        .client
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .ok()?;
+    v.as_str().map(str::to_owned)
+}
+
 async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
+    // Every field typed into here starts empty (the panel clears the location after adding).
     let el = studio.client.find(Locator::Css(css)).await?;
-    el.clear().await?;
+    el.click().await?;
     el.send_keys(text).await?;
     Ok(())
 }
@@ -243,13 +258,17 @@ async fn scenario() -> anyhow::Result<()> {
         type_into(&studio, "#pad-path", &m(clip).to_string_lossy()).await?;
         studio.click("#pad-save").await?;
         let stem = clip.trim_end_matches(".wav");
-        wait_for(Duration::from_secs(5), "the pad's label", || async {
-            studio
-                .text(&format!("#pad-{i} .pad-name"))
+        if let Err(e) = wait_for(Duration::from_secs(5), "the pad's label", || async {
+            js_text(&studio, &format!("#pad-{i} .pad-name"))
                 .await
                 .filter(|t| t == stem)
         })
-        .await?;
+        .await
+        {
+            studio.screenshot("studio-music-failure").await?;
+            let label = js_text(&studio, &format!("#pad-{i} .pad-name")).await;
+            return Err(e.context(format!("pad {i} shows {label:?}")));
+        }
     }
     studio.click("#pad-0").await?;
     wait_for(Duration::from_secs(3), "pad 1 sounding", || async {
@@ -293,7 +312,7 @@ async fn scenario() -> anyhow::Result<()> {
         .click("#playlist li[data-index='0'] .pl-play")
         .await?;
     wait_for(Duration::from_secs(5), "track 1 playing", || async {
-        let title = studio.text("#deck-title").await?;
+        let title = js_text(&studio, "#deck-title").await?;
         (title.contains("track1.wav") && studio.attr("#deck", "data-state").await? == "playing")
             .then_some(())
     })
@@ -332,8 +351,7 @@ async fn scenario() -> anyhow::Result<()> {
         Duration::from_secs(12),
         "the playlist to advance to track 2",
         || async {
-            studio
-                .text("#deck-title")
+            js_text(&studio, "#deck-title")
                 .await
                 .filter(|t| t.contains("track2.wav"))
         },
@@ -386,7 +404,7 @@ async fn scenario() -> anyhow::Result<()> {
         (studio.attr("#pcm-source", "data-receiving").await? == "true").then_some(())
     })
     .await?;
-    let status = studio.text("#pcm-status").await.unwrap_or_default();
+    let status = js_text(&studio, "#pcm-status").await.unwrap_or_default();
     assert!(status.contains("1 connection"), "{status}");
     studio.screenshot("studio-music-pcm").await?;
     pusher.join().expect("the PCM client")?;
@@ -397,11 +415,7 @@ async fn scenario() -> anyhow::Result<()> {
     wait_for(
         Duration::from_secs(10),
         "the song in the results",
-        || async {
-            studio
-                .text("#song-list li[data-code='e2e-song'] strong")
-                .await
-        },
+        || async { js_text(&studio, "#song-list li[data-code='e2e-song'] strong").await },
     )
     .await?;
     studio
@@ -411,14 +425,13 @@ async fn scenario() -> anyhow::Result<()> {
         (studio.attr("#preload", "data-done").await? == "true").then_some(())
     })
     .await?;
-    let preload_text = studio.text("#preload").await.unwrap_or_default();
+    let preload_text = js_text(&studio, "#preload").await.unwrap_or_default();
     assert!(preload_text.contains("Ready"), "{preload_text}");
     studio
         .click("#song-list li[data-code='e2e-song'] .song-play")
         .await?;
     wait_for(Duration::from_secs(5), "the song on the deck", || async {
-        studio
-            .text("#deck-title")
+        js_text(&studio, "#deck-title")
             .await
             .filter(|t| t.contains("Test Song"))
     })
