@@ -121,7 +121,9 @@ pub async fn join_room(
         _ => studio.local_room.owner_token(&room).await?,
     };
     let settings = studio.settings.get();
-    studio
+    studio.music.on_leave();
+    let catalog = (server_url.clone(), token.clone());
+    let status = studio
         .session
         .join(
             Target {
@@ -141,13 +143,22 @@ pub async fn join_room(
                 let _ = on_meters.send(meters);
             },
         )
-        .await
+        .await?;
+    // The effects and music panels come on air with the session.
+    crate::effects_panel::apply_live(&studio, &settings.effects.current).await?;
+    if let Some(engine) = studio.session.control_sender().await {
+        studio
+            .music
+            .on_join(engine, catalog.0, catalog.1, &settings.music);
+    }
+    Ok(status)
 }
 
 /// Leaves the room and stops sending.
 #[tauri::command]
 #[specta::specta]
 pub async fn leave_room(studio: State<'_, Studio>) -> Result<(), AppError> {
+    studio.music.on_leave();
     studio.session.leave().await;
     Ok(())
 }
@@ -205,5 +216,7 @@ pub async fn set_audio(
 pub async fn reset_settings(studio: State<'_, Studio>) -> Result<Settings, AppError> {
     let settings = studio.settings.reset()?;
     studio.session.set_audio(&settings.audio).await;
+    crate::effects_panel::apply_live(&studio, &settings.effects.current).await?;
+    studio.music.apply(&settings.music);
     Ok(settings)
 }

@@ -9,9 +9,11 @@
 
 pub mod audio_settings;
 pub mod commands;
+pub mod effects_panel;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
+pub mod music_panel;
 pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
@@ -43,6 +45,8 @@ pub struct Studio {
     pub local_room: LocalRoomService,
     /// The live session in a room, if any.
     pub session: RoomSessionService,
+    /// The music panel's decks, playlist, pads, catalog and PCM source.
+    pub music: music_panel::MusicService,
 }
 
 /// The typed command and event surface shared with the UI.
@@ -65,6 +69,20 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::dismiss_alert,
             commands::set_audio,
             commands::reset_settings,
+            effects_panel::effects_catalog,
+            effects_panel::set_effects,
+            effects_panel::effects_preset,
+            effects_panel::eq_curve,
+            music_panel::music_watch,
+            music_panel::set_music,
+            music_panel::music_open,
+            music_panel::music_deck,
+            music_panel::playlist_play,
+            music_panel::song_search,
+            music_panel::song_preload,
+            music_panel::song_play,
+            music_panel::pad_assign,
+            music_panel::pad_fire,
         ])
         .events(collect_events![ServerStatus])
 }
@@ -188,6 +206,7 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
                 probe,
                 local_room,
                 session: RoomSessionService::default(),
+                music: music_panel::MusicService::default(),
             });
             Ok(())
         })
@@ -197,6 +216,7 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
             // Let the local room finish its writes before the process ends.
             let studio = app.state::<Studio>();
             tauri::async_runtime::block_on(async {
+                studio.music.on_leave();
                 studio.session.leave().await;
                 studio.local_room.stop().await;
             });

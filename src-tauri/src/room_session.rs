@@ -312,7 +312,27 @@ enum SessionCommand {
     ExpectedLoss(u8),
     /// New console settings: the engine thread applies what changed.
     Audio(Box<AudioSettings>),
+    /// Engine controls from the effects and music panels, sent in order.
+    Controls(Vec<Control>),
     Stop,
+}
+
+/// Sends engine controls to the live session's engine thread (the effects and music panels
+/// build racks and music voices on their own threads and hand them over here).
+#[derive(Clone, Debug)]
+pub struct ControlSender(mpsc::Sender<SessionCommand>);
+
+impl ControlSender {
+    /// Queues `controls` for the engine; `false` once the session has ended.
+    pub fn send(&self, controls: Vec<Control>) -> bool {
+        self.0.send(SessionCommand::Controls(controls)).is_ok()
+    }
+}
+
+impl std::fmt::Debug for SessionCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCommand")
+    }
 }
 
 struct Session {
@@ -482,6 +502,12 @@ impl RoomSessionService {
                 .lost_seat = None;
         }
         Ok(snapshot(&session.status))
+    }
+
+    /// A sender of engine controls to the live session, if one runs.
+    pub async fn control_sender(&self) -> Option<ControlSender> {
+        let session = self.session.lock().await;
+        session.as_ref().map(|s| ControlSender(s.commands.clone()))
     }
 
     /// Applies new console settings to the running engine (no-op when not live).
@@ -725,6 +751,11 @@ fn run_engine(
                     }
                 }
                 current = *next;
+            }
+            Ok(SessionCommand::Controls(controls)) => {
+                for c in controls {
+                    engine.push(c);
+                }
             }
             Ok(SessionCommand::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}

@@ -24,6 +24,10 @@ pub struct Settings {
     pub local_room: bool,
     /// The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes.
     pub audio: AudioSettings,
+    /// The effects panel: the current effects and the host's named presets.
+    pub effects: crate::effects_panel::EffectsPanel,
+    /// The music panel: volumes, routing, ducking, playlist, pads, PCM source.
+    pub music: crate::music_panel::MusicSettings,
 }
 
 impl Default for Settings {
@@ -33,6 +37,8 @@ impl Default for Settings {
             server_url: DEFAULT_SERVER_URL.into(),
             local_room: false,
             audio: AudioSettings::default(),
+            effects: Default::default(),
+            music: Default::default(),
         }
     }
 }
@@ -59,6 +65,8 @@ impl SettingsStore {
             Err(_) => Settings::default(),
         };
         settings.audio = settings.audio.clamped();
+        settings.effects = settings.effects.clamped();
+        settings.music = settings.music.clamped();
         if let Ok(url) = std::env::var("ONMIC_SERVER_URL") {
             settings.server_url = url;
         }
@@ -92,11 +100,17 @@ impl SettingsStore {
     /// say where the host's room is), saves, and returns them.
     pub fn reset(&self) -> Result<Settings, AppError> {
         self.update(|s| {
-            *s = Settings {
+            let mut fresh = Settings {
                 server_url: s.server_url.clone(),
                 local_room: s.local_room,
                 ..Settings::default()
-            }
+            };
+            // The host's named effect presets, playlist and pads are their material, not
+            // settings: a reset keeps them.
+            fresh.effects.presets = std::mem::take(&mut s.effects.presets);
+            fresh.music.playlist = std::mem::take(&mut s.music.playlist);
+            fresh.music.pads = std::mem::take(&mut s.music.pads);
+            *s = fresh
         })
     }
 

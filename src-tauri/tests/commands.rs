@@ -50,6 +50,7 @@ fn mock_studio(
         probe,
         local_room: LocalRoomService::new(dir.join("local-room")),
         session: Default::default(),
+        music: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()

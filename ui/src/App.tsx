@@ -23,6 +23,9 @@ import { SidePanel } from "./SidePanel";
 import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
 import { clipHold } from "./console";
+import { EffectsPanel } from "./EffectsPanel";
+import { MusicPanel } from "./MusicPanel";
+import type { EffectsPanel_Serialize as EffectsSettings, MusicSettings_Serialize as MusicSettings } from "./bindings";
 
 /** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
 const HOLD_FALL_DB = 0.4;
@@ -53,6 +56,9 @@ export function App() {
   const [link, setLink] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
   const [theme, setTheme] = useState<Theme>(initialTheme);
+  const [stageTab, setStageTab] = useState<"stage" | "effects" | "music">("stage");
+  const [effects, setEffects] = useState<EffectsSettings | null>(null);
+  const [music, setMusic] = useState<MusicSettings | null>(null);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const holdRef = useRef<number[]>([]);
   const live = status !== null && status.state !== "closed";
@@ -97,6 +103,8 @@ export function App() {
     const settings = await commands.getSettings();
     setServerUrl(settings.serverUrl);
     setAudio(settings.audio);
+    setEffects(settings.effects);
+    setMusic(settings.music);
     const list = await commands.listDevices();
     if (list.status === "error") {
       setDevices(null);
@@ -133,8 +141,11 @@ export function App() {
 
   const resetAll = async () => {
     const result = await commands.resetSettings();
-    if (result.status === "ok") setAudio(result.data.audio);
-    else setError(result.error);
+    if (result.status === "ok") {
+      setAudio(result.data.audio);
+      setEffects(result.data.effects);
+      setMusic(result.data.music);
+    } else setError(result.error);
   };
 
   const join = async (room: string, token: string | null) => {
@@ -277,6 +288,26 @@ export function App() {
         </aside>
 
         <section className="col-stage">
+          <nav className="stage-tabs" aria-label="Centre panel">
+            {(["stage", "effects", "music"] as const).map((t) => (
+              <button key={t} type="button" id={`tab-${t}`} className={stageTab === t ? "active" : ""} aria-pressed={stageTab === t} onClick={() => setStageTab(t)}>
+                {t === "stage" ? "Stage" : t === "effects" ? "Effects" : "Music"}
+                {t === "effects" && effects?.current.enabled && (effects.current.room || effects.current.changer || effects.current.beautifier || effects.current.reverb.enabled) ? <span className="tab-dot" title="Effects on" /> : null}
+              </button>
+            ))}
+          </nav>
+          {stageTab === "effects" && effects && audio && (
+            <EffectsPanel
+              panel={effects}
+              onPanel={setEffects}
+              live={live}
+              preview={audio.ear.enabled && audio.ear.source === "withEffects"}
+              onPreview={(on) => void changeAudio({ ...audio, ear: on ? { ...audio.ear, enabled: true, source: "withEffects" } : { ...audio.ear, enabled: false } })}
+              onError={setError}
+            />
+          )}
+          {stageTab === "music" && music && <MusicPanel music={music} onMusic={setMusic} live={live} onError={setError} />}
+          {stageTab === "stage" && (<>
           {status && status.alerts.length > 0 && (
             <AlertBar alerts={status.alerts} onKickBan={(uid) => void act({ type: "kick", uid, banMinutes: 24 * 60 })} onDismiss={(v) => void dismissAlert(v)} />
           )}
@@ -299,6 +330,7 @@ export function App() {
               </p>
             </div>
           )}
+          </>)}
         </section>
 
         <aside className="col-side">

@@ -1,0 +1,274 @@
+//! The effects panel heard on the ear monitor (issue 12, acceptance 8): the Studio goes live in
+//! its local room with a PulseAudio null sink's monitor as the input and a second null sink as
+//! its output; tone bursts (300 ms of 1 kHz with 5 ms ramps, one every 1.5 s) play into the
+//! input. The host turns on "Preview in ear" in the effects panel (the ear monitor, source "with
+//! effects") and the test records the output sink's monitor with `parec`: with no preset, the
+//! sound stops with each burst; after the host picks the *Vocal concert* room preset, a reverb
+//! tail follows every burst. The tail is the level 80–400 ms after each burst's end relative to
+//! the burst's own level, from the recording itself (burst onsets found in the recording, so
+//! device latency does not matter). Screenshots of the panel before and with the preset.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::Locator;
+use onmic_e2e::audio::{NullSink, Playback};
+use onmic_e2e::netns::run_in_netns;
+use onmic_e2e::studio::Studio;
+use onmic_e2e::wait_for;
+
+const RATE: usize = 48_000;
+/// The burst: 300 ms, one every 1.5 s.
+const BURST_MS: usize = 300;
+const PERIOD_MS: usize = 1_500;
+/// 10 ms envelope windows.
+const WIN: usize = RATE / 100;
+/// With the preset, every burst's tail (80–400 ms after it) must be at least this loud relative
+/// to the burst.
+const MIN_TAIL_DB: f32 = -30.0;
+/// Without it, at most this loud (the null sink is digital silence between bursts).
+const MAX_DRY_TAIL_DB: f32 = -50.0;
+
+#[test]
+fn a_reverb_preset_is_heard_on_the_ear_monitor() {
+    run_in_netns("a_reverb_preset_is_heard_on_the_ear_monitor", scenario);
+}
+
+fn write_bursts(path: &std::path::Path, seconds: usize) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("burst file");
+    let period = RATE * PERIOD_MS / 1000;
+    let burst = RATE * BURST_MS / 1000;
+    let ramp = RATE / 200;
+    for n in 0..seconds * RATE {
+        let k = n % period;
+        let x = if k < burst {
+            let env = (k.min(burst - 1 - k) as f32 / ramp as f32).min(1.0);
+            let env = 0.5 - 0.5 * (std::f32::consts::PI * env).cos();
+            0.3 * env * (2.0 * std::f32::consts::PI * 1000.0 * n as f32 / RATE as f32).sin()
+        } else {
+            0.0
+        };
+        let s = (x * f32::from(i16::MAX)).round() as i16;
+        w.write_sample(s).expect("sample");
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("burst file written");
+}
+
+/// Records `seconds` of `sink`'s monitor (48 kHz stereo f32), returned as mono (mean of L, R).
+fn record(sink: &str, seconds: f32) -> Vec<f32> {
+    let mut child = Command::new("parec")
+        .arg(format!("--device={sink}.monitor"))
+        .args([
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+            "--raw",
+            "--latency-msec=20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("parec starts");
+    let mut out = child.stdout.take().expect("parec's stdout");
+    let want = (seconds * RATE as f32) as usize * 8;
+    let mut bytes = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match out.read(&mut bytes[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bytes[..got]
+        .chunks_exact(8)
+        .map(|f| {
+            let l = f32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+            let r = f32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            0.5 * (l + r)
+        })
+        .collect()
+}
+
+fn db(x: f32) -> f32 {
+    20.0 * x.max(1e-9).log10()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+/// Per burst found in `x`: (burst level dBFS, tail level relative to the burst, dB).
+fn tails(x: &[f32]) -> Vec<(f32, f32)> {
+    let env: Vec<f32> = x.chunks_exact(WIN).map(rms).collect();
+    let loudest = env.iter().copied().fold(0.0, f32::max);
+    let threshold = loudest * 10f32.powf(-12.0 / 20.0);
+    let quiet = 40; // 400 ms below the threshold before an onset
+    let burst = BURST_MS / 10;
+    let mut out = Vec::new();
+    let mut i = quiet;
+    while i + burst + 40 < env.len() {
+        if env[i] > threshold && env[i - quiet..i].iter().all(|e| *e <= threshold) {
+            let level = rms(&x[(i + 5) * WIN..(i + burst - 5) * WIN]);
+            let tail = rms(&x[(i + burst + 8) * WIN..(i + burst + 40) * WIN]);
+            out.push((db(level), db(tail) - db(level)));
+            i += burst;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn scenario() -> anyhow::Result<()> {
+    let input = NullSink::create("onmic_e2e_fx_in", "Onmic_E2E_FX_In");
+    let output = NullSink::create("onmic_e2e_fx_out", "Onmic_E2E_FX_Out");
+    let dir = tempfile::tempdir()?;
+    let wav = dir.path().join("bursts.wav");
+    write_bursts(&wav, 120);
+    let _playback = Playback::start(&input, &wav);
+
+    let studio = Studio::launch_with_config(
+        &[
+            ("ONMIC_LOCAL_ROOM", "1"),
+            ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
+        ],
+        tempfile::tempdir()?,
+    )
+    .await?;
+    let monitor_name = format!("Monitor of {}", input.description);
+    let option = wait_for(Duration::from_secs(15), "the virtual input", || async {
+        for o in studio
+            .client
+            .find_all(Locator::Css("#input-device option"))
+            .await
+            .ok()?
+        {
+            if o.text().await.ok()?.contains(&monitor_name) {
+                return Some(o);
+            }
+        }
+        None
+    })
+    .await?;
+    option.click().await?;
+    // The output: the second null sink.
+    let out_option = wait_for(Duration::from_secs(15), "the virtual output", || async {
+        for o in studio
+            .client
+            .find_all(Locator::Css("#output-devices option"))
+            .await
+            .ok()?
+        {
+            if o.text().await.ok()?.contains(&output.description) {
+                return Some(o);
+            }
+        }
+        None
+    })
+    .await?;
+    out_option.click().await?;
+    wait_for(Duration::from_secs(15), "the local room", || async {
+        studio
+            .attr("#server-status", "title")
+            .await
+            .filter(|t| t.starts_with("Local room reachable"))
+    })
+    .await?;
+    studio.click("#join-room").await?;
+    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
+        let state = studio.attr("#room-state", "data-state").await?;
+        (state == "connected").then_some(())
+    })
+    .await?;
+
+    // The effects panel: the ear monitor hears the effects.
+    studio.click("#tab-effects").await?;
+    studio.click("#fx-preview").await?;
+    wait_for(Duration::from_secs(5), "the preview switch on", || async {
+        studio
+            .attr("#fx-preview", "aria-checked")
+            .await
+            .filter(|v| v == "true")
+    })
+    .await?;
+    assert_eq!(
+        studio.attr("#ear-source", "value").await.as_deref(),
+        Some("withEffects"),
+        "the preview switch sets the ear monitor to hear the effects"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dry = tokio::task::spawn_blocking({
+        let name = output.name.clone();
+        move || record(&name, 10.0)
+    })
+    .await?;
+    studio.screenshot("studio-effects-off").await?;
+
+    studio
+        .click("#fx-room [data-preset='vocal_concert']")
+        .await?;
+    wait_for(Duration::from_secs(5), "the preset picked", || async {
+        studio
+            .attr("#fx-room [data-preset='vocal_concert']", "aria-checked")
+            .await
+            .filter(|v| v == "true")
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wet = tokio::task::spawn_blocking({
+        let name = output.name.clone();
+        move || record(&name, 10.0)
+    })
+    .await?;
+    studio.screenshot("studio-effects-panel").await?;
+
+    let dry_tails = tails(&dry);
+    let wet_tails = tails(&wet);
+    for (what, t) in [("off", &dry_tails), ("vocal concert", &wet_tails)] {
+        println!(
+            "ear monitor, preset {what}: {} bursts; burst level / tail 80-400 ms after: {}",
+            t.len(),
+            t.iter()
+                .map(|(l, r)| format!("{l:.1} dBFS/{r:.1} dB"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    assert!(
+        dry_tails.len() >= 3 && wet_tails.len() >= 3,
+        "the bursts reach the ear monitor: {} without, {} with the preset",
+        dry_tails.len(),
+        wet_tails.len()
+    );
+    let dry_tail = median(dry_tails.iter().map(|t| t.1).collect());
+    let wet_tail = median(wet_tails.iter().map(|t| t.1).collect());
+    println!("median tail: off {dry_tail:.1} dB, vocal concert {wet_tail:.1} dB");
+    assert!(
+        dry_tail <= MAX_DRY_TAIL_DB,
+        "without a preset the sound stops with the burst (tail {dry_tail:.1} dB)"
+    );
+    assert!(
+        wet_tail >= MIN_TAIL_DB,
+        "with the reverb preset a tail follows each burst (tail {wet_tail:.1} dB)"
+    );
+
+    studio.click("#leave-room").await?;
+    studio.quit().await
+}

@@ -1,0 +1,477 @@
+//! The music panel under WebDriver (issue 13, acceptance 6 and 10): the Studio goes live in its
+//! local room (input and output on PulseAudio null sinks) and the host, through the panel:
+//! - assigns clips to two pads and fires them by click and by the number key;
+//! - builds a two-entry playlist, plays the first, seeks by clicking the waveform, and the deck
+//!   auto-advances (crossfading) to the second; the music reaches the output sink;
+//! - turns on the PCM socket source and a client pushes 44.1 kHz mono PCM into it;
+//! - searches the song catalog for a song imported beforehand with `onmic-server song import`
+//!   into the local room's database, preloads it (progress bar), plays it, and the lyrics line
+//!   shown follows the position: sampled with the position shown, through seeks (13.6).
+//!
+//! Screenshots of each stage. WebRTC runs inside a loopback-only network namespace.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use onmic_e2e::audio::{NullSink, write_tone};
+use onmic_e2e::netns::run_in_netns;
+use onmic_e2e::studio::Studio;
+use onmic_e2e::wait_for;
+
+/// The song's lyrics: (ms, line).
+const LYRICS: [(u64, &str); 5] = [
+    (500, "Line one"),
+    (4_000, "Line two"),
+    (8_000, "Line three"),
+    (12_000, "Line four"),
+    (16_000, "Line five"),
+];
+
+#[test]
+fn the_music_panel_drives_deck_playlist_pcm_catalog_lyrics_and_pads() {
+    run_in_netns(
+        "the_music_panel_drives_deck_playlist_pcm_catalog_lyrics_and_pads",
+        scenario,
+    );
+}
+
+fn expected_line(position_ms: u64) -> Option<&'static str> {
+    LYRICS
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= position_ms)
+        .map(|(_, l)| *l)
+}
+
+/// A WAV whose frequency steps every 2 s (so the waveform and the audio are not one flat tone).
+fn write_song(path: &std::path::Path, seconds: usize) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("song file");
+    let mut phase = 0.0f32;
+    for n in 0..seconds * 48_000 {
+        let step = n / 96_000;
+        let f = 300.0 + 50.0 * step as f32;
+        let amp = 0.15 + 0.1 * ((n as f32 / 48_000.0) * 1.3).sin().abs();
+        phase += 2.0 * std::f32::consts::PI * f / 48_000.0;
+        let s = (amp * phase.sin() * f32::from(i16::MAX)).round() as i16;
+        w.write_sample(s).expect("sample");
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("song written");
+}
+
+/// RMS dBFS of `seconds` of `sink`'s monitor.
+fn monitor_level(sink: &str, seconds: f32) -> f32 {
+    let mut child = Command::new("parec")
+        .arg(format!("--device={sink}.monitor"))
+        .args([
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+            "--raw",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("parec starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let want = (seconds * 48_000.0) as usize * 8;
+    let mut bytes = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match out.read(&mut bytes[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let samples: Vec<f32> = bytes[..got]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let ms = samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32;
+    10.0 * ms.max(1e-12).log10()
+}
+
+/// Sets the deck's seek slider as a drag would (input, then release), through the UI's own
+/// handlers.
+async fn seek(studio: &Studio, ms: u64) -> anyhow::Result<()> {
+    studio
+        .client
+        .execute(
+            "const el = document.querySelector('#deck-seek');
+             const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+             set.call(el, String(arguments[0]));
+             el.dispatchEvent(new Event('input', { bubbles: true }));
+             setTimeout(() => el.dispatchEvent(new MouseEvent('mouseup', { bubbles: true })), 80);",
+            vec![serde_json::json!(ms)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The position and the lyrics line the deck shows, read together.
+async fn shown(studio: &Studio) -> anyhow::Result<(u64, String)> {
+    let v = studio
+        .client
+        .execute(
+            "const d = document.querySelector('#deck');
+             const l = document.querySelector('#lyric-line');
+             return [d ? d.dataset.positionMs : '0', l ? l.textContent : ''];",
+            vec![],
+        )
+        .await?;
+    let pos = v[0].as_str().unwrap_or("0").parse().unwrap_or(0);
+    Ok((pos, v[1].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The text content of the first element matching `css` (what is rendered, also when the
+/// element is scrolled out of its container's view).
+async fn js_text(studio: &Studio, css: &str) -> Option<String> {
+    let v = studio
+        .client
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .ok()?;
+    v.as_str().map(str::to_owned)
+}
+
+async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
+    // Every field typed into here starts empty (the panel clears the location after adding).
+    let el = studio.client.find(Locator::Css(css)).await?;
+    el.click().await?;
+    el.send_keys(text).await?;
+    Ok(())
+}
+
+async fn scenario() -> anyhow::Result<()> {
+    let input = NullSink::create("onmic_e2e_music_in", "Onmic_E2E_Music_In");
+    let output = NullSink::create("onmic_e2e_music_out", "Onmic_E2E_Music_Out");
+    let media = tempfile::tempdir()?;
+    let m = |name: &str| media.path().join(name);
+    write_song(&m("song.wav"), 20);
+    write_song(&m("track1.wav"), 8);
+    write_tone(&m("track2.wav"), 660.0, 0.2, 30.0);
+    write_tone(&m("applause.wav"), 880.0, 0.3, 1.5);
+    write_tone(&m("laugh.wav"), 1200.0, 0.3, 1.5);
+    let lrc: String = std::iter::once("[ti:Test Song]\n[ar:Onmic E2E]\n".to_owned())
+        .chain(LYRICS.iter().map(|(ms, l)| {
+            format!(
+                "[{:02}:{:02}.{:02}]{l}\n",
+                ms / 60_000,
+                ms / 1000 % 60,
+                ms % 1000 / 10
+            )
+        }))
+        .collect();
+    std::fs::write(m("song.lrc"), lrc)?;
+
+    // The song goes into the local room's catalog with the server's own import command.
+    let config_home = tempfile::tempdir()?;
+    let data_dir = config_home
+        .path()
+        .join("data")
+        .join("app.onmic.studio")
+        .join("local-room");
+    std::fs::create_dir_all(&data_dir)?;
+    let import = Command::new(onmic_e2e::server::server_bin())
+        .args(["song", "import"])
+        .arg(m("song.wav"))
+        .args([
+            "--title",
+            "Test Song",
+            "--artist",
+            "Onmic E2E",
+            "--code",
+            "e2e-song",
+        ])
+        .arg("--lyrics")
+        .arg(m("song.lrc"))
+        .env("ONMIC_DATA_DIR", &data_dir)
+        .output()?;
+    anyhow::ensure!(
+        import.status.success(),
+        "onmic-server song import failed: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let studio = Studio::launch_with_config(
+        &[
+            ("ONMIC_LOCAL_ROOM", "1"),
+            ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
+        ],
+        config_home,
+    )
+    .await?;
+    let monitor_name = format!("Monitor of {}", input.description);
+    for (select, want) in [
+        ("#input-device option", monitor_name.as_str()),
+        ("#output-devices option", output.description.as_str()),
+    ] {
+        let option = wait_for(Duration::from_secs(15), "a virtual device", || async {
+            for o in studio.client.find_all(Locator::Css(select)).await.ok()? {
+                if o.text().await.ok()?.contains(want) {
+                    return Some(o);
+                }
+            }
+            None
+        })
+        .await?;
+        option.click().await?;
+    }
+    wait_for(Duration::from_secs(15), "the local room", || async {
+        studio
+            .attr("#server-status", "title")
+            .await
+            .filter(|t| t.starts_with("Local room reachable"))
+    })
+    .await?;
+    studio.click("#tab-music").await?;
+    studio.screenshot("studio-music-offline").await?;
+    studio.click("#join-room").await?;
+    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
+        (studio.attr("#room-state", "data-state").await? == "connected").then_some(())
+    })
+    .await?;
+    wait_for(
+        Duration::from_secs(5),
+        "the panel to see the session",
+        || async { (studio.attr("#music-panel", "data-live").await? == "true").then_some(()) },
+    )
+    .await?;
+
+    // Pads: assign two clips, fire one by click and one by its key.
+    for (i, clip) in [(0, "applause.wav"), (1, "laugh.wav")] {
+        studio
+            .click(&format!(".pad[data-pad='{i}'] .pad-edit"))
+            .await?;
+        type_into(&studio, "#pad-path", &m(clip).to_string_lossy()).await?;
+        studio.click("#pad-save").await?;
+        let stem = clip.trim_end_matches(".wav");
+        if let Err(e) = wait_for(Duration::from_secs(5), "the pad's label", || async {
+            js_text(&studio, &format!("#pad-{i} .pad-name"))
+                .await
+                .filter(|t| t == stem)
+        })
+        .await
+        {
+            studio.screenshot("studio-music-failure").await?;
+            let label = js_text(&studio, &format!("#pad-{i} .pad-name")).await;
+            return Err(e.context(format!("pad {i} shows {label:?}")));
+        }
+    }
+    studio.click("#pad-0").await?;
+    wait_for(Duration::from_secs(3), "pad 1 sounding", || async {
+        studio
+            .attr(".pad[data-pad='0']", "class")
+            .await
+            .filter(|c| c.contains("playing"))
+    })
+    .await?;
+    studio
+        .client
+        .find(Locator::Css("body"))
+        .await?
+        .send_keys("2")
+        .await?;
+    wait_for(Duration::from_secs(3), "pad 2 fired by its key", || async {
+        studio
+            .attr(".pad[data-pad='1']", "class")
+            .await
+            .filter(|c| c.contains("playing"))
+    })
+    .await?;
+    studio.screenshot("studio-music-pads").await?;
+
+    // Playlist: two entries, play the first, seek by the waveform, auto-advance with a crossfade.
+    for t in ["track1.wav", "track2.wav"] {
+        type_into(&studio, "#music-location", &m(t).to_string_lossy()).await?;
+        studio.click("#playlist-add").await?;
+    }
+    wait_for(Duration::from_secs(5), "two playlist entries", || async {
+        let n = studio
+            .client
+            .find_all(Locator::Css("#playlist li[data-index]"))
+            .await
+            .ok()?
+            .len();
+        (n == 2).then_some(())
+    })
+    .await?;
+    studio
+        .click("#playlist li[data-index='0'] .pl-play")
+        .await?;
+    wait_for(Duration::from_secs(5), "track 1 playing", || async {
+        let title = js_text(&studio, "#deck-title").await?;
+        (title.contains("track1.wav") && studio.attr("#deck", "data-state").await? == "playing")
+            .then_some(())
+    })
+    .await?;
+    wait_for(Duration::from_secs(10), "the waveform", || async {
+        studio
+            .attr("#deck-waveform", "data-points")
+            .await
+            .filter(|n| n != "0")
+    })
+    .await?;
+    let level = tokio::task::spawn_blocking({
+        let s = output.name.clone();
+        move || monitor_level(&s, 1.0)
+    })
+    .await?;
+    println!("deck music at the output sink: {level:.1} dBFS");
+    assert!(
+        level > -40.0,
+        "the deck is heard on the output ({level:.1} dBFS)"
+    );
+    // Clicking the waveform's middle seeks to about 4 s of 8.
+    studio.click("#deck-waveform").await?;
+    let pos = wait_for(Duration::from_secs(3), "the seek", || async {
+        let p: u64 = studio
+            .attr("#deck", "data-position-ms")
+            .await?
+            .parse()
+            .ok()?;
+        (3_500..6_000).contains(&p).then_some(p)
+    })
+    .await?;
+    println!("after clicking the waveform's middle: {pos} ms");
+    studio.screenshot("studio-music-deck").await?;
+    wait_for(
+        Duration::from_secs(12),
+        "the playlist to advance to track 2",
+        || async {
+            js_text(&studio, "#deck-title")
+                .await
+                .filter(|t| t.contains("track2.wav"))
+        },
+    )
+    .await?;
+    assert_eq!(
+        studio
+            .attr("#playlist li.current", "data-index")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+
+    // The PCM source: a client pushes 44.1 kHz mono s16 PCM into the socket.
+    studio.click("#pcm-enabled").await?;
+    let port: u16 = wait_for(
+        Duration::from_secs(5),
+        "the PCM source to listen",
+        || async {
+            (studio.attr("#pcm-source", "data-listening").await? == "true").then_some(())?;
+            studio.attr("#pcm-port", "value").await?.parse().ok()
+        },
+    )
+    .await?;
+    let pusher = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.write_all(
+            &onmic_audio::music::socket::PcmHeader {
+                rate: 44_100,
+                channels: 1,
+                format: onmic_audio::music::socket::FORMAT_S16LE,
+            }
+            .to_bytes(),
+        )?;
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_secs(3) {
+            let mut buf = Vec::with_capacity(441 * 2);
+            for _ in 0..441 {
+                let x = 0.2 * (2.0 * std::f32::consts::PI * 500.0 * n as f32 / 44_100.0).sin();
+                buf.extend_from_slice(&((x * 32767.0) as i16).to_le_bytes());
+                n += 1;
+            }
+            s.write_all(&buf)?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    });
+    wait_for(Duration::from_secs(5), "PCM arriving", || async {
+        (studio.attr("#pcm-source", "data-receiving").await? == "true").then_some(())
+    })
+    .await?;
+    let status = js_text(&studio, "#pcm-status").await.unwrap_or_default();
+    assert!(status.contains("1 connection"), "{status}");
+    studio.screenshot("studio-music-pcm").await?;
+    pusher.join().expect("the PCM client")?;
+
+    // The catalog: search, preload with progress, play, lyrics in sync through seeks.
+    type_into(&studio, "#song-query", "Test").await?;
+    studio.click("#song-search").await?;
+    wait_for(
+        Duration::from_secs(10),
+        "the song in the results",
+        || async { js_text(&studio, "#song-list li[data-code='e2e-song'] strong").await },
+    )
+    .await?;
+    studio
+        .click("#song-list li[data-code='e2e-song'] .song-preload")
+        .await?;
+    wait_for(Duration::from_secs(20), "the preload to finish", || async {
+        (studio.attr("#preload", "data-done").await? == "true").then_some(())
+    })
+    .await?;
+    let preload_text = js_text(&studio, "#preload").await.unwrap_or_default();
+    assert!(preload_text.contains("Ready"), "{preload_text}");
+    studio
+        .click("#song-list li[data-code='e2e-song'] .song-play")
+        .await?;
+    wait_for(Duration::from_secs(5), "the song on the deck", || async {
+        js_text(&studio, "#deck-title")
+            .await
+            .filter(|t| t.contains("Test Song"))
+    })
+    .await?;
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for target in [9_000u64, 2_000, 17_000, 11_000, 5_000] {
+        seek(&studio, target).await?;
+        // The seek lands: the position shown is near the target.
+        wait_for(Duration::from_secs(3), "the seek to land", || async {
+            let (p, _) = shown(&studio).await.ok()?;
+            (p >= target && p < target + 1_500).then_some(())
+        })
+        .await?;
+        // Sample the line with the position for 1.6 s (crossing a line boundary after 11 s).
+        let until = Instant::now() + Duration::from_millis(1_600);
+        while Instant::now() < until {
+            let (p, line) = shown(&studio).await?;
+            let want = expected_line(p).unwrap_or_default();
+            // Within 250 ms after a boundary the previous line may still show (10 updates/s).
+            let near_boundary = LYRICS.iter().any(|(at, _)| p >= *at && p < at + 250);
+            if line == want {
+                checked += 1;
+            } else if !near_boundary {
+                wrong.push(format!("{p} ms: shown {line:?}, want {want:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+        if target == 9_000 {
+            studio.screenshot("studio-music-lyrics").await?;
+        }
+    }
+    println!("lyrics: {checked} samples right, {} wrong", wrong.len());
+    assert!(
+        wrong.is_empty(),
+        "the lyrics line shown was wrong: {wrong:?}"
+    );
+    assert!(checked >= 20, "only {checked} samples were checked");
+
+    studio.screenshot("studio-music-panel").await?;
+    studio.click("#leave-room").await?;
+    studio.quit().await
+}
