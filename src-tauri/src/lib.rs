@@ -12,10 +12,12 @@ pub mod commands;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
+pub mod mic_test;
 pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
 pub mod settings;
+pub mod shortcuts;
 pub mod views;
 
 use std::process::ExitCode;
@@ -43,6 +45,10 @@ pub struct Studio {
     pub local_room: LocalRoomService,
     /// The live session in a room, if any.
     pub session: RoomSessionService,
+    /// "Test my mic".
+    pub mic_test: mic_test::MicTestService,
+    /// Keyboard shortcuts' state.
+    pub shortcuts: shortcuts::ShortcutService,
 }
 
 /// The typed command and event surface shared with the UI.
@@ -65,8 +71,13 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::dismiss_alert,
             commands::set_audio,
             commands::reset_settings,
+            mic_test::test_mic,
+            mic_test::cancel_mic_test,
+            shortcuts::set_shortcuts,
+            shortcuts::shortcut_status,
+            shortcuts::shortcut_key,
         ])
-        .events(collect_events![ServerStatus])
+        .events(collect_events![ServerStatus, shortcuts::ShortcutStatus])
 }
 
 /// Writes the TypeScript bindings to `path`.
@@ -188,7 +199,19 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
                 probe,
                 local_room,
                 session: RoomSessionService::default(),
+                mic_test: mic_test::MicTestService::default(),
+                shortcuts: shortcuts::ShortcutService::default(),
             });
+            // Global shortcuts where the OS allows; otherwise the window's own listener.
+            if let Err(e) = app
+                .handle()
+                .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+            {
+                tracing::warn!("global shortcuts are not available ({e}); they work in the window");
+            }
+            let studio = app.state::<Studio>();
+            let _ = studio.shortcuts.app.set(app.handle().clone());
+            shortcuts::register(app.handle(), &studio.settings.get().shortcuts);
             Ok(())
         })
         .build(tauri::generate_context!())?;

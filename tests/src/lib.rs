@@ -10,6 +10,7 @@
 pub mod audio;
 pub mod browser;
 pub mod client_host;
+pub mod keys;
 pub mod netns;
 pub mod rtc_peer;
 pub mod server;

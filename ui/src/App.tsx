@@ -12,6 +12,7 @@ import {
   type MeterFrame_Deserialize as MeterFrame,
   type RoomStatus,
   type ServerStatus,
+  type ShortcutSettings,
 } from "./bindings";
 import { MeterBar } from "./MeterBar";
 import { channelLabel } from "./levels";
@@ -23,6 +24,9 @@ import { SidePanel } from "./SidePanel";
 import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
 import { clipHold } from "./console";
+import { MicTest } from "./MicTest";
+import { ShortcutsPanel } from "./Shortcuts";
+import { SpeakerVolumes } from "./SpeakerVolumes";
 
 /** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
 const HOLD_FALL_DB = 0.4;
@@ -53,6 +57,9 @@ export function App() {
   const [link, setLink] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
   const [theme, setTheme] = useState<Theme>(initialTheme);
+  const [shortcuts, setShortcuts] = useState<ShortcutSettings | null>(null);
+  const [helpOpen, setHelpOpen] = useState(false);
+  const onVoiceMuted = useCallback((muted: boolean) => setAudio((a) => (a ? { ...a, voiceMuted: muted } : a)), []);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const holdRef = useRef<number[]>([]);
   const live = status !== null && status.state !== "closed";
@@ -97,6 +104,7 @@ export function App() {
     const settings = await commands.getSettings();
     setServerUrl(settings.serverUrl);
     setAudio(settings.audio);
+    setShortcuts(settings.shortcuts);
     const list = await commands.listDevices();
     if (list.status === "error") {
       setDevices(null);
@@ -133,8 +141,10 @@ export function App() {
 
   const resetAll = async () => {
     const result = await commands.resetSettings();
-    if (result.status === "ok") setAudio(result.data.audio);
-    else setError(result.error);
+    if (result.status === "ok") {
+      setAudio(result.data.audio);
+      setShortcuts(result.data.shortcuts);
+    } else setError(result.error);
   };
 
   const join = async (room: string, token: string | null) => {
@@ -271,8 +281,21 @@ export function App() {
           {audio && (
             <AudioPanel audio={audio} devices={devices} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
           )}
+          {audio && (
+            <SpeakerVolumes
+              volumes={audio.speakerVolumes}
+              onForget={(uid) => {
+                const { [uid]: _, ...rest } = audio.speakerVolumes;
+                void changeAudio({ ...audio, speakerVolumes: rest });
+              }}
+            />
+          )}
+          <MicTest live={live} onError={setError} />
+          {shortcuts && (
+            <ShortcutsPanel shortcuts={shortcuts} onSaved={setShortcuts} onVoiceMuted={onVoiceMuted} onError={setError} helpOpen={helpOpen} onHelp={setHelpOpen} />
+          )}
           <button type="button" id="reset-settings" className="ghost reset" onClick={() => void resetAll()}>
-            Reset audio settings to defaults
+            Reset all settings to defaults
           </button>
         </aside>
 

@@ -53,11 +53,29 @@ export const commands = {
 	setAudio: (audio: AudioSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_audio", { audio })),
 	/**  Puts every setting back to its default (the room choice stays) and applies it live. */
 	resetSettings: () => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("reset_settings")),
+	/**
+	 *  Records 5 s of the chosen input through the console's chain, plays it back on the chosen
+	 *  output and reports clipping or a too-quiet level; progress streams to `on_progress`. Refused
+	 *  while on air (the test would go out to the room).
+	 */
+	testMic: (onProgress: Channel<MicTestProgress>) => typedError<MicTestReport_Serialize, AppError>(__TAURI_INVOKE("test_mic", { onProgress })),
+	/**  Stops a running mic test. */
+	cancelMicTest: () => __TAURI_INVOKE<void>("cancel_mic_test"),
+	/**
+	 *  Saves the shortcut settings (checked and normalised), registers them and applies
+	 *  push-to-talk's mute at once.
+	 */
+	setShortcuts: (shortcuts: ShortcutSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_shortcuts", { shortcuts })),
+	/**  How the shortcuts are registered and whether push-to-talk is held. */
+	shortcutStatus: () => __TAURI_INVOKE<ShortcutStatus>("shortcut_status"),
+	/**  A shortcut's key seen by the window itself (the fallback when the global grab failed). */
+	shortcutKey: (action: ShortcutAction, pressed: boolean) => typedError<ShortcutStatus, AppError>(__TAURI_INVOKE("shortcut_key", { action, pressed })),
 };
 
 /** Events */
 export const events = {
 	serverStatus: makeEvent<ServerStatus, ServerStatus>("server-status"),
+	shortcutStatus: makeEvent<ShortcutStatus, ShortcutStatus>("shortcut-status"),
 };
 
 /* Types */
@@ -618,6 +636,92 @@ export type MeterFrame_Serialize = {
 	error: AppError | null,
 };
 
+/**  Where a mic test is. */
+export type MicTestPhase = 
+/**  Opening the devices and the chain. */
+"starting" | 
+/**  Recording through the chain. */
+"recording" | 
+/**  Playing the recording back. */
+"playing";
+
+/**  One progress report. */
+export type MicTestProgress = {
+	/**  The phase. */
+	phase: MicTestPhase,
+	/**  Time into the phase, ms. */
+	elapsedMs: number,
+	/**  Length of the phase, ms. */
+	totalMs: number,
+	/**  The published level over the last 100 ms, dBFS (RMS). */
+	levelDbfs: number | null,
+};
+
+/**  What the test found. */
+export type MicTestReport = MicTestReport_Serialize | MicTestReport_Deserialize;
+
+/**  What the test found. */
+export type MicTestReport_Deserialize = {
+	/**  The verdict. */
+	verdict: MicVerdict,
+	/**  What to do, for the host. */
+	advice: string,
+	/**  Largest peak of the input as the device delivered it, dBFS. */
+	inputPeakDbfs: number | null,
+	/**  Largest peak after the input gain (before the chain), dBFS. */
+	gainedPeakDbfs: number | null,
+	/**  Largest peak of what would be published, dBFS. */
+	publishedPeakDbfs: number | null,
+	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
+	publishedRmsDbfs: number | null,
+	/**  Seconds recorded. */
+	seconds: number | null,
+	/**  The output device it played on (`None`: the system default). */
+	outputDevice?: string | null,
+};
+
+/**  What the test found. */
+export type MicTestReport_Serialize = {
+	/**  The verdict. */
+	verdict: MicVerdict,
+	/**  What to do, for the host. */
+	advice: string,
+	/**  Largest peak of the input as the device delivered it, dBFS. */
+	inputPeakDbfs: number | null,
+	/**  Largest peak after the input gain (before the chain), dBFS. */
+	gainedPeakDbfs: number | null,
+	/**  Largest peak of what would be published, dBFS. */
+	publishedPeakDbfs: number | null,
+	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
+	publishedRmsDbfs: number | null,
+	/**  Seconds recorded. */
+	seconds: number | null,
+	/**  The output device it played on (`None`: the system default). */
+	outputDevice: string | null,
+};
+
+/**  The verdict. */
+export type MicVerdict = 
+/**  Level in range, no clipping. */
+"good" | 
+/**  Loud enough, but so loud that the limiter works hard. */
+"hot" | 
+/**  The input or the gain clipped. */
+"clipped" | 
+/**  Too quiet (or nothing came in). */
+"tooQuiet";
+
+/**  How a shortcut is registered. */
+export type Registration = 
+/**  No key set (or push-to-talk off). */
+{ state: "off" } | 
+/**  Works in any application. */
+{ state: "global" } | 
+/**  The OS refused a global grab: works only while the Studio window is focused. */
+{ state: "inWindow"; 
+/**  Why the global grab failed. */
+reason: string };
+
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
 export type RoomStatus = RoomStatus_Serialize | RoomStatus_Deserialize;
 
@@ -819,6 +923,8 @@ export type Settings_Deserialize = {
 	localRoom?: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio?: AudioSettings_Deserialize,
+	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
+	shortcuts?: ShortcutSettings_Deserialize,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -831,6 +937,50 @@ export type Settings_Serialize = {
 	localRoom: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio: AudioSettings_Serialize,
+	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
+	shortcuts: ShortcutSettings_Serialize,
+};
+
+/**  The two shortcut actions. */
+export type ShortcutAction = 
+/**  Toggle *Mute voice*. */
+"muteToggle" | 
+/**  Push-to-talk. */
+"pushToTalk";
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings = ShortcutSettings_Serialize | ShortcutSettings_Deserialize;
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings_Deserialize = {
+	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
+	muteToggle?: string | null,
+	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
+	pushToTalk?: boolean,
+	/**  The push-to-talk key, e.g. `F9`. */
+	pushToTalkKey?: string | null,
+};
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings_Serialize = {
+	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
+	muteToggle: string | null,
+	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
+	pushToTalk: boolean,
+	/**  The push-to-talk key, e.g. `F9`. */
+	pushToTalkKey: string | null,
+};
+
+/**  What the shortcuts do now; sent to the UI after every change and every key. */
+export type ShortcutStatus = {
+	/**  The mute toggle's registration. */
+	muteToggle: Registration,
+	/**  The push-to-talk key's registration. */
+	pushToTalk: Registration,
+	/**  The push-to-talk key is held now. */
+	pttHeld: boolean,
+	/**  *Mute voice* as saved (the mute toggle flips it). */
+	voiceMuted: boolean,
 };
 
 /* Tauri Specta runtime */
