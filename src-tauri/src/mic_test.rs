@@ -40,8 +40,12 @@ const RECORD_BLOCKS: usize = RECORD_SECONDS as usize * 100;
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// How long the test's engine waits for late capture before it processes silence.
 const CAPTURE_TIMEOUT_MS: u64 = 500;
-/// The playback stream's period, frames (100 ms).
-const PLAYBACK_BUFFER_FRAMES: u32 = 4800;
+/// Blocks in a row that must come in before the recording starts.
+const WARMUP_BLOCKS: usize = 20;
+/// The longest warm-up.
+const WARMUP_LIMIT: Duration = Duration::from_secs(2);
+/// The playback stream's period, frames (200 ms).
+const PLAYBACK_BUFFER_FRAMES: u32 = 9600;
 /// Frames of the tap ring: 0.64 s of blocks, drained every 20 ms.
 const TAP_RING_FRAMES: usize = 64;
 
@@ -326,8 +330,14 @@ impl MicTestService {
         };
         let mut recent = (0.0f64, 0usize);
         let begun = Instant::now();
+        let mut recording_since = begun;
         let mut next_progress = begun;
         let mut blocks = 0usize;
+        // Warm-up: a freshly opened input often delivers in bursts for its first second, and
+        // the engine fills a stall with silence; recording starts once 200 ms in a row came in
+        // (a dead input is all zeros: then after 2 s anyway, and the verdict says so).
+        let mut steady = 0usize;
+        let mut warming = true;
         let result = loop {
             if let Err(e) = self.cancelled() {
                 break Err(e);
@@ -335,6 +345,14 @@ impl MicTestService {
             while blocks < RECORD_BLOCKS {
                 let Ok(frame) = frames.pop() else { break };
                 let raw_peak = peak(&frame.raw);
+                if warming {
+                    steady = if raw_peak > 0.0 { steady + 1 } else { 0 };
+                    warming = steady < WARMUP_BLOCKS && begun.elapsed() < WARMUP_LIMIT;
+                    if warming {
+                        continue;
+                    }
+                    recording_since = Instant::now();
+                }
                 levels.input_peak = levels.input_peak.max(raw_peak);
                 levels.gained_peak = levels.gained_peak.max(raw_peak * gain);
                 let p = &frame.processed;
@@ -362,7 +380,11 @@ impl MicTestService {
                 };
                 recent = (0.0, 0);
                 on_progress(MicTestProgress {
-                    phase: MicTestPhase::Recording,
+                    phase: if warming {
+                        MicTestPhase::Starting
+                    } else {
+                        MicTestPhase::Recording
+                    },
                     elapsed_ms: u32::try_from(blocks * 10).unwrap_or(u32::MAX),
                     total_ms: RECORD_SECONDS * 1000,
                     level_dbfs: db(rms),
@@ -373,7 +395,10 @@ impl MicTestService {
             }
             // The engine processes silence after 50 ms without capture, so blocks keep coming
             // even from a dead input; this bound only catches an engine that stopped.
-            if now.duration_since(begun) > Duration::from_secs(u64::from(RECORD_SECONDS) + 5) {
+            if !warming
+                && now.duration_since(recording_since)
+                    > Duration::from_secs(u64::from(RECORD_SECONDS) + 5)
+            {
                 break Err(AppError::new(
                     AppErrorKind::Internal,
                     "The audio engine stopped delivering audio during the mic test. Try again; \

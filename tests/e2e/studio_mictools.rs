@@ -252,12 +252,25 @@ async fn test_my_mic_plays_the_recording_back_and_advises() -> anyhow::Result<()
     println!("monitor level per 100 ms: {profile}");
     std::fs::write(
         onmic_e2e::screenshot_dir().join("mic-test-monitor.f32"),
-        left.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>(),
+        left.iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect::<Vec<u8>>(),
     )?;
+    // The span of the tone on the output, and how much of it carries the tone (a stall of the
+    // machine can punch a hole; the gaps are counted and printed).
+    let loud: Vec<bool> = left.chunks(480).map(|b| rms_dbfs(b) > -40.0).collect();
+    let first = loud.iter().position(|l| *l).unwrap_or(0);
+    let last = loud.iter().rposition(|l| *l).unwrap_or(0);
+    let span_s = (last + 1 - first) as f32 / 100.0;
+    let holes = loud[first..=last].iter().filter(|l| !**l).count();
+    println!(
+        "tone span on the output {span_s:.2} s, {holes} silent 10 ms blocks inside it ({:.1} %)",
+        holes as f32 / (last + 1 - first) as f32 * 100.0
+    );
     let run = loud_run(&left, -40.0);
     let seconds = run.len() as f32 / 48_000.0;
     // Before the playback: the recording phase, silent on the output.
-    let run_start = (run.as_ptr() as usize - left.as_ptr() as usize) / 4;
+    let run_start = first * 480;
     let before = &left[run_start.saturating_sub(3 * 48_000)..run_start.saturating_sub(4800)];
     let silent_before = rms_dbfs(before);
     println!(
@@ -534,9 +547,14 @@ async fn shortcuts() -> anyhow::Result<()> {
         "heard after the key went up"
     );
 
-    // The help overlay lists both, opened with F1 in the window.
-    keys::focus_studio()?;
-    keys::tap("F1")?;
+    // The help overlay lists both, opened with F1 in the window (the WebDriver's keyboard: the
+    // web view holds the focus inside the window).
+    studio
+        .client
+        .find(Locator::Css("body"))
+        .await?
+        .send_keys("\u{E031}")
+        .await?;
     wait_for(Duration::from_secs(5), "the help overlay", || async {
         studio
             .client
@@ -552,7 +570,7 @@ async fn shortcuts() -> anyhow::Result<()> {
         "{help}"
     );
     studio.screenshot("shortcuts-3-help").await?;
-    keys::tap("Escape")?;
+    studio.click("#help-close").await?;
 
     listener.close().await;
     studio.click("#leave-room").await?;

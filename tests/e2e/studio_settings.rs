@@ -65,9 +65,18 @@ async fn scenario() -> anyhow::Result<()> {
     )
     .await?;
     let url = studio.client.find(Locator::Css("#server-url")).await?;
-    url.clear().await?;
-    url.send_keys("http://127.0.0.1:7611").await?;
+    keys::focus_studio()?;
+    url.click().await?;
+    // Select all and type over it, as a person would (Ctrl+A, then the address).
+    keys::tap("ctrl+a")?;
+    keys::type_text("http://127.0.0.1:7611")?;
     studio.click(".server button[type=submit]").await?;
+    println!(
+        "server field: {:?}; settings: {}",
+        url.prop("value").await?,
+        invoke(&studio, "get_settings").await?
+    );
+    studio.screenshot("settings-0-server").await?;
     wait_for(Duration::from_secs(10), "the server URL saved", || async {
         let s = invoke(&studio, "get_settings").await.ok()?;
         (s["serverUrl"] == "http://127.0.0.1:7611").then_some(())
@@ -315,11 +324,21 @@ async fn set_speaker_volume(studio: &Studio) -> anyhow::Result<String> {
     let seat_css = format!("#seats [data-seat='{seat}']");
     studio.click(&format!("{seat_css} .seat-menu-btn")).await?;
     slide(studio, &format!("{seat_css} .menu-volume input"), 65).await?; // 100 → 35 %
-    wait_for(Duration::from_secs(10), "the volume saved", || async {
+    let shown: f64 = studio
+        .client
+        .find(Locator::Css(&format!("{seat_css} .menu-volume input")))
+        .await?
+        .prop("value")
+        .await?
+        .unwrap_or_default()
+        .parse()?;
+    let saved = wait_for(Duration::from_secs(10), "the volume saved", || async {
         let s = invoke(studio, "get_settings").await.ok()?;
-        (s["audio"]["speakerVolumes"][&uid].as_f64() == Some(35.0)).then_some(())
+        s["audio"]["speakerVolumes"][&uid].as_f64()
     })
     .await?;
+    println!("speaker volume: slider {shown}, saved {saved}");
+    anyhow::ensure!(saved == 35.0, "the seat's slider saved {saved} %, not 35 %");
     studio.screenshot("settings-0-speaker-volume").await?;
     studio.click("#leave-room").await?;
     wait_for(Duration::from_secs(10), "off air", || async {

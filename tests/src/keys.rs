@@ -42,3 +42,8 @@ pub fn down(combo: &str) -> anyhow::Result<()> {
 pub fn up(combo: &str) -> anyhow::Result<()> {
     xdotool(&["keyup", combo]).map(drop)
 }
+
+/// Types `text` into whatever has the focus.
+pub fn type_text(text: &str) -> anyhow::Result<()> {
+    xdotool(&["type", "--delay", "20", text]).map(drop)
+}
