@@ -70,6 +70,10 @@ async fn scenario() -> anyhow::Result<()> {
     // Select all and type over it, as a person would (Ctrl+A, then the address).
     keys::tap("ctrl+a")?;
     keys::type_text("http://127.0.0.1:7611")?;
+    wait_for(Duration::from_secs(10), "the address typed", || async {
+        (url.prop("value").await.ok()?? == "http://127.0.0.1:7611").then_some(())
+    })
+    .await?;
     studio.click(".server button[type=submit]").await?;
     println!(
         "server field: {:?}; settings: {}",
@@ -89,8 +93,8 @@ async fn scenario() -> anyhow::Result<()> {
     studio.click("#mode-voice").await?;
     // Voice mode turns every process on; AGC is then switched off by hand.
     studio.click("#fx-agc").await?;
-    slide(&studio, "#ai-ns-strength", 12).await?; // 100 → 40 %
-    slide(&studio, "#input-gain", 12).await?; // 0 → −6 dB
+    slide(&studio, "#ai-ns-strength", 8).await?; // 0 + 8 × 5 = 40 %
+    slide(&studio, "#input-gain", 36).await?; // −24 + 36 × 0.5 = −6 dB
     let output_id = pick_option(&studio, "#output-devices", &output.description).await?;
     studio.click("#mute-voice").await?;
     studio.click("#mute-all").await?;
@@ -101,7 +105,7 @@ async fn scenario() -> anyhow::Result<()> {
         .await?
         .select_by_value("withNs")
         .await?;
-    slide(&studio, "#ear-volume", 25).await?; // 100 → 75 %
+    slide(&studio, "#ear-volume", 75).await?; // 75 %
     // The shortcuts are recorded from real key presses.
     keys::focus_studio()?;
     studio.click("#shortcut-mute").await?;
@@ -253,14 +257,13 @@ async fn pick_option(studio: &Studio, select: &str, text: &str) -> anyhow::Resul
     Ok(value)
 }
 
-/// Moves a slider `steps` steps down with the keyboard's Left arrow, as a person would.
+/// Sets a slider with the keyboard, as a person would: click it, Home (its minimum), then
+/// `steps` steps of the Right arrow.
 async fn slide(studio: &Studio, css: &str, steps: usize) -> anyhow::Result<()> {
     let el = studio.client.find(Locator::Css(css)).await?;
     el.click().await?;
-    let before: f64 = el.prop("value").await?.unwrap_or_default().parse()?;
-    el.send_keys(&"\u{E012}".repeat(steps)).await?;
-    let after: f64 = el.prop("value").await?.unwrap_or_default().parse()?;
-    anyhow::ensure!(after < before, "{css} did not move ({before} → {after})");
+    el.send_keys(&format!("\u{E011}{}", "\u{E014}".repeat(steps)))
+        .await?;
     Ok(())
 }
 
@@ -323,7 +326,7 @@ async fn set_speaker_volume(studio: &Studio) -> anyhow::Result<String> {
     .await?;
     let seat_css = format!("#seats [data-seat='{seat}']");
     studio.click(&format!("{seat_css} .seat-menu-btn")).await?;
-    slide(studio, &format!("{seat_css} .menu-volume input"), 65).await?; // 100 → 35 %
+    slide(studio, &format!("{seat_css} .menu-volume input"), 35).await?; // 35 %
     let shown: f64 = studio
         .client
         .find(Locator::Css(&format!("{seat_css} .menu-volume input")))

@@ -132,11 +132,16 @@ export function App() {
     };
   }, [refresh]);
 
+  // Only the newest change's reply is applied: replies to earlier changes (a slider moved by
+  // several keys in a row) would otherwise roll the control back.
+  const audioSeq = useRef(0);
   const changeAudio = useCallback(async (next: AudioSettings) => {
     setAudio(next);
+    const seq = ++audioSeq.current;
     const result = await commands.setAudio(next);
-    if (result.status === "ok") setAudio(result.data.audio);
-    else setError(result.error);
+    if (result.status === "ok") {
+      if (seq === audioSeq.current) setAudio(result.data.audio);
+    } else setError(result.error);
   }, []);
 
   const resetAll = async () => {
