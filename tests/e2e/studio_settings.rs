@@ -91,8 +91,7 @@ async fn scenario() -> anyhow::Result<()> {
     // A speaker's playback volume is set from its seat's menu, on air.
     let speaker = set_speaker_volume(&studio).await?;
     studio.click("#mode-voice").await?;
-    // Voice mode turns every process on; AGC is then switched off by hand.
-    studio.click("#fx-agc").await?;
+    // Voice mode turns every process on (the defaults are all off).
     slide(&studio, "#ai-ns-strength", 8).await?; // 0 + 8 × 5 = 40 %
     slide(&studio, "#input-gain", 36).await?; // −24 + 36 × 0.5 = −6 dB
     let output_id = pick_option(&studio, "#output-devices", &output.description).await?;
@@ -139,7 +138,7 @@ async fn scenario() -> anyhow::Result<()> {
         "audio.ns": true,
         "audio.aiNs": true,
         "audio.aiNsStrength": 40.0,
-        "audio.agc": false,
+        "audio.agc": true,
         "audio.inputGainDb": -6.0,
         "audio.outputDevice": output_id,
         "audio.voiceMuted": true,
