@@ -132,16 +132,27 @@ export function App() {
     };
   }, [refresh]);
 
-  // Only the newest change's reply is applied: replies to earlier changes (a slider moved by
-  // several keys in a row) would otherwise roll the control back.
-  const audioSeq = useRef(0);
+  // One change in flight at a time, the newest sent next: concurrent saves could land out of
+  // order (a slider moved by several keys would keep an older value), and a late reply would
+  // roll the control back.
+  const audioInflight = useRef(false);
+  const audioPending = useRef<AudioSettings | null>(null);
   const changeAudio = useCallback(async (next: AudioSettings) => {
     setAudio(next);
-    const seq = ++audioSeq.current;
-    const result = await commands.setAudio(next);
-    if (result.status === "ok") {
-      if (seq === audioSeq.current) setAudio(result.data.audio);
-    } else setError(result.error);
+    if (audioInflight.current) {
+      audioPending.current = next;
+      return;
+    }
+    audioInflight.current = true;
+    let send: AudioSettings | null = next;
+    while (send) {
+      audioPending.current = null;
+      const result = await commands.setAudio(send);
+      if (result.status === "error") setError(result.error);
+      send = audioPending.current;
+      if (!send && result.status === "ok") setAudio(result.data.audio);
+    }
+    audioInflight.current = false;
   }, []);
 
   const resetAll = async () => {
