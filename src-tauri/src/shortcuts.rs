@@ -275,7 +275,10 @@ pub fn register<R: tauri::Runtime>(app: &tauri::AppHandle<R>, settings: &Shortcu
     use tauri_plugin_global_shortcut::GlobalShortcutExt;
     let studio = app.state::<crate::Studio>();
     let service = &studio.shortcuts;
-    let Some(gs) = app.try_state::<tauri_plugin_global_shortcut::GlobalShortcut<R>>() else {
+    if app
+        .try_state::<tauri_plugin_global_shortcut::GlobalShortcut<R>>()
+        .is_none()
+    {
         let reason = "global shortcuts are not available on this system".to_owned();
         let r = |on: bool| {
             if on {
@@ -291,8 +294,7 @@ pub fn register<R: tauri::Runtime>(app: &tauri::AppHandle<R>, settings: &Shortcu
             r(settings.push_to_talk && settings.push_to_talk_key.is_some()),
         );
         return;
-    };
-    drop(gs);
+    }
     let gs = app.global_shortcut();
     if let Err(e) = gs.unregister_all() {
         tracing::warn!("could not release the previous global shortcuts: {e}");

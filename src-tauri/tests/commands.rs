@@ -50,6 +50,8 @@ fn mock_studio(
         probe,
         local_room: LocalRoomService::new(dir.join("local-room")),
         session: Default::default(),
+        mic_test: Default::default(),
+        shortcuts: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
