@@ -149,6 +149,20 @@ impl TapFeed {
         ))
     }
 
+    /// A tap read by the caller instead of a WAV writer: the frames go into a preallocated ring
+    /// of `capacity` frames that another thread drains (the Studio's mic test records the
+    /// published signal this way). Pushing is the same RT-safe path as [`TapFeed::start`]'s.
+    pub fn to_ring(capacity: usize) -> (TapFeed, rtrb::Consumer<TapFrame>) {
+        let (producer, consumer) = rtrb::RingBuffer::<TapFrame>::new(capacity.max(1));
+        (
+            TapFeed {
+                producer,
+                dropped: 0,
+            },
+            consumer,
+        )
+    }
+
     /// Pushes one frame (RT-safe).
     pub fn push(&mut self, raw: &Block, reference: &Block, processed: &Block) {
         match self.producer.write_chunk_uninit(1) {

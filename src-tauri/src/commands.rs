@@ -120,9 +120,13 @@ pub async fn join_room(
         Some(token) if !token.is_empty() => (studio.probe.url(), token),
         _ => studio.local_room.owner_token(&room).await?,
     };
-    let settings = studio.settings.get();
+    let mut settings = studio.settings.get();
     studio.music.on_leave();
     let catalog = (server_url.clone(), token.clone());
+    // Push-to-talk starts with the voice muted until its key is held.
+    settings.audio = studio
+        .shortcuts
+        .effective(&settings.audio, &settings.shortcuts);
     let status = studio
         .session
         .join(
@@ -206,7 +210,11 @@ pub async fn set_audio(
     audio: AudioSettings,
 ) -> Result<Settings, AppError> {
     let settings = studio.settings.update(|s| s.audio = audio.clamped())?;
-    studio.session.set_audio(&settings.audio).await;
+    let _serial = studio.shortcuts.apply.lock().await;
+    let live = studio
+        .shortcuts
+        .effective(&settings.audio, &settings.shortcuts);
+    studio.session.set_audio(&live).await;
     Ok(settings)
 }
 
@@ -215,7 +223,16 @@ pub async fn set_audio(
 #[specta::specta]
 pub async fn reset_settings(studio: State<'_, Studio>) -> Result<Settings, AppError> {
     let settings = studio.settings.reset()?;
-    studio.session.set_audio(&settings.audio).await;
+    if let Some(app) = studio.shortcuts.app.get() {
+        crate::shortcuts::register(app, &settings.shortcuts);
+    }
+    {
+        let _serial = studio.shortcuts.apply.lock().await;
+        let live = studio
+            .shortcuts
+            .effective(&settings.audio, &settings.shortcuts);
+        studio.session.set_audio(&live).await;
+    }
     crate::effects_panel::apply_live(&studio, &settings.effects.current).await?;
     studio.music.apply(&settings.music);
     Ok(settings)

@@ -14,10 +14,13 @@ pub mod error;
 pub mod local_room;
 pub mod meter_service;
 pub mod music_panel;
+
+pub mod mic_test;
 pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
 pub mod settings;
+pub mod shortcuts;
 pub mod views;
 
 use std::process::ExitCode;
@@ -47,6 +50,11 @@ pub struct Studio {
     pub session: RoomSessionService,
     /// The music panel's decks, playlist, pads, catalog and PCM source.
     pub music: music_panel::MusicService,
+
+    /// "Test my mic".
+    pub mic_test: mic_test::MicTestService,
+    /// Keyboard shortcuts' state.
+    pub shortcuts: shortcuts::ShortcutService,
 }
 
 /// The typed command and event surface shared with the UI.
@@ -83,8 +91,14 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             music_panel::song_play,
             music_panel::pad_assign,
             music_panel::pad_fire,
+
+            mic_test::test_mic,
+            mic_test::cancel_mic_test,
+            shortcuts::set_shortcuts,
+            shortcuts::shortcut_status,
+            shortcuts::shortcut_key,
         ])
-        .events(collect_events![ServerStatus])
+        .events(collect_events![ServerStatus, shortcuts::ShortcutStatus])
 }
 
 /// Writes the TypeScript bindings to `path`.
@@ -207,7 +221,20 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
                 local_room,
                 session: RoomSessionService::default(),
                 music: music_panel::MusicService::default(),
+
+                mic_test: mic_test::MicTestService::default(),
+                shortcuts: shortcuts::ShortcutService::default(),
             });
+            // Global shortcuts where the OS allows; otherwise the window's own listener.
+            if let Err(e) = app
+                .handle()
+                .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+            {
+                tracing::warn!("global shortcuts are not available ({e}); they work in the window");
+            }
+            let studio = app.state::<Studio>();
+            let _ = studio.shortcuts.app.set(app.handle().clone());
+            shortcuts::register(app.handle(), &studio.settings.get().shortcuts);
             Ok(())
         })
         .build(tauri::generate_context!())?;

@@ -8,6 +8,7 @@ use specta::Type;
 
 use crate::audio_settings::AudioSettings;
 use crate::error::{AppError, AppErrorKind};
+use crate::shortcuts::ShortcutSettings;
 
 /// The server a fresh install probes: the local room server's default address.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:7600";
@@ -28,6 +29,9 @@ pub struct Settings {
     pub effects: crate::effects_panel::EffectsPanel,
     /// The music panel: volumes, routing, ducking, playlist, pads, PCM source.
     pub music: crate::music_panel::MusicSettings,
+
+    /// Keyboard shortcuts (mute toggle, push-to-talk).
+    pub shortcuts: ShortcutSettings,
 }
 
 impl Default for Settings {
@@ -39,6 +43,8 @@ impl Default for Settings {
             audio: AudioSettings::default(),
             effects: Default::default(),
             music: Default::default(),
+
+            shortcuts: ShortcutSettings::default(),
         }
     }
 }
@@ -67,6 +73,8 @@ impl SettingsStore {
         settings.audio = settings.audio.clamped();
         settings.effects = settings.effects.clamped();
         settings.music = settings.music.clamped();
+
+        settings.shortcuts = settings.shortcuts.sanitized();
         if let Ok(url) = std::env::var("ONMIC_SERVER_URL") {
             settings.server_url = url;
         }
@@ -229,6 +237,57 @@ mod tests {
         assert_eq!(s.audio.input_gain_db, 12.0);
         assert_eq!(s.audio.ear.volume, 0.0);
         assert!(!s.audio.aec, "missing fields take defaults");
+    }
+
+    /// Every leaf of the settings as JSON paths (`audio.ear.volume`); maps are leaves.
+    fn leaves(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(v, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    /// The restart test (`tests/e2e/studio_settings.rs`) must change and read back every
+    /// setting: a field added to [`Settings`] fails here until that test covers it.
+    #[test]
+    fn the_restart_test_covers_every_setting() {
+        let source = include_str!("../../tests/e2e/studio_settings.rs");
+        let start = source
+            .find("pub const COVERED: &[&str] = &[")
+            .expect("the restart test lists what it covers in COVERED");
+        let list = &source[start..];
+        let list = &list[list.find('[').expect("[") + 1..];
+        let list = &list[list.find('[').expect("[") + 1..list.find("];").expect("];")];
+        let mut covered: Vec<String> = list
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        covered.sort();
+        let mut fields = Vec::new();
+        leaves(
+            &serde_json::to_value(Settings::default()).expect("json"),
+            "",
+            &mut fields,
+        );
+        fields.sort();
+        let missing: Vec<_> = fields.iter().filter(|f| !covered.contains(f)).collect();
+        let stale: Vec<_> = covered.iter().filter(|f| !fields.contains(f)).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "tests/e2e/studio_settings.rs does not change and read back {missing:?} \
+             (add them to COVERED and to the test), and lists {stale:?} that no longer exist"
+        );
     }
 
     #[test]

@@ -51,6 +51,9 @@ fn mock_studio(
         local_room: LocalRoomService::new(dir.join("local-room")),
         session: Default::default(),
         music: Default::default(),
+
+        mic_test: Default::default(),
+        shortcuts: Default::default(),
     });
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()

@@ -11,6 +11,8 @@ pub mod audio;
 pub mod browser;
 pub mod client_host;
 pub mod console;
+
+pub mod keys;
 pub mod netns;
 pub mod rtc_peer;
 pub mod server;

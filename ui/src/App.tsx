@@ -12,6 +12,7 @@ import {
   type MeterFrame_Deserialize as MeterFrame,
   type RoomStatus,
   type ServerStatus,
+  type ShortcutSettings,
 } from "./bindings";
 import { MeterBar } from "./MeterBar";
 import { channelLabel } from "./levels";
@@ -26,6 +27,10 @@ import { clipHold } from "./console";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
 import type { EffectsPanel_Serialize as EffectsSettings, MusicSettings_Serialize as MusicSettings } from "./bindings";
+
+import { MicTest } from "./MicTest";
+import { ShortcutsPanel } from "./Shortcuts";
+import { SpeakerVolumes } from "./SpeakerVolumes";
 
 /** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
 const HOLD_FALL_DB = 0.4;
@@ -59,6 +64,10 @@ export function App() {
   const [stageTab, setStageTab] = useState<"stage" | "effects" | "music">("stage");
   const [effects, setEffects] = useState<EffectsSettings | null>(null);
   const [music, setMusic] = useState<MusicSettings | null>(null);
+
+  const [shortcuts, setShortcuts] = useState<ShortcutSettings | null>(null);
+  const [helpOpen, setHelpOpen] = useState(false);
+  const onVoiceMuted = useCallback((muted: boolean) => setAudio((a) => (a ? { ...a, voiceMuted: muted } : a)), []);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const holdRef = useRef<number[]>([]);
   const live = status !== null && status.state !== "closed";
@@ -105,6 +114,8 @@ export function App() {
     setAudio(settings.audio);
     setEffects(settings.effects);
     setMusic(settings.music);
+
+    setShortcuts(settings.shortcuts);
     const list = await commands.listDevices();
     if (list.status === "error") {
       setDevices(null);
@@ -132,11 +143,27 @@ export function App() {
     };
   }, [refresh]);
 
+  // One change in flight at a time, the newest sent next: concurrent saves could land out of
+  // order (a slider moved by several keys would keep an older value), and a late reply would
+  // roll the control back.
+  const audioInflight = useRef(false);
+  const audioPending = useRef<AudioSettings | null>(null);
   const changeAudio = useCallback(async (next: AudioSettings) => {
     setAudio(next);
-    const result = await commands.setAudio(next);
-    if (result.status === "ok") setAudio(result.data.audio);
-    else setError(result.error);
+    if (audioInflight.current) {
+      audioPending.current = next;
+      return;
+    }
+    audioInflight.current = true;
+    let send: AudioSettings | null = next;
+    while (send) {
+      audioPending.current = null;
+      const result = await commands.setAudio(send);
+      if (result.status === "error") setError(result.error);
+      send = audioPending.current;
+      if (!send && result.status === "ok") setAudio(result.data.audio);
+    }
+    audioInflight.current = false;
   }, []);
 
   const resetAll = async () => {
@@ -145,6 +172,8 @@ export function App() {
       setAudio(result.data.audio);
       setEffects(result.data.effects);
       setMusic(result.data.music);
+
+      setShortcuts(result.data.shortcuts);
     } else setError(result.error);
   };
 
@@ -282,8 +311,21 @@ export function App() {
           {audio && (
             <AudioPanel audio={audio} devices={devices} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
           )}
+          {audio && (
+            <SpeakerVolumes
+              volumes={audio.speakerVolumes}
+              onForget={(uid) => {
+                const { [uid]: _, ...rest } = audio.speakerVolumes;
+                void changeAudio({ ...audio, speakerVolumes: rest });
+              }}
+            />
+          )}
+          <MicTest live={live} onError={setError} />
+          {shortcuts && (
+            <ShortcutsPanel shortcuts={shortcuts} onSaved={setShortcuts} onVoiceMuted={onVoiceMuted} onError={setError} helpOpen={helpOpen} onHelp={setHelpOpen} />
+          )}
           <button type="button" id="reset-settings" className="ghost reset" onClick={() => void resetAll()}>
-            Reset audio settings to defaults
+            Reset all settings to defaults
           </button>
         </aside>
 
