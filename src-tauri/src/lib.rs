@@ -12,6 +12,7 @@ pub mod commands;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
+pub mod room_admin;
 pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
@@ -65,6 +66,12 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::dismiss_alert,
             commands::set_audio,
             commands::reset_settings,
+            room_admin::set_server_credentials,
+            room_admin::create_room,
+            room_admin::share_link,
+            room_admin::set_recording,
+            room_admin::list_recordings,
+            room_admin::open_recording,
         ])
         .events(collect_events![ServerStatus])
 }

@@ -53,6 +53,21 @@ export const commands = {
 	setAudio: (audio: AudioSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_audio", { audio })),
 	/**  Puts every setting back to its default (the room choice stays) and applies it live. */
 	resetSettings: () => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("reset_settings")),
+	/**  Remembers (for this run only) the remote server's REST key and secret; empty clears them. */
+	setServerCredentials: (key: string, secret: string) => typedError<boolean, AppError>(__TAURI_INVOKE("set_server_credentials", { key, secret })),
+	/**  Creates a room with its settings (the Studio's host owns it), ready to go live in. */
+	createRoom: (request: NewRoom_Deserialize) => typedError<null, AppError>(__TAURI_INVOKE("create_room", { request })),
+	/**  A listener link for `room` that can apply for a seat (local room or remote with a key). */
+	shareLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("share_link", { room })),
+	/**  Starts or stops recording `room`; returns its recordings, newest first. */
+	setRecording: (room: string, on: boolean) => typedError<RecordingView_Serialize[], AppError>(__TAURI_INVOKE("set_recording", { room, on })),
+	/**  The recordings of `room`, newest first. */
+	listRecordings: (room: string) => typedError<RecordingView_Serialize[], AppError>(__TAURI_INVOKE("list_recordings", { room })),
+	/**
+	 *  Fetches a finished recording into the Studio's `recordings/<room>/` folder, opens it with the
+	 *  system's default player (unless `reveal_only`), and returns where it is.
+	 */
+	openRecording: (room: string, id: string, revealOnly: boolean) => typedError<string, AppError>(__TAURI_INVOKE("open_recording", { room, id, revealOnly })),
 };
 
 /** Events */
@@ -186,6 +201,34 @@ export type AudioSettings_Serialize = {
 	/**  Local playback volume per speaker (uid → percent, 0–150); absent means 100. */
 	speakerVolumes: { [key in string]: number | null },
 };
+
+/**  What the server does to a member who sends audio without an unmuted seat. */
+export type BombingRule = 
+/**  The server's own default (`bombing_ban_ms`). */
+"serverDefault" | 
+/**  Drop the audio and raise the alert only. */
+"reportOnly" | 
+/**  Also kick the sender and ban it for `banMinutes`. */
+"kickAndBan";
+
+/**  The boss seat as the creation dialog sets it. */
+export type BossSeatForm = {
+	/**  Gifts within this many minutes count. */
+	windowMinutes: number,
+	/**  The boss keeps the seat this many minutes. */
+	holdMinutes: number,
+	/**  The least gift value within the window to claim it. */
+	minValue: number,
+};
+
+/**  Who may chat in the room. */
+export type ChatWho = 
+/**  Every member. */
+"everyone" | 
+/**  Members on a seat, the owner and admins. */
+"seated" | 
+/**  The owner and admins only. */
+"hosts";
 
 /**  Both device lists. */
 export type DeviceListView = {
@@ -376,7 +419,11 @@ text: string } |
 /**  The text. */
 text: string } | 
 /**  Close the room for good. */
-{ type: "dismiss" };
+{ type: "dismiss" } | 
+/**  Change the room's safety (anti-bombing) and chat rules while it runs (owner). */
+{ type: "setRules"; 
+/**  The new rules. */
+rules: RoomRules };
 
 /**
  *  A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
@@ -468,7 +515,11 @@ text: string } |
 /**  The text. */
 text: string } | 
 /**  Close the room for good. */
-{ type: "dismiss" };
+{ type: "dismiss" } | 
+/**  Change the room's safety (anti-bombing) and chat rules while it runs (owner). */
+{ type: "setRules"; 
+/**  The new rules. */
+rules: RoomRules };
 
 /**  What the Studio asks to join. */
 export type JoinRequest = JoinRequest_Serialize | JoinRequest_Deserialize;
@@ -618,6 +669,84 @@ export type MeterFrame_Serialize = {
 	error: AppError | null,
 };
 
+/**  A room to create (the creation dialog). */
+export type NewRoom = NewRoom_Serialize | NewRoom_Deserialize;
+
+/**  A room to create (the creation dialog). */
+export type NewRoom_Deserialize = {
+	/**  Room id. */
+	room: string,
+	/**  Title shown to listeners. */
+	title: string,
+	/**  Regular seats besides the owner's (1-64). */
+	seatCount: number,
+	/**  The boss seat, if wanted. */
+	bossSeat?: BossSeatForm | null,
+	/**  Safety and chat rules. */
+	rules: RoomRules,
+};
+
+/**  A room to create (the creation dialog). */
+export type NewRoom_Serialize = {
+	/**  Room id. */
+	room: string,
+	/**  Title shown to listeners. */
+	title: string,
+	/**  Regular seats besides the owner's (1-64). */
+	seatCount: number,
+	/**  The boss seat, if wanted. */
+	bossSeat: BossSeatForm | null,
+	/**  Safety and chat rules. */
+	rules: RoomRules,
+};
+
+/**  One recording as the room bar lists it. */
+export type RecordingView = RecordingView_Serialize | RecordingView_Deserialize;
+
+/**  One recording as the room bar lists it. */
+export type RecordingView_Deserialize = {
+	/**  Recording id. */
+	id: string,
+	/**  `recording`, `done`, `failed` or `interrupted`. */
+	status: string,
+	/**  Start, Unix ms. */
+	startedAt: number | null,
+	/**  Length in ms (when finished). */
+	durationMs?: number | null,
+	/**  Size in bytes (when finished). */
+	bytes?: number | null,
+	/**  The server's file name. */
+	file: string,
+};
+
+/**  One recording as the room bar lists it. */
+export type RecordingView_Serialize = {
+	/**  Recording id. */
+	id: string,
+	/**  `recording`, `done`, `failed` or `interrupted`. */
+	status: string,
+	/**  Start, Unix ms. */
+	startedAt: number | null,
+	/**  Length in ms (when finished). */
+	durationMs: number | null,
+	/**  Size in bytes (when finished). */
+	bytes: number | null,
+	/**  The server's file name. */
+	file: string,
+};
+
+/**  The room's rules as the console edits them: the safety (anti-bombing) policy and chat rules. */
+export type RoomRules = {
+	/**  The anti-bombing answer. */
+	bombing: BombingRule,
+	/**  Ban length for `kickAndBan`, in minutes (1 to 366 days). */
+	banMinutes: number,
+	/**  Who may chat. */
+	chatWho: ChatWho,
+	/**  Slow mode: seconds between two messages of one member (0: off, at most 3600). */
+	slowModeSecs: number,
+};
+
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
 export type RoomStatus = RoomStatus_Serialize | RoomStatus_Deserialize;
 
@@ -704,6 +833,8 @@ export type RoomView_Deserialize = {
 	notice?: string | null,
 	/**  The top ten gifters. */
 	leaderboard: GifterView[],
+	/**  The room's safety and chat rules as they stand. */
+	rules: RoomRules,
 };
 
 /**  Everything about the room the console lists. */
@@ -724,6 +855,8 @@ export type RoomView_Serialize = {
 	notice: string | null,
 	/**  The top ten gifters. */
 	leaderboard: GifterView[],
+	/**  The room's safety and chat rules as they stand. */
+	rules: RoomRules,
 };
 
 /**  One seat as the UI shows it. */
