@@ -65,22 +65,33 @@ async fn get(url: &str, bearer: &str) -> anyhow::Result<Value> {
     Ok(resp.json().await?)
 }
 
-/// Sets a `<select>` by the value of one of its options.
-async fn select(studio: &Studio, css: &str, value: &str) -> anyhow::Result<()> {
-    studio
+/// Sets a form control's value as typing or picking would (React's own value setter, then the
+/// `input` and `change` events), so that the UI's state follows.
+async fn set_value(studio: &Studio, css: &str, value: &str) -> anyhow::Result<()> {
+    let done = studio
         .client
-        .find(Locator::Css(&format!("{css} option[value=\"{value}\"]")))
-        .await?
-        .click()
+        .execute(
+            r#"const [css, value] = arguments;
+               const el = document.querySelector(css);
+               if (!el) return false;
+               const proto = el instanceof HTMLSelectElement ? HTMLSelectElement.prototype : HTMLInputElement.prototype;
+               Object.getOwnPropertyDescriptor(proto, "value").set.call(el, value);
+               el.dispatchEvent(new Event("input", { bubbles: true }));
+               el.dispatchEvent(new Event("change", { bubbles: true }));
+               return true;"#,
+            vec![json!(css), json!(value)],
+        )
         .await?;
+    anyhow::ensure!(done == json!(true), "no {css}");
     Ok(())
 }
 
+async fn select(studio: &Studio, css: &str, value: &str) -> anyhow::Result<()> {
+    set_value(studio, css, value).await
+}
+
 async fn fill(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
-    let el = studio.client.find(Locator::Css(css)).await?;
-    el.clear().await?;
-    el.send_keys(text).await?;
-    Ok(())
+    set_value(studio, css, text).await
 }
 
 /// Decodes every Opus packet of an Ogg Opus file with libopus; returns the 48 kHz samples per
@@ -173,7 +184,10 @@ async fn scenario() -> anyhow::Result<()> {
     fill(&studio, "#new-room-id", "roombar").await?;
     fill(&studio, "#new-room-title", "Room bar test").await?;
     fill(&studio, "#new-room-seats", "4").await?;
-    studio.click("#new-room-boss").await?;
+    studio
+        .client
+        .execute("document.querySelector('#new-room-boss').click()", vec![])
+        .await?;
     fill(&studio, "#new-room-boss-min", "500").await?;
     select(&studio, "#new-room-bombing", "kickAndBan").await?;
     select(&studio, "#new-room-ban", "60").await?;
@@ -181,6 +195,11 @@ async fn scenario() -> anyhow::Result<()> {
     select(&studio, "#new-room-slow", "10").await?;
     studio.screenshot("roombar-1-create-dialog").await?;
     studio.click("#create-room-submit").await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    studio.screenshot("roombar-1b-after-create").await?;
+    if let Some(e) = studio.text("#create-room-error").await {
+        anyhow::bail!("the dialog refused: {e}");
+    }
     wait_for(Duration::from_secs(30), "the Studio on air", || async {
         let state = studio.attr("#room-state", "data-state").await?;
         let publishing = studio.attr("#room-state", "data-publishing").await?;

@@ -50,6 +50,7 @@ export function CreateRoomDialog({ localRoom, initialRoom, onCreated, onClose }:
         id="create-room-dialog"
         onSubmit={(e) => {
           e.preventDefault();
+          e.stopPropagation();
           void submit();
         }}
       >

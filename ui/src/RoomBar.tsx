@@ -30,6 +30,19 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
   const live = status !== null && status.state !== "closed";
   if (!live) {
     return (
+      <>
+      {creating && (
+        <CreateRoomDialog
+          localRoom={localRoom}
+          initialRoom={room}
+          onClose={() => setCreating(false)}
+          onCreated={(r) => {
+            setCreating(false);
+            setRoom(r);
+            onJoin(r, null);
+          }}
+        />
+      )}
       <form
         className="room-bar room-join"
         onSubmit={(e) => {
@@ -58,19 +71,8 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
           New room…
         </button>
         {status?.ended && <span className="muted small">Last session ended: {status.ended}</span>}
-        {creating && (
-          <CreateRoomDialog
-            localRoom={localRoom}
-            initialRoom={room}
-            onClose={() => setCreating(false)}
-            onCreated={(r) => {
-              setCreating(false);
-              setRoom(r);
-              onJoin(r, null);
-            }}
-          />
-        )}
       </form>
+      </>
     );
   }
   const onAir = status.state === "connected" && status.publishing;
