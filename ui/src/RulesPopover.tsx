@@ -15,7 +15,7 @@ export function RulesPopover({ rules, onApply }: Props) {
   return (
     <span className="rb-rules">
       <button type="button" id="rules-toggle" className="ghost" aria-expanded={open} onClick={() => setOpen(!open)} title="Safety and chat rules of this room">
-        🛡 {bombingLabel(rules)}
+        Safety: {bombingLabel(rules)}
       </button>
       {open && (
         <form
