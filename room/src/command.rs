@@ -152,6 +152,15 @@ pub enum Action {
     },
     /// Owner: close the room for good.
     Dismiss,
+    /// Owner: change the room's rules while it runs (both are replaced).
+    SetRules {
+        /// The anti-bombing answer (`None`: the server's default).
+        #[serde(default)]
+        bombing: Option<crate::config::BombingAction>,
+        /// The chat rules.
+        #[serde(default)]
+        chat: crate::config::ChatRules,
+    },
     /// Member: chat.
     Chat {
         /// Text.

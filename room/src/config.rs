@@ -55,6 +55,51 @@ pub struct RoomSettings {
     /// without an unmuted seat; `None` follows the server's default (`bombing_ban_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bombing: Option<BombingAction>,
+    /// Who may chat and how often (the room's own rules, on top of the server's rate limit).
+    #[serde(default)]
+    pub chat: ChatRules,
+}
+
+/// Who may send chat messages in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatAllowed {
+    /// Every member.
+    #[default]
+    Everyone,
+    /// Members on a seat, the owner and admins.
+    Seated,
+    /// Only the owner and admins (the audience reads).
+    Hosts,
+}
+
+/// The room's chat rules, part of its settings (and so of every snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRules {
+    /// Who may chat.
+    #[serde(default)]
+    pub who: ChatAllowed,
+    /// Slow mode: the least time between two chat messages of one member (zero: off). The owner
+    /// and admins are exempt. At most [`MAX_SLOW_MODE_MS`].
+    #[serde(default, rename = "slow_mode_ms", with = "millis")]
+    pub slow_mode: Duration,
+}
+
+/// The longest slow mode a room may set: 1 hour.
+pub const MAX_SLOW_MODE_MS: u64 = 3_600_000;
+
+impl ChatRules {
+    /// Checks the slow mode against [`MAX_SLOW_MODE_MS`].
+    pub fn check(&self) -> Result<(), crate::room::RoomError> {
+        if self.slow_mode > Duration::from_millis(MAX_SLOW_MODE_MS) {
+            return Err(crate::room::RoomError::OutOfRange {
+                field: "chat.slow_mode_ms",
+                max: MAX_SLOW_MODE_MS,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The server's answer to audio from a member who may not publish (anti-bombing). The audio is
@@ -83,6 +128,7 @@ impl Default for RoomSettings {
             presence_timeout: Duration::from_secs(30),
             history_len: 50,
             bombing: None,
+            chat: ChatRules::default(),
         }
     }
 }
@@ -242,5 +288,43 @@ mod tests {
         old.as_object_mut().expect("object").remove("bombing");
         let loaded: RoomSettings = serde_json::from_value(old).expect("old settings load");
         assert_eq!(loaded.bombing, None);
+        assert_eq!(loaded.chat, ChatRules::default());
+    }
+
+    #[test]
+    fn chat_rules_round_trip_and_refuse_what_they_do_not_know() {
+        let rules = ChatRules {
+            who: ChatAllowed::Seated,
+            slow_mode: Duration::from_secs(10),
+        };
+        let json = serde_json::to_value(rules).expect("serialize");
+        assert_eq!(
+            json,
+            serde_json::json!({ "who": "seated", "slow_mode_ms": 10_000 })
+        );
+        assert_eq!(
+            serde_json::from_value::<ChatRules>(json).expect("parse"),
+            rules
+        );
+        assert_eq!(
+            serde_json::from_str::<ChatRules>("{}").expect("defaults"),
+            ChatRules::default()
+        );
+        for bad in [
+            r#"{"who":"nobody"}"#,
+            r#"{"slow_mode_ms":-5}"#,
+            r#"{"who":"hosts","links":false}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ChatRules>(bad).is_err(),
+                "{bad} must be refused"
+            );
+        }
+        assert!(rules.check().is_ok());
+        let too_slow = ChatRules {
+            slow_mode: Duration::from_millis(MAX_SLOW_MODE_MS + 1),
+            ..rules
+        };
+        assert_eq!(too_slow.check().map_err(|e| e.code()), Err("out_of_range"));
     }
 }

@@ -21,7 +21,9 @@ pub mod state;
 pub mod token;
 
 pub use command::{Action, Actor, Command};
-pub use config::{BombingAction, BossSeatSettings, Gift, ImPolicy, RoomMode, RoomSettings};
+pub use config::{
+    BombingAction, BossSeatSettings, ChatAllowed, ChatRules, Gift, ImPolicy, RoomMode, RoomSettings,
+};
 pub use ids::{AppId, GiftId, IdError, RoomId, SeatIndex, Timestamp, Uid};
 pub use room::{LostSeat, Room, RoomError};
 pub use state::{

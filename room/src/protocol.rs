@@ -38,6 +38,7 @@ pub const ADMIN_ACTION_TYPES: &[&str] = &[
     "unmute_chat",
     "dismiss",
     "notice",
+    "set_rules",
 ];
 
 /// Client request types that are room actions (the `type` of [`Action`] variants a member may
@@ -67,6 +68,7 @@ pub const ACTION_TYPES: &[&str] = &[
     "mute_chat",
     "unmute_chat",
     "dismiss",
+    "set_rules",
     "chat",
     "send_gift",
     "notice",

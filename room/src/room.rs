@@ -97,6 +97,12 @@ pub enum RoomError {
     /// Not chat-muted.
     #[error("not chat muted")]
     NotChatMuted,
+    /// The room's chat rules do not let this member chat.
+    #[error("{}", match .0 {
+        crate::config::ChatAllowed::Seated => "chat is for members on a seat in this room",
+        _ => "chat is for the hosts only in this room",
+    })]
+    ChatRestricted(crate::config::ChatAllowed),
     /// Not banned.
     #[error("not banned")]
     NotBanned,
@@ -170,6 +176,7 @@ impl RoomError {
         "host_muted",
         "chat_muted",
         "not_chat_muted",
+        "chat_restricted",
         "not_banned",
         "empty_message",
         "message_too_long",
@@ -208,6 +215,7 @@ impl RoomError {
             RoomError::HostMuted => "host_muted",
             RoomError::ChatMuted { .. } => "chat_muted",
             RoomError::NotChatMuted => "not_chat_muted",
+            RoomError::ChatRestricted(_) => "chat_restricted",
             RoomError::NotBanned => "not_banned",
             RoomError::EmptyMessage => "empty_message",
             RoomError::MessageTooLong { .. } => "message_too_long",
@@ -256,6 +264,7 @@ mod code_tests {
             RoomError::HostMuted,
             RoomError::ChatMuted { until: t },
             RoomError::NotChatMuted,
+            RoomError::ChatRestricted(crate::config::ChatAllowed::Hosts),
             RoomError::NotBanned,
             RoomError::EmptyMessage,
             RoomError::MessageTooLong { max: 1 },
@@ -292,6 +301,7 @@ mod code_tests {
                 | RoomError::HostMuted
                 | RoomError::ChatMuted { .. }
                 | RoomError::NotChatMuted
+                | RoomError::ChatRestricted(_)
                 | RoomError::NotBanned
                 | RoomError::EmptyMessage
                 | RoomError::MessageTooLong { .. }
@@ -336,6 +346,8 @@ pub struct Room {
     policy: ImPolicy,
     last_seen: HashMap<Uid, Timestamp>,
     chat_rate: HashMap<Uid, RateWindow>,
+    /// When each member last chatted (the room's slow mode).
+    last_chat: HashMap<Uid, Timestamp>,
     lost_seats: HashMap<Uid, LostSeat>,
     /// Memo of [`crate::ids::look_alike_keys`] per uid seen, so a join compares strings only.
     id_keys: HashMap<Uid, (String, String)>,
@@ -366,6 +378,7 @@ impl Room {
             policy,
             last_seen,
             chat_rate: HashMap::new(),
+            last_chat: HashMap::new(),
             lost_seats: HashMap::new(),
             id_keys: HashMap::new(),
         }
@@ -495,6 +508,7 @@ impl Room {
         let uid = uid.clone();
         self.last_seen.remove(&uid);
         self.chat_rate.remove(&uid);
+        self.last_chat.remove(&uid);
         self.emit(now, EventKind::MemberLeft { uid, reason }, out);
     }
 

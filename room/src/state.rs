@@ -314,6 +314,13 @@ pub enum EventKind {
         /// What was seen.
         detail: String,
     },
+    /// The owner changed the room's rules (`settings.bombing` and `settings.chat`).
+    RulesChanged {
+        /// The anti-bombing answer (`None`: the server's default).
+        bombing: Option<crate::config::BombingAction>,
+        /// The chat rules.
+        chat: crate::config::ChatRules,
+    },
     /// The room was closed for good.
     Dismissed,
 }
@@ -532,6 +539,10 @@ impl RoomState {
                 }
             }
             EventKind::Dismissed => self.dismissed = true,
+            EventKind::RulesChanged { bombing, chat } => {
+                self.settings.bombing = *bombing;
+                self.settings.chat = *chat;
+            }
             EventKind::Chat { .. }
             | EventKind::Notice { .. }
             | EventKind::Custom { .. }

@@ -196,6 +196,7 @@ fn is_admin_op(a: &Action) -> bool {
             | Action::Notice { .. }
             | Action::TakeSeat { .. }
             | Action::ReportBombing { .. }
+            | Action::SetRules { .. }
     )
 }
 
@@ -217,6 +218,7 @@ fn new_room(floor: bool) -> Room {
         presence_timeout: Duration::from_secs(15),
         history_len: 5,
         bombing: None,
+        chat: onmic_room::ChatRules::default(),
     };
     let policy = ImPolicy {
         chat_burst: 3,

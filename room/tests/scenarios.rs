@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use onmic_room::{
-    Action, BossSeatSettings, Command, EventKind, GiftId, ImPolicy, LeaveReason, Room, RoomError,
-    RoomMode, RoomSettings, SeatIndex, SeatReason, Timestamp, Uid,
+    Action, BombingAction, BossSeatSettings, ChatAllowed, ChatRules, Command, EventKind, GiftId,
+    ImPolicy, LeaveReason, Room, RoomError, RoomMode, RoomSettings, SeatIndex, SeatReason,
+    Timestamp, Uid,
 };
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -174,6 +175,120 @@ fn chat_is_filtered_rate_limited_and_mutable() {
         Err(RoomError::MessageTooLong { max: 500 })
     );
     assert_eq!(r.state().recent.len(), 3);
+}
+
+#[test]
+fn the_owner_changes_the_rooms_rules_while_it_runs() {
+    let mut r = room(RoomSettings::default());
+    let chat = |t: &str| Action::Chat { text: t.into() };
+    let rules = |who, slow_ms, bombing| Action::SetRules {
+        bombing,
+        chat: ChatRules {
+            who,
+            slow_mode: Duration::from_millis(slow_ms),
+        },
+    };
+    let ban = Some(BombingAction::KickAndBan {
+        ban: Duration::from_secs(600),
+    });
+    // Only the owner sets the rules.
+    assert_eq!(
+        cmd(&mut r, T0, "a", rules(ChatAllowed::Hosts, 0, ban)),
+        Err(RoomError::PermissionDenied)
+    );
+    let ev = cmd(&mut r, T0, "owner", rules(ChatAllowed::Seated, 0, ban)).unwrap();
+    assert_eq!(
+        ev,
+        vec![EventKind::RulesChanged {
+            bombing: ban,
+            chat: ChatRules {
+                who: ChatAllowed::Seated,
+                slow_mode: Duration::ZERO
+            }
+        }]
+    );
+    assert_eq!(r.state().settings.bombing, ban);
+    // The same rules again change nothing.
+    assert_eq!(
+        cmd(&mut r, T0, "owner", rules(ChatAllowed::Seated, 0, ban)),
+        Ok(vec![])
+    );
+    // Seated-only chat: the audience is refused, a seated guest and the owner are not.
+    assert_eq!(
+        cmd(&mut r, T0, "a", chat("hi")),
+        Err(RoomError::ChatRestricted(ChatAllowed::Seated))
+    );
+    cmd(&mut r, T0, "owner", chat("welcome")).unwrap();
+    cmd(
+        &mut r,
+        T0,
+        "owner",
+        Action::Invite {
+            uid: "a".into(),
+            seat: None,
+        },
+    )
+    .unwrap();
+    cmd(&mut r, T0, "a", Action::AcceptInvite).unwrap();
+    cmd(&mut r, T0, "a", chat("hi")).unwrap();
+    // Hosts only: the seated guest is refused too; nothing was half-done (no rate spent).
+    cmd(&mut r, T0, "owner", rules(ChatAllowed::Hosts, 0, None)).unwrap();
+    assert_eq!(
+        r.state().settings.bombing,
+        None,
+        "back to the server's default"
+    );
+    assert_eq!(
+        cmd(&mut r, at(10), "a", chat("again")),
+        Err(RoomError::ChatRestricted(ChatAllowed::Hosts))
+    );
+    // Slow mode, 3 s: a member's second message within 3 s is refused with the wait; the owner
+    // is exempt.
+    cmd(
+        &mut r,
+        at(10),
+        "owner",
+        rules(ChatAllowed::Everyone, 3000, None),
+    )
+    .unwrap();
+    cmd(&mut r, at(2000), "b", chat("one")).unwrap();
+    assert_eq!(
+        cmd(&mut r, at(3500), "b", chat("two")),
+        Err(RoomError::RateLimited {
+            retry_after_ms: 1500
+        })
+    );
+    assert!(cmd(&mut r, at(5000), "b", chat("two")).is_ok());
+    cmd(&mut r, at(5000), "owner", chat("x")).unwrap();
+    cmd(&mut r, at(5001), "owner", chat("y")).unwrap();
+    // Out-of-range values are refused.
+    assert!(matches!(
+        cmd(
+            &mut r,
+            at(6000),
+            "owner",
+            rules(ChatAllowed::Everyone, 3_600_001, None)
+        ),
+        Err(RoomError::OutOfRange { .. })
+    ));
+    let too_long = Some(BombingAction::KickAndBan {
+        ban: Duration::from_millis(onmic_room::config::MAX_DURATION_MS + 1),
+    });
+    assert!(matches!(
+        cmd(
+            &mut r,
+            at(6000),
+            "owner",
+            rules(ChatAllowed::Everyone, 0, too_long)
+        ),
+        Err(RoomError::OutOfRange { .. })
+    ));
+    // The rules travel in the snapshot.
+    let json = serde_json::to_value(r.snapshot()).unwrap();
+    assert_eq!(
+        json["settings"]["chat"],
+        serde_json::json!({ "who": "everyone", "slow_mode_ms": 3000 })
+    );
 }
 
 #[test]

@@ -158,6 +158,9 @@ pub struct CreateRoom {
     /// Anti-bombing answer of this room (default: the server's `bombing_ban_ms`).
     #[serde(default)]
     pub bombing: Option<onmic_room::BombingAction>,
+    /// Chat rules of this room (default: everyone may chat, no slow mode).
+    #[serde(default)]
+    pub chat: onmic_room::ChatRules,
 }
 
 /// All rooms of this server.
@@ -339,6 +342,7 @@ impl Hub {
         if let Some(bombing) = &req.bombing {
             bombing.check()?;
         }
+        req.chat.check()?;
         let seat_count = req.seat_count.unwrap_or(self.config.seat_count);
         if seat_count == 0 || seat_count > 64 {
             return Err(HubError::Invalid("seat_count: 1-64".into()));
@@ -348,6 +352,7 @@ impl Hub {
             boss_seat: req.boss_seat.clone(),
             mode: req.mode,
             bombing: req.bombing,
+            chat: req.chat,
             presence_timeout: Duration::from_millis(self.config.presence_timeout_ms),
             ..RoomSettings::default()
         };

@@ -120,6 +120,54 @@ async fn scenario() {
     let (reported, kicked) = bomb(&server, "lenient", Duration::from_secs(1)).await;
     assert!(reported, "still reported");
     assert!(!kicked, "report_only keeps the sender in the room");
+    // The owner changes the policy of a live room (its media router already open) over the
+    // WebSocket: the next bomber is kicked and banned, and the change is in the room's state.
+    let (status, body) = rest(
+        &base,
+        "post",
+        "/v1/rooms",
+        Some(json!({ "id": "switched", "owner": "owner", "bombing": { "action": "report_only" } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (mut owner, _) = Client::join(&base, "switched", "owner").await;
+    let _owner_peer = Peer::connect(
+        &base,
+        "switched",
+        &token(&base, "switched", "owner").await,
+        1,
+    )
+    .await;
+    let (mut guest, _) = Client::join(&base, "switched", "guest").await;
+    let refused = guest
+        .request(json!({ "type": "set_rules", "bombing": { "action": "kick_and_ban", "ban_ms": 60_000 } }))
+        .await;
+    assert_eq!(
+        refused["code"], "permission_denied",
+        "only the owner: {refused}"
+    );
+    owner
+        .ok(
+            json!({ "type": "set_rules", "bombing": { "action": "kick_and_ban", "ban_ms": 600_000 },
+                    "chat": { "who": "seated", "slow_mode_ms": 2000 } }),
+        )
+        .await;
+    let (_, room) = rest(&base, "get", "/v1/rooms/switched", None).await;
+    assert_eq!(
+        room["settings"]["bombing"],
+        json!({ "action": "kick_and_ban", "ban_ms": 600_000 }),
+        "{room}"
+    );
+    assert_eq!(
+        room["settings"]["chat"],
+        json!({ "who": "seated", "slow_mode_ms": 2000 })
+    );
+    drop(owner);
+    let (reported, kicked) = bomb(&server, "switched", Duration::from_secs(1)).await;
+    assert!(
+        reported && kicked,
+        "after the change: reported {reported}, kicked {kicked}"
+    );
     // Without a room setting the server default applies.
     create_room(&base, "default", "owner").await;
     let (reported, kicked) = bomb(&server, "default", Duration::from_secs(1)).await;

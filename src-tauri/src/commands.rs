@@ -118,7 +118,7 @@ pub async fn join_room(
     }
     let (server_url, token) = match request.token.map(|t| t.trim().to_owned()) {
         Some(token) if !token.is_empty() => (studio.probe.url(), token),
-        _ => studio.local_room.owner_token(&room).await?,
+        _ => crate::room_admin::owner_token(&studio, &room).await?,
     };
     let mut settings = studio.settings.get();
     studio.music.on_leave();

@@ -13,9 +13,9 @@ pub mod effects_panel;
 pub mod error;
 pub mod local_room;
 pub mod meter_service;
-pub mod music_panel;
-
 pub mod mic_test;
+pub mod music_panel;
+pub mod room_admin;
 pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
@@ -91,12 +91,17 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             music_panel::song_play,
             music_panel::pad_assign,
             music_panel::pad_fire,
-
             mic_test::test_mic,
             mic_test::cancel_mic_test,
             shortcuts::set_shortcuts,
             shortcuts::shortcut_status,
             shortcuts::shortcut_key,
+            room_admin::set_server_credentials,
+            room_admin::create_room,
+            room_admin::share_link,
+            room_admin::set_recording,
+            room_admin::list_recordings,
+            room_admin::open_recording,
         ])
         .events(collect_events![ServerStatus, shortcuts::ShortcutStatus])
 }

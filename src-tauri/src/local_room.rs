@@ -190,6 +190,13 @@ impl LocalRoomService {
         }
     }
 
+    /// The Studio's data folder (the local room's folder is `local-room/` in it).
+    pub fn studio_data_dir(&self) -> PathBuf {
+        self.data_dir
+            .parent()
+            .map_or_else(|| self.data_dir.clone(), Path::to_path_buf)
+    }
+
     /// The running room, if any.
     pub async fn view(&self) -> Option<LocalRoomView> {
         self.running.lock().await.as_ref().map(LocalRoom::view)
@@ -265,6 +272,19 @@ impl LocalRoomService {
             .map_err(|e| AppError::new(AppErrorKind::InvalidInput, format!("“{room}”: {e}")))?;
         let (token, _) = onmic_server::rest::make_token(hub.config(), &request, hub.now());
         Ok(format!("{}/listen/{room}?token={token}", local.url()))
+    }
+
+    /// The running room's base URL and REST credentials (key, secret), for the room bar's
+    /// administration (`room_admin`).
+    pub async fn admin(&self) -> Option<(String, String, String)> {
+        let running = self.running.lock().await;
+        let local = running.as_ref()?;
+        let config = local.server.hub().config();
+        Some((
+            local.url(),
+            config.customer_key.clone(),
+            config.customer_secret.clone(),
+        ))
     }
 
     /// Stops the room if it runs.

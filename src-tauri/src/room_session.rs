@@ -224,6 +224,11 @@ pub enum HostAction {
     },
     /// Close the room for good.
     Dismiss,
+    /// Change the room's safety (anti-bombing) and chat rules while it runs (owner).
+    SetRules {
+        /// The new rules.
+        rules: crate::room_admin::RoomRules,
+    },
 }
 
 impl HostAction {
@@ -302,6 +307,10 @@ impl HostAction {
                 text: text(t, "notice")?,
             },
             HostAction::Dismiss => Action::Dismiss,
+            HostAction::SetRules { rules } => {
+                let (bombing, chat) = rules.to_room()?;
+                Action::SetRules { bombing, chat }
+            }
         })
     }
 }

@@ -116,6 +116,8 @@ pub struct RoomView {
     pub notice: Option<String>,
     /// The top ten gifters.
     pub leaderboard: Vec<GifterView>,
+    /// The room's safety and chat rules as they stand.
+    pub rules: crate::room_admin::RoomRules,
 }
 
 /// Speaker levels by uid from the last volume indication.
@@ -188,6 +190,7 @@ pub fn room_view(room: &RoomState, volumes: &Volumes, now_ms: u64) -> RoomView {
         _ => None,
     });
     RoomView {
+        rules: crate::room_admin::RoomRules::from_settings(&room.settings),
         owner: room.owner.as_str().to_owned(),
         seats,
         applications: applications

@@ -210,7 +210,7 @@ export function App() {
 
   const makeLink = async () => {
     if (!status) return;
-    const result = await commands.listenerLink(status.room);
+    const result = await commands.shareLink(status.room);
     if (result.status === "ok") setLink(result.data);
     else setError(result.error);
   };
@@ -259,6 +259,8 @@ export function App() {
           onLink={() => void makeLink()}
           onDismiss={() => void act({ type: "dismiss" })}
           onRetake={(seat) => void act({ type: "takeSeat", seat })}
+          onRules={(rules) => void act({ type: "setRules", rules })}
+          onError={setError}
         />
         <div className="topbar-tools">
           <button

@@ -1,6 +1,10 @@
 import { useState } from "react";
-import type { RoomStatus } from "./bindings";
+import type { AppError, RoomRules, RoomStatus } from "./bindings";
 import { connectionLabel } from "./room";
+import { CreateRoomDialog } from "./CreateRoomDialog";
+import { RecordingControls } from "./RecordingControls";
+import { RulesPopover } from "./RulesPopover";
+import "./roombar.css";
 
 interface Props {
   status: RoomStatus | null;
@@ -12,16 +16,33 @@ interface Props {
   onLink: () => void;
   onDismiss: () => void;
   onRetake: (seat: number) => void;
+  onRules: (rules: RoomRules) => void;
+  onError: (e: AppError) => void;
 }
 
 /** Going live and the room's state: join form, or the on-air bar with the share link. */
-export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink, onDismiss, onRetake }: Props) {
+export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink, onDismiss, onRetake, onRules, onError }: Props) {
   const [room, setRoom] = useState("studio");
   const [token, setToken] = useState("");
   const [copied, setCopied] = useState(false);
+  const [creating, setCreating] = useState(false);
+  const [confirming, setConfirming] = useState(false);
   const live = status !== null && status.state !== "closed";
   if (!live) {
     return (
+      <>
+      {creating && (
+        <CreateRoomDialog
+          localRoom={localRoom}
+          initialRoom={room}
+          onClose={() => setCreating(false)}
+          onCreated={(r) => {
+            setCreating(false);
+            setRoom(r);
+            onJoin(r, null);
+          }}
+        />
+      )}
       <form
         className="room-bar room-join"
         onSubmit={(e) => {
@@ -46,8 +67,12 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
           <span className="rec-dot" aria-hidden="true" />
           {busy ? "Going live…" : "Go live"}
         </button>
+        <button type="button" id="new-room" className="ghost" disabled={busy} onClick={() => setCreating(true)} title="Create a room with its seats, boss seat, safety and chat rules">
+          New room…
+        </button>
         {status?.ended && <span className="muted small">Last session ended: {status.ended}</span>}
       </form>
+      </>
     );
   }
   const onAir = status.state === "connected" && status.publishing;
@@ -69,11 +94,11 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
         {status.sendLoss > 0 ? ` · loss ${status.sendLoss} %` : ""}
       </span>
       <span className="spacer" />
-      {localRoom && (
-        <button type="button" id="listener-link" className="ghost" onClick={onLink}>
-          Share link
-        </button>
-      )}
+      {status.view && <RulesPopover rules={status.view.rules} onApply={onRules} />}
+      <RecordingControls room={status.room} onError={onError} />
+      <button type="button" id="listener-link" className="ghost" onClick={onLink} title={localRoom ? "A link for a listener, who can apply for a seat" : "Needs the server key (New room…)"}>
+        Share link
+      </button>
       {link && (
         <span className="share">
           <input id="listener-link-url" readOnly value={link} onFocus={(e) => e.target.select()} aria-label="Listener link" />
@@ -96,12 +121,34 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
         type="button"
         id="dismiss-room"
         className="danger ghost"
-        onClick={() => {
-          if (window.confirm("Close the room for everyone? This cannot be undone.")) onDismiss();
-        }}
+        onClick={() => setConfirming(true)}
       >
         End room
       </button>
+      {confirming && (
+        <div className="rb-backdrop" role="presentation" onMouseDown={(e) => e.target === e.currentTarget && setConfirming(false)}>
+          <div className="rb-dialog rb-confirm" role="alertdialog" aria-labelledby="dismiss-title" id="dismiss-dialog">
+            <h2 id="dismiss-title">End “{status.room}” for everyone?</h2>
+            <p className="muted">Every guest and listener is disconnected, seats and chat close, and a running recording is finished. This cannot be undone.</p>
+            <div className="rb-actions">
+              <button type="button" className="ghost" id="dismiss-cancel" autoFocus onClick={() => setConfirming(false)}>
+                Keep the room
+              </button>
+              <button
+                type="button"
+                className="danger"
+                id="dismiss-confirm"
+                onClick={() => {
+                  setConfirming(false);
+                  onDismiss();
+                }}
+              >
+                End room
+              </button>
+            </div>
+          </div>
+        </div>
+      )}
       {status.lostSeat !== null && (
         <p className="lost-seat" role="alert" id="lost-seat">
           Your connection dropped and {status.lostSeat === 0 ? "the host seat" : `seat ${status.lostSeat}`} was released; nothing is sent until

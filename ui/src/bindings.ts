@@ -53,29 +53,26 @@ export const commands = {
 	setAudio: (audio: AudioSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_audio", { audio })),
 	/**  Puts every setting back to its default (the room choice stays) and applies it live. */
 	resetSettings: () => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("reset_settings")),
+	/**  Remembers (for this run only) the remote server's REST key and secret; empty clears them. */
+	setServerCredentials: (key: string, secret: string) => typedError<boolean, AppError>(__TAURI_INVOKE("set_server_credentials", { key, secret })),
+	/**  Creates a room with its settings (the Studio's host owns it), ready to go live in. */
+	createRoom: (request: NewRoom_Deserialize) => typedError<null, AppError>(__TAURI_INVOKE("create_room", { request })),
+	/**  A listener link for `room` that can apply for a seat (local room or remote with a key). */
+	shareLink: (room: string) => typedError<string, AppError>(__TAURI_INVOKE("share_link", { room })),
+	/**  Starts or stops recording `room`; returns its recordings, newest first. */
+	setRecording: (room: string, on: boolean) => typedError<RecordingView_Serialize[], AppError>(__TAURI_INVOKE("set_recording", { room, on })),
+	/**  The recordings of `room`, newest first. */
+	listRecordings: (room: string) => typedError<RecordingView_Serialize[], AppError>(__TAURI_INVOKE("list_recordings", { room })),
 	/**
-	 *  Records 5 s of the chosen input through the console's chain, plays it back on the chosen
-	 *  output and reports clipping or a too-quiet level; progress streams to `on_progress`. Refused
-	 *  while on air (the test would go out to the room).
+	 *  Fetches a finished recording into the Studio's `recordings/<room>/` folder, opens it with the
+	 *  system's default player (unless `reveal_only`), and returns where it is.
 	 */
-	testMic: (onProgress: Channel<MicTestProgress>) => typedError<MicTestReport_Serialize, AppError>(__TAURI_INVOKE("test_mic", { onProgress })),
-	/**  Stops a running mic test. */
-	cancelMicTest: () => __TAURI_INVOKE<void>("cancel_mic_test"),
-	/**
-	 *  Saves the shortcut settings (checked and normalised), registers them and applies
-	 *  push-to-talk's mute at once.
-	 */
-	setShortcuts: (shortcuts: ShortcutSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_shortcuts", { shortcuts })),
-	/**  How the shortcuts are registered and whether push-to-talk is held. */
-	shortcutStatus: () => __TAURI_INVOKE<ShortcutStatus>("shortcut_status"),
-	/**  A shortcut's key seen by the window itself (the fallback when the global grab failed). */
-	shortcutKey: (action: ShortcutAction, pressed: boolean) => typedError<ShortcutStatus, AppError>(__TAURI_INVOKE("shortcut_key", { action, pressed })),
+	openRecording: (room: string, id: string, revealOnly: boolean) => typedError<string, AppError>(__TAURI_INVOKE("open_recording", { room, id, revealOnly })),
 };
 
 /** Events */
 export const events = {
 	serverStatus: makeEvent<ServerStatus, ServerStatus>("server-status"),
-	shortcutStatus: makeEvent<ShortcutStatus, ShortcutStatus>("shortcut-status"),
 };
 
 /* Types */
@@ -204,6 +201,34 @@ export type AudioSettings_Serialize = {
 	/**  Local playback volume per speaker (uid → percent, 0–150); absent means 100. */
 	speakerVolumes: { [key in string]: number | null },
 };
+
+/**  What the server does to a member who sends audio without an unmuted seat. */
+export type BombingRule = 
+/**  The server's own default (`bombing_ban_ms`). */
+"serverDefault" | 
+/**  Drop the audio and raise the alert only. */
+"reportOnly" | 
+/**  Also kick the sender and ban it for `banMinutes`. */
+"kickAndBan";
+
+/**  The boss seat as the creation dialog sets it. */
+export type BossSeatForm = {
+	/**  Gifts within this many minutes count. */
+	windowMinutes: number,
+	/**  The boss keeps the seat this many minutes. */
+	holdMinutes: number,
+	/**  The least gift value within the window to claim it. */
+	minValue: number,
+};
+
+/**  Who may chat in the room. */
+export type ChatWho = 
+/**  Every member. */
+"everyone" | 
+/**  Members on a seat, the owner and admins. */
+"seated" | 
+/**  The owner and admins only. */
+"hosts";
 
 /**  Both device lists. */
 export type DeviceListView = {
@@ -394,7 +419,11 @@ text: string } |
 /**  The text. */
 text: string } | 
 /**  Close the room for good. */
-{ type: "dismiss" };
+{ type: "dismiss" } | 
+/**  Change the room's safety (anti-bombing) and chat rules while it runs (owner). */
+{ type: "setRules"; 
+/**  The new rules. */
+rules: RoomRules };
 
 /**
  *  A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
@@ -486,7 +515,11 @@ text: string } |
 /**  The text. */
 text: string } | 
 /**  Close the room for good. */
-{ type: "dismiss" };
+{ type: "dismiss" } | 
+/**  Change the room's safety (anti-bombing) and chat rules while it runs (owner). */
+{ type: "setRules"; 
+/**  The new rules. */
+rules: RoomRules };
 
 /**  What the Studio asks to join. */
 export type JoinRequest = JoinRequest_Serialize | JoinRequest_Deserialize;
@@ -636,91 +669,83 @@ export type MeterFrame_Serialize = {
 	error: AppError | null,
 };
 
-/**  Where a mic test is. */
-export type MicTestPhase = 
-/**  Opening the devices and the chain. */
-"starting" | 
-/**  Recording through the chain. */
-"recording" | 
-/**  Playing the recording back. */
-"playing";
+/**  A room to create (the creation dialog). */
+export type NewRoom = NewRoom_Serialize | NewRoom_Deserialize;
 
-/**  One progress report. */
-export type MicTestProgress = {
-	/**  The phase. */
-	phase: MicTestPhase,
-	/**  Time into the phase, ms. */
-	elapsedMs: number,
-	/**  Length of the phase, ms. */
-	totalMs: number,
-	/**  The published level over the last 100 ms, dBFS (RMS). */
-	levelDbfs: number | null,
+/**  A room to create (the creation dialog). */
+export type NewRoom_Deserialize = {
+	/**  Room id. */
+	room: string,
+	/**  Title shown to listeners. */
+	title: string,
+	/**  Regular seats besides the owner's (1-64). */
+	seatCount: number,
+	/**  The boss seat, if wanted. */
+	bossSeat?: BossSeatForm | null,
+	/**  Safety and chat rules. */
+	rules: RoomRules,
 };
 
-/**  What the test found. */
-export type MicTestReport = MicTestReport_Serialize | MicTestReport_Deserialize;
-
-/**  What the test found. */
-export type MicTestReport_Deserialize = {
-	/**  The verdict. */
-	verdict: MicVerdict,
-	/**  What to do, for the host. */
-	advice: string,
-	/**  Largest peak of the input as the device delivered it, dBFS. */
-	inputPeakDbfs: number | null,
-	/**  Largest peak after the input gain (before the chain), dBFS. */
-	gainedPeakDbfs: number | null,
-	/**  Largest peak of what would be published, dBFS. */
-	publishedPeakDbfs: number | null,
-	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
-	publishedRmsDbfs: number | null,
-	/**  Seconds recorded. */
-	seconds: number | null,
-	/**  The output device it played on (`None`: the system default). */
-	outputDevice?: string | null,
+/**  A room to create (the creation dialog). */
+export type NewRoom_Serialize = {
+	/**  Room id. */
+	room: string,
+	/**  Title shown to listeners. */
+	title: string,
+	/**  Regular seats besides the owner's (1-64). */
+	seatCount: number,
+	/**  The boss seat, if wanted. */
+	bossSeat: BossSeatForm | null,
+	/**  Safety and chat rules. */
+	rules: RoomRules,
 };
 
-/**  What the test found. */
-export type MicTestReport_Serialize = {
-	/**  The verdict. */
-	verdict: MicVerdict,
-	/**  What to do, for the host. */
-	advice: string,
-	/**  Largest peak of the input as the device delivered it, dBFS. */
-	inputPeakDbfs: number | null,
-	/**  Largest peak after the input gain (before the chain), dBFS. */
-	gainedPeakDbfs: number | null,
-	/**  Largest peak of what would be published, dBFS. */
-	publishedPeakDbfs: number | null,
-	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
-	publishedRmsDbfs: number | null,
-	/**  Seconds recorded. */
-	seconds: number | null,
-	/**  The output device it played on (`None`: the system default). */
-	outputDevice: string | null,
+/**  One recording as the room bar lists it. */
+export type RecordingView = RecordingView_Serialize | RecordingView_Deserialize;
+
+/**  One recording as the room bar lists it. */
+export type RecordingView_Deserialize = {
+	/**  Recording id. */
+	id: string,
+	/**  `recording`, `done`, `failed` or `interrupted`. */
+	status: string,
+	/**  Start, Unix ms. */
+	startedAt: number | null,
+	/**  Length in ms (when finished). */
+	durationMs?: number | null,
+	/**  Size in bytes (when finished). */
+	bytes?: number | null,
+	/**  The server's file name. */
+	file: string,
 };
 
-/**  The verdict. */
-export type MicVerdict = 
-/**  Level in range, no clipping. */
-"good" | 
-/**  Loud enough, but so loud that the limiter works hard. */
-"hot" | 
-/**  The input or the gain clipped. */
-"clipped" | 
-/**  Too quiet (or nothing came in). */
-"tooQuiet";
+/**  One recording as the room bar lists it. */
+export type RecordingView_Serialize = {
+	/**  Recording id. */
+	id: string,
+	/**  `recording`, `done`, `failed` or `interrupted`. */
+	status: string,
+	/**  Start, Unix ms. */
+	startedAt: number | null,
+	/**  Length in ms (when finished). */
+	durationMs: number | null,
+	/**  Size in bytes (when finished). */
+	bytes: number | null,
+	/**  The server's file name. */
+	file: string,
+};
 
-/**  How a shortcut is registered. */
-export type Registration = 
-/**  No key set (or push-to-talk off). */
-{ state: "off" } | 
-/**  Works in any application. */
-{ state: "global" } | 
-/**  The OS refused a global grab: works only while the Studio window is focused. */
-{ state: "inWindow"; 
-/**  Why the global grab failed. */
-reason: string };
+/**  The room's rules as the console edits them: the safety (anti-bombing) policy and chat rules. */
+export type RoomRules = {
+	/**  The anti-bombing answer. */
+	bombing: BombingRule,
+	/**  Ban length for `kickAndBan`, in minutes (1 to 366 days). */
+	banMinutes: number,
+	/**  Who may chat. */
+	chatWho: ChatWho,
+	/**  Slow mode: seconds between two messages of one member (0: off, at most 3600). */
+	slowModeSecs: number,
+};
 
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
 export type RoomStatus = RoomStatus_Serialize | RoomStatus_Deserialize;
@@ -808,6 +833,8 @@ export type RoomView_Deserialize = {
 	notice?: string | null,
 	/**  The top ten gifters. */
 	leaderboard: GifterView[],
+	/**  The room's safety and chat rules as they stand. */
+	rules: RoomRules,
 };
 
 /**  Everything about the room the console lists. */
@@ -828,6 +855,8 @@ export type RoomView_Serialize = {
 	notice: string | null,
 	/**  The top ten gifters. */
 	leaderboard: GifterView[],
+	/**  The room's safety and chat rules as they stand. */
+	rules: RoomRules,
 };
 
 /**  One seat as the UI shows it. */
@@ -923,8 +952,6 @@ export type Settings_Deserialize = {
 	localRoom?: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio?: AudioSettings_Deserialize,
-	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
-	shortcuts?: ShortcutSettings_Deserialize,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -937,50 +964,6 @@ export type Settings_Serialize = {
 	localRoom: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio: AudioSettings_Serialize,
-	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
-	shortcuts: ShortcutSettings_Serialize,
-};
-
-/**  The two shortcut actions. */
-export type ShortcutAction = 
-/**  Toggle *Mute voice*. */
-"muteToggle" | 
-/**  Push-to-talk. */
-"pushToTalk";
-
-/**  The shortcut settings, saved with the others. */
-export type ShortcutSettings = ShortcutSettings_Serialize | ShortcutSettings_Deserialize;
-
-/**  The shortcut settings, saved with the others. */
-export type ShortcutSettings_Deserialize = {
-	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
-	muteToggle?: string | null,
-	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
-	pushToTalk?: boolean,
-	/**  The push-to-talk key, e.g. `F9`. */
-	pushToTalkKey?: string | null,
-};
-
-/**  The shortcut settings, saved with the others. */
-export type ShortcutSettings_Serialize = {
-	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
-	muteToggle: string | null,
-	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
-	pushToTalk: boolean,
-	/**  The push-to-talk key, e.g. `F9`. */
-	pushToTalkKey: string | null,
-};
-
-/**  What the shortcuts do now; sent to the UI after every change and every key. */
-export type ShortcutStatus = {
-	/**  The mute toggle's registration. */
-	muteToggle: Registration,
-	/**  The push-to-talk key's registration. */
-	pushToTalk: Registration,
-	/**  The push-to-talk key is held now. */
-	pttHeld: boolean,
-	/**  *Mute voice* as saved (the mute toggle flips it). */
-	voiceMuted: boolean,
 };
 
 /* Tauri Specta runtime */

@@ -2,7 +2,7 @@
 
 use super::{Room, RoomError, pick_seat};
 use crate::command::{Action, Actor};
-use crate::config::RoomMode;
+use crate::config::{ChatAllowed, RoomMode};
 use crate::ids::{SeatIndex, Timestamp, Uid};
 use crate::state::{Event, EventKind, LeaveReason, PendingEnd, Role, Seat, SeatReason, SeatState};
 
@@ -268,6 +268,17 @@ impl Room {
                     self.emit(now, EventKind::FloorRevoked { uid }, out);
                 }
             }
+            Action::SetRules { bombing, chat } => {
+                self.require_owner(actor)?;
+                if let Some(b) = &bombing {
+                    b.check()?;
+                }
+                chat.check()?;
+                let s = &self.state.settings;
+                if s.bombing != bombing || s.chat != chat {
+                    self.emit(now, EventKind::RulesChanged { bombing, chat }, out);
+                }
+            }
             Action::ReportBombing { uid, detail } => {
                 if *actor != Actor::System {
                     return Err(RoomError::PermissionDenied);
@@ -286,6 +297,25 @@ impl Room {
                 {
                     return Err(RoomError::ChatMuted { until: *until });
                 }
+                let rules = self.state.settings.chat;
+                let host = matches!(self.role_of(&from), Some(Role::Owner | Role::Admin));
+                let allowed = match rules.who {
+                    ChatAllowed::Everyone => true,
+                    ChatAllowed::Seated => host || self.state.seat_of(&from).is_some(),
+                    ChatAllowed::Hosts => host,
+                };
+                if !allowed {
+                    return Err(RoomError::ChatRestricted(rules.who));
+                }
+                if !host
+                    && !rules.slow_mode.is_zero()
+                    && let Some(last) = self.last_chat.get(&from)
+                    && now < last.plus(rules.slow_mode)
+                {
+                    return Err(RoomError::RateLimited {
+                        retry_after_ms: last.plus(rules.slow_mode).0 - now.0,
+                    });
+                }
                 let text = self.check_text(text)?;
                 let (burst, window) = (self.policy.chat_burst, self.policy.chat_window);
                 self.chat_rate
@@ -295,6 +325,7 @@ impl Room {
                     .map_err(|d| RoomError::RateLimited {
                         retry_after_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
                     })?;
+                self.last_chat.insert(from.clone(), now);
                 let text = crate::im::mask_words(&text, &self.policy.word_filter);
                 self.emit(now, EventKind::Chat { from, text }, out);
             }

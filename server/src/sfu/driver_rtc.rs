@@ -536,6 +536,7 @@ impl RtcDriver {
             return;
         };
         let changes = RoomChanges::drain(&mut media.events);
+        changes.apply_policy(&mut media.router, &self.config.bombing);
         for p in changes.departed_peers(&media.router) {
             self.remove_peer(p);
         }

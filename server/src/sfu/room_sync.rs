@@ -21,6 +21,9 @@ pub struct RoomChanges {
     pub gone: Vec<Uid>,
     /// The room is gone: every peer in it goes.
     pub dismissed: bool,
+    /// The owner changed the room's anti-bombing answer (`Some(None)`: back to the server's
+    /// default); the last change wins.
+    pub bombing: Option<Option<BombingAction>>,
 }
 
 impl RoomChanges {
@@ -39,6 +42,7 @@ impl RoomChanges {
                         changes.refresh = true;
                     }
                     EventKind::Dismissed => changes.dismissed = true,
+                    EventKind::RulesChanged { bombing, .. } => changes.bombing = Some(*bombing),
                     _ => {}
                 },
                 // Events were missed: the room state is asked for again.
@@ -47,6 +51,17 @@ impl RoomChanges {
             }
         }
         changes
+    }
+
+    /// Puts a changed anti-bombing answer into the room's router (the next bombing follows it).
+    pub fn apply_policy(&self, router: &mut Router, server_policy: &BombingPolicy) {
+        if let Some(bombing) = self.bombing {
+            let settings = RoomSettings {
+                bombing,
+                ..RoomSettings::default()
+            };
+            router.set_policy(room_bombing_policy(server_policy, &settings));
+        }
     }
 
     /// The peers a driver closes for these changes: every peer of the room when it was
@@ -195,6 +210,42 @@ mod tests {
     }
 
     #[test]
+    fn a_rules_change_swaps_the_routers_bombing_policy() {
+        let (tx, mut rx) = broadcast::channel(8);
+        let server = BombingPolicy::default();
+        let mut router = Router::new(server.clone(), std::time::Duration::from_secs(1));
+        let ban = std::time::Duration::from_secs(600);
+        tx.send(frame(
+            1,
+            EventKind::RulesChanged {
+                bombing: Some(BombingAction::KickAndBan { ban }),
+                chat: onmic_room::ChatRules::default(),
+            },
+        ))
+        .expect("sent");
+        let changes = RoomChanges::drain(&mut rx);
+        changes.apply_policy(&mut router, &server);
+        assert_eq!(router.policy().kick_and_ban, Some(ban));
+        // No change: the policy stays.
+        RoomChanges::default().apply_policy(&mut router, &server);
+        assert_eq!(router.policy().kick_and_ban, Some(ban));
+        tx.send(frame(
+            2,
+            EventKind::RulesChanged {
+                bombing: None,
+                chat: onmic_room::ChatRules::default(),
+            },
+        ))
+        .expect("sent");
+        RoomChanges::drain(&mut rx).apply_policy(&mut router, &server);
+        assert_eq!(
+            router.policy().kick_and_ban,
+            server.kick_and_ban,
+            "back to the server's default"
+        );
+    }
+
+    #[test]
     fn those_who_left_lose_their_peers_and_a_dismissed_room_loses_all() {
         let mut router = Router::new(BombingPolicy::default(), std::time::Duration::from_secs(1));
         router.add_peer(PeerId(1), Uid::from("guest"), false);
@@ -204,6 +255,7 @@ mod tests {
             refresh: true,
             gone: vec![Uid::from("guest")],
             dismissed: false,
+            bombing: None,
         };
         let mut ids = left.departed_peers(&router);
         ids.sort_by_key(|p| p.0);

@@ -152,6 +152,11 @@ impl Router {
         &self.policy
     }
 
+    /// Replaces the bombing policy (the owner changed the room's rules).
+    pub fn set_policy(&mut self, policy: BombingPolicy) {
+        self.policy = policy;
+    }
+
     /// A member's peer connection is up; `authorized` is the room's current answer to "may it
     /// publish". Replaces a previous peer with the same id.
     pub fn add_peer(&mut self, id: PeerId, uid: Uid, authorized: bool) {

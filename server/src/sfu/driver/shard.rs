@@ -344,6 +344,7 @@ impl Driver {
             return;
         };
         let changes = RoomChanges::drain(&mut media.events);
+        changes.apply_policy(&mut media.router, &self.config.bombing);
         for p in changes.departed_peers(&media.router) {
             self.remove_peer(p);
         }
