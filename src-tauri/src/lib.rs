@@ -16,6 +16,7 @@ pub mod room_session;
 pub mod room_view;
 pub mod server_probe;
 pub mod settings;
+pub mod stats;
 pub mod views;
 
 use std::process::ExitCode;

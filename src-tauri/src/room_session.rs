@@ -24,6 +24,7 @@ use specta::Type;
 use crate::audio_settings::{AudioSettings, EngineChange};
 use crate::error::{AppError, AppErrorKind};
 use crate::room_view::{AlertView, RoomView, Volumes, alert, room_view};
+use crate::stats::{LiveStats, StatsTracker};
 
 /// What the Studio asks to join.
 #[derive(Clone, Debug, Deserialize, Type)]
@@ -64,6 +65,11 @@ pub struct RoomStatus {
     /// The seat this member lost while its connection was down (no ghost mic: nothing is sent
     /// until it takes a seat again).
     pub lost_seat: Option<u16>,
+    /// Live statistics (`stats.rs`), refreshed once a second.
+    pub stats: LiveStats,
+    /// Unix time in ms when the Studio sent this status to the UI (the UI measures its
+    /// event-to-paint delay from it; `docs/studio.md`, Live stats).
+    pub emitted_at_ms: f64,
 }
 
 /// One level reading, dBFS.
@@ -419,6 +425,8 @@ impl RoomSessionService {
             alerts: Vec::new(),
             ended: None,
             lost_seat: None,
+            stats: LiveStats::default(),
+            emitted_at_ms: 0.0,
         }));
         let events =
             std::mem::replace(&mut client.events, tokio::sync::mpsc::unbounded_channel().1);
@@ -524,10 +532,12 @@ impl RoomSessionService {
 }
 
 fn snapshot(status: &Mutex<RoomStatus>) -> RoomStatus {
-    status
+    let mut s = status
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+        .clone();
+    s.emitted_at_ms = crate::stats::unix_ms();
+    s
 }
 
 /// Copies what the UI shows from the client's view of the room and the last volume indication
@@ -589,6 +599,7 @@ async fn watch(
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut volumes = Volumes::new();
+    let mut tracker = StatsTracker::default();
     loop {
         let event = tokio::select! {
             e = events.recv() => match e {
@@ -632,6 +643,13 @@ async fn watch(
         }
         if let Some(c) = client.lock().await.as_ref() {
             refresh(&status, c, Some(&volumes));
+            if let Some(ClientEvent::Link(sample)) = event {
+                let stats = crate::stats::update(&mut tracker, *sample, &c.room());
+                status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .stats = stats;
+            }
         }
         let view = snapshot(&status);
         on_change(&view);

@@ -8,6 +8,7 @@
 
 mod client;
 pub mod error;
+pub mod link_stats;
 mod media;
 pub mod test_tone;
 pub mod wire;
