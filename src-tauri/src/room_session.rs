@@ -588,6 +588,9 @@ fn state_name(state: ConnectionState) -> &'static str {
     }
 }
 
+/// At most this many queued client events are applied before one status goes to the UI.
+const MAX_BATCH: usize = 256;
+
 /// Applies client events to the status and tells the UI; also refreshes the counters once a
 /// second while nothing else happens.
 async fn watch(
@@ -601,49 +604,61 @@ async fn watch(
     let mut volumes = Volumes::new();
     let mut tracker = StatsTracker::default();
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             e = events.recv() => match e {
                 Some(e) => Some(e),
                 None => return,
             },
             _ = every.tick() => None,
         };
+        // Whatever else is already queued is applied before one refresh: under a burst (a busy
+        // chat, a wave of joins) the UI gets one status per batch, not one per event.
+        let mut batch: Vec<ClientEvent> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH
+            && let Ok(e) = events.try_recv()
+        {
+            batch.push(e);
+        }
+        let mut link = None;
         {
             let mut s = status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match &event {
-                Some(ClientEvent::State(state)) => s.state = state_name(*state).into(),
-                Some(ClientEvent::Closed { message, .. }) => {
-                    s.state = "closed".into();
-                    s.ended = Some(message.clone());
-                }
-                // Each indication lists everyone heard; whoever is missing went quiet.
-                Some(ClientEvent::Volumes(speakers)) => {
-                    volumes = speakers
-                        .iter()
-                        .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
-                        .collect();
-                }
-                Some(ClientEvent::LostSeat(lost)) => s.lost_seat = Some(lost.seat.0),
-                Some(ClientEvent::SendLoss(percent)) => {
-                    s.send_loss = *percent;
-                    let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
-                }
-                Some(ClientEvent::Room(event)) => {
-                    if let Some(alert) = alert(event) {
-                        // The newest first; a flood from one sender is one alert per event,
-                        // capped so the list stays readable.
-                        s.alerts.insert(0, alert);
-                        s.alerts.truncate(20);
+            for event in batch {
+                match event {
+                    ClientEvent::State(state) => s.state = state_name(state).into(),
+                    ClientEvent::Closed { message, .. } => {
+                        s.state = "closed".into();
+                        s.ended = Some(message);
                     }
+                    // Each indication lists everyone heard; whoever is missing went quiet.
+                    ClientEvent::Volumes(speakers) => {
+                        volumes = speakers
+                            .iter()
+                            .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
+                            .collect();
+                    }
+                    ClientEvent::LostSeat(lost) => s.lost_seat = Some(lost.seat.0),
+                    ClientEvent::SendLoss(percent) => {
+                        s.send_loss = percent;
+                        let _ = engine.send(SessionCommand::ExpectedLoss(percent));
+                    }
+                    ClientEvent::Room(event) => {
+                        if let Some(alert) = alert(&event) {
+                            // The newest first; a flood from one sender is one alert per event,
+                            // capped so the list stays readable.
+                            s.alerts.insert(0, alert);
+                            s.alerts.truncate(20);
+                        }
+                    }
+                    ClientEvent::Link(sample) => link = Some(sample),
+                    _ => {}
                 }
-                _ => {}
             }
         }
         if let Some(c) = client.lock().await.as_ref() {
             refresh(&status, c, Some(&volumes));
-            if let Some(ClientEvent::Link(sample)) = event {
+            if let Some(sample) = link {
                 let stats = crate::stats::update(&mut tracker, *sample, &c.room());
                 status
                     .lock()

@@ -15,7 +15,6 @@
 //! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load).
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,7 +30,6 @@ use onmic_server::rest::{TokenRequest, make_token};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const INNER: &str = "ONMIC_PAINT_BENCH_INNER";
 const ROOM: &str = "bench";
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -42,9 +40,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is read.
-    if std::env::var_os(INNER).is_none() {
-        outer();
+    if !onmic_netns::bench_inside_netns(&[]) {
         return;
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -54,30 +50,6 @@ fn main() {
         .expect("runtime")
         .block_on(run())
         .expect("benchmark");
-}
-
-/// Re-runs this binary inside a fresh loopback-only network namespace.
-fn outer() {
-    let ns = format!("onmic-{}-paint", std::process::id());
-    let ip = |args: &[&str]| {
-        let ok = Command::new("ip")
-            .args(args)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "`ip {}` failed (the bench needs root)", args.join(" "));
-    };
-    ip(&["netns", "add", &ns]);
-    ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-    let exe = std::env::current_exe().expect("bench binary");
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(exe)
-        .env(INNER, "1")
-        .stdin(Stdio::null())
-        .status();
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-    let status = status.expect("running the bench in its namespace");
-    assert!(status.success(), "the benchmark failed: {status}");
 }
 
 fn token(uid: &str, privileges: &[&str]) -> String {

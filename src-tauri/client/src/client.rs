@@ -1048,9 +1048,16 @@ impl Actor {
         let report =
             m.pc.get_stats(now, webrtc::peer_connection::StatsSelector::None)
                 .await;
-        let sample = LinkSample::from_report(now, &report, m.target.ssrc, |mid| {
+        let mut sample = LinkSample::from_report(now, &report, m.target.ssrc, |mid| {
             m.slot_mids.iter().position(|x| x == mid)
         });
+        // webrtc-rs 0.21 leaves `remote-inbound-rtp` at its defaults: the reports come from
+        // the forwarder instead (`rr_forward.rs`).
+        if let Ok(latest) = m.reports.lock()
+            && latest.is_some()
+        {
+            sample.reported = *latest;
+        }
         if let Some(r) = sample.reported {
             let percent = (r.fraction_lost * 100.0).round() as u8;
             if self.send_loss != Some(percent) {
