@@ -8,7 +8,7 @@
 //!   number, over the last [`LOSS_WINDOW`];
 //! - *speaker loss*: of each remote speaker's stream as it reaches the Studio (this client's own
 //!   receiver-report counters: lost over lost + received), over the same window;
-//! - *bitrate*: RTP bytes (payload and RTP headers) sent over the last reading's interval.
+//! - *bitrate*: RTP bytes (payload and RTP headers) sent over the last [`RATE_WINDOW`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,6 +20,8 @@ use specta::Type;
 
 /// The window the loss figures are computed over.
 pub const LOSS_WINDOW: Duration = Duration::from_secs(10);
+/// The window the bitrate is averaged over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// How much history the graph shows (one point per reading, one reading a second).
 pub const HISTORY: Duration = Duration::from_secs(60);
 /// Fewer packets expected than this in the window: too few to give a loss figure.
@@ -135,7 +137,12 @@ impl StatsTracker {
             .readings
             .iter()
             .find(|r| now.duration_since(r.sample.at) <= LOSS_WINDOW + Duration::from_millis(200));
-        let previous = self.readings.back();
+        // The bitrate over the last few readings: one reading's interval is noisy when a poll
+        // runs late on a busy machine.
+        let previous = self
+            .readings
+            .iter()
+            .find(|r| now.duration_since(r.sample.at) <= RATE_WINDOW + Duration::from_millis(200));
 
         let bitrate_kbps = previous.and_then(|p| {
             let dt = now.duration_since(p.sample.at).as_secs_f64();
