@@ -173,7 +173,7 @@ async fn run() -> anyhow::Result<()> {
     let chatters = listeners.min(200);
     let mut chat_txs = Vec::new();
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<tokio::task::JoinHandle<Option<()>>> = Vec::new();
     let joined = Arc::new(AtomicU64::new(0));
     for i in 0..listeners {
         let (ws_url, sem, frames, joined) =
