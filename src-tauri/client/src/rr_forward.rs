@@ -23,7 +23,7 @@ use crate::link_stats::ReceiverReport;
 /// The latest report, shared between the reader task and the statistics poll.
 pub(crate) type LatestReport = Arc<Mutex<Option<ReceiverReport>>>;
 
-fn is_report(p: &Box<dyn rtc::rtcp::Packet>) -> bool {
+fn is_report(p: &dyn rtc::rtcp::Packet) -> bool {
     let any = p.as_any();
     any.is::<RtcpRr>() || any.is::<RtcpSr>()
 }
@@ -45,8 +45,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for ReportForwarder {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            let reports: Vec<Box<dyn rtc::rtcp::Packet>> =
-                packets.iter().filter(|p| is_report(p)).cloned().collect();
+            let reports: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_report(p.as_ref()))
+                .cloned()
+                .collect();
             if reports.is_empty() {
                 return Ok(());
             }
