@@ -21,6 +21,7 @@ pub mod room_view;
 pub mod server_probe;
 pub mod settings;
 pub mod shortcuts;
+pub mod stats;
 pub mod views;
 
 use std::process::ExitCode;

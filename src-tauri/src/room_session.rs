@@ -24,6 +24,7 @@ use specta::Type;
 use crate::audio_settings::{AudioSettings, EngineChange};
 use crate::error::{AppError, AppErrorKind};
 use crate::room_view::{AlertView, RoomView, Volumes, alert, room_view};
+use crate::stats::{LiveStats, StatsTracker};
 
 /// What the Studio asks to join.
 #[derive(Clone, Debug, Deserialize, Type)]
@@ -64,6 +65,11 @@ pub struct RoomStatus {
     /// The seat this member lost while its connection was down (no ghost mic: nothing is sent
     /// until it takes a seat again).
     pub lost_seat: Option<u16>,
+    /// Live statistics (`stats.rs`), refreshed once a second.
+    pub stats: LiveStats,
+    /// Unix time in ms when the Studio sent this status to the UI (the UI measures its
+    /// event-to-paint delay from it; `docs/studio.md`, Live stats).
+    pub emitted_at_ms: f64,
 }
 
 /// One level reading, dBFS.
@@ -448,6 +454,8 @@ impl RoomSessionService {
             alerts: Vec::new(),
             ended: None,
             lost_seat: None,
+            stats: LiveStats::default(),
+            emitted_at_ms: 0.0,
         }));
         let events =
             std::mem::replace(&mut client.events, tokio::sync::mpsc::unbounded_channel().1);
@@ -559,10 +567,12 @@ impl RoomSessionService {
 }
 
 fn snapshot(status: &Mutex<RoomStatus>) -> RoomStatus {
-    status
+    let mut s = status
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+        .clone();
+    s.emitted_at_ms = crate::stats::unix_ms();
+    s
 }
 
 /// Copies what the UI shows from the client's view of the room and the last volume indication
@@ -613,6 +623,9 @@ fn state_name(state: ConnectionState) -> &'static str {
     }
 }
 
+/// At most this many queued client events are applied before one status goes to the UI.
+const MAX_BATCH: usize = 256;
+
 /// Applies client events to the status and tells the UI; also refreshes the counters once a
 /// second while nothing else happens.
 async fn watch(
@@ -624,55 +637,75 @@ async fn watch(
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut volumes = Volumes::new();
+    let mut tracker = StatsTracker::default();
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             e = events.recv() => match e {
                 Some(e) => Some(e),
                 None => return,
             },
             _ = every.tick() => None,
         };
+        // Whatever else is already queued is applied before one refresh: under a burst (a busy
+        // chat, a wave of joins) the UI gets one status per batch, not one per event.
+        let mut batch: Vec<ClientEvent> = first.into_iter().collect();
+        while batch.len() < MAX_BATCH
+            && let Ok(e) = events.try_recv()
+        {
+            batch.push(e);
+        }
+        let mut link = None;
         {
             let mut s = status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match &event {
-                Some(ClientEvent::State(state)) => s.state = state_name(*state).into(),
-                Some(ClientEvent::Closed { message, .. }) => {
-                    s.state = "closed".into();
-                    s.ended = Some(message.clone());
-                }
-                // Each indication lists everyone heard; whoever is missing went quiet.
-                Some(ClientEvent::Volumes(speakers)) => {
-                    volumes = speakers
-                        .iter()
-                        .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
-                        .collect();
-                }
-                Some(ClientEvent::LostSeat(lost)) => s.lost_seat = Some(lost.seat.0),
-                Some(ClientEvent::SendLoss(percent)) => {
-                    s.send_loss = *percent;
-                    let _ = engine.send(SessionCommand::ExpectedLoss(*percent));
-                }
-                Some(ClientEvent::Room(event)) => {
-                    // A sender who is gone (kicked, banned, left) needs no alert any more.
-                    if let onmic_room::EventKind::MemberLeft { uid, .. }
-                    | onmic_room::EventKind::Banned { uid, .. } = &event.kind
-                    {
-                        s.alerts.retain(|a| a.uid != uid.as_str());
+            for event in batch {
+                match event {
+                    ClientEvent::State(state) => s.state = state_name(state).into(),
+                    ClientEvent::Closed { message, .. } => {
+                        s.state = "closed".into();
+                        s.ended = Some(message);
                     }
-                    if let Some(alert) = alert(event) {
-                        // The newest first; a flood from one sender is one alert per event,
-                        // capped so the list stays readable.
-                        s.alerts.insert(0, alert);
-                        s.alerts.truncate(20);
+                    // Each indication lists everyone heard; whoever is missing went quiet.
+                    ClientEvent::Volumes(speakers) => {
+                        volumes = speakers
+                            .iter()
+                            .map(|v| (v.uid.as_str().to_owned(), (v.volume, v.speaking)))
+                            .collect();
                     }
+                    ClientEvent::LostSeat(lost) => s.lost_seat = Some(lost.seat.0),
+                    ClientEvent::SendLoss(percent) => {
+                        s.send_loss = percent;
+                        let _ = engine.send(SessionCommand::ExpectedLoss(percent));
+                    }
+                    ClientEvent::Room(event) => {
+                        // A sender who is gone (kicked, banned, left) needs no alert any more.
+                        if let onmic_room::EventKind::MemberLeft { uid, .. }
+                        | onmic_room::EventKind::Banned { uid, .. } = &event.kind
+                        {
+                            s.alerts.retain(|a| a.uid != uid.as_str());
+                        }
+                        if let Some(alert) = alert(&event) {
+                            // The newest first; a flood from one sender is one alert per event,
+                            // capped so the list stays readable.
+                            s.alerts.insert(0, alert);
+                            s.alerts.truncate(20);
+                        }
+                    }
+                    ClientEvent::Link(sample) => link = Some(sample),
+                    _ => {}
                 }
-                _ => {}
             }
         }
         if let Some(c) = client.lock().await.as_ref() {
             refresh(&status, c, Some(&volumes));
+            if let Some(sample) = link {
+                let stats = crate::stats::update(&mut tracker, *sample, &c.room());
+                status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .stats = stats;
+            }
         }
         let view = snapshot(&status);
         on_change(&view);

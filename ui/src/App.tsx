@@ -23,6 +23,8 @@ import { SeatGrid } from "./SeatGrid";
 import { SidePanel } from "./SidePanel";
 import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
+import { StatsPanel } from "./StatsPanel";
+import { notePaint } from "./paintProbe";
 import { clipHold } from "./console";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
@@ -76,6 +78,10 @@ export function App() {
     document.documentElement.dataset.theme = theme;
     localStorage.setItem("onmic-theme", theme);
   }, [theme]);
+
+  useEffect(() => {
+    if (status?.emittedAtMs) notePaint(status.emittedAtMs);
+  }, [status]);
 
   useEffect(() => {
     const t = setInterval(() => setNow(Date.now()), 500);
@@ -374,6 +380,7 @@ export function App() {
               </p>
             </div>
           )}
+          {live && <StatsPanel stats={status.stats} jitterMs={meters && status.stats.speakers.length > 0 ? meters.latency.jitterMs : null} />}
           </>)}
         </section>
 

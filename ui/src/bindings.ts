@@ -607,6 +607,49 @@ export type LiveMeters_Serialize = {
 	pendingControls: number,
 };
 
+/**  The live statistics as the console shows them. A `None` is a figure not known yet ("—"). */
+export type LiveStats = LiveStats_Serialize | LiveStats_Deserialize;
+
+/**  The live statistics as the console shows them. A `None` is a figure not known yet ("—"). */
+export type LiveStats_Deserialize = {
+	/**  Members in the room who hold no seat. */
+	listeners?: number | null,
+	/**  Outgoing bitrate (RTP payload and headers), kbit/s. */
+	bitrateKbps?: number | null,
+	/**  Loss of the outgoing audio the SFU reports, over the last 10 s, percent. */
+	lossPercent?: number | null,
+	/**  The fraction lost in the SFU's latest receiver report (its own ~1 s interval), percent. */
+	lastReportLossPercent?: number | null,
+	/**  Round trip to the SFU (ICE STUN checks on the selected pair), ms. */
+	rttMs?: number | null,
+	/**  Per remote speaker heard. */
+	speakers: SpeakerStats_Deserialize[],
+	/**  The last 60 s, oldest first, one point a second. */
+	history: StatsPoint_Deserialize[],
+	/**  Seconds between readings. */
+	intervalS: number | null,
+};
+
+/**  The live statistics as the console shows them. A `None` is a figure not known yet ("—"). */
+export type LiveStats_Serialize = {
+	/**  Members in the room who hold no seat. */
+	listeners: number | null,
+	/**  Outgoing bitrate (RTP payload and headers), kbit/s. */
+	bitrateKbps: number | null,
+	/**  Loss of the outgoing audio the SFU reports, over the last 10 s, percent. */
+	lossPercent: number | null,
+	/**  The fraction lost in the SFU's latest receiver report (its own ~1 s interval), percent. */
+	lastReportLossPercent: number | null,
+	/**  Round trip to the SFU (ICE STUN checks on the selected pair), ms. */
+	rttMs: number | null,
+	/**  Per remote speaker heard. */
+	speakers: SpeakerStats_Serialize[],
+	/**  The last 60 s, oldest first, one point a second. */
+	history: StatsPoint_Serialize[],
+	/**  Seconds between readings. */
+	intervalS: number | null,
+};
+
 /**  What the UI shows about the local room. */
 export type LocalRoomView = {
 	/**  Base URL of the embedded server, e.g. `http://127.0.0.1:39211`. */
@@ -779,6 +822,13 @@ export type RoomStatus_Deserialize = {
 	 *  until it takes a seat again).
 	 */
 	lostSeat?: number | null,
+	/**  Live statistics (`stats.rs`), refreshed once a second. */
+	stats: LiveStats_Deserialize,
+	/**
+	 *  Unix time in ms when the Studio sent this status to the UI (the UI measures its
+	 *  event-to-paint delay from it; `docs/studio.md`, Live stats).
+	 */
+	emittedAtMs: number | null,
 };
 
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
@@ -810,6 +860,13 @@ export type RoomStatus_Serialize = {
 	 *  until it takes a seat again).
 	 */
 	lostSeat: number | null,
+	/**  Live statistics (`stats.rs`), refreshed once a second. */
+	stats: LiveStats_Serialize,
+	/**
+	 *  Unix time in ms when the Studio sent this status to the UI (the UI measures its
+	 *  event-to-paint delay from it; `docs/studio.md`, Live stats).
+	 */
+	emittedAtMs: number | null,
 };
 
 /**  Everything about the room the console lists. */
@@ -964,6 +1021,66 @@ export type Settings_Serialize = {
 	localRoom: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio: AudioSettings_Serialize,
+};
+
+/**  One remote speaker's figures. */
+export type SpeakerStats = SpeakerStats_Serialize | SpeakerStats_Deserialize;
+
+/**  One remote speaker's figures. */
+export type SpeakerStats_Deserialize = {
+	/**  Who (the seat's occupant now). */
+	uid: string,
+	/**  The seat. */
+	seat: number,
+	/**
+	 *  Loss of its stream on the way to the Studio over the last 10 s, percent; `None` while
+	 *  too few packets arrived to tell.
+	 */
+	lossPercent?: number | null,
+};
+
+/**  One remote speaker's figures. */
+export type SpeakerStats_Serialize = {
+	/**  Who (the seat's occupant now). */
+	uid: string,
+	/**  The seat. */
+	seat: number,
+	/**
+	 *  Loss of its stream on the way to the Studio over the last 10 s, percent; `None` while
+	 *  too few packets arrived to tell.
+	 */
+	lossPercent: number | null,
+};
+
+/**  One point of the history graph. */
+export type StatsPoint = StatsPoint_Serialize | StatsPoint_Deserialize;
+
+/**  One point of the history graph. */
+export type StatsPoint_Deserialize = {
+	/**  Seconds before the newest point (0 for the newest, negative before). */
+	t: number | null,
+	/**  Outgoing bitrate, kbit/s. */
+	bitrateKbps?: number | null,
+	/**  Outgoing loss, percent. */
+	lossPercent?: number | null,
+	/**  Round trip, ms. */
+	rttMs?: number | null,
+	/**  Listeners. */
+	listeners?: number | null,
+};
+
+/**  One point of the history graph. */
+export type StatsPoint_Serialize = {
+	/**  Seconds before the newest point (0 for the newest, negative before). */
+	t: number | null,
+	/**  Outgoing bitrate, kbit/s. */
+	bitrateKbps: number | null,
+	/**  Outgoing loss, percent. */
+	lossPercent: number | null,
+	/**  Round trip, ms. */
+	rttMs: number | null,
+	/**  Listeners. */
+	listeners: number | null,
 };
 
 /* Tauri Specta runtime */

@@ -248,15 +248,17 @@ pub fn with_daemons(args: &[String]) -> ExitCode {
     }
 }
 
-/// `cargo xtask bench [ARGS]`: every benchmark of the workspace (release), with a private
-/// PulseAudio running; extra arguments go to `cargo bench`.
+/// `cargo xtask bench [ARGS]`: every benchmark of the workspace (release), with the test
+/// daemons running (PulseAudio; Xvfb, the drivers and the release Studio and server binaries
+/// for the Studio's event-to-paint bench, `onmic-e2e`'s `studio_paint`); extra arguments go to
+/// `cargo bench`.
 pub fn bench(args: &[String]) -> Result<()> {
     setup::system_packages()?;
     setup::build_ui()?;
-    let pulse = daemons::pulseaudio()?;
+    let (studio, server) = run::build_bins(true)?;
+    let env = start_daemons(&studio, &server)?;
     util::run_ok(
-        cargo_with(None)
-            .envs(pulse.env())
+        cargo_with(Some(&env))
             .args(["bench", "--workspace"])
             .args(args),
     )

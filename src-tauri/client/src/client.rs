@@ -24,6 +24,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 use crate::error::ClientError;
+use crate::link_stats::{LINK_STATS_INTERVAL, LinkSample};
 use crate::media::{self, Media, PcEvent, PublishTarget};
 use crate::wire::{self, Frame, ServerUrl};
 
@@ -138,6 +139,9 @@ pub enum ClientEvent {
     /// percent, when it changes: feed it to the engine (`Control::SetExpectedLoss`) so Opus FEC
     /// carries as much redundancy as the path needs.
     SendLoss(u8),
+    /// A reading of the peer connection's statistics, every [`LINK_STATS_INTERVAL`] while the
+    /// media is connected.
+    Link(Box<LinkSample>),
     /// Who is speaking and how loud (the server's volume indication, every 500 ms while
     /// someone speaks): seat ripples.
     Volumes(Vec<SpeakerVolume>),
@@ -1021,9 +1025,9 @@ impl Actor {
                             return end;
                         }
                     }
-                    if self.media_connected && now.duration_since(self.last_stats) >= Duration::from_secs(2) {
+                    if self.media_connected && now.duration_since(self.last_stats) >= LINK_STATS_INTERVAL {
                         self.last_stats = now;
-                        self.poll_send_loss().await;
+                        self.poll_link_stats().await;
                     }
                     if self.media_retry_at.is_some_and(|t| now >= t) {
                         if self.media.is_some() {
@@ -1036,30 +1040,32 @@ impl Actor {
         }
     }
 
-    /// Reads the SFU's receiver reports on this member's audio and reports the loss.
-    async fn poll_send_loss(&mut self) {
+    /// Reads the peer connection's statistics: reports the loss the SFU's receiver reports give
+    /// for this member's audio (for FEC) and hands the whole reading to the application.
+    async fn poll_link_stats(&mut self) {
         let Some(m) = &self.media else { return };
+        let now = Instant::now();
         let report =
-            m.pc.get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            m.pc.get_stats(now, webrtc::peer_connection::StatsSelector::None)
                 .await;
-        let lost = report
-            .iter()
-            .filter_map(|e| match e {
-                rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(r) => {
-                    Some(r.fraction_lost)
-                }
-                _ => None,
-            })
-            .fold(None, |acc: Option<f64>, f| {
-                Some(acc.map_or(f, |a| a.max(f)))
-            });
-        if let Some(f) = lost {
-            let percent = (f.clamp(0.0, 1.0) * 100.0).round() as u8;
+        let mut sample = LinkSample::from_report(now, &report, m.target.ssrc, |mid| {
+            m.slot_mids.iter().position(|x| x == mid)
+        });
+        // webrtc-rs 0.21 leaves `remote-inbound-rtp` at its defaults: the reports come from
+        // the forwarder instead (`rr_forward.rs`).
+        if let Ok(latest) = m.reports.lock()
+            && latest.is_some()
+        {
+            sample.reported = *latest;
+        }
+        if let Some(r) = sample.reported {
+            let percent = (r.fraction_lost * 100.0).round() as u8;
             if self.send_loss != Some(percent) {
                 self.send_loss = Some(percent);
                 self.emit(ClientEvent::SendLoss(percent));
             }
         }
+        self.emit(ClientEvent::Link(Box::new(sample)));
     }
 
     async fn on_message(&mut self, ws: &mut Ws, m: ServerMessage) -> Option<End> {

@@ -8,7 +8,9 @@
 
 mod client;
 pub mod error;
+pub mod link_stats;
 mod media;
+mod rr_forward;
 pub mod test_tone;
 pub mod wire;
 

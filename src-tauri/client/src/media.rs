@@ -72,6 +72,9 @@ pub(crate) struct PublishTarget {
 /// A negotiated peer connection.
 pub(crate) struct Media {
     pub pc: Arc<dyn PeerConnection>,
+    /// The SFU's latest receiver report on this member's audio.
+    pub reports: crate::rr_forward::LatestReport,
+    report_task: tokio::task::JoinHandle<()>,
     /// The `mid` of each slot's m-line; slot *i* carries seat *i*.
     pub slot_mids: Vec<String>,
     pub target: PublishTarget,
@@ -80,6 +83,7 @@ pub(crate) struct Media {
 impl Media {
     /// Closes the connection (errors are irrelevant: it is being thrown away).
     pub async fn close(&self) {
+        self.report_task.abort();
         let _ = self.pc.close().await;
     }
 
@@ -132,6 +136,11 @@ pub(crate) async fn open(o: Offer<'_>) -> Result<Media, ClientError> {
         None,
     )?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    // Last in the chain: the SFU's receiver reports reach the application (live stats).
+    let registry = registry.with(
+        rtc::interceptor::Slot::from(14_000),
+        crate::rr_forward::ReportForwarder::default(),
+    );
     let settings = SettingEngineBuilder::new()
         // A namespace (or a machine) without multicast fails the answer with mDNS on.
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -288,8 +297,16 @@ async fn negotiate(
         .first()
         .map(|c| c.payload_type)
         .ok_or_else(|| ClientError::Media("the SFU accepted no Opus codec".into()))?;
+    let reports = crate::rr_forward::LatestReport::default();
+    let report_task = tokio::spawn(crate::rr_forward::watch_reports(
+        track.clone() as Arc<dyn TrackLocal>,
+        ssrc,
+        reports.clone(),
+    ));
     Ok(Media {
         pc,
+        reports,
+        report_task,
         slot_mids,
         target: PublishTarget {
             track,

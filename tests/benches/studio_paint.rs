@@ -1,0 +1,298 @@
+//! Benchmark (issue 10, acceptance 11): the Studio's event-to-paint delay in a busy room,
+//! measured inside its web view, and the Studio process's CPU.
+//!
+//! A room server (the release binary `cargo xtask` builds) holds a room of 2,000 members: the
+//! Studio as owner on seat 0, 8 speakers (`onmic-client` peers publishing a tone, seats 1–8, so
+//! the server sends volume indications for 8 speakers) and 1,991 listeners on the WebSocket
+//! protocol with heartbeats; 50 chat messages a second come from the listeners in turn. The
+//! Studio stamps every room status it sends to the UI (`emittedAtMs`); the UI records, for each,
+//! the delay to the first animation frame after React committed it (`ui/src/paintProbe.ts`).
+//! After a 10 s warm-up the bench reads 30 s of delays and prints p50, p99, the count, and the
+//! Studio's CPU (user + system over wall time, percent of one core; the room server's own CPU
+//! is not included). Budget: p99 ≤ 50 ms.
+//!
+//! Run: `cargo xtask with-daemons -- cargo bench -p onmic-e2e --bench studio_paint`
+//! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load).
+//! WebRTC runs in a loopback-only network namespace the bench creates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use futures_util::{SinkExt, StreamExt};
+use onmic_e2e::client_host::ClientHost;
+use onmic_e2e::server::ServerProcess;
+use onmic_e2e::studio::Studio;
+use onmic_e2e::wait_for;
+use onmic_server::Config;
+use onmic_server::rest::{TokenRequest, make_token};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const ROOM: &str = "bench";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if !onmic_netns::bench_inside_netns(&[]) {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run())
+        .expect("benchmark");
+}
+
+fn token(uid: &str, privileges: &[&str]) -> String {
+    let config = Config {
+        token_secret: "e2e-token-secret".into(),
+        ..Config::default()
+    };
+    let req: TokenRequest = serde_json::from_value(json!({
+        "room": ROOM, "uid": uid, "privileges": privileges, "ttl_secs": 3600,
+    }))
+    .expect("token request");
+    make_token(&config, &req, onmic_room::Timestamp(now_ms())).0
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn join(ws_url: &str, uid: &str) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let join = json!({ "id": 1, "type": "join", "room": ROOM, "token": token(uid, &["join"]) });
+    ws.send(Message::text(join.to_string())).await?;
+    while let Some(m) = ws.next().await {
+        if let Message::Text(t) = m?
+            && t.contains("\"joined\"")
+        {
+            return Ok(ws);
+        }
+    }
+    anyhow::bail!("{uid} could not join")
+}
+
+/// Total CPU time (user + system) of `pid`, seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime is field 14, stime 15 (1-based); here index 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The Studio's process id (the one running the binary under test).
+fn studio_pid() -> Option<u32> {
+    let want = std::fs::canonicalize(onmic_e2e::studio::studio_bin()).ok()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        (exe == want).then_some(pid)
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn run() -> anyhow::Result<()> {
+    let members = env_or("ONMIC_BENCH_MEMBERS", 2000) as usize;
+    let chat_per_sec = env_or("ONMIC_BENCH_CHAT_PER_SEC", 50);
+    let secs = env_or("ONMIC_BENCH_SECS", 30);
+    let speakers = 8usize;
+    let listeners = members.saturating_sub(speakers + 1);
+
+    let server = ServerProcess::start(&[
+        ("ONMIC_PRESENCE_TIMEOUT_MS", "600000"),
+        ("ONMIC_CHAT_BURST", "1000000"),
+        ("ONMIC_MAX_FRAMES_PER_SEC", "1000000"),
+    ])
+    .await?;
+    server.create_room(ROOM, "host", "Paint bench", 8).await;
+    let host_token = server
+        .token(ROOM, "host", &["join", "publish_audio", "admin"], 3600)
+        .await;
+
+    let studio = Studio::launch(&[("ONMIC_SERVER_URL", server.base.as_str())]).await?;
+    studio.client.set_window_size(1440, 900).await?;
+    // Go live on the server with the host's token.
+    let field = studio.client.find(Locator::Css("#room-id")).await?;
+    field.clear().await?;
+    field.send_keys(ROOM).await?;
+    studio
+        .client
+        .find(Locator::Css("#room-token"))
+        .await?
+        .send_keys(&host_token)
+        .await?;
+    studio.click("#join-room").await?;
+    wait_for(Duration::from_secs(30), "the Studio on air", || async {
+        let state = studio.attr("#room-state", "data-state").await?;
+        (state == "connected").then_some(())
+    })
+    .await?;
+
+    // 8 speakers on seats 1–8, publishing a tone (volume indications for 8 speakers).
+    let mut hosts = Vec::new();
+    for i in 1..=speakers {
+        let uid = format!("speaker-{i}");
+        let t = token(&uid, &["join", "publish_audio", "admin"]);
+        let mut h = ClientHost::connect(&server.base, ROOM, &t).await?;
+        h.ok(json!({ "type": "take_seat", "seat": i })).await?;
+        h.start_tone(220.0 * i as f64, 330.0 * i as f64);
+        hosts.push(h);
+    }
+
+    // The listeners: join 64 at a time, heartbeat, read everything the server sends.
+    let ws_url = format!("{}/ws", server.base.replace("http://", "ws://"));
+    let t_join = Instant::now();
+    let frames = Arc::new(AtomicU64::new(0));
+    // The first 200 listeners take turns to chat.
+    let chatters = listeners.min(200);
+    let mut chat_txs = Vec::new();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks: Vec<tokio::task::JoinHandle<Option<()>>> = Vec::new();
+    let joined = Arc::new(AtomicU64::new(0));
+    for i in 0..listeners {
+        let (ws_url, sem, frames, joined) =
+            (ws_url.clone(), sem.clone(), frames.clone(), joined.clone());
+        let mut chats = if i < chatters {
+            let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
+            chat_txs.push(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        tasks.push(tokio::spawn(async move {
+            let permit = sem.acquire_owned().await.ok()?;
+            let ws = join(&ws_url, &format!("listener-{i:04}")).await.ok()?;
+            drop(permit);
+            joined.fetch_add(1, Ordering::Relaxed);
+            let (mut tx, mut rx) = ws.split();
+            let mut beat = tokio::time::interval(Duration::from_secs(5));
+            let mut id = 2u64;
+            loop {
+                tokio::select! {
+                    m = rx.next() => match m {
+                        Some(Ok(_)) => { frames.fetch_add(1, Ordering::Relaxed); }
+                        _ => return None,
+                    },
+                    _ = beat.tick() => {
+                        id += 1;
+                        let hb = json!({"id": id, "type": "heartbeat"}).to_string();
+                        if tx.send(Message::text(hb)).await.is_err() { return None; }
+                    }
+                    c = async { match chats.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                        if let Some(text) = c {
+                            id += 1;
+                            let m = json!({"id": id, "type": "chat", "text": text}).to_string();
+                            if tx.send(Message::text(m)).await.is_err() { return None; }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    wait_for(Duration::from_secs(300), "the listeners joined", || async {
+        (joined.load(Ordering::Relaxed) as usize >= listeners).then_some(())
+    })
+    .await?;
+    println!(
+        "studio_paint: {listeners} listeners joined in {:.1} s",
+        t_join.elapsed().as_secs_f64()
+    );
+
+    // 50 chat messages a second, from the listeners in turn.
+    let chatter = tokio::spawn(async move {
+        let mut tick =
+            tokio::time::interval(Duration::from_micros(1_000_000 / chat_per_sec.max(1)));
+        let mut n = 0usize;
+        loop {
+            tick.tick().await;
+            if let Some(tx) = chat_txs.get(n % chatters.max(1)) {
+                let _ = tx.try_send(format!("message {n} from the audience 🎉"));
+            }
+            n += 1;
+        }
+    });
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    studio
+        .client
+        .execute("window.__onmicPaint = []; return 0", vec![])
+        .await?;
+    let pid = studio_pid();
+    let cpu0 = pid.map(cpu_seconds);
+    let t0 = Instant::now();
+    let frames0 = frames.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = pid
+        .zip(cpu0)
+        .map(|(p, c)| (cpu_seconds(p) - c) / wall * 100.0);
+    let delays = studio
+        .client
+        .execute("return window.__onmicPaint || []", vec![])
+        .await?;
+    let mut d: Vec<f64> = delays
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    d.sort_by(f64::total_cmp);
+    let members_shown = studio.text("#room-counters").await.unwrap_or_default();
+    studio.screenshot("studio-paint-bench").await?;
+    println!(
+        "studio_paint: {members} members ({listeners} listeners, {speakers} speakers + host), \
+         {chat_per_sec} chat/s, {secs} s measured"
+    );
+    println!("studio_paint: room bar: {members_shown}");
+    println!(
+        "studio_paint: statuses painted {} ({:.1}/s); event-to-paint p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        d.len(),
+        d.len() as f64 / wall,
+        percentile(&d, 0.5),
+        percentile(&d, 0.99),
+        d.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "studio_paint: Studio CPU {} % of one core (process {pid:?}); listeners' frames {:.0}/s",
+        cpu.map_or("?".into(), |c| format!("{c:.0}")),
+        (frames.load(Ordering::Relaxed) - frames0) as f64 / wall
+    );
+    let p99 = percentile(&d, 0.99);
+    println!(
+        "studio_paint: budget p99 <= 50 ms: {}",
+        if p99 <= 50.0 { "HOLDS" } else { "FAILS" }
+    );
+    chatter.abort();
+    for t in tasks {
+        t.abort();
+    }
+    for h in hosts {
+        h.close().await;
+    }
+    studio.quit().await?;
+    Ok(())
+}
