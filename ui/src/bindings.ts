@@ -53,6 +53,63 @@ export const commands = {
 	setAudio: (audio: AudioSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_audio", { audio })),
 	/**  Puts every setting back to its default (the room choice stays) and applies it live. */
 	resetSettings: () => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("reset_settings")),
+	/**  The preset names and EQ bands the panel offers. */
+	effectsCatalog: () => __TAURI_INVOKE<EffectCatalog>("effects_catalog"),
+	/**  Sets the effects (any control of the panel): checked, saved, and crossfaded in live. */
+	setEffects: (choice: EffectsChoice_Deserialize) => typedError<EffectsPanel_Serialize, AppError>(__TAURI_INVOKE("set_effects", { choice })),
+	/**  Saves, loads (and applies) or deletes a user preset. */
+	effectsPreset: (action: PresetAction) => typedError<EffectsPanel_Serialize, AppError>(__TAURI_INVOKE("effects_preset", { action })),
+	/**  The EQ's designed response of `choice` at `freqs` (Hz), dB, for the curve. */
+	eqCurve: (choice: EffectsChoice_Deserialize, freqs: (number | null)[]) => typedError<(number | null)[], AppError>(__TAURI_INVOKE("eq_curve", { choice, freqs })),
+	/**
+	 *  Streams the music panel's state to `on_music` ~10 times a second (replacing an earlier
+	 *  watcher) and returns it now.
+	 */
+	musicWatch: (onMusic: Channel<MusicView_Deserialize>) => __TAURI_INVOKE<MusicView_Serialize>("music_watch", { onMusic }),
+	/**
+	 *  Changes the music settings (volumes, routing, ducking, key shift, playlist, pads, PCM
+	 *  source): saved, and applied to what plays now.
+	 */
+	setMusic: (music: MusicSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_music", { music })),
+	/**  Opens a file path or http(s) URL on the deck and plays it (the track playing now fades out). */
+	musicOpen: (location: string) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_open", { location })),
+	/**  Deck transport: play, pause, stop, seek. */
+	musicDeck: (action: DeckAction) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_deck", { action })),
+	/**  Plays playlist entry `index` on the deck (the track playing now crossfades out). */
+	playlistPlay: (index: number) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("playlist_play", { index })),
+	/**  Searches the room server's song catalog (title, artist or code; empty lists all). */
+	songSearch: (query: string) => typedError<SongView[], AppError>(__TAURI_INVOKE("song_search", { query })),
+	/**
+	 *  Gets a licence for `code` and downloads and decrypts the song in memory; progress shows in
+	 *  [`MusicView::preload`]. Returns at once.
+	 */
+	songPreload: (code: string) => typedError<null, AppError>(__TAURI_INVOKE("song_preload", { code })),
+	/**  Plays a preloaded catalog song on the deck, with its lyrics. */
+	songPlay: (code: string) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("song_play", { code })),
+	/**
+	 *  Assigns a clip file to pad `index` (0–7; `path` null clears it): loaded into memory and
+	 *  checked now, remembered with the settings.
+	 */
+	padAssign: (index: number, path: string | null, publish: boolean) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("pad_assign", { index, path, publish })),
+	/**  Fires pad `index` (again from the start if it is sounding). */
+	padFire: (index: number) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("pad_fire", { index })),
+	/**
+	 *  Records 5 s of the chosen input through the console's chain, plays it back on the chosen
+	 *  output and reports clipping or a too-quiet level; progress streams to `on_progress`. Refused
+	 *  while on air (the test would go out to the room).
+	 */
+	testMic: (onProgress: Channel<MicTestProgress>) => typedError<MicTestReport_Serialize, AppError>(__TAURI_INVOKE("test_mic", { onProgress })),
+	/**  Stops a running mic test. */
+	cancelMicTest: () => __TAURI_INVOKE<void>("cancel_mic_test"),
+	/**
+	 *  Saves the shortcut settings (checked and normalised), registers them and applies
+	 *  push-to-talk's mute at once.
+	 */
+	setShortcuts: (shortcuts: ShortcutSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_shortcuts", { shortcuts })),
+	/**  How the shortcuts are registered and whether push-to-talk is held. */
+	shortcutStatus: () => __TAURI_INVOKE<ShortcutStatus>("shortcut_status"),
+	/**  A shortcut's key seen by the window itself (the fallback when the global grab failed). */
+	shortcutKey: (action: ShortcutAction, pressed: boolean) => typedError<ShortcutStatus, AppError>(__TAURI_INVOKE("shortcut_key", { action, pressed })),
 	/**  Remembers (for this run only) the remote server's REST key and secret; empty clears them. */
 	setServerCredentials: (key: string, secret: string) => typedError<boolean, AppError>(__TAURI_INVOKE("set_server_credentials", { key, secret })),
 	/**  Creates a room with its settings (the Studio's host owns it), ready to go live in. */
@@ -73,6 +130,7 @@ export const commands = {
 /** Events */
 export const events = {
 	serverStatus: makeEvent<ServerStatus, ServerStatus>("server-status"),
+	shortcutStatus: makeEvent<ShortcutStatus, ShortcutStatus>("shortcut-status"),
 };
 
 /* Types */
@@ -230,6 +288,144 @@ export type ChatWho =
 /**  The owner and admins only. */
 "hosts";
 
+/**  The compressor (OBS's parameters and defaults). */
+export type CompressorPanel = CompressorPanel_Serialize | CompressorPanel_Deserialize;
+
+/**  The compressor (OBS's parameters and defaults). */
+export type CompressorPanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Ratio, 1…32. */
+	ratio?: number | null,
+	/**  Threshold, dBFS. */
+	thresholdDb?: number | null,
+	/**  Attack, ms. */
+	attackMs?: number | null,
+	/**  Release, ms. */
+	releaseMs?: number | null,
+	/**  Make-up gain, dB. */
+	outputGainDb?: number | null,
+};
+
+/**  The compressor (OBS's parameters and defaults). */
+export type CompressorPanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Ratio, 1…32. */
+	ratio: number | null,
+	/**  Threshold, dBFS. */
+	thresholdDb: number | null,
+	/**  Attack, ms. */
+	attackMs: number | null,
+	/**  Release, ms. */
+	releaseMs: number | null,
+	/**  Make-up gain, dB. */
+	outputGainDb: number | null,
+};
+
+/**  The de-esser. */
+export type DeEsserPanel = DeEsserPanel_Serialize | DeEsserPanel_Deserialize;
+
+/**  The de-esser. */
+export type DeEsserPanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Where the sibilance band starts, Hz. */
+	frequencyHz?: number | null,
+	/**  Threshold of the band, dBFS. */
+	thresholdDb?: number | null,
+	/**  Ratio. */
+	ratio?: number | null,
+	/**  Most reduction, dB. */
+	maxReductionDb?: number | null,
+};
+
+/**  The de-esser. */
+export type DeEsserPanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Where the sibilance band starts, Hz. */
+	frequencyHz: number | null,
+	/**  Threshold of the band, dBFS. */
+	thresholdDb: number | null,
+	/**  Ratio. */
+	ratio: number | null,
+	/**  Most reduction, dB. */
+	maxReductionDb: number | null,
+};
+
+/**  Deck transport. */
+export type DeckAction = 
+/**  Play (resume when paused; start again when stopped or finished). */
+{ op: "play" } | 
+/**  Pause. */
+{ op: "pause" } | 
+/**  Stop (fades out over 40 ms). */
+{ op: "stop" } | 
+/**  Jump to `positionMs`. */
+{ op: "seek"; 
+/**  Target, ms. */
+positionMs: number };
+
+/**  The deck as the UI shows it. */
+export type DeckView = DeckView_Serialize | DeckView_Deserialize;
+
+/**  The deck as the UI shows it. */
+export type DeckView_Deserialize = {
+	/**  What plays: the file's name, or the song's title and artist. */
+	title: string,
+	/**  `file`, `url` or `song`. */
+	kind: string,
+	/**  `opening`, `playing`, `paused`, `stopped`, `finished` or `failed`. */
+	state: string,
+	/**  Position in the current pass, ms. */
+	positionMs: number,
+	/**  Length, ms, when known. */
+	durationMs?: number | null,
+	/**  Which pass (0-based) when it cycles. */
+	cycle: number,
+	/**  Peak level per slice of the track (0–1), [`WAVEFORM_POINTS`] of them once decoded. */
+	waveform: (number | null)[],
+	/**  Whether the track has timed lyrics. */
+	hasLyrics: boolean,
+	/**  The lyrics line at the position (empty text: an instrumental gap). */
+	lyric?: string | null,
+	/**  Its index among the lines. */
+	lyricIndex?: number | null,
+	/**  The next line. */
+	nextLyric?: string | null,
+	/**  The playlist entry it came from. */
+	playlistIndex?: number | null,
+};
+
+/**  The deck as the UI shows it. */
+export type DeckView_Serialize = {
+	/**  What plays: the file's name, or the song's title and artist. */
+	title: string,
+	/**  `file`, `url` or `song`. */
+	kind: string,
+	/**  `opening`, `playing`, `paused`, `stopped`, `finished` or `failed`. */
+	state: string,
+	/**  Position in the current pass, ms. */
+	positionMs: number,
+	/**  Length, ms, when known. */
+	durationMs: number | null,
+	/**  Which pass (0-based) when it cycles. */
+	cycle: number,
+	/**  Peak level per slice of the track (0–1), [`WAVEFORM_POINTS`] of them once decoded. */
+	waveform: (number | null)[],
+	/**  Whether the track has timed lyrics. */
+	hasLyrics: boolean,
+	/**  The lyrics line at the position (empty text: an instrumental gap). */
+	lyric: string | null,
+	/**  Its index among the lines. */
+	lyricIndex: number | null,
+	/**  The next line. */
+	nextLyric: string | null,
+	/**  The playlist entry it came from. */
+	playlistIndex: number | null,
+};
+
 /**  Both device lists. */
 export type DeviceListView = {
 	/**  The audio system in use. */
@@ -254,6 +450,37 @@ export type DeviceView = {
 	channels: number,
 	/**  Sample rate of its default format, Hz. */
 	sampleRate: number,
+};
+
+/**  Ducking under the host's voice. */
+export type DuckingPanel = DuckingPanel_Serialize | DuckingPanel_Deserialize;
+
+/**  Ducking under the host's voice. */
+export type DuckingPanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  How far the music goes down, dB (0–60). */
+	amountDb?: number | null,
+	/**  Time to duck once the voice starts, ms (1–2000). */
+	attackMs?: number | null,
+	/**  Time to come back once the voice stops, ms (1–5000). */
+	releaseMs?: number | null,
+	/**  Voice level above which the host counts as speaking, dBFS (−80–0). */
+	thresholdDbfs?: number | null,
+};
+
+/**  Ducking under the host's voice. */
+export type DuckingPanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  How far the music goes down, dB (0–60). */
+	amountDb: number | null,
+	/**  Time to duck once the voice starts, ms (1–2000). */
+	attackMs: number | null,
+	/**  Time to come back once the voice stops, ms (1–5000). */
+	releaseMs: number | null,
+	/**  Voice level above which the host counts as speaking, dBFS (−80–0). */
+	thresholdDbfs: number | null,
 };
 
 /**  The ear monitor. */
@@ -288,6 +515,127 @@ export type EarSourceSetting =
 /**  The voice as published (with effects). */
 "withEffects";
 
+/**  The names the panel offers, with the engine's labels. */
+export type EffectCatalog = {
+	/**  Room-acoustics presets. */
+	rooms: string[],
+	/**  Voice changers. */
+	changers: string[],
+	/**  Beautifiers. */
+	beautifiers: string[],
+	/**  The EQ's band centres, Hz. */
+	eqBandsHz: (number | null)[],
+};
+
+/**  Everything the effects panel sets (one user preset is one of these). */
+export type EffectsChoice = EffectsChoice_Serialize | EffectsChoice_Deserialize;
+
+/**  Everything the effects panel sets (one user preset is one of these). */
+export type EffectsChoice_Deserialize = {
+	/**  Master bypass: `false` sends the voice through no effect at all (bit-transparent). */
+	enabled?: boolean,
+	/**
+	 *  A room-acoustics preset by name (`ktv`, `vocal_concert`, `studio`, `phonograph`,
+	 *  `virtual_stereo`, `spacious`, `ethereal`, `3d_voice`), or none.
+	 */
+	room?: string | null,
+	/**  3D voice: seconds per turn around the listener (1…60). */
+	rotatePeriodS?: number | null,
+	/**
+	 *  A voice changer by name (`uncle`, `old_man`, `boy`, `sister`, `girl`, `pig_king`,
+	 *  `hulk`), or none.
+	 */
+	changer?: string | null,
+	/**  A beautifier by name (`magnetic`, `fresh`, `vital`), or none. */
+	beautifier?: string | null,
+	/**  Pitch shift, semitones (−12…+12; 0 = off), tempo kept. */
+	pitchSemitones?: number | null,
+	/**  The 10-band EQ. */
+	eq?: EqPanel_Deserialize,
+	/**  The noise gate. */
+	gate?: GatePanel_Deserialize,
+	/**  The compressor. */
+	compressor?: CompressorPanel_Deserialize,
+	/**  The de-esser. */
+	deEsser?: DeEsserPanel_Deserialize,
+	/**  The custom reverb. */
+	reverb?: ReverbPanel_Deserialize,
+};
+
+/**  Everything the effects panel sets (one user preset is one of these). */
+export type EffectsChoice_Serialize = {
+	/**  Master bypass: `false` sends the voice through no effect at all (bit-transparent). */
+	enabled: boolean,
+	/**
+	 *  A room-acoustics preset by name (`ktv`, `vocal_concert`, `studio`, `phonograph`,
+	 *  `virtual_stereo`, `spacious`, `ethereal`, `3d_voice`), or none.
+	 */
+	room: string | null,
+	/**  3D voice: seconds per turn around the listener (1…60). */
+	rotatePeriodS: number | null,
+	/**
+	 *  A voice changer by name (`uncle`, `old_man`, `boy`, `sister`, `girl`, `pig_king`,
+	 *  `hulk`), or none.
+	 */
+	changer: string | null,
+	/**  A beautifier by name (`magnetic`, `fresh`, `vital`), or none. */
+	beautifier: string | null,
+	/**  Pitch shift, semitones (−12…+12; 0 = off), tempo kept. */
+	pitchSemitones: number | null,
+	/**  The 10-band EQ. */
+	eq: EqPanel_Serialize,
+	/**  The noise gate. */
+	gate: GatePanel_Serialize,
+	/**  The compressor. */
+	compressor: CompressorPanel_Serialize,
+	/**  The de-esser. */
+	deEsser: DeEsserPanel_Serialize,
+	/**  The custom reverb. */
+	reverb: ReverbPanel_Serialize,
+};
+
+/**  The effects panel as persisted: the current choice and the host's presets. */
+export type EffectsPanel = EffectsPanel_Serialize | EffectsPanel_Deserialize;
+
+/**  The effects panel as persisted: the current choice and the host's presets. */
+export type EffectsPanel_Deserialize = {
+	/**  What is on now. */
+	current?: EffectsChoice_Deserialize,
+	/**  Saved presets, in the order saved. */
+	presets?: UserPreset_Deserialize[],
+};
+
+/**  The effects panel as persisted: the current choice and the host's presets. */
+export type EffectsPanel_Serialize = {
+	/**  What is on now. */
+	current: EffectsChoice_Serialize,
+	/**  Saved presets, in the order saved. */
+	presets: UserPreset_Serialize[],
+};
+
+/**  The 10-band EQ. */
+export type EqPanel = EqPanel_Serialize | EqPanel_Deserialize;
+
+/**  The 10-band EQ. */
+export type EqPanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Gain of each band, dB (−15…+15), 31 Hz to 16 kHz. */
+	bandsDb?: (number | null)[],
+	/**  Gain before the bands, dB (−12…+12). */
+	preampDb?: number | null,
+};
+
+/**  The 10-band EQ. */
+export type EqPanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Gain of each band, dB (−15…+15), 31 Hz to 16 kHz. */
+	bandsDb: (number | null)[],
+	/**  Gain before the bands, dB (−12…+12). */
+	preampDb: number | null,
+};
+
 /**  One line of the chat and gift feed. */
 export type FeedItem = FeedItem_Serialize | FeedItem_Deserialize;
 
@@ -313,6 +661,41 @@ export type FeedItem_Serialize = {
 	from: string | null,
 	/**  Chat or notice text, as typed: the UI renders it as text, never as HTML. */
 	text: string,
+};
+
+/**  The noise gate (OBS's parameters and defaults). */
+export type GatePanel = GatePanel_Serialize | GatePanel_Deserialize;
+
+/**  The noise gate (OBS's parameters and defaults). */
+export type GatePanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Closes below this, dBFS. */
+	closeThresholdDb?: number | null,
+	/**  Opens above this, dBFS. */
+	openThresholdDb?: number | null,
+	/**  Opening time, ms. */
+	attackMs?: number | null,
+	/**  Stays open this long after the level drops, ms. */
+	holdMs?: number | null,
+	/**  Closing time, ms. */
+	releaseMs?: number | null,
+};
+
+/**  The noise gate (OBS's parameters and defaults). */
+export type GatePanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Closes below this, dBFS. */
+	closeThresholdDb: number | null,
+	/**  Opens above this, dBFS. */
+	openThresholdDb: number | null,
+	/**  Opening time, ms. */
+	attackMs: number | null,
+	/**  Stays open this long after the level drops, ms. */
+	holdMs: number | null,
+	/**  Closing time, ms. */
+	releaseMs: number | null,
 };
 
 /**  A leaderboard row. */
@@ -712,6 +1095,183 @@ export type MeterFrame_Serialize = {
 	error: AppError | null,
 };
 
+/**  Where a mic test is. */
+export type MicTestPhase = 
+/**  Opening the devices and the chain. */
+"starting" | 
+/**  Recording through the chain. */
+"recording" | 
+/**  Playing the recording back. */
+"playing";
+
+/**  One progress report. */
+export type MicTestProgress = {
+	/**  The phase. */
+	phase: MicTestPhase,
+	/**  Time into the phase, ms. */
+	elapsedMs: number,
+	/**  Length of the phase, ms. */
+	totalMs: number,
+	/**  The published level over the last 100 ms, dBFS (RMS). */
+	levelDbfs: number | null,
+};
+
+/**  What the test found. */
+export type MicTestReport = MicTestReport_Serialize | MicTestReport_Deserialize;
+
+/**  What the test found. */
+export type MicTestReport_Deserialize = {
+	/**  The verdict. */
+	verdict: MicVerdict,
+	/**  What to do, for the host. */
+	advice: string,
+	/**  Largest peak of the input as the device delivered it, dBFS. */
+	inputPeakDbfs: number | null,
+	/**  Largest peak after the input gain (before the chain), dBFS. */
+	gainedPeakDbfs: number | null,
+	/**  Largest peak of what would be published, dBFS. */
+	publishedPeakDbfs: number | null,
+	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
+	publishedRmsDbfs: number | null,
+	/**  Seconds recorded. */
+	seconds: number | null,
+	/**  The output device it played on (`None`: the system default). */
+	outputDevice?: string | null,
+};
+
+/**  What the test found. */
+export type MicTestReport_Serialize = {
+	/**  The verdict. */
+	verdict: MicVerdict,
+	/**  What to do, for the host. */
+	advice: string,
+	/**  Largest peak of the input as the device delivered it, dBFS. */
+	inputPeakDbfs: number | null,
+	/**  Largest peak after the input gain (before the chain), dBFS. */
+	gainedPeakDbfs: number | null,
+	/**  Largest peak of what would be published, dBFS. */
+	publishedPeakDbfs: number | null,
+	/**  Speaking level of what would be published: RMS of the loudest half of its 10 ms blocks. */
+	publishedRmsDbfs: number | null,
+	/**  Seconds recorded. */
+	seconds: number | null,
+	/**  The output device it played on (`None`: the system default). */
+	outputDevice: string | null,
+};
+
+/**  The verdict. */
+export type MicVerdict = 
+/**  Level in range, no clipping. */
+"good" | 
+/**  Loud enough, but so loud that the limiter works hard. */
+"hot" | 
+/**  The input or the gain clipped. */
+"clipped" | 
+/**  Too quiet (or nothing came in). */
+"tooQuiet";
+
+/**  Everything the music panel remembers. */
+export type MusicSettings = MusicSettings_Serialize | MusicSettings_Deserialize;
+
+/**  Everything the music panel remembers. */
+export type MusicSettings_Deserialize = {
+	/**  Music volume in the published stream, percent (0–150). */
+	publishVolume?: number | null,
+	/**  Music volume in the host's output, percent (0–150). */
+	playoutVolume?: number | null,
+	/**  Only the host hears the music (not published). */
+	loopback?: boolean,
+	/**  While music plays, it replaces the microphone in the published stream. */
+	replace?: boolean,
+	/**  Times each track plays: 1, 2, …; −1 = forever (applies to the next track opened). */
+	cycle?: number,
+	/**  Key shift, semitones (−12…+12), tempo kept. */
+	keyShift?: number,
+	/**  Ducking under the host's voice. */
+	ducking?: DuckingPanel_Deserialize,
+	/**  Go on to the next playlist entry when a track ends. */
+	autoAdvance?: boolean,
+	/**  Crossfade between playlist entries, seconds (0 = none, up to 12). */
+	crossfadeS?: number | null,
+	/**  The playlist: file paths or http(s) URLs. */
+	playlist?: string[],
+	/**  The pads (always [`PADS`]). */
+	pads?: PadSlot_Deserialize[],
+	/**  The PCM socket source. */
+	pcm?: PcmSettings_Deserialize,
+};
+
+/**  Everything the music panel remembers. */
+export type MusicSettings_Serialize = {
+	/**  Music volume in the published stream, percent (0–150). */
+	publishVolume: number | null,
+	/**  Music volume in the host's output, percent (0–150). */
+	playoutVolume: number | null,
+	/**  Only the host hears the music (not published). */
+	loopback: boolean,
+	/**  While music plays, it replaces the microphone in the published stream. */
+	replace: boolean,
+	/**  Times each track plays: 1, 2, …; −1 = forever (applies to the next track opened). */
+	cycle: number,
+	/**  Key shift, semitones (−12…+12), tempo kept. */
+	keyShift: number,
+	/**  Ducking under the host's voice. */
+	ducking: DuckingPanel_Serialize,
+	/**  Go on to the next playlist entry when a track ends. */
+	autoAdvance: boolean,
+	/**  Crossfade between playlist entries, seconds (0 = none, up to 12). */
+	crossfadeS: number | null,
+	/**  The playlist: file paths or http(s) URLs. */
+	playlist: string[],
+	/**  The pads (always [`PADS`]). */
+	pads: PadSlot_Serialize[],
+	/**  The PCM socket source. */
+	pcm: PcmSettings_Serialize,
+};
+
+/**  The music panel's live state, streamed ~10 times a second. */
+export type MusicView = MusicView_Serialize | MusicView_Deserialize;
+
+/**  The music panel's live state, streamed ~10 times a second. */
+export type MusicView_Deserialize = {
+	/**  On air (music needs the live engine). */
+	live: boolean,
+	/**  The deck. */
+	deck?: DeckView_Deserialize | null,
+	/**  A track is fading out under the deck's (crossfade). */
+	crossfading: boolean,
+	/**  The latest catalog download. */
+	preload?: PreloadView_Deserialize | null,
+	/**  The PCM source. */
+	pcm: PcmView_Deserialize,
+	/**  The pads. */
+	pads: PadView[],
+	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]). */
+	voices: number,
+	/**  The last problem (a file that would not open, a refused licence, …). */
+	error?: string | null,
+};
+
+/**  The music panel's live state, streamed ~10 times a second. */
+export type MusicView_Serialize = {
+	/**  On air (music needs the live engine). */
+	live: boolean,
+	/**  The deck. */
+	deck: DeckView_Serialize | null,
+	/**  A track is fading out under the deck's (crossfade). */
+	crossfading: boolean,
+	/**  The latest catalog download. */
+	preload: PreloadView_Serialize | null,
+	/**  The PCM source. */
+	pcm: PcmView_Serialize,
+	/**  The pads. */
+	pads: PadView[],
+	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]). */
+	voices: number,
+	/**  The last problem (a file that would not open, a refused licence, …). */
+	error: string | null,
+};
+
 /**  A room to create (the creation dialog). */
 export type NewRoom = NewRoom_Serialize | NewRoom_Deserialize;
 
@@ -742,6 +1302,145 @@ export type NewRoom_Serialize = {
 	/**  Safety and chat rules. */
 	rules: RoomRules,
 };
+
+/**  One sound pad. */
+export type PadSlot = PadSlot_Serialize | PadSlot_Deserialize;
+
+/**  One sound pad. */
+export type PadSlot_Deserialize = {
+	/**  Label shown on the pad (the file's name unless the host renames it). */
+	name?: string,
+	/**  The clip's file. */
+	path?: string | null,
+	/**  Published (heard by the room) or only in the host's output. */
+	publish?: boolean,
+};
+
+/**  One sound pad. */
+export type PadSlot_Serialize = {
+	/**  Label shown on the pad (the file's name unless the host renames it). */
+	name: string,
+	/**  The clip's file. */
+	path: string | null,
+	/**  Published (heard by the room) or only in the host's output. */
+	publish: boolean,
+};
+
+/**  One pad. */
+export type PadView = {
+	/**  Its label. */
+	name: string,
+	/**  A clip is assigned and loaded. */
+	loaded: boolean,
+	/**  It is sounding now. */
+	playing: boolean,
+	/**  Published, or only heard by the host. */
+	publish: boolean,
+};
+
+/**  The PCM socket source. */
+export type PcmSettings = PcmSettings_Serialize | PcmSettings_Deserialize;
+
+/**  The PCM socket source. */
+export type PcmSettings_Deserialize = {
+	/**  Listen for PCM while live. */
+	enabled?: boolean,
+	/**  TCP port on 127.0.0.1 (1024–65535). */
+	port?: number,
+	/**  The host hears the injected PCM too. */
+	localPlayback?: boolean,
+};
+
+/**  The PCM socket source. */
+export type PcmSettings_Serialize = {
+	/**  Listen for PCM while live. */
+	enabled: boolean,
+	/**  TCP port on 127.0.0.1 (1024–65535). */
+	port: number,
+	/**  The host hears the injected PCM too. */
+	localPlayback: boolean,
+};
+
+/**  The PCM socket source. */
+export type PcmView = PcmView_Serialize | PcmView_Deserialize;
+
+/**  The PCM socket source. */
+export type PcmView_Deserialize = {
+	/**  Where it listens (`127.0.0.1:PORT`), when it does. */
+	listening?: string | null,
+	/**  Connections accepted so far. */
+	connections: number,
+	/**  Frames received so far. */
+	frames: number,
+	/**  PCM arrived during the last half second. */
+	receiving: boolean,
+	/**  Connections refused for a bad header. */
+	badHeaders: number,
+	/**  Why it could not listen. */
+	error?: string | null,
+};
+
+/**  The PCM socket source. */
+export type PcmView_Serialize = {
+	/**  Where it listens (`127.0.0.1:PORT`), when it does. */
+	listening: string | null,
+	/**  Connections accepted so far. */
+	connections: number,
+	/**  Frames received so far. */
+	frames: number,
+	/**  PCM arrived during the last half second. */
+	receiving: boolean,
+	/**  Connections refused for a bad header. */
+	badHeaders: number,
+	/**  Why it could not listen. */
+	error: string | null,
+};
+
+/**  A catalog download in progress or done. */
+export type PreloadView = PreloadView_Serialize | PreloadView_Deserialize;
+
+/**  A catalog download in progress or done. */
+export type PreloadView_Deserialize = {
+	/**  The song code. */
+	code: string,
+	/**  Bytes received. */
+	received: number,
+	/**  Bytes in all (0 while unknown). */
+	total: number,
+	/**  Decrypted in memory and ready to play. */
+	done: boolean,
+	/**  Why it failed. */
+	error?: string | null,
+};
+
+/**  A catalog download in progress or done. */
+export type PreloadView_Serialize = {
+	/**  The song code. */
+	code: string,
+	/**  Bytes received. */
+	received: number,
+	/**  Bytes in all (0 while unknown). */
+	total: number,
+	/**  Decrypted in memory and ready to play. */
+	done: boolean,
+	/**  Why it failed. */
+	error: string | null,
+};
+
+/**  What to do with a user preset. */
+export type PresetAction = 
+/**  Save the current choice under `name` (replacing one of that name). */
+{ op: "save"; 
+/**  The name. */
+name: string } | 
+/**  Make the preset `name` current (applied live). */
+{ op: "load"; 
+/**  The name. */
+name: string } | 
+/**  Forget the preset `name`. */
+{ op: "delete"; 
+/**  The name. */
+name: string };
 
 /**  One recording as the room bar lists it. */
 export type RecordingView = RecordingView_Serialize | RecordingView_Deserialize;
@@ -776,6 +1475,56 @@ export type RecordingView_Serialize = {
 	bytes: number | null,
 	/**  The server's file name. */
 	file: string,
+};
+
+/**  How a shortcut is registered. */
+export type Registration = 
+/**  No key set (or push-to-talk off). */
+{ state: "off" } | 
+/**  Works in any application. */
+{ state: "global" } | 
+/**  The OS refused a global grab: works only while the Studio window is focused. */
+{ state: "inWindow"; 
+/**  Why the global grab failed. */
+reason: string };
+
+/**  The custom reverb. */
+export type ReverbPanel = ReverbPanel_Serialize | ReverbPanel_Deserialize;
+
+/**  The custom reverb. */
+export type ReverbPanel_Deserialize = {
+	/**  On or off. */
+	enabled?: boolean,
+	/**  Room size 0…1 (longer decay). */
+	roomSize?: number | null,
+	/**  High-frequency damping 0…1. */
+	damping?: number | null,
+	/**  Wet level 0…1. */
+	wet?: number | null,
+	/**  Dry level 0…1. */
+	dry?: number | null,
+	/**  Pre-delay, ms (0…200). */
+	preDelayMs?: number | null,
+	/**  Stereo width 0…1. */
+	width?: number | null,
+};
+
+/**  The custom reverb. */
+export type ReverbPanel_Serialize = {
+	/**  On or off. */
+	enabled: boolean,
+	/**  Room size 0…1 (longer decay). */
+	roomSize: number | null,
+	/**  High-frequency damping 0…1. */
+	damping: number | null,
+	/**  Wet level 0…1. */
+	wet: number | null,
+	/**  Dry level 0…1. */
+	dry: number | null,
+	/**  Pre-delay, ms (0…200). */
+	preDelayMs: number | null,
+	/**  Stereo width 0…1. */
+	width: number | null,
 };
 
 /**  The room's rules as the console edits them: the safety (anti-bombing) policy and chat rules. */
@@ -1009,6 +1758,12 @@ export type Settings_Deserialize = {
 	localRoom?: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio?: AudioSettings_Deserialize,
+	/**  The effects panel: the current effects and the host's named presets. */
+	effects?: EffectsPanel_Deserialize,
+	/**  The music panel: volumes, routing, ducking, playlist, pads, PCM source. */
+	music?: MusicSettings_Deserialize,
+	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
+	shortcuts?: ShortcutSettings_Deserialize,
 };
 
 /**  Everything the Studio remembers between runs. */
@@ -1021,6 +1776,70 @@ export type Settings_Serialize = {
 	localRoom: boolean,
 	/**  The audio console: mode, processing, gain, mutes, output, ear monitor, speaker volumes. */
 	audio: AudioSettings_Serialize,
+	/**  The effects panel: the current effects and the host's named presets. */
+	effects: EffectsPanel_Serialize,
+	/**  The music panel: volumes, routing, ducking, playlist, pads, PCM source. */
+	music: MusicSettings_Serialize,
+	/**  Keyboard shortcuts (mute toggle, push-to-talk). */
+	shortcuts: ShortcutSettings_Serialize,
+};
+
+/**  The two shortcut actions. */
+export type ShortcutAction = 
+/**  Toggle *Mute voice*. */
+"muteToggle" | 
+/**  Push-to-talk. */
+"pushToTalk";
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings = ShortcutSettings_Serialize | ShortcutSettings_Deserialize;
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings_Deserialize = {
+	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
+	muteToggle?: string | null,
+	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
+	pushToTalk?: boolean,
+	/**  The push-to-talk key, e.g. `F9`. */
+	pushToTalkKey?: string | null,
+};
+
+/**  The shortcut settings, saved with the others. */
+export type ShortcutSettings_Serialize = {
+	/**  The key that toggles *Mute voice* (`None`: no shortcut), e.g. `Ctrl+Shift+M`. */
+	muteToggle: string | null,
+	/**  Push-to-talk on: the voice is muted except while [`Self::push_to_talk_key`] is held. */
+	pushToTalk: boolean,
+	/**  The push-to-talk key, e.g. `F9`. */
+	pushToTalkKey: string | null,
+};
+
+/**  What the shortcuts do now; sent to the UI after every change and every key. */
+export type ShortcutStatus = {
+	/**  The mute toggle's registration. */
+	muteToggle: Registration,
+	/**  The push-to-talk key's registration. */
+	pushToTalk: Registration,
+	/**  The push-to-talk key is held now. */
+	pttHeld: boolean,
+	/**  *Mute voice* as saved (the mute toggle flips it). */
+	voiceMuted: boolean,
+};
+
+/**  A catalog song. */
+export type SongView = {
+	/**  The song code. */
+	code: string,
+	/**  Title. */
+	title: string,
+	/**  Artist. */
+	artist: string,
+	/**  Length, ms. */
+	durationMs: number,
+	/**  Whether it has lyrics. */
+	hasLyrics: boolean,
+	/**  Already preloaded (decrypted in memory). */
+	preloaded: boolean,
 };
 
 /**  One remote speaker's figures. */
@@ -1081,6 +1900,25 @@ export type StatsPoint_Serialize = {
 	rttMs: number | null,
 	/**  Listeners. */
 	listeners: number | null,
+};
+
+/**  A preset the host saved and named. */
+export type UserPreset = UserPreset_Serialize | UserPreset_Deserialize;
+
+/**  A preset the host saved and named. */
+export type UserPreset_Deserialize = {
+	/**  Its name (1–40 characters, unique). */
+	name: string,
+	/**  What it sets. */
+	choice: EffectsChoice_Deserialize,
+};
+
+/**  A preset the host saved and named. */
+export type UserPreset_Serialize = {
+	/**  Its name (1–40 characters, unique). */
+	name: string,
+	/**  What it sets. */
+	choice: EffectsChoice_Serialize,
 };
 
 /* Tauri Specta runtime */
