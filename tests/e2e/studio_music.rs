@@ -148,9 +148,14 @@ async fn js_text(studio: &Studio, css: &str) -> Option<String> {
 
 async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
     // Every field typed into here starts empty (the panel clears the location after adding).
+    // WebDriver errors are shown with their kind (WebKitWebDriver often sends no message).
     let el = studio.client.find(Locator::Css(css)).await?;
-    el.click().await?;
-    el.send_keys(text).await?;
+    el.click()
+        .await
+        .map_err(|e| anyhow::anyhow!("clicking {css}: {e:?}"))?;
+    el.send_keys(text)
+        .await
+        .map_err(|e| anyhow::anyhow!("typing into {css}: {e:?}"))?;
     Ok(())
 }
 
