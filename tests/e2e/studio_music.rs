@@ -146,6 +146,19 @@ async fn js_text(studio: &Studio, css: &str) -> Option<String> {
     v.as_str().map(str::to_owned)
 }
 
+/// Scrolls the stage so that `css` is at its top, as a host scrolls back to the deck, before a
+/// screenshot (clicks further down the panel leave it scrolled to them).
+async fn scroll_to(studio: &Studio, css: &str) -> anyhow::Result<()> {
+    studio
+        .client
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView({ block: 'start' });",
+            vec![serde_json::json!(css)],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
     // Every field typed into here starts empty (the panel clears the location after adding).
     // WebDriver errors are shown with their kind (WebKitWebDriver often sends no message).
@@ -351,6 +364,7 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
     println!("after clicking the waveform's middle: {pos} ms");
+    scroll_to(&studio, "#deck").await?;
     studio.screenshot("studio-music-deck").await?;
     wait_for(
         Duration::from_secs(12),
@@ -466,6 +480,7 @@ async fn scenario() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(120)).await;
         }
         if target == 9_000 {
+            scroll_to(&studio, "#deck").await?;
             studio.screenshot("studio-music-lyrics").await?;
         }
     }
@@ -476,6 +491,9 @@ async fn scenario() -> anyhow::Result<()> {
     );
     assert!(checked >= 20, "only {checked} samples were checked");
 
+    // The whole panel on a desktop-sized window (the song still playing, its lyrics shown).
+    studio.client.set_window_size(1440, 900).await?;
+    scroll_to(&studio, ".stage-tabs").await?;
     studio.screenshot("studio-music-panel").await?;
     studio.click("#leave-room").await?;
     studio.quit().await
