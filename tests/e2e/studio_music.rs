@@ -67,8 +67,8 @@ fn write_song(path: &std::path::Path, seconds: usize) {
     w.finalize().expect("song written");
 }
 
-/// RMS dBFS of `seconds` of `sink`'s monitor.
-fn monitor_level(sink: &str, seconds: f32) -> f32 {
+/// RMS dBFS of `seconds` of `sink`'s monitor, and the frames recorded.
+fn monitor_level(sink: &str, seconds: f32) -> (f32, usize) {
     let mut child = Command::new("parec")
         .arg(format!("--device={sink}.monitor"))
         .args([
@@ -97,7 +97,7 @@ fn monitor_level(sink: &str, seconds: f32) -> f32 {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let ms = samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32;
-    10.0 * ms.max(1e-12).log10()
+    (10.0 * ms.max(1e-12).log10(), samples.len() / 2)
 }
 
 /// Sets the deck's seek slider as a drag would (input, then release), through the UI's own
@@ -342,15 +342,26 @@ async fn scenario() -> anyhow::Result<()> {
             .filter(|n| n != "0")
     })
     .await?;
-    let level = tokio::task::spawn_blocking({
+    let (level, frames) = tokio::task::spawn_blocking({
         let s = output.name.clone();
         move || monitor_level(&s, 1.0)
     })
     .await?;
-    println!("deck music at the output sink: {level:.1} dBFS");
+    println!("deck music at the output sink: {level:.1} dBFS ({frames} frames recorded)");
+    if level <= -40.0 {
+        // Evidence for the report: is the output late, or silent for good?
+        let state = studio.attr("#deck", "data-state").await;
+        let pos = studio.attr("#deck", "data-position-ms").await;
+        let (again, _) = tokio::task::spawn_blocking({
+            let s = output.name.clone();
+            move || monitor_level(&s, 1.0)
+        })
+        .await?;
+        println!("silent output: deck {state:?} at {pos:?} ms; one second later {again:.1} dBFS");
+    }
     assert!(
         level > -40.0,
-        "the deck is heard on the output ({level:.1} dBFS)"
+        "the deck is heard on the output ({level:.1} dBFS, {frames} frames recorded)"
     );
     // Clicking the waveform's middle seeks to about 4 s of 8.
     studio.click("#deck-waveform").await?;
