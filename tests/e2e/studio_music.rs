@@ -67,8 +67,8 @@ fn write_song(path: &std::path::Path, seconds: usize) {
     w.finalize().expect("song written");
 }
 
-/// RMS dBFS of `seconds` of `sink`'s monitor.
-fn monitor_level(sink: &str, seconds: f32) -> f32 {
+/// RMS dBFS of `seconds` of `sink`'s monitor, and the frames recorded.
+fn monitor_level(sink: &str, seconds: f32) -> (f32, usize) {
     let mut child = Command::new("parec")
         .arg(format!("--device={sink}.monitor"))
         .args([
@@ -97,7 +97,7 @@ fn monitor_level(sink: &str, seconds: f32) -> f32 {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let ms = samples.iter().map(|s| s * s).sum::<f32>() / samples.len().max(1) as f32;
-    10.0 * ms.max(1e-12).log10()
+    (10.0 * ms.max(1e-12).log10(), samples.len() / 2)
 }
 
 /// Sets the deck's seek slider as a drag would (input, then release), through the UI's own
@@ -146,11 +146,29 @@ async fn js_text(studio: &Studio, css: &str) -> Option<String> {
     v.as_str().map(str::to_owned)
 }
 
+/// Scrolls the stage so that `css` is at its top, as a host scrolls back to the deck, before a
+/// screenshot (clicks further down the panel leave it scrolled to them).
+async fn scroll_to(studio: &Studio, css: &str) -> anyhow::Result<()> {
+    studio
+        .client
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView({ block: 'start' });",
+            vec![serde_json::json!(css)],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
     // Every field typed into here starts empty (the panel clears the location after adding).
+    // WebDriver errors are shown with their kind (WebKitWebDriver often sends no message).
     let el = studio.client.find(Locator::Css(css)).await?;
-    el.click().await?;
-    el.send_keys(text).await?;
+    el.click()
+        .await
+        .map_err(|e| anyhow::anyhow!("clicking {css}: {e:?}"))?;
+    el.send_keys(text)
+        .await
+        .map_err(|e| anyhow::anyhow!("typing into {css}: {e:?}"))?;
     Ok(())
 }
 
@@ -324,15 +342,26 @@ async fn scenario() -> anyhow::Result<()> {
             .filter(|n| n != "0")
     })
     .await?;
-    let level = tokio::task::spawn_blocking({
+    let (level, frames) = tokio::task::spawn_blocking({
         let s = output.name.clone();
         move || monitor_level(&s, 1.0)
     })
     .await?;
-    println!("deck music at the output sink: {level:.1} dBFS");
+    println!("deck music at the output sink: {level:.1} dBFS ({frames} frames recorded)");
+    if level <= -40.0 {
+        // Evidence for the report: is the output late, or silent for good?
+        let state = studio.attr("#deck", "data-state").await;
+        let pos = studio.attr("#deck", "data-position-ms").await;
+        let (again, _) = tokio::task::spawn_blocking({
+            let s = output.name.clone();
+            move || monitor_level(&s, 1.0)
+        })
+        .await?;
+        println!("silent output: deck {state:?} at {pos:?} ms; one second later {again:.1} dBFS");
+    }
     assert!(
         level > -40.0,
-        "the deck is heard on the output ({level:.1} dBFS)"
+        "the deck is heard on the output ({level:.1} dBFS, {frames} frames recorded)"
     );
     // Clicking the waveform's middle seeks to about 4 s of 8.
     studio.click("#deck-waveform").await?;
@@ -346,6 +375,7 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
     println!("after clicking the waveform's middle: {pos} ms");
+    scroll_to(&studio, "#deck").await?;
     studio.screenshot("studio-music-deck").await?;
     wait_for(
         Duration::from_secs(12),
@@ -461,6 +491,7 @@ async fn scenario() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(120)).await;
         }
         if target == 9_000 {
+            scroll_to(&studio, "#deck").await?;
             studio.screenshot("studio-music-lyrics").await?;
         }
     }
@@ -471,6 +502,9 @@ async fn scenario() -> anyhow::Result<()> {
     );
     assert!(checked >= 20, "only {checked} samples were checked");
 
+    // The whole panel on a desktop-sized window (the song still playing, its lyrics shown).
+    studio.client.set_window_size(1440, 900).await?;
+    scroll_to(&studio, ".stage-tabs").await?;
     studio.screenshot("studio-music-panel").await?;
     studio.click("#leave-room").await?;
     studio.quit().await

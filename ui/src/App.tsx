@@ -287,7 +287,7 @@ export function App() {
 
       {error && <ErrorBanner error={error} onRetry={() => void refresh()} />}
 
-      <main className="console">
+      <main className={`console${stageTab === "stage" ? "" : " console-tools"}`}>
         <aside className="col-audio">
           <section className="card" aria-labelledby="devices-title">
             <header className="card-head">

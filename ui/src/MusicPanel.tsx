@@ -28,7 +28,7 @@ function Switch({ id, on, label, onChange }: { id: string; on: boolean; label: s
 }
 
 /** The deck's waveform strip: played part lit, click to seek. */
-function Waveform({ points, fraction, onSeek }: { points: number[]; fraction: number; onSeek: (f: number) => void }) {
+function Waveform({ points, fraction, loaded, onSeek }: { points: number[]; fraction: number; loaded: boolean; onSeek: (f: number) => void }) {
   const n = points.length || 1;
   return (
     <div
@@ -46,7 +46,7 @@ function Waveform({ points, fraction, onSeek }: { points: number[]; fraction: nu
       }}
     >
       {points.length === 0 ? (
-        <div className="waveform-pending">{fraction > 0 ? "" : "Reading the waveform…"}</div>
+        <div className="waveform-pending">{loaded && fraction === 0 ? "Reading the waveform…" : ""}</div>
       ) : (
         points.map((p, i) => <span key={i} className={i / n < fraction ? "played" : ""} style={{ height: `${Math.max(4, p * 100)}%` }} />)
       )}
@@ -62,6 +62,14 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
   const [query, setQuery] = useState("");
   const [songs, setSongs] = useState<SongView[] | null>(null);
   const [padPath, setPadPath] = useState<{ index: number; path: string } | null>(null);
+  const padField = useRef<HTMLInputElement>(null);
+  const padOpen = padPath?.index ?? null;
+  // Opening a pad's form brings its field into view (the pads sit low in the panel) and into focus.
+  useEffect(() => {
+    if (padOpen === null) return;
+    padField.current?.scrollIntoView({ block: "nearest" });
+    padField.current?.focus();
+  }, [padOpen]);
   const [dragSeek, setDragSeek] = useState<number | null>(null);
   const musicRef = useRef(music);
   musicRef.current = music;
@@ -128,7 +136,7 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
           {deck ? deck.title : <span className="muted">Nothing loaded — open a file, play a playlist entry or a catalog song</span>}
           {deck && <span className={`deck-state st-${deck.state}`}>{deck.state}</span>}
         </div>
-        <Waveform points={(deck?.waveform ?? []).map(n)} fraction={fraction} onSeek={(f) => duration > 0 && seek(f * duration)} />
+        <Waveform points={(deck?.waveform ?? []).map(n)} fraction={fraction} loaded={deck !== null} onSeek={(f) => duration > 0 && seek(f * duration)} />
         <div className="deck-time">
           <span id="deck-position">{formatClock(position)}</span>
           <input
@@ -322,7 +330,7 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
         {padPath && (
           <form className="open-form pad-form" onSubmit={(e) => { e.preventDefault(); void run(commands.padAssign(padPath.index, padPath.path.trim() || null, true), (s) => { onMusic(s.music); setPadPath(null); }); }}>
             <span className="muted small">Pad {padPath.index + 1}</span>
-            <input id="pad-path" placeholder="Clip file (WAV, MP3, Ogg…)" value={padPath.path} onChange={(e) => setPadPath({ ...padPath, path: e.target.value })} />
+            <input id="pad-path" ref={padField} placeholder="Clip file (WAV, MP3, Ogg…)" value={padPath.path} onChange={(e) => setPadPath({ ...padPath, path: e.target.value })} />
             <button type="submit" id="pad-save">Assign</button>
             <button type="button" className="ghost" id="pad-only-me" onClick={() => void run(commands.padAssign(padPath.index, padPath.path.trim() || null, false), (s) => { onMusic(s.music); setPadPath(null); })}>Only me</button>
             <button type="button" className="ghost" onClick={() => setPadPath(null)}>Cancel</button>
