@@ -20,7 +20,7 @@ pub enum Outcome {
 }
 
 /// Test counts summed over every runner's closing lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Tests that passed.
     pub passed: u64,
@@ -28,6 +28,9 @@ pub struct Counts {
     pub failed: u64,
     /// Tests the runner reported as ignored or skipped.
     pub skipped: u64,
+    /// Each ignored test's line (`test NAME ... ignored, REASON`), so that the summary names
+    /// every skipped test and its reason: no skip is silent.
+    pub ignored: Vec<String>,
 }
 
 /// Records phases as they run.
@@ -89,7 +92,10 @@ impl Phases {
             println!("{mark} {name:<28} {:>7.1} s{note}", took.as_secs_f64());
         }
         println!("     {:<28} {:>7.1} s", "total", total.as_secs_f64());
-        let c = self.counts;
+        let c = &self.counts;
+        for line in &c.ignored {
+            println!("skipped: {line}");
+        }
         println!(
             "{} passed, {} failed, {} skipped",
             c.passed, c.failed, c.skipped
@@ -122,6 +128,10 @@ pub fn run_counted(cmd: &mut Command, counts: &mut Counts) -> Result<()> {
 /// every "<number> <passed|failed|ignored|skipped>" pair on such a line counts.
 fn add_counts(line: &str, counts: &mut Counts) {
     let line = line.trim_start();
+    if line.starts_with("test ") && line.contains(" ... ignored") {
+        counts.ignored.push(line["test ".len()..].to_owned());
+        return;
+    }
     if !(line.starts_with("test result:") || line.starts_with("Tests ")) {
         return;
     }
@@ -182,12 +192,17 @@ mod tests {
         );
         add_counts("      Tests  1 failed | 6 passed (7)", &mut c);
         add_counts("running 3 tests", &mut c);
+        add_counts(
+            "test slow_case ... ignored, needs a quiet machine: see docs",
+            &mut c,
+        );
         assert_eq!(
             c,
             Counts {
                 passed: 20,
                 failed: 2,
-                skipped: 2
+                skipped: 2,
+                ignored: vec!["slow_case ... ignored, needs a quiet machine: see docs".into()],
             }
         );
     }
