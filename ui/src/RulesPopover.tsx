@@ -11,10 +11,17 @@ interface Props {
 export function RulesPopover({ rules, onApply }: Props) {
   const [open, setOpen] = useState(false);
   const [draft, setDraft] = useState(rules);
-  useEffect(() => setDraft(rules), [rules]);
+  // The status (and with it a fresh `rules` object) arrives several times a second on air: take
+  // the room's rules over only when they really change, never wiping an edit in progress.
+  const key = JSON.stringify(rules);
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  useEffect(() => setDraft(rules), [key]);
   return (
     <span className="rb-rules">
-      <button type="button" id="rules-toggle" className="ghost" aria-expanded={open} onClick={() => setOpen(!open)} title="Safety and chat rules of this room">
+      <button type="button" id="rules-toggle" className="ghost" aria-expanded={open} onClick={() => {
+          if (!open) setDraft(rules);
+          setOpen(!open);
+        }} title="Safety and chat rules of this room">
         Safety: {bombingLabel(rules)}
       </button>
       {open && (
