@@ -2,7 +2,10 @@
 //! the Studio's UI (clicks, the keyboard on sliders, real key events to record shortcuts), checks
 //! that `settings.json` in the OS config directory holds the new value and that it differs from
 //! the default, restarts the Studio on the same config directory, and reads every value back
-//! from the UI. Then *Reset all settings to defaults* brings the defaults back (the room choice
+//! from the UI: the effects panel (preset tiles, switches, sliders, EQ bands, a saved user
+//! preset) and the music panel (volumes, routing, key, repeat, ducking, playlist with
+//! crossfade and auto-advance, a pad and the PCM source, with real WAV files) included. Then
+//! *Reset all settings to defaults* brings the defaults back (the room choice
 //! stays). `COVERED` is compared with the fields of the `Settings` struct by a unit test in
 //! `src-tauri/src/settings.rs`, so a setting added later fails until this test covers it.
 
@@ -16,6 +19,7 @@ use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
 use serde_json::{Value, json};
+use std::path::Path;
 
 /// Every settings field this test changes through the UI and reads back after the restart
 /// (JSON paths of `settings.json`).
@@ -40,6 +44,58 @@ pub const COVERED: &[&str] = &[
     "shortcuts.muteToggle",
     "shortcuts.pushToTalk",
     "shortcuts.pushToTalkKey",
+    "effects.current.enabled",
+    "effects.current.room",
+    "effects.current.rotatePeriodS",
+    "effects.current.changer",
+    "effects.current.beautifier",
+    "effects.current.pitchSemitones",
+    "effects.current.eq.enabled",
+    "effects.current.eq.bandsDb",
+    "effects.current.eq.preampDb",
+    "effects.current.gate.enabled",
+    "effects.current.gate.closeThresholdDb",
+    "effects.current.gate.openThresholdDb",
+    "effects.current.gate.attackMs",
+    "effects.current.gate.holdMs",
+    "effects.current.gate.releaseMs",
+    "effects.current.compressor.enabled",
+    "effects.current.compressor.ratio",
+    "effects.current.compressor.thresholdDb",
+    "effects.current.compressor.attackMs",
+    "effects.current.compressor.releaseMs",
+    "effects.current.compressor.outputGainDb",
+    "effects.current.deEsser.enabled",
+    "effects.current.deEsser.frequencyHz",
+    "effects.current.deEsser.thresholdDb",
+    "effects.current.deEsser.ratio",
+    "effects.current.deEsser.maxReductionDb",
+    "effects.current.reverb.enabled",
+    "effects.current.reverb.roomSize",
+    "effects.current.reverb.damping",
+    "effects.current.reverb.wet",
+    "effects.current.reverb.dry",
+    "effects.current.reverb.preDelayMs",
+    "effects.current.reverb.width",
+    "effects.presets",
+    "music.publishVolume",
+    "music.playoutVolume",
+    "music.loopback",
+    "music.replace",
+    "music.cycle",
+    "music.keyShift",
+    "music.ducking.enabled",
+    "music.ducking.amountDb",
+    "music.ducking.attackMs",
+    "music.ducking.releaseMs",
+    "music.ducking.thresholdDbfs",
+    "music.autoAdvance",
+    "music.crossfadeS",
+    "music.playlist",
+    "music.pads",
+    "music.pcm.enabled",
+    "music.pcm.port",
+    "music.pcm.localPlayback",
 ];
 
 #[test]
@@ -127,9 +183,12 @@ async fn scenario() -> anyhow::Result<()> {
             .then_some(())
     })
     .await?;
+    let clips = tempfile::tempdir()?;
+    let panels = change_panels(&studio, &defaults, clips.path()).await?;
+    studio.click("#tab-stage").await?;
     studio.screenshot("settings-1-changed").await?;
 
-    let want = json!({
+    let mut want = json!({
         "inputDevice": input_id,
         "serverUrl": "http://127.0.0.1:7611",
         "localRoom": true,
@@ -151,12 +210,15 @@ async fn scenario() -> anyhow::Result<()> {
         "shortcuts.pushToTalk": true,
         "shortcuts.pushToTalkKey": "F10",
     });
+    for (path, v) in panels {
+        want[path] = v;
+    }
     let saved: Value = serde_json::from_slice(&std::fs::read(&settings_file)?)?;
     for path in COVERED {
         let expected = want
             .get(path)
             .ok_or_else(|| anyhow::anyhow!("no expected value for {path}"))?;
-        let on_disk = at(&saved, path);
+        let on_disk = &on_disk_view(&saved, path);
         assert!(
             same(on_disk, expected),
             "{path}: settings.json has {on_disk}, the UI set {expected}"
@@ -167,6 +229,12 @@ async fn scenario() -> anyhow::Result<()> {
         );
     }
 
+    let presets = at(&saved, "effects.presets");
+    assert!(
+        same(&presets[0]["choice"], at(&saved, "effects.current")),
+        "the saved preset holds the panel as it was: {presets}"
+    );
+
     // Restart on the same config directory.
     let config = studio.quit_keeping_settings().await?;
     let studio = Studio::launch_with_config(&[], config).await?;
@@ -174,7 +242,18 @@ async fn scenario() -> anyhow::Result<()> {
     wait_attr(&studio, "#server-status", "data-local", "true").await?;
     studio.screenshot("settings-2-restarted").await?;
     // The server address shows once the local room is off: read it last.
+    let mut tab = "stage";
     for path in COVERED.iter().filter(|p| **p != "serverUrl") {
+        let need = path_tab(path);
+        if need != tab {
+            studio.click(&format!("#tab-{need}")).await?;
+            tab = need;
+            if tab != "stage" {
+                studio
+                    .screenshot(&format!("settings-2-restarted-{tab}"))
+                    .await?;
+            }
+        }
         let shown = wait_for(Duration::from_secs(10), path, || async {
             ui_value(&studio, path).await.ok()
         })
@@ -186,6 +265,7 @@ async fn scenario() -> anyhow::Result<()> {
         );
         println!("{path}: {shown} (default {})", at(&defaults, path));
     }
+    studio.click("#tab-stage").await?;
     studio.click("#local-room").await?;
     wait_attr(&studio, "#server-status", "data-local", "false").await?;
     let shown = ui_value(&studio, "serverUrl").await?;
@@ -203,12 +283,15 @@ async fn scenario() -> anyhow::Result<()> {
             "localRoom" => &Value::Bool(false),
             // The first start saved the input it opened; the default itself is "none chosen".
             "inputDevice" => &Value::Null,
+            // Reset keeps what the host built: saved presets, the playlist, the pads.
+            "effects.presets" | "music.playlist" | "music.pads" => &want[*path],
             _ => at(&defaults, path),
         };
+        let now = on_disk_view(&reset, path);
+        let expected = &on_disk_view_of(path, expected);
         assert!(
-            same(at(&reset, path), expected),
-            "{path} after reset: {} (expected {expected})",
-            at(&reset, path)
+            same(&now, expected),
+            "{path} after reset: {now} (expected {expected})"
         );
     }
     assert_eq!(
@@ -367,7 +450,14 @@ fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
 /// Equal as JSON, numbers compared as numbers (`40` and `40.0`).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        // f32 settings come back through JSON as their nearest f64.
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+            _ => false,
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same(v, w))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -432,6 +522,438 @@ async fn ui_value(studio: &Studio, path: &str) -> anyhow::Result<Value> {
         "shortcuts.muteToggle" => opt(attr("#shortcut-mute", "data-value").await?),
         "shortcuts.pushToTalk" => flag(prop("#ptt-enabled", "checked").await?),
         "shortcuts.pushToTalkKey" => opt(attr("#shortcut-ptt", "data-value").await?),
+        other if other.starts_with("effects.") || other.starts_with("music.") => {
+            panel_value(studio, other).await?
+        }
+        other => anyhow::bail!("the test cannot read {other} from the UI yet"),
+    })
+}
+
+/// The panels' switches: each is clicked once, so it holds the opposite of its default.
+const SWITCHES: &[(&str, &str)] = &[
+    ("effects.current.enabled", "#fx-enabled"),
+    ("effects.current.eq.enabled", "#fx-eq-on"),
+    ("effects.current.gate.enabled", "#fx-gate-on"),
+    ("effects.current.compressor.enabled", "#fx-comp-on"),
+    ("effects.current.deEsser.enabled", "#fx-deess-on"),
+    ("effects.current.reverb.enabled", "#fx-reverb-on"),
+    ("music.loopback", "#music-loopback"),
+    ("music.replace", "#music-replace"),
+    ("music.ducking.enabled", "#music-ducking"),
+    ("music.autoAdvance", "#playlist-auto"),
+    ("music.pcm.enabled", "#pcm-enabled"),
+    ("music.pcm.localPlayback", "#pcm-local"),
+];
+
+/// The panels' sliders: Home (the minimum), then so many Right arrows, giving this value.
+const SLIDERS: &[(&str, &str, usize, f64)] = &[
+    (
+        "effects.current.rotatePeriodS",
+        "#fx-rotate-period",
+        19,
+        20.0,
+    ), // 1 + 19 × 1 s
+    ("effects.current.pitchSemitones", "#fx-pitch", 30, 3.0), // −12 + 30 × 0.5
+    ("effects.current.eq.preampDb", "#fx-eq-preamp", 20, -2.0), // −12 + 20 × 0.5
+    (
+        "effects.current.gate.closeThresholdDb",
+        "#fx-gate-close",
+        46,
+        -50.0,
+    ),
+    (
+        "effects.current.gate.openThresholdDb",
+        "#fx-gate-open",
+        56,
+        -40.0,
+    ),
+    ("effects.current.gate.attackMs", "#fx-gate-attack", 13, 13.0),
+    ("effects.current.gate.holdMs", "#fx-gate-hold", 33, 330.0),
+    (
+        "effects.current.gate.releaseMs",
+        "#fx-gate-release",
+        21,
+        210.0,
+    ),
+    (
+        "effects.current.compressor.ratio",
+        "#fx-comp-ratio",
+        13,
+        7.5,
+    ),
+    (
+        "effects.current.compressor.thresholdDb",
+        "#fx-comp-threshold",
+        35,
+        -25.0,
+    ),
+    (
+        "effects.current.compressor.attackMs",
+        "#fx-comp-attack",
+        12,
+        12.0,
+    ),
+    (
+        "effects.current.compressor.releaseMs",
+        "#fx-comp-release",
+        17,
+        170.0,
+    ),
+    (
+        "effects.current.compressor.outputGainDb",
+        "#fx-comp-gain",
+        70,
+        3.0,
+    ),
+    (
+        "effects.current.deEsser.frequencyHz",
+        "#fx-deess-freq",
+        45,
+        6500.0,
+    ),
+    (
+        "effects.current.deEsser.thresholdDb",
+        "#fx-deess-threshold",
+        32,
+        -28.0,
+    ),
+    ("effects.current.deEsser.ratio", "#fx-deess-ratio", 9, 5.5),
+    (
+        "effects.current.deEsser.maxReductionDb",
+        "#fx-deess-max",
+        17,
+        8.5,
+    ),
+    (
+        "effects.current.reverb.roomSize",
+        "#fx-reverb-size",
+        37,
+        0.37,
+    ),
+    (
+        "effects.current.reverb.damping",
+        "#fx-reverb-damping",
+        63,
+        0.63,
+    ),
+    ("effects.current.reverb.wet", "#fx-reverb-wet", 29, 0.29),
+    ("effects.current.reverb.dry", "#fx-reverb-dry", 81, 0.81),
+    (
+        "effects.current.reverb.preDelayMs",
+        "#fx-reverb-predelay",
+        45,
+        45.0,
+    ),
+    ("effects.current.reverb.width", "#fx-reverb-width", 55, 0.55),
+    ("music.publishVolume", "#music-publish-volume", 40, 40.0),
+    ("music.playoutVolume", "#music-playout-volume", 60, 60.0),
+    ("music.keyShift", "#music-key", 15, 3.0), // −12 + 15
+    ("music.ducking.amountDb", "#duck-amount", 7, 7.0),
+    ("music.ducking.attackMs", "#duck-attack", 5, 30.0), // 5 + 5 × 5 ms
+    ("music.ducking.releaseMs", "#duck-release", 8, 100.0), // 20 + 8 × 10 ms
+    ("music.ducking.thresholdDbfs", "#duck-threshold", 35, -45.0), // −80 + 35
+    ("music.crossfadeS", "#playlist-crossfade", 5, 2.5),
+];
+
+/// Which centre tab shows a setting.
+fn path_tab(path: &str) -> &'static str {
+    if path.starts_with("effects.") {
+        "effects"
+    } else if path.starts_with("music.") {
+        "music"
+    } else {
+        "stage"
+    }
+}
+
+/// A settings value as the UI can show it: user presets by name (their contents are checked
+/// against the panel separately).
+fn on_disk_view(settings: &Value, path: &str) -> Value {
+    on_disk_view_of(path, at(settings, path))
+}
+
+fn on_disk_view_of(path: &str, v: &Value) -> Value {
+    match (path, v) {
+        ("effects.presets", Value::Array(list)) => Value::Array(
+            list.iter()
+                .map(|p| p.get("name").cloned().unwrap_or_else(|| p.clone()))
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
+}
+
+/// A short 48 kHz sine as a WAV file.
+fn write_wav(path: &Path, hz: f32) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for i in 0..9_600 {
+        let t = i as f32 / 48_000.0;
+        w.write_sample((0.3 * (std::f32::consts::TAU * hz * t).sin() * 32_767.0) as i16)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+/// Types into a field as a person would (click, then the keys).
+async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
+    let el = studio.client.find(Locator::Css(css)).await?;
+    el.click().await?;
+    el.send_keys(text).await?;
+    wait_for(Duration::from_secs(5), text, || async {
+        (el.prop("value").await.ok()?? == text).then_some(())
+    })
+    .await
+}
+
+/// Changes every setting of the effects and music panels through them; returns each settings
+/// path with the value the UI set.
+async fn change_panels(
+    studio: &Studio,
+    defaults: &Value,
+    clips: &Path,
+) -> anyhow::Result<Vec<(&'static str, Value)>> {
+    let mut want: Vec<(&'static str, Value)> = Vec::new();
+    studio.click("#tab-effects").await?;
+    // The preset tiles: 3D voice (it shows the turn slider), and a voice changer and a beautifier.
+    let room = wait_for(Duration::from_secs(10), "the room tiles", || async {
+        studio
+            .client
+            .find(Locator::Css("#fx-room [data-preset='3d_voice']"))
+            .await
+            .ok()
+    })
+    .await?;
+    room.click().await?;
+    want.push(("effects.current.room", json!("3d_voice")));
+    for (group, path) in [
+        ("changer", "effects.current.changer"),
+        ("beautifier", "effects.current.beautifier"),
+    ] {
+        let tile = studio
+            .client
+            .find(Locator::Css(&format!("#fx-{group} .preset-tile:not(.off)")))
+            .await?;
+        let name = tile.attr("data-preset").await?.unwrap_or_default();
+        tile.click().await?;
+        want.push((path, json!(name)));
+    }
+    wait_attr(
+        studio,
+        "#fx-room [data-preset='3d_voice']",
+        "aria-checked",
+        "true",
+    )
+    .await?;
+    // The user preset is saved last, with everything else in place.
+    let mut music_started = false;
+    for (path, css) in SWITCHES {
+        if path.starts_with("music.") && !music_started {
+            music_started = true;
+            change_effect_sliders(studio, &mut want).await?;
+            studio.click("#tab-music").await?;
+        }
+        studio.click(css).await?;
+        let was = at(defaults, path)
+            .as_bool()
+            .ok_or_else(|| anyhow::anyhow!("{path} is a switch"))?;
+        wait_attr(
+            studio,
+            css,
+            "aria-checked",
+            if was { "false" } else { "true" },
+        )
+        .await?;
+        want.push((path, json!(!was)));
+    }
+    for (path, css, steps, value) in SLIDERS.iter().filter(|s| s.0.starts_with("music.")) {
+        slide(studio, css, *steps).await?;
+        want.push((path, json!(value)));
+    }
+    studio
+        .client
+        .find(Locator::Css("#music-cycle"))
+        .await?
+        .select_by_value("3")
+        .await?;
+    want.push(("music.cycle", json!(3)));
+    // The PCM port with the keyboard: four steps up.
+    let port = studio.client.find(Locator::Css("#pcm-port")).await?;
+    port.click().await?;
+    port.send_keys(&"\u{E013}".repeat(4)).await?;
+    let default_port = at(defaults, "music.pcm.port").as_f64().unwrap_or_default();
+    want.push(("music.pcm.port", json!(default_port + 4.0)));
+    // A playlist entry and a pad, from real files.
+    let song = clips.join("late-show-theme.wav");
+    write_wav(&song, 440.0)?;
+    let song = song.to_string_lossy().into_owned();
+    type_into(studio, "#music-location", &song).await?;
+    studio.click("#playlist-add").await?;
+    want.push(("music.playlist", json!([song])));
+    let clip = clips.join("applause.wav");
+    write_wav(&clip, 880.0)?;
+    let clip = clip.to_string_lossy().into_owned();
+    studio.click("#pads .pad[data-pad='2'] .pad-edit").await?;
+    type_into(studio, "#pad-path", &clip).await?;
+    studio.click("#pad-save").await?;
+    let mut pads = at(defaults, "music.pads").clone();
+    pads[2] = json!({ "name": "applause", "path": clip, "publish": true });
+    want.push(("music.pads", pads));
+    // Everything reached the store before the effects preset is saved from the effects tab.
+    wait_saved(studio, &want).await?;
+    studio.screenshot("settings-1-music").await?;
+    studio.click("#tab-effects").await?;
+    type_into(studio, "#fx-preset-name", "Late show").await?;
+    studio.click("#fx-preset-save").await?;
+    want.push(("effects.presets", json!(["Late show"])));
+    wait_saved(studio, &want).await?;
+    studio.screenshot("settings-1-effects").await?;
+    Ok(want)
+}
+
+/// The effects sliders and two EQ bands (the effects tab is open).
+async fn change_effect_sliders(
+    studio: &Studio,
+    want: &mut Vec<(&'static str, Value)>,
+) -> anyhow::Result<()> {
+    for (path, css, steps, value) in SLIDERS.iter().filter(|s| s.0.starts_with("effects.")) {
+        slide(studio, css, *steps).await?;
+        want.push((path, json!(value)));
+    }
+    let bands = studio
+        .client
+        .find_all(Locator::Css(".eq-bands input"))
+        .await?
+        .len();
+    anyhow::ensure!(bands >= 2, "the EQ shows {bands} bands");
+    let mut db = vec![0.0; bands];
+    slide(studio, "#fx-eq-0", 36).await?; // −15 + 36 × 0.5 = +3 dB
+    db[0] = 3.0;
+    slide(studio, &format!("#fx-eq-{}", bands - 1), 20).await?; // −5 dB
+    db[bands - 1] = -5.0;
+    want.push(("effects.current.eq.bandsDb", json!(db)));
+    Ok(())
+}
+
+/// Waits until the Studio's settings hold every value in `want`.
+async fn wait_saved(studio: &Studio, want: &[(&'static str, Value)]) -> anyhow::Result<()> {
+    let r = wait_for(Duration::from_secs(10), "the panels saved", || async {
+        let s = invoke(studio, "get_settings").await.ok()?;
+        want.iter()
+            .all(|(path, v)| same(&on_disk_view(&s, path), v))
+            .then_some(())
+    })
+    .await;
+    if r.is_err() {
+        let s = invoke(studio, "get_settings").await?;
+        for (path, v) in want {
+            let has = on_disk_view(&s, path);
+            if !same(&has, v) {
+                println!("{path}: settings hold {has}, the UI set {v}");
+            }
+        }
+    }
+    r
+}
+
+/// What the effects or music panel shows for a settings path (its tab is open).
+async fn panel_value(studio: &Studio, path: &str) -> anyhow::Result<Value> {
+    let find =
+        |css: String| async move { anyhow::Ok(studio.client.find(Locator::Css(&css)).await?) };
+    if let Some((_, css)) = SWITCHES.iter().find(|s| s.0 == path) {
+        let on = studio.attr(css, "aria-checked").await;
+        return Ok(Value::Bool(on.as_deref() == Some("true")));
+    }
+    if let Some((_, css, _, _)) = SLIDERS.iter().find(|s| s.0 == path) {
+        let v = find(css.to_string()).await?.prop("value").await?;
+        return Ok(json!(v.unwrap_or_default().parse::<f64>()?));
+    }
+    let texts = |css: &'static str, attr: &'static str| async move {
+        let mut out = Vec::new();
+        for el in studio.client.find_all(Locator::Css(css)).await? {
+            out.push(el.attr(attr).await?.unwrap_or_default());
+        }
+        anyhow::Ok(out)
+    };
+    Ok(match path {
+        "effects.current.room" | "effects.current.changer" | "effects.current.beautifier" => {
+            let group = path.rsplit('.').next().unwrap_or_default();
+            let css = format!("#fx-{group} [aria-checked='true']");
+            match studio.attr(&css, "data-preset").await.as_deref() {
+                None => anyhow::bail!("no {group} tile is chosen"),
+                Some("off") => Value::Null,
+                Some(name) => json!(name),
+            }
+        }
+        "effects.current.eq.bandsDb" => {
+            let mut db = Vec::new();
+            for el in studio
+                .client
+                .find_all(Locator::Css(".eq-bands input"))
+                .await?
+            {
+                db.push(el.prop("value").await?.unwrap_or_default().parse::<f64>()?);
+            }
+            json!(db)
+        }
+        "effects.presets" => json!(
+            texts("#fx-user-preset option", "value")
+                .await?
+                .into_iter()
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+        ),
+        "music.cycle" => json!(
+            find("#music-cycle".into())
+                .await?
+                .prop("value")
+                .await?
+                .unwrap_or_default()
+                .parse::<f64>()?
+        ),
+        "music.pcm.port" => json!(
+            find("#pcm-port".into())
+                .await?
+                .prop("value")
+                .await?
+                .unwrap_or_default()
+                .parse::<f64>()?
+        ),
+        "music.playlist" => json!(texts("#playlist li[data-index] .pl-name", "title").await?),
+        "music.pads" => {
+            let mut pads = Vec::new();
+            for pad in studio
+                .client
+                .find_all(Locator::Css("#pads .pad[data-pad]"))
+                .await?
+            {
+                let fire = pad.find(Locator::Css(".pad-fire")).await?;
+                let title = fire.attr("title").await?.unwrap_or_default();
+                let name = pad
+                    .find(Locator::Css(".pad-name"))
+                    .await?
+                    .prop("textContent")
+                    .await?
+                    .unwrap_or_default();
+                let route = pad
+                    .find(Locator::Css(".pad-route"))
+                    .await?
+                    .prop("textContent")
+                    .await?
+                    .unwrap_or_default();
+                pads.push(json!({
+                    "name": if name == "—" { String::new() } else { name },
+                    "path": if title == "No clip" { Value::Null } else { json!(title) },
+                    "publish": route == "on air",
+                }));
+            }
+            Value::Array(pads)
+        }
         other => anyhow::bail!("the test cannot read {other} from the UI yet"),
     })
 }

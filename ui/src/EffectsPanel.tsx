@@ -66,7 +66,13 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
   useEffect(() => {
     void commands.effectsCatalog().then(setCatalog);
   }, []);
-  useEffect(() => setChoice(panel.current), [panel.current]);
+  const inflight = useRef(0);
+  // The stored panel replaces the local choice only when no change of ours is waiting or on
+  // its way: an answer to an older send would otherwise pull a slider back mid-move (keyboard
+  // steps taken meanwhile were lost).
+  useEffect(() => {
+    if (timer.current === null && inflight.current === 0) setChoice(panel.current);
+  }, [panel.current]);
   useEffect(() => {
     void commands.eqCurve(choice, CURVE_FREQS).then((r) => r.status === "ok" && setCurve(r.data.map((d) => d ?? 0)));
   }, [choice.eq]);
@@ -76,7 +82,9 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
     const next = pending.current;
     pending.current = null;
     if (!next) return;
+    inflight.current += 1;
     const r = await commands.setEffects(next);
+    inflight.current -= 1;
     if (r.status === "ok") onPanel(r.data);
     else onError(r.error);
   }, [onPanel, onError]);

@@ -80,12 +80,16 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
     void commands.musicWatch(ch).then(setView);
   }, []);
 
+  // Only the answer to the latest save replaces the panel: an older one arriving while a slider
+  // moves would pull it back (keyboard steps taken meanwhile were lost).
+  const saves = useRef(0);
   const save = async (patch: Partial<MusicSettings>) => {
     const next = { ...musicRef.current, ...patch };
     onMusic(next);
+    const mine = ++saves.current;
     const r = await commands.setMusic(next);
-    if (r.status === "ok") onMusic(r.data.music);
-    else onError(r.error);
+    if (r.status !== "ok") onError(r.error);
+    else if (mine === saves.current) onMusic(r.data.music);
   };
   const run = async <T,>(p: Promise<{ status: "ok"; data: T } | { status: "error"; error: AppError }>, ok?: (d: T) => void) => {
     const r = await p;
@@ -226,6 +230,11 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
               <span>Release</span>
               <input id="duck-release" type="range" min={20} max={3000} step={10} value={n(music.ducking.releaseMs)} onChange={(e) => void save({ ducking: { ...music.ducking, releaseMs: Number(e.target.value) } })} />
               <output>{n(music.ducking.releaseMs).toFixed(0)} ms</output>
+            </label>
+            <label className="fader" title="The voice level above which the music ducks">
+              <span>Threshold</span>
+              <input id="duck-threshold" type="range" min={-80} max={0} step={1} value={n(music.ducking.thresholdDbfs)} onChange={(e) => void save({ ducking: { ...music.ducking, thresholdDbfs: Number(e.target.value) } })} />
+              <output>{n(music.ducking.thresholdDbfs).toFixed(0)} dBFS</output>
             </label>
           </div>
         </section>
