@@ -447,6 +447,15 @@ pub async fn owner_token(studio: &Studio, room: &str) -> Result<(String, String)
     if studio.local_room.view().await.is_some() {
         return studio.local_room.owner_token(room).await;
     }
+    let no_key = REMOTE_CREDENTIALS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_none();
+    if no_key {
+        return Err(room_error(
+            "To go live on this server, paste a token from your room's operator, or enter the server's key and secret under “Server key”, or switch on “Local room”.",
+        ));
+    }
     let api = AdminApi::current(studio).await?;
     let token = api
         .token(

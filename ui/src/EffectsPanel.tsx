@@ -182,9 +182,11 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
             {bands.map((hz, i) => (
               <label key={hz} className="eq-band">
                 <output>{(eq.bandsDb[i] ?? 0) > 0 ? "+" : ""}{(eq.bandsDb[i] ?? 0).toFixed(1).replace(/\.0$/, "")}</output>
-                <input type="range" className="vertical" id={`fx-eq-${i}`} min={-15} max={15} step={0.5} value={eq.bandsDb[i] ?? 0}
-                  aria-label={`${formatHz(hz)} band`}
-                  onChange={(e) => change({ eq: { ...eq, bandsDb: eq.bandsDb.map((b, j) => (j === i ? Number(e.target.value) : b)) } })} />
+                <div className="eq-fader">
+                  <input type="range" className="vertical" id={`fx-eq-${i}`} min={-15} max={15} step={0.5} value={eq.bandsDb[i] ?? 0}
+                    aria-label={`${formatHz(hz)} band`}
+                    onChange={(e) => change({ eq: { ...eq, bandsDb: eq.bandsDb.map((b, j) => (j === i ? Number(e.target.value) : b)) } })} />
+                </div>
                 <span>{formatHz(hz)}</span>
               </label>
             ))}
