@@ -81,45 +81,12 @@ async fn panel_shot(studio: &Studio, name: &str) -> anyhow::Result<()> {
 async fn scenario() -> anyhow::Result<()> {
     inject_udp_loss(None)?;
     let sink = NullSink::create("onmic_e2e_stats", "Onmic_E2E_Stats");
-    let monitor_name = format!("Monitor of {}", sink.description);
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("stereo.wav");
     write_stereo_tone(&wav, [440.0, 660.0], 0.25, 180.0);
     let _playback = Playback::start(&sink, &wav);
 
-    let studio = Studio::launch(&[
-        ("ONMIC_LOCAL_ROOM", "1"),
-        ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
-    ])
-    .await?;
-    studio.client.set_window_size(1440, 900).await?;
-    let option = wait_for(Duration::from_secs(15), "the virtual input", || async {
-        for o in studio
-            .client
-            .find_all(Locator::Css("#input-device option"))
-            .await
-            .ok()?
-        {
-            if o.text().await.ok()?.contains(&monitor_name) {
-                return Some(o);
-            }
-        }
-        None
-    })
-    .await?;
-    option.click().await?;
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .expect("the title names the local room's URL")
-        .to_owned();
+    let (studio, url) = onmic_e2e::console::launch_local_studio(&sink).await?;
 
     studio.click("#join-room").await?;
     wait_for(Duration::from_secs(20), "the Studio on air", || async {

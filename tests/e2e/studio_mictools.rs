@@ -352,30 +352,7 @@ async fn shortcuts() -> anyhow::Result<()> {
     write_stereo_tone(&wav, [440.0, 660.0], 0.25, 120.0);
     let _playback = Playback::start(&sink, &wav);
 
-    let studio = Studio::launch(&[
-        ("ONMIC_LOCAL_ROOM", "1"),
-        ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
-    ])
-    .await?;
-    studio.client.set_window_size(1440, 900).await?;
-    pick_option(
-        &studio,
-        "#input-device",
-        &format!("Monitor of {}", sink.description),
-    )
-    .await?;
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .ok_or_else(|| anyhow::anyhow!("the title names the local room's URL"))?
-        .to_owned();
+    let (studio, url) = onmic_e2e::console::launch_local_studio(&sink).await?;
     // The default mute shortcut is grabbed globally on X11.
     wait_attr(
         &studio,
