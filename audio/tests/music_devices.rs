@@ -276,3 +276,51 @@ fn a_null_sink_monitor_plays_as_music_with_local_playback_on_or_off() {
     );
     assert!(p7 > -25.0 && l7 > -25.0, "both: {p7:.1} / {l7:.1} dB");
 }
+
+/// Stopping a capture (a capture source, a device switch) returns at once even while another
+/// stream of this process plays to the same sink: PulseAudio once left the capture watchdog's
+/// latency query unanswered for over two minutes there, and dropping the capture waited for it
+/// (the cue test's recording then ran on for seconds and the track ended).
+#[test]
+fn stopping_a_capture_does_not_wait_for_the_sound_server() {
+    require_audio();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (b_out, b_mon) = ids("onmic_b");
+    let mut worst = Duration::ZERO;
+    for playing in [false, true, true, false] {
+        let (mut tp, tc) = rtrb::RingBuffer::<f32>::new(48_000 * 2 * 4);
+        for n in 0..300u64 {
+            let b = sine_block(500.0, 0.3, n, 2);
+            let mut inter = [0.0f32; BLOCK_FRAMES * 2];
+            b.write_interleaved(&mut inter);
+            for s in inter {
+                let _ = tp.push(s);
+            }
+        }
+        let app = playing.then(|| open_output(&req(&b_out), tc, None).expect("app output"));
+        let (p, mut c) = rtrb::RingBuffer::<f32>::new(48_000 * 2 * 10);
+        let stream = open_input(&req(&b_mon), p, None).expect("open monitor");
+        std::thread::sleep(Duration::from_millis(1_500));
+        let t = Instant::now();
+        drop(stream);
+        let took = t.elapsed();
+        worst = worst.max(took);
+        let mut frames = 0usize;
+        while c.pop().is_ok() {
+            frames += 1;
+        }
+        let frames = frames / 2;
+        println!("another stream playing: {playing}; captured {frames} frames; stop took {took:?}");
+        assert!(
+            took < Duration::from_millis(500),
+            "stopping the capture took {took:?} (another stream playing: {playing})"
+        );
+        // The capture ran in real time: about 1.5 s, never a burst beyond it.
+        assert!(
+            (48_000..=48_000 * 2).contains(&frames),
+            "captured {frames} frames in 1.5 s"
+        );
+        drop(app);
+    }
+    println!("slowest stop: {worst:?}");
+}

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use futures::executor::block_on;
 use pulseaudio::protocol;
 
@@ -54,12 +55,28 @@ pub(super) struct PulseInput {
     _client: pulseaudio::Client,
 }
 
+/// How long dropping a stream waits for the watchdog to end before leaving it to end alone.
+const DROP_WAIT: Duration = Duration::from_millis(200);
+
 impl Drop for PulseInput {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Delete the stream on the server now, without waiting for the answer: the watchdog's
+        // clone would otherwise keep it (and its callback) alive until its own round trip ends.
+        let _ = self._stream.clone().delete().now_or_never();
         if let Some(w) = self.watchdog.take() {
             w.thread().unpark();
-            let _ = w.join();
+            // A latency query can go unanswered for a long time (seen: over two minutes while
+            // another client of the same process played to the same sink), and whoever drops
+            // a capture (switching device, stopping a capture source) must not hang on it: wait
+            // briefly, then let the thread end by itself when its answer comes.
+            let deadline = std::time::Instant::now() + DROP_WAIT;
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
         }
     }
 }
