@@ -31,7 +31,17 @@ pub struct Counts {
     /// Each ignored test's line (`test NAME ... ignored, REASON`), so that the summary names
     /// every skipped test and its reason: no skip is silent.
     pub ignored: Vec<String>,
+    /// Why each failed test failed (`NAME: FILE:LINE: message`, or its `Error:` line), so that
+    /// the summary's last lines say what broke even when only the tail of the log is read.
+    pub failures: Vec<String>,
+    /// The test whose captured output is being read (`---- NAME stdout ----`).
+    reading: Option<String>,
+    /// A panic's location, waiting for its message on the next line.
+    panic_at: Option<(String, String)>,
 }
+
+/// The longest failure message kept for the summary.
+const FAILURE_CHARS: usize = 300;
 
 /// Records phases as they run.
 #[derive(Default)]
@@ -96,6 +106,9 @@ impl Phases {
         for line in &c.ignored {
             println!("skipped: {line}");
         }
+        for line in &c.failures {
+            println!("failed: {line}");
+        }
         println!(
             "{} passed, {} failed, {} skipped",
             c.passed, c.failed, c.skipped
@@ -127,6 +140,39 @@ pub fn run_counted(cmd: &mut Command, counts: &mut Counts) -> Result<()> {
 /// Reads `cargo test`'s `test result:` lines and vitest's `Tests  N passed | M failed` line:
 /// every "<number> <passed|failed|ignored|skipped>" pair on such a line counts.
 fn add_counts(line: &str, counts: &mut Counts) {
+    if let Some((name, at)) = counts.panic_at.take() {
+        counts
+            .failures
+            .push(clip(&format!("{name}: {at}: {}", line.trim())));
+        return;
+    }
+    if let Some(name) = line
+        .strip_prefix("---- ")
+        .and_then(|l| l.strip_suffix(" stdout ----"))
+    {
+        counts.reading = Some(name.to_owned());
+        return;
+    }
+    if line.starts_with("thread '") && line.contains(" panicked at ") {
+        // thread 'NAME' (PID) panicked at FILE:LINE:COL:
+        let name = line["thread '".len()..]
+            .split('\'')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let at = line
+            .split(" panicked at ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches(':')
+            .to_owned();
+        counts.panic_at = Some((name, at));
+        return;
+    }
+    if let (Some(name), Some(err)) = (&counts.reading, line.strip_prefix("Error: ")) {
+        counts.failures.push(clip(&format!("{name}: {err}")));
+        return;
+    }
     let line = line.trim_start();
     if line.starts_with("test ") && line.contains(" ... ignored") {
         counts.ignored.push(line["test ".len()..].to_owned());
@@ -149,6 +195,13 @@ fn add_counts(line: &str, counts: &mut Counts) {
             "ignored" | "skipped" => counts.skipped += n,
             _ => {}
         }
+    }
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(FAILURE_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -203,7 +256,44 @@ mod tests {
                 failed: 2,
                 skipped: 2,
                 ignored: vec!["slow_case ... ignored, needs a quiet machine: see docs".into()],
+                ..Counts::default()
             }
         );
+    }
+
+    #[test]
+    fn names_why_each_test_failed() {
+        let mut c = Counts::default();
+        for line in [
+            "failures:",
+            "",
+            "---- cue_plays stdout ----",
+            "cue monitor: 1 kHz -200.0 dB",
+            "",
+            "thread 'cue_plays' (9269) panicked at audio/tests/music_devices.rs:186:5:",
+            "the cue sink's monitor has the cued track: -200.0 dB",
+            "stack backtrace:",
+            "---- the_loss_figure stdout ----",
+            "Error: timed out after 30s waiting for a loss figure",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        ] {
+            add_counts(line, &mut c);
+        }
+        assert_eq!(
+            c.failures,
+            vec![
+                "cue_plays: audio/tests/music_devices.rs:186:5: the cue sink's monitor has the \
+                 cued track: -200.0 dB"
+                    .to_owned(),
+                "the_loss_figure: timed out after 30s waiting for a loss figure".to_owned(),
+            ]
+        );
+        assert_eq!((c.passed, c.failed), (1, 2));
+        let long = format!("thread 't' (1) panicked at a.rs:1:1:\n{}", "x".repeat(1000));
+        let mut c = Counts::default();
+        for line in long.lines() {
+            add_counts(line, &mut c);
+        }
+        assert_eq!(c.failures[0].chars().count(), FAILURE_CHARS + 1);
     }
 }
