@@ -3,8 +3,10 @@
 //! is approved in the UI and sends a tone. Without loss, the Studio's loss figure (read from the
 //! UI) is ≤ 1 %, and the bitrate, round trip, listeners and the speaker's row show figures. Then
 //! 10 % of every UDP packet in the test's loopback-only network namespace is dropped at random
-//! and the loss figure reads 10 ± 3 % (the median of three readings, 10 s apart: each reading
-//! is its own 10-second window); the speaker's loss is shown too. Screenshots of the stats panel
+//! and the loss figure reads 10 ± 3 % (the median of five readings, 10 s apart: each reading
+//! is its own 10-second window of ~500 packets, so random loss alone spreads one reading by
+//! ~1.3 points and readings of 7.5 % were seen; five make a reading outside the bar by chance
+//! rare); the speaker's loss is shown too. Screenshots of the stats panel
 //! go under `target/screenshots/`.
 //!
 //! The loss is injected with nftables (`numgen random mod 1000 < 100 drop` on the input hook,
@@ -204,12 +206,12 @@ async fn scenario() -> anyhow::Result<()> {
         "the history graph draws nothing"
     );
 
-    // 10 % of UDP dropped: three readings 10 s apart (each its own 10 s window).
+    // 10 % of UDP dropped: five readings 10 s apart (each its own 10 s window).
     inject_udp_loss(Some(100))?;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let mut readings = Vec::new();
     let mut speaker = Vec::new();
-    for i in 0..3 {
+    for i in 0..5 {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
@@ -228,7 +230,7 @@ async fn scenario() -> anyhow::Result<()> {
     }
     panel_shot(&studio, "stats-panel-10pct-loss").await?;
     readings.sort_by(f64::total_cmp);
-    let median = readings[1];
+    let median = readings[readings.len() / 2];
     assert!(
         (7.0..=13.0).contains(&median),
         "loss figure median {median} % (readings {readings:?}) with 10 % injected"
