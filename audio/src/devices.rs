@@ -260,6 +260,17 @@ fn find_input_on(
 /// Finds an output device by id, or the default output device when `id` is `None`.
 pub(crate) fn find_output(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
     let host = host();
+    // PulseAudio: every output gets a connection of its own. cpal creates its playback streams
+    // with sync id 0, so the server puts all of one connection's streams in one sync group and
+    // refuses ("Invalid argument") a second stream on another sink while the first plays: the
+    // cue on the DJ's headphones beside the main output, say. A device found on a fresh host
+    // keeps that host's connection for as long as its stream lives.
+    if host.id().name() == "PulseAudio"
+        && let Ok(own) = cpal::host_from_id(host.id())
+        && let Ok(found) = find_output_on(&own, id)
+    {
+        return Ok(found);
+    }
     find_output_on(&host, id).or_else(|e| match host_after_failure(&host) {
         Some(fresh) => find_output_on(&fresh, id),
         None => Err(e),

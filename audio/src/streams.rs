@@ -15,8 +15,11 @@ use crate::devices::{DeviceError, find_input, find_output};
 use crate::output_reader::OutputReader;
 use crate::resample::EdgeResampler;
 
+mod pick;
 #[cfg(target_os = "linux")]
 mod pulse_input;
+
+pub use pick::{ChannelPick, MAX_DEVICE_CHANNELS, PickError, Picker};
 
 /// What to open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,15 +172,41 @@ pub fn open_input(
     ring: rtrb::Producer<f32>,
     probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
+    open_input_pick(req, None, ring, probe)
+}
+
+/// Like [`open_input`], keeping channels `pick` of a multi-channel input: the device is opened
+/// with every channel it has (at least as many as the pick names) and the callback delivers
+/// `req.channels` (1: the pair's mean, 2: the pair) into `ring`. A pick the device cannot carry is
+/// refused with [`DeviceError::Backend`] naming the channel.
+pub fn open_input_pick(
+    req: &StreamRequest,
+    pick: Option<ChannelPick>,
+    ring: rtrb::Producer<f32>,
+    probe: Option<fn(bool)>,
+) -> Result<DeviceStream, DeviceError> {
     let (device, id) = find_input(req.id.as_deref())?;
     #[cfg(target_os = "linux")]
     if let Some(source) = id.strip_prefix("pulseaudio:") {
         let source = source.to_owned();
-        return pulse_input::open(&source, id, req, ring, probe);
+        return pulse_input::open(&source, id, req, pick, ring, probe);
     }
     let default = device
         .default_input_config()
         .map_err(|e| DeviceError::from_cpal(&id, &e))?;
+    // What the ring gets: the pick's 1 or 2 channels, else what was asked (the device's own count
+    // when nothing was).
+    let want = match pick {
+        Some(_) => Some(req.channels.unwrap_or(2).clamp(1, 2)),
+        None => req.channels,
+    };
+    let mut req = req.clone();
+    if let Some(p) = pick {
+        p.check(default.channels().max(p.device_channels()))
+            .map_err(|e| backend_error(&id, e))?;
+        req.channels = Some(default.channels().max(p.device_channels()));
+    }
+    let req = &req;
     let ranges: Vec<_> = device
         .supported_input_configs()
         .map(|c| c.collect())
@@ -191,8 +220,17 @@ pub fn open_input(
     let status = Arc::new(StreamStatus::default());
     let build = |config: &cpal::StreamConfig, mut ring: rtrb::Producer<f32>| {
         let st = status.clone();
+        // The channels delivered: a pick, or the request where the device opened otherwise.
+        let delivered = delivered_channels(pick, want, config.channels);
+        let mut picker = (delivered != config.channels || pick.is_some()).then(|| {
+            Picker::new(
+                pick.unwrap_or(ChannelPick::FIRST_PAIR),
+                config.channels,
+                usize::from(delivered),
+            )
+        });
         // A device that cannot run at 48 kHz is resampled here, at the edge.
-        let mut edge = edge_resampler(&id, config.sample_rate, 48_000, config.channels)?;
+        let mut edge = edge_resampler(&id, config.sample_rate, 48_000, delivered)?;
         device.build_input_stream::<f32, _, _>(
             *config,
             move |data: &[f32], info: &cpal::InputCallbackInfo| {
@@ -203,6 +241,45 @@ pub fn open_input(
                 let lat = ts.callback.duration_since(ts.capture);
                 st.latency_us
                     .store(lat.as_micros() as u64, Ordering::Relaxed);
+                if let Some(picker) = picker.as_mut() {
+                    // Picked channels (or a channel count the device chose), through a stack
+                    // buffer into the edge resampler or the ring.
+                    let mut lost = 0u64;
+                    let mut scratch = [0.0f32; PICK_SCRATCH];
+                    let mut n = 0usize;
+                    let mut flush = |buf: &[f32], lost: &mut u64| match edge.as_mut() {
+                        Some(edge) => edge.push(buf, |s| {
+                            if ring.push(s).is_err() {
+                                *lost += 1;
+                            }
+                        }),
+                        None => {
+                            for &s in buf {
+                                if ring.push(s).is_err() {
+                                    *lost += 1;
+                                }
+                            }
+                        }
+                    };
+                    for &s in data {
+                        picker.feed(s, &mut |x| {
+                            scratch[n] = x;
+                            n += 1;
+                        });
+                        if n + 2 > PICK_SCRATCH {
+                            flush(&scratch[..n], &mut lost);
+                            n = 0;
+                        }
+                    }
+                    flush(&scratch[..n], &mut lost);
+                    if lost > 0 {
+                        st.xruns.fetch_add(lost, Ordering::Relaxed);
+                    }
+                    if let Some(p) = probe {
+                        p(false);
+                    }
+                    return;
+                }
                 if let Some(edge) = edge.as_mut() {
                     let mut lost = 0u64;
                     edge.push(data, |s| {
@@ -246,12 +323,31 @@ pub fn open_input(
         opened: OpenedStream {
             id,
             sample_rate: config.sample_rate,
-            channels: config.channels,
+            channels: delivered_channels(pick, want, config.channels),
             buffer_frames: fixed.then(|| req.buffer_frames.unwrap_or(480)),
         },
         status,
         _stream: Backend::Cpal(stream),
     })
+}
+
+/// The channels an input delivers into its ring: the wanted 1 or 2 where a pick is given or the
+/// device opened with another count than asked, the device's own count otherwise.
+fn delivered_channels(pick: Option<ChannelPick>, want: Option<u16>, device: u16) -> u16 {
+    match want {
+        Some(w) if pick.is_some() || (w != device && w <= 2) => w.clamp(1, 2),
+        _ => device,
+    }
+}
+
+/// Samples assembled per step on the picking path (stack buffer).
+const PICK_SCRATCH: usize = 512;
+
+fn backend_error(id: &str, reason: impl std::fmt::Display) -> DeviceError {
+    DeviceError::Backend {
+        id: id.to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Opens an output; the callback plays the interleaved `f32` frames of `ring` in order, silence
@@ -402,6 +498,7 @@ pub struct EngineDevices {
     input: Option<DeviceStream>,
     output: Option<DeviceStream>,
     capture_channels: usize,
+    input_pick: Option<ChannelPick>,
 }
 
 /// Ring capacity per direction, in frames.
@@ -415,11 +512,23 @@ impl EngineDevices {
         input_req: StreamRequest,
         output_req: StreamRequest,
     ) -> Result<EngineDevices, DeviceError> {
+        EngineDevices::open_pick(io, capture_channels, input_req, None, output_req)
+    }
+
+    /// Like [`EngineDevices::open`], capturing channels `input_pick` of a multi-channel input
+    /// ([`open_input_pick`]).
+    pub fn open_pick(
+        io: crate::engine::EngineIo,
+        capture_channels: usize,
+        input_req: StreamRequest,
+        input_pick: Option<ChannelPick>,
+        output_req: StreamRequest,
+    ) -> Result<EngineDevices, DeviceError> {
         let mut input_req = input_req;
         input_req.channels = Some(capture_channels as u16);
         let mut output_req = output_req;
         output_req.channels = Some(2);
-        let input = open_input(&input_req, io.capture, None)?;
+        let input = open_input_pick(&input_req, input_pick, io.capture, None)?;
         let output = open_live_output(&output_req, io.output, None)?;
         Ok(EngineDevices {
             input_req,
@@ -427,7 +536,32 @@ impl EngineDevices {
             input: Some(input),
             output: Some(output),
             capture_channels,
+            input_pick,
         })
+    }
+
+    /// The input channels in use (`None`: the device's first one or two).
+    pub fn input_pick(&self) -> Option<ChannelPick> {
+        self.input_pick
+    }
+
+    /// Captures other channels of the input (reopening it; the engine keeps running). On an error
+    /// (the device lacks the channel) the input keeps its previous channels.
+    pub fn set_input_pick(
+        &mut self,
+        handle: &mut crate::engine::EngineHandle,
+        pick: Option<ChannelPick>,
+    ) -> Result<(), DeviceError> {
+        if pick == self.input_pick && self.input.is_some() {
+            return Ok(());
+        }
+        let before = self.input_pick;
+        self.input_pick = pick;
+        if let Err(e) = self.reopen_input(handle) {
+            self.input_pick = before;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The running input, if any.
@@ -473,7 +607,7 @@ impl EngineDevices {
         handle: &mut crate::engine::EngineHandle,
     ) -> Result<(), DeviceError> {
         let (p, c) = rtrb::RingBuffer::new(DEVICE_RING_FRAMES * self.capture_channels);
-        let stream = open_input(&self.input_req, p, None)?;
+        let stream = open_input_pick(&self.input_req, self.input_pick, p, None)?;
         handle
             .send(crate::engine::Control::ReplaceCaptureRing(c))
             .map_err(|e| DeviceError::Backend {

@@ -17,9 +17,40 @@ pub struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Asked to end first, so that it cleans up after itself (Xvfb removes its lock file and
+        // socket; killed, it leaves them, and 110 such locks once used up every display number).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         eprintln!("xtask: stopped {}", self.name);
+    }
+}
+
+/// Whether display `n` is free: no socket and no lock, or a lock left by an X server that is no
+/// longer running (then the lock and socket are removed).
+fn display_free(n: u32) -> bool {
+    let lock = format!("/tmp/.X{n}-lock");
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    let Ok(text) = std::fs::read_to_string(&lock) else {
+        return !Path::new(&lock).exists() && !Path::new(&socket).exists();
+    };
+    let alive = text
+        .trim()
+        .parse::<u32>()
+        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if alive || !Path::new("/proc/self").exists() {
+        return false;
+    }
+    std::fs::remove_file(&lock).is_ok() && {
+        let _ = std::fs::remove_file(&socket);
+        true
     }
 }
 
@@ -44,11 +75,8 @@ pub struct Display {
 /// Starts Xvfb on the first free display from :90.
 pub fn xvfb() -> Result<Display> {
     let n = (90..200)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
-        .context("no free X display number between :90 and :199")?;
+        .find(|n| display_free(*n))
+        .context("no free X display number between :90 and :199 (see /tmp/.X*-lock)")?;
     let name = format!(":{n}");
     let child = Command::new("Xvfb")
         .args([
@@ -123,7 +151,13 @@ impl Drop for Pulse {
 /// The null sinks every test run has: 48 kHz stereo, monitors usable as inputs.
 pub const TEST_SINKS: [&str; 2] = ["onmic_a", "onmic_b"];
 
-/// Starts a private PulseAudio with the [`TEST_SINKS`]; `onmic_a` is the default sink and its
+/// A four-channel null sink (front left/right, rear left/right: what cpal's four-channel streams
+/// play, so nothing is remixed; PulseAudio's own default for four is another map, and a
+/// pro-audio card shows aux0–auxN, which the capture handles the same way): its monitor is the tests' multi-channel sound
+/// card, for picking which two input channels the engine uses.
+pub const QUAD_SINK: &str = "onmic_quad";
+
+/// Starts a private PulseAudio with the [`TEST_SINKS`] and [`QUAD_SINK`]; `onmic_a` is the default sink and its
 /// monitor the default source.
 pub fn pulseaudio() -> Result<Pulse> {
     let runtime_dir = std::env::temp_dir().join(format!("onmic-pulse-{}", std::process::id()));
@@ -174,10 +208,19 @@ pub fn pulseaudio() -> Result<Pulse> {
             &format!("sink_properties=device.description={sink}"),
         ])?;
     }
+    pulse.pactl(&[
+        "load-module",
+        "module-null-sink",
+        &format!("sink_name={QUAD_SINK}"),
+        "rate=48000",
+        "channels=4",
+        "channel_map=front-left,front-right,rear-left,rear-right",
+        &format!("sink_properties=device.description={QUAD_SINK}"),
+    ])?;
     pulse.pactl(&["set-default-sink", TEST_SINKS[0]])?;
     pulse.pactl(&["set-default-source", &format!("{}.monitor", TEST_SINKS[0])])?;
     eprintln!(
-        "xtask: PulseAudio at {} with sinks {}",
+        "xtask: PulseAudio at {} with sinks {} and {QUAD_SINK} (4 channels)",
         pulse.server,
         TEST_SINKS.join(", ")
     );

@@ -115,11 +115,43 @@ fn deliver(
     bytes: &[u8],
     ring: &mut rtrb::Producer<f32>,
     edge: &mut Option<crate::resample::EdgeResampler>,
+    picker: &mut Option<super::Picker>,
 ) -> u64 {
     let mut samples = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let mut lost = 0u64;
+    if let Some(picker) = picker.as_mut() {
+        // Picked channels: through a stack buffer into the edge resampler or the ring.
+        let mut scratch = [0.0f32; SCRATCH];
+        let mut n = 0usize;
+        let mut flush = |buf: &[f32], lost: &mut u64| match edge.as_mut() {
+            Some(edge) => edge.push(buf, |x| {
+                if ring.push(x).is_err() {
+                    *lost += 1;
+                }
+            }),
+            None => {
+                for &x in buf {
+                    if ring.push(x).is_err() {
+                        *lost += 1;
+                    }
+                }
+            }
+        };
+        for s in samples {
+            picker.feed(s, &mut |x| {
+                scratch[n] = x;
+                n += 1;
+            });
+            if n + 2 > SCRATCH {
+                flush(&scratch[..n], &mut lost);
+                n = 0;
+            }
+        }
+        flush(&scratch[..n], &mut lost);
+        return lost;
+    }
     match edge.as_mut() {
         Some(edge) => {
             let mut scratch = [0.0f32; SCRATCH];
@@ -158,26 +190,50 @@ pub(super) fn open(
     source: &str,
     id: String,
     req: &StreamRequest,
+    pick: Option<super::ChannelPick>,
     mut ring: rtrb::Producer<f32>,
     probe: Option<fn(bool)>,
 ) -> Result<DeviceStream, DeviceError> {
     let channels = req.channels.unwrap_or(2).clamp(1, 2);
     let rate = req.sample_rate.unwrap_or(48_000);
     let period = req.buffer_frames.unwrap_or(480).max(1);
-    let bytes_per_frame = 4 * u32::from(channels);
     let client = connect(&id)?;
     let source_name = CString::new(source).map_err(|e| backend(&id, e))?;
+    // A pick records every channel of the source in its own order (its own channel map: the
+    // server then remixes nothing) and keeps two in the callback.
+    let (stream_channels, channel_map, mut picker) = match pick {
+        None => (
+            channels,
+            if channels == 1 {
+                protocol::ChannelMap::mono()
+            } else {
+                protocol::ChannelMap::stereo()
+            },
+            None,
+        ),
+        Some(p) => {
+            let info = block_on(client.source_info_by_name(source_name.clone())).map_err(|e| {
+                DeviceError::NotFound {
+                    id: format!("{id} ({e})"),
+                }
+            })?;
+            let n = u16::from(info.sample_spec.channels);
+            p.check(n).map_err(|e| backend(&id, e))?;
+            (
+                n,
+                info.channel_map,
+                Some(super::Picker::new(p, n, usize::from(channels))),
+            )
+        }
+    };
+    let bytes_per_frame = 4 * u32::from(stream_channels);
     let params = protocol::RecordStreamParams {
         sample_spec: protocol::SampleSpec {
             format: protocol::SampleFormat::Float32Le,
             sample_rate: rate,
-            channels: channels as u8,
+            channels: stream_channels as u8,
         },
-        channel_map: if channels == 1 {
-            protocol::ChannelMap::mono()
-        } else {
-            protocol::ChannelMap::stereo()
-        },
+        channel_map,
         source_name: Some(source_name),
         buffer_attr: protocol::stream::BufferAttr {
             max_length: rate * QUEUE_SECONDS * bytes_per_frame,
@@ -210,12 +266,12 @@ pub(super) fn open(
             carried += take;
             bytes = &bytes[take..];
             if carried == 4 {
-                lost += deliver(&carry, &mut ring, &mut edge);
+                lost += deliver(&carry, &mut ring, &mut edge, &mut picker);
                 carried = 0;
             }
         }
         let whole = bytes.len() / 4 * 4;
-        lost += deliver(&bytes[..whole], &mut ring, &mut edge);
+        lost += deliver(&bytes[..whole], &mut ring, &mut edge, &mut picker);
         let rest = &bytes[whole..];
         carry[..rest.len()].copy_from_slice(rest);
         carried = rest.len();
@@ -247,7 +303,7 @@ pub(super) fn open(
         let spec = protocol::SampleSpec {
             format: protocol::SampleFormat::Float32Le,
             sample_rate: rate,
-            channels: channels as u8,
+            channels: stream_channels as u8,
         };
         std::thread::Builder::new()
             .name("onmic-pulse-watch".into())
