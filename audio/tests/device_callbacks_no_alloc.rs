@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use onmic_audio::list_devices;
-use onmic_audio::streams::{StreamRequest, open_input, open_live_output};
+use onmic_audio::streams::{ChannelPick, StreamRequest, open_input_pick, open_live_output};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -65,7 +65,10 @@ fn device_callbacks_never_allocate() {
             sample_rate: rate,
             buffer_frames: Some(480),
         };
-        let input = open_input(&req(&in_id), cap_p, Some(probe)).expect("input");
+        // 44.1 kHz runs the picking path too (channels 2 and 1 of the monitor, through the edge
+        // resampler), as a multi-channel card's pick does.
+        let pick = rate.map(|_| ChannelPick::new(1, 0).expect("pick"));
+        let input = open_input_pick(&req(&in_id), pick, cap_p, Some(probe)).expect("input");
         // The engine's output (live): the tone filled ahead is a backlog it trims with a splice, so
         // the trim path runs in the real callback too.
         let output = open_live_output(&req(&out_id), play_c, Some(probe)).expect("output");
