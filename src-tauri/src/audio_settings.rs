@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use onmic_audio::chain::{ChainConfig, Mode, Toggles};
 use onmic_audio::ear_monitor::{EarMonitorConfig, EarSource};
 use onmic_audio::engine::Control;
+use onmic_audio::streams::ChannelPick;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
@@ -75,6 +76,9 @@ pub struct AudioSettings {
     pub agc: bool,
     /// Input gain in dB, −24 to +12.
     pub input_gain_db: f32,
+    /// Which two channels of a multi-channel input are used, 1-based `[left, right]` (voice
+    /// mode mixes the two); `None`: the input's first two (a stereo input as it is).
+    pub input_channels: Option<[u16; 2]>,
     /// The output device (`None`: the system default).
     pub output_device: Option<String>,
     /// Mute the voice, keep the music.
@@ -105,6 +109,7 @@ impl AudioSettings {
             ai_ns_strength: 100.0,
             agc: t.agc,
             input_gain_db: 0.0,
+            input_channels: None,
             output_device: None,
             voice_muted: false,
             send_muted: false,
@@ -129,7 +134,17 @@ impl AudioSettings {
         for v in self.speaker_volumes.values_mut() {
             *v = fix(*v, 0.0, 150.0, 100.0);
         }
+        if self.input_pick().is_none() {
+            self.input_channels = None;
+        }
         self
+    }
+
+    /// The input channels as the engine takes them (0-based), `None` for the default or a pair
+    /// out of range.
+    pub fn input_pick(&self) -> Option<ChannelPick> {
+        let [l, r] = self.input_channels?;
+        ChannelPick::new(l.checked_sub(1)?, r.checked_sub(1)?).ok()
     }
 
     /// Which processing stages are on.
@@ -208,14 +223,19 @@ impl AudioSettings {
         if self.output_device != prev.output_device {
             out.push(EngineChange::Output(self.output_device.clone()));
         }
+        if self.input_channels != prev.input_channels {
+            out.push(EngineChange::InputChannels(self.input_pick()));
+        }
         out
     }
 
     /// Everything the engine needs to start from its defaults and reach `self`.
     pub fn initial_changes(&self) -> Vec<EngineChange> {
         // The engine starts in sound-card mode with default toggles, unity gain, nothing muted.
+        // The devices open on the chosen output and input channels.
         let base = AudioSettings {
             output_device: self.output_device.clone(),
+            input_channels: self.input_channels,
             ..AudioSettings::for_mode(AudioMode::Soundcard)
         };
         self.changes_since(&base)
@@ -231,6 +251,8 @@ pub enum EngineChange {
     Mode(ChainConfig),
     /// Play on this output device (`None`: the default).
     Output(Option<String>),
+    /// Capture these channels of the input (`None`: its first two).
+    InputChannels(Option<ChannelPick>),
 }
 
 fn engine_mode(mode: AudioMode) -> Mode {
@@ -255,6 +277,7 @@ mod tests {
                     .to_owned(),
                 EngineChange::Mode(c) => format!("Mode({:?})", c.mode),
                 EngineChange::Output(o) => format!("Output({o:?})"),
+                EngineChange::InputChannels(p) => format!("InputChannels({p:?})"),
             })
             .collect()
     }
@@ -279,6 +302,36 @@ mod tests {
                 "Output(Some(\"speakers\"))"
             ]
         );
+    }
+
+    #[test]
+    fn input_channels_are_one_based_checked_and_switched_live() {
+        let a = AudioSettings::default();
+        assert_eq!(a.input_pick(), None);
+        let b = AudioSettings {
+            input_channels: Some([3, 4]),
+            ..a.clone()
+        };
+        assert_eq!(b.input_pick(), Some(ChannelPick::new(2, 3).unwrap()));
+        match b.changes_since(&a).as_slice() {
+            [EngineChange::InputChannels(Some(p))] => assert_eq!((p.left, p.right), (2, 3)),
+            other => panic!("{other:?}"),
+        }
+        match a.changes_since(&b).as_slice() {
+            [EngineChange::InputChannels(None)] => {}
+            other => panic!("{other:?}"),
+        }
+        // The devices open on the saved pair: nothing to switch after the start.
+        assert!(b.initial_changes().is_empty());
+        // Channel 0 or beyond 64 (a hand-edited file) is the default.
+        for bad in [[0, 1], [1, 65]] {
+            let c = AudioSettings {
+                input_channels: Some(bad),
+                ..a.clone()
+            }
+            .clamped();
+            assert_eq!(c.input_channels, None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub fn start_meter(
     let device = studio.meter.start(device_id.clone(), on_level)?;
     if device_id.is_some() {
         studio.settings.update(|s| s.input_device = device_id)?;
+        // Channels the new input does not have go back to its first two.
+        let audio = studio.settings.get().audio;
+        if audio.input_channels.is_some()
+            && check_input_channels(studio.settings.get().input_device.as_deref(), &audio).is_err()
+        {
+            studio.settings.update(|s| s.audio.input_channels = None)?;
+        }
     }
     Ok(device)
 }
@@ -209,13 +216,44 @@ pub async fn set_audio(
     studio: State<'_, Studio>,
     audio: AudioSettings,
 ) -> Result<Settings, AppError> {
-    let settings = studio.settings.update(|s| s.audio = audio.clamped())?;
+    let audio = audio.clamped();
+    if audio.input_channels != studio.settings.get().audio.input_channels {
+        check_input_channels(studio.settings.get().input_device.as_deref(), &audio)?;
+    }
+    let settings = studio.settings.update(|s| s.audio = audio)?;
     let _serial = studio.shortcuts.apply.lock().await;
     let live = studio
         .shortcuts
         .effective(&settings.audio, &settings.shortcuts);
     studio.session.set_audio(&live).await;
     Ok(settings)
+}
+
+/// Refuses input channels the chosen input (`None`: the default) does not have, naming them.
+fn check_input_channels(input: Option<&str>, audio: &AudioSettings) -> Result<(), AppError> {
+    let (Some(pick), Some([l, r])) = (audio.input_pick(), audio.input_channels) else {
+        return Ok(());
+    };
+    let list = onmic_audio::list_devices()?;
+    let device = list
+        .inputs
+        .iter()
+        .find(|d| input.is_some_and(|id| d.id == id) || (input.is_none() && d.is_default));
+    let Some(device) = device else {
+        return Ok(());
+    };
+    pick.check(device.channels).map_err(|_| {
+        AppError::new(
+            crate::error::AppErrorKind::InvalidInput,
+            format!(
+                "Channels {l} and {r} need an input with at least {} channels; {} has {}. \
+                 Pick channels it has, or another input.",
+                pick.device_channels(),
+                device.name,
+                device.channels
+            ),
+        )
+    })
 }
 
 /// Puts every setting back to its default (the room choice stays) and applies it live.

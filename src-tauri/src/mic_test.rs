@@ -289,13 +289,14 @@ impl MicTestService {
         })?;
         // The engine plays silence (no remotes, ear monitor off) on the chosen output while
         // recording: opening it now finds a missing output before the host talks for 5 s.
-        let devices = EngineDevices::open(
+        let devices = EngineDevices::open_pick(
             io,
             config.capture_channels,
             StreamRequest {
                 id: input,
                 ..StreamRequest::default()
             },
+            audio.input_pick(),
             StreamRequest {
                 id: audio.output_device.clone(),
                 ..StreamRequest::default()

@@ -735,13 +735,14 @@ fn run_engine(
             return;
         }
     };
-    let devices = EngineDevices::open(
+    let devices = EngineDevices::open_pick(
         io,
         config.capture_channels,
         StreamRequest {
             id: input,
             ..StreamRequest::default()
         },
+        audio.input_pick(),
         StreamRequest {
             id: audio.output_device.clone(),
             ..StreamRequest::default()
@@ -893,6 +894,14 @@ impl EngineControls {
                         },
                     ) {
                         tracing::warn!("the output device could not be switched: {e}");
+                    }
+                }
+                EngineChange::InputChannels(pick) => {
+                    self.flush(handle);
+                    // The command checked the pick against the input; a device that changed
+                    // since keeps its channels.
+                    if let Err(e) = devices.set_input_pick(handle, pick) {
+                        tracing::warn!("the input channels could not be switched: {e}");
                     }
                 }
             }

@@ -34,6 +34,7 @@ pub const COVERED: &[&str] = &[
     "audio.aiNsStrength",
     "audio.agc",
     "audio.inputGainDb",
+    "audio.inputChannels",
     "audio.outputDevice",
     "audio.voiceMuted",
     "audio.sendMuted",
@@ -104,7 +105,8 @@ fn every_setting_survives_a_restart() {
 }
 
 async fn scenario() -> anyhow::Result<()> {
-    let input = NullSink::create("onmic_e2e_settings_in", "Onmic_E2E_Settings_In");
+    // A four-channel card: its channel pair is a setting too.
+    let input = NullSink::create_with_channels("onmic_e2e_settings_in", "Onmic_E2E_Settings_In", 4);
     let output = NullSink::create("onmic_e2e_settings_out", "Onmic_E2E_Settings_Out");
     let config = tempfile::tempdir()?;
     let settings_file = config.path().join("app.onmic.studio/settings.json");
@@ -150,6 +152,8 @@ async fn scenario() -> anyhow::Result<()> {
     // Voice mode turns every process on (the defaults are all off).
     slide(&studio, "#ai-ns-strength", 8).await?; // 0 + 8 × 5 = 40 %
     slide(&studio, "#input-gain", 36).await?; // −24 + 36 × 0.5 = −6 dB
+    pick_option(&studio, "#input-channel-left", "L 3").await?;
+    pick_option(&studio, "#input-channel-right", "R 4").await?;
     let output_id = pick_option(&studio, "#output-devices", &output.description).await?;
     studio.click("#mute-voice").await?;
     studio.click("#mute-all").await?;
@@ -199,6 +203,7 @@ async fn scenario() -> anyhow::Result<()> {
         "audio.aiNsStrength": 40.0,
         "audio.agc": true,
         "audio.inputGainDb": -6.0,
+        "audio.inputChannels": [3, 4],
         "audio.outputDevice": output_id,
         "audio.voiceMuted": true,
         "audio.sendMuted": true,
@@ -500,6 +505,16 @@ async fn ui_value(studio: &Studio, path: &str) -> anyhow::Result<Value> {
         "audio.agc" => flag(attr("#fx-agc", "aria-pressed").await?),
         "audio.aiNsStrength" => num(prop("#ai-ns-strength", "value").await?)?,
         "audio.inputGainDb" => num(prop("#input-gain", "value").await?)?,
+        "audio.inputChannels" => {
+            let l: u16 = prop("#input-channel-left", "value").await?.parse()?;
+            let r: u16 = prop("#input-channel-right", "value").await?.parse()?;
+            // The UI shows the default (none chosen) as the first two.
+            if (l, r) == (1, 2) {
+                Value::Null
+            } else {
+                json!([l, r])
+            }
+        }
         "audio.outputDevice" => opt(prop("#output-devices", "value").await?),
         "audio.voiceMuted" => flag(attr("#mute-voice", "aria-pressed").await?),
         "audio.sendMuted" => flag(attr("#mute-all", "aria-pressed").await?),

@@ -16,14 +16,30 @@ impl NullSink {
     /// Creates a 48 kHz stereo null sink named `name` whose description is `description`
     /// (no spaces: PulseAudio's module arguments are whitespace-separated).
     pub fn create(name: &str, description: &str) -> Self {
+        Self::create_with_channels(name, description, 2)
+    }
+
+    /// Like [`NullSink::create`], with `channels` channels (front left/right, then rear
+    /// left/right, then aux: a multi-channel sound card's inputs on its monitor).
+    pub fn create_with_channels(name: &str, description: &str, channels: u16) -> Self {
         crate::required_env("PULSE_SERVER");
+        let positions = ["front-left", "front-right", "rear-left", "rear-right"];
+        let map: Vec<String> = (0..usize::from(channels))
+            .map(|i| {
+                positions.get(i).map_or_else(
+                    || format!("aux{}", i - positions.len()),
+                    |p| (*p).to_owned(),
+                )
+            })
+            .collect();
         let out = Command::new("pactl")
             .args([
                 "load-module",
                 "module-null-sink",
                 &format!("sink_name={name}"),
                 "rate=48000",
-                "channels=2",
+                &format!("channels={channels}"),
+                &format!("channel_map={}", map.join(",")),
                 &format!("sink_properties=device.description={description}"),
             ])
             .output()

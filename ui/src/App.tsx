@@ -107,6 +107,9 @@ export function App() {
       setActive(result.data);
       setSelected(result.data.id);
       setError(null);
+      // Input channels the new input lacks were put back to its first two.
+      const after = await commands.getSettings();
+      setAudio((a) => (a && a.inputChannels !== after.audio.inputChannels ? { ...a, inputChannels: after.audio.inputChannels } : a));
     } else {
       setActive(null);
       setFrame(null);
@@ -317,7 +320,7 @@ export function App() {
             </p>
           </section>
           {audio && (
-            <AudioPanel audio={audio} devices={devices} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
+            <AudioPanel audio={audio} devices={devices} inputId={selected} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
           )}
           {audio && (
             <SpeakerVolumes

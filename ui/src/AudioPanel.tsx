@@ -5,6 +5,8 @@ import { barFraction, formatDb, zone } from "./levels";
 interface Props {
   audio: AudioSettings;
   devices: DeviceListView | null;
+  /** The input in use (its channel count offers the channel pair). */
+  inputId: string | null;
   /** Engine meters while on air (null before going live). */
   meters: LiveMeters | null;
   /** Until when each clip light stays lit (ms since the epoch). */
@@ -56,8 +58,12 @@ function Toggle({ id, label, hint, on, disabled, onChange }: { id: string; label
 }
 
 /** Mode, processing, gain, mutes, output, ear monitor and the latency readout; live while on air. */
-export function AudioPanel({ audio, devices, meters, clipUntil, now, onChange, inputMeter }: Props) {
+export function AudioPanel({ audio, devices, inputId, meters, clipUntil, now, onChange, inputMeter }: Props) {
   const set = (patch: Partial<AudioSettings>) => onChange({ ...audio, ...patch });
+  const inputChannels = devices?.inputs.find((d) => d.id === inputId)?.channels ?? 2;
+  const pair = audio.inputChannels ?? [1, 2];
+  const channelOptions = Array.from({ length: inputChannels }, (_, i) => i + 1);
+  const setPair = (l: number, r: number) => set({ inputChannels: l === 1 && r === 2 ? null : [l, r] });
   const ear = audio.ear;
   const lat = meters?.latency;
   return (
@@ -97,6 +103,25 @@ export function AudioPanel({ audio, devices, meters, clipUntil, now, onChange, i
         ) : (
           inputMeter
         )}
+        {inputChannels > 2 || audio.inputChannels ? (
+          <div className="field-row channel-pair" id="input-channels" data-channels={inputChannels}>
+            <span title="Which two inputs of the sound card are used (voice mode mixes the two)">Channels</span>
+            <select id="input-channel-left" aria-label="Left channel" value={pair[0]} onChange={(e) => setPair(Number(e.target.value), pair[1])}>
+              {channelOptions.map((c) => (
+                <option key={c} value={c}>
+                  L {c}
+                </option>
+              ))}
+            </select>
+            <select id="input-channel-right" aria-label="Right channel" value={pair[1]} onChange={(e) => setPair(pair[0], Number(e.target.value))}>
+              {channelOptions.map((c) => (
+                <option key={c} value={c}>
+                  R {c}
+                </option>
+              ))}
+            </select>
+          </div>
+        ) : null}
         <label className="fader">
           <span>Gain</span>
           <input

@@ -220,6 +220,11 @@ export type AudioSettings_Deserialize = {
 	agc?: boolean,
 	/**  Input gain in dB, −24 to +12. */
 	inputGainDb?: number | null,
+	/**
+	 *  Which two channels of a multi-channel input are used, 1-based `[left, right]` (voice
+	 *  mode mixes the two); `None`: the input's first two (a stereo input as it is).
+	 */
+	inputChannels?: [number, number] | null,
 	/**  The output device (`None`: the system default). */
 	outputDevice?: string | null,
 	/**  Mute the voice, keep the music. */
@@ -248,6 +253,11 @@ export type AudioSettings_Serialize = {
 	agc: boolean,
 	/**  Input gain in dB, −24 to +12. */
 	inputGainDb: number | null,
+	/**
+	 *  Which two channels of a multi-channel input are used, 1-based `[left, right]` (voice
+	 *  mode mixes the two); `None`: the input's first two (a stereo input as it is).
+	 */
+	inputChannels: [number, number] | null,
 	/**  The output device (`None`: the system default). */
 	outputDevice: string | null,
 	/**  Mute the voice, keep the music. */
