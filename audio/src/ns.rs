@@ -1,6 +1,18 @@
 //! Classic noise suppression: an STFT Wiener filter (20 ms sqrt-Hann frames, 10 ms hop) with a
-//! decision-directed a-priori SNR and a noise spectrum tracked as the minimum of the smoothed
-//! power (falls at once, rises by at most 1.7 dB/s, so speech never counts as noise). Allocation-free after `prepare`; one block of latency (the overlap-add).
+//! decision-directed a-priori SNR and a noise spectrum estimated by minima-controlled recursive
+//! averaging (MCRA, Cohen & Berdugo 2002): the power spectrum, smoothed over time and
+//! neighbouring bins, is compared with its minimum over the last 1.5–3 s; where it stays near
+//! that minimum (no speech) the noise estimate follows the input's power with a 0.2 s time
+//! constant, where it rises well above it (speech) the estimate holds. So the estimate is the
+//! noise's mean power, not a minimum that needs a bias guess, it settles within a few seconds
+//! of any start, and sustained speech never becomes "noise" unless a bin stays loud for longer
+//! than the window. After digital silence (a muted or idle input, the zeros a stage with latency
+//! starts with) it suppresses again within one to two windows, where the old floor (a minimum that
+//! rose 1.7 dB/s) took over a minute to climb back from zero; switched back on after being off, it
+//! starts afresh ([`Processor::resume`]). (Digital silence is learnt as what it is, zero noise:
+//! skipping it made clean speech with exact zeros between words, after RNNoise, count as noise,
+//! PESQ 4.09 → 2.96.) Allocation-free after `prepare`; one block of latency
+//! (the overlap-add).
 
 use std::sync::Arc;
 
@@ -15,24 +27,36 @@ const N: usize = BLOCK_FRAMES;
 const M: usize = 2 * BLOCK_FRAMES;
 const BINS: usize = BLOCK_FRAMES + 1;
 
-/// The noise floor may rise this much per block (+1.7 dB/s): slow enough that a talker's
-/// sustained vowels never become "noise", fast enough for a fan that starts.
-const MIN_RISE: f32 = 1.004;
-/// Noise power over its tracked minimum (the minimum of a smoothed periodogram sits ~4 dB
-/// below its mean).
-const NOISE_BIAS: f32 = 2.5;
+/// Time smoothing of the power spectrum the minimum is searched on.
+const ALPHA_S: f32 = 0.8;
+/// The minimum is searched over windows of this many frames (5 s): the minimum in force covers
+/// the last 5–10 s. Shorter windows let sustained speech become "noise": with 1.5 s, clean
+/// speech at −10 dBFS through the voice chain fell to PESQ 3.69, with 3 s to 3.90 (5 s: 4.07).
+const MIN_WINDOW: u32 = 500;
+/// Smoothed power over its minimum above which a bin counts as speech. The minimum over a 5–10 s
+/// window lies further below the noise's mean than over Cohen's 1.5 s, so his 5 let the noise's
+/// own peaks count as speech and the estimate sat low (white noise alone: 11.6 dB down in pauses
+/// with 5, 14.0 with 8, 16.7 with 12; 12 cost fan noise PESQ 1.53 → 1.45).
+const SPEECH_RATIO: f32 = 8.0;
+/// Smoothing of the speech-presence probability.
+const ALPHA_P: f32 = 0.2;
+/// Smoothing of the noise estimate while no speech is present (0.2 s time constant).
+const ALPHA_D: f32 = 0.95;
+/// Mean square (−130 dBFS) below which a frame is digital silence.
+const SILENCE_POWER: f32 = 1e-13;
 
 /// How hard the suppressor works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NsLevel {
-    /// About 6 dB.
+    /// At most 8 dB.
     Low,
-    /// About 12 dB.
+    /// At most 14 dB.
     Moderate,
-    /// About 18 dB.
+    /// At most 26 dB (the default: white noise at 5 dB SNR measured 15 dB down in speech
+    /// pauses with PESQ 1.05 → 1.37 at −20 dB, 16 dB and 1.43 at −26 dB).
     #[default]
     High,
-    /// About 21 dB.
+    /// At most 32 dB.
     VeryHigh,
 }
 
@@ -40,10 +64,52 @@ pub enum NsLevel {
 struct ChannelState {
     input: Vec<f32>,
     overlap: Vec<f32>,
+    /// Power smoothed over time and neighbouring bins.
     smoothed: Vec<f32>,
+    /// Its minimum over the current window and the one before.
     minimum: Vec<f32>,
+    /// Its minimum over the current window so far.
+    window_min: Vec<f32>,
+    /// Speech-presence probability per bin.
+    presence: Vec<f32>,
+    /// The noise power estimate.
+    noise: Vec<f32>,
     clean_prev: Vec<f32>,
+    /// Frames learnt from.
     frames: u32,
+}
+
+impl ChannelState {
+    fn new() -> ChannelState {
+        ChannelState {
+            input: vec![0.0; M],
+            overlap: vec![0.0; N],
+            smoothed: vec![0.0; BINS],
+            minimum: vec![0.0; BINS],
+            window_min: vec![0.0; BINS],
+            presence: vec![0.0; BINS],
+            noise: vec![0.0; BINS],
+            clean_prev: vec![0.0; BINS],
+            frames: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.input.fill(0.0);
+        self.overlap.fill(0.0);
+        self.forget();
+    }
+
+    /// Forgets what was learnt about the noise.
+    fn forget(&mut self) {
+        self.smoothed.fill(0.0);
+        self.minimum.fill(0.0);
+        self.window_min.fill(0.0);
+        self.presence.fill(0.0);
+        self.noise.fill(0.0);
+        self.clean_prev.fill(0.0);
+        self.frames = 0;
+    }
 }
 
 impl Default for NoiseSuppressor {
@@ -61,6 +127,7 @@ pub struct NoiseSuppressor {
     window: Vec<f32>,
     time: Vec<f32>,
     spec: Vec<Complex<f32>>,
+    power: Vec<f32>,
     channels: Vec<ChannelState>,
     min_gain: f32,
 }
@@ -74,13 +141,13 @@ impl std::fmt::Debug for NoiseSuppressor {
 }
 
 impl NoiseSuppressor {
-    /// A suppressor whose deepest cut follows `level` (8, 14, 20 or 25 dB).
+    /// A suppressor whose deepest cut follows `level` (8, 14, 26 or 32 dB).
     pub fn new(level: NsLevel) -> NoiseSuppressor {
         let floor_db: f32 = match level {
             NsLevel::Low => -8.0,
             NsLevel::Moderate => -14.0,
-            NsLevel::High => -20.0,
-            NsLevel::VeryHigh => -25.0,
+            NsLevel::High => -26.0,
+            NsLevel::VeryHigh => -32.0,
         };
         NoiseSuppressor {
             fwd: None,
@@ -90,9 +157,47 @@ impl NoiseSuppressor {
             window: Vec::new(),
             time: Vec::new(),
             spec: Vec::new(),
+            power: Vec::new(),
             channels: Vec::new(),
             min_gain: 10f32.powf(floor_db / 20.0),
         }
+    }
+}
+
+/// One frame of MCRA noise estimation from the frame's power spectrum `p`.
+fn learn(st: &mut ChannelState, p: &[f32]) {
+    let first = st.frames == 0;
+    st.frames = st.frames.saturating_add(1);
+    let new_window = st.frames.is_multiple_of(MIN_WINDOW);
+    for k in 0..BINS {
+        let lo = p[k.saturating_sub(1)];
+        let hi = p[(k + 1).min(BINS - 1)];
+        let pf = 0.25 * lo + 0.5 * p[k] + 0.25 * hi;
+        if first {
+            st.smoothed[k] = pf;
+            st.minimum[k] = pf;
+            st.window_min[k] = pf;
+            st.noise[k] = pf;
+            st.presence[k] = 0.0;
+            continue;
+        }
+        let s = ALPHA_S * st.smoothed[k] + (1.0 - ALPHA_S) * pf;
+        st.smoothed[k] = s;
+        if new_window {
+            st.minimum[k] = st.window_min[k].min(s);
+            st.window_min[k] = s;
+        } else {
+            st.minimum[k] = st.minimum[k].min(s);
+            st.window_min[k] = st.window_min[k].min(s);
+        }
+        let speech = if s > SPEECH_RATIO * st.minimum[k] {
+            1.0
+        } else {
+            0.0
+        };
+        st.presence[k] = ALPHA_P * st.presence[k] + (1.0 - ALPHA_P) * speech;
+        let a = ALPHA_D + (1.0 - ALPHA_D) * st.presence[k];
+        st.noise[k] = a * st.noise[k] + (1.0 - a) * p[k];
     }
 }
 
@@ -117,16 +222,8 @@ impl Processor for NoiseSuppressor {
             .collect();
         self.time = vec![0.0; M];
         self.spec = vec![Complex::new(0.0, 0.0); BINS];
-        self.channels = (0..spec.channels)
-            .map(|_| ChannelState {
-                input: vec![0.0; M],
-                overlap: vec![0.0; N],
-                smoothed: vec![0.0; BINS],
-                minimum: vec![0.0; BINS],
-                clean_prev: vec![0.0; BINS],
-                frames: 0,
-            })
-            .collect();
+        self.power = vec![0.0; BINS];
+        self.channels = (0..spec.channels).map(|_| ChannelState::new()).collect();
         Ok(())
     }
 
@@ -144,24 +241,21 @@ impl Processor for NoiseSuppressor {
                 self.time[i] = st.input[i] * self.window[i];
             }
             let _ = fwd.process_with_scratch(&mut self.time, &mut self.spec, &mut self.fwd_scratch);
-            st.frames = st.frames.saturating_add(1);
-            let first = st.frames == 1;
+            for (p, c) in self.power.iter_mut().zip(self.spec.iter()) {
+                *p = c.norm_sqr();
+            }
+            // Until it has heard something, digital silence (an idle input, the zeros of a stage
+            // with latency before it) teaches it nothing, and it leaves the signal alone.
+            let mean_square = st.input.iter().map(|v| v * v).sum::<f32>() / M as f32;
+            if st.frames > 0 || mean_square >= SILENCE_POWER {
+                learn(st, &self.power);
+            }
             for k in 0..BINS {
-                let p = self.spec[k].norm_sqr();
-                // Power smoothing, then continuous minimum tracking (rises slowly, falls at once).
-                st.smoothed[k] = if first {
-                    p
-                } else {
-                    0.7 * st.smoothed[k] + 0.3 * p
-                };
-                let s = st.smoothed[k];
-                st.minimum[k] = if first || s < st.minimum[k] {
-                    s
-                } else {
-                    MIN_RISE * st.minimum[k]
-                };
-                st.minimum[k] = st.minimum[k].max(1e-12);
-                let noise = NOISE_BIAS * st.minimum[k];
+                if st.frames == 0 {
+                    break;
+                }
+                let p = self.power[k];
+                let noise = st.noise[k].max(1e-20);
                 let post = p / noise;
                 let prio =
                     (0.98 * st.clean_prev[k] / noise + 0.02 * (post - 1.0).max(0.0)).max(1e-3);
@@ -185,12 +279,15 @@ impl Processor for NoiseSuppressor {
 
     fn reset(&mut self) {
         for st in self.channels.iter_mut() {
-            st.input.fill(0.0);
-            st.overlap.fill(0.0);
-            st.smoothed.fill(0.0);
-            st.minimum.fill(0.0);
-            st.clean_prev.fill(0.0);
-            st.frames = 0;
+            st.clear();
+        }
+    }
+
+    fn resume(&mut self) {
+        // What was learnt before the stage was switched off may no longer be the room's noise
+        // (and the minimum would hold the old floor for up to 3 s).
+        for st in self.channels.iter_mut() {
+            st.forget();
         }
     }
 

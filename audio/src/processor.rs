@@ -55,6 +55,10 @@ pub trait Processor: Send {
     fn process(&mut self, block: &mut Block);
     /// Clears internal state (filters, envelopes, adaptation) without reallocating.
     fn reset(&mut self);
+    /// Called on the DSP thread when the stage is switched back on after it was off (and not
+    /// processing); a stage whose learnt state goes stale meanwhile forgets it here. Real-time
+    /// safe; the default keeps everything.
+    fn resume(&mut self) {}
     /// Frames of delay this stage adds.
     fn latency(&self) -> Frames {
         Frames::ZERO

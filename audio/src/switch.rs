@@ -113,6 +113,10 @@ impl<P: Processor> Processor for Switched<P> {
             block.timestamp = ts;
             return;
         }
+        if self.on && !self.warm && self.wet == 0.0 {
+            // Back on after it stopped processing: whatever it learnt is from another time.
+            self.inner.resume();
+        }
         self.inner.process(block);
         if self.on && !self.warm {
             // Warm-up block: the stage has seen fresh input once; keep the dry output.

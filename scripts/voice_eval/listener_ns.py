@@ -3,10 +3,11 @@
 yardstick (report.py's wideband PESQ and speech-pause measure) applied to what the listener page
 recorded, with the Studio's NS off and then on.
 
-    listener_ns.py prepare OUT.wav
+    listener_ns.py prepare OUT.wav [PERIODS]
         writes material.py's `noise-white` condition (speech and white noise at 5 dB SNR, 10 s)
-        four times over as a stereo float WAV to play into the Studio's input; prints JSON
-        {"period_s": 10.0, "dir": ...}
+        PERIODS times over (default 12: two minutes, longer than the test's three recordings
+        with the measuring between them) as a stereo float WAV to play into the Studio's input;
+        prints JSON {"period_s": 10.0, "periods": 12, "dir": ...}
     listener_ns.py measure OFF.wav ON.wav
         each a recording (stereo float, 48 kHz, at least one period long) made at the listener;
         aligns each with the material by circular cross-correlation, then prints JSON
@@ -42,12 +43,12 @@ def condition_dir():
     return d
 
 
-def prepare(out):
+def prepare(out, periods=12):
     d = condition_dir()
     mic, fs = material.read_wav(os.path.join(d, "mic.wav"))
-    x = np.tile(mic, 4).astype(np.float32)
+    x = np.tile(mic, periods).astype(np.float32)
     wavfile.write(out, fs, np.stack([x, x], axis=1))
-    print(json.dumps({"period_s": len(mic) / fs, "dir": d}))
+    print(json.dumps({"period_s": len(mic) / fs, "periods": periods, "dir": d}))
 
 
 def measure_one(path, near, mic):
@@ -101,8 +102,8 @@ def measure(off, on):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "prepare":
-        prepare(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "prepare":
+        prepare(sys.argv[2], *(int(a) for a in sys.argv[3:]))
     elif len(sys.argv) == 4 and sys.argv[1] == "measure":
         measure(sys.argv[2], sys.argv[3])
     else:
