@@ -24,7 +24,7 @@ impl Driver {
             config,
             crypto,
             dtls_cert,
-            peers: HashMap::new(),
+            peers: FxHashMap::default(),
             rooms: HashMap::new(),
             by_source: HashMap::new(),
             by_ufrag: HashMap::new(),
