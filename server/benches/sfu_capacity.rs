@@ -58,6 +58,89 @@ fn speakers() -> usize {
 const PAYLOAD: usize = 320;
 const WINDOW: Duration = Duration::from_secs(5);
 
+/// The measuring window: 5 s, or `ONMIC_SFU_WINDOW_SECS` (longer under callgrind, so that the
+/// instruction counter's start and stop, which callgrind takes up a little late, cost little).
+fn window() -> Duration {
+    std::env::var("ONMIC_SFU_WINDOW_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(WINDOW, Duration::from_secs)
+}
+
+/// Instruction counts, load-independent (issue 15, acceptance 2): when the server side runs
+/// under `valgrind --tool=callgrind --callgrind-out-file=FILE` and `ONMIC_SFU_CALLGRIND=FILE`,
+/// the bench zeroes callgrind's counters at each window's start (`callgrind_control -z`) and
+/// dumps them at its end (`callgrind_control -d`); [`Callgrind::stop`] reads the dump's total
+/// instructions (`Ir`, user space of every server thread: WebSocket, timers, RTCP, forwarding).
+/// The kernel's UDP path is not counted.
+struct Callgrind {
+    out: String,
+}
+
+impl Callgrind {
+    fn from_env() -> Option<Self> {
+        let out = std::env::var("ONMIC_SFU_CALLGRIND").ok()?;
+        Some(Self { out })
+    }
+
+    fn control(arg: &str) {
+        let status = Command::new("callgrind_control")
+            .args([arg, &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            println!("          callgrind_control {arg} failed: {status:?}");
+        }
+    }
+
+    fn start(&self) {
+        Self::control("-z");
+    }
+
+    /// Dumps the counters and returns the instructions since [`Callgrind::start`].
+    fn stop(&self) -> Option<u64> {
+        let before = self.dumps();
+        Self::control("-d");
+        // The dump is written by the process itself; wait for a new file with its totals.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            for path in self.dumps() {
+                if before.contains(&path) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if let Some(total) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("totals:").or(l.strip_prefix("summary:")))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                {
+                    return Some(total);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    fn dumps(&self) -> Vec<std::path::PathBuf> {
+        let path = std::path::Path::new(&self.out);
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with(name) && n != name)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--clients") {
@@ -283,6 +366,7 @@ fn server_side() {
     let mut process0 = 0u64;
     // When the counters were last asked for (a shard's answer time shows a busy shard).
     let mut asked0 = Instant::now();
+    let callgrind = Callgrind::from_env();
     for line in out.lines() {
         let line = line.expect("child output");
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -316,8 +400,13 @@ fn server_side() {
                 every0 = all_threads_ticks(std::process::id(), "server");
                 every0.extend(all_threads_ticks(child_pid, "clients"));
                 start = Some((Instant::now(), threads_ticks("onmic-sfu")));
+                if let Some(c) = &callgrind {
+                    c.start();
+                    shards0 = shard_stats(&rt, &server);
+                }
             }
             ["end", n, received, expected, harness, spoken, window] => {
+                let instructions = callgrind.as_ref().and_then(|c| c.stop());
                 let asked1 = Instant::now();
                 let shards1 = shard_stats(&rt, &server);
                 let sfu1 = sfu_stats(&rt, &server);
@@ -416,6 +505,21 @@ fn server_side() {
                     cpu * secs * 1e6 / delivered.max(1.0),
                     100.0 * received / expected.max(1.0),
                 );
+                if callgrind.is_some() {
+                    let copies: u64 = shards0
+                        .iter()
+                        .zip(&shards1)
+                        .map(|(a, b)| b.forwarded_out.saturating_sub(a.forwarded_out))
+                        .sum();
+                    match instructions {
+                        Some(ir) => println!(
+                            "          callgrind: {ir} instructions of the server process (user space) for {copies} copies written: {:.0} instructions per delivered packet (delivered {:.2} % of what the speakers wrote)",
+                            ir as f64 / copies.max(1) as f64,
+                            100.0 * received / expected.max(1.0),
+                        ),
+                        None => println!("          callgrind: no dump was read"),
+                    }
+                }
                 println!(
                     "          kernel UDP in the namespace: {} receive-buffer drops, {} receive errors, {} send-buffer errors",
                     udp1[4].saturating_sub(udp0[4]),
@@ -643,7 +747,7 @@ fn clients(base: &str, steps: &str) {
             let t0 = SENT.load(Ordering::Relaxed);
             let e0 = SEND_ERRORS.load(Ordering::Relaxed);
             let w0 = Instant::now();
-            tokio::time::sleep(WINDOW).await;
+            tokio::time::sleep(window()).await;
             let r = received.load(Ordering::Relaxed) - r0;
             let window = w0.elapsed().as_secs_f64();
             let harness = thread_ticks("listeners").unwrap_or(0) - h0;

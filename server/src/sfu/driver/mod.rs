@@ -33,11 +33,12 @@ use std::time::{Duration, Instant};
 
 use onmic_room::protocol::SpeakerVolume;
 use onmic_room::{EventKind, RoomId, Uid};
+use rustc_hash::FxHashMap;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{DatagramSend, Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, oneshot};
 
@@ -153,6 +154,9 @@ pub struct SfuStats {
     /// Authorised packets not forwarded because they waited longer than `SHED_AFTER` (500 ms) in
     /// the shard's socket or relay queue: the shard had fallen behind.
     pub shed: u64,
+    /// Slot send streams removed after carrying no audio for `SLOT_IDLE` (3 s; a seat left or
+    /// muted). A slot's stream exists in str0m only while audio flows on it.
+    pub slots_parked: u64,
     /// When the shard read these counters (the latest shard's, for a sum). A shard that answers
     /// late was busy: rates over a window use each shard's own span between two readings.
     pub read_at: Option<Instant>,
@@ -359,6 +363,7 @@ impl Sfu {
             total.opus_rtp_in += s.opus_rtp_in;
             total.datagrams_out += s.datagrams_out;
             total.shed += s.shed;
+            total.slots_parked += s.slots_parked;
             total.read_at = total.read_at.max(s.read_at);
         }
         Ok(total)
@@ -534,10 +539,8 @@ struct Peer {
     rtc: Rtc,
     /// The client's microphone m-line (we receive on it).
     publish_mid: Option<Mid>,
-    /// Our send m-lines, one per slot, in offer order.
-    slots: Vec<Mid>,
-    /// The next RTP sequence number of each slot's outgoing stream.
-    slot_seq: Vec<u64>,
+    /// Our send m-lines, one per slot, in offer order, each with its send stream.
+    slots: Vec<SlotTx>,
     /// The payload type this peer negotiated for Opus (media in and out).
     opus_pt: Option<Pt>,
     timeout: Instant,
@@ -545,6 +548,34 @@ struct Peer {
     /// and its `timeout` may be stale until the next drain.
     undrained: bool,
 }
+
+/// One slot of a peer (a send m-line) and its str0m send stream, which exists only while audio
+/// flows on the slot. str0m makes a send stream for every send m-line of the SDP, and every
+/// `handle_timeout` of the peer walks all of them (send queue snapshots for the pacer, RTCP
+/// timing), once per forwarded copy: with one speaker and `seat_count + 1` slots, three of a
+/// listener's four streams cost instructions on every copy and carried nothing. The stream is
+/// therefore removed when the m-line is added (its SSRC, already announced in the answer's
+/// `a=ssrc` line, is kept), declared again with the same SSRC at the slot's first packet, and
+/// removed again after [`SLOT_IDLE`] without audio. The sequence numbers are the slot's own and
+/// go on across a pause, so the receiver sees one stream with a gap.
+struct SlotTx {
+    mid: Mid,
+    /// The stream's SSRC and RTX SSRC from the SDP (none: str0m made no stream; the slot is
+    /// never written).
+    ssrc: Option<(Ssrc, Option<Ssrc>)>,
+    /// Whether the send stream is declared in str0m now.
+    live: bool,
+    /// When the slot last carried a packet.
+    last_write: Instant,
+    /// The next RTP sequence number of the slot's stream.
+    seq: u64,
+}
+
+/// A slot's send stream is removed after this long without audio (a seat left, a mute); see
+/// [`SlotTx`]. Only while its sequence numbers have not wrapped (the rollover counter is 0): a
+/// stream declared again with a non-zero rollover counter would make str0m log a warning for
+/// every listener, so after ~22 minutes of audio on a slot its stream stays.
+pub(super) const SLOT_IDLE: Duration = Duration::from_secs(3);
 
 struct RoomMedia {
     router: Router,
@@ -576,7 +607,9 @@ struct Driver {
     dtls_cert: Option<str0m::config::DtlsCert>,
     /// Boxed: a `Peer` holds str0m's `Rtc` inline (~10 KiB), and a map of inline peers kept up
     /// to twice that per peer in empty buckets (heaptrack of the capacity bench).
-    peers: HashMap<PeerId, Box<Peer>>,
+    /// FxHash: the keys are this shard's own ids (no outside input chooses them), and the map is
+    /// looked up several times per forwarded copy (SipHash measured ~3 % of the instructions).
+    peers: FxHashMap<PeerId, Box<Peer>>,
     rooms: HashMap<RoomId, RoomMedia>,
     /// Which peer a source address belongs to, learned from the first datagram a peer accepted
     /// from it.

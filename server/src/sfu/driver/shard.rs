@@ -24,7 +24,7 @@ impl Driver {
             config,
             crypto,
             dtls_cert,
-            peers: HashMap::new(),
+            peers: FxHashMap::default(),
             rooms: HashMap::new(),
             by_source: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -291,7 +291,6 @@ impl Driver {
                 rtc,
                 publish_mid: None,
                 slots: Vec::new(),
-                slot_seq: Vec::new(),
                 opus_pt,
                 timeout: now,
                 undrained: false,
@@ -386,6 +385,28 @@ impl Driver {
             .collect();
         for id in dead {
             self.remove_peer(id);
+        }
+        self.park_idle_slots(now);
+    }
+
+    /// Removes the send stream of every slot that carried no audio for [`SLOT_IDLE`] (see
+    /// [`SlotTx`]): a peer's every `handle_timeout` then walks only the slots in use.
+    fn park_idle_slots(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            let Peer { rtc, slots, .. } = &mut **peer;
+            for tx in slots.iter_mut() {
+                if !tx.live
+                    || tx.seq >= 1 << 16
+                    || now.saturating_duration_since(tx.last_write) < SLOT_IDLE
+                {
+                    continue;
+                }
+                if let Some((ssrc, _)) = tx.ssrc {
+                    rtc.direct_api().remove_stream_tx(ssrc);
+                }
+                tx.live = false;
+                self.stats.slots_parked += 1;
+            }
         }
     }
 
