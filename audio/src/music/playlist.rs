@@ -528,7 +528,8 @@ impl Playlist {
                 self.out
                     .events
                     .push(PlaylistEvent::TrackEnded { index: d.index });
-                if self.options.auto_advance && !d.off_list {
+                // A track the caller stopped (or faded out by hand) is not followed.
+                if self.options.auto_advance && !d.off_list && state != PlayerState::Stopped {
                     self.advance_after(d.index);
                 } else {
                     self.forget_prepared();
