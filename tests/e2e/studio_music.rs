@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use onmic_e2e::audio::{NullSink, Playback, write_tone};
 use onmic_e2e::client_host::ClientHost;
-use onmic_e2e::console::{record_sink, select_option};
+use onmic_e2e::console::{record_sink, select_option, share_link};
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
@@ -260,6 +260,16 @@ async fn scenario() -> anyhow::Result<()> {
         "onmic_e2e_music_out",
         "Onmic_E2E_Music_Out",
     ));
+    // The cue output (the DJ's headphones) and a sink another app plays into, whose monitor is
+    // the capture source: made before the Studio starts, so its device lists have them.
+    let cue_sink = Arc::new(NullSink::create(
+        "onmic_e2e_music_cue",
+        "Onmic_E2E_Music_Cue",
+    ));
+    let ext = Arc::new(NullSink::create(
+        "onmic_e2e_music_ext",
+        "Onmic_E2E_Music_Ext",
+    ));
     let media = tempfile::tempdir()?;
     let m = |name: &str| media.path().join(name);
     write_song(&m("song.wav"), 20);
@@ -482,7 +492,7 @@ async fn scenario() -> anyhow::Result<()> {
         Some("1")
     );
 
-    cue_and_capture(&studio, &output, &m).await?;
+    cue_and_capture(&studio, [&output, &cue_sink, &ext], &m).await?;
 
     // The PCM source: a client pushes 44.1 kHz mono s16 PCM into the socket.
     studio.click("#pcm-enabled").await?;
@@ -616,7 +626,7 @@ const PRESENT_DBFS: f32 = -35.0;
 /// plays track 2 (660 Hz) when this starts.
 async fn cue_and_capture(
     studio: &Studio,
-    output: &Arc<NullSink>,
+    [output, cue_sink, ext]: [&Arc<NullSink>; 3],
     m: &dyn Fn(&str) -> std::path::PathBuf,
 ) -> anyhow::Result<()> {
     // A listener: what the Studio publishes, decoded by the Studio's own room client.
@@ -624,20 +634,7 @@ async fn cue_and_capture(
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("room_status names the host's uid"))?
         .to_owned();
-    studio.click("#listener-link").await?;
-    let link = wait_for(Duration::from_secs(10), "a share link", || async {
-        let el = studio
-            .client
-            .find(Locator::Css("#listener-link-url"))
-            .await
-            .ok()?;
-        el.prop("value")
-            .await
-            .ok()
-            .flatten()
-            .filter(|l| l.contains("token="))
-    })
-    .await?;
+    let link = share_link(studio).await?;
     let (base, rest) = link
         .split_once("/listen/")
         .ok_or_else(|| anyhow::anyhow!("a listener link: {link}"))?;
@@ -656,10 +653,6 @@ async fn cue_and_capture(
     assert!(ok, "the listener hears the deck ({deck_heard:.1} dBFS)");
 
     // Cue: a third entry pre-listened on the cue sink.
-    let cue_sink = Arc::new(NullSink::create(
-        "onmic_e2e_music_cue",
-        "Onmic_E2E_Music_Cue",
-    ));
     type_into(studio, "#music-location", &m("cue.wav").to_string_lossy()).await?;
     studio.click("#playlist-add").await?;
     select_option(studio, "#cue-device", &cue_sink.description).await?;
@@ -670,15 +663,23 @@ async fn cue_and_capture(
     })
     .await?;
     studio.click(cue_button).await?;
-    wait_for(
+    if let Err(e) = wait_for(
         Duration::from_secs(10),
         "the cued track playing",
         || async { (studio.attr("#cue", "data-state").await? == "playing").then_some(()) },
     )
-    .await?;
+    .await
+    {
+        studio.screenshot("studio-music-failure").await?;
+        let cue = js_text(studio, "#cue").await;
+        let banner = js_text(studio, "#app-error").await;
+        return Err(e.context(format!(
+            "the cue card shows {cue:?}; error banner {banner:?}"
+        )));
+    }
     let (on_cue, ok) = settle(
         Duration::from_secs(10),
-        || sink_tone(&cue_sink, CUE_HZ, 0.5),
+        || sink_tone(cue_sink, CUE_HZ, 0.5),
         |l| l > PRESENT_DBFS,
     )
     .await;
@@ -752,7 +753,7 @@ async fn cue_and_capture(
     assert!(ok, "the listener hears the taken track ({aired:.1} dBFS)");
     let (left_cue, ok) = settle(
         Duration::from_secs(5),
-        || sink_tone(&cue_sink, CUE_HZ, 0.5),
+        || sink_tone(cue_sink, CUE_HZ, 0.5),
         |l| l < ABSENT_DBFS,
     )
     .await;
@@ -760,11 +761,7 @@ async fn cue_and_capture(
     println!("on air: listener {aired:.1} dBFS at {CUE_HZ} Hz; cue sink now {left_cue:.1}");
 
     // A capture device as music: another sink's monitor, a tone played into it.
-    let ext = Arc::new(NullSink::create(
-        "onmic_e2e_music_ext",
-        "Onmic_E2E_Music_Ext",
-    ));
-    let _playing = Playback::start(&ext, &m("ext.wav"));
+    let _playing = Playback::start(ext, &m("ext.wav"));
     select_option(
         studio,
         "#capture-device",

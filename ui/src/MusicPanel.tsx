@@ -57,6 +57,19 @@ function Waveform({ points, fraction, loaded, onSeek }: { points: number[]; frac
   );
 }
 
+/** A device picker that keeps showing a saved device that is not plugged in now. */
+function DevicePicker({ id, value, list, none, onChange }: { id: string; value: string | null; list: { id: string; name: string }[]; none: string; onChange: (v: string | null) => void }) {
+  return (
+    <select id={id} value={value ?? ""} onChange={(e) => onChange(e.target.value === "" ? null : e.target.value)}>
+      <option value="">{none}</option>
+      {value && !list.some((d) => d.id === value) && <option value={value}>{value} (not found)</option>}
+      {list.map((d) => (
+        <option key={d.id} value={d.id}>{d.name}</option>
+      ))}
+    </select>
+  );
+}
+
 /** Deck, playlist, routing, ducking, PCM source, catalog songs with lyrics, pads. */
 export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
   const [view, setView] = useState<MusicView | null>(null);
@@ -339,13 +352,7 @@ export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
           </header>
           <label className="field-row">
             <span>Cue output</span>
-            <select id="cue-device" value={music.cue.device ?? ""} onChange={(e) => void save({ cue: { device: e.target.value === "" ? null : e.target.value } })}>
-              <option value="">— none (pick your headphones) —</option>
-              {music.cue.device && !devices?.outputs.some((d) => d.id === music.cue.device) && <option value={music.cue.device}>{music.cue.device} (not found)</option>}
-              {devices?.outputs.map((d) => (
-                <option key={d.id} value={d.id}>{d.name}</option>
-              ))}
-            </select>
+            <DevicePicker id="cue-device" value={music.cue.device} list={devices?.outputs ?? []} none="— none (pick your headphones) —" onChange={(device) => void save({ cue: { device } })} />
           </label>
           <div className="cue-track" id="cue-track">
             {cue?.title ? (
@@ -375,13 +382,7 @@ export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
           </header>
           <label className="field-row">
             <span>Device</span>
-            <select id="capture-device" value={music.capture.device ?? ""} onChange={(e) => void save({ capture: { ...music.capture, device: e.target.value === "" ? null : e.target.value } })}>
-              <option value="">— pick a line-in or a monitor —</option>
-              {music.capture.device && !devices?.inputs.some((d) => d.id === music.capture.device) && <option value={music.capture.device}>{music.capture.device} (not found)</option>}
-              {devices?.inputs.map((d) => (
-                <option key={d.id} value={d.id}>{d.name}</option>
-              ))}
-            </select>
+            <DevicePicker id="capture-device" value={music.capture.device} list={devices?.inputs ?? []} none="— pick a line-in or a monitor —" onChange={(device) => void save({ capture: { ...music.capture, device } })} />
           </label>
           <Switch id="capture-local" label="Local playback (I hear it too)" on={music.capture.localPlayback} onChange={(v) => void save({ capture: { ...music.capture, localPlayback: v } })} />
           <p className="small pcm-status" id="capture-status">

@@ -326,17 +326,10 @@ impl Playlist {
     /// A track that cannot be opened gives its error here (nothing changes).
     pub fn play(&mut self, index: usize) -> Result<(), MusicError> {
         if index >= self.tracks.len() {
-            return Err(MusicError::Invalid(format!(
-                "no track {index} (the playlist has {})",
-                self.tracks.len()
-            )));
+            return Err(self.no_track(index));
         }
         self.forget_prepared();
-        let fade = if self.current.is_some() {
-            self.options.crossfade_ms
-        } else {
-            0
-        };
+        let fade = self.fade_from_current();
         let (deck, voice) = self.open(index, fade)?;
         self.switch_to(deck, voice, fade);
         Ok(())
@@ -347,11 +340,7 @@ impl Playlist {
     /// ends the playlist has ended (its events carry the index [`OFF_LIST`]).
     pub fn play_track(&mut self, track: Track) -> Result<(), MusicError> {
         self.forget_prepared();
-        let fade = if self.current.is_some() {
-            self.options.crossfade_ms
-        } else {
-            0
-        };
+        let fade = self.fade_from_current();
         let (player, voice) = MusicPlayer::open(&track.source, self.track_options(fade))?;
         let deck = Deck {
             index: OFF_LIST,
@@ -379,17 +368,10 @@ impl Playlist {
         if let Some(i) = index
             && i >= self.tracks.len()
         {
-            return Err(MusicError::Invalid(format!(
-                "no track {i} (the playlist has {})",
-                self.tracks.len()
-            )));
+            return Err(self.no_track(i));
         }
         self.forget_prepared();
-        let fade = if self.current.is_some() {
-            self.options.crossfade_ms
-        } else {
-            0
-        };
+        let fade = self.fade_from_current();
         let deck = Deck {
             index: index.unwrap_or(OFF_LIST),
             player,
@@ -681,6 +663,22 @@ impl Playlist {
         });
         self.current = Some(deck);
         self.out.voices.push(voice);
+    }
+
+    /// The crossfade a hand-started track gets: none when nothing plays.
+    fn fade_from_current(&self) -> u32 {
+        if self.current.is_some() {
+            self.options.crossfade_ms
+        } else {
+            0
+        }
+    }
+
+    fn no_track(&self, index: usize) -> MusicError {
+        MusicError::Invalid(format!(
+            "no track {index} (the playlist has {})",
+            self.tracks.len()
+        ))
     }
 
     fn forget_prepared(&mut self) {
