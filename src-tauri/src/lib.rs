@@ -92,6 +92,8 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             music_panel::song_play,
             music_panel::pad_assign,
             music_panel::pad_fire,
+            music_panel::music_cue,
+            music_panel::music_cue_control,
             mic_test::test_mic,
             mic_test::cancel_mic_test,
             shortcuts::set_shortcuts,

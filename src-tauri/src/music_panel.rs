@@ -1,31 +1,30 @@
 //! The Studio's music panel: a deck (file, URL or catalog song) with position, seek and a
 //! waveform strip; a playlist with auto-advance and crossfade; the publish and playout volumes,
-//! loopback / replace / cycle, key shift and ducking; the PCM socket source with its
-//! local-playback switch; the DRM song catalog (search, preload with progress, lyrics in sync
-//! with the position); sound pads.
+//! loopback / replace / cycle, key shift and ducking; the PCM socket source and a capture
+//! device as music, each with its local-playback switch; a cue output (pre-listen a track on a
+//! second device, then take it to air where it left off); the DRM song catalog (search, preload
+//! with progress, lyrics in sync with the position); sound pads.
 //!
-//! Music plays through the live session's engine: each source is an
-//! [`onmic_audio::music::MusicPlayer`] whose voice goes to the engine as
-//! [`Control::AddMusic`] (at most [`onmic_audio::music::MAX_VOICES`] at once: the deck, a
-//! track fading out, the PCM source and up to [`MAX_PAD_VOICES`] pads). A ticker thread polls the
-//! players every [`TICK`], runs the playlist (auto-advance, crossfade), retires finished voices
-//! and streams a [`MusicView`] to the UI.
+//! The panel is a thin layer over the engine's music types: the deck and the playlist are one
+//! [`Playlist`] (auto-advance, crossfades, skipping what will not open with a report), the pads
+//! one [`PadBank`] (one engine voice however many pads sound), the cue a [`CueOutput`], the
+//! capture source a [`CaptureSource`]. Their voices go to the live session's engine as
+//! [`Control::AddMusic`]. A ticker thread polls them every [`TICK`], sends the playlist's new
+//! voices to the engine and streams a [`MusicView`] to the UI.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use onmic_audio::engine::Control;
+use onmic_audio::music::capture::CaptureSource;
 use onmic_audio::music::catalog::{CatalogClient, SongInfo};
+use onmic_audio::music::cue::CueOutput;
 use onmic_audio::music::lyrics::{Lyrics, MAX_LRC_BYTES};
+use onmic_audio::music::pads::{PadBank, PadEvent, PadId};
+use onmic_audio::music::playlist::{Playlist, PlaylistEvent, PlaylistOptions, Repeat, Track};
 use onmic_audio::music::socket::SocketInput;
-use onmic_audio::music::{
-    Ducking, MusicCommand, MusicEvent, MusicPlayer, MusicSource, PcmInjector, PlayOptions,
-    PlayerState,
-};
-use serde::{Deserialize, Serialize};
-use specta::Type;
+use onmic_audio::music::{MusicCommand, MusicPlayer, MusicSource, PlayerState};
 use tauri::ipc::Channel;
 
 use crate::error::{AppError, AppErrorKind};
@@ -35,374 +34,59 @@ use crate::room_session::ControlSender;
 pub const TICK: Duration = Duration::from_millis(100);
 /// Number of pads.
 pub const PADS: usize = 8;
-/// Pads playing at once (a ninth fire stops the oldest).
-pub const MAX_PAD_VOICES: usize = 4;
-/// Largest pad clip, bytes (clips are kept in memory).
+/// Largest pad clip file, bytes (a pad holds its clip decoded, at most
+/// [`onmic_audio::music::pads::MAX_PAD_SECONDS`]).
 pub const MAX_PAD_BYTES: u64 = 16 << 20;
 /// Points in the deck's waveform strip.
 pub const WAVEFORM_POINTS: usize = 240;
-/// Fade used by Stop and by replacing the deck's track by hand, ms (no click).
+/// Fade used by Stop and by opening a file or song by hand, ms (no click).
 const STOP_FADE_MS: u32 = 40;
 
-/// Ducking under the host's voice.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Type)]
-#[serde(default, rename_all = "camelCase")]
-pub struct DuckingPanel {
-    /// On or off.
-    pub enabled: bool,
-    /// How far the music goes down, dB (0–60).
-    pub amount_db: f32,
-    /// Time to duck once the voice starts, ms (1–2000).
-    pub attack_ms: f32,
-    /// Time to come back once the voice stops, ms (1–5000).
-    pub release_ms: f32,
-    /// Voice level above which the host counts as speaking, dBFS (−80–0).
-    pub threshold_dbfs: f32,
-}
+mod settings;
+mod sources;
+mod view;
 
-impl Default for DuckingPanel {
-    fn default() -> Self {
-        let d = Ducking::default();
-        Self {
-            enabled: d.enabled,
-            amount_db: d.amount_db,
-            attack_ms: d.attack_ms,
-            release_ms: d.release_ms,
-            threshold_dbfs: d.threshold_dbfs,
-        }
-    }
-}
+pub use settings::*;
+pub use view::*;
 
-/// One sound pad.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Type)]
-#[serde(default, rename_all = "camelCase")]
-pub struct PadSlot {
-    /// Label shown on the pad (the file's name unless the host renames it).
-    pub name: String,
-    /// The clip's file.
-    pub path: Option<String>,
-    /// Published (heard by the room) or only in the host's output.
-    pub publish: bool,
-}
+use sources::decode_clip;
 
-/// The PCM socket source.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Type)]
-#[serde(default, rename_all = "camelCase")]
-pub struct PcmSettings {
-    /// Listen for PCM while live.
-    pub enabled: bool,
-    /// TCP port on 127.0.0.1 (1024–65535).
-    pub port: u16,
-    /// The host hears the injected PCM too.
-    pub local_playback: bool,
-}
-
-impl Default for PcmSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            port: 7611,
-            local_playback: true,
-        }
-    }
-}
-
-/// Everything the music panel remembers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
-#[serde(default, rename_all = "camelCase")]
-pub struct MusicSettings {
-    /// Music volume in the published stream, percent (0–150).
-    pub publish_volume: f32,
-    /// Music volume in the host's output, percent (0–150).
-    pub playout_volume: f32,
-    /// Only the host hears the music (not published).
-    pub loopback: bool,
-    /// While music plays, it replaces the microphone in the published stream.
-    pub replace: bool,
-    /// Times each track plays: 1, 2, …; −1 = forever (applies to the next track opened).
-    pub cycle: i32,
-    /// Key shift, semitones (−12…+12), tempo kept.
-    pub key_shift: i32,
-    /// Ducking under the host's voice.
-    pub ducking: DuckingPanel,
-    /// Go on to the next playlist entry when a track ends.
-    pub auto_advance: bool,
-    /// Crossfade between playlist entries, seconds (0 = none, up to 12).
-    pub crossfade_s: f32,
-    /// The playlist: file paths or http(s) URLs.
-    pub playlist: Vec<String>,
-    /// The pads (always [`PADS`]).
-    pub pads: Vec<PadSlot>,
-    /// The PCM socket source.
-    pub pcm: PcmSettings,
-}
-
-impl Default for MusicSettings {
-    fn default() -> Self {
-        Self {
-            publish_volume: 100.0,
-            playout_volume: 100.0,
-            loopback: false,
-            replace: false,
-            cycle: 1,
-            key_shift: 0,
-            ducking: DuckingPanel::default(),
-            auto_advance: true,
-            crossfade_s: 3.0,
-            playlist: Vec::new(),
-            pads: vec![PadSlot::default(); PADS],
-            pcm: PcmSettings::default(),
-        }
-    }
-}
-
-fn clampf(v: f32, lo: f32, hi: f32, default: f32) -> f32 {
-    if v.is_finite() {
-        v.clamp(lo, hi)
-    } else {
-        default
-    }
-}
-
-impl MusicSettings {
-    /// Numbers within their ranges, [`PADS`] pads, a playlist of at most 500 entries.
-    pub fn clamped(mut self) -> Self {
-        let d = MusicSettings::default();
-        self.publish_volume = clampf(self.publish_volume, 0.0, 150.0, d.publish_volume);
-        self.playout_volume = clampf(self.playout_volume, 0.0, 150.0, d.playout_volume);
-        if self.cycle == 0 || self.cycle < -1 {
-            self.cycle = 1;
-        }
-        self.cycle = self.cycle.min(999);
-        self.key_shift = self.key_shift.clamp(-12, 12);
-        let k = &mut self.ducking;
-        k.amount_db = clampf(k.amount_db, 0.0, 60.0, d.ducking.amount_db);
-        k.attack_ms = clampf(k.attack_ms, 1.0, 2000.0, d.ducking.attack_ms);
-        k.release_ms = clampf(k.release_ms, 1.0, 5000.0, d.ducking.release_ms);
-        k.threshold_dbfs = clampf(k.threshold_dbfs, -80.0, 0.0, d.ducking.threshold_dbfs);
-        self.crossfade_s = clampf(self.crossfade_s, 0.0, 12.0, d.crossfade_s);
-        self.playlist.retain(|p| !p.trim().is_empty());
-        self.playlist.truncate(500);
-        self.pads.resize(PADS, PadSlot::default());
-        if self.pcm.port < 1024 {
-            self.pcm.port = d.pcm.port;
-        }
-        self
-    }
-
-    fn ducking(&self) -> Ducking {
-        Ducking {
-            enabled: self.ducking.enabled,
-            amount_db: self.ducking.amount_db,
-            attack_ms: self.ducking.attack_ms,
-            release_ms: self.ducking.release_ms,
-            threshold_dbfs: self.ducking.threshold_dbfs,
-        }
-    }
-
-    fn play_options(&self, fade_in_ms: u32) -> PlayOptions {
-        PlayOptions {
-            loopback: self.loopback,
-            replace: self.replace,
-            cycle: self.cycle,
-            publish_volume: self.publish_volume / 100.0,
-            playout_volume: self.playout_volume / 100.0,
-            start_ms: 0,
-            ducking: self.ducking(),
-            key_shift: self.key_shift,
-            fade_in_ms,
-        }
-    }
-
-    /// The commands that bring a playing track from `old` to these settings.
-    fn commands_since(&self, old: &MusicSettings) -> Vec<MusicCommand> {
-        let mut c = Vec::new();
-        if self.publish_volume != old.publish_volume {
-            c.push(MusicCommand::SetPublishVolume {
-                volume: self.publish_volume / 100.0,
-            });
-        }
-        if self.playout_volume != old.playout_volume {
-            c.push(MusicCommand::SetPlayoutVolume {
-                volume: self.playout_volume / 100.0,
-            });
-        }
-        if self.loopback != old.loopback {
-            c.push(MusicCommand::SetLoopback {
-                loopback: self.loopback,
-            });
-        }
-        if self.replace != old.replace {
-            c.push(MusicCommand::SetReplace {
-                replace: self.replace,
-            });
-        }
-        if self.ducking != old.ducking {
-            c.push(MusicCommand::SetDucking {
-                ducking: self.ducking(),
-            });
-        }
-        if self.key_shift != old.key_shift {
-            c.push(MusicCommand::SetKeyShift {
-                semitones: self.key_shift,
-            });
-        }
-        c
-    }
-}
-
-/// The deck as the UI shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct DeckView {
-    /// What plays: the file's name, or the song's title and artist.
-    pub title: String,
-    /// `file`, `url` or `song`.
-    pub kind: String,
-    /// `opening`, `playing`, `paused`, `stopped`, `finished` or `failed`.
-    pub state: String,
-    /// Position in the current pass, ms.
-    pub position_ms: u32,
-    /// Length, ms, when known.
-    pub duration_ms: Option<u32>,
-    /// Which pass (0-based) when it cycles.
-    pub cycle: u32,
-    /// Peak level per slice of the track (0–1), [`WAVEFORM_POINTS`] of them once decoded.
-    pub waveform: Vec<f32>,
-    /// Whether the track has timed lyrics.
-    pub has_lyrics: bool,
-    /// The lyrics line at the position (empty text: an instrumental gap).
-    pub lyric: Option<String>,
-    /// Its index among the lines.
-    pub lyric_index: Option<u32>,
-    /// The next line.
-    pub next_lyric: Option<String>,
-    /// The playlist entry it came from.
-    pub playlist_index: Option<u32>,
-}
-
-/// A catalog download in progress or done.
-#[derive(Clone, Debug, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct PreloadView {
-    /// The song code.
-    pub code: String,
-    /// Bytes received.
-    pub received: u32,
-    /// Bytes in all (0 while unknown).
-    pub total: u32,
-    /// Decrypted in memory and ready to play.
-    pub done: bool,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// The PCM socket source.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct PcmView {
-    /// Where it listens (`127.0.0.1:PORT`), when it does.
-    pub listening: Option<String>,
-    /// Connections accepted so far.
-    pub connections: u32,
-    /// Frames received so far.
-    pub frames: u32,
-    /// PCM arrived during the last half second.
-    pub receiving: bool,
-    /// Connections refused for a bad header.
-    pub bad_headers: u32,
-    /// Why it could not listen.
-    pub error: Option<String>,
-}
-
-/// One pad.
-#[derive(Clone, Debug, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct PadView {
-    /// Its label.
-    pub name: String,
-    /// A clip is assigned and loaded.
-    pub loaded: bool,
-    /// It is sounding now.
-    pub playing: bool,
-    /// Published, or only heard by the host.
-    pub publish: bool,
-}
-
-/// A catalog song.
-#[derive(Clone, Debug, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct SongView {
-    /// The song code.
-    pub code: String,
-    /// Title.
-    pub title: String,
-    /// Artist.
-    pub artist: String,
-    /// Length, ms.
-    pub duration_ms: u32,
-    /// Whether it has lyrics.
-    pub has_lyrics: bool,
-    /// Already preloaded (decrypted in memory).
-    pub preloaded: bool,
-}
-
-/// The music panel's live state, streamed ~10 times a second.
-#[derive(Clone, Debug, PartialEq, Serialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct MusicView {
-    /// On air (music needs the live engine).
-    pub live: bool,
-    /// The deck.
-    pub deck: Option<DeckView>,
-    /// A track is fading out under the deck's (crossfade).
-    pub crossfading: bool,
-    /// The latest catalog download.
-    pub preload: Option<PreloadView>,
-    /// The PCM source.
-    pub pcm: PcmView,
-    /// The pads.
-    pub pads: Vec<PadView>,
-    /// Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]).
-    pub voices: u32,
-    /// The last problem (a file that would not open, a refused licence, …).
-    pub error: Option<String>,
-}
-
-/// Deck transport.
-#[derive(Clone, Debug, Deserialize, Type)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum DeckAction {
-    /// Play (resume when paused; start again when stopped or finished).
-    Play,
-    /// Pause.
-    Pause,
-    /// Stop (fades out over 40 ms).
-    Stop,
-    /// Jump to `positionMs`.
-    Seek {
-        /// Target, ms.
-        #[serde(rename = "positionMs")]
-        position_ms: u32,
-    },
-}
-
-struct Deck {
-    player: MusicPlayer,
+/// What the deck shows about its track beyond what the playlist knows.
+struct DeckMeta {
+    /// The player it describes (`None`: the track is no longer playing; Play restarts it).
+    player_id: Option<u64>,
     source: MusicSource,
     title: String,
     kind: &'static str,
-    state: PlayerState,
-    position_ms: u64,
-    cycle: u32,
-    duration_ms: Option<u64>,
+    index: Option<usize>,
     waveform: Arc<Mutex<Vec<f32>>>,
     lyrics: Option<Lyrics>,
-    playlist_index: Option<usize>,
-    /// Its voice was taken out of the engine.
-    removed: bool,
-    /// The playlist moved on from it (or tried to).
-    advanced: bool,
+    /// The state it ended in.
+    ended: PlayerState,
+}
+
+/// What is about to be played by hand (opened file, song, cued track): its deck details.
+struct Pick {
+    source: MusicSource,
+    title: String,
+    kind: &'static str,
+    lyrics: Option<Lyrics>,
+}
+
+impl Pick {
+    fn of_location(location: &str) -> Result<Pick, AppError> {
+        let (source, kind, title) = source_of(location)?;
+        let lyrics = match &source {
+            MusicSource::File(p) => sibling_lyrics(p),
+            _ => None,
+        };
+        Ok(Pick {
+            source,
+            title,
+            kind,
+            lyrics,
+        })
+    }
 }
 
 struct Preloaded {
@@ -414,25 +98,115 @@ struct Preloaded {
 struct Pcm {
     input: SocketInput,
     last_frames: u64,
-    receiving_until: std::time::Instant,
+    receiving_until: Instant,
 }
 
-#[derive(Default)]
+struct Capture {
+    source: CaptureSource,
+    last_frames: u64,
+    receiving_until: Instant,
+}
+
+/// The live pad bank: panel pad `i` is `ids[i]` in it.
+struct Pads {
+    bank: PadBank,
+    ids: [Option<PadId>; PADS],
+    sounding: [u32; PADS],
+}
+
+struct Cued {
+    player: MusicPlayer,
+    pick: Pick,
+    index: Option<usize>,
+}
+
+struct Cue {
+    output: CueOutput,
+    device: String,
+}
+
 struct Inner {
     engine: Option<ControlSender>,
     catalog: Option<CatalogClient>,
     settings: MusicSettings,
-    deck: Option<Deck>,
-    fading: Vec<MusicPlayer>,
-    pads: Vec<Option<Arc<[u8]>>>,
-    pad_players: Vec<(usize, MusicPlayer)>,
+    playlist: Playlist,
+    deck: Option<DeckMeta>,
+    /// Decoded pad clips (48 kHz stereo), by panel pad; loaded into the bank when live.
+    clips: Vec<Option<Vec<f32>>>,
+    pads: Option<Pads>,
     pcm: Option<Pcm>,
     pcm_error: Option<String>,
-    pcm_voice: Option<u64>,
+    capture: Option<Capture>,
+    capture_error: Option<String>,
+    cue: Option<Cue>,
+    cued: Option<Cued>,
+    cue_error: Option<String>,
     preload: Option<PreloadView>,
-    songs: HashMap<String, Preloaded>,
+    songs: std::collections::HashMap<String, Preloaded>,
     error: Option<String>,
     watcher: Option<Channel<MusicView>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        let settings = MusicSettings::default();
+        Inner {
+            engine: None,
+            catalog: None,
+            playlist: Playlist::new(playlist_options(&settings)),
+            settings,
+            deck: None,
+            clips: vec![None; PADS],
+            pads: None,
+            pcm: None,
+            pcm_error: None,
+            capture: None,
+            capture_error: None,
+            cue: None,
+            cued: None,
+            cue_error: None,
+            preload: None,
+            songs: Default::default(),
+            error: None,
+            watcher: None,
+        }
+    }
+}
+
+fn playlist_options(s: &MusicSettings) -> PlaylistOptions {
+    PlaylistOptions {
+        crossfade_ms: crossfade_ms(s),
+        auto_advance: s.auto_advance,
+        repeat: Repeat::Off,
+        play: s.play_options(0),
+    }
+}
+
+fn crossfade_ms(s: &MusicSettings) -> u32 {
+    (s.crossfade_s * 1000.0).round() as u32
+}
+
+/// The playlist's tracks for the settings' entries (checked when played: an entry that will not
+/// open is reported and skipped).
+fn tracks_of(s: &MusicSettings) -> Vec<Track> {
+    s.playlist
+        .iter()
+        .map(|l| {
+            let l = l.trim();
+            let (source, title) = if l.starts_with("http://") || l.starts_with("https://") {
+                let name = l.rsplit('/').find(|s| !s.is_empty()).unwrap_or(l);
+                (MusicSource::Url(l.to_owned()), name.to_owned())
+            } else {
+                let p = PathBuf::from(l);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| l.to_owned());
+                (MusicSource::File(p), name)
+            };
+            Track { source, title }
+        })
+        .collect()
 }
 
 /// The music panel's engine side (see the module doc).
@@ -457,6 +231,11 @@ impl Default for MusicService {
     }
 }
 
+fn locked(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 fn err(kind: AppErrorKind, message: impl Into<String>) -> AppError {
     AppError::new(kind, message)
 }
@@ -546,44 +325,79 @@ impl Inner {
     }
 
     fn voices(&self) -> usize {
-        usize::from(self.deck.as_ref().is_some_and(|d| !d.removed))
-            + self.fading.len()
-            + self.pad_players.len()
-            + usize::from(self.pcm_voice.is_some())
+        self.playlist.sounding()
+            + usize::from(self.pads.is_some())
+            + usize::from(self.pcm.is_some())
+            + usize::from(self.capture.is_some())
     }
 
-    /// Starts `source` on the deck; the track playing now fades out over `fade_ms` (a
-    /// crossfade when the new one fades in as long).
-    fn play_on_deck(
-        &mut self,
-        source: MusicSource,
-        kind: &'static str,
-        title: String,
-        lyrics: Option<Lyrics>,
-        playlist_index: Option<usize>,
-        fade_ms: u32,
-    ) -> Result<(), AppError> {
-        let engine = self.engine()?.clone();
-        let fade_in = if self
-            .deck
-            .as_ref()
-            .is_some_and(|d| d.state == PlayerState::Playing)
+    /// Sends the playlist's new voices to the engine and takes in its events.
+    fn poll_playlist(&mut self) {
+        let poll = self.playlist.poll();
+        if let Some(engine) = &self.engine
+            && !poll.voices.is_empty()
         {
-            fade_ms
-        } else {
-            0
-        };
-        let (player, voice) = MusicPlayer::open(&source, self.settings.play_options(fade_in))
-            .map_err(|e| err(AppErrorKind::InvalidInput, format!("{title}: {e}")))?;
-        self.retire_deck(fade_ms.max(STOP_FADE_MS));
-        if self.voices() >= onmic_audio::music::MAX_VOICES {
-            self.stop_oldest_pad(&engine);
+            engine.send(poll.voices.into_iter().map(Control::AddMusic).collect());
         }
-        engine.send(vec![Control::AddMusic(voice)]);
-        let duration_ms = player.duration_ms();
+        for e in poll.events {
+            match e {
+                PlaylistEvent::TrackFailed { index, message } => {
+                    let name = self
+                        .playlist
+                        .tracks()
+                        .get(index)
+                        .map_or_else(|| "The track".to_owned(), |t| t.title.clone());
+                    self.error = Some(format!("{name}: {message}"));
+                }
+                PlaylistEvent::TrackStarted { .. } => self.follow_deck(None),
+                _ => {}
+            }
+        }
+        self.follow_deck(None);
+    }
+
+    /// Points the deck's details at the playlist's current track (`pick`: what was just played
+    /// by hand; otherwise the playlist entry's own details).
+    fn follow_deck(&mut self, pick: Option<Pick>) {
+        let Some(player) = self.playlist.current_player() else {
+            // It ended (or was stopped): the deck keeps showing it, and Play starts it again.
+            if let Some(d) = &mut self.deck {
+                d.player_id = None;
+            }
+            return;
+        };
+        let id = player.id();
+        let duration = player.duration_ms();
+        if pick.is_none() && self.deck.as_ref().and_then(|d| d.player_id) == Some(id) {
+            return;
+        }
+        let index = self.playlist.current_index();
+        let pick = match (pick, index) {
+            (Some(p), _) => p,
+            (None, Some(i)) => {
+                let Some(t) = self.playlist.tracks().get(i) else {
+                    return;
+                };
+                let lyrics = match &t.source {
+                    MusicSource::File(p) => sibling_lyrics(p),
+                    _ => None,
+                };
+                Pick {
+                    kind: if matches!(t.source, MusicSource::Url(_)) {
+                        "url"
+                    } else {
+                        "file"
+                    },
+                    source: t.source.clone(),
+                    title: t.title.clone(),
+                    lyrics,
+                }
+            }
+            (None, None) => return,
+        };
         let waveform = Arc::new(Mutex::new(Vec::new()));
-        if duration_ms.is_some_and(|d| d <= 20 * 60 * 1000) && kind != "url" {
-            let (w, s) = (Arc::clone(&waveform), source.clone());
+        if duration.is_some_and(|d| d <= 20 * 60 * 1000) && pick.kind != "url" {
+            let (w, s) = (Arc::clone(&waveform), pick.source.clone());
             let _ = std::thread::Builder::new()
                 .name("onmic-waveform".into())
                 .spawn(move || {
@@ -592,132 +406,76 @@ impl Inner {
                     }
                 });
         }
-        self.deck = Some(Deck {
-            player,
-            source,
-            title,
-            kind,
-            state: PlayerState::Opening,
-            position_ms: 0,
-            cycle: 0,
-            duration_ms,
+        self.deck = Some(DeckMeta {
+            player_id: Some(id),
+            source: pick.source,
+            title: pick.title,
+            kind: pick.kind,
+            index,
             waveform,
-            lyrics,
-            playlist_index,
-            removed: false,
-            advanced: false,
+            lyrics: pick.lyrics,
+            ended: PlayerState::Stopped,
         });
+    }
+
+    /// Runs `f` with the playlist's crossfade set to `ms` (opening by hand fades over 40 ms).
+    fn with_fade<T>(&mut self, ms: u32, f: impl FnOnce(&mut Playlist) -> T) -> T {
+        let keep = self.playlist.options().crossfade_ms;
+        self.playlist.set_crossfade_ms(ms);
+        let r = f(&mut self.playlist);
+        self.playlist.set_crossfade_ms(keep);
+        r
+    }
+
+    /// Plays a file, URL or song by hand on the deck (the current track fades out over 40 ms).
+    fn play_pick(&mut self, pick: Pick) -> Result<(), AppError> {
+        self.engine()?;
+        let track = Track {
+            source: pick.source.clone(),
+            title: pick.title.clone(),
+        };
+        self.with_fade(STOP_FADE_MS, |pl| pl.play_track(track))
+            .map_err(|e| err(AppErrorKind::InvalidInput, format!("{}: {e}", pick.title)))?;
         self.error = None;
+        self.follow_deck(Some(pick));
+        self.poll_playlist();
         Ok(())
     }
 
-    /// The deck's track fades out over `fade_ms` and is retired when silent.
-    fn retire_deck(&mut self, fade_ms: u32) {
-        if let Some(mut old) = self.deck.take() {
-            if old.removed {
-                return;
-            }
-            if matches!(old.state, PlayerState::Playing | PlayerState::Opening) {
-                old.player.command(MusicCommand::FadeOut { ms: fade_ms });
-                self.fading.push(old.player);
-            } else if let Some(engine) = &self.engine {
-                old.player.stop();
-                engine.send(vec![Control::RemoveMusic(old.player.id())]);
-            }
-        }
-    }
-
-    fn stop_oldest_pad(&mut self, engine: &ControlSender) {
-        if !self.pad_players.is_empty() {
-            let (_, mut p) = self.pad_players.remove(0);
-            p.stop();
-            engine.send(vec![Control::RemoveMusic(p.id())]);
-        }
-    }
-
-    fn play_entry(&mut self, index: usize, fade_ms: u32) -> Result<(), AppError> {
-        let location = self.settings.playlist.get(index).cloned().ok_or_else(|| {
-            err(
+    /// Plays playlist entry `index`, crossfading from the deck's track.
+    fn play_entry(&mut self, index: usize) -> Result<(), AppError> {
+        self.engine()?;
+        if index >= self.playlist.tracks().len() {
+            return Err(err(
                 AppErrorKind::InvalidInput,
                 "That playlist entry is gone; pick another.",
-            )
-        })?;
-        let (source, kind, title) = source_of(&location)?;
-        let lyrics = match &source {
-            MusicSource::File(p) => sibling_lyrics(p),
-            _ => None,
-        };
-        self.play_on_deck(source, kind, title, lyrics, Some(index), fade_ms)
-    }
-
-    fn start_pcm(&mut self) {
-        let Some(engine) = self.engine.clone() else {
-            return;
-        };
-        let pcm = self.settings.pcm;
-        let (mut injector, voice) = PcmInjector::new(pcm.local_playback);
-        injector.set_publish_volume(self.settings.publish_volume / 100.0);
-        injector.set_playout_volume(self.settings.playout_volume / 100.0);
-        injector.set_publish(!self.settings.loopback);
-        let id = injector.id();
-        match SocketInput::bind_tcp(([127, 0, 0, 1], pcm.port).into(), injector) {
-            Ok(input) => {
-                engine.send(vec![Control::AddMusic(voice)]);
-                self.pcm_voice = Some(id);
-                self.pcm_error = None;
-                self.pcm = Some(Pcm {
-                    input,
-                    last_frames: 0,
-                    receiving_until: std::time::Instant::now(),
-                });
-            }
-            Err(e) => {
-                self.pcm_error = Some(format!(
-                    "Cannot listen on 127.0.0.1:{}: {e}. Pick another port.",
-                    pcm.port
-                ));
-            }
+            ));
         }
-    }
-
-    fn stop_pcm(&mut self) {
-        if let Some(pcm) = self.pcm.take() {
-            drop(pcm.input.stop());
-        }
-        if let (Some(id), Some(engine)) = (self.pcm_voice.take(), &self.engine) {
-            engine.send(vec![Control::RemoveMusic(id)]);
-        }
-    }
-
-    fn pad_clip(&mut self, index: usize) -> Result<Arc<[u8]>, AppError> {
-        if let Some(Some(clip)) = self.pads.get(index) {
-            return Ok(Arc::clone(clip));
-        }
-        let slot = self.settings.pads.get(index).cloned().unwrap_or_default();
-        let path = slot.path.ok_or_else(|| {
-            err(
-                AppErrorKind::InvalidInput,
-                format!("Pad {} has no clip; assign one first.", index + 1),
-            )
-        })?;
-        let clip = load_clip(Path::new(&path))?;
-        self.pads.resize(PADS, None);
-        self.pads[index] = Some(Arc::clone(&clip));
-        Ok(clip)
+        let title = self.playlist.tracks()[index].title.clone();
+        self.playlist
+            .play(index)
+            .map_err(|e| err(AppErrorKind::InvalidInput, format!("{title}: {e}")))?;
+        self.error = None;
+        self.poll_playlist();
+        Ok(())
     }
 
     fn view(&mut self) -> MusicView {
+        let current = self.playlist.current_player();
         let deck = self.deck.as_ref().map(|d| {
-            let pos = d.position_ms;
+            let live = current.filter(|p| Some(p.id()) == d.player_id);
+            let pos = live.map_or(0, MusicPlayer::position_ms);
             let idx = d.lyrics.as_ref().and_then(|l| l.index_at(pos));
             let line = |i: usize| d.lyrics.as_ref()?.lines.get(i).map(|l| l.text.clone());
             DeckView {
                 title: d.title.clone(),
                 kind: d.kind.into(),
-                state: state_name(d.state).into(),
+                state: state_name(live.map_or(d.ended, MusicPlayer::state)).into(),
                 position_ms: ms32(pos),
-                duration_ms: d.duration_ms.map(ms32),
-                cycle: d.cycle,
+                duration_ms: live.and_then(MusicPlayer::duration_ms).map(ms32),
+                cycle: live
+                    .map(|_| self.playlist.current_cycle().unwrap_or(0))
+                    .unwrap_or(0),
                 waveform: d
                     .waveform
                     .lock()
@@ -730,8 +488,9 @@ impl Inner {
                     Some(i) => line(i + 1),
                     None => line(0),
                 },
-                playlist_index: d
-                    .playlist_index
+                playlist_index: live
+                    .and(self.playlist.current_index())
+                    .or(d.index.filter(|_| live.is_none()))
                     .map(|i| u32::try_from(i).unwrap_or(u32::MAX)),
             }
         });
@@ -740,7 +499,7 @@ impl Inner {
                 listening: p.input.local_addr.map(|a| a.to_string()),
                 connections: count(&p.input.stats.connections),
                 frames: count(&p.input.stats.frames),
-                receiving: std::time::Instant::now() < p.receiving_until,
+                receiving: Instant::now() < p.receiving_until,
                 bad_headers: count(&p.input.stats.bad_headers),
                 error: None,
             },
@@ -748,6 +507,42 @@ impl Inner {
                 error: self.pcm_error.clone(),
                 ..PcmView::default()
             },
+        };
+        let capture = match &self.capture {
+            Some(c) => CaptureView {
+                device: Some(c.source.device().id.clone()),
+                seconds: c.last_frames as f32 / 48_000.0,
+                receiving: Instant::now() < c.receiving_until,
+                underruns: u32::try_from(c.source.underruns()).unwrap_or(u32::MAX),
+                error: None,
+            },
+            None => CaptureView {
+                error: self.capture_error.clone(),
+                ..CaptureView::default()
+            },
+        };
+        let cue = CueView {
+            device: self.cue.as_ref().map(|c| c.output.device().id.clone()),
+            title: self.cued.as_ref().map(|c| c.pick.title.clone()),
+            state: self
+                .cued
+                .as_ref()
+                .map(|c| state_name(c.player.state()).into()),
+            position_ms: self
+                .cued
+                .as_ref()
+                .map_or(0, |c| ms32(c.player.position_ms())),
+            duration_ms: self
+                .cued
+                .as_ref()
+                .and_then(|c| c.player.duration_ms())
+                .map(ms32),
+            playlist_index: self
+                .cued
+                .as_ref()
+                .and_then(|c| c.index)
+                .map(|i| u32::try_from(i).unwrap_or(u32::MAX)),
+            error: self.cue_error.clone(),
         };
         let pads = self
             .settings
@@ -757,102 +552,57 @@ impl Inner {
             .map(|(i, s)| PadView {
                 name: s.name.clone(),
                 loaded: s.path.is_some(),
-                playing: self.pad_players.iter().any(|(p, _)| *p == i),
+                playing: self.pads.as_ref().is_some_and(|p| p.sounding[i] > 0),
                 publish: s.publish,
             })
             .collect();
         MusicView {
             live: self.engine.is_some(),
             deck,
-            crossfading: !self.fading.is_empty(),
+            crossfading: self.playlist.sounding() > 1,
             preload: self.preload.clone(),
             pcm,
+            capture,
+            cue,
             pads,
             voices: u32::try_from(self.voices()).unwrap_or(u32::MAX),
             error: self.error.clone(),
         }
     }
 
-    /// One tick: player events, the playlist, retiring silent voices.
+    /// One tick: the playlist, pad events, the cue's returned voices, the sources' activity.
     fn tick(&mut self) {
-        let Some(engine) = self.engine.clone() else {
-            return;
-        };
-        let mut finished = false;
-        if let Some(d) = &mut self.deck {
-            for e in d.player.events() {
-                match e {
-                    MusicEvent::Finished => finished = true,
-                    MusicEvent::Error { message } => {
-                        self.error = Some(format!("{}: {message}", d.title));
-                    }
-                    MusicEvent::Position { cycle, .. } => d.cycle = cycle,
-                    _ => {}
-                }
-            }
-            d.state = d.player.state();
-            d.position_ms = d.player.position_ms();
-            if matches!(
-                d.state,
-                PlayerState::Stopped | PlayerState::Finished | PlayerState::Failed
-            ) && !d.removed
-            {
-                d.removed = true;
-                engine.send(vec![Control::RemoveMusic(d.player.id())]);
-            }
+        if self.engine.is_some() {
+            self.poll_playlist();
         }
-        // The playlist: crossfade into the next entry before the end, or advance at the end.
-        let s = &self.settings;
-        if s.auto_advance
-            && !s.playlist.is_empty()
-            && let Some(d) = &self.deck
-            && let Some(i) = d.playlist_index
-        {
-            let fade_ms = (s.crossfade_s * 1000.0) as u64;
-            let last_cycle = s.cycle > 0 && d.cycle + 1 >= s.cycle as u32;
-            let near_end = d.state == PlayerState::Playing
-                && fade_ms > 0
-                && last_cycle
-                && d.duration_ms.is_some_and(|len| {
-                    len > 2 * fade_ms && d.position_ms + fade_ms >= len && d.position_ms > 0
-                });
-            if (near_end || finished) && !d.advanced {
-                // The playlist stops after its last entry.
-                let fade = if near_end { fade_ms as u32 } else { 0 };
-                if i + 1 < s.playlist.len()
-                    && let Err(e) = self.play_entry(i + 1, fade)
-                {
-                    self.error = Some(e.message);
-                }
-                if let Some(d) = &mut self.deck
-                    && d.playlist_index == Some(i)
-                {
-                    d.advanced = true;
+        if let Some(p) = &mut self.pads {
+            for e in p.bank.events() {
+                let (pad, up) = match e {
+                    PadEvent::Started { pad, .. } => (pad, true),
+                    PadEvent::Ended { pad, .. } => (pad, false),
+                };
+                if let Some(i) = p.ids.iter().position(|id| *id == Some(pad)) {
+                    p.sounding[i] = if up {
+                        p.sounding[i] + 1
+                    } else {
+                        p.sounding[i].saturating_sub(1)
+                    };
                 }
             }
         }
-        self.fading.retain_mut(|p| {
-            let _ = p.events();
-            let done = matches!(
-                p.state(),
-                PlayerState::Stopped | PlayerState::Finished | PlayerState::Failed
-            );
-            if done {
-                engine.send(vec![Control::RemoveMusic(p.id())]);
+        if let Some(c) = &mut self.cue {
+            // Finished or stopped cue voices come back here and are freed off the cue thread.
+            drop(c.output.collect());
+            if c.output.status().device_lost() {
+                self.cue_error = Some(format!(
+                    "The cue output {} was lost; pick it again or another.",
+                    c.device
+                ));
             }
-            !done
-        });
-        self.pad_players.retain_mut(|(_, p)| {
-            let _ = p.events();
-            let done = matches!(
-                p.state(),
-                PlayerState::Stopped | PlayerState::Finished | PlayerState::Failed
-            );
-            if done {
-                engine.send(vec![Control::RemoveMusic(p.id())]);
-            }
-            !done
-        });
+        }
+        if let Some(c) = &mut self.cued {
+            let _ = c.player.events();
+        }
         if let Some(p) = &mut self.pcm {
             let frames = p
                 .input
@@ -861,7 +611,18 @@ impl Inner {
                 .load(std::sync::atomic::Ordering::Relaxed);
             if frames != p.last_frames {
                 p.last_frames = frames;
-                p.receiving_until = std::time::Instant::now() + Duration::from_millis(500);
+                p.receiving_until = Instant::now() + Duration::from_millis(500);
+            }
+        }
+        if let Some(c) = &mut self.capture {
+            let frames = c
+                .source
+                .stats()
+                .frames
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if frames != c.last_frames {
+                c.last_frames = frames;
+                c.receiving_until = Instant::now() + Duration::from_millis(500);
             }
         }
     }
@@ -871,51 +632,13 @@ fn count(n: &std::sync::atomic::AtomicU64) -> u32 {
     u32::try_from(n.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(u32::MAX)
 }
 
-/// Reads a pad clip into memory, checking that it decodes.
-fn load_clip(path: &Path) -> Result<Arc<[u8]>, AppError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        err(
-            AppErrorKind::InvalidInput,
-            format!("Cannot read {}: {e}.", path.display()),
-        )
-    })?;
-    if meta.len() > MAX_PAD_BYTES {
-        return Err(err(
-            AppErrorKind::InvalidInput,
-            format!(
-                "{} is {} MB; a pad clip may be at most {} MB (pads are short clips).",
-                path.display(),
-                meta.len() >> 20,
-                MAX_PAD_BYTES >> 20
-            ),
-        ));
-    }
-    let bytes: Arc<[u8]> = std::fs::read(path)
-        .map_err(|e| {
-            err(
-                AppErrorKind::InvalidInput,
-                format!("Cannot read {}: {e}.", path.display()),
-            )
-        })?
-        .into();
-    onmic_audio::music::probe_info(&MusicSource::Memory(Arc::clone(&bytes))).map_err(|e| {
-        err(
-            AppErrorKind::InvalidInput,
-            format!("{}: {e}", path.display()),
-        )
-    })?;
-    Ok(bytes)
-}
-
 fn ticker(inner: Weak<Mutex<Inner>>) {
     loop {
         std::thread::sleep(TICK);
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let mut g = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = locked(&inner);
         g.tick();
         if g.watcher.is_some() {
             let view = g.view();
@@ -930,13 +653,11 @@ fn ticker(inner: Weak<Mutex<Inner>>) {
 
 impl MusicService {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked(&self.inner)
     }
 
     /// The session went live: music can play; the catalog answers with the member's token;
-    /// the PCM source listens if it is on.
+    /// the pads, the PCM source and the capture source start.
     pub fn on_join(
         &self,
         engine: ControlSender,
@@ -944,25 +665,32 @@ impl MusicService {
         token: String,
         settings: &MusicSettings,
     ) {
+        let weak = Arc::downgrade(&self.inner);
         let mut g = self.lock();
         g.engine = Some(engine);
         g.catalog = Some(CatalogClient::new(&server_url, &token));
         g.settings = settings.clone();
+        g.playlist = Playlist::new(playlist_options(settings));
+        g.playlist.set_tracks(tracks_of(settings));
+        g.start_pads(weak);
         if settings.pcm.enabled {
             g.start_pcm();
         }
+        g.start_capture();
     }
 
-    /// The session ended: every player and the PCM source stop (their voices went with the
-    /// engine); preloaded songs are forgotten (their licence was for that room).
+    /// The session ended: every player and source stops (their voices went with the engine);
+    /// preloaded songs are forgotten (their licence was for that room). The cue stays open.
     pub fn on_leave(&self) {
         let mut g = self.lock();
         g.stop_pcm();
+        g.stop_capture();
+        g.playlist.stop();
+        let _ = g.playlist.poll();
         g.engine = None;
         g.catalog = None;
         g.deck = None;
-        g.fading.clear();
-        g.pad_players.clear();
+        g.pads = None;
         g.songs.clear();
         g.preload = None;
     }
@@ -976,33 +704,58 @@ impl MusicService {
     pub fn apply(&self, settings: &MusicSettings) {
         let mut g = self.lock();
         let commands = settings.commands_since(&g.settings);
-        let pcm_changed = settings.pcm != g.settings.pcm;
-        let changed: Vec<usize> = (0..PADS)
-            .filter(|i| {
-                settings.pads.get(*i).map(|p| &p.path) != g.settings.pads.get(*i).map(|p| &p.path)
-            })
-            .collect();
-        for i in changed {
-            if let Some(p) = g.pads.get_mut(i) {
-                *p = None;
+        let old = std::mem::replace(&mut g.settings, settings.clone());
+        for c in commands {
+            g.playlist.command(c);
+        }
+        g.playlist.set_tracks(tracks_of(settings));
+        g.playlist.set_crossfade_ms(crossfade_ms(settings));
+        g.playlist.set_auto_advance(settings.auto_advance);
+        g.playlist.set_cycle(settings.cycle);
+        // Pads whose file changed: decoded again when assigned (pad_assign) or on the next join.
+        for i in 0..PADS {
+            if settings.pads.get(i).map(|p| &p.path) != old.pads.get(i).map(|p| &p.path) {
+                g.clips[i] = None;
+                if let Some(p) = g.pads.as_mut()
+                    && let Some(id) = p.ids[i].take()
+                {
+                    p.bank.remove(id);
+                }
             }
         }
-        g.settings = settings.clone();
-        if let Some(d) = &mut g.deck {
-            for c in &commands {
-                d.player.command(c.clone());
-            }
+        let (pv, lv) = (
+            settings.publish_volume / 100.0,
+            settings.playout_volume / 100.0,
+        );
+        if let Some(p) = g.pads.as_mut() {
+            p.bank.set_publish_volume(pv);
+            p.bank.set_playout_volume(lv);
         }
-        for p in &mut g.fading {
-            for c in &commands {
-                p.command(c.clone());
-            }
+        if let Some(c) = &g.capture {
+            c.source.set_publish_volume(pv);
+            c.source.set_playout_volume(lv);
+            c.source.set_publish(!settings.loopback);
+            c.source.set_replace(settings.replace);
         }
-        if pcm_changed && g.engine.is_some() {
+        if settings.pcm != old.pcm && g.engine.is_some() {
             g.stop_pcm();
             if settings.pcm.enabled {
                 g.start_pcm();
             }
+        }
+        let cap = (&settings.capture, &old.capture);
+        if cap.0.enabled != cap.1.enabled || cap.0.device != cap.1.device {
+            g.stop_capture();
+            g.capture_error = None;
+            g.start_capture();
+        } else if cap.0.local_playback != cap.1.local_playback
+            && let Some(c) = &g.capture
+        {
+            c.source.set_local_playback(cap.0.local_playback);
+        }
+        if settings.cue.device != old.cue.device {
+            g.close_cue();
+            g.cue_error = None;
         }
     }
 }
@@ -1021,7 +774,7 @@ pub fn music_watch(
 }
 
 /// Changes the music settings (volumes, routing, ducking, key shift, playlist, pads, PCM
-/// source): saved, and applied to what plays now.
+/// source, capture source, cue device): saved, and applied to what plays now.
 #[tauri::command]
 #[specta::specta]
 pub fn set_music(
@@ -1033,77 +786,89 @@ pub fn set_music(
     Ok(settings)
 }
 
-/// Opens a file path or http(s) URL on the deck and plays it (the track playing now fades out).
+/// Runs `f` on the panel off the async runtime (opening probes files, connects to URLs and
+/// opens devices).
+async fn blocking<T: Send + 'static>(
+    studio: &crate::Studio,
+    f: impl FnOnce(&mut Inner) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let inner = Arc::clone(&studio.music.inner);
+    tauri::async_runtime::spawn_blocking(move || f(&mut locked(&inner)))
+        .await
+        .map_err(|e| err(AppErrorKind::Internal, e.to_string()))?
+}
+
+/// Opens a file path or http(s) URL on the deck and plays it (the track playing now fades out
+/// over 40 ms).
 #[tauri::command]
 #[specta::specta]
 pub async fn music_open(
     studio: tauri::State<'_, crate::Studio>,
     location: String,
 ) -> Result<MusicView, AppError> {
-    let inner = Arc::clone(&studio.music.inner);
-    // Opening probes the file (or connects to the URL): off the async runtime.
-    tauri::async_runtime::spawn_blocking(move || {
-        let (source, kind, title) = source_of(&location)?;
-        let lyrics = match &source {
-            MusicSource::File(p) => sibling_lyrics(p),
-            _ => None,
-        };
-        let mut g = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.play_on_deck(source, kind, title, lyrics, None, STOP_FADE_MS)?;
+    blocking(&studio, move |g| {
+        g.play_pick(Pick::of_location(&location)?)?;
         Ok(g.view())
     })
     .await
-    .map_err(|e| err(AppErrorKind::Internal, e.to_string()))?
 }
 
 /// Deck transport: play, pause, stop, seek.
 #[tauri::command]
 #[specta::specta]
-pub fn music_deck(
+pub async fn music_deck(
     studio: tauri::State<'_, crate::Studio>,
     action: DeckAction,
 ) -> Result<MusicView, AppError> {
-    let mut g = studio.music.lock();
-    g.engine()?;
-    let Some(d) = g.deck.as_mut() else {
-        return Err(err(
-            AppErrorKind::InvalidInput,
-            "Nothing on the deck: open a file, a playlist entry or a song first.",
-        ));
-    };
-    match action {
-        DeckAction::Play => match d.state {
-            PlayerState::Paused => d.player.resume(),
-            PlayerState::Playing | PlayerState::Opening => {}
-            _ => {
-                let (source, kind, title, lyrics, index) = (
-                    d.source.clone(),
-                    d.kind,
-                    d.title.clone(),
-                    d.lyrics.clone(),
-                    d.playlist_index,
-                );
-                g.play_on_deck(source, kind, title, lyrics, index, 0)?;
+    blocking(&studio, move |g| {
+        g.engine()?;
+        let Some(d) = g.deck.as_ref() else {
+            return Err(err(
+                AppErrorKind::InvalidInput,
+                "Nothing on the deck: open a file, a playlist entry or a song first.",
+            ));
+        };
+        let state = g.playlist.current_player().map(MusicPlayer::state);
+        match action {
+            DeckAction::Play => match state {
+                Some(PlayerState::Paused) => g.playlist.command(MusicCommand::Resume),
+                Some(PlayerState::Playing | PlayerState::Opening) => {}
+                _ => match d.index {
+                    Some(i) if g.playlist.tracks().get(i).map(|t| &t.source) == Some(&d.source) => {
+                        g.play_entry(i)?
+                    }
+                    _ => {
+                        let pick = Pick {
+                            source: d.source.clone(),
+                            title: d.title.clone(),
+                            kind: d.kind,
+                            lyrics: d.lyrics.clone(),
+                        };
+                        g.play_pick(pick)?
+                    }
+                },
+            },
+            DeckAction::Pause => g.playlist.command(MusicCommand::Pause),
+            DeckAction::Stop => {
+                if matches!(state, Some(PlayerState::Playing | PlayerState::Opening)) {
+                    g.playlist
+                        .command(MusicCommand::FadeOut { ms: STOP_FADE_MS });
+                } else {
+                    g.playlist.stop();
+                }
             }
-        },
-        DeckAction::Pause => d.player.pause(),
-        DeckAction::Stop => {
-            if matches!(d.state, PlayerState::Playing | PlayerState::Opening) {
-                d.player.command(MusicCommand::FadeOut { ms: STOP_FADE_MS });
-            } else {
-                d.player.stop();
+            DeckAction::Seek { position_ms } => {
+                let dur = g
+                    .playlist
+                    .current_player()
+                    .and_then(MusicPlayer::duration_ms);
+                let to = u64::from(position_ms).min(dur.unwrap_or(u64::MAX));
+                g.playlist.command(MusicCommand::Seek { position_ms: to });
             }
-            d.position_ms = 0;
         }
-        DeckAction::Seek { position_ms } => {
-            let to = u64::from(position_ms).min(d.duration_ms.unwrap_or(u64::MAX));
-            d.player.seek(to);
-            d.position_ms = to;
-        }
-    }
-    Ok(g.view())
+        Ok(g.view())
+    })
+    .await
 }
 
 /// Plays playlist entry `index` on the deck (the track playing now crossfades out).
@@ -1113,19 +878,71 @@ pub async fn playlist_play(
     studio: tauri::State<'_, crate::Studio>,
     index: u32,
 ) -> Result<MusicView, AppError> {
-    let inner = Arc::clone(&studio.music.inner);
-    tauri::async_runtime::spawn_blocking(move || {
-        let mut g = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fade = (g.settings.crossfade_s * 1000.0) as u32;
-        g.play_entry(index as usize, fade)?;
+    blocking(&studio, move |g| {
+        g.play_entry(index as usize)?;
         Ok(g.view())
     })
     .await
-    .map_err(|e| err(AppErrorKind::Internal, e.to_string()))?
 }
 
+/// Pre-listens a playlist entry, a location or a preloaded song on the cue output (the device
+/// in `settings.music.cue`): heard there only, neither published nor in the main output.
+#[tauri::command]
+#[specta::specta]
+pub async fn music_cue(
+    studio: tauri::State<'_, crate::Studio>,
+    target: CueTarget,
+) -> Result<MusicView, AppError> {
+    blocking(&studio, move |g| {
+        let (pick, index) = match target {
+            CueTarget::Entry { index } => {
+                let i = index as usize;
+                let location = g.settings.playlist.get(i).cloned().ok_or_else(|| {
+                    err(
+                        AppErrorKind::InvalidInput,
+                        "That playlist entry is gone; pick another.",
+                    )
+                })?;
+                (Pick::of_location(&location)?, Some(i))
+            }
+            CueTarget::Location { location } => (Pick::of_location(&location)?, None),
+            CueTarget::Song { code } => {
+                let song = g.songs.get(&code).ok_or_else(|| {
+                    err(
+                        AppErrorKind::InvalidInput,
+                        "Preload the song first (its licence and key come with the download).",
+                    )
+                })?;
+                (
+                    Pick {
+                        source: song.source.clone(),
+                        title: format!("{} — {}", song.info.title, song.info.artist),
+                        kind: "song",
+                        lyrics: song.lyrics.clone(),
+                    },
+                    None,
+                )
+            }
+        };
+        g.cue_pick(pick, index)?;
+        Ok(g.view())
+    })
+    .await
+}
+
+/// The cued track: pause, resume, stop, seek, or take it to air where it is.
+#[tauri::command]
+#[specta::specta]
+pub async fn music_cue_control(
+    studio: tauri::State<'_, crate::Studio>,
+    action: CueAction,
+) -> Result<MusicView, AppError> {
+    blocking(&studio, move |g| {
+        g.cue_action(action)?;
+        Ok(g.view())
+    })
+    .await
+}
 fn catalog_of(inner: &Mutex<Inner>) -> Result<CatalogClient, AppError> {
     inner
         .lock()
@@ -1262,31 +1079,30 @@ pub async fn song_play(
     studio: tauri::State<'_, crate::Studio>,
     code: String,
 ) -> Result<MusicView, AppError> {
-    let inner = Arc::clone(&studio.music.inner);
-    tauri::async_runtime::spawn_blocking(move || {
-        let mut g = inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    blocking(&studio, move |g| {
         let song = g.songs.get(&code).ok_or_else(|| {
             err(
                 AppErrorKind::InvalidInput,
                 "Preload the song first (its licence and key come with the download).",
             )
         })?;
-        let (source, lyrics) = (song.source.clone(), song.lyrics.clone());
-        let title = format!("{} — {}", song.info.title, song.info.artist);
-        g.play_on_deck(source, "song", title, lyrics, None, STOP_FADE_MS)?;
+        let pick = Pick {
+            source: song.source.clone(),
+            title: format!("{} — {}", song.info.title, song.info.artist),
+            kind: "song",
+            lyrics: song.lyrics.clone(),
+        };
+        g.play_pick(pick)?;
         Ok(g.view())
     })
     .await
-    .map_err(|e| err(AppErrorKind::Internal, e.to_string()))?
 }
 
-/// Assigns a clip file to pad `index` (0–7; `path` null clears it): loaded into memory and
-/// checked now, remembered with the settings.
+/// Assigns a clip file to pad `index` (0–7; `path` null clears it): decoded and checked now
+/// (at most 16 MB and 30 s), loaded into the live pad bank, remembered with the settings.
 #[tauri::command]
 #[specta::specta]
-pub fn pad_assign(
+pub async fn pad_assign(
     studio: tauri::State<'_, crate::Studio>,
     index: u32,
     path: Option<String>,
@@ -1300,10 +1116,16 @@ pub fn pad_assign(
         ));
     }
     let path = path.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
-    let clip = path
-        .as_deref()
-        .map(|p| load_clip(Path::new(p)))
-        .transpose()?;
+    let clip = {
+        let path = path.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            path.as_deref()
+                .map(|p| decode_clip(Path::new(p)))
+                .transpose()
+        })
+        .await
+        .map_err(|e| err(AppErrorKind::Internal, e.to_string()))??
+    };
     let name = path
         .as_deref()
         .and_then(|p| Path::new(p).file_stem())
@@ -1319,8 +1141,8 @@ pub fn pad_assign(
     })?;
     studio.music.apply(&settings.music);
     let mut g = studio.music.lock();
-    g.pads.resize(PADS, None);
-    g.pads[index] = clip;
+    g.clips[index] = clip;
+    g.load_pad(index);
     Ok(settings)
 }
 
@@ -1332,35 +1154,14 @@ pub fn pad_fire(
     index: u32,
 ) -> Result<MusicView, AppError> {
     let index = index as usize;
+    if index >= PADS {
+        return Err(err(
+            AppErrorKind::InvalidInput,
+            format!("There are {PADS} pads (0 to {}).", PADS - 1),
+        ));
+    }
     let mut g = studio.music.lock();
-    let engine = g.engine()?.clone();
-    let clip = g.pad_clip(index)?;
-    let publish = g.settings.pads.get(index).is_some_and(|p| p.publish);
-    let options = PlayOptions {
-        loopback: !publish,
-        publish_volume: g.settings.publish_volume / 100.0,
-        playout_volume: g.settings.playout_volume / 100.0,
-        ..PlayOptions::default()
-    };
-    let (player, voice) = MusicPlayer::open(&MusicSource::Memory(clip), options)
-        .map_err(|e| err(AppErrorKind::InvalidInput, e.to_string()))?;
-    // The same pad again restarts it; too many pads at once stop the oldest.
-    if let Some(pos) = g.pad_players.iter().position(|(i, _)| *i == index) {
-        let (_, mut old) = g.pad_players.remove(pos);
-        old.stop();
-        engine.send(vec![Control::RemoveMusic(old.id())]);
-    }
-    while g.pad_players.len() >= MAX_PAD_VOICES || g.voices() >= onmic_audio::music::MAX_VOICES {
-        if g.pad_players.is_empty() {
-            return Err(err(
-                AppErrorKind::InvalidInput,
-                "Every music voice is busy; stop a track first.",
-            ));
-        }
-        g.stop_oldest_pad(&engine);
-    }
-    engine.send(vec![Control::AddMusic(voice)]);
-    g.pad_players.push((index, player));
+    g.fire_pad(index)?;
     Ok(g.view())
 }
 
@@ -1427,7 +1228,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("clip.wav");
         std::fs::write(&bad, b"not audio at all").unwrap();
-        assert!(load_clip(&bad).is_err());
+        assert!(decode_clip(&bad).is_err());
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! - assigns clips to two pads and fires them by click and by the number key;
 //! - builds a two-entry playlist, plays the first, seeks by clicking the waveform, and the deck
 //!   auto-advances (crossfading) to the second; the music reaches the output sink;
+//! - picks a cue output (a second null sink: the DJ's headphones) and cues a third playlist
+//!   entry: its tone is on the cue sink's monitor and neither on the main output sink nor at a
+//!   listener (`onmic-client`, subscribed through the share link) while the deck's track is;
+//!   *Take to air* puts it on the deck where it was, and the listener then hears it;
+//! - plays another sink's monitor (a tone `paplay`ed into it) as the capture-device music
+//!   source: the listener hears it; with local playback off the main output no longer has it;
 //! - turns on the PCM socket source and a client pushes 44.1 kHz mono PCM into it;
 //! - searches the song catalog for a song imported beforehand with `onmic-server song import`
 //!   into the local room's database, preloads it (progress bar), plays it, and the lyrics line
@@ -12,10 +18,13 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
-use onmic_e2e::audio::{NullSink, write_tone};
+use onmic_e2e::audio::{NullSink, Playback, write_tone};
+use onmic_e2e::client_host::ClientHost;
+use onmic_e2e::console::{record_sink, select_option, share_link};
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
@@ -100,6 +109,62 @@ fn monitor_level(sink: &str, seconds: f32) -> (f32, usize) {
     (10.0 * ms.max(1e-12).log10(), samples.len() / 2)
 }
 
+/// Level of the `hz` component of `x` (48 kHz), dBFS RMS, from a Hann-windowed DFT bin: a
+/// tone's level, apart from the other tones playing with it.
+fn tone_dbfs(x: &[f32], hz: f32) -> f32 {
+    if x.is_empty() {
+        return -200.0;
+    }
+    let n = x.len() as f64;
+    let w = 2.0 * std::f64::consts::PI * f64::from(hz) / 48_000.0;
+    let (mut re, mut im, mut wsum) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, s) in x.iter().enumerate() {
+        let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n).cos();
+        re += f64::from(*s) * hann * (w * i as f64).cos();
+        im -= f64::from(*s) * hann * (w * i as f64).sin();
+        wsum += hann;
+    }
+    let amplitude = 2.0 * (re * re + im * im).sqrt() / wsum;
+    (20.0 * (amplitude / std::f64::consts::SQRT_2).max(1e-10).log10()) as f32
+}
+
+/// Waits until `probe` (a level in dBFS, measured anew each try) passes `ok`, up to `within`;
+/// returns the last level either way, and whether it passed. A first reading can catch a
+/// stream still starting (a sink's monitor, a listener's jitter buffer); the bar is the same.
+async fn settle<F, Fut>(within: Duration, mut probe: F, ok: impl Fn(f32) -> bool) -> (f32, bool)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = f32>,
+{
+    let until = Instant::now() + within;
+    loop {
+        let level = probe().await;
+        if ok(level) {
+            return (level, true);
+        }
+        if Instant::now() >= until {
+            return (level, false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `hz` in `seconds` of what `sink` plays, dBFS (left channel); recorded off the async runtime
+/// (the listener's playout runs on it).
+async fn sink_tone(sink: &Arc<NullSink>, hz: f32, seconds: f32) -> f32 {
+    let sink = Arc::clone(sink);
+    tokio::task::spawn_blocking(move || record_sink(&sink, seconds))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(-200.0, |c| tone_dbfs(&c.left, hz))
+}
+
+/// `hz` in the last second the listener heard from the host, dBFS (left channel).
+fn heard_tone(listener: &ClientHost, host: &str, hz: f32) -> f32 {
+    tone_dbfs(&listener.heard(host, 0), hz)
+}
+
 /// Sets the deck's seek slider as a drag would (input, then release), through the UI's own
 /// handlers.
 async fn seek(studio: &Studio, ms: u64) -> anyhow::Result<()> {
@@ -159,6 +224,23 @@ async fn scroll_to(studio: &Studio, css: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Calls a Tauri command from the page, as the UI does.
+async fn invoke(studio: &Studio, command: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(studio
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             window.__TAURI_INTERNALS__.invoke(arguments[0]).then(done, (e) => done({ error: e }));",
+            vec![serde_json::json!(command)],
+        )
+        .await?)
+}
+
+/// `data-position-ms` of `css`, as a number.
+async fn position_of(studio: &Studio, css: &str) -> Option<u64> {
+    studio.attr(css, "data-position-ms").await?.parse().ok()
+}
+
 async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()> {
     // Every field typed into here starts empty (the panel clears the location after adding).
     // WebDriver errors are shown with their kind (WebKitWebDriver often sends no message).
@@ -174,14 +256,31 @@ async fn type_into(studio: &Studio, css: &str, text: &str) -> anyhow::Result<()>
 
 async fn scenario() -> anyhow::Result<()> {
     let input = NullSink::create("onmic_e2e_music_in", "Onmic_E2E_Music_In");
-    let output = NullSink::create("onmic_e2e_music_out", "Onmic_E2E_Music_Out");
+    let output = Arc::new(NullSink::create(
+        "onmic_e2e_music_out",
+        "Onmic_E2E_Music_Out",
+    ));
+    // The cue output (the DJ's headphones) and a sink another app plays into, whose monitor is
+    // the capture source: made before the Studio starts, so its device lists have them.
+    let cue_sink = Arc::new(NullSink::create(
+        "onmic_e2e_music_cue",
+        "Onmic_E2E_Music_Cue",
+    ));
+    let ext = Arc::new(NullSink::create(
+        "onmic_e2e_music_ext",
+        "Onmic_E2E_Music_Ext",
+    ));
     let media = tempfile::tempdir()?;
     let m = |name: &str| media.path().join(name);
     write_song(&m("song.wav"), 20);
-    write_song(&m("track1.wav"), 8);
+    // Track 1 is long enough that the waits before its seek cannot outrun it into the crossfade.
+    write_song(&m("track1.wav"), 20);
     write_tone(&m("track2.wav"), 660.0, 0.2, 30.0);
-    write_tone(&m("applause.wav"), 880.0, 0.3, 1.5);
-    write_tone(&m("laugh.wav"), 1200.0, 0.3, 1.5);
+    write_tone(&m("cue.wav"), 1500.0, 0.3, 40.0);
+    write_tone(&m("ext.wav"), 2200.0, 0.3, 60.0);
+    // Pads sound long enough for a poll to see them sounding under load.
+    write_tone(&m("applause.wav"), 880.0, 0.3, 4.0);
+    write_tone(&m("laugh.wav"), 1200.0, 0.3, 4.0);
     let lrc: String = std::iter::once("[ti:Test Song]\n[ar:Onmic E2E]\n".to_owned())
         .chain(LYRICS.iter().map(|(ms, l)| {
             format!(
@@ -342,41 +441,39 @@ async fn scenario() -> anyhow::Result<()> {
             .filter(|n| n != "0")
     })
     .await?;
-    let (level, frames) = tokio::task::spawn_blocking({
-        let s = output.name.clone();
-        move || monitor_level(&s, 1.0)
-    })
-    .await?;
-    println!("deck music at the output sink: {level:.1} dBFS ({frames} frames recorded)");
-    if level <= -40.0 {
-        // Evidence for the report: is the output late, or silent for good?
+    // The deck reaches the output sink. The sink's monitor and the output stream take a moment
+    // to carry it after the state reads "playing": measured again until it does (10 s), with
+    // the same bar as ever.
+    let (level, heard) = settle(
+        Duration::from_secs(10),
+        || async {
+            let output = Arc::clone(&output);
+            tokio::task::spawn_blocking(move || monitor_level(&output.name, 0.5).0)
+                .await
+                .unwrap_or(-200.0)
+        },
+        |l| l > -40.0,
+    )
+    .await;
+    println!("deck music at the output sink: {level:.1} dBFS");
+    if !heard {
         let state = studio.attr("#deck", "data-state").await;
         let pos = studio.attr("#deck", "data-position-ms").await;
-        let (again, _) = tokio::task::spawn_blocking({
-            let s = output.name.clone();
-            move || monitor_level(&s, 1.0)
-        })
-        .await?;
-        println!("silent output: deck {state:?} at {pos:?} ms; one second later {again:.1} dBFS");
+        println!("silent output: deck {state:?} at {pos:?} ms");
     }
-    assert!(
-        level > -40.0,
-        "the deck is heard on the output ({level:.1} dBFS, {frames} frames recorded)"
-    );
-    // Clicking the waveform's middle seeks to about 4 s of 8.
+    assert!(heard, "the deck is heard on the output ({level:.1} dBFS)");
+    // Clicking the waveform's middle seeks to about 10 s of 20.
     studio.click("#deck-waveform").await?;
     let pos = wait_for(Duration::from_secs(3), "the seek", || async {
-        let p: u64 = studio
-            .attr("#deck", "data-position-ms")
-            .await?
-            .parse()
-            .ok()?;
-        (3_500..6_000).contains(&p).then_some(p)
+        let p = position_of(&studio, "#deck").await?;
+        (9_500..12_500).contains(&p).then_some(p)
     })
     .await?;
     println!("after clicking the waveform's middle: {pos} ms");
     scroll_to(&studio, "#deck").await?;
     studio.screenshot("studio-music-deck").await?;
+    // Near the end, so that the crossfade (3 s) starts within a second or two.
+    seek(&studio, 16_000).await?;
     wait_for(
         Duration::from_secs(12),
         "the playlist to advance to track 2",
@@ -394,6 +491,8 @@ async fn scenario() -> anyhow::Result<()> {
             .as_deref(),
         Some("1")
     );
+
+    cue_and_capture(&studio, [&output, &cue_sink, &ext], &m).await?;
 
     // The PCM source: a client pushes 44.1 kHz mono s16 PCM into the socket.
     studio.click("#pcm-enabled").await?;
@@ -476,9 +575,12 @@ async fn scenario() -> anyhow::Result<()> {
             (p >= target && p < target + 1_500).then_some(())
         })
         .await?;
-        // Sample the line with the position for 1.6 s (crossing a line boundary after 11 s).
+        // Sample the line with the position for 1.6 s (crossing a line boundary after 11 s),
+        // and at least 4 times however slow WebDriver answers on a loaded machine.
         let until = Instant::now() + Duration::from_millis(1_600);
-        while Instant::now() < until {
+        let mut samples = 0;
+        while Instant::now() < until || samples < 4 {
+            samples += 1;
             let (p, line) = shown(&studio).await?;
             let want = expected_line(p).unwrap_or_default();
             // Within 250 ms after a boundary the previous line may still show (10 updates/s).
@@ -508,4 +610,210 @@ async fn scenario() -> anyhow::Result<()> {
     studio.screenshot("studio-music-panel").await?;
     studio.click("#leave-room").await?;
     studio.quit().await
+}
+
+/// Tones of the cue track, the deck's track 2 and the capture source, Hz.
+const CUE_HZ: f32 = 1500.0;
+const DECK_HZ: f32 = 660.0;
+const EXT_HZ: f32 = 2200.0;
+/// A tone below this is absent (the tones play at −17 to −13.5 dBFS).
+const ABSENT_DBFS: f32 = -60.0;
+/// A tone above this is present.
+const PRESENT_DBFS: f32 = -35.0;
+
+/// The cue output (pre-listen on a second sink, then take to air) and a capture device as the
+/// music source, measured at the sinks and at a listener of the published stream. The deck
+/// plays track 2 (660 Hz) when this starts.
+async fn cue_and_capture(
+    studio: &Studio,
+    [output, cue_sink, ext]: [&Arc<NullSink>; 3],
+    m: &dyn Fn(&str) -> std::path::PathBuf,
+) -> anyhow::Result<()> {
+    // A listener: what the Studio publishes, decoded by the Studio's own room client.
+    let host = invoke(studio, "room_status").await?["uid"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("room_status names the host's uid"))?
+        .to_owned();
+    let link = share_link(studio).await?;
+    let (base, rest) = link
+        .split_once("/listen/")
+        .ok_or_else(|| anyhow::anyhow!("a listener link: {link}"))?;
+    let (room, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let token = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or_default();
+    let listener = ClientHost::connect(base, room, token).await?;
+    let (deck_heard, ok) = settle(
+        Duration::from_secs(15),
+        || async { heard_tone(&listener, &host, DECK_HZ) },
+        |l| l > PRESENT_DBFS,
+    )
+    .await;
+    assert!(ok, "the listener hears the deck ({deck_heard:.1} dBFS)");
+
+    // Cue: a third entry pre-listened on the cue sink.
+    type_into(studio, "#music-location", &m("cue.wav").to_string_lossy()).await?;
+    studio.click("#playlist-add").await?;
+    select_option(studio, "#cue-device", &cue_sink.description).await?;
+    let cue_button = "#playlist li[data-index='2'] .pl-cue";
+    wait_for(Duration::from_secs(5), "the entry's cue button", || async {
+        let el = studio.client.find(Locator::Css(cue_button)).await.ok()?;
+        el.is_enabled().await.ok()?.then_some(())
+    })
+    .await?;
+    studio.click(cue_button).await?;
+    if let Err(e) = wait_for(
+        Duration::from_secs(10),
+        "the cued track playing",
+        || async { (studio.attr("#cue", "data-state").await? == "playing").then_some(()) },
+    )
+    .await
+    {
+        studio.screenshot("studio-music-failure").await?;
+        let cue = js_text(studio, "#cue").await;
+        let banner = js_text(studio, "#app-error").await;
+        return Err(e.context(format!(
+            "the cue card shows {cue:?}; error banner {banner:?}"
+        )));
+    }
+    let (on_cue, ok) = settle(
+        Duration::from_secs(10),
+        || sink_tone(cue_sink, CUE_HZ, 0.5),
+        |l| l > PRESENT_DBFS,
+    )
+    .await;
+    assert!(ok, "the cued track is on the cue sink ({on_cue:.1} dBFS)");
+    // Meanwhile neither the main output nor the published stream has it; both have the deck.
+    let out = Arc::clone(output);
+    let main = tokio::task::spawn_blocking(move || record_sink(&out, 1.0)).await??;
+    let (main_cue, main_deck) = (
+        tone_dbfs(&main.left, CUE_HZ),
+        tone_dbfs(&main.left, DECK_HZ),
+    );
+    let (pub_cue, pub_deck) = (
+        heard_tone(&listener, &host, CUE_HZ),
+        heard_tone(&listener, &host, DECK_HZ),
+    );
+    println!(
+        "cue playing: cue sink {on_cue:.1} dBFS at {CUE_HZ} Hz; main output {main_cue:.1} \
+         (deck {main_deck:.1}); listener {pub_cue:.1} (deck {pub_deck:.1}) dBFS"
+    );
+    assert!(
+        main_deck > PRESENT_DBFS,
+        "the main output plays the deck ({main_deck:.1})"
+    );
+    assert!(
+        pub_deck > PRESENT_DBFS,
+        "the listener hears the deck ({pub_deck:.1})"
+    );
+    assert!(
+        main_cue < ABSENT_DBFS,
+        "the cue leaks into the main output ({main_cue:.1})"
+    );
+    assert!(pub_cue < ABSENT_DBFS, "the cue is published ({pub_cue:.1})");
+    let cue_text = js_text(studio, "#cue-track").await.unwrap_or_default();
+    assert!(cue_text.contains("cue.wav"), "{cue_text}");
+    scroll_to(studio, "#cue").await?;
+    studio.screenshot("studio-music-cue").await?;
+
+    // Take to air: the deck plays it on from where the cue had it.
+    let cued_at = position_of(studio, "#cue").await.unwrap_or(0);
+    studio.click("#cue-take").await?;
+    wait_for(
+        Duration::from_secs(5),
+        "the cued track on the deck",
+        || async {
+            let title = js_text(studio, "#deck-title").await?;
+            (title.contains("cue.wav") && studio.attr("#deck", "data-state").await? == "playing")
+                .then_some(())
+        },
+    )
+    .await?;
+    let deck_at = position_of(studio, "#deck").await.unwrap_or(0);
+    println!("taken to air: cue at {cued_at} ms before the click, deck at {deck_at} ms after");
+    assert!(
+        deck_at >= cued_at && deck_at < cued_at + 5_000,
+        "the deck goes on where the cue was ({cued_at} ms), not from the start: {deck_at} ms"
+    );
+    assert_eq!(
+        studio
+            .attr("#playlist li.current", "data-index")
+            .await
+            .as_deref(),
+        Some("2"),
+        "the taken track plays as its playlist entry"
+    );
+    let (aired, ok) = settle(
+        Duration::from_secs(10),
+        || async { heard_tone(&listener, &host, CUE_HZ) },
+        |l| l > PRESENT_DBFS,
+    )
+    .await;
+    assert!(ok, "the listener hears the taken track ({aired:.1} dBFS)");
+    let (left_cue, ok) = settle(
+        Duration::from_secs(5),
+        || sink_tone(cue_sink, CUE_HZ, 0.5),
+        |l| l < ABSENT_DBFS,
+    )
+    .await;
+    assert!(ok, "the taken track left the cue ({left_cue:.1} dBFS)");
+    println!("on air: listener {aired:.1} dBFS at {CUE_HZ} Hz; cue sink now {left_cue:.1}");
+
+    // A capture device as music: another sink's monitor, a tone played into it.
+    let _playing = Playback::start(ext, &m("ext.wav"));
+    select_option(
+        studio,
+        "#capture-device",
+        &format!("Monitor of {}", ext.description),
+    )
+    .await?;
+    studio.click("#capture-enabled").await?;
+    wait_for(
+        Duration::from_secs(10),
+        "the capture source receiving",
+        || async {
+            (studio.attr("#capture-source", "data-receiving").await? == "true").then_some(())
+        },
+    )
+    .await?;
+    let (ext_pub, ok) = settle(
+        Duration::from_secs(10),
+        || async { heard_tone(&listener, &host, EXT_HZ) },
+        |l| l > PRESENT_DBFS,
+    )
+    .await;
+    assert!(ok, "the capture source is published ({ext_pub:.1} dBFS)");
+    let (ext_local, ok) = settle(
+        Duration::from_secs(10),
+        || sink_tone(output, EXT_HZ, 0.5),
+        |l| l > PRESENT_DBFS,
+    )
+    .await;
+    assert!(
+        ok,
+        "with local playback the host hears it ({ext_local:.1} dBFS)"
+    );
+    scroll_to(studio, "#cue").await?;
+    studio.screenshot("studio-music-cue-capture").await?;
+    // Local playback off: gone from the host's output, still published.
+    studio.click("#capture-local").await?;
+    let (ext_off, ok) = settle(
+        Duration::from_secs(5),
+        || sink_tone(output, EXT_HZ, 0.5),
+        |l| l < ABSENT_DBFS,
+    )
+    .await;
+    assert!(
+        ok,
+        "local playback off leaves it out of the output ({ext_off:.1} dBFS)"
+    );
+    let still = heard_tone(&listener, &host, EXT_HZ);
+    println!(
+        "capture source: listener {ext_pub:.1} dBFS at {EXT_HZ} Hz; output {ext_local:.1} with \
+         local playback, {ext_off:.1} without (listener then {still:.1})"
+    );
+    assert!(still > PRESENT_DBFS, "still published ({still:.1} dBFS)");
+    studio.click("#capture-enabled").await?;
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! the default, restarts the Studio on the same config directory, and reads every value back
 //! from the UI: the effects panel (preset tiles, switches, sliders, EQ bands, a saved user
 //! preset) and the music panel (volumes, routing, key, repeat, ducking, playlist with
-//! crossfade and auto-advance, a pad and the PCM source, with real WAV files) included. Then
+//! crossfade and auto-advance, a pad, the PCM source, the cue output and the capture source,
+//! with real WAV files and devices) included. Then
 //! *Reset all settings to defaults* brings the defaults back (the room choice
 //! stays). `COVERED` is compared with the fields of the `Settings` struct by a unit test in
 //! `src-tauri/src/settings.rs`, so a setting added later fails until this test covers it.
@@ -97,6 +98,10 @@ pub const COVERED: &[&str] = &[
     "music.pcm.enabled",
     "music.pcm.port",
     "music.pcm.localPlayback",
+    "music.cue.device",
+    "music.capture.enabled",
+    "music.capture.device",
+    "music.capture.localPlayback",
 ];
 
 #[test]
@@ -558,6 +563,8 @@ const SWITCHES: &[(&str, &str)] = &[
     ("music.autoAdvance", "#playlist-auto"),
     ("music.pcm.enabled", "#pcm-enabled"),
     ("music.pcm.localPlayback", "#pcm-local"),
+    ("music.capture.enabled", "#capture-enabled"),
+    ("music.capture.localPlayback", "#capture-local"),
 ];
 
 /// The panels' sliders: Home (the minimum), then so many Right arrows, giving this value.
@@ -803,6 +810,16 @@ async fn change_panels(
     port.send_keys(&"\u{E013}".repeat(4)).await?;
     let default_port = at(defaults, "music.pcm.port").as_f64().unwrap_or_default();
     want.push(("music.pcm.port", json!(default_port + 4.0)));
+    // The cue output and the capture source's device, from the pickers.
+    let cue = pick_option(studio, "#cue-device", "Onmic_E2E_Settings_Out").await?;
+    want.push(("music.cue.device", json!(cue)));
+    let capture = pick_option(
+        studio,
+        "#capture-device",
+        "Monitor of Onmic_E2E_Settings_In",
+    )
+    .await?;
+    want.push(("music.capture.device", json!(capture)));
     // A playlist entry and a pad, from real files.
     let song = clips.join("late-show-theme.wav");
     write_wav(&song, 440.0)?;
@@ -896,6 +913,17 @@ async fn panel_value(studio: &Studio, path: &str) -> anyhow::Result<Value> {
         anyhow::Ok(out)
     };
     Ok(match path {
+        "music.cue.device" | "music.capture.device" => {
+            let css = if path == "music.cue.device" {
+                "#cue-device"
+            } else {
+                "#capture-device"
+            };
+            match find(css.to_string()).await?.prop("value").await? {
+                Some(v) if !v.is_empty() => json!(v),
+                _ => Value::Null,
+            }
+        }
         "effects.current.room" | "effects.current.changer" | "effects.current.beautifier" => {
             let group = path.rsplit('.').next().unwrap_or_default();
             let css = format!("#fx-{group} [aria-checked='true']");

@@ -359,7 +359,7 @@ export function App() {
               onError={setError}
             />
           )}
-          {stageTab === "music" && music && <MusicPanel music={music} onMusic={setMusic} live={live} onError={setError} />}
+          {stageTab === "music" && music && <MusicPanel music={music} onMusic={setMusic} live={live} onError={setError} devices={devices} />}
           {stageTab === "stage" && (<>
           {status && status.alerts.length > 0 && (
             <AlertBar alerts={status.alerts} onKickBan={(uid) => void act({ type: "kick", uid, banMinutes: 24 * 60 })} onDismiss={(v) => void dismissAlert(v)} />

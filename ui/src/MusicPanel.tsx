@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { Channel } from "@tauri-apps/api/core";
-import { commands, type AppError, type MusicSettings_Serialize as MusicSettings, type MusicView_Serialize as MusicView, type MusicView_Deserialize, type SongView } from "./bindings";
+import { commands, type AppError, type DeviceListView, type MusicSettings_Serialize as MusicSettings, type MusicView_Serialize as MusicView, type MusicView_Deserialize, type SongView } from "./bindings";
 import { formatClock, formatProgress } from "./effects";
 import "./panels.css";
 
@@ -9,6 +9,8 @@ interface Props {
   onMusic: (m: MusicSettings) => void;
   live: boolean;
   onError: (e: AppError) => void;
+  /** The machine's devices (the cue output and capture source pickers). */
+  devices: DeviceListView | null;
 }
 
 /** f32 settings arrive as number | null (NaN). */
@@ -55,8 +57,21 @@ function Waveform({ points, fraction, loaded, onSeek }: { points: number[]; frac
   );
 }
 
+/** A device picker that keeps showing a saved device that is not plugged in now. */
+function DevicePicker({ id, value, list, none, onChange }: { id: string; value: string | null; list: { id: string; name: string }[]; none: string; onChange: (v: string | null) => void }) {
+  return (
+    <select id={id} value={value ?? ""} onChange={(e) => onChange(e.target.value === "" ? null : e.target.value)}>
+      <option value="">{none}</option>
+      {value && !list.some((d) => d.id === value) && <option value={value}>{value} (not found)</option>}
+      {list.map((d) => (
+        <option key={d.id} value={d.id}>{d.name}</option>
+      ))}
+    </select>
+  );
+}
+
 /** Deck, playlist, routing, ducking, PCM source, catalog songs with lyrics, pads. */
-export function MusicPanel({ music, onMusic, live, onError }: Props) {
+export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
   const [view, setView] = useState<MusicView | null>(null);
   const [location, setLocation] = useState("");
   const [query, setQuery] = useState("");
@@ -123,6 +138,11 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
   };
   const pre = view?.preload;
   const pcm = view?.pcm;
+  const cap = view?.capture;
+  const cue = view?.cue;
+  const cueOn = !!music.cue.device;
+  const cueTitle = cueOn ? "Pre-listen on the cue output" : "Pick a cue output below first";
+  const cueAct = (op: "pause" | "resume" | "stop" | "take") => void run(commands.musicCueControl({ op }), setView);
 
   return (
     <div className="music-panel" id="music-panel" data-live={live ? "true" : "false"}>
@@ -172,6 +192,7 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
           <form className="open-form" onSubmit={(e) => { e.preventDefault(); const l = location.trim(); if (l) void run(commands.musicOpen(l), setView); }}>
             <input id="music-location" placeholder="File path or http(s) URL" value={location} onChange={(e) => setLocation(e.target.value)} />
             <button type="submit" id="music-open" disabled={!live || !location.trim()}>Open</button>
+            <button type="button" id="music-cue" className="ghost" disabled={!cueOn || !location.trim()} title={cueTitle} onClick={() => void run(commands.musicCue({ kind: "location", location: location.trim() }), setView)}>🎧 Cue</button>
             <button type="button" id="playlist-add" className="ghost" disabled={!location.trim()} onClick={addToPlaylist} title="Add to the playlist">+ List</button>
           </form>
         </div>
@@ -255,6 +276,7 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
               <li key={`${i}-${p}`} className={deck?.playlistIndex === i ? "current" : ""} data-index={i}>
                 <button type="button" className="ghost small-btn pl-play" disabled={!live} title="Play now" onClick={() => void run(commands.playlistPlay(i), setView)}>▶</button>
                 <span className="pl-name" title={p}>{p.split(/[\\/]/).pop()}</span>
+                <button type="button" className={`ghost small-btn pl-cue${cue?.playlistIndex === i && cue.state ? " cued" : ""}`} disabled={!cueOn} title={cueTitle} aria-label={`Cue entry ${i + 1}`} onClick={() => void run(commands.musicCue({ kind: "entry", index: i }), setView)}>🎧</button>
                 <button type="button" className="ghost small-btn pl-up" disabled={i === 0} title="Move up" onClick={() => { const l = [...music.playlist]; [l[i - 1], l[i]] = [l[i], l[i - 1]]; void save({ playlist: l }); }}>↑</button>
                 <button type="button" className="ghost small-btn pl-remove" title="Remove" onClick={() => void save({ playlist: music.playlist.filter((_, j) => j !== i) })}>✕</button>
               </li>
@@ -287,7 +309,10 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
                     <span className="muted small">{s.artist} · {formatClock(s.durationMs)}{s.hasLyrics ? " · lyrics" : ""}</span>
                   </div>
                   {ready ? (
-                    <button type="button" className="song-play" onClick={() => void run(commands.songPlay(s.code), setView)}>▶ Play</button>
+                    <span className="song-actions">
+                      <button type="button" className="ghost song-cue" disabled={!cueOn} title={cueTitle} onClick={() => void run(commands.musicCue({ kind: "song", code: s.code }), setView)}>🎧</button>
+                      <button type="button" className="song-play" onClick={() => void run(commands.songPlay(s.code), setView)}>▶ Play</button>
+                    </span>
                   ) : (
                     <button type="button" className="ghost song-preload" disabled={pre?.code === s.code && !pre.done && !pre.error} onClick={() => void run(commands.songPreload(s.code))}>Preload</button>
                   )}
@@ -315,6 +340,56 @@ export function MusicPanel({ music, onMusic, live, onError }: Props) {
               ? `${pcm.receiving ? "Receiving" : "Listening"} on ${pcm.listening} · ${pcm.connections} connection${pcm.connections === 1 ? "" : "s"} · ${(pcm.frames / 48000).toFixed(1)} s received`
               : pcm?.error ?? (music.pcm.enabled ? (live ? "Starting…" : "Listens once you are live") : "Off")}
             {pcm && pcm.badHeaders > 0 ? ` · ${pcm.badHeaders} refused (bad header)` : ""}
+          </p>
+        </section>
+      </div>
+
+      <div className="music-columns">
+        <section className="card" id="cue" data-state={cue?.state ?? "empty"} data-position-ms={cue?.positionMs ?? 0} data-device={cue?.device ?? ""}>
+          <header className="card-head">
+            <h2>Cue</h2>
+            <span className="muted small">pre-listen, not on air</span>
+          </header>
+          <label className="field-row">
+            <span>Cue output</span>
+            <DevicePicker id="cue-device" value={music.cue.device} list={devices?.outputs ?? []} none="— none (pick your headphones) —" onChange={(device) => void save({ cue: { device } })} />
+          </label>
+          <div className="cue-track" id="cue-track">
+            {cue?.title ? (
+              <>
+                <span className="cue-title" title={cue.title}>{cue.title}</span>
+                <span className={`deck-state st-${cue.state}`}>{cue.state}</span>
+                <span className="muted small" id="cue-position">{formatClock(cue.positionMs)} / {formatClock(cue.durationMs ?? null)}</span>
+              </>
+            ) : (
+              <span className="muted small">{cue?.error ?? (cueOn ? "Press 🎧 on a playlist entry, a song or a location to hear it here first." : "Pick the output your headphones are on.")}</span>
+            )}
+          </div>
+          {cue?.title && cue.error && <p className="music-error small">{cue.error}</p>}
+          <div className="transport">
+            <button type="button" id="cue-play" className="ghost" disabled={!cue?.title} onClick={() => cueAct(cue?.state === "playing" ? "pause" : "resume")}>{cue?.state === "playing" ? "❚❚ Pause" : "▶ Resume"}</button>
+            <button type="button" id="cue-stop" className="ghost" disabled={!cue?.title} onClick={() => cueAct("stop")}>■ Stop</button>
+            <button type="button" id="cue-take" disabled={!live || !cue?.title || !(cue.state === "playing" || cue.state === "paused")} title="Put the cued track on air where it is (the deck's track fades out)" onClick={() => cueAct("take")}>⇪ Take to air</button>
+          </div>
+        </section>
+
+        <section className="card" id="capture-source" data-active={cap?.device ? "true" : "false"} data-receiving={cap?.receiving ? "true" : "false"}>
+          <header className="card-head">
+            <h2>Capture source</h2>
+            <button type="button" id="capture-enabled" role="switch" aria-checked={music.capture.enabled} aria-label="Capture source on or off" className={`switch${music.capture.enabled ? " on" : ""}`} onClick={() => void save({ capture: { ...music.capture, enabled: !music.capture.enabled } })}>
+              <span className="switch-knob" />
+            </button>
+          </header>
+          <label className="field-row">
+            <span>Device</span>
+            <DevicePicker id="capture-device" value={music.capture.device} list={devices?.inputs ?? []} none="— pick a line-in or a monitor —" onChange={(device) => void save({ capture: { ...music.capture, device } })} />
+          </label>
+          <Switch id="capture-local" label="Local playback (I hear it too)" on={music.capture.localPlayback} onChange={(v) => void save({ capture: { ...music.capture, localPlayback: v } })} />
+          <p className="small pcm-status" id="capture-status">
+            <span className={`status-dot ${cap?.receiving ? "status-reachable" : ""}`} />
+            {cap?.device
+              ? `${cap.receiving ? "Playing" : "Waiting for audio"} from ${devices?.inputs.find((d) => d.id === cap.device)?.name ?? cap.device} · ${n(cap.seconds).toFixed(1)} s${cap.underruns > 0 ? ` · ${cap.underruns} gaps` : ""}`
+              : cap?.error ?? (music.capture.enabled ? (live ? "Starting…" : "Plays once you are live") : "Off — another app's output (a monitor) or a line-in as music")}
           </p>
         </section>
       </div>

@@ -68,10 +68,13 @@ export const commands = {
 	musicWatch: (onMusic: Channel<MusicView_Deserialize>) => __TAURI_INVOKE<MusicView_Serialize>("music_watch", { onMusic }),
 	/**
 	 *  Changes the music settings (volumes, routing, ducking, key shift, playlist, pads, PCM
-	 *  source): saved, and applied to what plays now.
+	 *  source, capture source, cue device): saved, and applied to what plays now.
 	 */
 	setMusic: (music: MusicSettings_Deserialize) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_music", { music })),
-	/**  Opens a file path or http(s) URL on the deck and plays it (the track playing now fades out). */
+	/**
+	 *  Opens a file path or http(s) URL on the deck and plays it (the track playing now fades out
+	 *  over 40 ms).
+	 */
 	musicOpen: (location: string) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_open", { location })),
 	/**  Deck transport: play, pause, stop, seek. */
 	musicDeck: (action: DeckAction) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_deck", { action })),
@@ -87,12 +90,19 @@ export const commands = {
 	/**  Plays a preloaded catalog song on the deck, with its lyrics. */
 	songPlay: (code: string) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("song_play", { code })),
 	/**
-	 *  Assigns a clip file to pad `index` (0–7; `path` null clears it): loaded into memory and
-	 *  checked now, remembered with the settings.
+	 *  Assigns a clip file to pad `index` (0–7; `path` null clears it): decoded and checked now
+	 *  (at most 16 MB and 30 s), loaded into the live pad bank, remembered with the settings.
 	 */
 	padAssign: (index: number, path: string | null, publish: boolean) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("pad_assign", { index, path, publish })),
 	/**  Fires pad `index` (again from the start if it is sounding). */
 	padFire: (index: number) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("pad_fire", { index })),
+	/**
+	 *  Pre-listens a playlist entry, a location or a preloaded song on the cue output (the device
+	 *  in `settings.music.cue`): heard there only, neither published nor in the main output.
+	 */
+	musicCue: (target: CueTarget) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_cue", { target })),
+	/**  The cued track: pause, resume, stop, seek, or take it to air where it is. */
+	musicCueControl: (action: CueAction) => typedError<MusicView_Serialize, AppError>(__TAURI_INVOKE("music_cue_control", { action })),
 	/**
 	 *  Records 5 s of the chosen input through the console's chain, plays it back on the chosen
 	 *  output and reports clipping or a too-quiet level; progress streams to `on_progress`. Refused
@@ -289,6 +299,69 @@ export type BossSeatForm = {
 	minValue: number,
 };
 
+/**
+ *  A capture device played as music (a line-in, or another app's output through the sound
+ *  server's monitor source).
+ */
+export type CaptureSettings = CaptureSettings_Serialize | CaptureSettings_Deserialize;
+
+/**
+ *  A capture device played as music (a line-in, or another app's output through the sound
+ *  server's monitor source).
+ */
+export type CaptureSettings_Deserialize = {
+	/**  Play it while live. */
+	enabled?: boolean,
+	/**  Input device id. */
+	device?: string | null,
+	/**  The host hears it too. */
+	localPlayback?: boolean,
+};
+
+/**
+ *  A capture device played as music (a line-in, or another app's output through the sound
+ *  server's monitor source).
+ */
+export type CaptureSettings_Serialize = {
+	/**  Play it while live. */
+	enabled: boolean,
+	/**  Input device id. */
+	device: string | null,
+	/**  The host hears it too. */
+	localPlayback: boolean,
+};
+
+/**  The capture-device source. */
+export type CaptureView = CaptureView_Serialize | CaptureView_Deserialize;
+
+/**  The capture-device source. */
+export type CaptureView_Deserialize = {
+	/**  The device it plays from, when it runs. */
+	device?: string | null,
+	/**  Seconds of audio taken from it. */
+	seconds: number | null,
+	/**  Audio arrived during the last half second. */
+	receiving: boolean,
+	/**  10 ms blocks the engine found nothing in (the device was late). */
+	underruns: number,
+	/**  Why it could not start. */
+	error?: string | null,
+};
+
+/**  The capture-device source. */
+export type CaptureView_Serialize = {
+	/**  The device it plays from, when it runs. */
+	device: string | null,
+	/**  Seconds of audio taken from it. */
+	seconds: number | null,
+	/**  Audio arrived during the last half second. */
+	receiving: boolean,
+	/**  10 ms blocks the engine found nothing in (the device was late). */
+	underruns: number,
+	/**  Why it could not start. */
+	error: string | null,
+};
+
 /**  Who may chat in the room. */
 export type ChatWho = 
 /**  Every member. */
@@ -331,6 +404,93 @@ export type CompressorPanel_Serialize = {
 	releaseMs: number | null,
 	/**  Make-up gain, dB. */
 	outputGainDb: number | null,
+};
+
+/**  Cue transport. */
+export type CueAction = 
+/**  Pause the cued track. */
+{ op: "pause" } | 
+/**  Resume it. */
+{ op: "resume" } | 
+/**  Stop it (the cue goes quiet). */
+{ op: "stop" } | 
+/**  Jump to `positionMs`. */
+{ op: "seek"; 
+/**  Target, ms. */
+positionMs: number } | 
+/**
+ *  Take it to air where it is: it becomes the deck's track (the deck's track fades out over
+ *  the crossfade).
+ */
+{ op: "take" };
+
+/**  The cue output: the second device a track is pre-listened on (the DJ's headphones). */
+export type CueSettings = CueSettings_Serialize | CueSettings_Deserialize;
+
+/**  The cue output: the second device a track is pre-listened on (the DJ's headphones). */
+export type CueSettings_Deserialize = {
+	/**  Output device id (`None`: no cue; the cue never falls back to the main output). */
+	device?: string | null,
+};
+
+/**  The cue output: the second device a track is pre-listened on (the DJ's headphones). */
+export type CueSettings_Serialize = {
+	/**  Output device id (`None`: no cue; the cue never falls back to the main output). */
+	device: string | null,
+};
+
+/**  What to pre-listen on the cue. */
+export type CueTarget = 
+/**  Playlist entry `index`. */
+{ kind: "entry"; 
+/**  The entry. */
+index: number } | 
+/**  A file path or http(s) URL. */
+{ kind: "location"; 
+/**  The path or URL. */
+location: string } | 
+/**  A preloaded catalog song. */
+{ kind: "song"; 
+/**  Its code. */
+code: string };
+
+/**  The cue output and the track on it. */
+export type CueView = CueView_Serialize | CueView_Deserialize;
+
+/**  The cue output and the track on it. */
+export type CueView_Deserialize = {
+	/**  The device the cue plays on, once opened. */
+	device?: string | null,
+	/**  The cued track's title. */
+	title?: string | null,
+	/**  Its state (`opening`, `playing`, `paused`, `stopped`, `finished`, `failed`). */
+	state?: string | null,
+	/**  Its position, ms. */
+	positionMs: number,
+	/**  Its length, ms, when known. */
+	durationMs?: number | null,
+	/**  The playlist entry it came from. */
+	playlistIndex?: number | null,
+	/**  Why the cue could not open or play. */
+	error?: string | null,
+};
+
+/**  The cue output and the track on it. */
+export type CueView_Serialize = {
+	/**  The device the cue plays on, once opened. */
+	device: string | null,
+	/**  The cued track's title. */
+	title: string | null,
+	/**  Its state (`opening`, `playing`, `paused`, `stopped`, `finished`, `failed`). */
+	state: string | null,
+	/**  Its position, ms. */
+	positionMs: number,
+	/**  Its length, ms, when known. */
+	durationMs: number | null,
+	/**  The playlist entry it came from. */
+	playlistIndex: number | null,
+	/**  Why the cue could not open or play. */
+	error: string | null,
 };
 
 /**  The de-esser. */
@@ -1209,6 +1369,10 @@ export type MusicSettings_Deserialize = {
 	pads?: PadSlot_Deserialize[],
 	/**  The PCM socket source. */
 	pcm?: PcmSettings_Deserialize,
+	/**  The cue output (pre-listening on a second device). */
+	cue?: CueSettings_Deserialize,
+	/**  A capture device as a music source. */
+	capture?: CaptureSettings_Deserialize,
 };
 
 /**  Everything the music panel remembers. */
@@ -1237,6 +1401,10 @@ export type MusicSettings_Serialize = {
 	pads: PadSlot_Serialize[],
 	/**  The PCM socket source. */
 	pcm: PcmSettings_Serialize,
+	/**  The cue output (pre-listening on a second device). */
+	cue: CueSettings_Serialize,
+	/**  A capture device as a music source. */
+	capture: CaptureSettings_Serialize,
 };
 
 /**  The music panel's live state, streamed ~10 times a second. */
@@ -1254,9 +1422,13 @@ export type MusicView_Deserialize = {
 	preload?: PreloadView_Deserialize | null,
 	/**  The PCM source. */
 	pcm: PcmView_Deserialize,
+	/**  The capture-device source. */
+	capture: CaptureView_Deserialize,
+	/**  The cue output. */
+	cue: CueView_Deserialize,
 	/**  The pads. */
 	pads: PadView[],
-	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]). */
+	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]; the pads are one). */
 	voices: number,
 	/**  The last problem (a file that would not open, a refused licence, …). */
 	error?: string | null,
@@ -1274,9 +1446,13 @@ export type MusicView_Serialize = {
 	preload: PreloadView_Serialize | null,
 	/**  The PCM source. */
 	pcm: PcmView_Serialize,
+	/**  The capture-device source. */
+	capture: CaptureView_Serialize,
+	/**  The cue output. */
+	cue: CueView_Serialize,
 	/**  The pads. */
 	pads: PadView[],
-	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]). */
+	/**  Voices playing in the engine (of [`onmic_audio::music::MAX_VOICES`]; the pads are one). */
 	voices: number,
 	/**  The last problem (a file that would not open, a refused licence, …). */
 	error: string | null,

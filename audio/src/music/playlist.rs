@@ -11,6 +11,10 @@ use super::PlayerState;
 use super::player::MusicVoice;
 use super::{MusicCommand, MusicError, MusicEvent, MusicPlayer, MusicSource, PlayOptions};
 
+/// The index events carry for a track played off the list ([`Playlist::play_track`],
+/// [`Playlist::play_opened`] with no index).
+pub const OFF_LIST: usize = usize::MAX;
+
 /// How long before a crossfade the next track is opened, ms.
 const PREPARE_MS: u64 = 3_000;
 /// The crossfade starts this much before the outgoing track's end beyond the fade itself, ms,
@@ -40,8 +44,9 @@ pub struct PlaylistOptions {
     pub auto_advance: bool,
     /// After the last track.
     pub repeat: Repeat,
-    /// How each track plays (`cycle`, `start_ms` and `fade_in_ms` are the playlist's: each
-    /// track plays once from its start).
+    /// How each track plays (`cycle`: how many passes each track plays, see
+    /// [`Playlist::set_cycle`]; `start_ms` and `fade_in_ms` are the playlist's: each track
+    /// starts from its start).
     pub play: PlayOptions,
 }
 
@@ -113,6 +118,12 @@ pub struct PlaylistPoll {
 struct Deck {
     index: usize,
     player: MusicPlayer,
+    /// What the deck shows (the track's title when it started).
+    title: String,
+    /// Played off the list: nothing follows it, list edits do not move it.
+    off_list: bool,
+    /// The pass it plays (0-based), from its player's events.
+    cycle: u32,
 }
 
 /// A playlist with auto-advance and crossfades. See the module docs.
@@ -174,7 +185,12 @@ impl Playlist {
         }
         let t = self.tracks.remove(index);
         self.forget_prepared();
-        for d in self.current.iter_mut().chain(self.outgoing.iter_mut()) {
+        for d in self
+            .current
+            .iter_mut()
+            .chain(self.outgoing.iter_mut())
+            .filter(|d| !d.off_list)
+        {
             if d.index > index {
                 d.index -= 1;
             } else if d.index == index {
@@ -204,10 +220,52 @@ impl Playlist {
                 i
             }
         };
-        for d in self.current.iter_mut().chain(self.outgoing.iter_mut()) {
+        for d in self
+            .current
+            .iter_mut()
+            .chain(self.outgoing.iter_mut())
+            .filter(|d| !d.off_list)
+        {
             d.index = remap(d.index);
         }
         true
+    }
+
+    /// Replaces the whole list (an editor that saves the list at once). A sounding track keeps
+    /// its place: at its old index if the same track is still there, else at the first equal
+    /// track, else it plays on as removed (what follows it is what now sits at its old index).
+    pub fn set_tracks(&mut self, tracks: Vec<Track>) {
+        if tracks == self.tracks {
+            return;
+        }
+        let old = std::mem::replace(&mut self.tracks, tracks);
+        self.forget_prepared();
+        let new = &self.tracks;
+        for d in self
+            .current
+            .iter_mut()
+            .chain(self.outgoing.iter_mut())
+            .filter(|d| !d.off_list)
+        {
+            let Some(was) = old.get(d.index) else {
+                continue;
+            };
+            d.index = if new.get(d.index) == Some(was) {
+                d.index
+            } else if let Some(i) = new.iter().position(|t| t == was) {
+                i
+            } else {
+                d.index.wrapping_sub(1)
+            };
+        }
+    }
+
+    /// How many times each track plays from now on (1, 2, …; −1 = forever; 0 counts as 1).
+    /// With auto-advance the crossfade starts in a track's last pass; a track that repeats
+    /// forever never advances by itself.
+    pub fn set_cycle(&mut self, cycle: i32) {
+        self.options.play.cycle = if cycle == 0 || cycle < -1 { 1 } else { cycle };
+        self.forget_prepared();
     }
 
     /// Sets the crossfade (0..=30000 ms); applies from the next change.
@@ -227,9 +285,22 @@ impl Playlist {
         self.forget_prepared();
     }
 
-    /// The current track's index.
+    /// The current track's index (`None`: nothing plays, or the track is off the list).
     pub fn current_index(&self) -> Option<usize> {
-        self.current.as_ref().map(|d| d.index)
+        self.current
+            .as_ref()
+            .filter(|d| !d.off_list)
+            .map(|d| d.index)
+    }
+
+    /// The current track's title (also for a track off the list).
+    pub fn current_title(&self) -> Option<&str> {
+        self.current.as_ref().map(|d| d.title.as_str())
+    }
+
+    /// The pass (0-based) the current track plays, as its player last reported.
+    pub fn current_cycle(&self) -> Option<u32> {
+        self.current.as_ref().map(|d| d.cycle)
     }
 
     /// The current track's player (position, duration, state).
@@ -255,18 +326,59 @@ impl Playlist {
     /// A track that cannot be opened gives its error here (nothing changes).
     pub fn play(&mut self, index: usize) -> Result<(), MusicError> {
         if index >= self.tracks.len() {
-            return Err(MusicError::Invalid(format!(
-                "no track {index} (the playlist has {})",
-                self.tracks.len()
-            )));
+            return Err(self.no_track(index));
         }
         self.forget_prepared();
-        let fade = if self.current.is_some() {
-            self.options.crossfade_ms
-        } else {
-            0
-        };
+        let fade = self.fade_from_current();
         let (deck, voice) = self.open(index, fade)?;
+        self.switch_to(deck, voice, fade);
+        Ok(())
+    }
+
+    /// Plays a track that is not in the list (a file opened by hand, a catalog song),
+    /// crossfading from the current one like [`Playlist::play`]. Nothing follows it: when it
+    /// ends the playlist has ended (its events carry the index [`OFF_LIST`]).
+    pub fn play_track(&mut self, track: Track) -> Result<(), MusicError> {
+        self.forget_prepared();
+        let fade = self.fade_from_current();
+        let (player, voice) = MusicPlayer::open(&track.source, self.track_options(fade))?;
+        let deck = Deck {
+            index: OFF_LIST,
+            player,
+            title: track.title,
+            off_list: true,
+            cycle: 0,
+        };
+        self.switch_to(deck, voice, fade);
+        Ok(())
+    }
+
+    /// Makes a player opened elsewhere the current track, where it is (a track pre-listened on
+    /// a [`super::cue::CueOutput`] and taken back from it): the current track fades out over
+    /// the crossfade while this one goes on at its level. `index`: the list entry it plays
+    /// (`None`: off the list). Its voice comes out of the next [`Playlist::poll`]: send it to
+    /// the engine like any other.
+    pub fn play_opened(
+        &mut self,
+        index: Option<usize>,
+        title: String,
+        player: MusicPlayer,
+        voice: Box<MusicVoice>,
+    ) -> Result<(), MusicError> {
+        if let Some(i) = index
+            && i >= self.tracks.len()
+        {
+            return Err(self.no_track(i));
+        }
+        self.forget_prepared();
+        let fade = self.fade_from_current();
+        let deck = Deck {
+            index: index.unwrap_or(OFF_LIST),
+            player,
+            title,
+            off_list: index.is_none(),
+            cycle: 0,
+        };
         self.switch_to(deck, voice, fade);
         Ok(())
     }
@@ -371,8 +483,11 @@ impl Playlist {
             let index = d.index;
             let mut failed = None;
             for event in d.player.events() {
-                if let MusicEvent::Error { message } = &event {
-                    failed = Some(message.clone());
+                match &event {
+                    MusicEvent::Error { message } => failed = Some(message.clone()),
+                    MusicEvent::Position { cycle, .. } => d.cycle = *cycle,
+                    MusicEvent::CycleEnded { cycle } => d.cycle = cycle + 1,
+                    _ => {}
                 }
                 self.out.events.push(PlaylistEvent::Player {
                     index,
@@ -395,7 +510,8 @@ impl Playlist {
                 self.out
                     .events
                     .push(PlaylistEvent::TrackEnded { index: d.index });
-                if self.options.auto_advance {
+                // A track the caller stopped (or faded out by hand) is not followed.
+                if self.options.auto_advance && !d.off_list && state != PlayerState::Stopped {
                     self.advance_after(d.index);
                 } else {
                     self.forget_prepared();
@@ -412,9 +528,14 @@ impl Playlist {
 
     /// Near the end of the current track: prepare the next, then start the crossfade.
     fn maybe_crossfade(&mut self) {
-        let Some(d) = self.current.as_ref() else {
+        let Some(d) = self.current.as_ref().filter(|d| !d.off_list) else {
             return;
         };
+        // Only in the last pass of a repeating track (never in one that repeats forever).
+        let cycle = self.options.play.cycle;
+        if cycle < 0 || d.cycle + 1 < cycle.max(1) as u32 {
+            return;
+        }
         let (Some(dur), pos) = (d.player.duration_ms(), d.player.position_ms()) else {
             return;
         };
@@ -498,18 +619,32 @@ impl Playlist {
         }
     }
 
+    fn track_options(&self, fade_ms: u32) -> PlayOptions {
+        PlayOptions {
+            cycle: if self.options.play.cycle == 0 || self.options.play.cycle < -1 {
+                1
+            } else {
+                self.options.play.cycle
+            },
+            start_ms: 0,
+            fade_in_ms: fade_ms,
+            ..self.options.play
+        }
+    }
+
     fn open(&self, index: usize, fade_ms: u32) -> Result<(Deck, Box<MusicVoice>), MusicError> {
         let t = &self.tracks[index];
-        let (player, voice) = MusicPlayer::open(
-            &t.source,
-            PlayOptions {
-                cycle: 1,
-                start_ms: 0,
-                fade_in_ms: fade_ms,
-                ..self.options.play
+        let (player, voice) = MusicPlayer::open(&t.source, self.track_options(fade_ms))?;
+        Ok((
+            Deck {
+                index,
+                player,
+                title: t.title.clone(),
+                off_list: false,
+                cycle: 0,
             },
-        )?;
-        Ok((Deck { index, player }, voice))
+            voice,
+        ))
     }
 
     fn switch_to(&mut self, deck: Deck, voice: Box<MusicVoice>, fade: u32) {
@@ -523,15 +658,214 @@ impl Playlist {
         }
         self.out.events.push(PlaylistEvent::TrackStarted {
             index: deck.index,
-            title: self.tracks[deck.index].title.clone(),
+            title: deck.title.clone(),
             crossfade_ms: fade,
         });
         self.current = Some(deck);
         self.out.voices.push(voice);
     }
 
+    /// The crossfade a hand-started track gets: none when nothing plays.
+    fn fade_from_current(&self) -> u32 {
+        if self.current.is_some() {
+            self.options.crossfade_ms
+        } else {
+            0
+        }
+    }
+
+    fn no_track(&self, index: usize) -> MusicError {
+        MusicError::Invalid(format!(
+            "no track {index} (the playlist has {})",
+            self.tracks.len()
+        ))
+    }
+
     fn forget_prepared(&mut self) {
         // Its voice never reached the engine; dropping both here ends its decode thread.
         self.prepared = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::Block;
+    use crate::music::MusicBus;
+
+    fn wav(dir: &std::path::Path, name: &str, seconds: f32) -> Track {
+        let path = dir.join(name);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+        for n in 0..(seconds * 48_000.0) as u32 {
+            let x = (0.2 * (n as f32 * 0.05).sin() * 32_767.0) as i16;
+            w.write_sample(x).expect("sample");
+            w.write_sample(x).expect("sample");
+        }
+        w.finalize().expect("wav written");
+        Track {
+            source: MusicSource::File(path),
+            title: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn set_tracks_keeps_the_sounding_track_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            wav(dir.path(), "a.wav", 0.5),
+            wav(dir.path(), "b.wav", 0.5),
+            wav(dir.path(), "c.wav", 0.5),
+        );
+        let mut pl = Playlist::new(PlaylistOptions::default());
+        pl.set_tracks(vec![a.clone(), b.clone()]);
+        pl.play(1).unwrap();
+        assert_eq!(pl.current_index(), Some(1));
+        // An entry inserted before it: it moves with its track.
+        pl.set_tracks(vec![c.clone(), a.clone(), b.clone()]);
+        assert_eq!(pl.current_index(), Some(2));
+        // Moved up by a swap.
+        pl.set_tracks(vec![c.clone(), b.clone(), a.clone()]);
+        assert_eq!(pl.current_index(), Some(1));
+        // Removed: it plays on; what follows is what now sits at its old index.
+        pl.set_tracks(vec![c.clone(), a.clone()]);
+        assert_eq!(pl.current_index(), Some(0));
+        assert_eq!(pl.current_title(), Some("b.wav"));
+        assert_eq!(pl.tracks().len(), 2);
+    }
+
+    #[test]
+    fn an_off_list_track_has_no_index_and_nothing_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (wav(dir.path(), "a.wav", 0.5), wav(dir.path(), "b.wav", 0.5));
+        let mut pl = Playlist::new(PlaylistOptions::default());
+        pl.set_tracks(vec![a.clone()]);
+        pl.play_track(b.clone()).unwrap();
+        assert_eq!(pl.current_index(), None);
+        assert_eq!(pl.current_title(), Some("b.wav"));
+        assert!(!pl.skip_next().unwrap());
+        assert!(!pl.skip_previous().unwrap());
+        let poll = pl.poll();
+        assert_eq!(poll.voices.len(), 1);
+        assert!(poll.events.contains(&PlaylistEvent::TrackStarted {
+            index: OFF_LIST,
+            title: "b.wav".into(),
+            crossfade_ms: 0
+        }));
+        // List edits do not touch it.
+        pl.set_tracks(vec![b.clone(), a.clone()]);
+        assert_eq!(pl.current_index(), None);
+        // A list track after it crossfades from it.
+        pl.play(0).unwrap();
+        assert_eq!(pl.current_index(), Some(0));
+        assert_eq!(pl.sounding(), 2);
+        // An unopenable one is an error and changes nothing.
+        let bad = Track {
+            source: MusicSource::File(dir.path().join("missing.wav")),
+            title: "missing".into(),
+        };
+        assert!(pl.play_track(bad).is_err());
+        assert_eq!(pl.current_index(), Some(0));
+    }
+
+    #[test]
+    fn a_player_opened_elsewhere_becomes_the_current_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (wav(dir.path(), "a.wav", 0.5), wav(dir.path(), "b.wav", 0.5));
+        let mut pl = Playlist::new(PlaylistOptions::default());
+        pl.set_tracks(vec![a.clone(), b.clone()]);
+        let (player, voice) = MusicPlayer::open(&b.source, PlayOptions::default()).unwrap();
+        let id = player.id();
+        let (p2, v2) = MusicPlayer::open(&b.source, PlayOptions::default()).unwrap();
+        assert!(pl.play_opened(Some(2), "b".into(), p2, v2).is_err());
+        pl.play_opened(Some(1), "b.wav".into(), player, voice)
+            .unwrap();
+        assert_eq!(pl.current_index(), Some(1));
+        assert_eq!(pl.current_player().map(MusicPlayer::id), Some(id));
+        let poll = pl.poll();
+        assert_eq!(poll.voices.iter().map(|v| v.id()).collect::<Vec<_>>(), [id]);
+    }
+
+    /// Plays the playlist through a bus until it ends (or `max_blocks`), returning its events.
+    fn run(pl: &mut Playlist, max_blocks: usize) -> Vec<PlaylistEvent> {
+        let mut bus = MusicBus::new();
+        let (mut publish, mut local) = (Block::silent(2), Block::silent(2));
+        let mut events = Vec::new();
+        for _ in 0..max_blocks {
+            let poll = pl.poll();
+            for v in poll.voices {
+                assert!(bus.add(v).is_ok());
+            }
+            let ended = poll.events.contains(&PlaylistEvent::Ended);
+            events.extend(poll.events);
+            if ended {
+                break;
+            }
+            bus.mix(0.0, &mut publish, &mut local);
+            while bus.take_done().is_some() {}
+            // Let the decode threads keep ahead (an underrun would only stall the positions).
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        events
+    }
+
+    #[test]
+    fn a_track_plays_its_cycles_before_the_crossfade() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (wav(dir.path(), "a.wav", 0.6), wav(dir.path(), "b.wav", 0.3));
+        for (cycle, passes_of_a) in [(1, 1), (2, 2)] {
+            let mut pl = Playlist::new(PlaylistOptions {
+                crossfade_ms: 150,
+                ..PlaylistOptions::default()
+            });
+            pl.set_cycle(cycle);
+            pl.set_tracks(vec![a.clone(), b.clone()]);
+            pl.play(0).unwrap();
+            let events = run(&mut pl, 2_000);
+            let started_b = events
+                .iter()
+                .position(|e| matches!(e, PlaylistEvent::TrackStarted { index: 1, .. }))
+                .expect("track b started");
+            let a_passes_before_b = events[..started_b]
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        PlaylistEvent::Player {
+                            index: 0,
+                            player: MusicEvent::CycleEnded { .. }
+                        }
+                    )
+                })
+                .count();
+            // The crossfade starts inside a's last pass: its earlier passes ended before it.
+            assert_eq!(
+                a_passes_before_b,
+                passes_of_a - 1,
+                "cycle {cycle}: {events:?}"
+            );
+            assert!(events.contains(&PlaylistEvent::Ended), "cycle {cycle}");
+        }
+        // Forever: never advances by itself.
+        let mut pl = Playlist::new(PlaylistOptions {
+            crossfade_ms: 150,
+            ..PlaylistOptions::default()
+        });
+        pl.set_cycle(-1);
+        pl.set_tracks(vec![b.clone(), a.clone()]);
+        pl.play(0).unwrap();
+        let events = run(&mut pl, 120);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, PlaylistEvent::TrackStarted { index: 1, .. })),
+            "{events:?}"
+        );
+        assert_eq!(pl.current_index(), Some(0));
     }
 }
