@@ -15,6 +15,14 @@ use onmic_audio::test_signals::goertzel_power;
 
 const TONES: [f32; 4] = [250.0, 450.0, 650.0, 1050.0];
 
+/// Both tests play their tones into the one `onmic_quad` sink: run side by side, the two tone sets
+/// add up with random phases (a pick read −9 dB instead of −12, another −22 dB). One at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn require_audio() {
     assert!(
         std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
@@ -100,6 +108,7 @@ fn record(mon: &str, pick: ChannelPick, channels: u16, secs: f32) -> Vec<Vec<f32
 #[test]
 fn any_pair_of_a_four_channel_input_is_captured_and_the_rest_left_out() {
     require_audio();
+    let _one = serial();
     let (out, mon) = ids();
     let _tones = play_four(&out, 30.0);
     std::thread::sleep(Duration::from_millis(300));
@@ -166,6 +175,7 @@ fn any_pair_of_a_four_channel_input_is_captured_and_the_rest_left_out() {
 #[test]
 fn the_engine_switches_channels_live() {
     require_audio();
+    let _one = serial();
     let (out, mon) = ids();
     let out_b = list_devices()
         .expect("list")

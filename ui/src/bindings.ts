@@ -554,7 +554,7 @@ export type DeckView_Deserialize = {
 	durationMs?: number | null,
 	/**  Which pass (0-based) when it cycles. */
 	cycle: number,
-	/**  Peak level per slice of the track (0–1), [`WAVEFORM_POINTS`] of them once decoded. */
+	/**  Peak level per slice of the track (0–1), [`super::WAVEFORM_POINTS`] of them once decoded. */
 	waveform: (number | null)[],
 	/**  Whether the track has timed lyrics. */
 	hasLyrics: boolean,
@@ -582,7 +582,7 @@ export type DeckView_Serialize = {
 	durationMs: number | null,
 	/**  Which pass (0-based) when it cycles. */
 	cycle: number,
-	/**  Peak level per slice of the track (0–1), [`WAVEFORM_POINTS`] of them once decoded. */
+	/**  Peak level per slice of the track (0–1), [`super::WAVEFORM_POINTS`] of them once decoded. */
 	waveform: (number | null)[],
 	/**  Whether the track has timed lyrics. */
 	hasLyrics: boolean,
