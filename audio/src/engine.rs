@@ -334,23 +334,20 @@ impl EngineCore {
         self.ear.added_latency(self.chain.latency())
     }
 
+    /// Applies `f` to the chain and to a chain that has not taken over yet (a mode change arrived
+    /// within the same block), which would otherwise lose the change when it is swapped in.
+    fn each_chain(&mut self, f: impl Fn(&mut Chain)) {
+        f(&mut self.chain);
+        if let Some(next) = self.next_chain.as_mut() {
+            f(next);
+        }
+    }
+
     /// Applies one control message; returns what it replaced, to be dropped elsewhere.
     pub fn apply(&mut self, c: Control) -> Option<Garbage> {
         match c {
-            // A chain that has not taken over yet (a mode change arrived within the same block)
-            // gets the change as well, or it would be lost when the chain is swapped in.
-            Control::SetToggles(t) => {
-                self.chain.set_toggles(t);
-                if let Some(next) = self.next_chain.as_mut() {
-                    next.set_toggles(t);
-                }
-            }
-            Control::SetAiNsStrength(s) => {
-                self.chain.set_ai_ns_strength(s);
-                if let Some(next) = self.next_chain.as_mut() {
-                    next.set_ai_ns_strength(s);
-                }
-            }
+            Control::SetToggles(t) => self.each_chain(|c| c.set_toggles(t)),
+            Control::SetAiNsStrength(s) => self.each_chain(|c| c.set_ai_ns_strength(s)),
             Control::SetVoiceMuted(m) => {
                 self.voice_muted = m;
                 self.chain.set_voice_muted(m || self.music_replace);
@@ -361,12 +358,7 @@ impl EngineCore {
             }
             Control::SetPublishMusicVolume(v) => self.chain.set_music_volume(v),
             Control::SetPlayoutMusicVolume(v) => self.playout.set_music_volume(v),
-            Control::SetEchoDelayMs(ms) => {
-                self.chain.set_echo_delay_ms(ms);
-                if let Some(next) = self.next_chain.as_mut() {
-                    next.set_echo_delay_ms(ms);
-                }
-            }
+            Control::SetEchoDelayMs(ms) => self.each_chain(|c| c.set_echo_delay_ms(ms)),
             Control::ReplaceChain(mut c) => {
                 c.set_voice_muted(self.voice_muted || self.music_replace);
                 c.set_send_muted(self.send_muted);

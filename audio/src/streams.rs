@@ -241,67 +241,13 @@ pub fn open_input_pick(
                 let lat = ts.callback.duration_since(ts.capture);
                 st.latency_us
                     .store(lat.as_micros() as u64, Ordering::Relaxed);
-                if let Some(picker) = picker.as_mut() {
-                    // Picked channels (or a channel count the device chose), through a stack
-                    // buffer into the edge resampler or the ring.
-                    let mut lost = 0u64;
-                    let mut scratch = [0.0f32; PICK_SCRATCH];
-                    let mut n = 0usize;
-                    let mut flush = |buf: &[f32], lost: &mut u64| match edge.as_mut() {
-                        Some(edge) => edge.push(buf, |s| {
-                            if ring.push(s).is_err() {
-                                *lost += 1;
-                            }
-                        }),
-                        None => {
-                            for &s in buf {
-                                if ring.push(s).is_err() {
-                                    *lost += 1;
-                                }
-                            }
-                        }
-                    };
-                    for &s in data {
-                        picker.feed(s, &mut |x| {
-                            scratch[n] = x;
-                            n += 1;
-                        });
-                        if n + 2 > PICK_SCRATCH {
-                            flush(&scratch[..n], &mut lost);
-                            n = 0;
-                        }
-                    }
-                    flush(&scratch[..n], &mut lost);
-                    if lost > 0 {
-                        st.xruns.fetch_add(lost, Ordering::Relaxed);
-                    }
-                    if let Some(p) = probe {
-                        p(false);
-                    }
-                    return;
-                }
-                if let Some(edge) = edge.as_mut() {
-                    let mut lost = 0u64;
-                    edge.push(data, |s| {
-                        if ring.push(s).is_err() {
-                            lost += 1;
-                        }
-                    });
-                    if lost > 0 {
-                        st.xruns.fetch_add(lost, Ordering::Relaxed);
-                    }
-                    if let Some(p) = probe {
-                        p(false);
-                    }
-                    return;
-                }
-                let n = data.len().min(ring.slots());
-                if let Ok(chunk) = ring.write_chunk_uninit(n) {
-                    chunk.fill_from_iter(data[..n].iter().copied());
-                }
-                if n < data.len() {
-                    st.xruns
-                        .fetch_add((data.len() - n) as u64, Ordering::Relaxed);
+                let lost = match picker.as_mut() {
+                    // Picked channels (or a channel count the device chose).
+                    Some(picker) => push_picked(data.iter().copied(), picker, &mut edge, &mut ring),
+                    None => push_edge_or_ring(data, &mut edge, &mut ring),
+                };
+                if lost > 0 {
+                    st.xruns.fetch_add(lost, Ordering::Relaxed);
                 }
                 if let Some(p) = probe {
                     p(false);
@@ -342,6 +288,57 @@ fn delivered_channels(pick: Option<ChannelPick>, want: Option<u16>, device: u16)
 
 /// Samples assembled per step on the picking path (stack buffer).
 const PICK_SCRATCH: usize = 512;
+
+/// Pushes `buf` into `ring`, through `edge` (a device not at 48 kHz) when there is one; returns
+/// the samples the full ring refused. Real-time safe: no allocation.
+fn push_edge_or_ring(
+    buf: &[f32],
+    edge: &mut Option<EdgeResampler>,
+    ring: &mut rtrb::Producer<f32>,
+) -> u64 {
+    match edge.as_mut() {
+        Some(edge) => {
+            let mut lost = 0u64;
+            edge.push(buf, |s| {
+                if ring.push(s).is_err() {
+                    lost += 1;
+                }
+            });
+            lost
+        }
+        None => {
+            let n = buf.len().min(ring.slots());
+            if let Ok(chunk) = ring.write_chunk_uninit(n) {
+                chunk.fill_from_iter(buf[..n].iter().copied());
+            }
+            (buf.len() - n) as u64
+        }
+    }
+}
+
+/// Feeds a device's interleaved `samples` through `picker` and pushes the picked frames, a stack
+/// buffer at a time, as [`push_edge_or_ring`] does; returns the samples the full ring refused.
+fn push_picked(
+    samples: impl Iterator<Item = f32>,
+    picker: &mut Picker,
+    edge: &mut Option<EdgeResampler>,
+    ring: &mut rtrb::Producer<f32>,
+) -> u64 {
+    let mut lost = 0u64;
+    let mut scratch = [0.0f32; PICK_SCRATCH];
+    let mut n = 0usize;
+    for s in samples {
+        picker.feed(s, &mut |x| {
+            scratch[n] = x;
+            n += 1;
+        });
+        if n + 2 > PICK_SCRATCH {
+            lost += push_edge_or_ring(&scratch[..n], edge, ring);
+            n = 0;
+        }
+    }
+    lost + push_edge_or_ring(&scratch[..n], edge, ring)
+}
 
 fn backend_error(id: &str, reason: impl std::fmt::Display) -> DeviceError {
     DeviceError::Backend {

@@ -102,3 +102,25 @@ pub fn goertzel_power(x: &[f32], freq: f32) -> f64 {
     }
     s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
+
+/// Level of the `freq` component of `x` as dB of its amplitude (a sine of amplitude 0.25 reads
+/// −12 dB): the median over 50 ms windows (whole cycles of any multiple of 20 Hz), so a dropout
+/// of a busy machine's sound server spoils a window, not the reading. Panics on less than one
+/// window (a recording that came back empty must not read as silence).
+pub fn tone_db_median(x: &[f32], freq: f32) -> f64 {
+    const WINDOW: usize = 2_400;
+    let mut v: Vec<f64> = x
+        .chunks_exact(WINDOW)
+        .map(|w| {
+            let amp2 = goertzel_power(w, freq) * 4.0 / (WINDOW as f64 * WINDOW as f64);
+            10.0 * (amp2 + 1e-20).log10()
+        })
+        .collect();
+    assert!(
+        !v.is_empty(),
+        "{} samples: less than one 50 ms window",
+        x.len()
+    );
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

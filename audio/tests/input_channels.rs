@@ -11,7 +11,7 @@ use onmic_audio::list_devices;
 use onmic_audio::streams::{
     ChannelPick, EngineDevices, StreamRequest, open_input_pick, open_output,
 };
-use onmic_audio::test_signals::goertzel_power;
+use onmic_audio::test_signals::tone_db_median;
 
 const TONES: [f32; 4] = [250.0, 450.0, 650.0, 1050.0];
 
@@ -76,15 +76,9 @@ fn play_four(out: &str, secs: f32) -> onmic_audio::streams::DeviceStream {
     s
 }
 
-/// Level of `f` in `x` (dB of amplitude; a sine of amplitude 0.25 reads −12 dB): the median over
-/// 50 ms windows.
+/// Level of `f` in `x` (dB of amplitude; a sine of amplitude 0.25 reads −12 dB).
 fn level(x: &[f32], f: f32) -> f64 {
-    let mut v: Vec<f64> = x
-        .chunks_exact(2_400)
-        .map(|w| 10.0 * (goertzel_power(w, f) * 4.0 / (2_400.0f64 * 2_400.0) + 1e-20).log10())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    tone_db_median(x, f)
 }
 
 /// Records `secs` of the monitor with `pick`, `channels` delivered; returns each channel.

@@ -13,7 +13,7 @@ use onmic_audio::music::cue::CueOutput;
 use onmic_audio::music::{MusicPlayer, MusicSource, PlayOptions};
 use onmic_audio::opus::{MAX_DECODE_FRAMES, OpusDecoder};
 use onmic_audio::streams::{StreamRequest, open_input, open_output};
-use onmic_audio::test_signals::{goertzel_power, sine_block};
+use onmic_audio::test_signals::{sine_block, tone_db_median};
 use onmic_audio::{BLOCK_FRAMES, Block, list_devices};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -53,18 +53,6 @@ fn req(id: &str) -> StreamRequest {
         channels: Some(2),
         buffer_frames: Some(480),
     }
-}
-
-/// Level of the `f` component as dB of its amplitude (a sine of amplitude 0.3 reads −10.5 dB):
-/// the median over 50 ms windows (whole cycles of every test tone), so a dropout of the busy
-/// machine's sound server spoils a window, not the reading.
-fn power_db(x: &[f32], f: f32) -> f64 {
-    let mut v: Vec<f64> = x
-        .chunks_exact(2_400)
-        .map(|w| 10.0 * (goertzel_power(w, f) * 4.0 / (2_400.0f64 * 2_400.0) + 1e-20).log10())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn wav_sine(path: &std::path::Path, secs: f32, freq: f32, amp: f32) {
@@ -167,9 +155,9 @@ fn cue_plays_on_the_second_output_only_and_a_cued_track_can_go_on_air() {
     let (mon, ()) = record(&b_mon, || live.run(2.0));
     let m = &mon[mon.len().saturating_sub(48_000)..];
     let p = &live.published[live.published.len() - 48_000..];
-    let (m1k, m440) = (power_db(m, 1000.0), power_db(m, 440.0));
-    let (p1k, p440) = (power_db(p, 1000.0), power_db(p, 440.0));
-    let l1k = power_db(&live.local[live.local.len() - 48_000..], 1000.0);
+    let (m1k, m440) = (tone_db_median(m, 1000.0), tone_db_median(m, 440.0));
+    let (p1k, p440) = (tone_db_median(p, 1000.0), tone_db_median(p, 440.0));
+    let l1k = tone_db_median(&live.local[live.local.len() - 48_000..], 1000.0);
     println!(
         "cue monitor: 1 kHz {m1k:.1} dB, 440 Hz {m440:.1} dB; published: 1 kHz {p1k:.1} dB, \
          440 Hz {p440:.1} dB; engine local output: 1 kHz {l1k:.1} dB; cue device latency {:?}",
@@ -214,7 +202,7 @@ fn cue_plays_on_the_second_output_only_and_a_cued_track_can_go_on_air() {
     assert!(live.core.apply(Control::AddMusic(v)).is_none());
     live.run(1.0);
     let p = &live.published[live.published.len() - 24_000..];
-    let on_air = power_db(p, 1000.0);
+    let on_air = tone_db_median(p, 1000.0);
     assert!(
         on_air > -25.0,
         "now on air: {on_air:.1} dB (state {:?}, underruns {}, position {} ms from {at})",
@@ -253,19 +241,19 @@ fn a_null_sink_monitor_plays_as_music_with_local_playback_on_or_off() {
     live.run(1.5);
     let p = &live.published[live.published.len() - 48_000..];
     let l = &live.local[live.local.len() - 48_000..];
-    let (p7, l7) = (power_db(p, 700.0), power_db(l, 700.0));
+    let (p7, l7) = (tone_db_median(p, 700.0), tone_db_median(l, 700.0));
     println!("local playback off: published {p7:.1} dB, local {l7:.1} dB");
     assert!(p7 > -25.0, "published: {p7:.1} dB");
     assert!(l7 < -80.0, "not heard locally: {l7:.1} dB");
     assert!(
-        power_db(p, 300.0) > -45.0,
+        tone_db_median(p, 300.0) > -45.0,
         "the microphone is still published"
     );
     src.set_local_playback(true);
     live.run(1.0);
     let p = &live.published[live.published.len() - 24_000..];
     let l = &live.local[live.local.len() - 24_000..];
-    let (p7, l7) = (power_db(p, 700.0), power_db(l, 700.0));
+    let (p7, l7) = (tone_db_median(p, 700.0), tone_db_median(l, 700.0));
     println!(
         "local playback on: published {p7:.1} dB, local {l7:.1} dB; underruns {}, dropped {} \
          frames",
@@ -353,8 +341,8 @@ fn two_outputs_on_two_devices_play_at_once() {
         open_output(&req(&b_out), tone(1000.0), None).expect("a second output, another device");
     let (on_b, ()) = record(&b_mon, || std::thread::sleep(Duration::from_millis(1_500)));
     let (on_a, ()) = record(&a_mon, || std::thread::sleep(Duration::from_millis(1_500)));
-    let (b1k, b440) = (power_db(&on_b, 1000.0), power_db(&on_b, 440.0));
-    let (a440, a1k) = (power_db(&on_a, 440.0), power_db(&on_a, 1000.0));
+    let (b1k, b440) = (tone_db_median(&on_b, 1000.0), tone_db_median(&on_b, 440.0));
+    let (a440, a1k) = (tone_db_median(&on_a, 440.0), tone_db_median(&on_a, 1000.0));
     println!(
         "onmic_b: 1 kHz {b1k:.1} dB, 440 Hz {b440:.1} dB; onmic_a: 440 Hz {a440:.1} dB, 1 kHz {a1k:.1} dB"
     );

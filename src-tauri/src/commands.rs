@@ -33,9 +33,9 @@ pub fn start_meter(
     if device_id.is_some() {
         studio.settings.update(|s| s.input_device = device_id)?;
         // Channels the new input does not have go back to its first two.
-        let audio = studio.settings.get().audio;
-        if audio.input_channels.is_some()
-            && check_input_channels(studio.settings.get().input_device.as_deref(), &audio).is_err()
+        let now = studio.settings.get();
+        if now.audio.input_channels.is_some()
+            && check_input_channels(now.input_device.as_deref(), &now.audio).is_err()
         {
             studio.settings.update(|s| s.audio.input_channels = None)?;
         }

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { commands, type AppError, type EffectCatalog, type EffectsChoice_Serialize as EffectsChoice, type EffectsPanel_Serialize as Panel } from "./bindings";
 import { presetLabel, formatHz, eqCurvePath, CURVE_FREQS } from "./effects";
+import { Power } from "./Power";
 import "./panels.css";
 
 interface Props {
@@ -28,14 +29,6 @@ function Slider({ id, label, min, max, step, value: raw, unit, onChange, format 
       <input id={id} type="range" min={min} max={max} step={step} value={value} onChange={(e) => onChange(Number(e.target.value))} />
       <output htmlFor={id}>{format ? format(value) : `${Number.isInteger(step) ? value.toFixed(0) : value.toFixed(step < 0.1 ? 2 : 1)}${unit ?? ""}`}</output>
     </label>
-  );
-}
-
-function Power({ id, on, onChange, label }: { id: string; on: boolean; onChange: (on: boolean) => void; label: string }) {
-  return (
-    <button type="button" id={id} className={`switch${on ? " on" : ""}`} role="switch" aria-checked={on} aria-label={label} title={label} onClick={() => onChange(!on)}>
-      <span className="switch-knob" />
-    </button>
   );
 }
 

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from "react";
 import { Channel } from "@tauri-apps/api/core";
 import { commands, type AppError, type DeviceListView, type MusicSettings_Serialize as MusicSettings, type MusicView_Serialize as MusicView, type MusicView_Deserialize, type SongView } from "./bindings";
 import { formatClock, formatProgress } from "./effects";
+import { Power } from "./Power";
 import "./panels.css";
 
 interface Props {
@@ -22,9 +23,7 @@ function Switch({ id, on, label, onChange }: { id: string; on: boolean; label: s
   return (
     <label className="inline-switch">
       <span>{label}</span>
-      <button type="button" id={id} role="switch" aria-checked={on} aria-label={label} className={`switch${on ? " on" : ""}`} onClick={() => onChange(!on)}>
-        <span className="switch-knob" />
-      </button>
+      <Power id={id} on={on} label={label} onChange={onChange} />
     </label>
   );
 }
@@ -232,9 +231,7 @@ export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
           </label>
           <header className="card-head sub">
             <h2>Ducking</h2>
-            <button type="button" id="music-ducking" role="switch" aria-checked={music.ducking.enabled} aria-label="Ducking" className={`switch${music.ducking.enabled ? " on" : ""}`} onClick={() => void save({ ducking: { ...music.ducking, enabled: !music.ducking.enabled } })}>
-              <span className="switch-knob" />
-            </button>
+            <Power id="music-ducking" on={music.ducking.enabled} label="Ducking" onChange={(enabled) => void save({ ducking: { ...music.ducking, enabled } })} />
           </header>
           <div className={music.ducking.enabled ? "" : "dim"}>
             <label className="fader">
@@ -325,9 +322,7 @@ export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
         <section className="card" id="pcm-source" data-listening={pcm?.listening ? "true" : "false"} data-receiving={pcm?.receiving ? "true" : "false"}>
           <header className="card-head">
             <h2>PCM source</h2>
-            <button type="button" id="pcm-enabled" role="switch" aria-checked={music.pcm.enabled} aria-label="PCM source on or off" className={`switch${music.pcm.enabled ? " on" : ""}`} onClick={() => void save({ pcm: { ...music.pcm, enabled: !music.pcm.enabled } })}>
-              <span className="switch-knob" />
-            </button>
+            <Power id="pcm-enabled" on={music.pcm.enabled} label="PCM source on or off" onChange={(enabled) => void save({ pcm: { ...music.pcm, enabled } })} />
           </header>
           <label className="field-row">
             <span>TCP port</span>
@@ -376,9 +371,7 @@ export function MusicPanel({ music, onMusic, live, onError, devices }: Props) {
         <section className="card" id="capture-source" data-active={cap?.device ? "true" : "false"} data-receiving={cap?.receiving ? "true" : "false"}>
           <header className="card-head">
             <h2>Capture source</h2>
-            <button type="button" id="capture-enabled" role="switch" aria-checked={music.capture.enabled} aria-label="Capture source on or off" className={`switch${music.capture.enabled ? " on" : ""}`} onClick={() => void save({ capture: { ...music.capture, enabled: !music.capture.enabled } })}>
-              <span className="switch-knob" />
-            </button>
+            <Power id="capture-enabled" on={music.capture.enabled} label="Capture source on or off" onChange={(enabled) => void save({ capture: { ...music.capture, enabled } })} />
           </header>
           <label className="field-row">
             <span>Device</span>

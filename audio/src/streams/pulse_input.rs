@@ -120,67 +120,23 @@ fn deliver(
     let mut samples = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let mut lost = 0u64;
     if let Some(picker) = picker.as_mut() {
-        // Picked channels: through a stack buffer into the edge resampler or the ring.
-        let mut scratch = [0.0f32; SCRATCH];
-        let mut n = 0usize;
-        let mut flush = |buf: &[f32], lost: &mut u64| match edge.as_mut() {
-            Some(edge) => edge.push(buf, |x| {
-                if ring.push(x).is_err() {
-                    *lost += 1;
-                }
-            }),
-            None => {
-                for &x in buf {
-                    if ring.push(x).is_err() {
-                        *lost += 1;
-                    }
-                }
-            }
-        };
-        for s in samples {
-            picker.feed(s, &mut |x| {
-                scratch[n] = x;
-                n += 1;
-            });
-            if n + 2 > SCRATCH {
-                flush(&scratch[..n], &mut lost);
-                n = 0;
-            }
-        }
-        flush(&scratch[..n], &mut lost);
-        return lost;
+        return super::push_picked(samples, picker, edge, ring);
     }
-    match edge.as_mut() {
-        Some(edge) => {
-            let mut scratch = [0.0f32; SCRATCH];
-            loop {
-                let mut n = 0;
-                for (slot, s) in scratch.iter_mut().zip(samples.by_ref()) {
-                    *slot = s;
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                edge.push(&scratch[..n], |x| {
-                    if ring.push(x).is_err() {
-                        lost += 1;
-                    }
-                });
-            }
+    // Whole samples a stack buffer at a time.
+    let mut lost = 0u64;
+    let mut scratch = [0.0f32; SCRATCH];
+    loop {
+        let mut n = 0;
+        for (slot, s) in scratch.iter_mut().zip(samples.by_ref()) {
+            *slot = s;
+            n += 1;
         }
-        None => {
-            let count = bytes.len() / 4;
-            let n = count.min(ring.slots());
-            if let Ok(chunk) = ring.write_chunk_uninit(n) {
-                chunk.fill_from_iter(samples.take(n));
-            }
-            lost += (count - n) as u64;
+        if n == 0 {
+            return lost;
         }
+        lost += super::push_edge_or_ring(&scratch[..n], edge, ring);
     }
-    lost
 }
 
 /// Opens PulseAudio source `source` (device `id`) per `req` (48 kHz unless asked otherwise;
