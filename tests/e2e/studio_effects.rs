@@ -7,10 +7,9 @@
 //! tail follows every burst. Measured per burst found in the recording (onsets found in it, so
 //! device latency does not matter): its *sounding time*, the 10 ms windows within 50 dB of the
 //! burst's level in the 1.4 s from its onset. Not the level 80–400 ms after the burst (printed
-//! too): on the null sinks the Studio's output has dropouts the sound server makes (our output
-//! ring reports none; 2–40 % of 10 ms windows silent in a diagnostic here), and a burst held back
-//! by one sounds on into that window without any reverb. A dropout only shortens the sounding
-//! time, which a burst cannot lengthen without a tail. Screenshots of the panel before and with
+//! too): while debug builds' PulseAudio outputs had dropouts (docs/studio.md, "Output dropouts
+//! in debug builds"), a burst held back by one sounded on into that window without any reverb.
+//! A dropout only shortens the sounding time, which a burst cannot lengthen without a tail. Screenshots of the panel before and with
 //! the preset.
 
 use std::io::Read;

@@ -685,10 +685,10 @@ async fn cue_and_capture(
     .await;
     assert!(ok, "the cued track is on the cue sink ({on_cue:.1} dBFS)");
     // Meanwhile neither the main output nor the published stream has it; both have the deck.
-    // The main output is read in 1 s recordings until the deck is back in one (up to 10 s): on
-    // the null sinks the main output was seen nearly silent for the first second after the cue
-    // stream started (deck −40.6 dBFS, −12.9 before; docs/studio.md, output dropouts), which
-    // says nothing about where the cue plays. Every reading is printed.
+    // The main output is read in 1 s recordings until the deck is back in one (up to 10 s): the
+    // first second after the cue stream starts says little about where the cue plays (it was
+    // seen at −40.6 dBFS, −12.9 before, while debug builds' outputs broke up; docs/studio.md,
+    // "Output dropouts in debug builds"). Every reading is printed.
     let until = Instant::now() + Duration::from_secs(10);
     let mut readings = Vec::new();
     let (main_cue, main_deck) = loop {

@@ -103,7 +103,14 @@ fn run_inner(netns: &str, test: &str, envs: &[(&str, String)]) {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", netns])
         .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        // `--include-ignored`: an ignored test run by name (`-- --ignored NAME`) runs inside too.
+        .args([
+            "--exact",
+            test,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INNER, "1");
     for (k, v) in envs {
         cmd.env(k, v);
