@@ -275,6 +275,18 @@ impl Chain {
         self.music_gain.target = v.clamp(0.0, 1.5);
     }
 
+    /// Puts the voice, music and send gains at their targets at once, without the one-block
+    /// ramp: for a chain about to replace a running one, whose levels it takes over.
+    pub fn settle_gains(&mut self) {
+        for g in [
+            &mut self.voice_gain,
+            &mut self.music_gain,
+            &mut self.send_gain,
+        ] {
+            g.current = g.target;
+        }
+    }
+
     /// Tells the AEC the render→capture delay of the devices, in ms.
     pub fn set_echo_delay_ms(&mut self, ms: i32) {
         self.aec.inner_mut().set_stream_delay_ms(ms);
@@ -442,19 +454,21 @@ impl Chain {
 }
 
 /// Crossfades from `old`'s output to `new`'s over one block (a mode change): both chains process
-/// `input`; the result goes to `out`. Allocation-free.
+/// `input` with the block's `music` (each at its own music volume); the result goes to `out`.
+/// Allocation-free.
 pub fn crossfade(
     old: &mut Chain,
     new: &mut Chain,
     input: &Block,
     far_end: &Block,
+    music: Option<&Block>,
     scratch: &mut Block,
     out: &mut Block,
 ) {
     scratch.copy_from(input);
-    old.process(scratch, far_end, None);
+    old.process(scratch, far_end, music);
     out.copy_from(input);
-    new.process(out, far_end, None);
+    new.process(out, far_end, music);
     if out.channels() != scratch.channels() {
         out.set_channels(2);
         scratch.set_channels(2);

@@ -215,6 +215,8 @@ pub struct EngineCore {
     capture_copy: Block,
     voice_muted: bool,
     send_muted: bool,
+    /// The publish bus's music volume, carried into a chain that replaces the running one.
+    music_volume: f32,
     music: MusicBus,
     music_pub: Block,
     music_loc: Block,
@@ -294,6 +296,7 @@ impl EngineCore {
             capture_copy: Block::silent(2),
             voice_muted: false,
             send_muted: false,
+            music_volume: 1.0,
             music: MusicBus::new(),
             music_pub: Block::silent(2),
             music_loc: Block::silent(2),
@@ -348,20 +351,29 @@ impl EngineCore {
         match c {
             Control::SetToggles(t) => self.each_chain(|c| c.set_toggles(t)),
             Control::SetAiNsStrength(s) => self.each_chain(|c| c.set_ai_ns_strength(s)),
+            // The mutes and the music volume reach a chain waiting to be crossfaded in as well.
             Control::SetVoiceMuted(m) => {
                 self.voice_muted = m;
-                self.chain.set_voice_muted(m || self.music_replace);
+                let muted = m || self.music_replace;
+                self.each_chain(|c| c.set_voice_muted(muted));
             }
             Control::SetSendMuted(m) => {
                 self.send_muted = m;
-                self.chain.set_send_muted(m);
+                self.each_chain(|c| c.set_send_muted(m));
             }
-            Control::SetPublishMusicVolume(v) => self.chain.set_music_volume(v),
+            Control::SetPublishMusicVolume(v) => {
+                self.music_volume = v;
+                self.each_chain(|c| c.set_music_volume(v));
+            }
             Control::SetPlayoutMusicVolume(v) => self.playout.set_music_volume(v),
             Control::SetEchoDelayMs(ms) => self.each_chain(|c| c.set_echo_delay_ms(ms)),
             Control::ReplaceChain(mut c) => {
+                // A mode change keeps what the host set: mutes and the published music volume,
+                // at their level from the first sample (no ramp from the new chain's defaults).
                 c.set_voice_muted(self.voice_muted || self.music_replace);
                 c.set_send_muted(self.send_muted);
+                c.set_music_volume(self.music_volume);
+                c.settle_gains();
                 return self.next_chain.replace(c).map(Garbage::Chain);
             }
             Control::SetExpectedLoss(p) => {
@@ -431,8 +443,8 @@ impl EngineCore {
             .mix(self.voice_rms, &mut self.music_pub, &mut self.music_loc);
         if bus.replace != self.music_replace {
             self.music_replace = bus.replace;
-            self.chain
-                .set_voice_muted(self.voice_muted || self.music_replace);
+            let muted = self.voice_muted || self.music_replace;
+            self.each_chain(|c| c.set_voice_muted(muted));
         }
         if let Some(m) = music {
             add_block(&mut self.music_pub, m);
@@ -454,6 +466,7 @@ impl EngineCore {
                 &mut next,
                 &self.input_copy,
                 &self.far,
+                music_pub,
                 &mut self.scratch,
                 capture,
             );

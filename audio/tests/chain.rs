@@ -130,7 +130,7 @@ fn mode_switch_crossfade_makes_no_click() {
         if n < 10 {
             old.process(&mut b, &far, None);
         } else if n == 10 {
-            crossfade(&mut old, &mut new, &input, &far, &mut scratch, &mut b);
+            crossfade(&mut old, &mut new, &input, &far, None, &mut scratch, &mut b);
         } else {
             new.process(&mut b, &far, None);
         }
@@ -138,6 +138,57 @@ fn mode_switch_crossfade_makes_no_click() {
     }
     let slope = 0.5 * 2.0 * std::f32::consts::PI * 200.0 / 48_000.0;
     assert!(max_step(&out) <= slope * 1.05, "step {}", max_step(&out));
+}
+
+/// The music mixed into the published stream plays on through a mode change, in both directions:
+/// the crossfade block once processed both chains without it, a 10 ms hole in the music (and a
+/// click at each end of it) every time the host switched modes.
+#[test]
+fn the_music_plays_on_through_a_mode_change() {
+    for (from, to) in [
+        (Mode::Soundcard, Mode::Voice),
+        (Mode::Voice, Mode::Soundcard),
+    ] {
+        let mut old = Chain::new(ChainConfig::for_mode(from)).expect("chain");
+        let mut new = Chain::new(ChainConfig::for_mode(to)).expect("chain");
+        let far = Block::silent(2);
+        let mut scratch = Block::silent(2);
+        let mut out = Vec::new();
+        let mut peaks = Vec::new();
+        for n in 0..20u64 {
+            // A silent microphone: what is published is the music alone.
+            let input = Block::silent(2);
+            let music = sine_block(660.0, 0.2, n, 2);
+            let mut b = input.clone();
+            if n < 10 {
+                old.process(&mut b, &far, Some(&music));
+            } else if n == 10 {
+                crossfade(
+                    &mut old,
+                    &mut new,
+                    &input,
+                    &far,
+                    Some(&music),
+                    &mut scratch,
+                    &mut b,
+                );
+            } else {
+                new.process(&mut b, &far, Some(&music));
+            }
+            peaks.push(b.channel(0).iter().fold(0.0f32, |m, s| m.max(s.abs())));
+            out.extend_from_slice(b.channel(0));
+        }
+        assert!(
+            peaks.iter().all(|p| (p - 0.2).abs() < 0.005),
+            "{from:?} -> {to:?}: the music's peak per block {peaks:.3?}"
+        );
+        let slope = 0.2 * 2.0 * std::f32::consts::PI * 660.0 / 48_000.0;
+        assert!(
+            max_step(&out) <= slope * 1.05,
+            "{from:?} -> {to:?}: step {}",
+            max_step(&out)
+        );
+    }
 }
 
 /// Mute semantics: muting the voice keeps the music; muting the send silences both.

@@ -211,3 +211,86 @@ fn a_full_control_ring_hands_the_message_back() {
         other => panic!("the refused message should come back, got {other:?}"),
     }
 }
+
+/// Peak of channel 0 of the publish bus over `blocks` blocks: the microphone plays `mic_amp` of
+/// 300 Hz, the raw music input 0.4 of 1 kHz.
+fn published_peaks(core: &mut EngineCore, from: u64, blocks: u64, mic_amp: f32) -> Vec<f32> {
+    let mut out = Block::silent(2);
+    (from..from + blocks)
+        .map(|n| {
+            let mut mic = sine_block(300.0, mic_amp, n, 2);
+            let music = sine_block(1_000.0, 0.4, n, 2);
+            core.process(&mut mic, Some(&music), &mut out);
+            mic.channel(0).iter().fold(0.0f32, |m, s| m.max(s.abs()))
+        })
+        .collect()
+}
+
+/// What the host set survives a mode change, from its first sample: the published music volume
+/// (it went back to 100 % before), the voice mute and the send mute, across every pair of modes,
+/// and with the control arriving before the new chain has taken over.
+#[test]
+fn a_mode_change_keeps_the_published_music_volume_and_the_mutes() {
+    for (from, to) in [
+        (Mode::Soundcard, Mode::Voice),
+        (Mode::Voice, Mode::Soundcard),
+        (Mode::Soundcard, Mode::Soundcard),
+    ] {
+        let case = format!("{from:?} -> {to:?}");
+        let new_chain =
+            || Box::new(onmic_audio::chain::Chain::new(ChainConfig::for_mode(to)).expect("chain"));
+        let start = |music_volume: f32| {
+            let mut core = EngineCore::new(&EngineConfig {
+                chain: ChainConfig::for_mode(from),
+                ..EngineConfig::default()
+            })
+            .expect("core");
+            core.apply(Control::SetPublishMusicVolume(music_volume));
+            core
+        };
+
+        // Music at 25 %, voice muted: the published stream is the music alone at 0.1.
+        let mut core = start(0.25);
+        core.apply(Control::SetVoiceMuted(true));
+        let before = published_peaks(&mut core, 0, 50, 0.2);
+        assert!(
+            (before[49] - 0.1).abs() < 0.005,
+            "{case}: music at 25 % publishes {:.3}",
+            before[49]
+        );
+        core.apply(Control::ReplaceChain(new_chain()));
+        let after = published_peaks(&mut core, 50, 50, 0.2);
+        let worst = after.iter().fold(0.0f32, |m, &p| m.max((p - 0.1).abs()));
+        assert!(
+            worst < 0.005,
+            "{case}: across the change the music (and nothing of the muted voice) stays at 0.1; \
+             peaks {:.3?}",
+            &after[..6]
+        );
+
+        // The volume changed while the new chain waits to take over.
+        let mut core = start(1.0);
+        core.apply(Control::SetVoiceMuted(true));
+        published_peaks(&mut core, 0, 10, 0.2);
+        core.apply(Control::ReplaceChain(new_chain()));
+        core.apply(Control::SetPublishMusicVolume(0.5));
+        let after = published_peaks(&mut core, 10, 30, 0.2);
+        assert!(
+            after[2..].iter().all(|p| (p - 0.2).abs() < 0.005),
+            "{case}: a volume set before the swap reaches the new chain; peaks {:.3?}",
+            &after[..6]
+        );
+
+        // Everything sent muted: silence through the change.
+        let mut core = start(1.0);
+        core.apply(Control::SetSendMuted(true));
+        published_peaks(&mut core, 0, 10, 0.2);
+        core.apply(Control::ReplaceChain(new_chain()));
+        let after = published_peaks(&mut core, 10, 20, 0.2);
+        assert!(
+            after.iter().all(|&p| p < 1e-4),
+            "{case}: send muted, yet {:.4?} published",
+            &after[..6]
+        );
+    }
+}
