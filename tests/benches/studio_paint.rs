@@ -78,14 +78,16 @@ async fn join(ws_url: &str, uid: &str) -> anyhow::Result<Ws> {
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
     let join = json!({ "id": 1, "type": "join", "room": ROOM, "token": token(uid, &["join"]) });
     ws.send(Message::text(join.to_string())).await?;
+    let mut last = String::new();
     while let Some(m) = ws.next().await {
-        if let Message::Text(t) = m?
-            && t.contains("\"joined\"")
-        {
-            return Ok(ws);
+        match m? {
+            Message::Text(t) if t.contains("\"joined\"") => return Ok(ws),
+            Message::Text(t) => last = t.chars().take(300).collect(),
+            Message::Close(c) => last = format!("closed: {c:?}"),
+            _ => {}
         }
     }
-    anyhow::bail!("{uid} could not join")
+    anyhow::bail!("{uid} could not join (last from the server: {last})")
 }
 
 /// Total CPU time (user + system) of `pid`, seconds.
@@ -128,6 +130,9 @@ async fn run() -> anyhow::Result<()> {
         ("ONMIC_PRESENCE_TIMEOUT_MS", "600000"),
         ("ONMIC_CHAT_BURST", "1000000"),
         ("ONMIC_MAX_FRAMES_PER_SEC", "1000000"),
+        // Every listener comes from 127.0.0.1, 64 joining at once (the default lets 16 of one
+        // address wait to join and refuses more with HTTP 429).
+        ("ONMIC_MAX_PREJOIN_PER_ADDR", "1000"),
     ])
     .await?;
     server.create_room(ROOM, "host", "Paint bench", 8).await;
@@ -137,10 +142,22 @@ async fn run() -> anyhow::Result<()> {
 
     let studio = Studio::launch(&[("ONMIC_SERVER_URL", server.base.as_str())]).await?;
     studio.client.set_window_size(1440, 900).await?;
-    // Go live on the server with the host's token.
-    let field = studio.client.find(Locator::Css("#room-id")).await?;
-    field.clear().await?;
-    field.send_keys(ROOM).await?;
+    // Go live on the server with the host's token. The room field is React's: set its value the
+    // way typing does (WebDriver's clear() does not reach React's state, and the keys were
+    // appended to the default room id).
+    let set = studio
+        .client
+        .execute(
+            r#"const [css, value] = arguments;
+               const el = document.querySelector(css);
+               if (!el) return false;
+               Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set.call(el, value);
+               el.dispatchEvent(new Event("input", { bubbles: true }));
+               return true;"#,
+            vec![json!("#room-id"), json!(ROOM)],
+        )
+        .await?;
+    anyhow::ensure!(set == json!(true), "no #room-id field");
     studio
         .client
         .find(Locator::Css("#room-token"))
@@ -148,11 +165,21 @@ async fn run() -> anyhow::Result<()> {
         .send_keys(&host_token)
         .await?;
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(30), "the Studio on air", || async {
+    if let Err(e) = wait_for(Duration::from_secs(30), "the Studio on air", || async {
         let state = studio.attr("#room-state", "data-state").await?;
         (state == "connected").then_some(())
     })
-    .await?;
+    .await
+    {
+        // Say why: the page's text and a screenshot.
+        let text = studio
+            .client
+            .execute("return document.body.innerText.slice(0, 2000);", vec![])
+            .await
+            .unwrap_or_default();
+        let shot = studio.screenshot("studio-paint-not-live").await.ok();
+        anyhow::bail!("{e}; the Studio shows: {text} (screenshot {shot:?})");
+    }
 
     // 8 speakers on seats 1–8, publishing a tone (volume indications for 8 speakers).
     let mut hosts = Vec::new();
@@ -175,9 +202,15 @@ async fn run() -> anyhow::Result<()> {
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks: Vec<tokio::task::JoinHandle<Option<()>>> = Vec::new();
     let joined = Arc::new(AtomicU64::new(0));
+    let join_error = Arc::new(std::sync::Mutex::new(None::<String>));
     for i in 0..listeners {
-        let (ws_url, sem, frames, joined) =
-            (ws_url.clone(), sem.clone(), frames.clone(), joined.clone());
+        let (ws_url, sem, frames, joined, join_error) = (
+            ws_url.clone(),
+            sem.clone(),
+            frames.clone(),
+            joined.clone(),
+            join_error.clone(),
+        );
         let mut chats = if i < chatters {
             let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
             chat_txs.push(tx);
@@ -187,7 +220,14 @@ async fn run() -> anyhow::Result<()> {
         };
         tasks.push(tokio::spawn(async move {
             let permit = sem.acquire_owned().await.ok()?;
-            let ws = join(&ws_url, &format!("listener-{i:04}")).await.ok()?;
+            let ws = match join(&ws_url, &format!("listener-{i:04}")).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    let mut first = join_error.lock().ok()?;
+                    first.get_or_insert_with(|| format!("listener-{i:04}: {e:#}"));
+                    return None;
+                }
+            };
             drop(permit);
             joined.fetch_add(1, Ordering::Relaxed);
             let (mut tx, mut rx) = ws.split();
@@ -215,10 +255,23 @@ async fn run() -> anyhow::Result<()> {
             }
         }));
     }
-    wait_for(Duration::from_secs(300), "the listeners joined", || async {
-        (joined.load(Ordering::Relaxed) as usize >= listeners).then_some(())
+    if let Err(e) = wait_for(Duration::from_secs(300), "the listeners joined", || async {
+        let failed = join_error.lock().ok()?.is_some();
+        (failed || joined.load(Ordering::Relaxed) as usize >= listeners).then_some(())
     })
-    .await?;
+    .await
+    {
+        anyhow::bail!(
+            "{e}: {} of {listeners} joined",
+            joined.load(Ordering::Relaxed)
+        );
+    }
+    if let Some(e) = join_error.lock().ok().and_then(|e| e.clone()) {
+        anyhow::bail!(
+            "a listener could not join ({} had): {e}",
+            joined.load(Ordering::Relaxed)
+        );
+    }
     println!(
         "studio_paint: {listeners} listeners joined in {:.1} s",
         t_join.elapsed().as_secs_f64()
