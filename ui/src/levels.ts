@@ -13,7 +13,8 @@ export function barFraction(db: number | null | undefined): number {
 /** A level as the readout shows it: one decimal, a real minus sign, "−∞" for silence. */
 export function formatDb(db: number | null | undefined): string {
   if (db == null || Number.isNaN(db) || db <= -99.5) return "−∞ dB";
-  const text = db.toFixed(1).replace("-", "−");
+  // A figure that rounds to 0 reads "0.0", not "−0.0".
+  const text = (Math.abs(db) < 0.05 ? 0 : db).toFixed(1).replace("-", "−");
   return `${text} dB`;
 }
 
