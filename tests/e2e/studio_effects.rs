@@ -393,8 +393,9 @@ async fn gain_reduction_meters(studio: &Studio) -> anyhow::Result<()> {
             .filter(|v| v == "true")
     })
     .await?;
-    // A screenshot while the bar is drawn: asked for as soon as a burst starts (a reading of 0
-    // followed by a deep one), as the burst lasts only 300 ms.
+    // A screenshot while the bar is drawn. The burst lasts 300 ms and WebKit's snapshot lands
+    // about 300 ms after it is asked for (seen here: 437–1,121 ms to answer), so it is asked for
+    // 1.3 s after a burst starts (a reading of 0 followed by a deep one), to land in the next.
     let end = std::time::Instant::now() + Duration::from_secs(10);
     let mut last = None;
     let shown = loop {
@@ -411,10 +412,11 @@ async fn gain_reduction_meters(studio: &Studio) -> anyhow::Result<()> {
         last = now;
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     let asked = std::time::Instant::now();
     let shot = studio.screenshot("studio-effects-gr-meters").await?;
     println!(
-        "compressor on: meter at {shown:.2} dB as a burst started; screenshot taken within {} ms ({})",
+        "compressor on: meter at {shown:.2} dB as a burst started; screenshot asked 1.3 s later, taken within {} ms ({})",
         asked.elapsed().as_millis(),
         shot.display()
     );
