@@ -19,7 +19,7 @@ use crate::block::Block;
 use crate::chain::{Chain, ChainConfig, Toggles, crossfade};
 use crate::debug_tap::TapFeed;
 use crate::ear_monitor::{EarMonitor, EarMonitorConfig};
-use crate::effects::EffectRack;
+use crate::effects::{EffectMeters, EffectRack};
 use crate::music::{MusicBus, MusicVoice};
 use crate::opus::{OpusEncoder, OpusError, OpusPacket};
 use crate::playout::{Playout, RemoteStream};
@@ -143,8 +143,10 @@ pub struct EngineStats {
 }
 
 /// Levels a UI reads while the engine runs: the largest peak and the loudest block's RMS since
-/// the last [`EngineMeters::take`] (a UI reading at 30 Hz sees every block). Stored as `f32` bits of linear amplitude
-/// (non-negative floats order like their bits, so `fetch_max` holds the peak).
+/// the last [`EngineMeters::take`] (a UI reading at 30 Hz sees every block), and the deepest gain
+/// reduction of the effect rack's gate, compressor and de-esser since then. Stored as `f32` bits
+/// of non-negative amounts, linear amplitude for levels and dB of reduction for the dynamics
+/// (non-negative floats order like their bits, so `fetch_max` holds the largest).
 #[derive(Debug, Default)]
 pub struct EngineMeters {
     input_peak: std::sync::atomic::AtomicU32,
@@ -152,9 +154,13 @@ pub struct EngineMeters {
     output_peak: std::sync::atomic::AtomicU32,
     output_rms: std::sync::atomic::AtomicU32,
     jitter_frames: std::sync::atomic::AtomicU32,
+    gate_reduction: std::sync::atomic::AtomicU32,
+    compressor_reduction: std::sync::atomic::AtomicU32,
+    deesser_reduction: std::sync::atomic::AtomicU32,
 }
 
-/// One reading of [`EngineMeters`], linear amplitudes (1.0 = full scale).
+/// One reading of [`EngineMeters`]: levels as linear amplitudes (1.0 = full scale), gain
+/// reductions in dB.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EngineLevels {
     /// Largest input (mapped, before processing) sample since the last reading.
@@ -168,10 +174,18 @@ pub struct EngineLevels {
     /// Audio the playout holds for the remote with the most buffered, in frames (jitter buffer
     /// plus decoded FIFO; 0 without remotes).
     pub jitter_frames: u32,
+    /// The deepest gain reduction of each dynamics stage since the last reading, dB (≤ 0; 0 when
+    /// the stage is absent or did not act; a closed gate reads −200).
+    pub gain_reduction: EffectMeters,
 }
 
 impl EngineMeters {
-    fn store(&self, m: crate::chain::ChainMeters, jitter_frames: usize) {
+    /// Records the block `core` just processed (the DSP thread calls this after every block).
+    pub fn record(&self, core: &EngineCore) {
+        self.store(core.meters(), core.effect_meters(), core.jitter_frames());
+    }
+
+    fn store(&self, m: crate::chain::ChainMeters, effects: EffectMeters, jitter_frames: usize) {
         let bits = |d: Dbfs| d.amplitude().max(0.0).to_bits();
         self.input_peak
             .fetch_max(bits(m.input.peak), Ordering::Relaxed);
@@ -185,17 +199,32 @@ impl EngineMeters {
             u32::try_from(jitter_frames).unwrap_or(u32::MAX),
             Ordering::Relaxed,
         );
+        // A reduction of `db` (≤ 0) as a non-negative amount; NaN counts as none.
+        let reduction = |db: f32| (-db).max(0.0).to_bits();
+        self.gate_reduction
+            .fetch_max(reduction(effects.gate_db), Ordering::Relaxed);
+        self.compressor_reduction
+            .fetch_max(reduction(effects.compressor_db), Ordering::Relaxed);
+        self.deesser_reduction
+            .fetch_max(reduction(effects.deesser_db), Ordering::Relaxed);
     }
 
-    /// Reads the levels and restarts the peak hold.
+    /// Reads the levels and restarts the peak and gain-reduction holds.
     pub fn take(&self) -> EngineLevels {
         let f = |a: &std::sync::atomic::AtomicU32| f32::from_bits(a.swap(0, Ordering::Relaxed));
+        // `0.0 - x` rather than `-x`: no reduction reads 0, not −0.
+        let db = |a: &std::sync::atomic::AtomicU32| 0.0 - f(a);
         EngineLevels {
             input_peak: f(&self.input_peak),
             input_rms: f(&self.input_rms),
             output_peak: f(&self.output_peak),
             output_rms: f(&self.output_rms),
             jitter_frames: self.jitter_frames.load(Ordering::Relaxed),
+            gain_reduction: EffectMeters {
+                gate_db: db(&self.gate_reduction),
+                compressor_db: db(&self.compressor_reduction),
+                deesser_db: db(&self.deesser_reduction),
+            },
         }
     }
 }
@@ -310,6 +339,11 @@ impl EngineCore {
     /// The chain's meter readings of the last block.
     pub fn meters(&self) -> crate::chain::ChainMeters {
         self.chain.meters()
+    }
+
+    /// The effect rack's gain reduction in the last block (gate, compressor, de-esser).
+    pub fn effect_meters(&self) -> EffectMeters {
+        self.chain.effect_meters()
     }
 
     /// Audio the playout holds for its most-buffered remote, in frames.
@@ -658,7 +692,7 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
                 if let Some(g) = core.take_finished_music() {
                     send_garbage(g, &mut gar_p);
                 }
-                stats2.meters.store(core.meters(), core.jitter_frames());
+                stats2.meters.record(&core);
                 out.write_interleaved(&mut inter);
                 match out_p.write_chunk(BLOCK_FRAMES * 2) {
                     Ok(mut chunk) => {
@@ -779,6 +813,7 @@ mod meter_tests {
                     input: reading(peak, rms),
                     output: reading(peak / 2.0, rms / 2.0),
                 },
+                EffectMeters::default(),
                 480,
             );
         }
@@ -789,5 +824,126 @@ mod meter_tests {
         assert_eq!(r.jitter_frames, 480);
         let again = m.take();
         assert_eq!((again.input_peak, again.input_rms), (0.0, 0.0), "restarted");
+    }
+
+    #[test]
+    fn gain_reduction_holds_the_deepest_block_until_read_then_restarts() {
+        let m = EngineMeters::default();
+        let blocks = [
+            (-3.0, -1.5, 0.0),
+            (-200.0, -12.25, -4.0),
+            (-0.5, -6.0, -1.0),
+            (f32::NAN, 0.0, 0.0),
+        ];
+        for (gate_db, compressor_db, deesser_db) in blocks {
+            m.store(
+                ChainMeters::default(),
+                EffectMeters {
+                    gate_db,
+                    compressor_db,
+                    deesser_db,
+                },
+                0,
+            );
+        }
+        let r = m.take().gain_reduction;
+        assert_eq!(
+            r.gate_db, -200.0,
+            "a closed gate's block is the deepest: {r:?}"
+        );
+        assert_eq!(r.compressor_db, -12.25, "{r:?}");
+        assert_eq!(r.deesser_db, -4.0, "{r:?}");
+        let again = m.take().gain_reduction;
+        assert_eq!(again, EffectMeters::default(), "restarted at no reduction");
+        assert!(again.compressor_db.is_sign_positive(), "0, not −0");
+        m.store(
+            ChainMeters::default(),
+            EffectMeters {
+                gate_db: 0.0,
+                compressor_db: -2.0,
+                deesser_db: 0.0,
+            },
+            0,
+        );
+        assert_eq!(
+            m.take().gain_reduction.compressor_db,
+            -2.0,
+            "a new block after the reading"
+        );
+    }
+
+    /// A real engine core with a compressor in its rack (sent as `Control::SetEffects`, crossfaded
+    /// in as on air), fed a steady 1 kHz tone: the reading is the compressor's static reduction.
+    #[test]
+    fn an_engine_core_reports_its_compressors_reduction() {
+        use crate::effects::dynamics::CompressorSettings;
+        use crate::effects::{Effect, EffectSettings};
+        use crate::test_signals::sine_block;
+
+        let settings = CompressorSettings {
+            ratio: 20.0,
+            threshold_db: -30.0,
+            attack_ms: 6.0,
+            release_ms: 60.0,
+            output_gain_db: 0.0,
+        };
+        let mut core = EngineCore::new(&EngineConfig::default()).expect("core");
+        let rack = EffectRack::new(&EffectSettings {
+            effects: vec![Effect::Compressor(settings)],
+        })
+        .expect("rack");
+        assert!(core.apply(Control::SetEffects(Box::new(rack))).is_none());
+        let meters = EngineMeters::default();
+        let mut out = Block::silent(2);
+        let mut n = 0u64;
+        let mut play = |core: &mut EngineCore, amplitude: f32, blocks: u64| {
+            for _ in 0..blocks {
+                let mut mic = sine_block(1000.0, amplitude, n, 2);
+                let _ = core.process(&mut mic, None, &mut out);
+                meters.record(core);
+                n += 1;
+            }
+        };
+        // A quiet tone, 10 dB under the threshold: no reduction. The first blocks warm the
+        // rack up and crossfade it in.
+        let quiet = 10f32.powf(-40.0 / 20.0);
+        play(&mut core, quiet, 100);
+        meters.take();
+        play(&mut core, quiet, 30);
+        let r = meters.take().gain_reduction;
+        println!("quiet tone (−40 dBFS peak) under a −30 dB threshold: {r:?}");
+        assert!(
+            !core.chain.effects().is_empty(),
+            "the compressor's rack is in force"
+        );
+        assert!(r.compressor_db.abs() < 0.01, "{r:?}");
+        assert_eq!(
+            (r.gate_db, r.deesser_db),
+            (0.0, 0.0),
+            "absent stages: {r:?}"
+        );
+
+        // A loud tone: its sample peak is the amplitude (48 samples a period), −6.02 dBFS, so the
+        // static curve asks for (−6.02 + 30)·(1 − 1/20) = 22.78 dB of reduction.
+        let loud = 0.5f32;
+        let over = 20.0 * loud.log10() - settings.threshold_db;
+        let expected = -over * (1.0 - 1.0 / settings.ratio);
+        play(&mut core, loud, 100);
+        meters.take();
+        play(&mut core, loud, 30);
+        let r = meters.take().gain_reduction;
+        println!(
+            "loud tone (−6.02 dBFS peak), threshold −30 dB, ratio 20: {:.2} dB (static curve {expected:.2} dB)",
+            r.compressor_db
+        );
+        assert!(
+            (r.compressor_db - expected).abs() < 0.5,
+            "{r:?}, expected {expected:.2} dB"
+        );
+        assert_eq!(
+            (r.gate_db, r.deesser_db),
+            (0.0, 0.0),
+            "absent stages: {r:?}"
+        );
     }
 }

@@ -104,6 +104,19 @@ pub struct LatencyView {
     pub ear_ms: f32,
 }
 
+/// The gain reduction of the effect rack's dynamics, dB (≤ 0): the deepest of each stage since
+/// the previous frame; 0 when the stage is off or did not act (a closed gate reads −200).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct GainReductionDb {
+    /// The noise gate.
+    pub gate_db: f32,
+    /// The compressor.
+    pub compressor_db: f32,
+    /// The de-esser (on its sibilance band only).
+    pub deesser_db: f32,
+}
+
 /// The live meters, ~30 a second while on air.
 #[derive(Clone, Debug, PartialEq, Serialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +131,8 @@ pub struct LiveMeters {
     pub output_device: Option<String>,
     /// Control messages waiting because the engine's ring was full (sent on the next tick).
     pub pending_controls: u32,
+    /// The effects panel's gain-reduction meters.
+    pub gain_reduction: GainReductionDb,
 }
 
 /// A host's action in the room, as the console sends it (mapped to `onmic-room`'s own
@@ -948,6 +963,11 @@ impl EngineControls {
             latency,
             output_device: devices.output().map(|s| s.opened.id.clone()),
             pending_controls: u32::try_from(self.pending.len()).unwrap_or(u32::MAX),
+            gain_reduction: GainReductionDb {
+                gate_db: m.gain_reduction.gate_db,
+                compressor_db: m.gain_reduction.compressor_db,
+                deesser_db: m.gain_reduction.deesser_db,
+            },
         }
     }
 }

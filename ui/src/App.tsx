@@ -354,6 +354,7 @@ export function App() {
               panel={effects}
               onPanel={setEffects}
               live={live}
+              gainReduction={live && meters ? meters.gainReduction : null}
               preview={audio.ear.enabled && audio.ear.source === "withEffects"}
               onPreview={(on) => void changeAudio({ ...audio, ear: on ? { ...audio.ear, enabled: true, source: "withEffects" } : { ...audio.ear, enabled: false } })}
               onError={setError}

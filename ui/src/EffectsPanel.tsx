@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from "react";
-import { commands, type AppError, type EffectCatalog, type EffectsChoice_Serialize as EffectsChoice, type EffectsPanel_Serialize as Panel } from "./bindings";
+import { commands, type AppError, type EffectCatalog, type EffectsChoice_Serialize as EffectsChoice, type EffectsPanel_Serialize as Panel, type GainReductionDb } from "./bindings";
 import { presetLabel, formatHz, eqCurvePath, CURVE_FREQS } from "./effects";
 import { Power } from "./Power";
+import { GainReductionMeter } from "./GainReductionMeter";
 import "./panels.css";
 
 interface Props {
@@ -12,6 +13,8 @@ interface Props {
   preview: boolean;
   onPreview: (on: boolean) => void;
   live: boolean;
+  /** The dynamics' gain reduction from the live meters (~30 Hz); null when not live. */
+  gainReduction: GainReductionDb | null;
   onError: (e: AppError) => void;
 }
 
@@ -48,7 +51,7 @@ function Tiles({ group, names, value, onPick }: { group: string; names: string[]
 }
 
 /** Voice effects: presets, pitch, EQ with its curve, dynamics, reverb, user presets; live on air. */
-export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError }: Props) {
+export function EffectsPanel({ panel, onPanel, preview, onPreview, live, gainReduction: gr, onError }: Props) {
   const [catalog, setCatalog] = useState<EffectCatalog | null>(null);
   const [choice, setChoice] = useState<EffectsChoice>(panel.current);
   const [curve, setCurve] = useState<number[]>([]);
@@ -191,6 +194,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
       <div className="fx-columns three">
         <section className={`card dyn${gate.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>Noise gate</h2><Power id="fx-gate-on" on={gate.enabled} onChange={(on) => change({ gate: { ...gate, enabled: on } })} label="Noise gate on or off" /></header>
+          <GainReductionMeter id="fx-gate-gr" label="Noise gate" db={gr ? gr.gateDb : null} />
           <Slider id="fx-gate-close" label="Close" min={-96} max={0} step={1} value={gate.closeThresholdDb} unit=" dB" onChange={(v) => change({ gate: { ...gate, closeThresholdDb: v } })} />
           <Slider id="fx-gate-open" label="Open" min={-96} max={0} step={1} value={gate.openThresholdDb} unit=" dB" onChange={(v) => change({ gate: { ...gate, openThresholdDb: v } })} />
           <Slider id="fx-gate-attack" label="Attack" min={0} max={500} step={1} value={gate.attackMs} unit=" ms" onChange={(v) => change({ gate: { ...gate, attackMs: v } })} />
@@ -199,6 +203,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
         </section>
         <section className={`card dyn${comp.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>Compressor</h2><Power id="fx-comp-on" on={comp.enabled} onChange={(on) => change({ compressor: { ...comp, enabled: on } })} label="Compressor on or off" /></header>
+          <GainReductionMeter id="fx-comp-gr" label="Compressor" db={gr ? gr.compressorDb : null} />
           <Slider id="fx-comp-ratio" label="Ratio" min={1} max={32} step={0.5} value={comp.ratio} format={(v) => `${v.toFixed(1)}:1`} onChange={(v) => change({ compressor: { ...comp, ratio: v } })} />
           <Slider id="fx-comp-threshold" label="Threshold" min={-60} max={0} step={1} value={comp.thresholdDb} unit=" dB" onChange={(v) => change({ compressor: { ...comp, thresholdDb: v } })} />
           <Slider id="fx-comp-attack" label="Attack" min={0} max={500} step={1} value={comp.attackMs} unit=" ms" onChange={(v) => change({ compressor: { ...comp, attackMs: v } })} />
@@ -207,6 +212,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError
         </section>
         <section className={`card dyn${deEsser.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>De-esser</h2><Power id="fx-deess-on" on={deEsser.enabled} onChange={(on) => change({ deEsser: { ...deEsser, enabled: on } })} label="De-esser on or off" /></header>
+          <GainReductionMeter id="fx-deesser-gr" label="De-esser" db={gr ? gr.deesserDb : null} />
           <Slider id="fx-deess-freq" label="Above" min={2000} max={12000} step={100} value={deEsser.frequencyHz} format={formatHz} onChange={(v) => change({ deEsser: { ...deEsser, frequencyHz: v } })} />
           <Slider id="fx-deess-threshold" label="Threshold" min={-60} max={0} step={1} value={deEsser.thresholdDb} unit=" dB" onChange={(v) => change({ deEsser: { ...deEsser, thresholdDb: v } })} />
           <Slider id="fx-deess-ratio" label="Ratio" min={1} max={20} step={0.5} value={deEsser.ratio} format={(v) => `${v.toFixed(1)}:1`} onChange={(v) => change({ deEsser: { ...deEsser, ratio: v } })} />

@@ -833,6 +833,19 @@ export type FeedItem_Serialize = {
 	text: string,
 };
 
+/**
+ *  The gain reduction of the effect rack's dynamics, dB (≤ 0): the deepest of each stage since
+ *  the previous frame; 0 when the stage is off or did not act (a closed gate reads −200).
+ */
+export type GainReductionDb = {
+	/**  The noise gate. */
+	gateDb: number | null,
+	/**  The compressor. */
+	compressorDb: number | null,
+	/**  The de-esser (on its sibilance band only). */
+	deesserDb: number | null,
+};
+
 /**  The noise gate (OBS's parameters and defaults). */
 export type GatePanel = GatePanel_Serialize | GatePanel_Deserialize;
 
@@ -1144,6 +1157,8 @@ export type LiveMeters_Deserialize = {
 	outputDevice?: string | null,
 	/**  Control messages waiting because the engine's ring was full (sent on the next tick). */
 	pendingControls: number,
+	/**  The effects panel's gain-reduction meters. */
+	gainReduction: GainReductionDb,
 };
 
 /**  The live meters, ~30 a second while on air. */
@@ -1158,6 +1173,8 @@ export type LiveMeters_Serialize = {
 	outputDevice: string | null,
 	/**  Control messages waiting because the engine's ring was full (sent on the next tick). */
 	pendingControls: number,
+	/**  The effects panel's gain-reduction meters. */
+	gainReduction: GainReductionDb,
 };
 
 /**  The live statistics as the console shows them. A `None` is a figure not known yet ("—"). */

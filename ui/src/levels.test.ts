@@ -17,6 +17,8 @@ describe("meter scale", () => {
   it("formats with a real minus sign and one decimal", () => {
     expect(formatDb(-15.049)).toBe("−15.0 dB");
     expect(formatDb(0)).toBe("0.0 dB");
+    expect(formatDb(-0.04)).toBe("0.0 dB");
+    expect(formatDb(-0.05)).toBe("−0.1 dB");
   });
   it("colours by zone", () => {
     expect(zone(-30)).toBe("ok");

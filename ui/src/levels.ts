@@ -13,7 +13,8 @@ export function barFraction(db: number | null | undefined): number {
 /** A level as the readout shows it: one decimal, a real minus sign, "−∞" for silence. */
 export function formatDb(db: number | null | undefined): string {
   if (db == null || Number.isNaN(db) || db <= -99.5) return "−∞ dB";
-  const text = db.toFixed(1).replace("-", "−");
+  // A figure that rounds to 0 reads "0.0", not "−0.0".
+  const text = (Math.abs(db) < 0.05 ? 0 : db).toFixed(1).replace("-", "−");
   return `${text} dB`;
 }
 
@@ -28,4 +29,30 @@ export function channelLabel(index: number, count: number): string {
   if (count === 1) return "Mono";
   if (count === 2) return index === 0 ? "L" : "R";
   return `Ch ${index + 1}`;
+}
+
+/** The deepest gain reduction a gain-reduction meter draws; deeper fills the whole bar. */
+export const GR_FLOOR_DB = -30;
+
+/** How long a gain-reduction meter holds its deepest reading before letting it go, ms. */
+export const GR_HOLD_MS = 1000;
+
+/** Share of a gain-reduction bar that `db` (≤ 0) fills, from 0 dB (empty) to GR_FLOOR_DB (full). */
+export function grFraction(db: number | null | undefined): number {
+  if (db == null || Number.isNaN(db) || db >= 0) return 0;
+  if (db <= GR_FLOOR_DB) return 1;
+  return db / GR_FLOOR_DB;
+}
+
+/** A held reading: the deepest reduction and when it was seen. */
+export interface GrHold {
+  db: number;
+  at: number;
+}
+
+/** The peak hold after reading `db` at `now`: a deeper (or equal) reading restarts the hold; a
+ *  hold older than GR_HOLD_MS falls back to the reading. */
+export function holdDeepest(prev: GrHold | null, db: number, now: number): GrHold {
+  if (prev === null || db <= prev.db || now - prev.at > GR_HOLD_MS) return { db, at: now };
+  return prev;
 }
