@@ -138,6 +138,10 @@ pub struct EngineStats {
     pub garbage_leaked: AtomicU64,
     /// Blocks processed on silence because no capture arrived in time (input device lost).
     pub capture_starved_blocks: AtomicU64,
+    /// Music voices the bus refused because it already played [`crate::music::MAX_VOICES`] (or
+    /// one with the same id): handed back and dropped off the DSP thread, never played. Whoever
+    /// sent one watches this to tell the user instead of showing a source that plays nothing.
+    pub music_refused: AtomicU64,
     /// Meters for a UI: the chain's input and publish-bus levels, see [`EngineMeters`].
     pub meters: EngineMeters,
 }
@@ -624,7 +628,14 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
                         Control::ReplaceOutputRing(r) => {
                             Some(Garbage::OutputRing(std::mem::replace(&mut out_p, r)))
                         }
-                        other => core.apply(other),
+                        other => {
+                            let adding = matches!(other, Control::AddMusic(_));
+                            let g = core.apply(other);
+                            if adding && g.is_some() {
+                                stats2.music_refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            g
+                        }
                     };
                     if let Some(g) = g {
                         send_garbage(g, &mut gar_p);
@@ -773,6 +784,11 @@ impl EngineHandle {
     /// Counters.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// The counters, shared: for a thread other than the handle's owner to watch.
+    pub fn shared_stats(&self) -> Arc<EngineStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Stops the DSP thread and waits for it.

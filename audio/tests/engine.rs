@@ -294,3 +294,63 @@ fn a_mode_change_keeps_the_published_music_volume_and_the_mutes() {
         );
     }
 }
+
+/// The music bus plays at most `MAX_VOICES`: a voice beyond them is refused, and the refusal is
+/// counted where the sender can see it (the Studio's music panel turns it into a message) rather
+/// than a source that shows "receiving" while nothing of it is heard. A slot freed by a voice
+/// that ends takes the next one.
+#[test]
+fn a_music_voice_beyond_the_bus_is_refused_and_counted() {
+    use onmic_audio::music::{MAX_VOICES, PcmInjector};
+    let (mut handle, io) =
+        onmic_audio::engine::start(EngineConfig::default()).expect("engine starts");
+    let mut capture = io.capture;
+    let mut injectors = Vec::new();
+    let feed = |capture: &mut rtrb::Producer<f32>, blocks: usize| {
+        for _ in 0..blocks * BLOCK_FRAMES * 2 {
+            let _ = capture.push(0.0);
+        }
+    };
+    let wait_for = |handle: &onmic_audio::engine::EngineHandle, refused: u64| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while handle
+            .stats()
+            .music_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != refused
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        handle
+            .stats()
+            .music_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..MAX_VOICES + 2 {
+        let (injector, voice) = PcmInjector::new(false);
+        injectors.push(injector);
+        handle.send(Control::AddMusic(voice)).expect("control ring");
+    }
+    feed(&mut capture, 5);
+    assert_eq!(
+        wait_for(&handle, 2),
+        2,
+        "two voices beyond {MAX_VOICES} refused"
+    );
+    // One source stops: its voice ends and leaves the bus; the next one fits.
+    drop(injectors.remove(0));
+    feed(&mut capture, 20);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (injector, voice) = PcmInjector::new(false);
+    injectors.push(injector);
+    handle.send(Control::AddMusic(voice)).expect("control ring");
+    feed(&mut capture, 5);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        wait_for(&handle, 2),
+        2,
+        "a freed slot takes the next voice without a refusal"
+    );
+    handle.stop();
+}

@@ -127,6 +127,8 @@ struct Cue {
 
 struct Inner {
     engine: Option<ControlSender>,
+    /// The engine's count of refused music voices last seen (see [`Inner::tick`]).
+    music_refused: u64,
     catalog: Option<CatalogClient>,
     settings: MusicSettings,
     playlist: Playlist,
@@ -152,6 +154,7 @@ impl Default for Inner {
         let settings = MusicSettings::default();
         Inner {
             engine: None,
+            music_refused: 0,
             catalog: None,
             playlist: Playlist::new(playlist_options(&settings)),
             settings,
@@ -575,6 +578,23 @@ impl Inner {
         if self.engine.is_some() {
             self.poll_playlist();
         }
+        // A voice the engine's full bus refused plays nothing: say so, not "receiving".
+        if let Some(refused) = self.engine.as_ref().map(ControlSender::music_refused)
+            && refused > self.music_refused
+        {
+            self.music_refused = refused;
+            self.error = Some(format!(
+                "The engine plays at most {} music sources at once ({} playing) and could not \
+                 start another. Stop a track, the pads, the PCM or the capture source, then start \
+                 it again.",
+                onmic_audio::music::MAX_VOICES,
+                self.voices()
+            ));
+            tracing::warn!(
+                refused,
+                "a music voice was refused: the engine's bus is full"
+            );
+        }
         if let Some(p) = &mut self.pads {
             for e in p.bank.events() {
                 let (pad, up) = match e {
@@ -667,6 +687,7 @@ impl MusicService {
     ) {
         let weak = Arc::downgrade(&self.inner);
         let mut g = self.lock();
+        g.music_refused = engine.music_refused();
         g.engine = Some(engine);
         g.catalog = Some(CatalogClient::new(&server_url, &token));
         g.settings = settings.clone();

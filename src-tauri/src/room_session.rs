@@ -350,12 +350,19 @@ enum SessionCommand {
 /// Sends engine controls to the live session's engine thread (the effects and music panels
 /// build racks and music voices on their own threads and hand them over here).
 #[derive(Clone, Debug)]
-pub struct ControlSender(mpsc::Sender<SessionCommand>);
+pub struct ControlSender(mpsc::Sender<SessionCommand>, Arc<engine::EngineStats>);
 
 impl ControlSender {
     /// Queues `controls` for the engine; `false` once the session has ended.
     pub fn send(&self, controls: Vec<Control>) -> bool {
         self.0.send(SessionCommand::Controls(controls)).is_ok()
+    }
+
+    /// Music voices the engine refused so far in this session (its bus was full).
+    pub fn music_refused(&self) -> u64 {
+        self.1
+            .music_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -369,6 +376,7 @@ struct Session {
     client: Arc<tokio::sync::Mutex<Option<RoomClient>>>,
     status: Arc<Mutex<RoomStatus>>,
     commands: mpsc::Sender<SessionCommand>,
+    engine_stats: Arc<engine::EngineStats>,
     engine_thread: Option<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -440,8 +448,8 @@ impl RoomSessionService {
             .name("onmic-session".into())
             .spawn(move || run_engine(input, audio, ready_tx, cmd_rx, on_meters))
             .map_err(|e| AppError::new(AppErrorKind::Internal, format!("no thread: {e}")))?;
-        let packets = match ready_rx.recv() {
-            Ok(Ok(packets)) => packets,
+        let (packets, engine_stats) = match ready_rx.recv() {
+            Ok(Ok(started)) => started,
             Ok(Err(e)) => {
                 client.close().await;
                 return Err(e);
@@ -505,6 +513,7 @@ impl RoomSessionService {
             client,
             status,
             commands: cmd_tx,
+            engine_stats,
             engine_thread: Some(engine_thread),
             tasks: vec![publish, remote_task, event_task],
         });
@@ -539,7 +548,9 @@ impl RoomSessionService {
     /// A sender of engine controls to the live session, if one runs.
     pub async fn control_sender(&self) -> Option<ControlSender> {
         let session = self.session.lock().await;
-        session.as_ref().map(|s| ControlSender(s.commands.clone()))
+        session
+            .as_ref()
+            .map(|s| ControlSender(s.commands.clone(), Arc::clone(&s.engine_stats)))
     }
 
     /// Applies new console settings to the running engine (no-op when not live).
@@ -730,12 +741,19 @@ async fn watch(
 /// How often the session checks that its devices are still there.
 const DEVICE_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// What the session thread hands back once the engine runs: the packets to publish and the
+/// engine's counters.
+type EngineStarted = (
+    rtrb::Consumer<onmic_audio::opus::OpusPacket>,
+    Arc<engine::EngineStats>,
+);
+
 /// The session thread: owns the engine and the devices, applies settings and remotes, and
 /// streams the meters.
 fn run_engine(
     input: Option<String>,
     audio: AudioSettings,
-    ready: std::sync::mpsc::Sender<Result<rtrb::Consumer<onmic_audio::opus::OpusPacket>, AppError>>,
+    ready: std::sync::mpsc::Sender<Result<EngineStarted, AppError>>,
     commands: mpsc::Receiver<SessionCommand>,
     on_meters: impl Fn(LiveMeters),
 ) {
@@ -772,7 +790,7 @@ fn run_engine(
     };
     // The publisher drains the packets; the engine keeps a ring nobody reads in its place.
     let packets = std::mem::replace(&mut handle.packets, rtrb::RingBuffer::new(1).1);
-    if ready.send(Ok(packets)).is_err() {
+    if ready.send(Ok((packets, handle.shared_stats()))).is_err() {
         return;
     }
     let mut engine = EngineControls::new(&audio);

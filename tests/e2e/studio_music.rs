@@ -799,7 +799,16 @@ async fn cue_and_capture(
         |l| l > PRESENT_DBFS,
     )
     .await;
-    assert!(ok, "the capture source is published ({ext_pub:.1} dBFS)");
+    // What the panel says if it is not (a full music bus shows #music-error, "of 8 voices").
+    let (voices, panel_error) = (
+        js_text(studio, "#deck-voices").await.unwrap_or_default(),
+        js_text(studio, "#music-error").await.unwrap_or_default(),
+    );
+    println!("capture source on: {voices}; panel error: {panel_error:?}");
+    assert!(
+        ok,
+        "the capture source is published ({ext_pub:.1} dBFS; {voices}; panel error {panel_error:?})"
+    );
     let (ext_local, ok) = settle(
         Duration::from_secs(10),
         || sink_tone(output, EXT_HZ, 0.5),
