@@ -70,6 +70,12 @@ pub struct RoomStatus {
     /// Unix time in ms when the Studio sent this status to the UI (the UI measures its
     /// event-to-paint delay from it; `docs/studio.md`, Live stats).
     pub emitted_at_ms: f64,
+    /// `true`: `view.audience` is left empty because the member list has not changed since the
+    /// previous status on the same channel; the UI keeps the list it has. Statuses pushed while
+    /// live (up to ~10 a second in a busy room) carry the list only when it changed, rather than
+    /// a 2,000-member list to send, parse and render every time. Replies to commands always
+    /// carry it.
+    pub audience_unchanged: bool,
 }
 
 /// One level reading, dBFS.
@@ -479,6 +485,7 @@ impl RoomSessionService {
             lost_seat: None,
             stats: LiveStats::default(),
             emitted_at_ms: 0.0,
+            audience_unchanged: false,
         }));
         let events =
             std::mem::replace(&mut client.events, tokio::sync::mpsc::unbounded_channel().1);
@@ -664,6 +671,9 @@ async fn watch(
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut volumes = Volumes::new();
     let mut tracker = StatsTracker::default();
+    // The member list the UI last received on the status channel: the join's first status
+    // (sent before this task starts) carried the whole list.
+    let mut last_audience = Some(snapshot(&status).view.audience);
     loop {
         let first = tokio::select! {
             e = events.recv() => match e {
@@ -733,8 +743,23 @@ async fn watch(
                     .stats = stats;
             }
         }
-        let view = snapshot(&status);
+        let mut view = snapshot(&status);
+        elide_unchanged_audience(&mut view, &mut last_audience);
         on_change(&view);
+    }
+}
+
+/// Leaves the member list out of a pushed status when it equals the one sent before
+/// ([`RoomStatus::audience_unchanged`]); `last` remembers what the UI has.
+fn elide_unchanged_audience(
+    view: &mut RoomStatus,
+    last: &mut Option<Vec<crate::room_view::MemberView>>,
+) {
+    if last.as_ref() == Some(&view.view.audience) {
+        view.view.audience = Vec::new();
+        view.audience_unchanged = true;
+    } else {
+        *last = Some(view.view.audience.clone());
     }
 }
 
@@ -987,5 +1012,65 @@ impl EngineControls {
                 deesser_db: m.gain_reduction.deesser_db,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room_view::MemberView;
+
+    fn member(uid: &str) -> MemberView {
+        MemberView {
+            uid: uid.into(),
+            role: "audience".into(),
+            seat: None,
+            chat_muted_until: None,
+        }
+    }
+
+    fn status(audience: Vec<MemberView>) -> RoomStatus {
+        RoomStatus {
+            room: "r".into(),
+            uid: "host".into(),
+            state: "connected".into(),
+            publishing: true,
+            view: RoomView {
+                audience,
+                ..RoomView::default()
+            },
+            members: 0,
+            packets_sent: 0,
+            packets_received: 0,
+            send_loss: 0,
+            alerts: Vec::new(),
+            ended: None,
+            lost_seat: None,
+            stats: LiveStats::default(),
+            emitted_at_ms: 0.0,
+            audience_unchanged: false,
+        }
+    }
+
+    #[test]
+    fn a_pushed_status_carries_the_member_list_only_when_it_changed() {
+        let list: Vec<MemberView> = (0..2_000).map(|i| member(&format!("l{i:04}"))).collect();
+        let mut last = None;
+        // The first carries it, the same list again does not, a change does.
+        let mut s = status(list.clone());
+        elide_unchanged_audience(&mut s, &mut last);
+        assert!(!s.audience_unchanged && s.view.audience.len() == 2_000);
+        let full = serde_json::to_string(&s).expect("json").len();
+        let mut s = status(list.clone());
+        elide_unchanged_audience(&mut s, &mut last);
+        assert!(s.audience_unchanged && s.view.audience.is_empty());
+        let elided = serde_json::to_string(&s).expect("json").len();
+        println!("a status with 2,000 members: {full} bytes of JSON; without the list: {elided}");
+        assert!(elided * 20 < full, "{elided} vs {full}");
+        let mut changed = list;
+        changed.pop();
+        let mut s = status(changed);
+        elide_unchanged_audience(&mut s, &mut last);
+        assert!(!s.audience_unchanged && s.view.audience.len() == 1_999);
     }
 }

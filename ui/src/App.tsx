@@ -26,6 +26,7 @@ import { AlertBar } from "./AlertBar";
 import { StatsPanel } from "./StatsPanel";
 import { notePaint } from "./paintProbe";
 import { clipHold } from "./console";
+import { mergeStatus } from "./room";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
 import type { EffectsPanel_Serialize as EffectsSettings, MusicSettings_Serialize as MusicSettings } from "./bindings";
@@ -189,7 +190,7 @@ export function App() {
   const join = async (room: string, token: string | null) => {
     setBusy(true);
     const onStatus = new Channel<RoomStatus>();
-    onStatus.onmessage = setStatus;
+    onStatus.onmessage = (s) => setStatus((prev) => mergeStatus(prev, s));
     const onMeters = new Channel<LiveMeters>();
     onMeters.onmessage = (m) => {
       setMeters(m);

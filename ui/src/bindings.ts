@@ -1781,6 +1781,14 @@ export type RoomStatus_Deserialize = {
 	 *  event-to-paint delay from it; `docs/studio.md`, Live stats).
 	 */
 	emittedAtMs: number | null,
+	/**
+	 *  `true`: `view.audience` is left empty because the member list has not changed since the
+	 *  previous status on the same channel; the UI keeps the list it has. Statuses pushed while
+	 *  live (up to ~10 a second in a busy room) carry the list only when it changed: 2,000
+	 *  members are ~150 KB of JSON to send, parse and render each time. Replies to commands
+	 *  always carry it.
+	 */
+	audienceUnchanged: boolean,
 };
 
 /**  The live session as the UI shows it; streamed to the UI whenever it changes. */
@@ -1819,6 +1827,14 @@ export type RoomStatus_Serialize = {
 	 *  event-to-paint delay from it; `docs/studio.md`, Live stats).
 	 */
 	emittedAtMs: number | null,
+	/**
+	 *  `true`: `view.audience` is left empty because the member list has not changed since the
+	 *  previous status on the same channel; the UI keeps the list it has. Statuses pushed while
+	 *  live (up to ~10 a second in a busy room) carry the list only when it changed: 2,000
+	 *  members are ~150 KB of JSON to send, parse and render each time. Replies to commands
+	 *  always carry it.
+	 */
+	audienceUnchanged: boolean,
 };
 
 /**  Everything about the room the console lists. */
