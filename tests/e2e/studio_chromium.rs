@@ -14,8 +14,9 @@ use fantoccini::Locator;
 use onmic_e2e::audio::{NullSink, Playback, write_stereo_tone};
 use onmic_e2e::browser::{Browser, BrowserOptions};
 use onmic_e2e::console::{
-    Capture, go_live, launch_local_studio, listener_stats, local_rest, max_step, packets_received,
-    peak, record_listener, record_sink, rms_dbfs, select_option, share_link,
+    Capture, go_live, launch_local_studio, listener_stats, local_rest, max_step, open_listener,
+    packets_received, peak, probe, record_listener, record_sink, rms_dbfs, select_option,
+    set_range, share_link, sine_step,
 };
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::rtc_peer::goertzel_amplitude;
@@ -35,25 +36,6 @@ fn in_netns<F: std::future::Future<Output = anyhow::Result<()>>>(
 }
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The listener page's probe (`onmicProbe`).
-async fn probe(b: &Browser) -> Value {
-    b.eval("return window.onmicProbe ? window.onmicProbe() : null;")
-        .await
-        .unwrap_or(Value::Null)
-}
-
-/// Opens `link` (the Studio's share link) with the page's test hooks and waits until the page
-/// has joined and its peer connection is up; returns the listener's uid.
-async fn open_listener(browser: &Browser, link: &str) -> anyhow::Result<String> {
-    browser.client.goto(&format!("{link}&test")).await?;
-    wait_for(WAIT, "the listener page joined and connected", || async {
-        let p = probe(browser).await;
-        let uid = p["uid"].as_str()?.to_owned();
-        (p["connection"] == "connected").then_some(uid)
-    })
-    .await
-}
 
 async fn page_click(browser: &Browser, id: &str) -> anyhow::Result<()> {
     browser.client.find(Locator::Id(id)).await?.click().await?;
@@ -476,21 +458,6 @@ async fn bitrate_kbps(browser: &Browser, secs: f32) -> anyhow::Result<(f64, Valu
     Ok(((bytes(&b) - bytes(&a)) * 8.0 / dt / 1000.0, b))
 }
 
-/// Sets a range input of the Studio's UI to `value` as a drag would (React sees the input event).
-async fn set_range(studio: &Studio, css: &str, value: f64) -> anyhow::Result<()> {
-    studio
-        .client
-        .execute(
-            "const e = document.querySelector(arguments[0]); \
-             const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set; \
-             set.call(e, String(arguments[1])); \
-             e.dispatchEvent(new Event('input', { bubbles: true })); return e.value;",
-            vec![json!(css), json!(value)],
-        )
-        .await?;
-    Ok(())
-}
-
 async fn toggle_state(studio: &Studio, id: &str) -> Option<bool> {
     let v = studio
         .client
@@ -517,11 +484,6 @@ async fn set_toggle(studio: &Studio, id: &str, on: bool) -> anyhow::Result<()> {
 }
 
 const PROCESSES: [&str; 4] = ["fx-aec", "fx-ns", "fx-ai-ns", "fx-agc"];
-
-/// The largest sample-to-sample step a clean sine of `freq` Hz at peak `amplitude` makes.
-fn sine_step(freq: f32, amplitude: f32) -> f32 {
-    2.0 * std::f32::consts::PI * freq / 48_000.0 * amplitude
-}
 
 async fn audio_scenario(bars: Bars) -> anyhow::Result<()> {
     let started = Instant::now();

@@ -20,17 +20,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::Locator;
-use onmic_e2e::audio::{NullSink, Playback};
+use onmic_e2e::audio::{BURST_MS, NullSink, Playback, burst_tails, median, write_bursts};
+use onmic_e2e::console::set_range;
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
 use onmic_e2e::wait_for;
 
 const RATE: usize = 48_000;
-/// The burst: 300 ms, one every 1.5 s.
-const BURST_MS: usize = 300;
-const PERIOD_MS: usize = 1_500;
-/// 10 ms envelope windows.
-const WIN: usize = RATE / 100;
 /// Without a preset, how long a burst may sound (its 300 ms, plus the partial windows at its
 /// ends and at the edges of output dropouts).
 const MAX_DRY_SOUNDING_MS: f32 = 450.0;
@@ -41,33 +37,6 @@ const MIN_WET_SOUNDING_MS: f32 = 600.0;
 #[test]
 fn a_reverb_preset_is_heard_on_the_ear_monitor() {
     run_in_netns("a_reverb_preset_is_heard_on_the_ear_monitor", scenario);
-}
-
-fn write_bursts(path: &std::path::Path, seconds: usize) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: RATE as u32,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("burst file");
-    let period = RATE * PERIOD_MS / 1000;
-    let burst = RATE * BURST_MS / 1000;
-    let ramp = RATE / 200;
-    for n in 0..seconds * RATE {
-        let k = n % period;
-        let x = if k < burst {
-            let env = (k.min(burst - 1 - k) as f32 / ramp as f32).min(1.0);
-            let env = 0.5 - 0.5 * (std::f32::consts::PI * env).cos();
-            0.3 * env * (2.0 * std::f32::consts::PI * 1000.0 * n as f32 / RATE as f32).sin()
-        } else {
-            0.0
-        };
-        let s = (x * f32::from(i16::MAX)).round() as i16;
-        w.write_sample(s).expect("sample");
-        w.write_sample(s).expect("sample");
-    }
-    w.finalize().expect("burst file written");
 }
 
 /// Records `seconds` of `sink`'s monitor (48 kHz stereo f32), returned as mono (mean of L, R).
@@ -104,49 +73,6 @@ fn record(sink: &str, seconds: f32) -> Vec<f32> {
             0.5 * (l + r)
         })
         .collect()
-}
-
-fn db(x: f32) -> f32 {
-    20.0 * x.max(1e-9).log10()
-}
-
-fn rms(x: &[f32]) -> f32 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
-}
-
-/// Per burst found in `x`: (burst level dBFS, tail level relative to the burst, dB, sounding time
-/// in ms: the 10 ms windows within 50 dB of the burst's level in the 1.4 s from its onset).
-fn tails(x: &[f32]) -> Vec<(f32, f32, f32)> {
-    let env: Vec<f32> = x.chunks_exact(WIN).map(rms).collect();
-    let loudest = env.iter().copied().fold(0.0, f32::max);
-    let threshold = loudest * 10f32.powf(-12.0 / 20.0);
-    let quiet = 40; // 400 ms below the threshold before an onset
-    let burst = BURST_MS / 10;
-    let mut out = Vec::new();
-    let mut i = quiet;
-    while i + burst + 40 < env.len() {
-        if env[i] > threshold && env[i - quiet..i].iter().all(|e| *e <= threshold) {
-            let level = rms(&x[(i + 5) * WIN..(i + burst - 5) * WIN]);
-            let tail = rms(&x[(i + burst + 8) * WIN..(i + burst + 40) * WIN]);
-            let sounding = env[i..(i + 140).min(env.len())]
-                .iter()
-                .filter(|e| db(**e) > db(level) - 50.0)
-                .count();
-            out.push((db(level), db(tail) - db(level), sounding as f32 * 10.0));
-            i += burst;
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-fn median(mut v: Vec<f32>) -> f32 {
-    v.sort_by(f32::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn scenario() -> anyhow::Result<()> {
@@ -252,14 +178,17 @@ async fn scenario() -> anyhow::Result<()> {
     .await?;
     studio.screenshot("studio-effects-panel").await?;
 
-    let dry_tails = tails(&dry);
-    let wet_tails = tails(&wet);
+    let dry_tails = burst_tails(&dry);
+    let wet_tails = burst_tails(&wet);
     for (what, t) in [("off", &dry_tails), ("vocal concert", &wet_tails)] {
         println!(
             "ear monitor, preset {what}: {} bursts; burst level / tail 80-400 ms after / sounding: {}",
             t.len(),
             t.iter()
-                .map(|(l, r, t)| format!("{l:.1} dBFS/{r:.1} dB/{t:.0} ms"))
+                .map(|b| format!(
+                    "{:.1} dBFS/{:.1} dB/{:.0} ms",
+                    b.level_db, b.tail_db, b.sounding_ms
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -270,10 +199,10 @@ async fn scenario() -> anyhow::Result<()> {
         dry_tails.len(),
         wet_tails.len()
     );
-    let dry_tail = median(dry_tails.iter().map(|t| t.1).collect());
-    let wet_tail = median(wet_tails.iter().map(|t| t.1).collect());
-    let dry_sounding = median(dry_tails.iter().map(|t| t.2).collect());
-    let wet_sounding = median(wet_tails.iter().map(|t| t.2).collect());
+    let dry_tail = median(dry_tails.iter().map(|t| t.tail_db).collect());
+    let wet_tail = median(wet_tails.iter().map(|t| t.tail_db).collect());
+    let dry_sounding = median(dry_tails.iter().map(|t| t.sounding_ms).collect());
+    let wet_sounding = median(wet_tails.iter().map(|t| t.sounding_ms).collect());
     println!(
         "median tail: off {dry_tail:.1} dB, vocal concert {wet_tail:.1} dB; median sounding time: \
          off {dry_sounding:.0} ms, vocal concert {wet_sounding:.0} ms"
@@ -305,21 +234,6 @@ async fn scenario() -> anyhow::Result<()> {
     .await?;
     studio.screenshot("studio-effects-gr-idle").await?;
     studio.quit().await
-}
-
-/// Sets a range input of the Studio's UI to `value` as a drag would (React sees the input event).
-async fn set_range(studio: &Studio, css: &str, value: f64) -> anyhow::Result<()> {
-    studio
-        .client
-        .execute(
-            "const e = document.querySelector(arguments[0]); \
-             const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set; \
-             set.call(e, String(arguments[1])); \
-             e.dispatchEvent(new Event('input', { bubbles: true })); return e.value;",
-            vec![serde_json::json!(css), serde_json::json!(value)],
-        )
-        .await?;
-    Ok(())
 }
 
 /// The reading of the gain-reduction meter `css` (`data-gr-db`), if it shows one.

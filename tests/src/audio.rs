@@ -119,3 +119,103 @@ impl Drop for Playback {
         let _ = self.0.wait();
     }
 }
+
+/// Tone bursts ([`write_bursts`]): each lasts this long ...
+pub const BURST_MS: usize = 300;
+/// ... and one starts every this many milliseconds.
+pub const BURST_PERIOD_MS: usize = 1_500;
+
+/// Writes `seconds` of tone bursts as a stereo 48 kHz 16-bit WAV: 300 ms of 1 kHz at peak 0.3
+/// with 5 ms raised-cosine ramps, one every 1.5 s, silence between.
+pub fn write_bursts(path: &Path, seconds: usize) {
+    const RATE: usize = 48_000;
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE as u32,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("burst file");
+    let period = RATE * BURST_PERIOD_MS / 1000;
+    let burst = RATE * BURST_MS / 1000;
+    let ramp = RATE / 200;
+    for n in 0..seconds * RATE {
+        let k = n % period;
+        let x = if k < burst {
+            let env = (k.min(burst - 1 - k) as f32 / ramp as f32).min(1.0);
+            let env = 0.5 - 0.5 * (std::f32::consts::PI * env).cos();
+            0.3 * env * (2.0 * std::f32::consts::PI * 1000.0 * n as f32 / RATE as f32).sin()
+        } else {
+            0.0
+        };
+        let s = (x * f32::from(i16::MAX)).round() as i16;
+        w.write_sample(s).expect("sample");
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("burst file written");
+}
+
+fn db(x: f32) -> f32 {
+    20.0 * x.max(1e-9).log10()
+}
+
+fn rms(x: &[f32]) -> f32 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt()
+}
+
+/// One burst found in a recording by [`burst_tails`].
+#[derive(Debug, Clone, Copy)]
+pub struct BurstTail {
+    /// The burst's RMS level, dBFS (its middle, 50 ms in from each end).
+    pub level_db: f32,
+    /// The level 80–400 ms after the burst, relative to the burst, dB.
+    pub tail_db: f32,
+    /// The sounding time, ms: the 10 ms windows within 50 dB of the burst's level in the 1.4 s
+    /// from its onset.
+    pub sounding_ms: f32,
+}
+
+/// Every burst of [`write_bursts`] found in `x` (48 kHz mono): an onset is a 10 ms window
+/// within 12 dB of the recording's loudest after 400 ms below that, so the path's latency does
+/// not matter.
+pub fn burst_tails(x: &[f32]) -> Vec<BurstTail> {
+    const WIN: usize = 480;
+    let env: Vec<f32> = x.chunks_exact(WIN).map(rms).collect();
+    let loudest = env.iter().copied().fold(0.0, f32::max);
+    let threshold = loudest * 10f32.powf(-12.0 / 20.0);
+    let quiet = 40; // 400 ms below the threshold before an onset
+    let burst = BURST_MS / 10;
+    let mut out = Vec::new();
+    let mut i = quiet;
+    while i + burst + 40 < env.len() {
+        if env[i] > threshold && env[i - quiet..i].iter().all(|e| *e <= threshold) {
+            let level = rms(&x[(i + 5) * WIN..(i + burst - 5) * WIN]);
+            let tail = rms(&x[(i + burst + 8) * WIN..(i + burst + 40) * WIN]);
+            let sounding = env[i..(i + 140).min(env.len())]
+                .iter()
+                .filter(|e| db(**e) > db(level) - 50.0)
+                .count();
+            out.push(BurstTail {
+                level_db: db(level),
+                tail_db: db(tail) - db(level),
+                sounding_ms: sounding as f32 * 10.0,
+            });
+            i += burst;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The median of `v` (the upper one of an even count); NaN when empty.
+pub fn median(mut v: Vec<f32>) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}

@@ -60,6 +60,45 @@ pub async fn select_option(studio: &Studio, select: &str, text: &str) -> anyhow:
     Ok(())
 }
 
+/// The listener page's probe (`onmicProbe`), `null` when the page has none (yet).
+pub async fn probe(browser: &Browser) -> serde_json::Value {
+    browser
+        .eval("return window.onmicProbe ? window.onmicProbe() : null;")
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Opens `link` (the Studio's share link) with the page's test hooks (`&test`) and waits until
+/// the page has joined and its peer connection is up; returns the listener's uid.
+pub async fn open_listener(browser: &Browser, link: &str) -> anyhow::Result<String> {
+    browser.client.goto(&format!("{link}&test")).await?;
+    wait_for(
+        Duration::from_secs(20),
+        "the listener page joined and connected",
+        || async {
+            let p = probe(browser).await;
+            let uid = p["uid"].as_str()?.to_owned();
+            (p["connection"] == "connected").then_some(uid)
+        },
+    )
+    .await
+}
+
+/// Sets a range input of the Studio's UI to `value` as a drag would (React sees the input event).
+pub async fn set_range(studio: &Studio, css: &str, value: f64) -> anyhow::Result<()> {
+    studio
+        .client
+        .execute(
+            "const e = document.querySelector(arguments[0]); \
+             const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set; \
+             set.call(e, String(arguments[1])); \
+             e.dispatchEvent(new Event('input', { bubbles: true })); return e.value;",
+            vec![serde_json::json!(css), serde_json::json!(value)],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Goes live from the room bar and waits until the Studio publishes.
 pub async fn go_live(studio: &Studio) -> anyhow::Result<()> {
     studio.click("#join-room").await?;
@@ -293,6 +332,12 @@ pub fn max_step(x: &[f32]) -> f32 {
     x.windows(2)
         .map(|w| (w[1] - w[0]).abs())
         .fold(0.0, f32::max)
+}
+
+/// The largest sample-to-sample step a clean sine of `freq` Hz at peak `amplitude` makes at
+/// 48 kHz.
+pub fn sine_step(freq: f32, amplitude: f32) -> f32 {
+    2.0 * std::f32::consts::PI * freq / 48_000.0 * amplitude
 }
 
 /// The largest |x[n]|.
