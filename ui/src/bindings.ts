@@ -1784,9 +1784,9 @@ export type RoomStatus_Deserialize = {
 	/**
 	 *  `true`: `view.audience` is left empty because the member list has not changed since the
 	 *  previous status on the same channel; the UI keeps the list it has. Statuses pushed while
-	 *  live (up to ~10 a second in a busy room) carry the list only when it changed: 2,000
-	 *  members are ~150 KB of JSON to send, parse and render each time. Replies to commands
-	 *  always carry it.
+	 *  live (up to ~10 a second in a busy room) carry the list only when it changed, rather than
+	 *  a 2,000-member list to send, parse and render every time. Replies to commands always
+	 *  carry it.
 	 */
 	audienceUnchanged: boolean,
 };
@@ -1830,9 +1830,9 @@ export type RoomStatus_Serialize = {
 	/**
 	 *  `true`: `view.audience` is left empty because the member list has not changed since the
 	 *  previous status on the same channel; the UI keeps the list it has. Statuses pushed while
-	 *  live (up to ~10 a second in a busy room) carry the list only when it changed: 2,000
-	 *  members are ~150 KB of JSON to send, parse and render each time. Replies to commands
-	 *  always carry it.
+	 *  live (up to ~10 a second in a busy room) carry the list only when it changed, rather than
+	 *  a 2,000-member list to send, parse and render every time. Replies to commands always
+	 *  carry it.
 	 */
 	audienceUnchanged: boolean,
 };
