@@ -251,10 +251,22 @@ async fn scenario() -> anyhow::Result<()> {
         settings["chat"],
         json!({ "who": "everyone", "slow_mode_ms": 10_000 })
     );
-    let label = studio.text("#rules-toggle").await.unwrap_or_default();
+    // The bar follows once the room's event reaches the Studio (a status push after the reply).
+    let label = wait_for(
+        Duration::from_secs(5),
+        "the bar showing the policy",
+        || async {
+            studio
+                .text("#rules-toggle")
+                .await
+                .filter(|l| l.contains("alert only"))
+        },
+    )
+    .await;
     assert!(
-        label.contains("alert only"),
-        "the bar shows the policy: {label}"
+        label.is_ok(),
+        "the bar shows the policy: {:?}",
+        studio.text("#rules-toggle").await
     );
 
     // 3. Record ~4 s, stop, and fetch the file through the UI.
