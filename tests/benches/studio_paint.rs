@@ -9,7 +9,10 @@
 //! the delay to the first animation frame after React committed it (`ui/src/paintProbe.ts`).
 //! After a 10 s warm-up the bench reads 30 s of delays and prints p50, p99, the count, and the
 //! Studio's CPU (user + system over wall time, percent of one core; the room server's own CPU
-//! is not included). Budget: p99 ≤ 50 ms.
+//! is not included) and its web view's. Budget: p99 ≤ 50 ms. The server and the bench's own
+//! listeners and speakers (the simulated room, elsewhere on a host's machine) run at nice 19 so
+//! that they do not take the cores from the Studio they measure; run the bench itself at the
+//! normal priority (not under `nice`).
 //!
 //! Run: `cargo xtask with-daemons -- cargo bench -p onmic-e2e --bench studio_paint`
 //! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load).
@@ -108,6 +111,37 @@ fn studio_pid() -> Option<u32> {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
         (exe == want).then_some(pid)
+    })
+}
+
+/// Lowers every thread of `pid` to nice 19 (Linux keeps a nice value per thread; threads they
+/// start later inherit it). Returns how many threads were changed.
+fn renice_load(pid: &str) -> usize {
+    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ok = std::process::Command::new("renice")
+        .args(["-n", "19", "-p"])
+        .args(&tids)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok { tids.len() } else { 0 }
+}
+
+/// The Studio's web view process (WebKitGTK's `WebKitWebProcess`, a child of the Studio): where
+/// the UI's JavaScript, layout and painting run.
+fn webview_pid(studio: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(')')?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == studio && head.contains("WebKitWebProces")).then_some(pid)
     })
 }
 
@@ -276,6 +310,15 @@ async fn run() -> anyhow::Result<()> {
         "studio_paint: {listeners} listeners joined in {:.1} s",
         t_join.elapsed().as_secs_f64()
     );
+    // The room server and this process's listeners and speakers are the load: on a host's
+    // machine they run elsewhere, here they share the two cores with the Studio. Once the room
+    // is full they run at nice 19, so that the figure is the Studio's own delay, not the wait for
+    // a core the simulated room holds. (The Studio, started earlier, keeps the normal priority.)
+    let server_threads = renice_load(&server.pid().to_string());
+    let bench_threads = renice_load("self");
+    println!(
+        "studio_paint: load at nice 19: {server_threads} server threads, {bench_threads} bench threads"
+    );
 
     // 50 chat messages a second, from the listeners in turn.
     let chatter = tokio::spawn(async move {
@@ -294,10 +337,15 @@ async fn run() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     studio
         .client
-        .execute("window.__onmicPaint = []; return 0", vec![])
+        .execute(
+            "window.__onmicPaint = []; window.__onmicReceive = []; return 0",
+            vec![],
+        )
         .await?;
     let pid = studio_pid();
+    let web = pid.and_then(webview_pid);
     let cpu0 = pid.map(cpu_seconds);
+    let web0 = web.map(cpu_seconds);
     let t0 = Instant::now();
     let frames0 = frames.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -305,15 +353,24 @@ async fn run() -> anyhow::Result<()> {
     let cpu = pid
         .zip(cpu0)
         .map(|(p, c)| (cpu_seconds(p) - c) / wall * 100.0);
-    let delays = studio
-        .client
-        .execute("return window.__onmicPaint || []", vec![])
-        .await?;
-    let mut d: Vec<f64> = delays
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
-    d.sort_by(f64::total_cmp);
+    let web_cpu = web
+        .zip(web0)
+        .map(|(p, c)| (cpu_seconds(p) - c) / wall * 100.0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let read = |script: &'static str| {
+        let client = studio.client.clone();
+        async move {
+            let v = client.execute(script, vec![]).await?;
+            let mut d: Vec<f64> = v
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            d.sort_by(f64::total_cmp);
+            anyhow::Ok(d)
+        }
+    };
+    let d = read("return window.__onmicPaint || []").await?;
+    let received = read("return window.__onmicReceive || []").await?;
     let members_shown = studio.text("#room-counters").await.unwrap_or_default();
     studio.screenshot("studio-paint-bench").await?;
     println!(
@@ -330,9 +387,19 @@ async fn run() -> anyhow::Result<()> {
         d.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "studio_paint: Studio CPU {} % of one core (process {pid:?}); listeners' frames {:.0}/s",
+        "studio_paint: of which emission to the UI's handler (transport and a busy main thread) p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&received, 0.5),
+        percentile(&received, 0.99),
+    );
+    println!(
+        "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); listeners' frames {:.0}/s; load average {}",
         cpu.map_or("?".into(), |c| format!("{c:.0}")),
-        (frames.load(Ordering::Relaxed) - frames0) as f64 / wall
+        web_cpu.map_or("?".into(), |c| format!("{c:.0}")),
+        (frames.load(Ordering::Relaxed) - frames0) as f64 / wall,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let p99 = percentile(&d, 0.99);
     println!(

@@ -41,7 +41,7 @@
 use std::time::{Duration, Instant};
 
 use onmic_e2e::audio::{
-    BURST_MS, NullSink, Playback, burst_tails, median, write_bursts, write_tone,
+    BURST_MS, NullSink, Playback, burst_tails, describe_tails, median, write_bursts, write_tone,
 };
 use onmic_e2e::browser::Browser;
 use onmic_e2e::console::{
@@ -79,23 +79,16 @@ fn a_chromium_listener_hears_the_voice_changer_and_the_room_preset() {
 /// Writes `seconds` of the harmonic tone (220 Hz and five overtones, amplitudes 0.15/k) on both
 /// channels of a 48 kHz 16-bit WAV.
 fn write_harmonic(path: &std::path::Path, seconds: f64) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone file");
-    for i in 0..(seconds * 48_000.0) as usize {
-        let t = i as f64 / 48_000.0;
-        let x: f64 = (1..=6)
-            .map(|k| 0.15 * (std::f64::consts::TAU * F0 * k as f64 * t).sin() / k as f64)
-            .sum();
-        let s = (x * f64::from(i16::MAX)).round() as i16;
-        w.write_sample(s).expect("sample");
-        w.write_sample(s).expect("sample");
-    }
-    w.finalize().expect("tone file written");
+    onmic_e2e::audio::write_stereo_wav(
+        path,
+        (0..(seconds * 48_000.0) as usize).map(|i| {
+            let t = i as f64 / 48_000.0;
+            let x: f64 = (1..=6)
+                .map(|k| 0.15 * (std::f64::consts::TAU * F0 * k as f64 * t).sin() / k as f64)
+                .sum();
+            [x as f32; 2]
+        }),
+    );
 }
 
 fn mono(c: &Capture) -> Vec<f32> {
@@ -397,13 +390,7 @@ async fn scenario() -> anyhow::Result<()> {
         println!(
             "listener, room preset {what}: {} bursts; burst level / tail 80-400 ms after / sounding: {}",
             t.len(),
-            t.iter()
-                .map(|b| format!(
-                    "{:.1} dBFS/{:.1} dB/{:.0} ms",
-                    b.level_db, b.tail_db, b.sounding_ms
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            describe_tails(t)
         );
     }
     let dry_sounding = median(dry.iter().map(|b| b.sounding_ms).collect());

@@ -20,7 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::Locator;
-use onmic_e2e::audio::{BURST_MS, NullSink, Playback, burst_tails, median, write_bursts};
+use onmic_e2e::audio::{
+    BURST_MS, NullSink, Playback, burst_tails, describe_tails, median, write_bursts,
+};
 use onmic_e2e::console::set_range;
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
@@ -184,13 +186,7 @@ async fn scenario() -> anyhow::Result<()> {
         println!(
             "ear monitor, preset {what}: {} bursts; burst level / tail 80-400 ms after / sounding: {}",
             t.len(),
-            t.iter()
-                .map(|b| format!(
-                    "{:.1} dBFS/{:.1} dB/{:.0} ms",
-                    b.level_db, b.tail_db, b.sounding_ms
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
+            describe_tails(t)
         );
     }
     assert!(

@@ -74,22 +74,33 @@ pub fn write_tone(path: &Path, freq: f32, amplitude: f32, seconds: f32) {
 /// Writes a stereo 48 kHz 16-bit WAV with a sine of `freqs[0]` Hz on the left and `freqs[1]` Hz
 /// on the right, both at linear peak `amplitude`.
 pub fn write_stereo_tone(path: &Path, freqs: [f32; 2], amplitude: f32, seconds: f32) {
+    let frames = (48_000.0 * seconds) as u32;
+    write_stereo_wav(
+        path,
+        (0..frames).map(|n| {
+            freqs.map(|freq| {
+                amplitude * (2.0 * std::f32::consts::PI * freq * n as f32 / 48_000.0).sin()
+            })
+        }),
+    );
+}
+
+/// Writes stereo 48 kHz 16-bit frames (`[left, right]`, linear, ±1 full scale) to a WAV file.
+pub fn write_stereo_wav(path: &Path, frames: impl IntoIterator<Item = [f32; 2]>) {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: 48_000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone file can be written");
-    let frames = (48_000.0 * seconds) as u32;
-    for n in 0..frames {
-        for freq in freqs {
-            let x = amplitude * (2.0 * std::f32::consts::PI * freq * n as f32 / 48_000.0).sin();
+    let mut w = hound::WavWriter::create(path, spec).expect("the WAV file can be written");
+    for frame in frames {
+        for x in frame {
             w.write_sample((x * f32::from(i16::MAX)).round() as i16)
                 .expect("write a sample");
         }
     }
-    w.finalize().expect("tone file finalised");
+    w.finalize().expect("the WAV file is finalised");
 }
 
 /// The RMS level in dBFS of a sine of linear peak `amplitude`.
@@ -176,6 +187,20 @@ pub struct BurstTail {
     /// The sounding time, ms: the 10 ms windows within 50 dB of the burst's level in the 1.4 s
     /// from its onset.
     pub sounding_ms: f32,
+}
+
+/// The bursts as the tests print them: "level dBFS/tail dB/sounding ms" each, comma-separated.
+pub fn describe_tails(tails: &[BurstTail]) -> String {
+    tails
+        .iter()
+        .map(|b| {
+            format!(
+                "{:.1} dBFS/{:.1} dB/{:.0} ms",
+                b.level_db, b.tail_db, b.sounding_ms
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every burst of [`write_bursts`] found in `x` (48 kHz mono): an onset is a 10 ms window

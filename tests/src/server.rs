@@ -46,6 +46,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the binary with a fresh database and `extra` environment, waits for `/health`.
     pub async fn start(extra: &[(&str, &str)]) -> anyhow::Result<ServerProcess> {
         let dir = tempfile::tempdir()?;

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { Channel } from "@tauri-apps/api/core";
 import {
   commands,
@@ -9,13 +9,13 @@ import {
   type DeviceView,
   type HostAction,
   type LiveMeters,
+  type LiveStats,
   type MeterFrame_Deserialize as MeterFrame,
   type RoomStatus,
   type ServerStatus,
   type ShortcutSettings,
 } from "./bindings";
-import { MeterBar } from "./MeterBar";
-import { channelLabel } from "./levels";
+import { InputMeters } from "./MeterBar";
 import { ServerPanel } from "./ServerPanel";
 import { ErrorBanner } from "./ErrorBanner";
 import { AudioPanel } from "./AudioPanel";
@@ -24,8 +24,8 @@ import { SidePanel } from "./SidePanel";
 import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
 import { StatsPanel } from "./StatsPanel";
-import { notePaint } from "./paintProbe";
-import { clipHold } from "./console";
+import { notePaint, noteReceive } from "./paintProbe";
+import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, useStore } from "./meterStore";
 import { mergeStatus } from "./room";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
@@ -35,8 +35,17 @@ import { MicTest } from "./MicTest";
 import { ShortcutsPanel } from "./Shortcuts";
 import { SpeakerVolumes } from "./SpeakerVolumes";
 
-/** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
-const HOLD_FALL_DB = 0.4;
+/** The live stats card with the jitter buffer figure, which comes with the meter frames: only
+ *  this card follows them, and only when the whole-millisecond figure changes. */
+const LiveStatsPanel = memo(function LiveStatsPanel({ stats }: { stats: LiveStats }) {
+  const heard = stats.speakers.length > 0;
+  const jitterMs = useStore(liveMeters, (s) => (heard && s.meters && s.meters.latency.jitterMs != null ? Math.round(s.meters.latency.jitterMs) : null));
+  return <StatsPanel stats={stats} jitterMs={jitterMs} />;
+});
+
+const MemoSidePanel = memo(SidePanel);
+const MemoSeatGrid = memo(SeatGrid);
+const NO_VOLUMES: Record<string, number> = {};
 
 type Theme = "dark" | "light";
 
@@ -50,16 +59,12 @@ export function App() {
   const [devices, setDevices] = useState<DeviceListView | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [active, setActive] = useState<DeviceView | null>(null);
-  const [frame, setFrame] = useState<MeterFrame | null>(null);
-  const [hold, setHold] = useState<number[]>([]);
   const [error, setError] = useState<AppError | null>(null);
   const [server, setServer] = useState<ServerStatus | null>(null);
   const [serverUrl, setServerUrl] = useState("");
   const [localRoom, setLocalRoom] = useState(false);
   const [audio, setAudio] = useState<AudioSettings | null>(null);
   const [status, setStatus] = useState<RoomStatus | null>(null);
-  const [meters, setMeters] = useState<LiveMeters | null>(null);
-  const [clipUntil, setClipUntil] = useState({ input: 0, published: 0 });
   const [busy, setBusy] = useState(false);
   const [link, setLink] = useState<string | null>(null);
   const [now, setNow] = useState(Date.now());
@@ -72,7 +77,6 @@ export function App() {
   const [helpOpen, setHelpOpen] = useState(false);
   const onVoiceMuted = useCallback((muted: boolean) => setAudio((a) => (a ? { ...a, voiceMuted: muted } : a)), []);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
-  const holdRef = useRef<number[]>([]);
   const live = status !== null && status.state !== "closed";
 
   useEffect(() => {
@@ -92,9 +96,7 @@ export function App() {
   const startMeter = useCallback(async (id: string | null) => {
     const channel = new Channel<MeterFrame>();
     channel.onmessage = (f) => {
-      setFrame(f);
-      holdRef.current = f.channels.map((c, i) => Math.max(c.peakDbfs ?? -100, (holdRef.current[i] ?? -100) - HOLD_FALL_DB));
-      setHold(holdRef.current);
+      pushInputFrame(f);
       if (f.error) {
         // The device went away: say so, stop showing it as open, and list what is left.
         setError(f.error);
@@ -113,7 +115,7 @@ export function App() {
       setAudio((a) => (a && a.inputChannels !== after.audio.inputChannels ? { ...a, inputChannels: after.audio.inputChannels } : a));
     } else {
       setActive(null);
-      setFrame(null);
+      inputMeters.set({ frame: null, hold: [] });
       setError(result.error);
     }
   }, []);
@@ -190,13 +192,12 @@ export function App() {
   const join = async (room: string, token: string | null) => {
     setBusy(true);
     const onStatus = new Channel<RoomStatus>();
-    onStatus.onmessage = (s) => setStatus((prev) => mergeStatus(prev, s));
-    const onMeters = new Channel<LiveMeters>();
-    onMeters.onmessage = (m) => {
-      setMeters(m);
-      const t = Date.now();
-      setClipUntil((c) => ({ input: clipHold(m.input.clipped, t, c.input), published: clipHold(m.published.clipped, t, c.published) }));
+    onStatus.onmessage = (s) => {
+      noteReceive(s.emittedAtMs);
+      setStatus((prev) => mergeStatus(prev, s));
     };
+    const onMeters = new Channel<LiveMeters>();
+    onMeters.onmessage = (m) => pushLiveMeters(m);
     const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);
@@ -208,7 +209,7 @@ export function App() {
     await commands.leaveRoom();
     setBusy(false);
     setStatus(null);
-    setMeters(null);
+    clearLiveMeters();
     setLink(null);
   };
 
@@ -230,27 +231,21 @@ export function App() {
     if (result.status === "ok" && result.data) setStatus(result.data);
   };
 
-  const setSpeakerVolume = (uid: string, percent: number) => {
-    if (!audio) return;
-    void changeAudio({ ...audio, speakerVolumes: { ...audio.speakerVolumes, [uid]: percent } });
-  };
-
-  const channels = frame?.channels ?? [];
-  const inputMeter = (
-    <div className="meters" id="meters">
-      {channels.map((c, i) => (
-        <MeterBar key={i} label={channelLabel(i, channels.length)} rmsDbfs={c.rmsDbfs} peakDbfs={c.peakDbfs} holdDbfs={hold[i] ?? null} />
-      ))}
-      {frame?.clipped && (
-        <p className="clip-warning" role="alert">
-          Clipping: lower the gain on your sound card.
-        </p>
-      )}
-    </div>
+  const setSpeakerVolume = useCallback(
+    (uid: string, percent: number) => {
+      if (!audio) return;
+      void changeAudio({ ...audio, speakerVolumes: { ...audio.speakerVolumes, [uid]: percent } });
+    },
+    [audio, changeAudio],
   );
+  const onAct = useCallback((a: HostAction) => void act(a), [act]);
+
   const view = status?.view;
-  const seated = new Set(view?.seats.map((s) => s.uid).filter((u): u is string => u !== null));
-  const invitable = (view?.audience ?? []).filter((m) => !seated.has(m.uid) && m.uid !== status?.uid).map((m) => m.uid);
+  const me = status?.uid;
+  const invitable = useMemo(() => {
+    const seated = new Set(view?.seats.map((s) => s.uid).filter((u): u is string => u !== null));
+    return (view?.audience ?? []).filter((m) => !seated.has(m.uid) && m.uid !== me).map((m) => m.uid);
+  }, [view?.seats, view?.audience, me]);
 
   return (
     <div className="app">
@@ -321,7 +316,7 @@ export function App() {
             </p>
           </section>
           {audio && (
-            <AudioPanel audio={audio} devices={devices} inputId={selected} meters={live ? meters : null} clipUntil={clipUntil} now={now} onChange={(a) => void changeAudio(a)} inputMeter={inputMeter} />
+            <AudioPanel audio={audio} devices={devices} inputId={selected} live={live} onChange={(a) => void changeAudio(a)} inputMeter={<InputMeters />} />
           )}
           {audio && (
             <SpeakerVolumes
@@ -355,7 +350,6 @@ export function App() {
               panel={effects}
               onPanel={setEffects}
               live={live}
-              gainReduction={live && meters ? meters.gainReduction : null}
               preview={audio.ear.enabled && audio.ear.source === "withEffects"}
               onPreview={(on) => void changeAudio({ ...audio, ear: on ? { ...audio.ear, enabled: true, source: "withEffects" } : { ...audio.ear, enabled: false } })}
               onError={setError}
@@ -367,13 +361,13 @@ export function App() {
             <AlertBar alerts={status.alerts} onKickBan={(uid) => void act({ type: "kick", uid, banMinutes: 24 * 60 })} onDismiss={(v) => void dismissAlert(v)} />
           )}
           {live && view ? (
-            <SeatGrid
+            <MemoSeatGrid
               seats={view.seats}
               applications={view.applications}
               me={status.uid}
-              volumes={audio?.speakerVolumes ?? {}}
+              volumes={audio?.speakerVolumes ?? NO_VOLUMES}
               invitable={invitable}
-              onAct={(a) => void act(a)}
+              onAct={onAct}
               onVolume={setSpeakerVolume}
             />
           ) : (
@@ -385,13 +379,13 @@ export function App() {
               </p>
             </div>
           )}
-          {live && <StatsPanel stats={status.stats} jitterMs={meters && status.stats.speakers.length > 0 ? meters.latency.jitterMs : null} />}
+          {live && <LiveStatsPanel stats={status.stats} />}
           </>)}
         </section>
 
         <aside className="col-side">
           {live && view ? (
-            <SidePanel
+            <MemoSidePanel
               me={status.uid}
               audience={view.audience}
               banned={view.banned}
@@ -399,7 +393,7 @@ export function App() {
               notice={view.notice ?? null}
               leaderboard={view.leaderboard}
               now={now}
-              onAct={(a) => void act(a)}
+              onAct={onAct}
             />
           ) : (
             <section className="card side empty">

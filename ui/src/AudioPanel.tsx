@@ -1,17 +1,16 @@
-import type { AudioSettings_Serialize as AudioSettings, DeviceListView, LiveMeters } from "./bindings";
+import type { AudioSettings_Serialize as AudioSettings, DeviceListView } from "./bindings";
 import { formatGain, formatMs } from "./console";
 import { barFraction, formatDb, zone } from "./levels";
+import { liveMeters, useStore } from "./meterStore";
 
 interface Props {
   audio: AudioSettings;
   devices: DeviceListView | null;
   /** The input in use (its channel count offers the channel pair). */
   inputId: string | null;
-  /** Engine meters while on air (null before going live). */
-  meters: LiveMeters | null;
-  /** Until when each clip light stays lit (ms since the epoch). */
-  clipUntil: { input: number; published: number };
-  now: number;
+  /** On air: the engine's meters (`liveMeters`) replace the input meter, and the latency
+   *  readout is filled. */
+  live: boolean;
   onChange: (next: AudioSettings) => void;
   /** The per-channel input meter (before going live it is the only meter). */
   inputMeter: React.ReactNode;
@@ -57,15 +56,60 @@ function Toggle({ id, label, hint, on, disabled, onChange }: { id: string; label
   );
 }
 
+/** The input and on-air strips while live (else the input meter): the only part of the panel
+ *  that follows the meter frames. */
+function LiveStrips({ live, inputMeter }: { live: boolean; inputMeter: React.ReactNode }) {
+  const { meters, clipLit } = useStore(liveMeters);
+  if (!live || !meters) return <>{inputMeter}</>;
+  return (
+    <div className="strips">
+      <Strip id="meter-input" label="Input" rms={meters.input.rmsDbfs} peak={meters.input.peakDbfs} clipLit={clipLit.input} />
+      <Strip id="meter-published" label="On air" rms={meters.published.rmsDbfs} peak={meters.published.peakDbfs} clipLit={clipLit.published} />
+    </div>
+  );
+}
+
+/** The engine's latency figures while live (null otherwise). */
+function useLatency(live: boolean) {
+  return useStore(liveMeters, (s) => (live && s.meters ? s.meters.latency : null));
+}
+
+function EarLatency({ live, raw }: { live: boolean; raw: boolean }) {
+  const lat = useLatency(live);
+  return <>{raw ? "0 ms" : formatMs(lat?.earMs ?? 0)}</>;
+}
+
+function LatencyCard({ live }: { live: boolean }) {
+  const lat = useLatency(live);
+  return (
+    <section className="card latency" aria-labelledby="latency-title">
+      <header className="card-head">
+        <h2 id="latency-title">Latency</h2>
+        <span className="latency-total" id="latency-total">{lat ? formatMs(lat.totalMs) : "—"}</span>
+      </header>
+      {lat ? (
+        <dl className="latency-list" id="latency">
+          <div><dt>Input</dt><dd>{formatMs(lat.inputMs)}</dd></div>
+          <div><dt>Chain</dt><dd>{formatMs(lat.chainMs)}</dd></div>
+          <div><dt>Encoder frame</dt><dd>{formatMs(lat.encoderMs)}</dd></div>
+          <div><dt>Jitter buffer</dt><dd>{formatMs(lat.jitterMs)}</dd></div>
+          <div><dt>Output</dt><dd>{formatMs(lat.outputMs)}</dd></div>
+        </dl>
+      ) : (
+        <p className="muted small">Shown while on air.</p>
+      )}
+    </section>
+  );
+}
+
 /** Mode, processing, gain, mutes, output, ear monitor and the latency readout; live while on air. */
-export function AudioPanel({ audio, devices, inputId, meters, clipUntil, now, onChange, inputMeter }: Props) {
+export function AudioPanel({ audio, devices, inputId, live, onChange, inputMeter }: Props) {
   const set = (patch: Partial<AudioSettings>) => onChange({ ...audio, ...patch });
   const inputChannels = devices?.inputs.find((d) => d.id === inputId)?.channels ?? 2;
   const pair = audio.inputChannels ?? [1, 2];
   const channelOptions = Array.from({ length: inputChannels }, (_, i) => i + 1);
   const setPair = (l: number, r: number) => set({ inputChannels: l === 1 && r === 2 ? null : [l, r] });
   const ear = audio.ear;
-  const lat = meters?.latency;
   return (
     <div className="audio-panel">
       <section className="card" aria-labelledby="mixer-title">
@@ -95,14 +139,7 @@ export function AudioPanel({ audio, devices, inputId, meters, clipUntil, now, on
         <p className="muted small">
           {audio.mode === "soundcard" ? "Stereo · processing off · Opus 128 kbps stereo" : "Mono voice · processing on · Opus voice"}
         </p>
-        {meters ? (
-          <div className="strips">
-            <Strip id="meter-input" label="Input" rms={meters.input.rmsDbfs} peak={meters.input.peakDbfs} clipLit={clipUntil.input > now} />
-            <Strip id="meter-published" label="On air" rms={meters.published.rmsDbfs} peak={meters.published.peakDbfs} clipLit={clipUntil.published > now} />
-          </div>
-        ) : (
-          inputMeter
-        )}
+        <LiveStrips live={live} inputMeter={inputMeter} />
         {inputChannels > 2 || audio.inputChannels ? (
           <div className="field-row channel-pair" id="input-channels" data-channels={inputChannels}>
             <span title="Which two inputs of the sound card are used (voice mode mixes the two)">Channels</span>
@@ -243,28 +280,12 @@ export function AudioPanel({ audio, devices, inputId, meters, clipUntil, now, on
         </label>
         <p className="muted small" id="ear-latency">
           {ear.enabled
-            ? `Adds ${ear.source === "raw" ? "0 ms" : formatMs(lat?.earMs ?? 0)} to your own voice in the headphones`
+            ? <>Adds <EarLatency live={live} raw={ear.source === "raw"} /> to your own voice in the headphones</>
             : "Use headphones: the monitor plays your voice back to you."}
         </p>
       </section>
 
-      <section className="card latency" aria-labelledby="latency-title">
-        <header className="card-head">
-          <h2 id="latency-title">Latency</h2>
-          <span className="latency-total" id="latency-total">{lat ? formatMs(lat.totalMs) : "—"}</span>
-        </header>
-        {lat ? (
-          <dl className="latency-list" id="latency">
-            <div><dt>Input</dt><dd>{formatMs(lat.inputMs)}</dd></div>
-            <div><dt>Chain</dt><dd>{formatMs(lat.chainMs)}</dd></div>
-            <div><dt>Encoder frame</dt><dd>{formatMs(lat.encoderMs)}</dd></div>
-            <div><dt>Jitter buffer</dt><dd>{formatMs(lat.jitterMs)}</dd></div>
-            <div><dt>Output</dt><dd>{formatMs(lat.outputMs)}</dd></div>
-          </dl>
-        ) : (
-          <p className="muted small">Shown while on air.</p>
-        )}
-      </section>
+      <LatencyCard live={live} />
     </div>
   );
 }

@@ -3,6 +3,7 @@ import { commands, type AppError, type EffectCatalog, type EffectsChoice_Seriali
 import { presetLabel, formatHz, eqCurvePath, CURVE_FREQS } from "./effects";
 import { Power } from "./Power";
 import { GainReductionMeter } from "./GainReductionMeter";
+import { liveMeters, useStore } from "./meterStore";
 import "./panels.css";
 
 interface Props {
@@ -13,8 +14,6 @@ interface Props {
   preview: boolean;
   onPreview: (on: boolean) => void;
   live: boolean;
-  /** The dynamics' gain reduction from the live meters (~30 Hz); null when not live. */
-  gainReduction: GainReductionDb | null;
   onError: (e: AppError) => void;
 }
 
@@ -50,8 +49,15 @@ function Tiles({ group, names, value, onPick }: { group: string; names: string[]
   );
 }
 
+/** A dynamics stage's gain-reduction meter, fed by the live meters (~30 Hz) while on air: only
+ *  the meter re-renders with each frame, not the panel. */
+function LiveGr({ id, label, live, pick }: { id: string; label: string; live: boolean; pick: (gr: GainReductionDb) => number | null }) {
+  const gr = useStore(liveMeters, (s) => (live && s.meters ? s.meters.gainReduction : null));
+  return <GainReductionMeter id={id} label={label} db={gr ? pick(gr) : null} />;
+}
+
 /** Voice effects: presets, pitch, EQ with its curve, dynamics, reverb, user presets; live on air. */
-export function EffectsPanel({ panel, onPanel, preview, onPreview, live, gainReduction: gr, onError }: Props) {
+export function EffectsPanel({ panel, onPanel, preview, onPreview, live, onError }: Props) {
   const [catalog, setCatalog] = useState<EffectCatalog | null>(null);
   const [choice, setChoice] = useState<EffectsChoice>(panel.current);
   const [curve, setCurve] = useState<number[]>([]);
@@ -194,7 +200,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, gainRed
       <div className="fx-columns three">
         <section className={`card dyn${gate.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>Noise gate</h2><Power id="fx-gate-on" on={gate.enabled} onChange={(on) => change({ gate: { ...gate, enabled: on } })} label="Noise gate on or off" /></header>
-          <GainReductionMeter id="fx-gate-gr" label="Noise gate" db={gr ? gr.gateDb : null} />
+          <LiveGr id="fx-gate-gr" label="Noise gate" live={live} pick={(gr) => gr.gateDb} />
           <Slider id="fx-gate-close" label="Close" min={-96} max={0} step={1} value={gate.closeThresholdDb} unit=" dB" onChange={(v) => change({ gate: { ...gate, closeThresholdDb: v } })} />
           <Slider id="fx-gate-open" label="Open" min={-96} max={0} step={1} value={gate.openThresholdDb} unit=" dB" onChange={(v) => change({ gate: { ...gate, openThresholdDb: v } })} />
           <Slider id="fx-gate-attack" label="Attack" min={0} max={500} step={1} value={gate.attackMs} unit=" ms" onChange={(v) => change({ gate: { ...gate, attackMs: v } })} />
@@ -203,7 +209,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, gainRed
         </section>
         <section className={`card dyn${comp.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>Compressor</h2><Power id="fx-comp-on" on={comp.enabled} onChange={(on) => change({ compressor: { ...comp, enabled: on } })} label="Compressor on or off" /></header>
-          <GainReductionMeter id="fx-comp-gr" label="Compressor" db={gr ? gr.compressorDb : null} />
+          <LiveGr id="fx-comp-gr" label="Compressor" live={live} pick={(gr) => gr.compressorDb} />
           <Slider id="fx-comp-ratio" label="Ratio" min={1} max={32} step={0.5} value={comp.ratio} format={(v) => `${v.toFixed(1)}:1`} onChange={(v) => change({ compressor: { ...comp, ratio: v } })} />
           <Slider id="fx-comp-threshold" label="Threshold" min={-60} max={0} step={1} value={comp.thresholdDb} unit=" dB" onChange={(v) => change({ compressor: { ...comp, thresholdDb: v } })} />
           <Slider id="fx-comp-attack" label="Attack" min={0} max={500} step={1} value={comp.attackMs} unit=" ms" onChange={(v) => change({ compressor: { ...comp, attackMs: v } })} />
@@ -212,7 +218,7 @@ export function EffectsPanel({ panel, onPanel, preview, onPreview, live, gainRed
         </section>
         <section className={`card dyn${deEsser.enabled ? "" : " off"}`}>
           <header className="card-head"><h2>De-esser</h2><Power id="fx-deess-on" on={deEsser.enabled} onChange={(on) => change({ deEsser: { ...deEsser, enabled: on } })} label="De-esser on or off" /></header>
-          <GainReductionMeter id="fx-deesser-gr" label="De-esser" db={gr ? gr.deesserDb : null} />
+          <LiveGr id="fx-deesser-gr" label="De-esser" live={live} pick={(gr) => gr.deesserDb} />
           <Slider id="fx-deess-freq" label="Above" min={2000} max={12000} step={100} value={deEsser.frequencyHz} format={formatHz} onChange={(v) => change({ deEsser: { ...deEsser, frequencyHz: v } })} />
           <Slider id="fx-deess-threshold" label="Threshold" min={-60} max={0} step={1} value={deEsser.thresholdDb} unit=" dB" onChange={(v) => change({ deEsser: { ...deEsser, thresholdDb: v } })} />
           <Slider id="fx-deess-ratio" label="Ratio" min={1} max={20} step={0.5} value={deEsser.ratio} format={(v) => `${v.toFixed(1)}:1`} onChange={(v) => change({ deEsser: { ...deEsser, ratio: v } })} />

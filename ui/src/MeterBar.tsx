@@ -1,4 +1,5 @@
-import { barFraction, formatDb, zone } from "./levels";
+import { barFraction, channelLabel, formatDb, zone } from "./levels";
+import { inputMeters, useStore } from "./meterStore";
 
 export interface MeterBarProps {
   label: string;
@@ -34,6 +35,25 @@ export function MeterBar({ label, rmsDbfs, peakDbfs, holdDbfs }: MeterBarProps) 
       <span className="meter-readout" data-testid="meter-readout">
         {formatDb(rmsDbfs)}
       </span>
+    </div>
+  );
+}
+
+/** The input meter's channels and the clip warning, drawn from the meter stream's store: a frame
+ *  re-renders this block only. */
+export function InputMeters() {
+  const { frame, hold } = useStore(inputMeters);
+  const channels = frame?.channels ?? [];
+  return (
+    <div className="meters" id="meters">
+      {channels.map((c, i) => (
+        <MeterBar key={i} label={channelLabel(i, channels.length)} rmsDbfs={c.rmsDbfs} peakDbfs={c.peakDbfs} holdDbfs={hold[i] ?? null} />
+      ))}
+      {frame?.clipped && (
+        <p className="clip-warning" role="alert">
+          Clipping: lower the gain on your sound card.
+        </p>
+      )}
     </div>
   );
 }

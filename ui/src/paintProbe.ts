@@ -9,15 +9,26 @@ const KEEP = 20_000;
 declare global {
   interface Window {
     __onmicPaint?: number[];
+    __onmicReceive?: number[];
   }
+}
+
+function keep(ring: number[], value: number): void {
+  if (ring.length >= KEEP) ring.splice(0, ring.length - KEEP + 1);
+  ring.push(value);
+}
+
+/** The delay from the Rust side's emission to the status's arrival in the web view's handler
+ *  (`window.__onmicReceive`): what of the event-to-paint delay is transport and a busy main
+ *  thread, before React renders. */
+export function noteReceive(emittedAtMs: number | null | undefined): void {
+  if (!(emittedAtMs != null && emittedAtMs > 0)) return;
+  keep((window.__onmicReceive ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
 }
 
 export function notePaint(emittedAtMs: number): void {
   if (!(emittedAtMs > 0)) return;
   requestAnimationFrame(() => {
-    const delay = performance.timeOrigin + performance.now() - emittedAtMs;
-    const ring = (window.__onmicPaint ??= []);
-    if (ring.length >= KEEP) ring.splice(0, ring.length - KEEP + 1);
-    ring.push(delay);
+    keep((window.__onmicPaint ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
   });
 }

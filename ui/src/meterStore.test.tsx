@@ -1,0 +1,86 @@
+import { act, render } from "@testing-library/react";
+import type { AudioSettings_Serialize as AudioSettings, LiveMeters } from "./bindings";
+import { AudioPanel } from "./AudioPanel";
+import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, Store, useStore, HOLD_FALL_DB } from "./meterStore";
+import { InputMeters } from "./MeterBar";
+
+function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): LiveMeters {
+  return {
+    input: { rmsDbfs: inputDb, peakDbfs: inputDb + 3, clipped },
+    published: { rmsDbfs: inputDb - 2, peakDbfs: inputDb + 1, clipped: false },
+    latency: { inputMs: 10, chainMs: 0.5, encoderMs: 20, jitterMs, outputMs: 10, earMs: 10.5, totalMs: 80.5 },
+    gainReduction: { gateDb: 0, compressorDb: -3, deesserDb: 0 },
+  } as unknown as LiveMeters;
+}
+
+describe("meter store", () => {
+  afterEach(() => {
+    clearLiveMeters();
+    inputMeters.set({ frame: null, hold: [] });
+  });
+
+  it("re-renders a selecting component only when the selected part changes", () => {
+    const store = new Store({ a: 1, b: 1 });
+    let renders = 0;
+    function A() {
+      renders += 1;
+      return <span>{useStore(store, (s) => s.a)}</span>;
+    }
+    const { container } = render(<A />);
+    expect(renders).toBe(1);
+    for (let b = 2; b < 32; b++) act(() => store.set({ a: 1, b }));
+    expect(renders).toBe(1);
+    act(() => store.set({ a: 2, b: 0 }));
+    expect(renders).toBe(2);
+    expect(container.textContent).toBe("2");
+  });
+
+  it("keeps a clip light lit for 1.5 s after the clipped frame, then puts it out", () => {
+    pushLiveMeters(frame(-20, true), 1_000);
+    expect(liveMeters.get().clipLit.input).toBe(true);
+    pushLiveMeters(frame(-20), 2_400);
+    expect(liveMeters.get().clipLit.input).toBe(true);
+    pushLiveMeters(frame(-20), 2_600);
+    expect(liveMeters.get().clipLit).toEqual({ input: false, published: false });
+  });
+
+  it("lets the input meter's peak hold fall by HOLD_FALL_DB a frame", () => {
+    const ch = (peak: number) => ({ rmsDbfs: peak - 3, peakDbfs: peak });
+    pushInputFrame({ channels: [ch(-6), ch(-10)], clipped: false, error: null } as never);
+    pushInputFrame({ channels: [ch(-30), ch(-5)], clipped: false, error: null } as never);
+    const [l, r] = inputMeters.get().hold;
+    expect(l).toBeCloseTo(-6 - HOLD_FALL_DB, 5);
+    expect(r).toBe(-5);
+  });
+
+  it("draws meter frames in the strips without re-rendering the audio panel around them", () => {
+    let outer = 0;
+    const audio: AudioSettings = {
+      mode: "voice",
+      aec: true,
+      ns: true,
+      aiNs: true,
+      aiNsStrength: 100,
+      agc: true,
+      inputGainDb: 0,
+      inputChannels: null,
+      outputDevice: null,
+      voiceMuted: false,
+      sendMuted: false,
+      ear: { enabled: true, volume: 100, source: "withNs" },
+      speakerVolumes: {},
+    };
+    function Probe() {
+      outer += 1;
+      return <AudioPanel audio={audio} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />;
+    }
+    const { container } = render(<Probe />);
+    expect(outer).toBe(1);
+    for (let i = 0; i < 30; i++) act(() => pushLiveMeters(frame(-40 + i)));
+    expect(outer).toBe(1);
+    const strip = container.querySelector("#meter-input") as HTMLElement;
+    expect(Number(strip.dataset.rmsDbfs)).toBe(-11);
+    expect(container.querySelector("#latency-total")?.textContent).toBe("81 ms");
+    expect(container.querySelector("#ear-latency")?.textContent).toBe("Adds 11 ms to your own voice in the headphones");
+  });
+});

@@ -1,0 +1,83 @@
+import { useSyncExternalStore } from "react";
+import type { LiveMeters, MeterFrame_Deserialize as MeterFrame } from "./bindings";
+import { clipHold } from "./console";
+
+/**
+ * A value that changes at the meters' rate (~30 frames a second per stream), read only by the
+ * few components that draw it. Keeping meter frames out of the console's React state means a
+ * frame re-renders two strips and a readout, not the seat grid, the chat feed and every panel:
+ * in a busy room those renders were most of the web view's JavaScript time (the `studio_paint`
+ * benchmark, docs/studio.md).
+ */
+export class Store<T> {
+  private value: T;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(value: T) {
+    this.value = value;
+  }
+
+  get = (): T => this.value;
+
+  set(value: T): void {
+    this.value = value;
+    for (const l of this.listeners) l();
+  }
+
+  subscribe = (listener: () => void): (() => void) => {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  };
+}
+
+/** The store's value, or the part `select` picks: the component re-renders only when that part
+ *  changes (`Object.is`), so a selector returning a number skips frames that do not move it. */
+export function useStore<T, S = T>(store: Store<T>, select?: (value: T) => S): S {
+  const snapshot = () => (select ? select(store.get()) : (store.get() as unknown as S));
+  return useSyncExternalStore(store.subscribe, snapshot, snapshot);
+}
+
+/** How fast the peak-hold marker falls, dB per frame (~30 frames a second). */
+export const HOLD_FALL_DB = 0.4;
+
+/** The input meter's stream (`start_meter`): the latest frame and each channel's peak hold. */
+export interface InputMeterState {
+  frame: MeterFrame | null;
+  hold: number[];
+}
+
+export const inputMeters = new Store<InputMeterState>({ frame: null, hold: [] });
+
+/** A frame from the input meter's stream: the peak holds fall by HOLD_FALL_DB a frame. */
+export function pushInputFrame(frame: MeterFrame): void {
+  const prev = inputMeters.get().hold;
+  const hold = frame.channels.map((c, i) => Math.max(c.peakDbfs ?? -100, (prev[i] ?? -100) - HOLD_FALL_DB));
+  inputMeters.set({ frame, hold });
+}
+
+/** The engine's meters while on air (`join_room`'s meter channel) and the clip lights. */
+export interface LiveMeterState {
+  meters: LiveMeters | null;
+  /** Until when each clip light stays lit (ms since the epoch). */
+  clipUntil: { input: number; published: number };
+  /** Whether each clip light is lit at the latest frame. */
+  clipLit: { input: boolean; published: boolean };
+}
+
+const NO_LIVE_METERS: LiveMeterState = { meters: null, clipUntil: { input: 0, published: 0 }, clipLit: { input: false, published: false } };
+
+export const liveMeters = new Store<LiveMeterState>(NO_LIVE_METERS);
+
+/** A frame of the live meters, at time `now` (ms since the epoch). */
+export function pushLiveMeters(meters: LiveMeters, now = Date.now()): void {
+  const c = liveMeters.get().clipUntil;
+  const clipUntil = { input: clipHold(meters.input.clipped, now, c.input), published: clipHold(meters.published.clipped, now, c.published) };
+  liveMeters.set({ meters, clipUntil, clipLit: { input: clipUntil.input > now, published: clipUntil.published > now } });
+}
+
+/** Off air: no live meters. */
+export function clearLiveMeters(): void {
+  liveMeters.set(NO_LIVE_METERS);
+}
