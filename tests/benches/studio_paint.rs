@@ -372,12 +372,19 @@ async fn run() -> anyhow::Result<()> {
     let d = read("return window.__onmicPaint || []").await?;
     let received = read("return window.__onmicReceive || []").await?;
     let members_shown = studio.text("#room-counters").await.unwrap_or_default();
+    let render = studio
+        .client
+        .execute(
+            "return document.documentElement.dataset.render || '?'",
+            vec![],
+        )
+        .await?;
     studio.screenshot("studio-paint-bench").await?;
     println!(
         "studio_paint: {members} members ({listeners} listeners, {speakers} speakers + host), \
          {chat_per_sec} chat/s, {secs} s measured"
     );
-    println!("studio_paint: room bar: {members_shown}");
+    println!("studio_paint: room bar: {members_shown}; web view renders with: {render}");
     println!(
         "studio_paint: statuses painted {} ({:.1}/s); event-to-paint p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         d.len(),

@@ -25,7 +25,7 @@ import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
 import { StatsPanel } from "./StatsPanel";
 import { notePaint, noteReceive } from "./paintProbe";
-import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, useStore } from "./meterStore";
+import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters } from "./meterStore";
 import { mergeStatus } from "./room";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
@@ -35,11 +35,12 @@ import { MicTest } from "./MicTest";
 import { ShortcutsPanel } from "./Shortcuts";
 import { SpeakerVolumes } from "./SpeakerVolumes";
 
-/** The live stats card with the jitter buffer figure, which comes with the meter frames: only
- *  this card follows them, and only when the whole-millisecond figure changes. */
+/** The live stats card. Its jitter buffer figure comes with the meter frames (~30 a second) but
+ *  is read when the card renders with a new status (at least once per stats interval), like the
+ *  card's other figures: following every frame re-rendered the card 30 times a second. */
 const LiveStatsPanel = memo(function LiveStatsPanel({ stats }: { stats: LiveStats }) {
-  const heard = stats.speakers.length > 0;
-  const jitterMs = useStore(liveMeters, (s) => (heard && s.meters && s.meters.latency.jitterMs != null ? Math.round(s.meters.latency.jitterMs) : null));
+  const m = liveMeters.get().meters;
+  const jitterMs = stats.speakers.length > 0 && m ? m.latency.jitterMs : null;
   return <StatsPanel stats={stats} jitterMs={jitterMs} />;
 });
 

@@ -69,14 +69,21 @@ function LiveStrips({ live, inputMeter }: { live: boolean; inputMeter: React.Rea
   );
 }
 
-/** The engine's latency figures while live (null otherwise). */
+/** The engine's latency figures while live (null otherwise), as the readout shows them: the
+ *  readout re-renders when a shown figure changes, not with every meter frame. */
 function useLatency(live: boolean) {
-  return useStore(liveMeters, (s) => (live && s.meters ? s.meters.latency : null));
+  const shown = useStore(liveMeters, (s) => {
+    const l = live && s.meters ? s.meters.latency : null;
+    return l ? [l.totalMs, l.inputMs, l.chainMs, l.encoderMs, l.jitterMs, l.outputMs, l.earMs].map(formatMs).join("|") : null;
+  });
+  if (shown === null) return null;
+  const [totalMs, inputMs, chainMs, encoderMs, jitterMs, outputMs, earMs] = shown.split("|");
+  return { totalMs, inputMs, chainMs, encoderMs, jitterMs, outputMs, earMs };
 }
 
 function EarLatency({ live, raw }: { live: boolean; raw: boolean }) {
   const lat = useLatency(live);
-  return <>{raw ? "0 ms" : formatMs(lat?.earMs ?? 0)}</>;
+  return <>{raw ? "0 ms" : (lat?.earMs ?? formatMs(0))}</>;
 }
 
 function LatencyCard({ live }: { live: boolean }) {
@@ -85,15 +92,15 @@ function LatencyCard({ live }: { live: boolean }) {
     <section className="card latency" aria-labelledby="latency-title">
       <header className="card-head">
         <h2 id="latency-title">Latency</h2>
-        <span className="latency-total" id="latency-total">{lat ? formatMs(lat.totalMs) : "—"}</span>
+        <span className="latency-total" id="latency-total">{lat ? lat.totalMs : "—"}</span>
       </header>
       {lat ? (
         <dl className="latency-list" id="latency">
-          <div><dt>Input</dt><dd>{formatMs(lat.inputMs)}</dd></div>
-          <div><dt>Chain</dt><dd>{formatMs(lat.chainMs)}</dd></div>
-          <div><dt>Encoder frame</dt><dd>{formatMs(lat.encoderMs)}</dd></div>
-          <div><dt>Jitter buffer</dt><dd>{formatMs(lat.jitterMs)}</dd></div>
-          <div><dt>Output</dt><dd>{formatMs(lat.outputMs)}</dd></div>
+          <div><dt>Input</dt><dd>{lat.inputMs}</dd></div>
+          <div><dt>Chain</dt><dd>{lat.chainMs}</dd></div>
+          <div><dt>Encoder frame</dt><dd>{lat.encoderMs}</dd></div>
+          <div><dt>Jitter buffer</dt><dd>{lat.jitterMs}</dd></div>
+          <div><dt>Output</dt><dd>{lat.outputMs}</dd></div>
         </dl>
       ) : (
         <p className="muted small">Shown while on air.</p>

@@ -1,7 +1,10 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { App } from "./App";
+import { markRenderMode } from "./renderMode";
 import "./styles.css";
+
+markRenderMode();
 
 const root = document.getElementById("root");
 if (root) {
