@@ -74,6 +74,14 @@ pub fn server_status(studio: State<'_, Studio>) -> ServerStatus {
     studio.probe.status()
 }
 
+/// Whether the web view has a GPU to draw with (`render_mode.rs`): without one the UI draws
+/// still indicators instead of endless animations.
+#[tauri::command]
+#[specta::specta]
+pub fn render_mode() -> crate::render_mode::RenderMode {
+    crate::render_mode::detect()
+}
+
 /// The embedded local room, when it runs.
 #[tauri::command]
 #[specta::specta]

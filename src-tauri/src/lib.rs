@@ -15,6 +15,7 @@ pub mod local_room;
 pub mod meter_service;
 pub mod mic_test;
 pub mod music_panel;
+pub mod render_mode;
 pub mod room_admin;
 pub mod room_session;
 pub mod room_view;
@@ -68,6 +69,7 @@ pub fn specta_builder<R: tauri::Runtime>() -> tauri_specta::Builder<R> {
             commands::get_settings,
             commands::set_server_url,
             commands::server_status,
+            commands::render_mode,
             commands::local_room_status,
             commands::set_local_room,
             commands::join_room,

@@ -375,7 +375,7 @@ async fn run() -> anyhow::Result<()> {
     let render = studio
         .client
         .execute(
-            "return document.documentElement.dataset.render || '?'",
+            "const d = document.documentElement.dataset; return `${d.render} (WebGL renderer: ${d.renderer})`",
             vec![],
         )
         .await?;

@@ -22,6 +22,11 @@ export const commands = {
 	setServerUrl: (url: string) => typedError<Settings_Serialize, AppError>(__TAURI_INVOKE("set_server_url", { url })),
 	/**  Whether the room server answers, as last probed. */
 	serverStatus: () => __TAURI_INVOKE<ServerStatus>("server_status"),
+	/**
+	 *  Whether the web view has a GPU to draw with (`render_mode.rs`): without one the UI draws
+	 *  still indicators instead of endless animations.
+	 */
+	renderMode: () => __TAURI_INVOKE<RenderMode>("render_mode"),
 	/**  The embedded local room, when it runs. */
 	localRoomStatus: () => typedError<LocalRoomView | null, AppError>(__TAURI_INVOKE("local_room_status")),
 	/**
@@ -1690,6 +1695,13 @@ export type Registration =
 { state: "inWindow"; 
 /**  Why the global grab failed. */
 reason: string };
+
+/**  How the web view draws. */
+export type RenderMode = 
+/**  A GPU composites the window (or the platform's web view decides: Windows, macOS). */
+"gpu" | 
+/**  No GPU: Mesa's software rasteriser draws every frame on the CPU. */
+"software";
 
 /**  The custom reverb. */
 export type ReverbPanel = ReverbPanel_Serialize | ReverbPanel_Deserialize;

@@ -17,11 +17,16 @@ describe("render mode", () => {
     }
   });
 
+  it("takes the Studio's word for a machine without a GPU", () => {
+    expect(markRenderMode("software", document)).toBe("software");
+    expect(document.documentElement.dataset.render).toBe("software");
+  });
+
   it("counts a web view without WebGL as software and marks the root element", () => {
     expect(classifyRenderer(null)).toBe("software");
     expect(classifyRenderer("")).toBe("software");
     // jsdom has no WebGL.
-    expect(markRenderMode(document)).toBe("software");
+    expect(markRenderMode(null, document)).toBe("software");
     expect(document.documentElement.dataset.render).toBe("software");
   });
 });

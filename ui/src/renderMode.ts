@@ -30,9 +30,13 @@ export function webglRenderer(doc: Document = document): string | null {
   }
 }
 
-/** Sets `data-render` on the root element ("gpu" or "software") for the style sheet. */
-export function markRenderMode(doc: Document = document): RenderMode {
-  const mode = classifyRenderer(webglRenderer(doc));
+/** Sets `data-render` on the root element ("gpu" or "software") for the style sheet: software
+ *  when the Studio says the machine has no GPU (`render_mode`; WebKit hides the renderer's
+ *  name) or when WebGL names a software rasteriser (Chromium-based web views do). */
+export function markRenderMode(host: RenderMode | null = null, doc: Document = document): RenderMode {
+  const renderer = webglRenderer(doc);
+  const mode = host === "software" ? "software" : classifyRenderer(renderer);
   doc.documentElement.dataset.render = mode;
+  doc.documentElement.dataset.renderer = renderer ?? "";
   return mode;
 }

@@ -1,0 +1,68 @@
+//! Whether the machine offers the web view a GPU (docs/studio.md, "Speaking indicator").
+//!
+//! Without one, WebKitGTK composites every frame of the window on the CPU (Mesa's llvmpipe), and
+//! an element animated without end keeps that going 60 times a second: the `studio_paint`
+//! benchmark measured the web view at 70 % of a core with eight rippling seats, 41 % without.
+//! The UI then draws still indicators. WebKit hides the WebGL renderer's name ("Apple GPU"), so
+//! the web view cannot tell by itself; the Studio looks at the machine.
+
+use serde::Serialize;
+
+/// How the web view draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub enum RenderMode {
+    /// A GPU composites the window (or the platform's web view decides: Windows, macOS).
+    Gpu,
+    /// No GPU: Mesa's software rasteriser draws every frame on the CPU.
+    Software,
+}
+
+/// The rule on Linux: software when `LIBGL_ALWAYS_SOFTWARE` is set to anything but `0`/`false`
+/// (Mesa then uses llvmpipe even with a GPU), or when no DRM render node (`/dev/dri/renderD*`)
+/// exists (no GPU the user may render with).
+pub fn linux_render_mode(libgl_always_software: Option<&str>, has_render_node: bool) -> RenderMode {
+    let forced = libgl_always_software
+        .is_some_and(|v| !matches!(v.trim(), "" | "0" | "false" | "FALSE" | "False"));
+    if forced || !has_render_node {
+        RenderMode::Software
+    } else {
+        RenderMode::Gpu
+    }
+}
+
+/// This machine's render mode.
+pub fn detect() -> RenderMode {
+    if cfg!(target_os = "linux") {
+        let has_render_node = std::fs::read_dir("/dev/dri").is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+        });
+        linux_render_mode(
+            std::env::var("LIBGL_ALWAYS_SOFTWARE").ok().as_deref(),
+            has_render_node,
+        )
+    } else {
+        RenderMode::Gpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_without_a_render_node_or_when_mesa_is_told_so() {
+        assert_eq!(linux_render_mode(None, true), RenderMode::Gpu);
+        assert_eq!(linux_render_mode(None, false), RenderMode::Software);
+        assert_eq!(linux_render_mode(Some("1"), true), RenderMode::Software);
+        assert_eq!(linux_render_mode(Some("true"), true), RenderMode::Software);
+        for off in ["0", "false", "", " 0 "] {
+            assert_eq!(
+                linux_render_mode(Some(off), true),
+                RenderMode::Gpu,
+                "{off:?}"
+            );
+        }
+    }
+}
