@@ -275,16 +275,13 @@ impl Chain {
         self.music_gain.target = v.clamp(0.0, 1.5);
     }
 
-    /// Puts the voice, music and send gains at their targets at once, without the one-block
-    /// ramp: for a chain about to replace a running one, whose levels it takes over.
-    pub fn settle_gains(&mut self) {
-        for g in [
-            &mut self.voice_gain,
-            &mut self.music_gain,
-            &mut self.send_gain,
-        ] {
-            g.current = g.target;
-        }
+    /// Takes over `running`'s voice, music and send gains where they stand (targets and levels,
+    /// mid-ramp included): for a chain about to replace it, so that a mode change keeps what the
+    /// host set from the first sample, with no ramp from this chain's defaults.
+    pub fn take_levels_from(&mut self, running: &Chain) {
+        self.voice_gain = running.voice_gain;
+        self.music_gain = running.music_gain;
+        self.send_gain = running.send_gain;
     }
 
     /// Tells the AEC the render→capture delay of the devices, in ms.

@@ -248,8 +248,6 @@ pub struct EngineCore {
     capture_copy: Block,
     voice_muted: bool,
     send_muted: bool,
-    /// The publish bus's music volume, carried into a chain that replaces the running one.
-    music_volume: f32,
     music: MusicBus,
     music_pub: Block,
     music_loc: Block,
@@ -329,7 +327,6 @@ impl EngineCore {
             capture_copy: Block::silent(2),
             voice_muted: false,
             send_muted: false,
-            music_volume: 1.0,
             music: MusicBus::new(),
             music_pub: Block::silent(2),
             music_loc: Block::silent(2),
@@ -399,19 +396,12 @@ impl EngineCore {
                 self.send_muted = m;
                 self.each_chain(|c| c.set_send_muted(m));
             }
-            Control::SetPublishMusicVolume(v) => {
-                self.music_volume = v;
-                self.each_chain(|c| c.set_music_volume(v));
-            }
+            Control::SetPublishMusicVolume(v) => self.each_chain(|c| c.set_music_volume(v)),
             Control::SetPlayoutMusicVolume(v) => self.playout.set_music_volume(v),
             Control::SetEchoDelayMs(ms) => self.each_chain(|c| c.set_echo_delay_ms(ms)),
             Control::ReplaceChain(mut c) => {
-                // A mode change keeps what the host set: mutes and the published music volume,
-                // at their level from the first sample (no ramp from the new chain's defaults).
-                c.set_voice_muted(self.voice_muted || self.music_replace);
-                c.set_send_muted(self.send_muted);
-                c.set_music_volume(self.music_volume);
-                c.settle_gains();
+                // A mode change keeps what the host set: mutes and the published music volume.
+                c.take_levels_from(&self.chain);
                 return self.next_chain.replace(c).map(Garbage::Chain);
             }
             Control::SetExpectedLoss(p) => {
