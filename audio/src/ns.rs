@@ -53,6 +53,13 @@ const DD: f32 = 0.8;
 /// The noise estimate is scaled by this in the gain rule (over-subtraction; pink and fan noise
 /// in pauses about 1 dB further down, clean speech unchanged).
 const OVER: f32 = 1.5;
+/// Alone (no AI-NS in front), the gain is pulled toward the floor where speech is unlikely
+/// (OM-LSA's form, Cohen 2003: G = G_wiener^q · G_min^(1−q), q the a-posteriori speech-presence
+/// probability for an a-priori SNR of this under speech, 7 dB). The Wiener gain alone left
+/// musical noise 19 dB down in pauses (white noise, steady state); with this, 27 dB. With the
+/// AI-NS in front it is not used: RNNoise's own gain already closes the pauses, and there it
+/// cost PESQ 0.05 and clean speech 0.15.
+const SPP_XI: f32 = 5.0;
 /// With the AI-NS in front, its speech probability below which a frame counts as a pause: the
 /// estimator starts learning at the first such frame, not on a stream's first (talking) frame.
 const VAD_PAUSE: f32 = 0.5;
@@ -349,7 +356,21 @@ impl Processor for NoiseSuppressor {
                     let post = p / noise;
                     let prio = (DD * st.clean_prev[k] / noise + (1.0 - DD) * (post - 1.0).max(0.0))
                         .max(1e-3);
-                    (prio / (1.0 + prio)).max(self.min_gain)
+                    let g = (prio / (1.0 + prio)).max(self.min_gain);
+                    if with_ai {
+                        g
+                    } else {
+                        // Speech-presence probability on the power smoothed over neighbouring
+                        // bins (a lone bin's peak in noise is no evidence of speech).
+                        let lo = self.power[k.saturating_sub(1)];
+                        let hi = self.power[(k + 1).min(BINS - 1)];
+                        let smoothed = (0.25 * lo + 0.5 * p + 0.25 * hi) / noise;
+                        let q = 1.0
+                            / (1.0
+                                + (1.0 + SPP_XI)
+                                    * (-(smoothed * SPP_XI / (1.0 + SPP_XI)).min(50.0)).exp());
+                        (q * g.ln() + (1.0 - q) * self.min_gain.ln()).exp()
+                    }
                 } else {
                     1.0
                 };
