@@ -1,7 +1,7 @@
 //! Classic noise suppression: an STFT Wiener filter (20 ms sqrt-Hann frames, 10 ms hop) with a
 //! decision-directed a-priori SNR and a noise spectrum estimated by minima-controlled recursive
 //! averaging (MCRA, Cohen & Berdugo 2002): the power spectrum, smoothed over time and
-//! neighbouring bins, is compared with its minimum over the last 1.5–3 s; where it stays near
+//! neighbouring bins, is compared with its minimum over the last 5–10 s; where it stays near
 //! that minimum (no speech) the noise estimate follows the input's power with a 0.2 s time
 //! constant, where it rises well above it (speech) the estimate holds. So the estimate is the
 //! noise's mean power, not a minimum that needs a bias guess, it settles within a few seconds
@@ -13,6 +13,12 @@
 //! skipping it made clean speech with exact zeros between words, after RNNoise, count as noise,
 //! PESQ 4.09 → 2.96.) Allocation-free after `prepare`; one block of latency
 //! (the overlap-add).
+//!
+//! With the AI-NS in front ([`NoiseSuppressor::set_reference`]) it works beside it, not after
+//! it: the noise is learnt from the AI-NS's input, and that input gets, per bin, the smaller of
+//! this stage's gain and the AI-NS's; RNNoise's speech probability decides when learning starts
+//! and holds it back in bins well above their minimum. Alone, the gain is pulled toward the floor
+//! where speech is unlikely (OM-LSA's form). docs/voice-chain.md has the figures.
 
 use std::sync::Arc;
 
