@@ -32,6 +32,13 @@ pub struct AiNoiseSuppressor {
     scratch_in: [f32; BLOCK_FRAMES],
     scratch_out: [f32; BLOCK_FRAMES],
     dry: [[f32; BLOCK_FRAMES]; 2],
+    /// The input lined up with the last output block (the dry path's block).
+    aligned: [[f32; BLOCK_FRAMES]; 2],
+    /// RNNoise's speech probability for the last input block and the one before, per channel.
+    vad: [[f32; 2]; 2],
+    /// Blocks processed since it was prepared, reset or resumed (up to 2): `aligned` holds the
+    /// input only from the second on (the first lines up with whatever came before the pause).
+    primed: u8,
     channels: usize,
 }
 
@@ -58,8 +65,31 @@ impl AiNoiseSuppressor {
             scratch_in: [0.0; BLOCK_FRAMES],
             scratch_out: [0.0; BLOCK_FRAMES],
             dry: [[0.0; BLOCK_FRAMES]; 2],
+            aligned: [[0.0; BLOCK_FRAMES]; 2],
+            vad: [[0.0; 2]; 2],
+            primed: 0,
             channels: 1,
         }
+    }
+
+    /// The input lined up with the last block it put out (its input one block earlier), channel
+    /// `ch`: what the classic NS after it learns the noise from.
+    pub fn aligned_input(&self, ch: usize) -> &[f32] {
+        &self.aligned[ch.min(1)]
+    }
+
+    /// Whether [`Self::aligned_input`] holds the input that lines up with the last output block.
+    pub fn reference_ready(&self) -> bool {
+        self.primed >= 2
+    }
+
+    /// RNNoise's speech probability (0..=1) around the last block it put out: the larger of its
+    /// reading for that block's input and for the input after it, over the channels.
+    pub fn speech_probability(&self) -> f32 {
+        self.vad[..self.states.len().min(2)]
+            .iter()
+            .map(|v| v[0].max(v[1]))
+            .fold(0.0, f32::max)
     }
 
     /// Sets the strength (0..=1); takes effect on the next block, allocation-free.
@@ -79,6 +109,9 @@ impl Processor for AiNoiseSuppressor {
         self.channels = spec.channels;
         self.states = (0..spec.channels).map(|_| DenoiseState::new()).collect();
         self.dry = [[0.0; BLOCK_FRAMES]; 2];
+        self.aligned = [[0.0; BLOCK_FRAMES]; 2];
+        self.vad = [[0.0; 2]; 2];
+        self.primed = 0;
         Ok(())
     }
 
@@ -90,15 +123,18 @@ impl Processor for AiNoiseSuppressor {
             for (d, v) in self.scratch_in.iter_mut().zip(x.iter()) {
                 *d = v * 32768.0;
             }
-            self.states[ch].process_frame(&mut self.scratch_out, &self.scratch_in);
+            let vad = self.states[ch].process_frame(&mut self.scratch_out, &self.scratch_in);
+            self.vad[ch] = [self.vad[ch][1], vad];
             // Dry path delayed by one block to line up with RNNoise's output.
             for i in 0..BLOCK_FRAMES {
                 let wet = self.scratch_out[i] / 32768.0;
                 let dry = self.dry[ch][i];
+                self.aligned[ch][i] = dry;
                 self.dry[ch][i] = x[i];
                 x[i] = wet * s + dry * (1.0 - s);
             }
         }
+        self.primed = self.primed.saturating_add(1).min(2);
         if block.channels() == 2 && n == 1 {
             let (l, r) = block.pair_mut();
             r.copy_from_slice(l);
@@ -112,6 +148,13 @@ impl Processor for AiNoiseSuppressor {
             *st = DenoiseState::new();
         }
         self.dry = [[0.0; BLOCK_FRAMES]; 2];
+        self.aligned = [[0.0; BLOCK_FRAMES]; 2];
+        self.vad = [[0.0; 2]; 2];
+        self.primed = 0;
+    }
+
+    fn resume(&mut self) {
+        self.primed = 0;
     }
 
     fn latency(&self) -> Frames {

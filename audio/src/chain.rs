@@ -399,6 +399,18 @@ impl Chain {
         // RNNoise before the classic suppressor: it was trained on unprocessed noisy speech, and
         // this order measured 2 dB better (tests/dsp_quality.rs).
         self.ai_ns.process(block);
+        // The classic NS works beside the AI-NS, not after it: it learns the noise from the
+        // AI-NS's input and applies the smaller of the two gains to it (docs/voice-chain.md).
+        if self.ai_ns.is_active() && self.ai_ns.inner().reference_ready() {
+            let ai = self.ai_ns.inner();
+            let inputs = [ai.aligned_input(0), ai.aligned_input(1)];
+            self.ns
+                .inner_mut()
+                .set_reference(Some(&inputs[..block.channels()]), ai.speech_probability());
+        } else {
+            let speech = if self.ai_ns.is_active() { 1.0 } else { 0.0 };
+            self.ns.inner_mut().set_reference(None, speech);
+        }
         self.ns.process(block);
         self.tap_ns.copy_from(block);
         // The AGC adapts on near-end speech only, never on what is left of the echo.

@@ -686,10 +686,15 @@ fn pcm_injection_44k1_mono_comes_out_48k_stereo_at_pitch() {
 
 /// Published packets and local output of a 3 s run where the mic is a 300 Hz tone and a PCM
 /// injector (if any) is fed `feed_blocks` blocks of a 440 Hz tone, then starves. Voice mode,
-/// with or without its echo canceller.
+/// with or without its echo canceller. The classic NS is off: it takes the steady 300 Hz
+/// "microphone" for noise and cuts it to its floor, and the AGC lifts it back at 12 dB/s only
+/// while the AEC calls its output near end, so after an injected second the mic's level lagged
+/// the run without injection by 9 dB at 2.5–3 s and 2.7 dB at 4.5–5 s: the NS's and AGC's
+/// adaptation to a test tone, not the injector's doing, which is what this compares.
 fn injection_run(with: Option<(bool, u64)>, aec: bool) -> (Vec<Vec<u8>>, Vec<f32>) {
     let mut chain = ChainConfig::for_mode(Mode::Voice);
     chain.toggles.aec = aec;
+    chain.toggles.ns = false;
     let cfg = EngineConfig {
         chain,
         capture_channels: 1,
@@ -755,9 +760,17 @@ fn local_playback_moves_only_the_local_output_and_an_underrun_leaves_the_mic_bit
     let gap_b = &b[120_000..144_000];
     assert!(
         power_db(gap_a, 440.0) < power_db(gap_a, 300.0) - 60.0,
-        "tone left after underrun"
+        "tone left after underrun: 440 Hz {:.1} dB, 300 Hz {:.1} dB (without injection {:.1} dB)",
+        power_db(gap_a, 440.0),
+        power_db(gap_a, 300.0),
+        power_db(gap_b, 300.0)
     );
-    assert!((power_db(gap_a, 300.0) - power_db(gap_b, 300.0)).abs() < 0.5);
+    assert!(
+        (power_db(gap_a, 300.0) - power_db(gap_b, 300.0)).abs() < 0.5,
+        "after the underrun the microphone's 300 Hz is {:.1} dB, without injection {:.1} dB",
+        power_db(gap_a, 300.0),
+        power_db(gap_b, 300.0)
+    );
     // local_playback off: the same tone published, nothing local. Routing alone is compared with
     // the echo canceller off (its reference is the local output, so with it on the two runs
     // differ by design): the published levels must agree within 0.1 dB.

@@ -4,7 +4,7 @@
 //! `webrtcdsp` on the same files. Runs the suite's subset (13 conditions; the material is cached
 //! under ~/.cache/onmic/voice-eval, about 4 minutes to generate on a cold cache).
 //!
-//! What is asserted: acceptance 4 in full; for echo, double talk and noise the bars the chain
+//! What is asserted: acceptances 3 and 4 in full; for echo and double talk the bars the chain
 //! meets today (each named below) and that it is never worse than `webrtcdsp` where the issue
 //! asks for it and it holds. The acceptance bars it does not meet yet are listed in
 //! docs/voice-chain.md with the figures; they are not asserted (the test would only fail).
@@ -63,6 +63,7 @@ fn voice_chain_in_real_rooms() {
     let all: serde_json::Value = serde_json::from_str(&text).expect("json");
     let rows = all.as_object().expect("object");
     let mut checked = 0;
+    let mut noise_gains = Vec::new();
     for (name, v) in rows {
         let r = Row(v);
         let meta = &v["meta"];
@@ -100,25 +101,33 @@ fn voice_chain_in_real_rooms() {
             );
             checked += 1;
         } else if name.starts_with("noise-") {
+            // Acceptance 3 in full (the mean PESQ gain is checked after the loop).
             let (pesq, pesq_in) = (r.get("onmic", "pesq"), r.get("onmic", "pesq_in"));
+            noise_gains.push(pesq - pesq_in);
+            let peer = r.get("webrtcdsp", "pesq");
             assert!(
-                pesq > pesq_in,
-                "{name}: PESQ {pesq:.2} not above the input's {pesq_in:.2}"
+                pesq >= peer,
+                "{name}: PESQ {pesq:.3} below webrtcdsp's {peer:.3}"
             );
-            // STOI ≥ input − 0.02 (acceptance 3 asks − 0.01; white noise is at −0.018).
             let (stoi, stoi_in) = (r.get("onmic", "stoi"), r.get("onmic", "stoi_in"));
             assert!(
-                stoi >= stoi_in - 0.02,
+                stoi >= stoi_in - 0.01,
                 "{name}: STOI {stoi:.3} vs input {stoi_in:.3}"
             );
             assert!(
                 stoi >= r.get("webrtcdsp", "stoi"),
                 "{name}: STOI below webrtcdsp's"
             );
-            if name != "noise-babble" && name != "noise-fan" {
-                let pause = r.get("onmic", "pause_db");
+            let pause = r.get("onmic", "pause_db");
+            if name == "noise-babble" {
+                // Babble: not louder in pauses than it came in.
                 assert!(
-                    pause >= 15.0,
+                    pause >= 0.0,
+                    "{name}: babble in pauses {pause:.1} dB: louder than the input"
+                );
+            } else {
+                assert!(
+                    pause >= 20.0,
                     "{name}: noise in pauses only {pause:.1} dB down"
                 );
             }
@@ -136,4 +145,10 @@ fn voice_chain_in_real_rooms() {
         }
     }
     assert_eq!(checked, 13, "the subset has 13 conditions");
+    assert_eq!(noise_gains.len(), 5, "five noises");
+    let mean = noise_gains.iter().sum::<f64>() / noise_gains.len() as f64;
+    assert!(
+        mean >= 0.4,
+        "PESQ gain over the noises {mean:+.3} < +0.4 ({noise_gains:.2?})"
+    );
 }
