@@ -1000,6 +1000,11 @@ impl Session {
             self.configure_pacer();
         }
 
+        // Onmic patch: an `Rtcp` is about 1 KiB inline (a list of 31 reception reports), and a
+        // `VecDeque` keeps the capacity of its largest compound packet for the life of the
+        // session: ~15 KiB per SFU peer for a queue that is empty between two packets.
+        self.feedback_rx.shrink_to_fit();
+
         if !may_move_timeout {
             // Also covers empty reports; raw-packet capture only queues events.
             wake.no_timeout();
@@ -1210,6 +1215,12 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+
+        // Onmic patch: as `feedback_rx` in `handle_rtcp`, free the queue's ~1 KiB per slot once
+        // everything queued went out (sender reports are queued every few seconds).
+        if self.feedback_tx.is_empty() {
+            self.feedback_tx.shrink_to_fit();
+        }
 
         if len == 0 {
             return None;

@@ -339,7 +339,14 @@ impl Streams {
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
-        self.streams_tx.remove(&ssrc).is_some()
+        let removed = self.streams_tx.remove(&ssrc).is_some();
+        // Onmic patch: a `StreamTx` is ~1.8 KiB inline in the map's buckets, and the map keeps
+        // the buckets of every stream the SDP once declared (an SFU listener's four slots, of
+        // which one carries audio): give back what the removed streams held.
+        if removed {
+            self.streams_tx.shrink_to_fit();
+        }
+        removed
     }
 
     pub(crate) fn local_sender_ssrcs(&self) -> Vec<Ssrc> {

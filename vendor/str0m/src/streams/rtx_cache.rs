@@ -24,7 +24,14 @@ pub(crate) struct RtxCache {
 impl RtxCache {
     pub fn new(max_packet_count: usize, max_packet_age: Duration) -> Self {
         Self {
-            packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
+            // Onmic patch: never more slots up front than the cache may hold (was 10 whatever
+            // `set_send_buffer_audio` said: ~4 KiB per send stream, twice per stream since
+            // `StreamTx::new` builds one that `set_rtx_cache` replaces).
+            packet_by_seq_no: EvictingBuffer::new(
+                max_packet_count.clamp(1, 10),
+                max_packet_age,
+                max_packet_count,
+            ),
             seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
         }
     }
