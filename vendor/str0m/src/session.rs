@@ -381,6 +381,21 @@ impl Session {
         probe_media
     }
 
+    /// Onmic patch: see `Rtc::release_written_media`. What `handle_timeout` does for written
+    /// packets: timestamp them in their send queues, then refresh the pacer's snapshot of the
+    /// queues. False (nothing done) when a stream needs its first full timeout.
+    pub fn release_written_media(&mut self, now: Instant) -> bool {
+        if self.rtp_closing {
+            return true;
+        }
+        if !self.streams.stamp_written(now) {
+            return false;
+        }
+        let probe_media = self.handle_timeout_bwe(now);
+        self.update_queue_state(now, probe_media);
+        true
+    }
+
     fn update_queue_state(&mut self, now: Instant, probe_media: Option<(Mid, Pt)>) {
         // Do not make unsendable media/padding ready before DTLS supplies keys.
         // Otherwise an immediate pacer deadline can starve the application's I/O.

@@ -43,7 +43,23 @@ macro_rules! str_id {
             type Target = str;
 
             fn deref(&self) -> &Self::Target {
-                from_utf8(&self.0).expect("ascii id").trim()
+                // Onmic patch: trim the ASCII padding bytewise. `str::trim` decodes chars from
+                // both ends, and a `Mid` is dereferenced twice for every RTP packet written
+                // with the mid header extension (~400 instructions per packet, callgrind).
+                let mut bytes = &self.0[..];
+                while let [first, rest @ ..] = bytes {
+                    if !first.is_ascii_whitespace() {
+                        break;
+                    }
+                    bytes = rest;
+                }
+                while let [rest @ .., last] = bytes {
+                    if !last.is_ascii_whitespace() {
+                        break;
+                    }
+                    bytes = rest;
+                }
+                from_utf8(bytes).expect("ascii id").trim()
             }
         }
 

@@ -417,6 +417,18 @@ impl Streams {
         self.streams_rx.values().find_map(|s| s.paused_at())
     }
 
+    /// Onmic patch (see `Rtc::release_written_media`): timestamps the packets written since
+    /// the last timeout, as `handle_timeout` does. False if a stream with such packets never had
+    /// a timeout (it needs the full one).
+    pub(crate) fn stamp_written(&mut self, now: Instant) -> bool {
+        for stream in self.streams_tx.values_mut() {
+            if stream.need_timeout() && !stream.stamp_written(now) {
+                return false;
+            }
+        }
+        true
+    }
+
     pub(crate) fn send_stream(&self) -> Option<Instant> {
         if self.streams_tx.values().any(|s| s.need_timeout()) {
             Some(already_happened())

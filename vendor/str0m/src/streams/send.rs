@@ -1278,6 +1278,17 @@ impl StreamTx {
         self.send_queue.need_timeout()
     }
 
+    /// Onmic patch (see `Rtc::release_written_media`): what `handle_timeout` does for packets
+    /// written since the last one, when it is not the stream's first. Returns false (nothing
+    /// done) when the stream never had a timeout: it needs the full one.
+    pub(crate) fn stamp_written(&mut self, now: Instant) -> bool {
+        if self.kind.is_none() {
+            return false;
+        }
+        self.send_queue.handle_timeout(now);
+        true
+    }
+
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,
