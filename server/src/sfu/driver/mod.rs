@@ -65,8 +65,11 @@ mod driver_rtc;
 /// Largest datagram read from the socket.
 const MAX_DATAGRAM: usize = 2000;
 /// Sent audio packets str0m keeps per stream for resending. Audio is not resent (no NACK/RTX;
-/// Opus in-band FEC covers loss), so keep few: str0m's default of 50 cost ~60 KiB per listener.
-const AUDIO_SEND_BUFFER: usize = 4;
+/// Opus in-band FEC covers loss, and the driver writes copies as not nackable, so str0m never
+/// caches one): str0m's default of 50 cost ~60 KiB per listener. 1, not 0: the patched str0m
+/// allocates this many slots per send stream up front (`vendor/str0m/ONMIC-PATCH.md`), each
+/// a few hundred bytes, for every slot carrying audio to every listener.
+const AUDIO_SEND_BUFFER: usize = 1;
 /// Receive and send buffer asked for on the media socket.
 const SOCKET_BUFFER: usize = 4 << 20;
 /// A room whose packets only came relayed from other shards is forgotten after this long without
