@@ -242,6 +242,11 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
             {
                 tracing::warn!("global shortcuts are not available ({e}); they work in the window");
             }
+            tracing::info!(
+                mode = ?render_mode::detect(),
+                cpu_painting = std::env::var_os(render_mode::CPU_PAINTING_VAR).is_some(),
+                "web view rendering"
+            );
             let studio = app.state::<Studio>();
             let _ = studio.shortcuts.app.set(app.handle().clone());
             shortcuts::register(app.handle(), &studio.settings.get().shortcuts);
