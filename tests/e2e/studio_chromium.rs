@@ -409,12 +409,11 @@ fn a_chromium_listener_hears_the_mode_processing_and_no_clicks_and_the_ear_monit
     );
 }
 
-/// The same run with the two bars of acceptance 2 not met yet asserted as well: noise
-/// suppression at the listener (NS on lowers the pauses by ≥ 20 dB without lowering PESQ) and
-/// no click when toggling on air. Ignored, and so named in `cargo xtask test`'s summary, until
-/// they hold (docs/studio.md, "End to end with a Chromium listener").
+/// The same run with acceptance 2's last bar asserted as well: no click when toggling on air.
+/// Ignored, and so named in `cargo xtask test`'s summary, until the check can tell a toggle's
+/// click from the path's own glitches (docs/studio.md, "End to end with a Chromium listener").
 #[test]
-#[ignore = "issue 10 acceptance 2 not reliably met: NS at the Chromium listener lowers pauses 16.3-20.9 dB in three runs (bar 20; PESQ 1.05-1.07 -> 1.22-1.46 holds); the click check cannot separate toggles from jitter-buffer repairs under load (docs/studio.md)"]
+#[ignore = "issue 10 acceptance 2, toggle clicks: the listener's recording has 10 ms holes of exact zeros and a phase jump before any toggle as well as during them (Chromium reports no concealment), so the check cannot tell a toggle's click from the path's glitches (docs/studio.md)"]
 fn a_chromium_listener_hears_noise_suppressed_and_no_click_when_toggling() {
     in_netns(
         "a_chromium_listener_hears_noise_suppressed_and_no_click_when_toggling",
@@ -425,9 +424,10 @@ fn a_chromium_listener_hears_noise_suppressed_and_no_click_when_toggling() {
 /// Which of acceptance 2's bars a run asserts (every measure is printed either way).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Bars {
-    /// The bars that hold: mode, stereo, bitrate, voice profile, ear monitor, output device.
+    /// The bars that hold: mode, stereo, bitrate, voice profile, ear monitor, output device,
+    /// noise suppression at the listener.
     Met,
-    /// Also noise suppression at the listener and no click on toggles.
+    /// Also no click on toggles.
     All,
 }
 
@@ -825,18 +825,6 @@ async fn audio_scenario(bars: Bars) -> anyhow::Result<()> {
             g("pesq_on")
         );
     }
-    if bars == Bars::Met {
-        println!(
-            "not asserted in this run (see the ignored test): NS pause fall {fall:.1} dB, PESQ {:.2} → {:.2}, toggle clicks {click_failures:?}",
-            f("pesq_off"),
-            f("pesq_on")
-        );
-        browser.quit().await;
-        studio.click("#leave-room").await?;
-        studio.quit().await?;
-        println!("audio scenario took {:?}", started.elapsed());
-        return Ok(());
-    }
     assert!(fall >= 20.0, "NS lowers the pauses by only {fall:.1} dB");
     assert!(
         f("pesq_on") >= f("pesq_off"),
@@ -844,6 +832,16 @@ async fn audio_scenario(bars: Bars) -> anyhow::Result<()> {
         f("pesq_off"),
         f("pesq_on")
     );
+    if bars == Bars::Met {
+        println!(
+            "not asserted in this run (see the ignored test): toggle clicks {click_failures:?}"
+        );
+        browser.quit().await;
+        studio.click("#leave-room").await?;
+        studio.quit().await?;
+        println!("audio scenario took {:?}", started.elapsed());
+        return Ok(());
+    }
 
     // Checked last, so that one run reports every measure.
     assert!(
