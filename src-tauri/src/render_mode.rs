@@ -1,4 +1,4 @@
-//! Whether the machine offers the web view a GPU (docs/studio.md, "Speaking indicator").
+//! Whether the machine offers the web view a GPU (docs/studio.md, "Event-to-paint benchmark").
 //!
 //! Without one, WebKitGTK composites every frame of the window on the CPU (Mesa's llvmpipe), and
 //! an element animated without end keeps that going 60 times a second: the `studio_paint`
