@@ -47,8 +47,14 @@ pub fn webview_env(mode: RenderMode, user_set: bool) -> Option<(&'static str, &'
         .then_some((CPU_PAINTING_VAR, "1"))
 }
 
-/// This machine's render mode.
+/// This machine's render mode, looked at once per process (the executable's start, the log
+/// line and the UI's `render_mode` command all ask).
 pub fn detect() -> RenderMode {
+    static MODE: std::sync::OnceLock<RenderMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(look)
+}
+
+fn look() -> RenderMode {
     if cfg!(target_os = "linux") {
         let has_render_node = std::fs::read_dir("/dev/dri").is_ok_and(|d| {
             d.flatten()

@@ -78,6 +78,29 @@ pub struct RoomStatus {
     pub audience_unchanged: bool,
 }
 
+impl RoomStatus {
+    /// A session's first status: `connecting`, nothing sent, received or known yet.
+    pub fn connecting(room: String, uid: String) -> RoomStatus {
+        RoomStatus {
+            room,
+            uid,
+            state: "connecting".into(),
+            publishing: false,
+            view: RoomView::default(),
+            members: 0,
+            packets_sent: 0,
+            packets_received: 0,
+            send_loss: 0,
+            alerts: Vec::new(),
+            ended: None,
+            lost_seat: None,
+            stats: LiveStats::default(),
+            emitted_at_ms: 0.0,
+            audience_unchanged: false,
+        }
+    }
+}
+
 /// One level reading, dBFS.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Type)]
 #[serde(rename_all = "camelCase")]
@@ -470,23 +493,10 @@ impl RoomSessionService {
         };
         let publish = client.publisher().spawn_from_engine(packets);
 
-        let status = Arc::new(Mutex::new(RoomStatus {
-            room: target.room,
-            uid: client.uid().as_str().to_owned(),
-            state: "connecting".into(),
-            publishing: false,
-            view: RoomView::default(),
-            members: 0,
-            packets_sent: 0,
-            packets_received: 0,
-            send_loss: 0,
-            alerts: Vec::new(),
-            ended: None,
-            lost_seat: None,
-            stats: LiveStats::default(),
-            emitted_at_ms: 0.0,
-            audience_unchanged: false,
-        }));
+        let status = Arc::new(Mutex::new(RoomStatus::connecting(
+            target.room,
+            client.uid().as_str().to_owned(),
+        )));
         let events =
             std::mem::replace(&mut client.events, tokio::sync::mpsc::unbounded_channel().1);
         let mut remotes = std::mem::replace(
@@ -1031,24 +1041,13 @@ mod tests {
 
     fn status(audience: Vec<MemberView>) -> RoomStatus {
         RoomStatus {
-            room: "r".into(),
-            uid: "host".into(),
             state: "connected".into(),
             publishing: true,
             view: RoomView {
                 audience,
                 ..RoomView::default()
             },
-            members: 0,
-            packets_sent: 0,
-            packets_received: 0,
-            send_loss: 0,
-            alerts: Vec::new(),
-            ended: None,
-            lost_seat: None,
-            stats: LiveStats::default(),
-            emitted_at_ms: 0.0,
-            audience_unchanged: false,
+            ..RoomStatus::connecting("r".into(), "host".into())
         }
     }
 

@@ -107,10 +107,14 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// The Studio's process id (the one running the binary under test).
 fn studio_pid() -> Option<u32> {
     let want = std::fs::canonicalize(onmic_e2e::studio::studio_bin()).ok()?;
+    find_pid(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == want))
+}
+
+/// The first process in `/proc` that `matches`.
+fn find_pid(matches: impl Fn(u32) -> bool) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-        (exe == want).then_some(pid)
+        matches(pid).then_some(pid)
     })
 }
 
@@ -136,12 +140,15 @@ fn renice_load(pid: &str) -> usize {
 /// The Studio's web view process (WebKitGTK's `WebKitWebProcess`, a child of the Studio): where
 /// the UI's JavaScript, layout and painting run.
 fn webview_pid(studio: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (head, rest) = stat.rsplit_once(')')?;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == studio && head.contains("WebKitWebProces")).then_some(pid)
+    find_pid(|pid| {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let ppid = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        ppid == Some(studio) && head.contains("WebKitWebProces")
     })
 }
 

@@ -69,16 +69,10 @@ function LiveStrips({ live, inputMeter }: { live: boolean; inputMeter: React.Rea
   );
 }
 
-/** The engine's latency figures while live (null otherwise), as the readout shows them: the
- *  readout re-renders when a shown figure changes, not with every meter frame. */
+/** The latency readout's figures while live (null otherwise); a new object only when a shown
+ *  figure changes (`meterStore`), so the readout does not follow every meter frame. */
 function useLatency(live: boolean) {
-  const shown = useStore(liveMeters, (s) => {
-    const l = live && s.meters ? s.meters.latency : null;
-    return l ? [l.totalMs, l.inputMs, l.chainMs, l.encoderMs, l.jitterMs, l.outputMs, l.earMs].map(formatMs).join("|") : null;
-  });
-  if (shown === null) return null;
-  const [totalMs, inputMs, chainMs, encoderMs, jitterMs, outputMs, earMs] = shown.split("|");
-  return { totalMs, inputMs, chainMs, encoderMs, jitterMs, outputMs, earMs };
+  return useStore(liveMeters, (s) => (live ? s.latency : null));
 }
 
 function EarLatency({ live, raw }: { live: boolean; raw: boolean }) {

@@ -5,8 +5,8 @@ import { commands } from "./bindings";
 import { markRenderMode } from "./renderMode";
 import "./styles.css";
 
-markRenderMode();
-void commands.renderMode().then((host) => markRenderMode(host), () => undefined);
+// One WebGL probe, with the Studio's answer (the default style until it comes: a few ms).
+void commands.renderMode().then(markRenderMode, () => markRenderMode(null));
 
 const root = document.getElementById("root");
 if (root) {

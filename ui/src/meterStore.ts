@@ -1,6 +1,6 @@
 import { useSyncExternalStore } from "react";
 import type { LiveMeters, MeterFrame_Deserialize as MeterFrame } from "./bindings";
-import { clipHold } from "./console";
+import { clipHold, formatMs } from "./console";
 
 /**
  * A value that changes at the meters' rate (~30 frames a second per stream), read only by the
@@ -64,17 +64,51 @@ export interface LiveMeterState {
   clipUntil: { input: number; published: number };
   /** Whether each clip light is lit at the latest frame. */
   clipLit: { input: boolean; published: boolean };
+  /** The latency readout's figures as shown; the same object while none of them changes, so
+   *  the readout re-renders only when a shown figure does. */
+  latency: ShownLatency | null;
 }
 
-const NO_LIVE_METERS: LiveMeterState = { meters: null, clipUntil: { input: 0, published: 0 }, clipLit: { input: false, published: false } };
+/** The latency readout's figures, formatted (`formatMs`). */
+export interface ShownLatency {
+  totalMs: string;
+  inputMs: string;
+  chainMs: string;
+  encoderMs: string;
+  jitterMs: string;
+  outputMs: string;
+  earMs: string;
+}
+
+function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): ShownLatency {
+  const next: ShownLatency = {
+    totalMs: formatMs(l.totalMs),
+    inputMs: formatMs(l.inputMs),
+    chainMs: formatMs(l.chainMs),
+    encoderMs: formatMs(l.encoderMs),
+    jitterMs: formatMs(l.jitterMs),
+    outputMs: formatMs(l.outputMs),
+    earMs: formatMs(l.earMs),
+  };
+  const same = prev !== null && (Object.keys(next) as (keyof ShownLatency)[]).every((k) => next[k] === prev[k]);
+  return same ? prev : next;
+}
+
+const NO_LIVE_METERS: LiveMeterState = { meters: null, clipUntil: { input: 0, published: 0 }, clipLit: { input: false, published: false }, latency: null };
 
 export const liveMeters = new Store<LiveMeterState>(NO_LIVE_METERS);
 
 /** A frame of the live meters, at time `now` (ms since the epoch). */
 export function pushLiveMeters(meters: LiveMeters, now = Date.now()): void {
-  const c = liveMeters.get().clipUntil;
+  const prev = liveMeters.get();
+  const c = prev.clipUntil;
   const clipUntil = { input: clipHold(meters.input.clipped, now, c.input), published: clipHold(meters.published.clipped, now, c.published) };
-  liveMeters.set({ meters, clipUntil, clipLit: { input: clipUntil.input > now, published: clipUntil.published > now } });
+  liveMeters.set({
+    meters,
+    clipUntil,
+    clipLit: { input: clipUntil.input > now, published: clipUntil.published > now },
+    latency: showLatency(meters.latency, prev.latency),
+  });
 }
 
 /** Off air: no live meters. */
