@@ -800,52 +800,98 @@ if (testHooks) {
     return true;
   };
   // Only with ?test: what this page hears from `seat` for `seconds`, both channels as decoded
-  // (the context's rate, 32-bit float little-endian, base64), tapped from the seat's stream in
-  // the page's own audio context — the same stream its audio element plays.
-  window.onmicTestRecord = (seat, seconds) =>
-    new Promise((resolve, reject) => {
-      const s = slots[seat];
-      if (!s || !audioCtx) {
-        reject(new Error(`no audio for seat ${seat}`));
-        return;
-      }
+  // (32-bit float little-endian, base64), with the receiver's repair counters every ~100 ms.
+  // Where the browser has `MediaStreamTrackProcessor` (Chromium) the recording is the track's
+  // own 10 ms chunks as the jitter buffer hands them to the page — the same audio the page's
+  // `<audio>` element plays — with no Web Audio graph in between (`source: "track"`); elsewhere
+  // a `ScriptProcessorNode` taps the stream in the page's audio context (`source: "webaudio"`),
+  // whose 16384-frame buffers and stream FIFO add seams of their own.
+  window.onmicTestRecord = (seat, seconds) => {
+    const s = slots[seat];
+    if (!s || !audioCtx) return Promise.reject(new Error(`no audio for seat ${seat}`));
+    const track = s.stream.getAudioTracks()[0];
+    const receiver = pc && pc.getReceivers().find((r) => r.track === track);
+    const timeline = [];
+    let got = 0;
+    // Every 100 ms, where the recording is and the receiver's concealment and time-stretch
+    // counters: a jump in the audio can then be told from the jitter buffer's own repairs.
+    const sample = () => {
+      if (!receiver) return;
+      const frame = got;
+      receiver.getStats().then((report) => {
+        report.forEach((r) => {
+          if (r.type !== "inbound-rtp") return;
+          timeline.push({
+            frame,
+            concealmentEvents: r.concealmentEvents,
+            concealedSamples: r.concealedSamples,
+            inserted: r.insertedSamplesForDeceleration,
+            removed: r.removedSamplesForAcceleration,
+          });
+        });
+      });
+    };
+    const b64 = (a) => {
+      const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      let out = "";
+      for (let i = 0; i < u.length; i += 0x8000) out += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
+      return btoa(out);
+    };
+    if (typeof MediaStreamTrackProcessor === "function" && track) {
+      return (async () => {
+        const copy = track.clone();
+        // Room for 10 s of chunks: a busy main thread must not make the processor drop any.
+        const proc = new MediaStreamTrackProcessor({ track: copy, maxBufferSize: 1000 });
+        const reader = proc.readable.getReader();
+        let chans = null;
+        let want = 0;
+        let rate = 0;
+        // Each chunk's frame count and timestamp (µs): a gap in the timestamps is audio the
+        // page never received.
+        const chunks = [];
+        const ticker = setInterval(sample, 100);
+        sample();
+        try {
+          while (!chans || got < want) {
+            const { value: data, done } = await reader.read();
+            if (done) throw new Error("the track ended while recording");
+            try {
+              if (!chans) {
+                rate = data.sampleRate;
+                want = Math.round(seconds * rate);
+                chans = [new Float32Array(want), new Float32Array(want)];
+              }
+              const n = Math.min(data.numberOfFrames, want - got);
+              chunks.push([data.numberOfFrames, data.timestamp]);
+              for (let c = 0; c < 2; c++) {
+                const plane = Math.min(c, data.numberOfChannels - 1);
+                const tmp = new Float32Array(data.numberOfFrames);
+                data.copyTo(tmp, { planeIndex: plane, format: "f32-planar" });
+                chans[c].set(tmp.subarray(0, n), got);
+              }
+              got += n;
+            } finally {
+              data.close();
+            }
+          }
+        } finally {
+          clearInterval(ticker);
+          reader.cancel().catch(() => {});
+          copy.stop();
+        }
+        return { source: "track", rate, left: b64(chans[0]), right: b64(chans[1]), timeline, chunks };
+      })();
+    }
+    return new Promise((resolve) => {
       const src = audioCtx.createMediaStreamSource(s.stream);
       // The largest buffer: the most slack for a busy main thread.
       const tap = audioCtx.createScriptProcessor(16384, 2, 2);
-      // Every 100 ms, where the recording is and the receiver's concealment and time-stretch
-      // counters: a jump in the audio can then be told from the jitter buffer's own repairs.
-      const track = s.stream.getAudioTracks()[0];
-      const receiver = pc && pc.getReceivers().find((r) => r.track === track);
-      const timeline = [];
-      const sample = () => {
-        if (!receiver) return;
-        const frame = got;
-        receiver.getStats().then((report) => {
-          report.forEach((r) => {
-            if (r.type !== "inbound-rtp") return;
-            timeline.push({
-              frame,
-              concealmentEvents: r.concealmentEvents,
-              concealedSamples: r.concealedSamples,
-              inserted: r.insertedSamplesForDeceleration,
-              removed: r.removedSamplesForAcceleration,
-            });
-          });
-        });
-      };
       const quiet = audioCtx.createGain();
       quiet.gain.value = 0;
       const want = Math.round(seconds * audioCtx.sampleRate);
       const chans = [new Float32Array(want), new Float32Array(want)];
-      let got = 0;
       const ticker = setInterval(sample, 100);
       sample();
-      const b64 = (a) => {
-        const u = new Uint8Array(a.buffer);
-        let out = "";
-        for (let i = 0; i < u.length; i += 0x8000) out += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000));
-        return btoa(out);
-      };
       tap.onaudioprocess = (e) => {
         if (got >= want) return;
         const n = Math.min(e.inputBuffer.length, want - got);
@@ -860,13 +906,14 @@ if (testHooks) {
           src.disconnect();
           tap.disconnect();
           quiet.disconnect();
-          resolve({ rate: audioCtx.sampleRate, left: b64(chans[0]), right: b64(chans[1]), timeline });
+          resolve({ source: "webaudio", rate: audioCtx.sampleRate, left: b64(chans[0]), right: b64(chans[1]), timeline, chunks: [] });
         }
       };
       src.connect(tap);
       tap.connect(quiet);
       quiet.connect(audioCtx.destination);
     });
+  };
   // Only with ?test: the receive statistics of `seat` (getStats: inbound-rtp and its codec).
   window.onmicTestStats = async (seat) => {
     const s = slots[seat];

@@ -26,13 +26,15 @@
 //!    band, the custom reverb and the compressor, one change every 0.6 s (18 changes). Bound: no
 //!    sample-to-sample step larger than twice the largest step a clean sine at 622 Hz (the
 //!    highest frequency these settings make of 440 Hz: *Girl*, +6 semitones) makes at the
-//!    largest level within 50 ms. Each step over it is put down to the recording where it lines
-//!    up with one of the page's own seams ([`StepKind`]: the seams of the tap's 16384-frame
-//!    buffers, runs of exact zeros) or with a jitter-buffer repair; any other step is counted as
-//!    a click. Printed, not asserted: six runs with few repairs counted none, but a run at load
-//!    20 counted three, splices on the page stream's 10 ms grid that the receiver's
-//!    counters do not show, one of them where a change was heard (docs/effects.md, "No clicks").
-//!    The control is classified the same way: what the path does with no change at all.
+//!    largest level within 50 ms. The page records the track's own 10 ms chunks
+//!    (`MediaStreamTrackProcessor`: what the jitter buffer hands the page, with no Web Audio
+//!    graph in between); a step over the bound is put down to the transport only where it lines
+//!    up with a run of exact zeros (the stream not yet started) or lies within 200 ms of a
+//!    repair the receiver's own counters report (concealment, time-stretch). Any other step, in
+//!    the control or while switching, is a click and fails the test. (The page's earlier
+//!    `ScriptProcessorNode` tap had seams of its own every 16384 frames and splices on the
+//!    stream's 10 ms grid that no counter showed, so this was printed, not asserted, until the
+//!    tap changed: docs/effects.md, "No clicks".)
 //!
 //! Screenshots: `target/screenshots/effects-chromium-*.png` (the panel with *Girl*, with *Hulk*,
 //! with *Vocal concert*); the listener's click recordings:
@@ -45,8 +47,8 @@ use onmic_e2e::audio::{
 };
 use onmic_e2e::browser::Browser;
 use onmic_e2e::console::{
-    Capture, go_live, launch_local_studio, max_step, open_listener, peak, record_listener,
-    rms_dbfs, set_range, share_link, sine_step,
+    Capture, StepKind, go_live, launch_local_studio, max_step, open_listener, peak,
+    record_listener, repair_cover, repair_margin, rms_dbfs, set_range, share_link, step_events,
 };
 use onmic_e2e::netns::run_in_netns;
 use onmic_e2e::studio::Studio;
@@ -192,125 +194,6 @@ async fn scroll_to(studio: &Studio, css: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a step over the click bound in a listener recording lines up with, checked in this
-/// order. The first two are seams in the page's recording itself, which a step in the sound the
-/// Studio sends would line up with only by chance; the third is the transport's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StepKind {
-    /// At a seam of the page's recording tap (a `ScriptProcessorNode` with 16384-frame
-    /// buffers): within a frame of a multiple of 16384 frames, or on a 128-frame Web Audio render
-    /// quantum within the 1024 frames after one. The sound jumps there as if audio was dropped
-    /// or repeated (the tone's phase jumps). In six runs with few repairs every step over the
-    /// bound that was not next to exact zeros, in the control recordings and the switching ones
-    /// alike, fell 0, 128, 256 or 640 frames after a multiple of 16384, the same frames
-    /// recurring from run to run; a step at a random frame lands on these 11 of every 16384
-    /// frames by chance 1 time in 1,500.
-    TapBoundary,
-    /// Next to a run of at least 48 exact zeros (1 ms): the page's stream ran dry (the runs are
-    /// whole 10 ms chunks) or had not started. Audio decoded from Opus holds no such run in the
-    /// middle of a tone, and none of the settings switched here (nor their crossfades) makes one
-    /// of a sine.
-    ZeroRun,
-    /// Within the tap's granularity (16384 frames) plus 100 ms of a jitter-buffer repair
-    /// (concealment, time-stretch), by the recording's repair timeline.
-    Repair,
-    /// None of these: counted as a click (printed).
-    Unexplained,
-}
-
-impl StepKind {
-    const ALL: [StepKind; 4] = [
-        StepKind::TapBoundary,
-        StepKind::ZeroRun,
-        StepKind::Repair,
-        StepKind::Unexplained,
-    ];
-
-    fn describe(self) -> &'static str {
-        match self {
-            StepKind::TapBoundary => "at seams of the recording tap's 16384-frame buffers",
-            StepKind::ZeroRun => "next to runs of exact zeros (the page's stream running dry)",
-            StepKind::Repair => "near the jitter buffer's repairs",
-            StepKind::Unexplained => "unexplained (clicks)",
-        }
-    }
-}
-
-/// The click bound at each 10 ms block of `x`: twice the largest step a clean sine at
-/// [`SWITCH_MAX_HZ`] makes at the largest |x| within 50 ms of the block.
-fn local_bounds(x: &[f32]) -> Vec<f32> {
-    let peaks: Vec<f32> = x.chunks(480).map(peak).collect();
-    (0..peaks.len())
-        .map(|b| {
-            let lo = b.saturating_sub(5);
-            let hi = (b + 6).min(peaks.len());
-            2.0 * sine_step(
-                SWITCH_MAX_HZ,
-                peaks[lo..hi].iter().copied().fold(0.0, f32::max),
-            )
-        })
-        .collect()
-}
-
-/// Steps over the local bound ([`local_bounds`]) on either channel of `rec`, as events (steps
-/// less than 10 ms apart are one): the frame of each event's first step, what it lines up with,
-/// and its largest step relative to the bound there.
-fn step_events(rec: &Capture) -> Vec<(usize, StepKind, f32)> {
-    let zeros = |x: &[f32], from: usize, to: usize| {
-        from < to && to <= x.len() && x[from..to].iter().all(|v| *v == 0.0)
-    };
-    let (bl, br) = (local_bounds(&rec.left), local_bounds(&rec.right));
-    let mut events: Vec<(usize, StepKind, f32)> = Vec::new();
-    for n in 1..rec.left.len().min(rec.right.len()) {
-        let (l, r) = (
-            (rec.left[n] - rec.left[n - 1]).abs() / bl[n / 480].max(1e-5),
-            (rec.right[n] - rec.right[n - 1]).abs() / br[n / 480].max(1e-5),
-        );
-        if l <= 1.0 && r <= 1.0 {
-            continue;
-        }
-        let over = l.max(r);
-        if let Some(last) = events.last_mut()
-            && n - last.0 < 480
-        {
-            last.2 = last.2.max(over);
-            continue;
-        }
-        let phase = n % 16_384;
-        let kind = if matches!(phase, 1 | 16_383) || (phase < 1_024 && phase % 128 == 0) {
-            StepKind::TapBoundary
-        } else if [&rec.left, &rec.right]
-            .iter()
-            .any(|x| zeros(x, n.saturating_sub(48), n) || zeros(x, n, n + 48))
-        {
-            StepKind::ZeroRun
-        } else if rec.repaired_near(n, REPAIR_MARGIN) {
-            StepKind::Repair
-        } else {
-            StepKind::Unexplained
-        };
-        events.push((n, kind, over));
-    }
-    events
-}
-
-/// How near a jitter-buffer repair a step is put down to it: the tap's granularity plus 100 ms.
-const REPAIR_MARGIN: usize = 16_384 + 4_800;
-
-/// The share of `rec`'s frames within [`REPAIR_MARGIN`] of a repair (where a click would go
-/// uncounted).
-fn repair_cover(rec: &Capture) -> f32 {
-    let n = rec.left.len();
-    if n == 0 {
-        return 0.0;
-    }
-    let covered = (0..n)
-        .step_by(480)
-        .filter(|&f| rec.repaired_near(f, REPAIR_MARGIN))
-        .count();
-    covered as f32 / n.div_ceil(480) as f32
-}
-
 async fn scenario() -> anyhow::Result<()> {
     let started = Instant::now();
     let input = NullSink::create("onmic_e2e_fxchr_in", "Onmic_E2E_FX_Chromium_In");
@@ -339,6 +222,7 @@ async fn scenario() -> anyhow::Result<()> {
         (m.2 > -40.0).then_some(m)
     })
     .await?;
+    let mut click_failures = Vec::new();
     let mut pitches = vec![("off", 0.0, per_second, f, level)];
     for (preset, semitones) in [("girl", 6.0), ("hulk", -7.0), ("off", 0.0)] {
         pick(&studio, "changer", preset).await?;
@@ -472,14 +356,24 @@ async fn scenario() -> anyhow::Result<()> {
         let repairs =
             rec.repairs.last().map_or(0.0, |r| r.1) - rec.repairs.first().map_or(0.0, |r| r.1);
         println!(
-            "clicks at the listener, {what}: largest step {:.4} / {:.4}, peak {:.3} / {:.3} (left / right); the jitter buffer repaired {repairs} samples, {:.0} % of the recording within {REPAIR_MARGIN} frames of a repair",
+            "clicks at the listener, {what}: largest step {:.4} / {:.4}, peak {:.3} / {:.3} (left / right); the jitter buffer repaired {repairs} samples, {:.0} % of the recording within {} frames of a repair",
             max_step(&rec.left),
             max_step(&rec.right),
             peak(&rec.left),
             peak(&rec.right),
-            100.0 * repair_cover(rec)
+            100.0 * repair_cover(rec),
+            repair_margin(rec)
         );
-        let events = step_events(rec);
+        println!(
+            "  recorded by {}: {} chunks, gaps over 15 ms in their timestamps: {:?}",
+            rec.source,
+            rec.chunks.len(),
+            rec.chunk_gaps(15.0)
+                .iter()
+                .map(|(f, ms)| format!("{:.3} s +{ms:.0} ms", *f as f32 / rec.rate))
+                .collect::<Vec<_>>()
+        );
+        let events = step_events(rec, SWITCH_MAX_HZ);
         for kind in StepKind::ALL {
             let n = events.iter().filter(|e| e.1 == kind).count();
             println!("  {n} step(s) {}", kind.describe());
@@ -498,13 +392,29 @@ async fn scenario() -> anyhow::Result<()> {
                 unexplained.push(format!("{t:.3} s{after}"));
             }
         }
-        println!("  clicks in {what} (printed, not asserted): {unexplained:?}");
+        println!("  clicks in {what}: {unexplained:?}");
+        if rec.source != "track" {
+            click_failures.push(format!(
+                "{what}: recorded by {}, not the track (MediaStreamTrackProcessor missing?)",
+                rec.source
+            ));
+        }
+        if !unexplained.is_empty() {
+            click_failures.push(format!("{what}: clicks at {unexplained:?}"));
+        }
+        if rec.repairs.is_empty() {
+            click_failures.push(format!("{what}: no repair counters were read"));
+        }
     }
 
     println!("effects at the listener took {:?}", started.elapsed());
     browser.quit().await;
     studio.click("#leave-room").await?;
     studio.quit().await?;
+    assert!(
+        click_failures.is_empty(),
+        "switching effects on air at the listener (recordings: target/screenshots/effects-chromium-{{control,switching}}.wav): {click_failures:?}"
+    );
     assert!(
         pitch_failures.is_empty(),
         "the listener's fundamental off the voice changer's: {pitch_failures:?}"

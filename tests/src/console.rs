@@ -175,6 +175,12 @@ pub struct Capture {
     /// sum of the receiver's repair counters (concealment events, samples inserted for
     /// deceleration and removed for acceleration) then.
     pub repairs: Vec<(usize, f64)>,
+    /// For a listener recording: how the page recorded it — `"track"` (the track's own 10 ms
+    /// chunks through `MediaStreamTrackProcessor`, no Web Audio graph) or `"webaudio"` (a
+    /// `ScriptProcessorNode` tap, whose 16384-frame buffers add seams of their own).
+    pub source: String,
+    /// For a `"track"` recording: each chunk's frame count and timestamp (µs), in order.
+    pub chunks: Vec<(usize, f64)>,
 }
 
 impl Capture {
@@ -187,6 +193,24 @@ impl Capture {
             let ((f0, r0), (f1, r1)) = (w[0], w[1]);
             r1 != r0 && f1 >= lo && f0 <= hi
         })
+    }
+
+    /// For a `"track"` recording: the frames at which a chunk starts later than the previous
+    /// chunk's timestamp plus its duration by more than `tolerance_ms` (audio the page never
+    /// got), with the size of each gap in ms. Chunk timestamps are the time each chunk was
+    /// handed over, so a late hand-over shows too; the caller judges the recording near them.
+    pub fn chunk_gaps(&self, tolerance_ms: f64) -> Vec<(usize, f64)> {
+        let mut out = Vec::new();
+        let mut frame = 0usize;
+        for w in self.chunks.windows(2) {
+            let ((n0, t0), (_, t1)) = (w[0], w[1]);
+            frame += n0;
+            let late = (t1 - t0) / 1_000.0 - n0 as f64 * 1_000.0 / f64::from(self.rate);
+            if late > tolerance_ms {
+                out.push((frame, late));
+            }
+        }
+        out
     }
 
     /// The channel `ch` (0 left, 1 right).
@@ -259,7 +283,22 @@ pub async fn record_listener(
         })
         .unwrap_or_default();
     repairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let chunks = v["chunks"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|p| {
+                    (
+                        p[0].as_f64().unwrap_or(0.0) as usize,
+                        p[1].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Capture {
+        source: v["source"].as_str().unwrap_or("webaudio").to_owned(),
+        chunks,
         rate: v["rate"].as_f64().unwrap_or(48_000.0) as f32,
         left: floats(&v["left"])?,
         right: floats(&v["right"])?,
@@ -343,4 +382,147 @@ pub fn sine_step(freq: f32, amplitude: f32) -> f32 {
 /// The largest |x[n]|.
 pub fn peak(x: &[f32]) -> f32 {
     x.iter().map(|s| s.abs()).fold(0.0, f32::max)
+}
+
+/// What a step over the click bound in a listener recording lines up with, checked in this
+/// order. The first two are seams in the page's recording itself, which a step in the sound the
+/// Studio sends would line up with only by chance; the third is the transport's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Only in a `"webaudio"` recording (a browser without `MediaStreamTrackProcessor`):
+    /// at a seam of the page's recording tap (a `ScriptProcessorNode` with 16384-frame
+    /// buffers): within a frame of a multiple of 16384 frames, or on a 128-frame Web Audio render
+    /// quantum within the 1024 frames after one. The sound jumps there as if audio was dropped
+    /// or repeated (the tone's phase jumps). In six runs with few repairs every step over the
+    /// bound that was not next to exact zeros, in the control recordings and the switching ones
+    /// alike, fell 0, 128, 256 or 640 frames after a multiple of 16384, the same frames
+    /// recurring from run to run; a step at a random frame lands on these 11 of every 16384
+    /// frames by chance 1 time in 1,500.
+    TapBoundary,
+    /// Next to a run of at least 48 exact zeros (1 ms): the page's stream ran dry (the runs are
+    /// whole 10 ms chunks) or had not started — in a `"track"` recording only the latter (at
+    /// its start): there a hole later is a dropout. Audio decoded from Opus holds no such run in the
+    /// middle of a tone, and none of the settings switched here (nor their crossfades) makes one
+    /// of a sine.
+    ZeroRun,
+    /// Within [`repair_margin`] of a jitter-buffer repair (concealment, time-stretch), by the
+    /// recording's repair timeline.
+    Repair,
+    /// None of these: counted as a click (printed).
+    Unexplained,
+}
+
+impl StepKind {
+    /// Every kind, in the order they are checked.
+    pub const ALL: [StepKind; 4] = [
+        StepKind::TapBoundary,
+        StepKind::ZeroRun,
+        StepKind::Repair,
+        StepKind::Unexplained,
+    ];
+
+    /// What the kind means, for a report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StepKind::TapBoundary => "at seams of the recording tap's 16384-frame buffers",
+            StepKind::ZeroRun => "next to runs of exact zeros (the page's stream running dry)",
+            StepKind::Repair => "near the jitter buffer's repairs",
+            StepKind::Unexplained => "unexplained (clicks)",
+        }
+    }
+}
+
+/// The click bound at each 10 ms block of `x`: twice the largest step a clean sine at
+/// `max_hz` (the highest frequency the sound can hold) makes at the largest |x| within 50 ms of
+/// the block.
+pub fn local_bounds(x: &[f32], max_hz: f32) -> Vec<f32> {
+    let peaks: Vec<f32> = x.chunks(480).map(peak).collect();
+    (0..peaks.len())
+        .map(|b| {
+            let lo = b.saturating_sub(5);
+            let hi = (b + 6).min(peaks.len());
+            2.0 * sine_step(max_hz, peaks[lo..hi].iter().copied().fold(0.0, f32::max))
+        })
+        .collect()
+}
+
+/// Steps over the local bound ([`local_bounds`] at `max_hz`) on either channel of `rec`, as events (steps
+/// less than 10 ms apart are one): the frame of each event's first step, what it lines up with,
+/// and its largest step relative to the bound there.
+pub fn step_events(rec: &Capture, max_hz: f32) -> Vec<(usize, StepKind, f32)> {
+    let zeros = |x: &[f32], from: usize, to: usize| {
+        from < to && to <= x.len() && x[from..to].iter().all(|v| *v == 0.0)
+    };
+    let (bl, br) = (
+        local_bounds(&rec.left, max_hz),
+        local_bounds(&rec.right, max_hz),
+    );
+    // In a track recording, exact zeros are put down to the stream only before it starts: a
+    // hole later is a dropout, which is what this check is for.
+    let first_sound = rec
+        .left
+        .iter()
+        .zip(&rec.right)
+        .position(|(l, r)| *l != 0.0 || *r != 0.0)
+        .unwrap_or(rec.left.len());
+    let mut events: Vec<(usize, StepKind, f32)> = Vec::new();
+    for n in 1..rec.left.len().min(rec.right.len()) {
+        let (l, r) = (
+            (rec.left[n] - rec.left[n - 1]).abs() / bl[n / 480].max(1e-5),
+            (rec.right[n] - rec.right[n - 1]).abs() / br[n / 480].max(1e-5),
+        );
+        if l <= 1.0 && r <= 1.0 {
+            continue;
+        }
+        let over = l.max(r);
+        if let Some(last) = events.last_mut()
+            && n - last.0 < 480
+        {
+            last.2 = last.2.max(over);
+            continue;
+        }
+        let phase = n % 16_384;
+        let kind = if rec.source == "webaudio"
+            && (matches!(phase, 1 | 16_383) || (phase < 1_024 && phase % 128 == 0))
+        {
+            StepKind::TapBoundary
+        } else if (rec.source == "webaudio" || n <= first_sound + 48)
+            && [&rec.left, &rec.right]
+                .iter()
+                .any(|x| zeros(x, n.saturating_sub(48), n) || zeros(x, n, n + 48))
+        {
+            StepKind::ZeroRun
+        } else if rec.repaired_near(n, repair_margin(rec)) {
+            StepKind::Repair
+        } else {
+            StepKind::Unexplained
+        };
+        events.push((n, kind, over));
+    }
+    events
+}
+
+/// How near a jitter-buffer repair a step is put down to it: the recording's granularity (one
+/// 10 ms chunk for the track, 16384 frames for the Web Audio tap) plus 200 ms (the counters are
+/// read every 100 ms, and `getStats` answers later still).
+pub fn repair_margin(rec: &Capture) -> usize {
+    if rec.source == "track" {
+        480 + 9_600
+    } else {
+        16_384 + 9_600
+    }
+}
+
+/// The share of `rec`'s frames within [`repair_margin`] of a repair (where a click would go
+/// uncounted).
+pub fn repair_cover(rec: &Capture) -> f32 {
+    let n = rec.left.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let covered = (0..n)
+        .step_by(480)
+        .filter(|&f| rec.repaired_near(f, repair_margin(rec)))
+        .count();
+    covered as f32 / n.div_ceil(480) as f32
 }
