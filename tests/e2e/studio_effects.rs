@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use onmic_e2e::audio::{
-    BURST_MS, NullSink, Playback, burst_tails, describe_tails, median, write_bursts,
+    BURST_MS, NullSink, Playback, burst_tails, describe_tails, median, write_bursts, write_tone,
 };
 use onmic_e2e::console::set_range;
 use onmic_e2e::netns::run_in_netns;
@@ -214,7 +214,7 @@ async fn scenario() -> anyhow::Result<()> {
          {BURST_MS} ms burst)"
     );
 
-    gain_reduction_meters(&studio).await?;
+    gain_reduction_meters(&studio, &input).await?;
 
     studio.click("#leave-room").await?;
     // Off air no meters arrive: the meter is empty, dim and gives no figure.
@@ -262,7 +262,7 @@ fn summary(r: &[Option<f32>]) -> String {
 /// The compressor's gain-reduction meter while the bursts play (peak −10.5 dBFS at the input):
 /// 0 with the compressor off; with it on at threshold −40 dB (ratio 10, OBS's default) it reads
 /// a reduction of at least 3 dB during the bursts and lets go between them; 0 again once off.
-async fn gain_reduction_meters(studio: &Studio) -> anyhow::Result<()> {
+async fn gain_reduction_meters(studio: &Studio, input: &NullSink) -> anyhow::Result<()> {
     const METER: &str = "#fx-comp-gr";
     studio
         .client
@@ -303,35 +303,34 @@ async fn gain_reduction_meters(studio: &Studio) -> anyhow::Result<()> {
             .filter(|v| v == "true")
     })
     .await?;
-    // A screenshot while the bar is drawn. The burst lasts 300 ms and WebKit's snapshot lands
-    // about 300 ms after it is asked for (seen here: 437–1,121 ms to answer), so it is asked for
-    // 1.3 s after a burst starts (a reading of 0 followed by a deep one), to land in the next.
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    let mut last = None;
-    let shown = loop {
-        let now = gr_db(studio, METER).await;
-        if last == Some(0.0)
-            && let Some(v) = now.filter(|v| *v <= -10.0)
-        {
-            break v;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < end,
-            "no burst's reduction on the meter within 10 s (last reading {now:?})"
-        );
-        last = now;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let asked = std::time::Instant::now();
-    let shot = studio.screenshot("studio-effects-gr-meters").await?;
-    println!(
-        "compressor on: meter at {shown:.2} dB as a burst started; screenshot asked 1.3 s later, taken within {} ms ({})",
-        asked.elapsed().as_millis(),
-        shot.display()
-    );
     let on = gr_readings(studio, METER, 4.5).await;
     println!("compressor on, threshold −40 dB: {}", summary(&on));
+    // The screenshot with the bar drawn: a steady 1 kHz tone joins the bursts in the input sink
+    // (PulseAudio mixes the two streams), so the compressor holds a reduction whenever WebKit's
+    // snapshot lands (it answers 0.4–1.1 s after it is asked for).
+    let dir = tempfile::tempdir()?;
+    let tone = dir.path().join("steady.wav");
+    write_tone(&tone, 1_000.0, 0.25, 30.0);
+    let steady = Playback::start(input, &tone);
+    let shown = wait_for(
+        Duration::from_secs(5),
+        "the steady tone's reduction on the meter",
+        || async { gr_db(studio, METER).await.filter(|v| *v <= -10.0) },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shot = studio.screenshot("studio-effects-gr-meters").await?;
+    let after_shot = gr_db(studio, METER).await;
+    println!(
+        "compressor on, a steady tone: meter at {shown:.2} dB before the screenshot, {after_shot:?} after ({})",
+        shot.display()
+    );
+    anyhow::ensure!(
+        after_shot.is_some_and(|v| v <= -10.0),
+        "the meter still shows the steady tone's reduction after the screenshot: {after_shot:?}"
+    );
+    drop(steady);
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     studio.click("#fx-comp-on").await?;
     wait_for(Duration::from_secs(5), "the compressor off", || async {
