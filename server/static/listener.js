@@ -823,6 +823,10 @@ if (testHooks) {
           if (r.type !== "inbound-rtp") return;
           timeline.push({
             frame,
+            // When the counters were read (performance.now(), ms): a track recording maps it to
+            // the frame the jitter buffer had handed over by then, which under load runs ahead
+            // of `frame` (the chunks the page had read).
+            at: performance.now(),
             concealmentEvents: r.concealmentEvents,
             concealedSamples: r.concealedSamples,
             inserted: r.insertedSamplesForDeceleration,
@@ -846,8 +850,8 @@ if (testHooks) {
         let chans = null;
         let want = 0;
         let rate = 0;
-        // Each chunk's frame count and timestamp (µs): a gap in the timestamps is audio the
-        // page never received.
+        // Each chunk's frame count, timestamp (µs, when Chromium handed it over: a gap means its
+        // audio thread stalled) and when the page read it (performance.now(), ms).
         const chunks = [];
         const ticker = setInterval(sample, 100);
         sample();
@@ -862,7 +866,7 @@ if (testHooks) {
                 chans = [new Float32Array(want), new Float32Array(want)];
               }
               const n = Math.min(data.numberOfFrames, want - got);
-              chunks.push([data.numberOfFrames, data.timestamp]);
+              chunks.push([data.numberOfFrames, data.timestamp, performance.now()]);
               for (let c = 0; c < 2; c++) {
                 const plane = Math.min(c, data.numberOfChannels - 1);
                 const tmp = new Float32Array(data.numberOfFrames);
