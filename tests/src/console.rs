@@ -186,8 +186,8 @@ pub struct Capture {
 
 impl Capture {
     /// Whether the receiver's jitter buffer repaired anything (concealed, stretched, squeezed)
-    /// within `margin` frames after `frame` or `2 × margin` frames before it, by the
-    /// recording's repair timeline. Twice before: the counters show a repair late — in a suite
+    /// from `margin` frames before `frame` to `2 × margin` frames after it, by the recording's
+    /// repair timeline. Twice after: the counters show a repair late — in a suite
     /// run at load 12 a control recording with nothing changing had a step 210–310 ms before
     /// the readings between which the counters moved, and none elsewhere.
     pub fn repaired_near(&self, frame: usize, margin: usize) -> bool {
@@ -428,7 +428,8 @@ pub fn peak(x: &[f32]) -> f32 {
 
 /// What a step over the click bound in a listener recording lines up with, checked in this
 /// order. The first two are seams in the page's recording itself, which a step in the sound the
-/// Studio sends would line up with only by chance; the third is the transport's.
+/// Studio sends would line up with only by chance; the next two are the receiving path's, by its
+/// own evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     /// Only in a `"webaudio"` recording (a browser without `MediaStreamTrackProcessor`):
