@@ -11,7 +11,9 @@
 //! thread. Listeners are str0m peers that all share one UDP socket read by one thread
 //! (`recvmmsg` batches without blocking, `IP_PKTINFO` tells the listener): STUN, DTLS and RTCP go
 //! to the listener's str0m instance (handshake, ICE consent); forwarded Opus RTP is only counted,
-//! except by one listener in 50, which decrypts and checks every frame. All of it inside a
+//! except by one listener in 50, which decrypts and checks every frame, and except a stream's
+//! first packet and one in 50 after it, which every listener's str0m gets so that it sends
+//! receiver reports as a browser does (`REPORT_EVERY`). All of it inside a
 //! loopback-only network namespace this bench creates (root).
 //!
 //! `cargo bench -p onmic-server --bench sfu_capacity` (`ONMIC_SFU_STEPS=500,1000,2000` to choose
@@ -1008,10 +1010,47 @@ fn check_samples(before: &[SampleCount], after: &[SampleCount], spoken: u64) -> 
     }
 }
 
+/// A counting listener hands a stream's first packet and then one in this many to its str0m
+/// (one a second at 50 packets/s): str0m then knows the stream and sends receiver reports for it
+/// every 5 s, as Chromium does for what it receives. Without them the SFU never learns that a
+/// listener bound the stream's SSRC and writes the BUNDLE `mid` header extension on every copy,
+/// which no real listener makes it do. The reports say most packets were lost (str0m saw one in
+/// 50); the SFU does nothing with loss (no congestion control for audio), so that costs it only
+/// the parsing, as real reports do.
+const REPORT_EVERY: u32 = 50;
+
+/// What a counting listener received per stream, to pick the packets its str0m sees.
+#[derive(Default)]
+struct Reported {
+    streams: [(u32, u32); SLOTS],
+}
+
+impl Reported {
+    /// Counts a packet of stream `ssrc`; whether it goes to the listener's str0m.
+    fn heard(&mut self, ssrc: u32) -> bool {
+        let slot = match self.streams.iter().position(|(s, n)| *s == ssrc && *n > 0) {
+            Some(i) => i,
+            None => match self.streams.iter().position(|(_, n)| *n == 0) {
+                Some(i) => {
+                    self.streams[i].0 = ssrc;
+                    i
+                }
+                None => return false,
+            },
+        };
+        let n = &mut self.streams[slot].1;
+        let feed = n.is_multiple_of(REPORT_EVERY);
+        *n += 1;
+        feed
+    }
+}
+
 /// A listener after adoption by the listener thread.
 struct Listener {
     addr: SocketAddrV4,
     rtc: Rtc,
+    /// Which of its RTP it hands to its str0m (counting listeners).
+    reported: Reported,
     timeout: Instant,
     /// Decrypting listeners: what they heard, and each speaker's last frame number.
     sample: Option<(SampleCount, [Option<u64>; SPEAKERS])>,
@@ -1057,6 +1096,7 @@ fn listeners(
                     let mut l = Listener {
                         addr,
                         rtc: *rtc,
+                        reported: Reported::default(),
                         timeout: Instant::now(),
                         sample: sample.then(Default::default),
                     };
@@ -1121,7 +1161,12 @@ fn listeners(
             let rtp = len > 12 && (128..192).contains(&data[0]) && data[1] & 0x7f == 111;
             if rtp && l.sample.is_none() {
                 counted += 1;
-                continue;
+                // A stream's first packet and one in [`REPORT_EVERY`] go to the listener's
+                // str0m, so that it sends receiver reports for the stream as a browser does.
+                let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+                if !l.reported.heard(ssrc) {
+                    continue;
+                }
             }
             if let Ok(contents) = data.try_into() {
                 let input = Input::Receive(

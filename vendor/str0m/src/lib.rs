@@ -2027,6 +2027,58 @@ impl Rtc {
         Ok(())
     }
 
+    /// Onmic patch: writes an RTP packet to the direct-API send stream `ssrc` and returns its
+    /// encrypted datagram at once, addressed as [`Rtc::poll_output`] would address it, instead
+    /// of queueing it for the pacer and a later `poll_output`.
+    ///
+    /// The queued path ([`StreamTx::write_rtp`][crate::rtp::StreamTx::write_rtp], then
+    /// [`Rtc::release_written_media`] or a timeout, then `poll_output` until the packet comes
+    /// out) walks ICE, DTLS, SCTP, the statistics, the session's events, the feedback queue,
+    /// the pacer and the stream's send queue for every packet: an SFU that forwards one packet
+    /// to thousands of peers paid ~6,900 instructions of that machinery per copy (callgrind),
+    /// beside the ~2,500 of SRTP. This does only what the packet needs: header and payload,
+    /// the stream's counters (sender reports and statistics read them as before), the pacer's
+    /// bookkeeping, SRTP. It sends no RTCP, ICE or DTLS that may be pending: those still come
+    /// out of `poll_output`, which the caller keeps driving at its timeouts and inputs.
+    ///
+    /// The datagram is written into `out` (cleared first) and taken from it: a caller that
+    /// recycles its sent datagrams' buffers (`Vec::from(DatagramSend)`) encrypts without an
+    /// allocation per packet. `out` is left as it was on `Err`.
+    ///
+    /// `Err(rtp)` hands the packet back, nothing done, whenever it must take the queued path:
+    /// the session is not connected (no nominated address, DTLS or SRTP keys), closing, before
+    /// its first timeout or with time going backwards, with bandwidth estimation or TWCC, or
+    /// when the stream cannot take it directly (its first packet, packets already queued,
+    /// resends or padding pending, a nackable packet; see `StreamTx::write_rtp_now`). The
+    /// caller then writes it to the stream as before.
+    pub fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: crate::rtp::Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        out: &mut Vec<u8>,
+    ) -> Result<net::Transmit, crate::rtp::RtpWrite> {
+        if self.state != RtcState::Alive
+            || self.need_init_time
+            || now < self.last_now
+            || !self.dtls_connected
+        {
+            return Err(rtp);
+        }
+        let Some(send) = &self.send_addr else {
+            return Err(rtp);
+        };
+        let (proto, source, destination) = (send.proto, send.source, send.destination);
+        let contents = self.session.send_rtp_now(now, ssrc, rtp, out)?;
+        self.peer_bytes_tx += contents.len() as u64;
+        Ok(net::Transmit {
+            proto,
+            source,
+            destination,
+            contents,
+        })
+    }
+
     /// Provide input to this `Rtc` instance. Input is either a [`Input::Timeout`] for some
     /// time that was previously obtained from [`Rtc::poll_output()`], or [`Input::Receive`]
     /// for network data.

@@ -38,7 +38,7 @@ use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
-use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
+use crate::streams::{RtpPacket, RtpWrite, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
@@ -1252,6 +1252,67 @@ impl Session {
         );
 
         Some(protected.into())
+    }
+
+    /// Onmic patch: see `Rtc::send_rtp_now`. Serialises and encrypts `rtp` on the send stream
+    /// `ssrc` at once, doing what `poll_packet` does for it (the pacer's bookkeeping, raw packet
+    /// capture, byte counters). `Err(rtp)` (nothing done) when the packet needs the queued path:
+    /// no SRTP keys yet, the session is closing, bandwidth estimation or TWCC is on (they number
+    /// and pace every packet), the stream or its media is unknown, or the stream says so
+    /// (`StreamTx::write_rtp_now`).
+    pub fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        rtp: RtpWrite,
+        out: &mut Vec<u8>,
+    ) -> Result<DatagramSend, RtpWrite> {
+        if self.rtp_closing || self.bwe.is_some() {
+            return Err(rtp);
+        }
+        let Some(srtp_tx) = self.srtp_tx.as_mut() else {
+            return Err(rtp);
+        };
+        let Some(stream) = self.streams.stream_tx(&ssrc) else {
+            return Err(rtp);
+        };
+        let mid = stream.mid();
+        let Some(media) = self.medias.iter().find(|m| m.mid() == mid) else {
+            return Err(rtp);
+        };
+        let exts = media.remote_extmap();
+        // One pass over the map instead of an `id_of` per extension asked about.
+        let (mut twcc, mut abs_send_time) = (false, false);
+        for (_, e) in exts.iter() {
+            match e {
+                Extension::TransportSequenceNumber => twcc = true,
+                Extension::AbsoluteSendTime => abs_send_time = true,
+                _ => {}
+            }
+        }
+        if twcc {
+            return Err(rtp);
+        }
+        let buf = &mut self.poll_packet_buf;
+        let (receipt, len) =
+            stream.write_rtp_now(now, rtp, exts, abs_send_time, &self.codec_config, buf)?;
+        let PacketReceipt {
+            header,
+            seq_no,
+            payload_size,
+            ..
+        } = receipt;
+        self.pacer
+            .register_send(now, payload_size.into(), stream.midrid());
+        if let Some(raw_packets) = &mut self.raw_packets {
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(
+                header.clone(),
+                buf[..len].to_vec(),
+            )));
+        }
+        srtp_tx.protect_rtp_into(&buf[..len], &header, *seq_no, out);
+        self.media_bytes_tx += payload_size as u64;
+        Ok(std::mem::take(out).into())
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {

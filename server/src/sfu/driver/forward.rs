@@ -292,41 +292,65 @@ impl Driver {
             if !peer.rtc.is_connected() {
                 continue;
             }
-            let mut api = peer.rtc.direct_api();
-            let stream = if tx.live {
-                match api.stream_tx(&ssrc) {
-                    Some(s) => s,
-                    None => continue,
-                }
-            } else {
+            if !tx.live {
                 tx.live = true;
-                api.declare_stream_tx(ssrc, rtx, tx.mid, None)
-            };
-            tx.last_write = now;
+                // No resend-ratio cap: copies are never resent (not nackable, no NACK for
+                // audio), and with the cap str0m keeps a history of every byte sent in the last
+                // second per stream and evaluates it every 50 ms (~220 instructions per copy).
+                peer.rtc
+                    .direct_api()
+                    .declare_stream_tx(ssrc, rtx, tx.mid, None)
+                    .set_rtx_cache(AUDIO_SEND_BUFFER, AUDIO_RESEND_WINDOW, None);
+            }
             let ext_vals = ExtensionValues {
                 audio_level: data.audio_level,
                 voice_activity: data.voice_activity,
                 ..ExtensionValues::default()
             };
-            stream.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    SeqNo::from(tx.seq),
-                    data.rtp_time,
-                    data.arrival,
-                    data.payload.clone(),
-                )
-                .marker(data.marker)
-                .ext_vals(ext_vals),
-            );
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(tx.seq),
+                data.rtp_time,
+                data.arrival,
+                data.payload.clone(),
+            )
+            .marker(data.marker)
+            .ext_vals(ext_vals);
+            // The patched str0m's `send_rtp_now` serialises and encrypts the copy at once
+            // (vendor/str0m/ONMIC-PATCH.md): no send queue, pacer or poll of the whole peer
+            // connection per copy. What else the peer has to send (RTCP, ICE, DTLS) still comes
+            // out of its polls at its own timers and inputs.
+            // Encrypted into a recycled buffer of an earlier batch (see `Outbox`).
+            let mut buf = self.outbox.spare.pop().unwrap_or_default();
+            let write = match peer.rtc.send_rtp_now(now, ssrc, write, &mut buf) {
+                Ok(t) => {
+                    tx.last_write = now;
+                    tx.seq += 1;
+                    self.stats.forwarded_out += 1;
+                    self.outbox.datagrams.push((t.destination, t.contents));
+                    if self.outbox.datagrams.len() >= MAX_BATCH {
+                        self.stats.datagrams_out += self.outbox.flush(&self.socket);
+                    }
+                    continue;
+                }
+                Err(write) => {
+                    self.outbox.spare.push(buf);
+                    write
+                }
+            };
+            // The queued path: a stream's first packet (str0m completes a stream at its first
+            // timeout), or whatever else `send_rtp_now` does not take.
+            let mut api = peer.rtc.direct_api();
+            let Some(stream) = api.stream_tx(&ssrc) else {
+                continue;
+            };
+            stream.write_rtp(write);
+            tx.last_write = now;
             tx.seq += 1;
             self.stats.forwarded_out += 1;
             // str0m sends written media once its send queue snapshot is refreshed, which only a
-            // timeout did; without this the copy would wait for the subscriber's next timer
-            // (measured in benches/sfu_stacks.rs). A full `Input::Timeout` per copy walked ICE,
-            // SCTP and every stream's RTCP timing (~2,100 instructions, a sixth of a copy); the
-            // patched str0m's `release_written_media` refreshes the snapshot only, the rest runs
-            // at the peer's own timeout as before (vendor/str0m/ONMIC-PATCH.md).
+            // timeout did; the patched str0m's `release_written_media` refreshes the snapshot
+            // only, the rest runs at the peer's own timeout as before.
             let _ = peer.rtc.release_written_media(now);
             // A subscriber that also publishes may fan out from here: that nested fan-out finds
             // the buffer taken and uses its own.

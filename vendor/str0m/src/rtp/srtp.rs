@@ -345,6 +345,43 @@ impl SrtpContext {
         }
     }
 
+    /// Onmic patch: [`SrtpContext::protect_rtp`] into a buffer the caller recycles, instead of
+    /// a new zeroed allocation per packet (an SFU encrypts one per forwarded copy; allocating
+    /// and freeing it was ~600 instructions of a ~7,000 instruction copy, callgrind). Same
+    /// bytes as `protect_rtp`. The AES-CM profile still allocates (it is not what browsers
+    /// negotiate with str0m, which prefers AES-GCM).
+    pub fn protect_rtp_into(
+        &mut self,
+        buf: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let hlen = header.header_len;
+        let input = &buf[hlen..];
+        let aad = &buf[..hlen];
+        let roc = (srtp_index >> 16) as u32;
+        match &mut self.rtp {
+            Derived::AeadAes128Gcm { salt, enc, .. } => {
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.clear();
+                out.resize(buf.len() + AeadAes128Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, aad, input, &mut out[hlen..])
+                    .expect("rtp encrypt");
+                out[..hlen].copy_from_slice(aad);
+            }
+            Derived::AeadAes256Gcm { salt, enc, .. } => {
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.clear();
+                out.resize(buf.len() + AeadAes256Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, aad, input, &mut out[hlen..])
+                    .expect("rtp encrypt");
+                out[..hlen].copy_from_slice(aad);
+            }
+            _ => *out = self.protect_rtp(buf, header, srtp_index),
+        }
+    }
+
     /// Decrypts an SRTP packet into the internal reusable scratch buffer and
     /// returns a slice of the plaintext bytes. The returned slice borrows from
     /// `self` until the next mutable use; the scratch buffer is reused across

@@ -1,5 +1,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -134,7 +135,10 @@ pub(crate) struct Streams {
     last_rx_lookup_cleanup: Instant,
 
     /// All outgoing encoded streams.
-    streams_tx: HashMap<Ssrc, StreamTx>,
+    // Onmic patch: keyed with `SsrcHasher`, not SipHash: an SFU looks a send stream up once per
+    // forwarded copy (`Session::send_rtp_now`), and SipHash was ~110 instructions of it. These
+    // SSRCs are this side's own (random, from its SDP), so no peer chooses the keys.
+    streams_tx: HashMap<Ssrc, StreamTx, BuildHasherDefault<SsrcHasher>>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
@@ -156,6 +160,30 @@ pub(crate) struct Streams {
     /// hard cap when selecting RTX cache entries for spurious padding.
     mtu_warn: usize,
     pause_threshold: Duration,
+}
+
+/// Onmic patch: a multiplicative hash for this side's own SSRCs (see `Streams::streams_tx`).
+#[derive(Default)]
+pub(crate) struct SsrcHasher(u64);
+
+impl Hasher for SsrcHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 /// Delay between cleaning up the RxLookup.

@@ -555,6 +555,129 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
+    /// Onmic patch (see `Rtc::send_rtp_now`): serialises `rtp` as this stream's next packet
+    /// into `buf` (header and payload, not yet encrypted) and does for it what
+    /// [`StreamTx::write_rtp`] and then `poll_packet` do for a regular packet (the `mid`/`rid`
+    /// extensions until a receiver report acknowledged the SSRC, the payload type's clock rate,
+    /// the counters sender reports and statistics read), without the send queue and the pacer.
+    /// `abs_send_time`: the media negotiated the abs-send-time extension (the caller looked at
+    /// the map once). Returns the receipt and the packet's length in `buf`.
+    ///
+    /// `Err(rtp)`, with nothing done, when the packet needs the queued path: the stream never
+    /// had a timeout (str0m completes a stream at its first), nothing was written to it yet
+    /// (the first write checks the rollover counter), packets wait in its queue (they go
+    /// first), resends or padding are pending, the packet is nackable (it must be cached), has
+    /// a VP8 patch, is too large, or its payload type is not a main payload type of the
+    /// session.
+    pub(crate) fn write_rtp_now(
+        &mut self,
+        now: Instant,
+        rtp: RtpWrite,
+        exts: &ExtensionMap,
+        abs_send_time: bool,
+        params: &[PayloadParams],
+        buf: &mut Vec<u8>,
+    ) -> Result<(PacketReceipt, usize), RtpWrite> {
+        if self.kind.is_none()
+            || self.rtp_and_wallclock.is_none()
+            || self.ssrc.is_probe()
+            || !self.send_queue.is_empty()
+            || !self.resends.is_empty()
+            || self.padding > 0
+            || rtp.nackable
+            || rtp.vp8_patch.is_some()
+            || rtp.payload.len() > DATAGRAM_MAX_PACKET_SIZE - MAX_RTP_OVERHEAD
+        {
+            return Err(rtp);
+        }
+        let Some(param) = params.iter().find(|p| p.pt() == rtp.pt) else {
+            return Err(rtp);
+        };
+
+        let RtpWrite {
+            pt,
+            seq_no,
+            time,
+            wallclock,
+            marker,
+            mut ext_vals,
+            payload,
+            csrc_count,
+            csrc,
+            ..
+        } = rtp;
+
+        // As `poll_packet`: BUNDLE's mid (and rid) until the receiver acknowledged the SSRC.
+        if !self.remote_acked_ssrc {
+            ext_vals.mid = Some(self.midrid.mid());
+            ext_vals.rid = self.midrid.rid();
+        }
+        ext_vals.rid_repair = None;
+        if abs_send_time {
+            ext_vals.abs_send_time = Some(now);
+        }
+
+        let mut header = RtpHeader {
+            csrc_count,
+            sequence_number: *seq_no as u16,
+            marker,
+            payload_type: pt,
+            timestamp: time,
+            ssrc: self.ssrc,
+            csrc,
+            ext_vals,
+            ..Default::default()
+        };
+
+        // The buffer keeps its full size between packets (no zeroing of its tail per packet).
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
+        let header_len = header.write_to(buf, exts);
+        assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
+        header.header_len = header_len;
+        let body_len = payload.len();
+        buf[header_len..header_len + body_len].copy_from_slice(&payload);
+
+        // What `write_rtp` records for sender reports, and `poll_packet` for the rest.
+        self.rtp_and_wallclock = Some((time, wallclock));
+        self.stats.update_packet_counts(body_len as u64, false);
+        if let Some(h) = &mut self.stats.bytes_transmitted {
+            h.push(now, body_len as u64);
+        }
+        // `poll_packet` evaluates the resend ratio (at most every 50 ms) before every packet,
+        // and that is what drops the byte history older than a second; without it the history
+        // grew by an entry per packet sent (~22 KiB per listener in 20 s, measured).
+        if self.rtx_ratio_cap.is_some() {
+            self.rtx_ratio_downsampled(now);
+        }
+        if param.resend().is_some() && self.pt_for_padding != Some(pt) {
+            self.pt_for_padding = Some(pt);
+        }
+        let clock_rate = Some(param.spec().rtp_clock_rate());
+        if self.clock_rate != clock_rate {
+            self.clock_rate = clock_rate;
+        }
+        self.last_sent_seq_no = seq_no;
+        self.last_used = now;
+
+        Ok((
+            PacketReceipt {
+                header,
+                seq_no,
+                is_padding: false,
+                payload_size: body_len,
+            },
+            header_len + body_len,
+        ))
+    }
+
+    /// Onmic patch: this stream's mid and rid (for the pacer's bookkeeping of a packet sent
+    /// by `write_rtp_now`).
+    pub(crate) fn midrid(&self) -> MidRid {
+        self.midrid
+    }
+
     fn padding_enabled(&self) -> bool {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
