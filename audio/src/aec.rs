@@ -8,7 +8,8 @@
 //!   and the microphone; the far-end lag (0–[`MAX_DELAY_MS`] in 10 ms steps) whose bits agree
 //!   best with the microphone's, averaged over far-end activity, is the delay. A new delay is
 //!   taken after it has won for 250 ms of far-end speech; the filter's partitions shift with it,
-//!   so what was learnt is kept. The filter starts 20 ms before the estimate.
+//!   so what was learnt is kept. The filter starts 50 ms before the estimate (which lands up to
+//!   30 ms after the direct path).
 //! * **Filter**: each bin of each partition carries its own uncertainty, so the step is large
 //!   while the echo path is unknown and shrinks by itself when the error is dominated by near-end
 //!   speech (double talk) — no double-talk detector. The filter's constraint (its second half of
@@ -24,7 +25,16 @@
 //!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
 //!   kept) and freezes its learning; the coherent estimate is over-subtracted by 2. Gain floor
-//!   −40 dB. [`Aec::near_end_active`] tells later stages (the AGC) whether what is left is
+//!   −40 dB.
+//! * **Coherence** (as WebRTC's older AEC uses it): the magnitude-squared coherence of the
+//!   microphone with the echo estimate, per bin (spectra smoothed over ~65 ms). Echo alone keeps
+//!   it high even where the coherent filter cancels only a few dB (clock drift, the tail), a
+//!   near-end talker lowers it. The near-end state needs the mean coherence below
+//!   [`NEAR_COH`] (the error-above-residual test alone fired on echo in rooms whose residual it
+//!   under-predicts), and a bin coherent above [`ECHO_COH`] ([`ECHO_COH_NEAR`] in the near-end
+//!   state) has its power prediction over-subtracted by [`ECHO_OVERSUB`]: echo-only bins are
+//!   cut hard while bins the near end dominates keep the gentle gain.
+//!   [`Aec::near_end_active`] tells later stages (the AGC) whether what is left is
 //!   near-end speech.
 //!
 //! The reference must be what is sent to the output device; feed it with
@@ -49,13 +59,30 @@ const P: usize = TAIL_MS / 10;
 pub const MAX_DELAY_MS: usize = 500;
 const LAGS: usize = MAX_DELAY_MS / 10 + 1;
 const HIST: usize = LAGS + P;
-/// The filter starts this many blocks before the estimated delay.
-const MARGIN: usize = 2;
+/// The filter starts this many blocks before the estimated delay: the binary-spectrum estimate
+/// lands 10–30 ms after the direct path (it finds where the room's energy lines up best), and a
+/// filter that starts after the direct path cannot cancel it (2 blocks: RT60 0.8 s / 300 ms
+/// estimated at 330 ms, ERLE 6 dB).
+const MARGIN: usize = 5;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
 const BANDS: usize = 32;
 const BAND_START: usize = 6;
 const BAND_WIDTH: usize = 4;
+/// Coherence of the microphone with the echo estimate: bins averaged for the near-end
+/// detector (300 Hz–6 kHz)...
+const COH_LO: usize = 6;
+const COH_HI: usize = 120;
+/// ...and the smoothing of the spectra it is computed from (about 65 ms).
+const COH_SMOOTH: f32 = 0.85;
+/// The near-end state needs the mean coherence below this (echo alone stays above it even where
+/// the coherent filter cancels little, because the estimate still follows the echo).
+const NEAR_COH: f32 = 0.6;
+/// A bin whose coherence is above this (far end alone) or [`ECHO_COH_NEAR`] (near-end state) is
+/// echo: its power-path prediction is over-subtracted by [`ECHO_OVERSUB`].
+const ECHO_COH: f32 = 0.5;
+const ECHO_COH_NEAR: f32 = 0.7;
+const ECHO_OVERSUB: f32 = 64.0;
 /// Far-end activity threshold: block power of −50 dBFS.
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
@@ -136,6 +163,13 @@ pub struct Aec {
     hold: u32,
     /// Consecutive blocks the error has exceeded [`DT_RATIO`] × the residual estimate.
     over: u32,
+    /// Smoothed auto- and cross-spectra of the microphone (D) and the echo estimate (Y), and
+    /// their magnitude-squared coherence per bin and averaged over [`COH_LO`]..=[`COH_HI`].
+    s_dd: Vec<f32>,
+    s_yy: Vec<f32>,
+    s_dy: Spectrum,
+    coh_k: Vec<f32>,
+    coh: f32,
 }
 
 impl std::fmt::Debug for Aec {
@@ -217,9 +251,14 @@ impl Aec {
             far_active: false,
             postfilter: 8.0,
             postfilter_near: 1.0,
-            transition: 0.9995,
+            transition: 0.999,
             hold: 0,
             over: 0,
+            s_dd: Vec::new(),
+            s_yy: Vec::new(),
+            s_dy: Vec::new(),
+            coh_k: Vec::new(),
+            coh: 0.0,
         }
     }
 
@@ -384,6 +423,10 @@ impl Processor for Aec {
         self.cost = vec![BANDS as f32 / 2.0; LAGS];
         self.time = vec![0.0; M];
         self.e_spec = zero.clone();
+        self.s_dy = zero.clone();
+        self.s_dd = vec![0.0; BINS];
+        self.s_yy = vec![0.0; BINS];
+        self.coh_k = vec![0.0; BINS];
         self.y_spec = zero.clone();
         self.spec = zero;
         self.reset();
@@ -436,14 +479,38 @@ impl Processor for Aec {
         self.ifft();
         let mic = block.channel_mut(0);
         let mut e = [0.0f32; N];
+        let mut yt = [0.0f32; N];
         for i in 0..N {
-            e[i] = mic[i] - self.time[N + i] / M as f32;
+            yt[i] = self.time[N + i] / M as f32;
+            e[i] = mic[i] - yt[i];
             mic[i] = e[i];
         }
         self.time[..N].fill(0.0);
         self.time[N..].copy_from_slice(&e);
         self.fft();
         self.e_spec.copy_from_slice(&self.spec);
+        // Coherence of the microphone with the echo estimate (both framed as the error is:
+        // D = E + Y), smoothed per bin, averaged over 300 Hz–6 kHz.
+        self.time[..N].fill(0.0);
+        self.time[N..].copy_from_slice(&yt);
+        self.fft();
+        {
+            let a = COH_SMOOTH;
+            let mut sum = 0.0f32;
+            for k in 0..BINS {
+                let y = self.spec[k];
+                let d = self.e_spec[k] + y;
+                self.s_dd[k] = a * self.s_dd[k] + (1.0 - a) * d.norm_sqr();
+                self.s_yy[k] = a * self.s_yy[k] + (1.0 - a) * y.norm_sqr();
+                self.s_dy[k] = self.s_dy[k] * a + d * y.conj() * (1.0 - a);
+                let c = self.s_dy[k].norm_sqr() / (self.s_dd[k] * self.s_yy[k] + 1e-20);
+                self.coh_k[k] = c;
+                if (COH_LO..=COH_HI).contains(&k) {
+                    sum += c;
+                }
+            }
+            self.coh = sum / (COH_HI - COH_LO + 1) as f32;
+        }
 
         // Kalman: expected error power = residual echo (½ Σ P|X|², the ½ from the zero-padded
         // error) + near-end/noise power ψ_s.
@@ -514,7 +581,7 @@ impl Processor for Aec {
             err_pow += ee;
             res_pow += residual;
         }
-        if err_pow > DT_RATIO * res_pow + 1e-9 {
+        if err_pow > DT_RATIO * res_pow + 1e-9 && self.coh < NEAR_COH {
             self.over = self.over.saturating_add(1);
         } else {
             self.over = 0;
@@ -535,7 +602,20 @@ impl Processor for Aec {
                 // The state's over-subtraction applies to the power path's prediction; the
                 // coherent estimate keeps its own (2), which a reference that never echoes
                 // leaves at the filter's small misadjustment.
-                let r = (pf * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
+                // A bin the echo estimate explains (coherent with the microphone) is echo: it
+                // gets the strong over-subtraction, in the near-end state only when very
+                // coherent (a bin the near end dominates is not).
+                let thr = if self.hold == 0 {
+                    ECHO_COH
+                } else {
+                    ECHO_COH_NEAR
+                };
+                let pfk = if self.coh_k[k] > thr {
+                    ECHO_OVERSUB.max(pf)
+                } else {
+                    pf
+                };
+                let r = (pfk * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
                 let g = (1.0 - r / ee).clamp(MIN_GAIN, 1.0);
                 self.gain[k] = if g < self.gain[k] {
                     g
@@ -658,6 +738,10 @@ impl Processor for Aec {
         }
         self.r2.fill(0.0);
         self.h2_blocks = 0;
+        self.s_dd.fill(0.0);
+        self.s_yy.fill(0.0);
+        self.s_dy.fill(Complex::new(0.0, 0.0));
+        self.coh = 0.0;
         self.hold = 0;
         self.over = 0;
         self.pey = 0.0;
