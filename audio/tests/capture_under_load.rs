@@ -38,6 +38,15 @@ const BUSY: Duration = Duration::from_secs(4);
 /// 15-143 windows silent).
 const MAX_BREAKS: usize = 30;
 
+/// The left channel of everything captured into `ring` (interleaved stereo).
+fn drain_left(ring: &mut rtrb::Consumer<f32>) -> Vec<f32> {
+    let mut samples = Vec::new();
+    while let Ok(s) = ring.pop() {
+        samples.push(s);
+    }
+    samples.chunks_exact(2).map(|f| f[0]).collect()
+}
+
 /// The two tests load the machine in turn, not together.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -161,11 +170,7 @@ fn capture_from_a_pulseaudio_monitor_loses_nothing_while_the_machine_is_busy() {
     let _ = player.wait();
     drop(stream);
 
-    let mut samples = Vec::new();
-    while let Ok(s) = captured.pop() {
-        samples.push(s);
-    }
-    let left: Vec<f32> = samples.chunks_exact(2).map(|f| f[0]).collect();
+    let left = drain_left(&mut captured);
     let b = breaks(&left);
     let tone_seconds = left.iter().filter(|x| x.abs() > 0.0).count() as f32 / RATE as f32;
     println!(
@@ -282,11 +287,7 @@ fn play_under_load(output: &str, tone: &[f32], period: u32) -> (usize, usize, us
     drop(out);
     std::thread::sleep(Duration::from_millis(300));
     drop(recorder);
-    let mut samples = Vec::new();
-    while let Ok(s) = captured.pop() {
-        samples.push(s);
-    }
-    let left: Vec<f32> = samples.chunks_exact(2).map(|f| f[0]).collect();
+    let left = drain_left(&mut captured);
     let b = breaks(&left);
     // 10 ms windows inside the tone that are silent: what a listener hears as a dropout.
     let silent = left

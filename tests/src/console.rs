@@ -223,10 +223,13 @@ impl Capture {
     /// [`Capture::chunk_gaps`]).
     pub fn disturbed_near(&self, frame: usize, margin: usize) -> bool {
         self.repaired_near(frame, margin)
-            || self
-                .chunk_gaps(STALL_MS)
-                .iter()
-                .any(|(f, _)| f.abs_diff(frame) <= margin)
+            || self.stalled_near(&self.chunk_gaps(STALL_MS), frame, margin)
+    }
+
+    /// Whether one of `stalls` (from [`Capture::chunk_gaps`], computed once by the caller) lies
+    /// within `margin` frames of `frame`.
+    fn stalled_near(&self, stalls: &[(usize, f64)], frame: usize, margin: usize) -> bool {
+        stalls.iter().any(|(f, _)| f.abs_diff(frame) <= margin)
     }
 
     /// The channel `ch` (0 left, 1 right).
@@ -517,6 +520,7 @@ pub fn step_events(rec: &Capture, max_hz: f32) -> Vec<(usize, StepKind, f32)> {
         .zip(&rec.right)
         .position(|(l, r)| *l != 0.0 || *r != 0.0)
         .unwrap_or(rec.left.len());
+    let stalls = rec.chunk_gaps(STALL_MS);
     let mut events: Vec<(usize, StepKind, f32)> = Vec::new();
     for n in 1..rec.left.len().min(rec.right.len()) {
         let (l, r) = (
@@ -546,7 +550,7 @@ pub fn step_events(rec: &Capture, max_hz: f32) -> Vec<(usize, StepKind, f32)> {
             StepKind::ZeroRun
         } else if rec.repaired_near(n, repair_margin(rec)) {
             StepKind::Repair
-        } else if rec.disturbed_near(n, repair_margin(rec)) {
+        } else if rec.stalled_near(&stalls, n, repair_margin(rec)) {
             StepKind::Stall
         } else {
             StepKind::Unexplained
@@ -664,9 +668,13 @@ pub fn disturbed_cover(rec: &Capture) -> f32 {
     if n == 0 {
         return 0.0;
     }
+    let stalls = rec.chunk_gaps(STALL_MS);
     let covered = (0..n)
         .step_by(480)
-        .filter(|&f| rec.disturbed_near(f, repair_margin(rec)))
+        .filter(|&f| {
+            rec.repaired_near(f, repair_margin(rec))
+                || rec.stalled_near(&stalls, f, repair_margin(rec))
+        })
         .count();
     covered as f32 / n.div_ceil(480) as f32
 }
