@@ -420,6 +420,9 @@ async fn run() -> anyhow::Result<()> {
         "studio_paint: budget p99 <= 50 ms: {}",
         if p99 <= 50.0 { "HOLDS" } else { "FAILS" }
     );
+    if std::env::var_os("ONMIC_PAINT_DIAG").is_some() {
+        diagnose(&studio).await;
+    }
     chatter.abort();
     for t in tasks {
         t.abort();
@@ -429,4 +432,61 @@ async fn run() -> anyhow::Result<()> {
     }
     studio.quit().await?;
     Ok(())
+}
+
+/// `ONMIC_PAINT_DIAG=1`, after the measurement (the room still busy): what changes the DOM and
+/// how often (a `MutationObserver` for 5 s, the 30 busiest places by kind and element path), and
+/// how fast the web view draws (the intervals of 100 consecutive animation frames). A frame
+/// interval far above 16.7 ms means the compositor, not the page's script, is what the
+/// event-to-paint delay waits for (docs/studio.md, "Event-to-paint benchmark").
+async fn diagnose(studio: &Studio) {
+    const MUTATIONS: &str = r#"const done = arguments[0];
+        const counts = {};
+        const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+            + (e.classList.length ? '.' + [...e.classList].slice(0, 2).join('.') : '');
+        const path = (n) => {
+            const out = [];
+            for (let e = n.nodeType === 1 ? n : n.parentElement, i = 0; e && i < 4; i++, e = e.parentElement) out.push(name(e));
+            return out.join(' < ');
+        };
+        const mo = new MutationObserver((ms) => {
+            for (const m of ms) {
+                const k = `${m.type} ${m.attributeName || ''} ${path(m.target)}`;
+                counts[k] = (counts[k] || 0) + 1;
+            }
+        });
+        mo.observe(document.body, { subtree: true, attributes: true, childList: true, characterData: true });
+        setTimeout(() => {
+            mo.disconnect();
+            done(Object.entries(counts).sort((a, b) => b[1] - a[1]).slice(0, 30)
+                .map(([k, n]) => `${(n / 5).toFixed(1)}/s ${k}`));
+        }, 5000);"#;
+    const FRAMES: &str = r#"const done = arguments[0];
+        const iv = [];
+        let last = performance.now();
+        const frame = (t) => {
+            iv.push(t - last);
+            last = t;
+            if (iv.length < 100) { requestAnimationFrame(frame); return; }
+            iv.sort((a, b) => a - b);
+            const at = (p) => iv[Math.min(iv.length - 1, Math.floor(iv.length * p))].toFixed(1);
+            done(`p50 ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`);
+        };
+        requestAnimationFrame(frame);"#;
+    match studio.client.execute_async(MUTATIONS, vec![]).await {
+        Ok(v) => {
+            println!("studio_paint diag: DOM changes per second, busiest first:");
+            for line in v.as_array().into_iter().flatten() {
+                println!("  {}", line.as_str().unwrap_or_default());
+            }
+        }
+        Err(e) => println!("studio_paint diag: mutation count failed: {e}"),
+    }
+    match studio.client.execute_async(FRAMES, vec![]).await {
+        Ok(v) => println!(
+            "studio_paint diag: animation frame intervals over 100 frames: {}",
+            v.as_str().unwrap_or_default()
+        ),
+        Err(e) => println!("studio_paint diag: frame intervals failed: {e}"),
+    }
 }

@@ -1,7 +1,7 @@
 import { act, render } from "@testing-library/react";
 import type { AudioSettings_Serialize as AudioSettings, LiveMeters } from "./bindings";
 import { AudioPanel } from "./AudioPanel";
-import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, Store, useStore, HOLD_FALL_DB } from "./meterStore";
+import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, Store, useStore, HOLD_FALL_DB, LATENCY_HOLD_MS } from "./meterStore";
 import { InputMeters } from "./MeterBar";
 
 function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): LiveMeters {
@@ -42,6 +42,23 @@ describe("meter store", () => {
     expect(liveMeters.get().clipLit.input).toBe(true);
     pushLiveMeters(frame(-20), 2_600);
     expect(liveMeters.get().clipLit).toEqual({ input: false, published: false });
+  });
+
+  it("takes the latency readout's figures at most every LATENCY_HOLD_MS, the first at once", () => {
+    const at = (jitterMs: number, now: number) => {
+      pushLiveMeters(frame(-20, false, jitterMs), now);
+      return liveMeters.get().latency?.jitterMs;
+    };
+    expect(at(40, 10_000)).toBe("40 ms");
+    // ~30 frames a second with a jitter figure that moves on each: the readout holds.
+    for (let i = 1; i * 33 < LATENCY_HOLD_MS; i++) expect(at(40 + i, 10_000 + i * 33)).toBe("40 ms");
+    expect(at(47, 10_000 + LATENCY_HOLD_MS)).toBe("47 ms");
+    // The meters themselves are not held.
+    pushLiveMeters(frame(-7, false, 47), 10_000 + LATENCY_HOLD_MS + 10);
+    expect(liveMeters.get().meters?.input.rmsDbfs).toBe(-7);
+    // Off air and back: the first frame shows at once again.
+    clearLiveMeters();
+    expect(at(90, 10_000 + LATENCY_HOLD_MS + 20)).toBe("90 ms");
   });
 
   it("lets the input meter's peak hold fall by HOLD_FALL_DB a frame", () => {

@@ -67,7 +67,15 @@ export interface LiveMeterState {
   /** The latency readout's figures as shown; the same object while none of them changes, so
    *  the readout re-renders only when a shown figure does. */
   latency: ShownLatency | null;
+  /** When (ms since the epoch) the shown figures were last taken from a frame. */
+  latencyAt: number;
 }
+
+/** The latency readout takes new figures at most this often (ms): the jitter buffer's figure
+ *  moves by a millisecond or two on most of the ~30 frames a second, which no one can read and
+ *  which re-laid the readout out on nearly every frame (`studio_paint`'s DOM-change count:
+ *  ~36 text changes a second in the readout before, at most 4 × 7 now). */
+export const LATENCY_HOLD_MS = 250;
 
 /** The latency readout's figures, formatted (`formatMs`). */
 export interface ShownLatency {
@@ -94,7 +102,13 @@ function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): Shown
   return same ? prev : next;
 }
 
-const NO_LIVE_METERS: LiveMeterState = { meters: null, clipUntil: { input: 0, published: 0 }, clipLit: { input: false, published: false }, latency: null };
+const NO_LIVE_METERS: LiveMeterState = {
+  meters: null,
+  clipUntil: { input: 0, published: 0 },
+  clipLit: { input: false, published: false },
+  latency: null,
+  latencyAt: 0,
+};
 
 export const liveMeters = new Store<LiveMeterState>(NO_LIVE_METERS);
 
@@ -103,11 +117,13 @@ export function pushLiveMeters(meters: LiveMeters, now = Date.now()): void {
   const prev = liveMeters.get();
   const c = prev.clipUntil;
   const clipUntil = { input: clipHold(meters.input.clipped, now, c.input), published: clipHold(meters.published.clipped, now, c.published) };
+  const fresh = prev.latency === null || now - prev.latencyAt >= LATENCY_HOLD_MS || now < prev.latencyAt;
   liveMeters.set({
     meters,
     clipUntil,
     clipLit: { input: clipUntil.input > now, published: clipUntil.published > now },
-    latency: showLatency(meters.latency, prev.latency),
+    latency: fresh ? showLatency(meters.latency, prev.latency) : prev.latency,
+    latencyAt: fresh ? now : prev.latencyAt,
   });
 }
 
