@@ -217,15 +217,6 @@ impl Capture {
         out
     }
 
-    /// Whether the path was disturbed within `margin` frames of `frame`: a repair by the
-    /// receiver's jitter buffer ([`Capture::repaired_near`]) or, in a `"track"` recording, a
-    /// stall of Chromium's audio thread (a chunk handed over more than 15 ms late,
-    /// [`Capture::chunk_gaps`]).
-    pub fn disturbed_near(&self, frame: usize, margin: usize) -> bool {
-        self.repaired_near(frame, margin)
-            || self.stalled_near(&self.chunk_gaps(STALL_MS), frame, margin)
-    }
-
     /// Whether one of `stalls` (from [`Capture::chunk_gaps`], computed once by the caller) lies
     /// within `margin` frames of `frame`.
     fn stalled_near(&self, stalls: &[(usize, f64)], frame: usize, margin: usize) -> bool {
@@ -647,7 +638,7 @@ pub async fn judge_clicks(
 }
 
 /// How late (ms) a chunk may be handed over before it counts as a stall of Chromium's audio
-/// thread ([`Capture::disturbed_near`]).
+/// thread ([`Capture::chunk_gaps`]).
 pub const STALL_MS: f64 = 15.0;
 
 /// How near a jitter-buffer repair or a stall a step is put down to it: the recording's
@@ -662,7 +653,8 @@ pub fn repair_margin(rec: &Capture) -> usize {
 }
 
 /// The share of `rec`'s frames within [`repair_margin`] of a repair or a stall
-/// ([`Capture::disturbed_near`]: where a click would go uncounted).
+/// (a jitter-buffer repair, [`Capture::repaired_near`], or a stall of Chromium's audio thread:
+/// where a click would go uncounted).
 pub fn disturbed_cover(rec: &Capture) -> f32 {
     let n = rec.left.len();
     if n == 0 {
