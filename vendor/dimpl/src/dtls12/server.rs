@@ -451,13 +451,16 @@ impl State {
             .into());
         }
 
-        // Select SRTP profile according to server priority: AES256GCM, AES128GCM, then SHA1
+        // Select SRTP profile according to server priority: AES128GCM, AES256GCM, then SHA1
+        // Onmic patch: AES-128-GCM first (upstream: AES-256-GCM first). An SFU seals every
+        // forwarded copy with the listener's key, and AES-128 runs 10 rounds per block where
+        // AES-256 runs 14 (vendor/dimpl/ONMIC-PATCH.md).
         if let Some(profiles) = client_srtp_profiles {
             // Map client profile ids to SrtpProfile, then pick our preferred
             let mut selected_profile: Option<SrtpProfile> = None;
             for preferred in [
-                SrtpProfile::AEAD_AES_256_GCM,
                 SrtpProfile::AEAD_AES_128_GCM,
+                SrtpProfile::AEAD_AES_256_GCM,
                 SrtpProfile::AES128_CM_SHA1_80,
             ] {
                 if profiles.iter().any(|pid| preferred == (*pid).into()) {
