@@ -178,6 +178,12 @@ fn own_threads(prefix: &str) -> Vec<(String, std::path::PathBuf)> {
 
 /// utime+stime in clock ticks from a thread's `/proc/…/task/<tid>` directory.
 fn stat_ticks(task: &std::path::Path) -> u64 {
+    let (user, system) = stat_user_system(task);
+    user + system
+}
+
+/// utime and stime in clock ticks from a thread's `/proc/…/task/<tid>` directory.
+fn stat_user_system(task: &std::path::Path) -> (u64, u64) {
     let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
     let f: Vec<&str> = stat
         .rsplit(')')
@@ -186,7 +192,17 @@ fn stat_ticks(task: &std::path::Path) -> u64 {
         .split_whitespace()
         .collect();
     let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    field(11) + field(12)
+    (field(11), field(12))
+}
+
+/// stime in clock ticks of this process's threads whose name starts with `prefix`, summed: for
+/// the shards, the kernel's UDP send (and, on loopback, the delivery to the receiving socket,
+/// which runs in the sender's context).
+fn threads_system_ticks(prefix: &str) -> u64 {
+    own_threads(prefix)
+        .iter()
+        .map(|(_, path)| stat_user_system(path).1)
+        .sum()
 }
 
 /// utime+stime in clock ticks of each of this process's threads whose name starts with
@@ -366,6 +382,7 @@ fn server_side() {
     let child_pid = child.id();
     let mut shards0: Vec<SfuStats> = Vec::new();
     let mut process0 = 0u64;
+    let mut sfu_system0 = 0u64;
     // When the counters were last asked for (a shard's answer time shows a busy shard).
     let mut asked0 = Instant::now();
     let callgrind = Callgrind::from_env();
@@ -402,6 +419,7 @@ fn server_side() {
                 every0 = all_threads_ticks(std::process::id(), "server");
                 every0.extend(all_threads_ticks(child_pid, "clients"));
                 start = Some((Instant::now(), threads_ticks("onmic-sfu")));
+                sfu_system0 = threads_system_ticks("onmic-sfu");
                 if let Some(c) = &callgrind {
                     c.start();
                     shards0 = shard_stats(&rt, &server);
@@ -413,6 +431,7 @@ fn server_side() {
                 let shards1 = shard_stats(&rt, &server);
                 let sfu1 = sfu_stats(&rt, &server);
                 let process1 = process_ticks();
+                let sfu_system1 = threads_system_ticks("onmic-sfu");
                 let udp1 = udp_counters();
                 let cpu1 = machine_cpu();
                 let sched1 = threads_sched("onmic-sfu");
@@ -506,6 +525,12 @@ fn server_side() {
                     process_cpu * secs * 1e6 / delivered.max(1.0),
                     cpu * secs * 1e6 / delivered.max(1.0),
                     100.0 * received / expected.max(1.0),
+                );
+                let sfu_system = (sfu_system1 - sfu_system0) as f64 / tick / secs;
+                println!(
+                    "          SFU threads in the kernel (system time: UDP send and loopback delivery) {:.0} % of their CPU, {:.2} us per delivered packet",
+                    100.0 * sfu_system / cpu.max(1e-9),
+                    sfu_system * secs * 1e6 / delivered.max(1.0),
                 );
                 if callgrind.is_some() {
                     let copies: u64 = shards0
