@@ -385,10 +385,9 @@ impl Driver {
         if let Some(peer) = targets
             .get(k + 2 * PREFETCH_AHEAD)
             .and_then(|id| self.peers.get(id))
+            && let Some(tx) = peer.slots.get(slot)
         {
-            if let Some(tx) = peer.slots.get(slot) {
-                prefetch(line(tx));
-            }
+            prefetch(line(tx));
         }
         if let Some(peer) = targets
             .get(k + PREFETCH_AHEAD)
