@@ -15,6 +15,7 @@
 pub mod driver;
 pub mod http;
 pub mod level;
+mod prefetch;
 pub mod room_sync;
 pub mod router;
 mod sendmmsg;

@@ -1,9 +1,10 @@
 //! `sendmmsg(2)` for the SFU's fan-out: many datagrams to many addresses in one system call.
 //!
-//! The crate's only unsafe code. std and socket2 have no batched send, and nix's wrapper reads
-//! uninitialised memory when its result is iterated, so this calls libc directly; the buffers
-//! are allocated once and reused, so a batch allocates nothing. Linux only: elsewhere (the
-//! Studio's embedded room on Windows and macOS) the same type sends one `send_to` per datagram.
+//! With `prefetch.rs`, the crate's only unsafe code. std and socket2 have no batched send, and
+//! nix's wrapper reads uninitialised memory when its result is iterated, so this calls libc
+//! directly; the buffers are allocated once and reused, so a batch allocates nothing. Linux only:
+//! elsewhere (the Studio's embedded room on Windows and macOS) the same type sends one `send_to`
+//! per datagram.
 #![cfg_attr(target_os = "linux", allow(unsafe_code))]
 
 use std::io;

@@ -2079,6 +2079,26 @@ impl Rtc {
         })
     }
 
+    /// Onmic patch: hands `f` the address of every cache line [`Rtc::send_rtp_now`] will touch
+    /// for a packet on `ssrc`, so that a caller writing one packet to many peers can prefetch the
+    /// next peers' state while it writes to this one (an SFU's fan-out visits each subscriber
+    /// once per copy, and its state is cold by then). `stage` 0: the lines inside this `Rtc`
+    /// (nothing is read: the addresses follow from `&self`); `stage` 1: what those fields point
+    /// to (the send stream, SRTP cipher, media, codec parameters, scratch buffer), which reads
+    /// the fields, so call it once stage 0's lines had time to arrive. Addresses only: nothing
+    /// is changed, and handing out a wrong one costs a wasted prefetch, not correctness.
+    pub fn send_rtp_lines(&self, stage: u8, ssrc: crate::rtp::Ssrc, f: &mut dyn FnMut(*const u8)) {
+        if stage == 0 {
+            f(line(&self.state));
+            f(line(&self.need_init_time));
+            f(line(&self.last_now));
+            f(line(&self.dtls_connected));
+            f(line(&self.send_addr));
+            f(line(&self.peer_bytes_tx));
+        }
+        self.session.send_rtp_lines(stage, ssrc, f);
+    }
+
     /// Provide input to this `Rtc` instance. Input is either a [`Input::Timeout`] for some
     /// time that was previously obtained from [`Rtc::poll_output()`], or [`Input::Receive`]
     /// for network data.
@@ -2448,4 +2468,9 @@ pub mod unversioned {
         Depacketizer, H264Depacketizer, H264Packetizer, OpusPacketizer, Packetizer, TelephoneEvent,
         Vp8Depacketizer, Vp8Packetizer,
     };
+}
+
+/// Onmic patch: the address of a value, for [`Rtc::send_rtp_lines`].
+pub(crate) fn line<T: ?Sized>(v: &T) -> *const u8 {
+    std::ptr::from_ref(v).cast::<u8>()
 }

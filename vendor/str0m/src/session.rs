@@ -1315,6 +1315,45 @@ impl Session {
         Ok(std::mem::take(out).into())
     }
 
+    /// Onmic patch: see `Rtc::send_rtp_lines`.
+    pub fn send_rtp_lines(&self, stage: u8, ssrc: Ssrc, f: &mut dyn FnMut(*const u8)) {
+        use crate::line;
+        if stage == 0 {
+            f(line(&self.rtp_closing));
+            f(line(&self.bwe));
+            f(line(&self.srtp_tx));
+            f(line(&self.medias));
+            f(line(&self.poll_packet_buf));
+            f(line(&self.pacer));
+            f(line(&self.raw_packets));
+            f(line(&self.media_bytes_tx));
+            f(line(&self.codec_config));
+            self.streams.send_rtp_lines_map(f);
+            return;
+        }
+        if let Some(srtp) = &self.srtp_tx {
+            srtp.send_lines(f);
+        }
+        let Some(mid) = self.streams.send_rtp_lines(ssrc, f) else {
+            return;
+        };
+        for m in &self.medias {
+            m.send_lines(f);
+            if m.mid() == mid {
+                break;
+            }
+        }
+        if let Some(p) = self.codec_config.first() {
+            f(line(p));
+        }
+        // The header and an Opus payload: what `write_rtp_now` writes into the buffer.
+        let buf = self.poll_packet_buf.as_ptr();
+        for k in (0..self.poll_packet_buf.len().min(384)).step_by(64) {
+            f(buf.wrapping_add(k));
+        }
+        self.pacer.send_lines(f);
+    }
+
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
         let srtp_tx = self.srtp_tx.as_mut()?;
 

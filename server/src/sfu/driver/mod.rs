@@ -645,6 +645,9 @@ struct Driver {
     stale: bool,
     /// Test support ([`Cmd::SlowRelays`]): extra cost of each relayed packet.
     relay_cost: Duration,
+    /// Whether the fan-out prefetches the next subscribers' state (see `Driver::fan_out`);
+    /// `ONMIC_SFU_PREFETCH=0` turns it off, to measure what it buys.
+    prefetch: bool,
 }
 
 /// Datagrams waiting to be sent, and the reused `sendmmsg` headers.

@@ -41,6 +41,7 @@ impl Driver {
             recv: StampedRecv::new(&socket),
             stale: false,
             relay_cost: Duration::ZERO,
+            prefetch: std::env::var("ONMIC_SFU_PREFETCH").map_or(true, |v| v != "0"),
             socket,
         }
     }

@@ -684,6 +684,16 @@ impl Media {
         &self.remote_exts
     }
 
+    /// Onmic patch: what finding this media by mid and reading its extension map touch
+    /// (`Rtc::send_rtp_lines`).
+    pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
+        f(crate::line(&self.mid));
+        let exts = crate::line(&self.remote_exts);
+        for k in (0..std::mem::size_of_val(&self.remote_exts)).step_by(64) {
+            f(exts.wrapping_add(k));
+        }
+    }
+
     pub(crate) fn remote_created(&self) -> bool {
         self.remote_created
     }

@@ -76,6 +76,14 @@ impl Pacer for NullPacer {
     }
 }
 
+impl NullPacer {
+    /// Onmic patch: the send list `register_send` walks (`Rtc::send_rtp_lines`).
+    pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
+        f(crate::line(&self.unsent_since));
+        f(self.last_sends.as_ptr().cast::<u8>());
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

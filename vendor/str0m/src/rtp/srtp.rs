@@ -350,6 +350,18 @@ impl SrtpContext {
     /// and freeing it was ~600 instructions of a ~7,000 instruction copy, callgrind). Same
     /// bytes as `protect_rtp`. The AES-CM profile still allocates (it is not what browsers
     /// negotiate with str0m, which prefers AES-GCM).
+    /// Onmic patch: the RTP cipher's lines (`Rtc::send_rtp_lines`). The cipher's own key
+    /// schedule sits behind the backend's handle, out of reach.
+    pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
+        use crate::line;
+        f(line(&self.rtp));
+        match &self.rtp {
+            Derived::AeadAes128Gcm { enc, .. } => f(line(&**enc)),
+            Derived::AeadAes256Gcm { enc, .. } => f(line(&**enc)),
+            Derived::Aes128CmSha1_80 { enc, .. } => f(line(&**enc)),
+        }
+    }
+
     pub fn protect_rtp_into(
         &mut self,
         buf: &[u8],

@@ -398,6 +398,22 @@ impl Streams {
         self.streams_tx.get_mut(ssrc)
     }
 
+    /// Onmic patch: the send stream map itself (`Rtc::send_rtp_lines`, stage 0).
+    pub(crate) fn send_rtp_lines_map(&self, f: &mut dyn FnMut(*const u8)) {
+        f(crate::line(&self.streams_tx));
+    }
+
+    /// Onmic patch: the send stream's lines (`Rtc::send_rtp_lines`, stage 1); its mid.
+    pub(crate) fn send_rtp_lines(
+        &self,
+        ssrc: Ssrc,
+        f: &mut dyn FnMut(*const u8),
+    ) -> Option<crate::Mid> {
+        let stream = self.streams_tx.get(&ssrc)?;
+        stream.send_lines(f);
+        Some(stream.mid())
+    }
+
     /// Lookup the "main" SSRC and mid for a given SSRC(main or RTX).
     pub(crate) fn mid_ssrc_rx_by_ssrc_or_rtx(
         &mut self,

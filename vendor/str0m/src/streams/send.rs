@@ -569,6 +569,25 @@ impl StreamTx {
     /// first), resends or padding are pending, the packet is nackable (it must be cached), has
     /// a VP8 patch, is too large, or its payload type is not a main payload type of the
     /// session.
+    /// Onmic patch: the fields `write_rtp_now` reads and writes (`Rtc::send_rtp_lines`).
+    pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
+        use crate::line;
+        f(line(&self.ssrc));
+        f(line(&self.midrid));
+        f(line(&self.kind));
+        f(line(&self.clock_rate));
+        f(line(&self.last_sent_seq_no));
+        f(line(&self.last_used));
+        f(line(&self.rtp_and_wallclock));
+        f(line(&self.send_queue));
+        f(line(&self.resends));
+        f(line(&self.padding));
+        f(line(&self.rtx_ratio_cap));
+        f(line(&self.stats));
+        f(line(&self.pt_for_padding));
+        f(line(&self.remote_acked_ssrc));
+    }
+
     pub(crate) fn write_rtp_now(
         &mut self,
         now: Instant,
