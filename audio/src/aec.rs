@@ -125,6 +125,9 @@ const LAG_START: f64 = LAG_MIN;
 /// The lag above which it is taken down a block (and the filter's start a block later): a
 /// block and a half above its least, so a lag just raised by a block does not fall back.
 const LAG_HIGH: f64 = LAG_MIN + 1.5 * N as f64;
+/// The most lag the ring holds (reached only with the filter at its latest start, where the
+/// lag cannot be taken down a block).
+const LAG_CAP: f64 = (RING - N - INTERP_TAPS) as f64;
 /// Blocks between two measurements of the echo path's drift.
 const DRIFT_BLOCKS: u32 = 100;
 /// Bins whose phase the drift is read from (200 Hz–4 kHz).
@@ -390,7 +393,7 @@ impl Aec {
         let newest = self.ring_pos + RING - 1;
         let half = INTERP_TAPS / 2;
         for (i, o) in out.iter_mut().enumerate() {
-            let lag = (lag + self.rate * (i + 1) as f64).max(LAG_MIN);
+            let lag = (lag + self.rate * (i + 1) as f64).clamp(LAG_MIN, LAG_CAP);
             // Position newest − t: the sample `back` behind the newest, plus `frac`.
             let t = (N - 1 - i) as f64 + lag;
             let back = t.ceil();
@@ -660,7 +663,7 @@ impl Processor for Aec {
         } else {
             self.resample(self.lag, &mut far);
         }
-        self.lag = (self.lag + step).max(LAG_MIN);
+        self.lag = (self.lag + step).clamp(LAG_MIN, LAG_CAP);
         let far_power = power(&far);
         self.far_active = far_power >= FAR_ACTIVE;
         let far_active = self.far_active;
@@ -1074,6 +1077,11 @@ mod tests {
     /// The linear filter's echo reduction over the last 4 s (suppressor off), and the drift
     /// the canceller estimated.
     fn linear_erle(ppm: f64, tracking: bool) -> (f64, f64) {
+        linear_erle_from(ppm, tracking, LAG_START).0
+    }
+
+    /// The same with the reference's lag starting at `lag`; also the lag at the end.
+    fn linear_erle_from(ppm: f64, tracking: bool, lag: f64) -> ((f64, f64), f64) {
         let far = far_end(16);
         let echo = drifted_echo(&far, ppm);
         let mut aec = Aec::new();
@@ -1084,6 +1092,7 @@ mod tests {
             ..StreamSpec::default()
         })
         .expect("prepare");
+        aec.lag = lag;
         let (mut e, mut r) = (0.0f64, 0.0f64);
         let mut fb = Block::silent(1);
         let mut mb = Block::silent(1);
@@ -1097,7 +1106,7 @@ mod tests {
                 r += mb.channel(0).iter().map(|v| (v * v) as f64).sum::<f64>();
             }
         }
-        (10.0 * (e / r).log10(), aec.drift_ppm())
+        ((10.0 * (e / r).log10(), aec.drift_ppm()), aec.lag)
     }
 
     /// A playout clock 90 ppm fast: the echo comes ever earlier, so the reference's lag falls
@@ -1112,6 +1121,25 @@ mod tests {
             "drift 90 ppm: estimated {ppm:.1} ppm, linear ERLE {erle:.1} dB (without: {plain:.1} dB)"
         );
         assert!((ppm - 90.0).abs() < 5.0, "estimated {ppm:.1} ppm");
+        assert!(
+            erle >= plain + 6.0,
+            "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
+        );
+    }
+
+    /// A playout clock 90 ppm slow: the echo comes ever later. With the lag started just under
+    /// where it is taken down a block (as after a long session), it is within the first
+    /// seconds, with the filter's start a block later; the drift is still found and followed.
+    #[test]
+    fn follows_clock_drift_across_a_block() {
+        let start = LAG_HIGH - 20.0;
+        let ((erle, ppm), lag) = linear_erle_from(-90.0, true, start);
+        let ((plain, _), _) = linear_erle_from(-90.0, false, start);
+        println!(
+            "drift -90 ppm: estimated {ppm:.1} ppm, lag {start:.0} -> {lag:.0} samples, linear ERLE {erle:.1} dB (without: {plain:.1} dB)"
+        );
+        assert!(lag < start - 200.0, "the lag did not wrap: {lag:.0}");
+        assert!((ppm + 90.0).abs() < 5.0, "estimated {ppm:.1} ppm");
         assert!(
             erle >= plain + 6.0,
             "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
