@@ -31,8 +31,9 @@
 //!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
 //!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
-//!   kept) and freezes its learning; the coherent estimate is over-subtracted by 2. Gain floor
-//!   −40 dB.
+//!   kept) and lets it learn only downwards (where the smoothed error is under its
+//!   prediction: the coherent filter has improved since); the coherent estimate is
+//!   over-subtracted by 2. Gain floor −40 dB.
 //! * **Coherence** (as WebRTC's older AEC uses it): the magnitude-squared coherence of the
 //!   microphone with the echo estimate, per bin (spectra smoothed over ~65 ms). Echo alone keeps
 //!   it high even where the coherent filter cancels only a few dB (clock drift, the tail), a
@@ -172,6 +173,8 @@ pub struct Aec {
     /// Residual echo predicted for this block, per bin.
     r2: Vec<f32>,
     tmp: Vec<f32>,
+    /// The error's power per bin, smoothed over ~30 ms (the power path's downward learning).
+    ee_s: Vec<f32>,
     /// Blocks of far-end activity the residual path has learnt on.
     h2_blocks: u32,
     pey: f32,
@@ -292,6 +295,7 @@ impl Aec {
             h2: Vec::new(),
             r2: Vec::new(),
             tmp: Vec::new(),
+            ee_s: Vec::new(),
             h2_blocks: 0,
             pey: 0.0,
             pyy: 0.0,
@@ -600,6 +604,7 @@ impl Processor for Aec {
         self.h2 = vec![vec![0.0; BINS]; P];
         self.r2 = vec![0.0; BINS];
         self.tmp = vec![0.0; BINS];
+        self.ee_s = vec![0.0; BINS];
         self.cost = vec![BANDS as f32 / 2.0; LAGS];
         self.time = vec![0.0; M];
         self.e_spec = zero.clone();
@@ -848,9 +853,22 @@ impl Processor for Aec {
         // estimate at least half the error's power): a reference that never reaches the
         // microphone (music on headphones) must not teach it the near end.
         let echoing = echo_all >= 0.5 * err_all;
-        if self.far_active && echoing && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum))
-        {
-            self.h2_blocks = self.h2_blocks.saturating_add(1);
+        for k in 0..BINS {
+            self.ee_s[k] = 0.7 * self.ee_s[k] + 0.3 * self.e_spec[k].norm_sqr();
+        }
+        let learn_up = self.far_active
+            && echoing
+            && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum));
+        // Otherwise (double talk, or a reference the coherent filter does not explain) it may
+        // still learn downwards, where the error smoothed over ~30 ms is under its prediction:
+        // a near end only adds power, so a prediction above the error is one the coherent
+        // filter has overtaken since it was learnt (it goes on converging in double talk).
+        // At a fifth of the step, on the smoothed error: single frames dip under the mean.
+        let learn_down = !learn_up && self.far_active && converged;
+        if learn_up || learn_down {
+            if learn_up {
+                self.h2_blocks = self.h2_blocks.saturating_add(1);
+            }
             // Per bin, Σ_q X2² normalises the step (NLMS on power spectra).
             self.tmp.iter_mut().for_each(|v| *v = 0.0);
             for q in 0..P {
@@ -861,7 +879,11 @@ impl Processor for Aec {
             }
             for k in 0..BINS {
                 let ee = self.e_spec[k].norm_sqr();
-                let err = ee - self.r2[k];
+                let err = if learn_down {
+                    (self.ee_s[k] - self.r2[k]).min(0.0) * 0.2
+                } else {
+                    ee - self.r2[k]
+                };
                 let err = if converged {
                     err.min(2.0 * self.r2[k] + 1e-6)
                 } else {
@@ -958,6 +980,7 @@ impl Processor for Aec {
             h.fill(0.0);
         }
         self.r2.fill(0.0);
+        self.ee_s.fill(0.0);
         self.h2_blocks = 0;
         self.s_dd.fill(0.0);
         self.s_yy.fill(0.0);
