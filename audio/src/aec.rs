@@ -863,7 +863,7 @@ impl Processor for Aec {
         // still learn downwards, where the error smoothed over ~30 ms is under its prediction:
         // a near end only adds power, so a prediction above the error is one the coherent
         // filter has overtaken since it was learnt (it goes on converging in double talk).
-        // At a fifth of the step, on the smoothed error: single frames dip under the mean.
+        // At half the step, on the smoothed error: single frames dip under the mean.
         let learn_down = !learn_up && self.far_active && converged;
         if learn_up || learn_down {
             if learn_up {
@@ -880,7 +880,7 @@ impl Processor for Aec {
             for k in 0..BINS {
                 let ee = self.e_spec[k].norm_sqr();
                 let err = if learn_down {
-                    (self.ee_s[k] - self.r2[k]).min(0.0) * 0.2
+                    (self.ee_s[k] - self.r2[k]).min(0.0) * 0.5
                 } else {
                     ee - self.r2[k]
                 };
