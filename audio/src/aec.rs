@@ -859,12 +859,13 @@ impl Processor for Aec {
         let learn_up = self.far_active
             && echoing
             && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum));
-        // Otherwise (double talk, or a reference the coherent filter does not explain) it may
-        // still learn downwards, where the error smoothed over ~30 ms is under its prediction:
-        // a near end only adds power, so a prediction above the error is one the coherent
-        // filter has overtaken since it was learnt (it goes on converging in double talk).
-        // At half the step, on the smoothed error: single frames dip under the mean.
-        let learn_down = !learn_up && self.far_active && converged;
+        // In the near-end state it still learns downwards, where the error smoothed over ~30 ms
+        // is under its prediction: a near end only adds power, so a prediction above the error
+        // is one the coherent filter has overtaken since it was learnt (it goes on converging
+        // in double talk). On the smoothed error (single frames dip under the mean), and only
+        // in that state (with the far end alone, in a room whose drift the filter follows by
+        // itself, it took the prediction too low: RT60 0.6 s / 0 ms 38.4 → 27.5 dB).
+        let learn_down = !learn_up && self.far_active && converged && self.hold > 0;
         if learn_up || learn_down {
             if learn_up {
                 self.h2_blocks = self.h2_blocks.saturating_add(1);
@@ -880,7 +881,7 @@ impl Processor for Aec {
             for k in 0..BINS {
                 let ee = self.e_spec[k].norm_sqr();
                 let err = if learn_down {
-                    (self.ee_s[k] - self.r2[k]).min(0.0) * 0.5
+                    (self.ee_s[k] - self.r2[k]).min(0.0)
                 } else {
                     ee - self.r2[k]
                 };
