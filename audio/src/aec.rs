@@ -15,6 +15,13 @@
 //!   speech (double talk) — no double-talk detector. The filter's constraint (its second half of
 //!   taps zeroed) is applied to four partitions per block in turn (alternately constrained, as in
 //!   Speex's MDF), which keeps the cost of a 400 ms filter within budget.
+//! * **Clock drift**: the reference is read back through a fractional-delay interpolator
+//!   (16-tap Kaiser-windowed sinc) at a lag that moves by the estimated drift every sample. The
+//!   drift is measured every second from how far the filter's taps slid (the phase turn of its
+//!   spectra over 200 Hz–4 kHz) and taken into the rate in part, so the loop closes over a few
+//!   seconds; the lag wraps by a block together with the filter's start, so it stays bounded.
+//!   The filter itself then only has to follow what the rate misses (transition 0.998 with the
+//!   far end alone, 0.9995 in the near-end state).
 //! * **Residual echo**: what the filter leaves is predicted from the far end's power spectra
 //!   through a second, power-domain path (per partition and bin, learnt by NLMS on |E|² while the
 //!   far end talks alone and the coherent filter explains a good part of the microphone, so a
@@ -24,8 +31,9 @@
 //!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
 //!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
-//!   kept) and freezes its learning; the coherent estimate is over-subtracted by 2. Gain floor
-//!   −40 dB.
+//!   kept) and lets it learn only downwards (where the smoothed error is under its
+//!   prediction: the coherent filter has improved since); the coherent estimate is
+//!   over-subtracted by 2. Gain floor −40 dB.
 //! * **Coherence** (as WebRTC's older AEC uses it): the magnitude-squared coherence of the
 //!   microphone with the echo estimate, per bin (spectra smoothed over ~65 ms). Echo alone keeps
 //!   it high even where the coherent filter cancels only a few dB (clock drift, the tail), a
@@ -100,6 +108,43 @@ const DT_BLOCKS: u32 = 3;
 /// ...puts the suppressor in its near-end state for this many blocks (250 ms).
 const DT_HOLD: u32 = 25;
 
+/// Taps of the reference's fractional-delay interpolator (a Kaiser-windowed sinc) and the
+/// fractional positions it is tabulated at.
+const INTERP_TAPS: usize = 16;
+const INTERP_PHASES: usize = 256;
+/// Reference samples kept for the interpolator (a power of two).
+const RING: usize = 2048;
+/// The least lag (samples) the interpolator can read the reference at: its half length.
+const LAG_MIN: f64 = (INTERP_TAPS / 2 + 1) as f64;
+/// Where the reference's lag starts: at its least. Any lag ahead of the echo costs a path with
+/// no device delay its first taps (0.5 ms of lag took the synthetic double-talk test of
+/// `tests/dsp_quality.rs` from 77 % of the near end kept to 73 %). A capture clock running slow
+/// against the playout clock (the echo comes ever earlier) is followed by a block more lag and
+/// the filter's start a block earlier; with the filter at the far end's first block (a device
+/// delay under 60 ms) the lag stays at its least and the filter tracks that drift itself.
+const LAG_START: f64 = LAG_MIN;
+/// The lag above which it is taken down a block (and the filter's start a block later): a
+/// block and a half above its least, so a lag just raised by a block does not fall back.
+const LAG_HIGH: f64 = LAG_MIN + 1.5 * N as f64;
+/// The most lag the ring holds (reached only with the filter at its latest start, where the
+/// lag cannot be taken down a block).
+const LAG_CAP: f64 = (RING - N - INTERP_TAPS) as f64;
+/// Blocks between two measurements of the echo path's drift.
+const DRIFT_BLOCKS: u32 = 100;
+/// Bins whose phase the drift is read from (200 Hz–4 kHz).
+const DRIFT_LO: usize = 4;
+const DRIFT_HI: usize = 80;
+const DRIFT_BINS: usize = DRIFT_HI - DRIFT_LO + 1;
+/// Largest drift the filter's shift is searched for per measurement, in samples, and the step.
+const DRIFT_SEARCH: f32 = 8.0;
+const DRIFT_STEP: f32 = 1.0 / 16.0;
+/// A measurement counts when the filter's change is this well explained by a pure shift.
+const DRIFT_FIT: f32 = 0.7;
+/// Fraction of a measured drift taken into the resampling rate per measurement.
+const DRIFT_GAIN: f64 = 0.7;
+/// The largest clock drift followed (±200 ppm; hosts drift ±100 ppm).
+const DRIFT_MAX: f64 = 200e-6;
+
 type Spectrum = Vec<Complex<f32>>;
 
 /// The echo canceller stage (mono: a stereo block is processed on its first channel and the
@@ -128,6 +173,8 @@ pub struct Aec {
     /// Residual echo predicted for this block, per bin.
     r2: Vec<f32>,
     tmp: Vec<f32>,
+    /// The error's power per bin, smoothed over ~30 ms (the power path's downward learning).
+    ee_s: Vec<f32>,
     /// Blocks of far-end activity the residual path has learnt on.
     h2_blocks: u32,
     pey: f32,
@@ -153,12 +200,17 @@ pub struct Aec {
     y_spec: Spectrum,
     near_active: bool,
     far_active: bool,
-    /// Transition factor A (how fast the echo path may drift).
+    /// Transition factor A (how fast the echo path may drift) while the far end talks alone...
     pub transition: f32,
+    /// ...and in the near-end state (double talk), where a filter that moves fast learns the
+    /// near end.
+    pub transition_near: f32,
     /// Residual-echo suppressor over-subtraction while the far end talks alone (0 = off).
     pub postfilter: f32,
     /// Over-subtraction while the near end talks (double talk).
     pub postfilter_near: f32,
+    /// Whether the clock drift is estimated and the reference resampled by it.
+    pub drift_tracking: bool,
     /// Blocks the near-end state holds after the error last exceeded the residual estimate.
     hold: u32,
     /// Consecutive blocks the error has exceeded [`DT_RATIO`] × the residual estimate.
@@ -170,6 +222,20 @@ pub struct Aec {
     s_dy: Spectrum,
     coh_k: Vec<f32>,
     coh: f32,
+    /// The far end as it came (a ring of samples), read by a fractional-delay interpolator at
+    /// `lag` samples behind its newest sample; `lag` moves by `rate` per sample: the clock
+    /// drift between playout and capture, estimated from how the filter's taps move.
+    ring: Vec<f32>,
+    ring_pos: usize,
+    lag: f64,
+    rate: f64,
+    interp: Vec<f32>,
+    /// The filter's spectra over [`DRIFT_LO`]..=[`DRIFT_HI`] at the last drift measurement,
+    /// the blocks (and far-end blocks) since, and whether the snapshot is comparable.
+    w_snap: Vec<Spectrum>,
+    snap_blocks: u32,
+    snap_active: u32,
+    snap_valid: bool,
 }
 
 impl std::fmt::Debug for Aec {
@@ -184,6 +250,10 @@ impl Default for Aec {
     fn default() -> Self {
         Aec::new()
     }
+}
+
+fn power(x: &[f32; N]) -> f32 {
+    x.iter().map(|s| s * s).sum::<f32>() / N as f32
 }
 
 fn band_bits(spec: &[Complex<f32>], mean: &mut [f32; BANDS], update: bool) -> u32 {
@@ -225,6 +295,7 @@ impl Aec {
             h2: Vec::new(),
             r2: Vec::new(),
             tmp: Vec::new(),
+            ee_s: Vec::new(),
             h2_blocks: 0,
             pey: 0.0,
             pyy: 0.0,
@@ -251,7 +322,9 @@ impl Aec {
             far_active: false,
             postfilter: 8.0,
             postfilter_near: 1.0,
-            transition: 0.999,
+            transition: 0.998,
+            transition_near: 0.9995,
+            drift_tracking: true,
             hold: 0,
             over: 0,
             s_dd: Vec::new(),
@@ -259,6 +332,15 @@ impl Aec {
             s_dy: Vec::new(),
             coh_k: Vec::new(),
             coh: 0.0,
+            ring: Vec::new(),
+            ring_pos: 0,
+            lag: LAG_START,
+            rate: 0.0,
+            interp: Vec::new(),
+            w_snap: Vec::new(),
+            snap_blocks: 0,
+            snap_active: 0,
+            snap_valid: false,
         }
     }
 
@@ -303,6 +385,107 @@ impl Aec {
         self.leak
     }
 
+    /// The clock drift the reference is resampled by, in ppm (positive: the playout clock runs
+    /// fast against the capture clock, so the echo comes ever earlier).
+    pub fn drift_ppm(&self) -> f64 {
+        -self.rate * 1e6
+    }
+
+    /// The next block of the reference, read from the ring at the current lag (which moves by
+    /// the drift rate per sample).
+    fn resample(&mut self, lag: f64, out: &mut [f32; N]) {
+        let newest = self.ring_pos + RING - 1;
+        let half = INTERP_TAPS / 2;
+        for (i, o) in out.iter_mut().enumerate() {
+            let lag = (lag + self.rate * (i + 1) as f64).clamp(LAG_MIN, LAG_CAP);
+            // Position newest − t: the sample `back` behind the newest, plus `frac`.
+            let t = (N - 1 - i) as f64 + lag;
+            let back = t.ceil();
+            let frac = back - t;
+            let phase = (frac * INTERP_PHASES as f64).round() as usize;
+            let h = &self.interp[phase * INTERP_TAPS..(phase + 1) * INTERP_TAPS];
+            // Taps at offsets −(half − 1)..=half around the sample `back` behind the newest.
+            let first = newest - back as usize - (half - 1);
+            let mut acc = 0.0f32;
+            for (k, hk) in h.iter().enumerate() {
+                acc += hk * self.ring[(first + k) % RING];
+            }
+            *o = acc;
+        }
+    }
+
+    /// Pushes the far end's frame [`prev`, `cur`] into the history (spectrum, power, bits).
+    fn push_frame(&mut self, prev: &[f32; N], cur: &[f32; N], far_active: bool) {
+        self.time[..N].copy_from_slice(prev);
+        self.time[N..].copy_from_slice(cur);
+        self.fft();
+        self.hist_pos = (self.hist_pos + 1) % HIST;
+        self.hist[self.hist_pos].copy_from_slice(&self.spec);
+        for (pw, x) in self.hist_pow[self.hist_pos].iter_mut().zip(&self.spec) {
+            *pw = x.norm_sqr();
+        }
+        self.far_bits[self.hist_pos] = band_bits(&self.spec, &mut self.far_mean, far_active);
+    }
+
+    /// Measures how far the filter's taps moved since the last measurement (the phase turn of
+    /// its spectra over 200 Hz–4 kHz that best explains the change, searched to a sixteenth of
+    /// a sample) and takes part of it into the drift rate: a filter that keeps sliding later
+    /// means the reference must lag more. The filter's own tracking lags the drift, so the
+    /// loop closes over a few measurements.
+    fn track_drift(&mut self) {
+        if !self.drift_tracking {
+            return;
+        }
+        self.snap_blocks += 1;
+        if self.far_active {
+            self.snap_active += 1;
+        }
+        if self.snap_blocks < DRIFT_BLOCKS {
+            return;
+        }
+        if self.snap_valid && self.snap_active >= DRIFT_BLOCKS / 2 && self.active_blocks >= 200 {
+            let mut c = [Complex::new(0.0f32, 0.0); DRIFT_BINS];
+            for (w, snap) in self.w.iter().zip(&self.w_snap) {
+                for ((ck, wk), sk) in c.iter_mut().zip(&w[DRIFT_LO..=DRIFT_HI]).zip(snap) {
+                    *ck += wk * sk.conj();
+                }
+            }
+            let total: f32 = c.iter().map(|v| v.norm()).sum();
+            let steps = (2.0 * DRIFT_SEARCH / DRIFT_STEP) as usize;
+            let (mut best, mut best_d) = (f32::MIN, 0.0f32);
+            for st in 0..=steps {
+                let d = -DRIFT_SEARCH + st as f32 * DRIFT_STEP;
+                // A shift of d samples later turns bin k by e^{−j2πkd/M}: undo it.
+                let w0 = 2.0 * std::f32::consts::PI * d / M as f32;
+                let r = Complex::from_polar(1.0, w0);
+                let mut z = Complex::from_polar(1.0, w0 * DRIFT_LO as f32);
+                let mut sum = 0.0f32;
+                for ck in &c {
+                    sum += (ck * z).re;
+                    z *= r;
+                }
+                if sum > best {
+                    best = sum;
+                    best_d = d;
+                }
+            }
+            let per_sample = best_d as f64 / (self.snap_blocks as usize * N) as f64;
+            // A lag pinned at its least (the filter starts at the far end's first block, so
+            // it cannot start a block earlier instead) cannot follow a faster fall: the rate is
+            // not wound up beyond what the lag does.
+            let pinned = self.bulk == 0 && self.lag <= LAG_MIN + 0.5 && per_sample < 0.0;
+            if total > 0.0 && best > DRIFT_FIT * total && !pinned {
+                self.rate = (self.rate + DRIFT_GAIN * per_sample).clamp(-DRIFT_MAX, DRIFT_MAX);
+            }
+        }
+        for (snap, w) in self.w_snap.iter_mut().zip(&self.w) {
+            snap.copy_from_slice(&w[DRIFT_LO..=DRIFT_HI]);
+        }
+        self.snap_valid = true;
+        self.snap_blocks = 0;
+        self.snap_active = 0;
+    }
+
     /// Moves the filter's start to `blocks` after the far end, shifting what it has learnt.
     fn shift_to(&mut self, blocks: usize) {
         let blocks = blocks.min(LAGS - 1);
@@ -334,6 +517,7 @@ impl Aec {
             }
         }
         self.bulk = blocks;
+        self.snap_valid = false;
     }
 
     fn fft(&mut self) {
@@ -420,6 +604,7 @@ impl Processor for Aec {
         self.h2 = vec![vec![0.0; BINS]; P];
         self.r2 = vec![0.0; BINS];
         self.tmp = vec![0.0; BINS];
+        self.ee_s = vec![0.0; BINS];
         self.cost = vec![BANDS as f32 / 2.0; LAGS];
         self.time = vec![0.0; M];
         self.e_spec = zero.clone();
@@ -428,6 +613,9 @@ impl Processor for Aec {
         self.s_yy = vec![0.0; BINS];
         self.coh_k = vec![0.0; BINS];
         self.y_spec = zero.clone();
+        self.w_snap = vec![vec![Complex::new(0.0, 0.0); DRIFT_BINS]; P];
+        self.ring = vec![0.0; RING];
+        self.interp = interpolator();
         self.spec = zero;
         self.reset();
         Ok(())
@@ -438,25 +626,57 @@ impl Processor for Aec {
             return;
         }
         // Far end: spectrum of [previous block, this block] into the history.
-        let far = if self.far_fresh {
+        let raw = if self.far_fresh {
             self.far_pending
         } else {
             [0.0; N]
         };
         self.far_fresh = false;
-        let far_power = far.iter().map(|s| s * s).sum::<f32>() / N as f32;
-        self.far_active = far_power >= FAR_ACTIVE;
-        self.time[..N].copy_from_slice(&self.far_prev);
-        self.time[N..].copy_from_slice(&far);
-        self.far_prev = far;
-        self.fft();
-        self.hist_pos = (self.hist_pos + 1) % HIST;
-        self.hist[self.hist_pos].copy_from_slice(&self.spec);
-        for (pw, x) in self.hist_pow[self.hist_pos].iter_mut().zip(&self.spec) {
-            *pw = x.norm_sqr();
+        for (i, v) in raw.iter().enumerate() {
+            self.ring[(self.ring_pos + i) % RING] = *v;
         }
+        self.ring_pos = (self.ring_pos + N) % RING;
+        // The reference resampled by the drift: read `lag` samples behind what came in.
+        let step = self.rate * N as f64;
+        let mut far = [0.0f32; N];
+        let mut push = true;
+        if self.lag + step > LAG_HIGH && self.bulk + 1 < LAGS {
+            // A block and a half more lag than the least: read the reference a block later and
+            // start the filter a block later. This block gives two frames (at the old lag, then at
+            // the new), so the history stays one stream at the new lag and the filter's taps
+            // keep their meaning.
+            let mut old = [0.0f32; N];
+            self.resample(self.lag, &mut old);
+            let prev = self.far_prev;
+            self.push_frame(&prev, &old, power(&old) >= FAR_ACTIVE);
+            self.far_prev = old;
+            self.lag -= N as f64;
+            self.resample(self.lag, &mut far);
+            self.bulk += 1;
+            self.cost.rotate_right(1);
+            self.candidate = (self.candidate + 1).min(LAGS - 1);
+        } else if step < 0.0 && self.lag + step < LAG_MIN && self.bulk > 0 {
+            // The reference must be read earlier than the interpolator can: a block more lag
+            // and the filter's start a block earlier. This block's frame at the new lag is the
+            // last one at the old, already in the history.
+            self.lag += N as f64;
+            far = self.far_prev;
+            push = false;
+            self.bulk -= 1;
+            self.cost.rotate_left(1);
+            self.candidate = self.candidate.saturating_sub(1);
+        } else {
+            self.resample(self.lag, &mut far);
+        }
+        self.lag = (self.lag + step).clamp(LAG_MIN, LAG_CAP);
+        let far_power = power(&far);
+        self.far_active = far_power >= FAR_ACTIVE;
         let far_active = self.far_active;
-        self.far_bits[self.hist_pos] = band_bits(&self.spec, &mut self.far_mean, far_active);
+        if push {
+            let prev = self.far_prev;
+            self.push_frame(&prev, &far, far_active);
+            self.far_prev = far;
+        }
 
         // Microphone bits for the delay estimator.
         self.time[..N].copy_from_slice(&self.mic_prev);
@@ -633,9 +853,23 @@ impl Processor for Aec {
         // estimate at least half the error's power): a reference that never reaches the
         // microphone (music on headphones) must not teach it the near end.
         let echoing = echo_all >= 0.5 * err_all;
-        if self.far_active && echoing && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum))
-        {
-            self.h2_blocks = self.h2_blocks.saturating_add(1);
+        for k in 0..BINS {
+            self.ee_s[k] = 0.7 * self.ee_s[k] + 0.3 * self.e_spec[k].norm_sqr();
+        }
+        let learn_up = self.far_active
+            && echoing
+            && (!converged || (self.hold == 0 && err_pow <= 4.0 * r2_sum));
+        // In the near-end state it still learns downwards, where the error smoothed over ~30 ms
+        // is under its prediction: a near end only adds power, so a prediction above the error
+        // is one the coherent filter has overtaken since it was learnt (it goes on converging
+        // in double talk). On the smoothed error (single frames dip under the mean), and only
+        // in that state (with the far end alone, in a room whose drift the filter follows by
+        // itself, it took the prediction too low: RT60 0.6 s / 0 ms 38.4 → 27.5 dB).
+        let learn_down = !learn_up && self.far_active && converged && self.hold > 0;
+        if learn_up || learn_down {
+            if learn_up {
+                self.h2_blocks = self.h2_blocks.saturating_add(1);
+            }
             // Per bin, Σ_q X2² normalises the step (NLMS on power spectra).
             self.tmp.iter_mut().for_each(|v| *v = 0.0);
             for q in 0..P {
@@ -646,7 +880,11 @@ impl Processor for Aec {
             }
             for k in 0..BINS {
                 let ee = self.e_spec[k].norm_sqr();
-                let err = ee - self.r2[k];
+                let err = if learn_down {
+                    (self.ee_s[k] - self.r2[k]).min(0.0)
+                } else {
+                    ee - self.r2[k]
+                };
                 let err = if converged {
                     err.min(2.0 * self.r2[k] + 1e-6)
                 } else {
@@ -676,7 +914,12 @@ impl Processor for Aec {
         }
 
         // Filter update (unconstrained), then the constraint on CONSTRAIN partitions in turn.
-        let a2 = self.transition * self.transition;
+        let a = if self.hold > 0 {
+            self.transition_near
+        } else {
+            self.transition
+        };
+        let a2 = a * a;
         for k in 0..BINS {
             // `sx` now holds the inverse of the expected error power per bin.
             self.sx[k] = 1.0 / (0.5 * self.sx[k] + self.psi_s[k] + 1e-12);
@@ -706,6 +949,7 @@ impl Processor for Aec {
             self.fft();
             self.w[q].copy_from_slice(&self.spec);
         }
+        self.track_drift();
         if block.channels() == 2 {
             let (l, r) = block.pair_mut();
             r.copy_from_slice(l);
@@ -737,6 +981,7 @@ impl Processor for Aec {
             h.fill(0.0);
         }
         self.r2.fill(0.0);
+        self.ee_s.fill(0.0);
         self.h2_blocks = 0;
         self.s_dd.fill(0.0);
         self.s_yy.fill(0.0);
@@ -758,5 +1003,178 @@ impl Processor for Aec {
         self.near_active = true;
         self.far_active = false;
         self.bulk = (self.hint_ms as usize / 10).saturating_sub(MARGIN);
+        self.ring.fill(0.0);
+        self.ring_pos = 0;
+        self.lag = LAG_START;
+        self.rate = 0.0;
+        self.snap_valid = false;
+        self.snap_blocks = 0;
+        self.snap_active = 0;
+    }
+}
+
+/// The fractional-delay interpolator's taps: for each of `INTERP_PHASES + 1` fractions f of a
+/// sample, a sinc centred f after the tap at offset 0 (offsets −7..=8), Kaiser-windowed (β 7),
+/// normalised to unit gain at DC.
+fn interpolator() -> Vec<f32> {
+    fn i0(x: f64) -> f64 {
+        let (mut sum, mut term) = (1.0, 1.0);
+        for k in 1..30 {
+            term *= (x / (2.0 * k as f64)).powi(2);
+            sum += term;
+        }
+        sum
+    }
+    let beta = 7.0;
+    let half = (INTERP_TAPS / 2) as f64;
+    let mut t = vec![0.0f32; (INTERP_PHASES + 1) * INTERP_TAPS];
+    for p in 0..=INTERP_PHASES {
+        let f = p as f64 / INTERP_PHASES as f64;
+        let row = &mut t[p * INTERP_TAPS..(p + 1) * INTERP_TAPS];
+        let mut sum = 0.0;
+        let mut taps = [0.0f64; INTERP_TAPS];
+        for (k, tap) in taps.iter_mut().enumerate() {
+            let o = k as f64 - (half - 1.0);
+            let u = f - o;
+            let sinc = if u.abs() < 1e-9 {
+                1.0
+            } else {
+                (std::f64::consts::PI * u).sin() / (std::f64::consts::PI * u)
+            };
+            let r = u / half;
+            let win = if r.abs() < 1.0 {
+                i0(beta * (1.0 - r * r).sqrt()) / i0(beta)
+            } else {
+                0.0
+            };
+            *tap = sinc * win;
+            sum += *tap;
+        }
+        for (v, tap) in row.iter_mut().zip(taps) {
+            *v = (tap / sum) as f32;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_signals::Noise;
+
+    const FS: usize = 48_000;
+
+    /// Noise low-passed by two 4-sample moving averages (most of its power under 6 kHz).
+    fn far_end(secs: usize) -> Vec<f32> {
+        let mut n = Noise::new(7);
+        let x: Vec<f32> = (0..secs * FS + 8).map(|_| n.next_sample()).collect();
+        let y: Vec<f32> = x.windows(4).map(|w| w.iter().sum::<f32>() / 4.0).collect();
+        y.windows(4)
+            .map(|w| w.iter().sum::<f32>() / 4.0)
+            .take(secs * FS)
+            .collect()
+    }
+
+    /// `far` played by a clock `ppm` fast against the capture clock (linearly interpolated, as
+    /// `scripts/voice_eval/material.py` does), through a sparse path 100 ms late.
+    fn drifted_echo(far: &[f32], ppm: f64) -> Vec<f32> {
+        let taps = [(0usize, 0.5f32), (37, -0.3), (211, 0.2), (960, 0.1)];
+        (0..far.len())
+            .map(|m| {
+                let mut acc = 0.0;
+                for &(k, g) in &taps {
+                    let Some(n) = m.checked_sub(4800 + k) else {
+                        continue;
+                    };
+                    let pos = n as f64 * (1.0 + ppm * 1e-6);
+                    let i = pos.floor() as usize;
+                    let f = (pos - i as f64) as f32;
+                    if i + 1 < far.len() {
+                        acc += g * (far[i] * (1.0 - f) + far[i + 1] * f);
+                    }
+                }
+                acc
+            })
+            .collect()
+    }
+
+    /// The linear filter's echo reduction over the last 4 s (suppressor off), and the drift
+    /// the canceller estimated.
+    fn linear_erle(ppm: f64, tracking: bool) -> (f64, f64) {
+        linear_erle_from(ppm, tracking, LAG_START).0
+    }
+
+    /// The same with the reference's lag starting at `lag`; also the lag at the end.
+    fn linear_erle_from(ppm: f64, tracking: bool, lag: f64) -> ((f64, f64), f64) {
+        let far = far_end(16);
+        let echo = drifted_echo(&far, ppm);
+        let mut aec = Aec::new();
+        aec.postfilter = 0.0;
+        aec.drift_tracking = tracking;
+        aec.prepare(StreamSpec {
+            channels: 1,
+            ..StreamSpec::default()
+        })
+        .expect("prepare");
+        aec.lag = lag;
+        let (mut e, mut r) = (0.0f64, 0.0f64);
+        let mut fb = Block::silent(1);
+        let mut mb = Block::silent(1);
+        for (b, (f, m)) in far.chunks_exact(N).zip(echo.chunks_exact(N)).enumerate() {
+            fb.channel_mut(0).copy_from_slice(f);
+            mb.channel_mut(0).copy_from_slice(m);
+            aec.analyze_render(&fb);
+            aec.process(&mut mb);
+            if b * N >= 12 * FS {
+                e += m.iter().map(|v| (v * v) as f64).sum::<f64>();
+                r += mb.channel(0).iter().map(|v| (v * v) as f64).sum::<f64>();
+            }
+        }
+        ((10.0 * (e / r).log10(), aec.drift_ppm()), aec.lag)
+    }
+
+    /// A playout clock 90 ppm fast: the echo comes ever earlier, so the reference's lag falls
+    /// under its least within the first seconds and is taken up a block while the filter's
+    /// start moves a block earlier. The drift is found, and the linear filter cancels more
+    /// than it does without resampling.
+    #[test]
+    fn follows_clock_drift() {
+        let (erle, ppm) = linear_erle(90.0, true);
+        let (plain, _) = linear_erle(90.0, false);
+        println!(
+            "drift 90 ppm: estimated {ppm:.1} ppm, linear ERLE {erle:.1} dB (without: {plain:.1} dB)"
+        );
+        assert!((ppm - 90.0).abs() < 5.0, "estimated {ppm:.1} ppm");
+        assert!(
+            erle >= plain + 6.0,
+            "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
+        );
+    }
+
+    /// A playout clock 90 ppm slow: the echo comes ever later. With the lag started just under
+    /// where it is taken down a block (as after a long session), it is within the first
+    /// seconds, with the filter's start a block later; the drift is still found and followed.
+    #[test]
+    fn follows_clock_drift_across_a_block() {
+        let start = LAG_HIGH - 20.0;
+        let ((erle, ppm), lag) = linear_erle_from(-90.0, true, start);
+        let ((plain, _), _) = linear_erle_from(-90.0, false, start);
+        println!(
+            "drift -90 ppm: estimated {ppm:.1} ppm, lag {start:.0} -> {lag:.0} samples, linear ERLE {erle:.1} dB (without: {plain:.1} dB)"
+        );
+        assert!(lag < start - 200.0, "the lag did not wrap: {lag:.0}");
+        assert!((ppm + 90.0).abs() < 5.0, "estimated {ppm:.1} ppm");
+        assert!(
+            erle >= plain + 6.0,
+            "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
+        );
+    }
+
+    /// No drift: the estimate stays near zero.
+    #[test]
+    fn no_drift_no_resampling() {
+        let (erle, ppm) = linear_erle(0.0, true);
+        println!("no drift: estimated {ppm:.1} ppm, linear ERLE {erle:.1} dB");
+        assert!(ppm.abs() < 2.0, "estimated {ppm:.1} ppm");
     }
 }

@@ -1,0 +1,110 @@
+//! What the AEC's linear filter alone does on `scripts/voice_eval` material (the suppressor
+//! off): `cargo run --release -p onmic-audio --example aec_linear -- DIR...` with DIR a
+//! condition's directory (far.wav, mic.wav, echo.wav, near.wav, meta.json). Prints, per
+//! condition, the linear filter's echo reduction after 2 s (the echo's power over the echo's
+//! power left in the output, the near end and the floor taken out exactly) over the
+//! far-end-only part and over the double-talk part, and the clock drift the canceller
+//! estimated at the end.
+
+use onmic_audio::aec::Aec;
+use onmic_audio::{BLOCK_FRAMES, Block, Processor, StreamSpec};
+
+fn read(path: &std::path::Path) -> Vec<f32> {
+    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match r.spec().sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
+        hound::SampleFormat::Int => r
+            .samples::<i32>()
+            .map(|s| s.unwrap() as f32 / 32768.0)
+            .collect(),
+    }
+}
+
+fn db(a: f64, b: f64) -> f64 {
+    10.0 * (a / (b + 1e-20)).log10()
+}
+
+fn main() {
+    for dir in std::env::args().skip(1) {
+        let d = std::path::Path::new(&dir);
+        let far = read(&d.join("far.wav"));
+        let mic = read(&d.join("mic.wav"));
+        let echo = read(&d.join("echo.wav"));
+        let near = read(&d.join("near.wav"));
+        let meta = std::fs::read_to_string(d.join("meta.json")).unwrap_or_default();
+        let mut aec = Aec::new();
+        aec.postfilter = 0.0;
+        aec.drift_tracking = std::env::var_os("NO_DRIFT").is_none();
+        if let Some(t) = std::env::var("TRANSITION")
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            aec.transition = t;
+        }
+        if let Some(t) = std::env::var("TRANSITION_NEAR")
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            aec.transition_near = t;
+        }
+        aec.prepare(StreamSpec {
+            channels: 1,
+            ..StreamSpec::default()
+        })
+        .expect("prepare");
+        let blocks = mic.len().min(far.len()) / BLOCK_FRAMES;
+        let (mut e_fe, mut r_fe, mut e_dt, mut r_dt) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        // Echo and what is left of it over the last 4 s of the file.
+        let (mut e_end, mut r_end) = (0.0f64, 0.0f64);
+        let end = (blocks * BLOCK_FRAMES).saturating_sub(4 * 48_000);
+        let has_near = near.iter().any(|&v| v != 0.0);
+        let mut fb = Block::silent(1);
+        let mut mb = Block::silent(1);
+        for b in 0..blocks {
+            let s = b * BLOCK_FRAMES;
+            fb.channel_mut(0).copy_from_slice(&far[s..s + BLOCK_FRAMES]);
+            mb.channel_mut(0).copy_from_slice(&mic[s..s + BLOCK_FRAMES]);
+            aec.analyze_render(&fb);
+            aec.process(&mut mb);
+            if s < 2 * 48_000 {
+                continue;
+            }
+            for i in 0..BLOCK_FRAMES {
+                let (ec, m) = (echo[s + i] as f64, mic[s + i] as f64);
+                // Output = mic − estimate; what is left of the echo = output − near − floor.
+                let left = mb.channel(0)[i] as f64 - (m - ec);
+                if s >= end {
+                    e_end += ec * ec;
+                    r_end += left * left;
+                }
+                if has_near && s >= 4 * 48_000 {
+                    e_dt += ec * ec;
+                    r_dt += left * left;
+                } else {
+                    e_fe += ec * ec;
+                    r_fe += left * left;
+                }
+            }
+        }
+        let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ppm = meta
+            .split("\"drift_ppm\": ")
+            .nth(1)
+            .and_then(|t| t.split([',', '}']).next())
+            .unwrap_or("?");
+        println!(
+            "{:18} linear {:6.1} dB far end alone, {:6} dB in double talk, {:6.1} dB in the last 4 s; drift {:>7.1} ppm est, {} true; delay {} ms",
+            name.unwrap_or_default(),
+            db(e_fe, r_fe),
+            if e_dt > 0.0 {
+                format!("{:6.1}", db(e_dt, r_dt))
+            } else {
+                "-".into()
+            },
+            db(e_end, r_end),
+            aec.drift_ppm(),
+            ppm.trim(),
+            aec.delay_ms()
+        );
+    }
+}
