@@ -7,17 +7,13 @@
 //! estimated at the end.
 
 use onmic_audio::aec::Aec;
+use onmic_audio::offline::read_wav;
 use onmic_audio::{BLOCK_FRAMES, Block, Processor, StreamSpec};
 
+/// The file's first channel (the material is mono, 48 kHz).
 fn read(path: &std::path::Path) -> Vec<f32> {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    match r.spec().sample_format {
-        hound::SampleFormat::Float => r.samples::<f32>().map(Result::unwrap).collect(),
-        hound::SampleFormat::Int => r
-            .samples::<i32>()
-            .map(|s| s.unwrap() as f32 / 32768.0)
-            .collect(),
-    }
+    let audio = read_wav(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    audio.channels.into_iter().next().unwrap_or_default()
 }
 
 fn db(a: f64, b: f64) -> f64 {
@@ -31,7 +27,12 @@ fn main() {
         let mic = read(&d.join("mic.wav"));
         let echo = read(&d.join("echo.wav"));
         let near = read(&d.join("near.wav"));
-        let meta = std::fs::read_to_string(d.join("meta.json")).unwrap_or_default();
+        // The material's true drift, printed beside the estimate.
+        let true_ppm = std::fs::read_to_string(d.join("meta.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| m.get("drift_ppm").and_then(serde_json::Value::as_f64))
+            .map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
         let mut aec = Aec::new();
         aec.postfilter = 0.0;
         aec.drift_tracking = std::env::var_os("NO_DRIFT").is_none();
@@ -87,11 +88,6 @@ fn main() {
             }
         }
         let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
-        let ppm = meta
-            .split("\"drift_ppm\": ")
-            .nth(1)
-            .and_then(|t| t.split([',', '}']).next())
-            .unwrap_or("?");
         println!(
             "{:18} linear {:6.1} dB far end alone, {:6} dB in double talk, {:6.1} dB in the last 4 s; drift {:>7.1} ppm est, {} true; delay {} ms",
             name.unwrap_or_default(),
@@ -103,7 +99,7 @@ fn main() {
             },
             db(e_end, r_end),
             aec.drift_ppm(),
-            ppm.trim(),
+            true_ppm,
             aec.delay_ms()
         );
     }

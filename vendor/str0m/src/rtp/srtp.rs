@@ -345,11 +345,6 @@ impl SrtpContext {
         }
     }
 
-    /// Onmic patch: [`SrtpContext::protect_rtp`] into a buffer the caller recycles, instead of
-    /// a new zeroed allocation per packet (an SFU encrypts one per forwarded copy; allocating
-    /// and freeing it was ~600 instructions of a ~7,000 instruction copy, callgrind). Same
-    /// bytes as `protect_rtp`. The AES-CM profile still allocates (it is not what browsers
-    /// negotiate with str0m, which prefers AES-GCM).
     /// Onmic patch: the RTP cipher's lines (`Rtc::send_rtp_lines`). The cipher's own key
     /// schedule sits behind the backend's handle, out of reach.
     pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
@@ -362,6 +357,11 @@ impl SrtpContext {
         }
     }
 
+    /// Onmic patch: [`SrtpContext::protect_rtp`] into a buffer the caller recycles, instead of
+    /// a new zeroed allocation per packet (an SFU encrypts one per forwarded copy; allocating
+    /// and freeing it was ~600 instructions of a ~7,000 instruction copy, callgrind). Same
+    /// bytes as `protect_rtp`. The AES-CM profile still allocates (it is not what browsers
+    /// negotiate with str0m, which prefers AES-GCM).
     pub fn protect_rtp_into(
         &mut self,
         buf: &[u8],

@@ -555,20 +555,6 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
-    /// Onmic patch (see `Rtc::send_rtp_now`): serialises `rtp` as this stream's next packet
-    /// into `buf` (header and payload, not yet encrypted) and does for it what
-    /// [`StreamTx::write_rtp`] and then `poll_packet` do for a regular packet (the `mid`/`rid`
-    /// extensions until a receiver report acknowledged the SSRC, the payload type's clock rate,
-    /// the counters sender reports and statistics read), without the send queue and the pacer.
-    /// `abs_send_time`: the media negotiated the abs-send-time extension (the caller looked at
-    /// the map once). Returns the receipt and the packet's length in `buf`.
-    ///
-    /// `Err(rtp)`, with nothing done, when the packet needs the queued path: the stream never
-    /// had a timeout (str0m completes a stream at its first), nothing was written to it yet
-    /// (the first write checks the rollover counter), packets wait in its queue (they go
-    /// first), resends or padding are pending, the packet is nackable (it must be cached), has
-    /// a VP8 patch, is too large, or its payload type is not a main payload type of the
-    /// session.
     /// Onmic patch: the fields `write_rtp_now` reads and writes (`Rtc::send_rtp_lines`).
     pub(crate) fn send_lines(&self, f: &mut dyn FnMut(*const u8)) {
         use crate::line;
@@ -588,6 +574,20 @@ impl StreamTx {
         f(line(&self.remote_acked_ssrc));
     }
 
+    /// Onmic patch (see `Rtc::send_rtp_now`): serialises `rtp` as this stream's next packet
+    /// into `buf` (header and payload, not yet encrypted) and does for it what
+    /// [`StreamTx::write_rtp`] and then `poll_packet` do for a regular packet (the `mid`/`rid`
+    /// extensions until a receiver report acknowledged the SSRC, the payload type's clock rate,
+    /// the counters sender reports and statistics read), without the send queue and the pacer.
+    /// `abs_send_time`: the media negotiated the abs-send-time extension (the caller looked at
+    /// the map once). Returns the receipt and the packet's length in `buf`.
+    ///
+    /// `Err(rtp)`, with nothing done, when the packet needs the queued path: the stream never
+    /// had a timeout (str0m completes a stream at its first), nothing was written to it yet
+    /// (the first write checks the rollover counter), packets wait in its queue (they go
+    /// first), resends or padding are pending, the packet is nackable (it must be cached), has
+    /// a VP8 patch, is too large, or its payload type is not a main payload type of the
+    /// session.
     pub(crate) fn write_rtp_now(
         &mut self,
         now: Instant,
