@@ -489,4 +489,32 @@ async fn diagnose(studio: &Studio) {
         ),
         Err(e) => println!("studio_paint diag: frame intervals failed: {e}"),
     }
+    // Which part of the window the frames cost: hide one part at a time (the room stays busy)
+    // and measure the frame intervals again; the last line hides the whole page.
+    for hide in [
+        ".col-audio",
+        ".col-stage",
+        ".col-side",
+        ".topbar, .subbar",
+        "#root",
+    ] {
+        let css = format!("{hide} {{ visibility: hidden !important; }}");
+        let apply = format!(
+            "let s = document.getElementById('diag-hide'); if (!s) {{ s = document.createElement('style'); s.id = 'diag-hide'; document.head.appendChild(s); }} s.textContent = {};",
+            serde_json::to_string(&css).unwrap_or_default()
+        );
+        let _ = studio.client.execute(&apply, vec![]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        match studio.client.execute_async(FRAMES, vec![]).await {
+            Ok(v) => println!(
+                "studio_paint diag: frame intervals with {hide} hidden: {}",
+                v.as_str().unwrap_or_default()
+            ),
+            Err(e) => println!("studio_paint diag: frame intervals failed: {e}"),
+        }
+    }
+    let _ = studio
+        .client
+        .execute("document.getElementById('diag-hide')?.remove();", vec![])
+        .await;
 }
