@@ -219,6 +219,40 @@ fn levels(file: &Path) -> Vec<Levels> {
         .collect()
 }
 
+/// The levels carried inside the AAC frames (data stream elements) of an FLV file: (tag
+/// timestamp, `t`, [(uid, volume, speaking)]).
+fn dse_levels(file: &Path) -> Vec<Levels> {
+    let bytes = std::fs::read(file).expect("the pulled file");
+    let tags = flv::read_tags(&bytes).expect("an FLV file");
+    tags.iter()
+        .filter(|tag| tag.kind == 8 && tag.body.get(..2) == Some(&[0xAF, 0x01]))
+        .filter_map(|tag| {
+            let ((t, speakers), _) = flv::read_levels_dse(&tag.body[2..])?;
+            let speakers = speakers
+                .into_iter()
+                .map(|s| (s.uid, f64::from(s.volume), s.speaking))
+                .collect();
+            Some((tag.timestamp, f64::from(t), speakers))
+        })
+        .collect()
+}
+
+/// ffmpeg decodes the whole file without a complaint (the levels' elements are skipped).
+fn decodes_cleanly(file: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "ffmpeg decoding {}: {errors}",
+        file.display()
+    );
+}
+
 fn config_with(dir: &Path, retries: u32) -> Config {
     Config {
         data_dir: dir.to_owned(),
@@ -289,7 +323,11 @@ async fn push_a_tone() {
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (status, running) = rest(&base, "get", "/v1/rooms/cdn/push", None).await;
-    assert_eq!((status, &running["state"]), (200, &json!("live")), "{running}");
+    assert_eq!(
+        (status, &running["state"]),
+        (200, &json!("live")),
+        "{running}"
+    );
     assert!(running["bytes_sent"].as_u64() > Some(40_000), "{running}");
     let stop_asked = Instant::now();
     let (status, stopped) = rest(&base, "post", "/v1/rooms/cdn/push/stop", None).await;
@@ -318,7 +356,10 @@ async fn push_a_tone() {
             "{}: {codec} {channels} ch {rate} Hz, {duration:.3} s; push time between {shortest:.3} and {longest:.3} s",
             file.display()
         );
-        assert_eq!((codec.as_str(), channels, rate.as_str()), ("aac", 2, "48000"));
+        assert_eq!(
+            (codec.as_str(), channels, rate.as_str()),
+            ("aac", 2, "48000")
+        );
         assert!(
             duration > shortest - 0.5 && duration < longest + 0.5,
             "{}: duration {duration:.3} s, push time between {shortest:.3} and {longest:.3} s",
@@ -331,52 +372,64 @@ async fn push_a_tone() {
         "status duration {listed}"
     );
 
-    // The levels: every 200 ms of stream time, `t` equal to the tag's time, the guest loud
-    // (its tone peaks at half scale: ~128 of 255) once its audio flows.
-    let found = levels(&pulled);
+    // The levels. nginx-rtmp passes on no script data but `onMetaData`: count what arrived of
+    // the `onVolume` messages, for the record. The copy inside the AAC frames arrives: every
+    // 200 ms of stream time, in the first frame at or after its time `t`, the guest loud (its
+    // tone peaks at half scale: ~128 of 255) once its audio flows.
+    let relayed = levels(&pulled);
     eprintln!(
-        "{} onVolume messages pulled; first {:?}, last {:?}",
-        found.len(),
-        found.first(),
-        found.last()
+        "onVolume data messages: {} sent, {} reached the player through nginx-rtmp",
+        stopped["level_messages"],
+        relayed.len()
     );
-    assert!(
-        found.len() >= 15,
-        "about 20 onVolume messages in 4 s: {}",
-        found.len()
-    );
-    for w in found.windows(2) {
-        assert_eq!(
-            w[1].0 - w[0].0,
-            200,
-            "levels every 200 ms of stream time: {w:?}"
+    for file in [pulled.clone(), nginx.recorded(key)] {
+        decodes_cleanly(&file);
+        let found = dse_levels(&file);
+        eprintln!(
+            "{}: {} levels in the AAC frames; first {:?}, last {:?}",
+            file.display(),
+            found.len(),
+            found.first(),
+            found.last()
         );
-    }
-    for (ts, t, _) in &found {
-        assert_eq!(f64::from(*ts), *t, "the tag time is the level's time");
-    }
-    let loud: Vec<f64> = found
-        .iter()
-        .flat_map(|(_, _, s)| s.iter())
-        .filter(|(uid, _, speaking)| uid == "guest" && *speaking)
-        .map(|(_, v, _)| *v)
-        .collect();
-    assert!(
-        loud.len() >= 10,
-        "the guest speaks in most windows: {found:?}"
-    );
-    for v in &loud {
         assert!(
-            (100.0..=160.0).contains(v),
-            "a half-scale tone reads ~128: {v}"
+            found.len() >= 15,
+            "about 20 level reports in 4 s: {}",
+            found.len()
+        );
+        for w in found.windows(2) {
+            assert_eq!(w[1].1 - w[0].1, 200.0, "levels every 200 ms: {w:?}");
+        }
+        for (ts, t, _) in &found {
+            let ts = f64::from(*ts);
+            assert!(
+                ts >= *t && ts < t + 22.0,
+                "the frame carrying the levels of {t} ms plays at {ts} ms"
+            );
+        }
+        let loud: Vec<f64> = found
+            .iter()
+            .flat_map(|(_, _, s)| s.iter())
+            .filter(|(uid, _, speaking)| uid == "guest" && *speaking)
+            .map(|(_, v, _)| *v)
+            .collect();
+        assert!(
+            loud.len() >= 10,
+            "the guest speaks in most windows: {found:?}"
+        );
+        for v in &loud {
+            assert!(
+                (100.0..=160.0).contains(v),
+                "a half-scale tone reads ~128: {v}"
+            );
+        }
+        assert!(
+            found
+                .iter()
+                .all(|(_, _, s)| s.iter().all(|(uid, ..)| uid == "guest")),
+            "only the guest publishes"
         );
     }
-    assert!(
-        found
-            .iter()
-            .all(|(_, _, s)| s.iter().all(|(uid, ..)| uid == "guest")),
-        "only the guest publishes"
-    );
     drop((listener, speaker));
     server.shutdown().await.expect("clean shutdown");
     drop(nginx);
@@ -455,7 +508,10 @@ async fn bad_push_requests_get_clear_errors() {
         Some(json!({ "url": long, "stream_key": "k" })),
     )
     .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_push_url")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_push_url"))
+    );
     for (field, value) in [
         ("bitrate_kbps", json!(8)),
         ("bitrate_kbps", json!(1000)),
@@ -473,7 +529,10 @@ async fn bad_push_requests_get_clear_errors() {
     }
     let opus = json!({ "url": "rtmp://127.0.0.1/live", "stream_key": "k", "codec": "opus" });
     let (status, body) = rest(&base, "post", start, Some(opus)).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("unsupported_codec")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unsupported_codec"))
+    );
     assert!(
         body["message"]
             .as_str()
@@ -487,7 +546,8 @@ async fn bad_push_requests_get_clear_errors() {
     assert_eq!(status, 401, "no credentials");
 
     // Nothing listens: a clear error at once, no push left behind.
-    let dead = json!({ "url": format!("rtmp://127.0.0.1:{}/live", free_port()), "stream_key": "k" });
+    let dead =
+        json!({ "url": format!("rtmp://127.0.0.1:{}/live", free_port()), "stream_key": "k" });
     let (status, body) = rest(&base, "post", start, Some(dead)).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -510,7 +570,10 @@ async fn bad_push_requests_get_clear_errors() {
     let (status, started) = rest(&base, "post", start, Some(body.clone())).await;
     assert_eq!(status, 201, "{started}");
     let (status, twice) = rest(&base, "post", start, Some(body)).await;
-    assert_eq!((status, twice["code"].as_str()), (409, Some("already_pushing")));
+    assert_eq!(
+        (status, twice["code"].as_str()),
+        (409, Some("already_pushing"))
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     nginx.stop();
     let mut states = Vec::new();
@@ -566,7 +629,10 @@ async fn bad_push_requests_get_clear_errors() {
     );
     let body = json!({ "url": nginx.url(), "stream_key": "k3" });
     let (status, body) = rest(&base, "post", start, Some(body)).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("room_dismissed")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("room_dismissed"))
+    );
     nginx.stop();
 
     // The webhooks were queued (the receiver refuses: they wait in the outbox).
@@ -583,7 +649,12 @@ async fn bad_push_requests_get_clear_errors() {
         .collect();
     assert_eq!(
         types,
-        ["push_started", "push_failed", "push_started", "push_stopped"],
+        [
+            "push_started",
+            "push_failed",
+            "push_started",
+            "push_stopped"
+        ],
         "one webhook per start and end"
     );
     server.shutdown().await.expect("clean shutdown");

@@ -3,7 +3,8 @@
 //!
 //! Audio: AAC-LC, 48 kHz stereo. The first audio message is the AAC sequence header
 //! (`AF 00` + AudioSpecificConfig), then one message per AAC frame (`AF 01` + raw frame).
-//! Levels: an AMF0 data message `onVolume` (format in `docs/push.md`).
+//! Levels: an AMF0 data message `onVolume`, and the same inside the AAC frames as a data stream
+//! element (formats in `docs/push.md`).
 
 use super::amf0::{self, Value};
 
@@ -111,7 +112,10 @@ pub fn on_metadata(bitrate_kbps: u32, rate: u32) -> Vec<Value> {
         Value::EcmaArray(vec![
             ("duration".into(), Value::Number(0.0)),
             ("audiocodecid".into(), Value::Number(AAC_CODEC_ID)),
-            ("audiodatarate".into(), Value::Number(f64::from(bitrate_kbps))),
+            (
+                "audiodatarate".into(),
+                Value::Number(f64::from(bitrate_kbps)),
+            ),
             ("audiosamplerate".into(), Value::Number(f64::from(rate))),
             ("audiosamplesize".into(), Value::Number(16.0)),
             ("stereo".into(), Value::Boolean(true)),
@@ -154,6 +158,83 @@ pub fn on_volume(t: u32, interval_ms: u32, speakers: &[SpeakerLevel]) -> Vec<Val
     ]
 }
 
+/// First bytes of the levels inside an AAC data stream element.
+pub const DSE_MAGIC: &[u8; 4] = b"OMV1";
+/// Longest data stream element payload (`count` 255 + `esc_count` 255).
+pub const DSE_MAX: usize = 510;
+
+/// The levels as a data stream element (ISO 14496-3 DSE, `id_syn_ele` 4) to put in front of a
+/// raw AAC frame, like a video stream's SEI: decoders skip it, every server passes it on with
+/// the audio. Payload: `OMV1`, `t` (u32 BE, ms), a count, then per speaker `volume` (u8),
+/// flags (bit 0: speaking), the uid's length (u8) and its UTF-8 bytes — the loudest first, as
+/// many as fit in [`DSE_MAX`] bytes. The element is 2 or 3 bytes of header plus the payload,
+/// whole bytes, so the frame's own bits follow unshifted.
+pub fn levels_dse(t: u32, speakers: &[SpeakerLevel]) -> Vec<u8> {
+    let mut order: Vec<&SpeakerLevel> = speakers.iter().collect();
+    order.sort_by(|a, b| b.volume.cmp(&a.volume).then_with(|| a.uid.cmp(&b.uid)));
+    let mut payload = Vec::with_capacity(64);
+    payload.extend_from_slice(DSE_MAGIC);
+    payload.extend_from_slice(&t.to_be_bytes());
+    payload.push(0);
+    for sp in order {
+        let uid = &sp.uid.as_bytes()[..sp.uid.len().min(255)];
+        if payload.len() + 3 + uid.len() > DSE_MAX || payload[8] == u8::MAX {
+            break;
+        }
+        payload.push(sp.volume);
+        payload.push(u8::from(sp.speaking));
+        payload.push(uid.len() as u8);
+        payload.extend_from_slice(uid);
+        payload[8] += 1;
+    }
+    // id_syn_ele DSE (3 bits), element_instance_tag 0 (4), data_byte_align_flag 0 (1), count.
+    let mut element = vec![4 << 5];
+    if payload.len() >= 255 {
+        element.push(255);
+        element.push((payload.len() - 255) as u8);
+    } else {
+        element.push(payload.len() as u8);
+    }
+    element.extend_from_slice(&payload);
+    element
+}
+
+/// A level report: stream time (ms) and the speakers.
+pub type Levels = (u32, Vec<SpeakerLevel>);
+
+/// The levels of a raw AAC frame that starts with a [`levels_dse`] element, and the frame
+/// without it.
+pub fn read_levels_dse(raw: &[u8]) -> Option<(Levels, &[u8])> {
+    if raw.first()? >> 5 != 4 {
+        return None;
+    }
+    let (len, at) = match *raw.get(1)? {
+        255 => (255 + usize::from(*raw.get(2)?), 3),
+        n => (usize::from(n), 2),
+    };
+    let payload = raw.get(at..at + len)?;
+    if payload.get(..4)? != DSE_MAGIC {
+        return None;
+    }
+    let t = u32::from_be_bytes(payload.get(4..8)?.try_into().ok()?);
+    let count = *payload.get(8)?;
+    let mut speakers = Vec::with_capacity(usize::from(count));
+    let mut p = 9;
+    for _ in 0..count {
+        let volume = *payload.get(p)?;
+        let speaking = payload.get(p + 1)? & 1 == 1;
+        let n = usize::from(*payload.get(p + 2)?);
+        let uid = std::str::from_utf8(payload.get(p + 3..p + 3 + n)?).ok()?;
+        speakers.push(SpeakerLevel {
+            uid: uid.to_owned(),
+            volume,
+            speaking,
+        });
+        p += 3 + n;
+    }
+    Some(((t, speakers), &raw[at + len..]))
+}
+
 /// One tag of an FLV file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlvTag {
@@ -188,7 +269,8 @@ pub fn read_tags(file: &[u8]) -> Result<Vec<FlvTag>, FlvError> {
     let mut tags = Vec::new();
     while let Some(h) = file.get(at..at + 11) {
         let size = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
-        let ts = u32::from(h[4]) << 16 | u32::from(h[5]) << 8 | u32::from(h[6]) | u32::from(h[7]) << 24;
+        let ts =
+            u32::from(h[4]) << 16 | u32::from(h[5]) << 8 | u32::from(h[6]) | u32::from(h[7]) << 24;
         let Some(body) = file.get(at + 11..at + 11 + size) else {
             break;
         };
@@ -252,7 +334,45 @@ mod tests {
         let Some(Value::StrictArray(list)) = v[1].get("speakers") else {
             panic!("speakers list");
         };
-        assert_eq!(list[0].get("volume").and_then(Value::as_number), Some(200.0));
+        assert_eq!(
+            list[0].get("volume").and_then(Value::as_number),
+            Some(200.0)
+        );
+    }
+
+    #[test]
+    fn levels_ride_in_a_data_stream_element() {
+        let many: Vec<SpeakerLevel> = (0..20)
+            .map(|i| SpeakerLevel {
+                uid: format!("{i:0>60}"),
+                volume: i,
+                speaking: i > 10,
+            })
+            .collect();
+        for speakers in [&many[..0], &many[..2], &many[..]] {
+            let mut frame = levels_dse(4200, speakers);
+            assert!(frame.len() <= DSE_MAX + 3);
+            frame.extend_from_slice(&[0x21, 0x10]);
+            let ((t, got), rest) = read_levels_dse(&frame).expect("levels");
+            assert_eq!((t, rest), (4200, &[0x21u8, 0x10][..]));
+            let want: Vec<u8> = speakers
+                .iter()
+                .rev()
+                .take(got.len())
+                .map(|s| s.volume)
+                .collect();
+            assert_eq!(
+                got.iter().map(|s| s.volume).collect::<Vec<_>>(),
+                want,
+                "loudest first"
+            );
+            assert!(got.len() == speakers.len() || got.len() >= 7);
+        }
+        assert!(
+            read_levels_dse(&[0x21, 0x10]).is_none(),
+            "a frame without levels"
+        );
+        assert!(read_levels_dse(&[0x80, 9, b'O']).is_none(), "cut short");
     }
 
     #[test]

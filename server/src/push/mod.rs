@@ -146,10 +146,8 @@ impl PushRequest {
                 "bitrate_kbps {bitrate_kbps} is out of range (32-320)"
             )));
         }
-        let level_interval_ms = self
-            .level_interval_ms
-            .unwrap_or(DEFAULT_LEVEL_INTERVAL_MS);
-        if !(100..=1000).contains(&level_interval_ms) || level_interval_ms % 20 != 0 {
+        let level_interval_ms = self.level_interval_ms.unwrap_or(DEFAULT_LEVEL_INTERVAL_MS);
+        if !(100..=1000).contains(&level_interval_ms) || !level_interval_ms.is_multiple_of(20) {
             return Err(PushError::InvalidUrl(format!(
                 "level_interval_ms {level_interval_ms} must be a multiple of 20 in 100-1000"
             )));
@@ -185,10 +183,14 @@ pub fn parse_target(url: &str, key: &str) -> Result<Target, PushError> {
     };
     let (authority, app) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
-        return Err(bad("credentials in the URL are not supported; use the stream key"));
+        return Err(bad(
+            "credentials in the URL are not supported; use the stream key",
+        ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed [ in the host"))?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in the host"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
@@ -377,12 +379,18 @@ impl Pushes {
         request: PushRequest,
     ) -> Result<PushStatus, PushError> {
         let settings = request.check()?;
-        let snapshot = self.hub.snapshot(&room).map_err(|_| PushError::NoSuchRoom)?;
+        let snapshot = self
+            .hub
+            .snapshot(&room)
+            .map_err(|_| PushError::NoSuchRoom)?;
         if snapshot.dismissed {
             return Err(PushError::Dismissed);
         }
         let media = self.media.clone().ok_or(PushError::Stopped)?;
-        let events = self.hub.subscribe(&room).map_err(|_| PushError::NoSuchRoom)?;
+        let events = self
+            .hub
+            .subscribe(&room)
+            .map_err(|_| PushError::NoSuchRoom)?;
         let max = self.hub.config().push_max;
         let (tap, ready) = {
             let mut running = self.running();
@@ -397,9 +405,9 @@ impl Pushes {
             running.insert(room.clone(), Running { push });
             (tap, ready)
         };
-        let first = ready.await.unwrap_or_else(|_| {
-            Err(PushError::Encoder("the push thread ended".into()))
-        });
+        let first = ready
+            .await
+            .unwrap_or_else(|_| Err(PushError::Encoder("the push thread ended".into())));
         match first {
             Ok(status) => {
                 if media.set_push_tap(room.clone(), Some(tap)).is_err() {
@@ -467,9 +475,11 @@ impl Pushes {
                 None
             });
         let status = status.unwrap_or_else(|| {
-            let mut s = self.last().get(room).cloned().unwrap_or_else(|| {
-                worker::empty_status(room)
-            });
+            let mut s = self
+                .last()
+                .get(room)
+                .cloned()
+                .unwrap_or_else(|| worker::empty_status(room));
             s.state = PushState::Failed;
             s
         });

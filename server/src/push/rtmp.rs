@@ -112,7 +112,9 @@ impl ChunkWriter {
         let ts24 = if extended { 0x00FF_FFFF } else { timestamp };
         out.push(csid); // fmt 0
         out.extend_from_slice(&ts24.to_be_bytes()[1..]);
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).min(0x00FF_FFFF);
+        let len = u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .min(0x00FF_FFFF);
         out.extend_from_slice(&len.to_be_bytes()[1..]);
         out.push(kind);
         out.extend_from_slice(&stream.to_le_bytes());
@@ -349,7 +351,10 @@ pub enum ServerEvent {
 impl Publisher {
     /// Connects, hand-shakes and publishes `target.key` in `live` mode. `timeout` bounds the TCP
     /// connect and every read and write of the set-up.
-    pub fn connect(target: &Target, timeout: Duration) -> Result<(Publisher, TcpStream), RtmpError> {
+    pub fn connect(
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<(Publisher, TcpStream), RtmpError> {
         let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
             .to_socket_addrs()?
             .collect();
@@ -576,7 +581,11 @@ impl Publisher {
     }
 
     /// Waits for the `_result` of transaction `txn`; `_error` is a refusal.
-    fn await_result(&mut self, reader: &mut ChunkReader, txn: f64) -> Result<Vec<Value>, RtmpError> {
+    fn await_result(
+        &mut self,
+        reader: &mut ChunkReader,
+        txn: f64,
+    ) -> Result<Vec<Value>, RtmpError> {
         loop {
             let m = self.read_message(reader)?;
             if m.kind != msg::COMMAND_AMF0 {
@@ -653,7 +662,7 @@ impl Listener {
     }
 
     /// The next event; an error when the connection ends.
-    pub fn next(&mut self) -> Result<ServerEvent, RtmpError> {
+    pub fn next_event(&mut self) -> Result<ServerEvent, RtmpError> {
         let mut buf = [0u8; 4096];
         loop {
             if let Some(m) = self.reader.poll()? {

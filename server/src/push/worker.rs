@@ -5,8 +5,11 @@
 //!
 //! Stream time: AAC frame `k` is stamped `k · 1024 / 48` ms. ffmpeg's AAC encoder puts 1024
 //! samples of priming before the first input sample, so mix sample `s` plays at stream time
-//! `(s + 1024) / 48` ms; an `onVolume` message for the window starting at sample `s0` is stamped
-//! with that time and written just before the first audio frame at or after it.
+//! `(s + 1024) / 48` ms. The levels of an interval are stamped with the stream time where the
+//! interval ends (they exist from then on); the `onVolume` message is written just before the
+//! first audio frame at or after that time, and that frame carries them too. The encoder puts out
+//! that frame only after it got mix samples written after the levels were queued, so the levels
+//! are always there first (one channel, in order).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -127,7 +130,9 @@ impl Push {
     > {
         let ffmpeg = hub.config().push_ffmpeg.clone();
         let mut child = Command::new(&ffmpeg)
-            .args(["-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar"])
+            // No probing of the raw input: ffmpeg's default analysis held the first second.
+            .args(["-hide_banner", "-loglevel", "error", "-probesize", "32"])
+            .args(["-analyzeduration", "0", "-f", "s16le", "-ar"])
             .arg(RATE.to_string())
             .args(["-ac", "2", "-i", "pipe:0", "-c:a", "aac", "-b:a"])
             .arg(format!("{}k", settings.bitrate_kbps))
@@ -466,8 +471,10 @@ impl Mixer {
         self.frames += 1;
         self.window_frames += 1;
         if self.window_frames == self.level_every {
-            let start = (self.frames - self.window_frames) * FRAME as u64;
-            let t = (start + ENCODER_DELAY) * 1000 / u64::from(RATE);
+            // Stamped with the stream time where the interval ends: the levels exist from
+            // then on, and the encoder has not yet put out the frame that plays there.
+            let end = self.frames * FRAME as u64;
+            let t = (end + ENCODER_DELAY) * 1000 / u64::from(RATE);
             let mut speakers: Vec<SpeakerLevel> = self
                 .window
                 .drain()
@@ -565,11 +572,9 @@ impl SenderLoop {
             }
         }
         let outcome: Result<(), String> = loop {
-            let wait = self
-                .retry_at
-                .map_or(Duration::from_secs(1), |t| {
-                    t.saturating_duration_since(Instant::now())
-                });
+            let wait = self.retry_at.map_or(Duration::from_secs(1), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
             match rx.recv_timeout(wait) {
                 Ok(Input::Audio(frame)) => self.audio(frame),
                 Ok(Input::Levels { t, speakers }) => self.pending.push_back((t, speakers)),
@@ -661,7 +666,7 @@ impl SenderLoop {
             .spawn(move || {
                 let mut listener = Listener::new(reads);
                 loop {
-                    let event = listener.next().map_err(|e| e.to_string());
+                    let event = listener.next_event().map_err(|e| e.to_string());
                     let end = event.is_err();
                     if inputs.send(Input::Server { generation, event }).is_err() || end {
                         return;
@@ -758,13 +763,23 @@ impl SenderLoop {
                 .and_then(|()| conn.publisher.audio(ts, &flv::aac_sequence_header(config)));
             conn.headers_sent = true;
         }
+        let mut embedded = None;
         if result.is_ok() {
-            self.flush_levels(ts);
+            embedded = self.flush_levels(ts);
         }
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let result = result.and_then(|()| conn.publisher.audio(ts, &flv::aac_frame(&frame.raw)));
+        // The newest levels due also ride in this frame (a data stream element in front).
+        let body = match embedded {
+            Some((t, speakers)) => {
+                let mut raw = flv::levels_dse(t, &speakers);
+                raw.extend_from_slice(&frame.raw);
+                flv::aac_frame(&raw)
+            }
+            None => flv::aac_frame(&frame.raw),
+        };
+        let result = result.and_then(|()| conn.publisher.audio(ts, &body));
         let sent = conn.publisher.bytes_sent - conn.counted;
         conn.counted = conn.publisher.bytes_sent;
         match result {
@@ -783,9 +798,11 @@ impl SenderLoop {
         }
     }
 
-    /// Writes the levels stamped at or before `until`.
-    fn flush_levels(&mut self, until: u32) {
+    /// Writes the `onVolume` messages stamped at or before `until`; returns the newest of them
+    /// (to ride in the next audio frame too).
+    fn flush_levels(&mut self, until: u32) -> Option<(u32, Vec<SpeakerLevel>)> {
         let interval = self.settings.level_interval_ms;
+        let mut newest = None;
         while self.pending.front().is_some_and(|(t, _)| *t <= until) {
             let Some((t, speakers)) = self.pending.pop_front() else {
                 break;
@@ -801,6 +818,8 @@ impl SenderLoop {
                 continue;
             }
             self.update(|s| s.level_messages += 1);
+            newest = Some((t, speakers));
         }
+        newest
     }
 }
