@@ -66,7 +66,7 @@ pub struct Config {
     pub media_threads: Option<usize>,
     /// The `ffmpeg` binary that encodes CDN pushes to AAC (a name on `PATH` or a path).
     pub push_ffmpeg: String,
-    /// CDN pushes this server runs at once (each costs an `ffmpeg` process and four threads).
+    /// CDN pushes this server runs at once (each costs an `ffmpeg` process and five threads).
     pub push_max: usize,
     /// Failed reconnection attempts in a row after which a push whose RTMP connection broke
     /// gives up (0.5 s, 1 s, 2 s, … 8 s apart).

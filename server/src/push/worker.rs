@@ -268,6 +268,14 @@ impl Push {
     }
 }
 
+impl Drop for Push {
+    /// A push dropped without a stop (its server dropped) still ends: its threads and encoder
+    /// wind down on their own.
+    fn drop(&mut self) {
+        signal(&self.stop, "shutdown");
+    }
+}
+
 /// Keeps the last [`STDERR_KEEP`] bytes of the encoder's error output.
 fn keep_tail(mut stderr: impl Read, into: &Mutex<String>) {
     let mut buf = [0u8; 1024];
