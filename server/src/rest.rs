@@ -314,10 +314,18 @@ async fn auth(
             axum::body::Body::from(bytes.clone()),
         ))
         .await;
-    let request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
+    let mut request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
         .unwrap_or_else(|_| {
+            if path.ends_with("/push/start") {
+                // It may hold a stream key: not kept.
+                return Value::String("(not a JSON object)".into());
+            }
             Value::String(String::from_utf8_lossy(&bytes).chars().take(512).collect())
         });
+    // A CDN stream key is a secret: the log keeps that one was given, not what it was.
+    if let Some(key) = request.get_mut("stream_key") {
+        *key = Value::String("***".into());
+    }
     let (room, action) = match path.strip_prefix("/v1/rooms/") {
         Some(rest) => {
             let (room, action) = rest.split_once('/').unwrap_or((rest, ""));

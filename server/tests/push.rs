@@ -566,7 +566,7 @@ async fn bad_push_requests_get_clear_errors() {
     // A server that dies mid-push: bounded reconnects (push_retries = 2), then failed.
     let nginx_dir = tempfile::tempdir().expect("tmp");
     let mut nginx = Nginx::start(nginx_dir.path());
-    let body = json!({ "url": nginx.url(), "stream_key": "k" });
+    let body = json!({ "url": nginx.url(), "stream_key": "sk-live-7f3a" });
     let (status, started) = rest(&base, "post", start, Some(body.clone())).await;
     assert_eq!(status, 201, "{started}");
     let (status, twice) = rest(&base, "post", start, Some(body)).await;
@@ -634,6 +634,14 @@ async fn bad_push_requests_get_clear_errors() {
         (409, Some("room_dismissed"))
     );
     nginx.stop();
+
+    // The stream key is a secret: not in the audit log, nor in any status.
+    let (status, audit) = rest(&base, "get", "/v1/audit?room=r1", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        audit.to_string().contains("push/start") && !audit.to_string().contains("sk-live-7f3a"),
+        "{audit}"
+    );
 
     // The webhooks were queued (the receiver refuses: they wait in the outbox).
     let queued = server
