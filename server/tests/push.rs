@@ -569,10 +569,24 @@ async fn bad_push_requests_get_clear_errors() {
     let body = json!({ "url": nginx.url(), "stream_key": "sk-live-7f3a" });
     let (status, started) = rest(&base, "post", start, Some(body.clone())).await;
     assert_eq!(status, 201, "{started}");
-    let (status, twice) = rest(&base, "post", start, Some(body)).await;
+    let (status, twice) = rest(&base, "post", start, Some(body.clone())).await;
     assert_eq!(
         (status, twice["code"].as_str()),
         (409, Some("already_pushing"))
+    );
+    // Another room on the same stream key: nginx refuses the second publisher.
+    create_room(&base, "r2", "owner").await;
+    let (status, refused) = rest(&base, "post", "/v1/rooms/r2/push/start", Some(body)).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (502, Some("rtmp_refused")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NetStream.Publish.BadName")),
+        "the server's own reason: {refused}"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     nginx.stop();

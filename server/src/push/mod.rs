@@ -530,3 +530,40 @@ impl Pushes {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_host_port_and_application() {
+        let t = parse_target("rtmp://cdn.example.com/live", "k").expect("valid");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.app.as_str()),
+            ("cdn.example.com", 1935, "live")
+        );
+        let t = parse_target("RTMP://10.0.0.1:1936/app/sub/?auth=x", "k").expect("valid");
+        assert_eq!((t.port, t.app.as_str()), (1936, "app/sub/?auth=x"));
+        let t = parse_target("rtmp://[::1]:1935/live/", "k").expect("valid");
+        assert_eq!(
+            (t.host.as_str(), t.app.as_str(), t.tc_url.as_str()),
+            ("::1", "live", "rtmp://[::1]:1935/live")
+        );
+        for bad in [
+            "rtmp://[::1/x",
+            "rtmp://h:x/a",
+            "rtmp://:1935/a",
+            "rtmps://h/a",
+            "rtmp://h",
+            "rtmp://h/",
+        ] {
+            assert!(
+                matches!(parse_target(bad, "k"), Err(PushError::InvalidUrl(_))),
+                "{bad}"
+            );
+        }
+        // Multi-byte input never splits inside a character.
+        assert!(parse_target("rtmp://é/ü", "ключ").is_ok());
+        assert!(parse_target("ŕtmp://h/a", "k").is_err());
+    }
+}
