@@ -382,7 +382,8 @@ impl Publisher {
             writer: ChunkWriter::default(),
             stream_id: 0,
             out: Vec::with_capacity(8192),
-            bytes_sent: 0,
+            // C0, C1 and C2.
+            bytes_sent: (1 + 2 * HANDSHAKE_SIZE) as u64,
         };
         let mut reader = ChunkReader::default();
         p.send(

@@ -682,7 +682,8 @@ impl SenderLoop {
                 }
             })?;
         self.conn = Some(Conn {
-            counted: publisher.bytes_sent,
+            // The set-up's bytes count too (added with the first audio frame's).
+            counted: 0,
             publisher,
             headers_sent: false,
         });
