@@ -64,6 +64,13 @@ pub struct Config {
     /// SFU driver threads (shards), each with its own UDP port and its own share of the peers;
     /// none: one per core.
     pub media_threads: Option<usize>,
+    /// The `ffmpeg` binary that encodes CDN pushes to AAC (a name on `PATH` or a path).
+    pub push_ffmpeg: String,
+    /// CDN pushes this server runs at once (each costs an `ffmpeg` process and five threads).
+    pub push_max: usize,
+    /// Failed reconnection attempts in a row after which a push whose RTMP connection broke
+    /// gives up (0.5 s, 1 s, 2 s, … 8 s apart).
+    pub push_retries: u32,
 }
 
 impl Default for Config {
@@ -93,6 +100,9 @@ impl Default for Config {
             max_frames_per_sec: 50,
             bombing_ban_ms: None,
             media_threads: None,
+            push_ffmpeg: "ffmpeg".into(),
+            push_max: 8,
+            push_retries: 5,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod page;
+pub mod push;
 pub mod recording;
 pub mod rest;
 pub mod sfu;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The media service (SFU and recordings); `None` if its UDP socket could not be bound.
     pub media: Option<Arc<sfu::Sfu>>,
+    /// CDN pushes.
+    pub pushes: Arc<push::Pushes>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -81,6 +84,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     hub: Arc<Hub>,
     media: Option<Arc<sfu::Sfu>>,
+    pushes: Arc<push::Pushes>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -109,7 +113,8 @@ impl RunningServer {
     /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.hub.shutdown();
-        // Recordings end first, so their files and listings are complete when this returns.
+        // Pushes close their streams, then recordings end, so their files and listings are complete when this returns.
+        self.pushes.stop_all("shutdown").await;
         if let Some(media) = &self.media {
             media.shutdown().await;
         }
@@ -166,11 +171,13 @@ pub async fn start_with_clock(
     let config = Arc::new(config);
     let hub = Arc::new(Hub::new(config.clone(), store, clock)?);
     let media = sfu::http::start_media(&hub, &config).map(Arc::new);
+    let pushes = push::Pushes::new(hub.clone(), media.clone());
     let state = Arc::new(AppState {
         config: (*config).clone(),
         started: Instant::now(),
         hub: hub.clone(),
         media: media.clone(),
+        pushes: pushes.clone(),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -222,6 +229,7 @@ pub async fn start_with_clock(
         addr,
         hub,
         media,
+        pushes,
         stop: Some(stop),
         task,
     })

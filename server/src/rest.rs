@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::hub::{CreateRoom, HubError};
+use crate::push::{PushError, PushRequest};
 use crate::recording::RecordingError;
 
 /// Every REST route as (method, OpenAPI path). `/openapi.json` must document exactly these.
@@ -41,6 +42,9 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/rooms/{room}/recording/stop"),
     ("get", "/v1/rooms/{room}/recordings"),
     ("get", "/v1/rooms/{room}/recordings/{id}/file"),
+    ("post", "/v1/rooms/{room}/push/start"),
+    ("post", "/v1/rooms/{room}/push/stop"),
+    ("get", "/v1/rooms/{room}/push"),
     ("post", "/v1/tokens"),
     ("get", "/v1/audit"),
     ("get", "/v1/songs"),
@@ -114,6 +118,22 @@ impl From<RecordingError> for ApiError {
     }
 }
 
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> ApiError {
+        let status = match &e {
+            PushError::NoSuchRoom => StatusCode::NOT_FOUND,
+            PushError::InvalidUrl(_) | PushError::UnsupportedCodec(_) => StatusCode::BAD_REQUEST,
+            PushError::Dismissed | PushError::AlreadyPushing | PushError::NotPushing => {
+                StatusCode::CONFLICT
+            }
+            PushError::Unreachable(_) | PushError::Refused(_) => StatusCode::BAD_GATEWAY,
+            PushError::Limit(_) | PushError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), &e)
+    }
+}
+
 /// Every code a REST error may carry (`docs/protocol.md` lists them; a test compares).
 pub const REST_ERROR_CODES: &[&str] = &[
     "unauthorized",
@@ -130,6 +150,14 @@ pub const REST_ERROR_CODES: &[&str] = &[
     "out_of_range",
     "still_recording",
     "file_gone",
+    "already_pushing",
+    "not_pushing",
+    "invalid_push_url",
+    "unsupported_codec",
+    "push_limit",
+    "rtmp_unreachable",
+    "rtmp_refused",
+    "encoder_failed",
     "no_such_song",
     "license_invalid",
     "license_expired",
@@ -210,6 +238,9 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/recording/stop", post(stop_recording))
         .route("/v1/rooms/{room}/recordings", get(recordings))
         .route("/v1/rooms/{room}/recordings/{id}/file", get(recording_file))
+        .route("/v1/rooms/{room}/push/start", post(start_push))
+        .route("/v1/rooms/{room}/push/stop", post(stop_push))
+        .route("/v1/rooms/{room}/push", get(push_status))
         .route("/v1/tokens", post(issue_token))
         .route("/v1/audit", get(audit_log))
         .layer(axum::middleware::from_fn_with_state(state, auth))
@@ -283,10 +314,18 @@ async fn auth(
             axum::body::Body::from(bytes.clone()),
         ))
         .await;
-    let request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
+    let mut request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
         .unwrap_or_else(|_| {
+            if path.ends_with("/push/start") {
+                // It may hold a stream key: not kept.
+                return Value::String("(not a JSON object)".into());
+            }
             Value::String(String::from_utf8_lossy(&bytes).chars().take(512).collect())
         });
+    // A CDN stream key is a secret: the log keeps that one was given, not what it was.
+    if let Some(key) = request.get_mut("stream_key") {
+        *key = Value::String("***".into());
+    }
     let (room, action) = match path.strip_prefix("/v1/rooms/") {
         Some(rest) => {
             let (room, action) = rest.split_once('/').unwrap_or((rest, ""));
@@ -611,6 +650,41 @@ async fn stop_recording(
     state.hub.snapshot(&id)?;
     let record = media(&state)?.stop_recording(id.clone()).await?;
     Ok(Json(json!(record)))
+}
+
+/// Starts pushing the room's mix to an RTMP server (`docs/push.md`).
+async fn start_push(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    JsonBody(request): JsonBody<PushRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let status = state.pushes.start(RoomId(room), request).await?;
+    Ok((StatusCode::CREATED, Json(json!(status))))
+}
+
+/// Stops the room's push; answers with its final status once the stream is closed.
+async fn stop_push(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    empty_body(&body)?;
+    let status = state.pushes.stop(&RoomId(room), "request").await?;
+    Ok(Json(json!(status)))
+}
+
+/// The room's running push, or its last one.
+async fn push_status(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
+    match state.pushes.status(&RoomId(room)) {
+        Ok(status) => Ok(Json(json!(status))),
+        // Nothing to show is "not found" here, not a conflict.
+        Err(e @ PushError::NotPushing) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            e.code(),
+            "this room has not been pushed since the server started",
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {

@@ -88,6 +88,29 @@ pub fn recording(
     )
 }
 
+/// The `push_started` / `push_stopped` / `push_failed` webhooks (event id `<push id>:<kind>`).
+pub fn push(
+    app: &str,
+    status: &crate::push::PushStatus,
+    kind: &str,
+    at: Timestamp,
+) -> (String, String) {
+    let data = json!({
+        "id": status.id, "url": status.url, "codec": status.codec, "state": status.state,
+        "reason": status.reason, "duration_ms": status.duration_ms, "bytes_sent": status.bytes_sent,
+        "reconnects": status.reconnects, "last_error": status.last_error,
+    });
+    let suffix = kind.strip_prefix("push_").unwrap_or(kind);
+    item(
+        app,
+        &status.room,
+        format!("{}:{suffix}", status.id),
+        kind,
+        at,
+        data,
+    )
+}
+
 /// Webhooks for room events (event id `<room>:<version>`).
 pub fn room_events(app: &str, room: &RoomId, events: &[Event]) -> Vec<(String, String)> {
     events

@@ -208,7 +208,7 @@ impl Driver {
                     .push((sibling.addr, DatagramSend::from(vec![0u8])));
             }
         }
-        self.fan_out(&room, from, slot, &frame, now);
+        self.fan_out(&room, from, &uid, slot, &frame, now);
     }
 
     /// Takes the packets other shards relayed and forwards them to this shard's subscribers,
@@ -247,16 +247,25 @@ impl Driver {
                     }
                 }
             }
-            self.fan_out(&relay.room, relay.from, relay.slot, &relay.frame, now);
+            self.fan_out(
+                &relay.room,
+                relay.from,
+                &relay.uid,
+                relay.slot,
+                &relay.frame,
+                now,
+            );
         }
     }
 
     /// Writes one authorised packet to this shard's subscribers of `room` on `slot`, and offers
-    /// it to the room's recording if this shard runs it.
+    /// it to the room's recording and CDN push if this shard runs them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn fan_out(
         &mut self,
         room: &RoomId,
         from: PeerId,
+        uid: &Uid,
         slot: usize,
         data: &Forwarded,
         now: Instant,
@@ -268,6 +277,13 @@ impl Driver {
                 && let Some(gone) = self.recordings.remove(room)
             {
                 self.finishing.push(gone.recording.stop("failed"));
+            }
+        }
+        // CDN push tap: the same, for the push's mixer (see `crate::push`).
+        if let Some(tap) = self.push_taps.get(room) {
+            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+            if !tap.offer(uid, ts, &data.payload) {
+                self.push_taps.remove(room);
             }
         }
         let Some(media) = self.rooms.get(room) else {

@@ -15,7 +15,7 @@
 //!
 //! Shards: the publisher's shard judges a packet once and relays it, judged, to the other shards
 //! (a channel and a one-byte doorbell datagram); each forwards it to its own subscribers. The
-//! room's home shard (`home_shard`) reports volumes and runs the recording tap.
+//! room's home shard (`home_shard`) reports volumes and runs the recording and CDN push taps.
 //!
 //! Hot path, per forwarded copy: no allocation, lock or log (the payload is one shared
 //! `Arc<[u8]>`; the patched str0m's `Rtc::send_rtp_now` writes and encrypts the copy at once
@@ -184,6 +184,11 @@ enum Cmd {
         room: RoomId,
         reply: oneshot::Sender<Result<JoinHandle<recording::Finished>, RecordingError>>,
     },
+    /// Installs (or, with `None`, removes) the room's CDN push tap (`crate::push`).
+    SetPushTap {
+        room: RoomId,
+        tap: Option<crate::push::PushTap>,
+    },
     Shutdown(oneshot::Sender<()>),
     /// Test support: the shard stops for this long, as on an overloaded machine.
     Stall(Duration),
@@ -325,6 +330,17 @@ impl Sfu {
             .await
             .map_err(|_| RecordingError::Stopped)?
             .map_err(|_| RecordingError::Io(std::io::Error::other("the recorder panicked")))?
+    }
+
+    /// Installs the room's CDN push tap on its home shard (`None` removes it). The shard offers
+    /// it every forwarded packet of the room without blocking.
+    pub fn set_push_tap(
+        &self,
+        room: RoomId,
+        tap: Option<crate::push::PushTap>,
+    ) -> Result<(), SfuError> {
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::SetPushTap { room, tap })
     }
 
     /// Stops every recording (files finalised) and the media threads; later calls fail with
@@ -603,6 +619,8 @@ struct ActiveRecording {
 struct Driver {
     hub: Arc<Hub>,
     recordings: HashMap<RoomId, ActiveRecording>,
+    /// CDN push taps of this shard's home rooms (see `crate::push`).
+    push_taps: HashMap<RoomId, crate::push::PushTap>,
     /// Stopped recordings still finishing their files.
     finishing: Vec<JoinHandle<recording::Finished>>,
     socket: UdpSocket,

@@ -19,6 +19,7 @@ impl Driver {
         Driver {
             hub,
             recordings: HashMap::new(),
+            push_taps: HashMap::new(),
             finishing: Vec::new(),
             addr,
             config,
@@ -209,6 +210,14 @@ impl Driver {
                 let _ = reply.send(self.stats);
             }
             Cmd::StartRecording { room, reply } => self.start_recording(room, reply),
+            Cmd::SetPushTap { room, tap } => match tap {
+                Some(tap) => {
+                    self.push_taps.insert(room, tap);
+                }
+                None => {
+                    self.push_taps.remove(&room);
+                }
+            },
             Cmd::StopRecording { room, reply } => {
                 let stopped = match self.recordings.remove(&room) {
                     Some(active) if !active.recording.is_finished() => {
