@@ -28,6 +28,12 @@ pub struct Health {
     /// Of those, webhooks not delivered yet.
     #[serde(default)]
     pub webhook_pending: u64,
+    /// Rows committed in memory and waiting for the store's writer.
+    #[serde(default)]
+    pub store_pending: u64,
+    /// Milliseconds the store's writes have been failing (none: healthy).
+    #[serde(default)]
+    pub store_failing_ms: Option<u64>,
 }
 
 /// Builds the router with every route of the service.
@@ -69,7 +75,10 @@ async fn method_not_allowed(
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let (pending, delivered) = state.hub.store().outbox_size().unwrap_or_default();
+    let store = state.hub.store_status();
     Json(Health {
+        store_pending: u64::try_from(store.pending).unwrap_or(u64::MAX),
+        store_failing_ms: store.failing_ms,
         status: "ok".into(),
         node: state.config.node_name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::hub::{CreateRoom, HubError};
 use crate::recording::RecordingError;
+use crate::store::StoreError;
 
 /// Every REST route as (method, OpenAPI path). `/openapi.json` must document exactly these.
 pub const REST_ROUTES: &[(&str, &str)] = &[
@@ -94,6 +95,9 @@ impl From<HubError> for ApiError {
             ) => StatusCode::BAD_REQUEST,
             HubError::Room(RoomError::PermissionDenied) => StatusCode::FORBIDDEN,
             HubError::Room(_) => StatusCode::CONFLICT,
+            HubError::Store(StoreError::Behind { .. } | StoreError::NotSaved) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), &e)
@@ -316,6 +320,12 @@ async fn auth(
         &action,
         &detail,
     );
+    // A success means "done": the change (and this audit entry) is written before it is sent.
+    if response.status().is_success()
+        && let Err(e) = state.hub.durable().await
+    {
+        return ApiError::from(e).into_response();
+    }
     response
 }
 
