@@ -2,6 +2,8 @@
 //! WebSocket client speaking the JSON protocol, REST calls and tokens.
 #![allow(dead_code, missing_docs)]
 
+pub mod pg;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
