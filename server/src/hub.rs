@@ -299,8 +299,19 @@ impl Hub {
         &self.config
     }
 
-    /// The store, for reads (writes go through the hub's writer, in order).
+    /// The store, for reads that see every change committed before the call: it first waits
+    /// (up to [`DURABLE_WAIT`]) for the writer to write them. Call it off the room's lock.
+    /// Writes go through the hub, in order.
     pub fn store(&self) -> &dyn Store {
+        if !self.writer.flush_blocking(DURABLE_WAIT) {
+            tracing::debug!("reading the store while its writer is behind");
+        }
+        &*self.store
+    }
+
+    /// The store for a read that must not wait for the writer (`/health`): it may miss changes
+    /// of the last batch.
+    pub fn store_unflushed(&self) -> &dyn Store {
         &*self.store
     }
 
@@ -507,14 +518,12 @@ impl Hub {
 
     /// Deletes what outlived its retention: webhooks delivered more than `webhook_retention_secs`
     /// ago, undelivered ones queued more than that ago (expired), and audit entries older than
-    /// `audit_retention_days`. The server calls this every minute, on a blocking thread: it first
-    /// waits (up to [`DURABLE_WAIT`]) for the writer, so that it prunes what was committed.
+    /// `audit_retention_days`. The server calls this every minute, on a blocking thread; like
+    /// every read through [`Hub::store`] it first waits for the writer.
     pub fn prune(&self, now: Timestamp) {
-        if !self.writer.flush_blocking(DURABLE_WAIT) {
-            tracing::warn!("pruning while the store's writer is behind");
-        }
+        let store = self.store();
         let keep = Duration::from_secs(self.config.webhook_retention_secs);
-        match self.store.prune_outbox(now.minus(keep), now.minus(keep)) {
+        match store.prune_outbox(now.minus(keep), now.minus(keep)) {
             Ok((_, 0)) => {}
             Ok((_, expired)) => tracing::warn!(
                 expired,
@@ -523,7 +532,7 @@ impl Hub {
             Err(e) => tracing::error!(%e, "pruning the webhook outbox failed"),
         }
         let days = Duration::from_secs(self.config.audit_retention_days.saturating_mul(86_400));
-        if let Err(e) = self.store.prune_audit(now.minus(days)) {
+        if let Err(e) = store.prune_audit(now.minus(days)) {
             tracing::error!(%e, "pruning the audit log failed");
         }
     }

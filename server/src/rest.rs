@@ -320,9 +320,10 @@ async fn auth(
         &action,
         &detail,
     );
-    // A success means "done": the change (and this audit entry) is written before it is sent.
-    if response.status().is_success()
-        && let Err(e) = state.hub.durable().await
+    // The answer goes out once the change (if any) and this audit entry are written; a success
+    // that could not be written in time becomes `not_saved`.
+    if let Err(e) = state.hub.durable().await
+        && response.status().is_success()
     {
         return ApiError::from(e).into_response();
     }
