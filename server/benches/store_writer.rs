@@ -82,7 +82,12 @@ async fn bench(name: &str, store: Arc<dyn Store>) {
     hub.durable().await.expect("written");
 
     // The old path: the same rows written in place, one change at a time.
-    let mut state = RoomState::new("sync".into(), "o".into(), "t".into(), RoomSettings::default());
+    let mut state = RoomState::new(
+        "sync".into(),
+        "o".into(),
+        "t".into(),
+        RoomSettings::default(),
+    );
     let mut sync = Vec::with_capacity(LATENCY_SAMPLES);
     let template = hub.snapshot(&room).expect("room");
     state.members = template.members.clone();

@@ -299,7 +299,10 @@ mod tests {
             mask_password("host=/run/postgresql user=onmic password=s3cret dbname=onmic"),
             "host=/run/postgresql user=onmic password=*** dbname=onmic"
         );
-        assert_eq!(mask_password("postgres://db.local/onmic"), "postgres://db.local/onmic");
+        assert_eq!(
+            mask_password("postgres://db.local/onmic"),
+            "postgres://db.local/onmic"
+        );
         let c = Config {
             database_url: Some("postgres://u:pw@h/d".into()),
             ..Config::default()

@@ -74,7 +74,11 @@ async fn method_not_allowed(
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
-    let (pending, delivered) = state.hub.store_unflushed().outbox_size().unwrap_or_default();
+    let (pending, delivered) = state
+        .hub
+        .store_unflushed()
+        .outbox_size()
+        .unwrap_or_default();
     let store = state.hub.store_status();
     Json(Health {
         store_pending: u64::try_from(store.pending).unwrap_or(u64::MAX),

@@ -159,7 +159,7 @@ fn song_import(
     let store = match config
         .check_store()
         .map_err(|e| e.to_string())
-        .and_then(|()| onmic_server::store::open(&config).map_err(|e| e.to_string()))
+        .and_then(|()| onmic_server::store::open(config).map_err(|e| e.to_string()))
     {
         Ok(store) => store,
         Err(e) => {

@@ -39,7 +39,10 @@ async fn seats_bans_gifts_and_the_outbox_survive_sigkill_with_postgres() {
     for t in ["room_created", "member_joined", "seat_changed", "gift_sent"] {
         assert!(types.contains(t), "{t} missing from the outbox: {types}");
     }
-    let ids = pg.sql("onmic", "SELECT count(*) - count(DISTINCT event_id) FROM outbox");
+    let ids = pg.sql(
+        "onmic",
+        "SELECT count(*) - count(DISTINCT event_id) FROM outbox",
+    );
     assert_eq!(ids, "0", "every event id once");
     let kicks = pg.sql(
         "onmic",

@@ -9,8 +9,7 @@ use common::pg::PgCluster;
 use onmic_room::{RoomSettings, RoomState, Timestamp};
 use onmic_server::songs::SongRecord;
 use onmic_server::store::{
-    AuditRecord, GiftRecord, QueuedWebhook, RecordingRecord, RoomRow, Store, StoreError,
-    WriteBatch,
+    AuditRecord, GiftRecord, QueuedWebhook, RecordingRecord, RoomRow, Store, StoreError, WriteBatch,
 };
 use onmic_server::{PgStore, SqliteStore};
 
@@ -125,7 +124,10 @@ fn rooms_gifts_outbox_and_audit_survive_reopening(o: Open, _: Raw, _: bool) {
         .expect("fail");
     assert!(s.due_webhooks(Timestamp(99), 10).expect("due").is_empty());
     assert_eq!(s.next_webhook_at().expect("next"), Some(Timestamp(100)));
-    assert_eq!(s.due_webhooks(Timestamp(100), 10).expect("due")[0].attempts, 1);
+    assert_eq!(
+        s.due_webhooks(Timestamp(100), 10).expect("due")[0].attempts,
+        1
+    );
     s.webhook_delivered(due[0].id, Timestamp(100))
         .expect("done");
     assert_eq!(s.next_webhook_at().expect("next"), None);
@@ -170,7 +172,11 @@ fn outbox_and_audit_are_pruned_by_age(o: Open, _: Raw, _: bool) {
     );
 }
 
-fn recordings_survive_reopening_and_unfinished_ones_are_marked_interrupted(o: Open, _: Raw, _: bool) {
+fn recordings_survive_reopening_and_unfinished_ones_are_marked_interrupted(
+    o: Open,
+    _: Raw,
+    _: bool,
+) {
     let mut rec = RecordingRecord::started(
         "rec-1".into(),
         "r".into(),
@@ -236,7 +242,8 @@ fn a_batch_keeps_the_latest_state_and_the_order_of_webhooks(o: Open, _: Raw, _: 
     batch.append(newer);
     assert_eq!(batch.rooms.len(), 1, "the newer state replaced the older");
     s.write_batch(&batch).expect("batch");
-    s.write_batch(&WriteBatch::default()).expect("an empty batch");
+    s.write_batch(&WriteBatch::default())
+        .expect("an empty batch");
     let rooms = s.load_rooms().expect("rooms");
     assert_eq!(rooms.len(), 1);
     assert_eq!(rooms[0].state.version, 9);
@@ -282,10 +289,7 @@ fn songs_are_stored_searched_and_read_back(o: Open, _: Raw, _: bool) {
         "% and _ are literal"
     );
     assert_eq!(s.search_songs("", 1).expect("search").len(), 1);
-    assert_eq!(
-        s.song("a1").expect("song"),
-        Some(song("a1", "Moon River"))
-    );
+    assert_eq!(s.song("a1").expect("song"), Some(song("a1", "Moon River")));
     assert_eq!(s.song("zz").expect("song"), None);
 }
 
@@ -303,7 +307,9 @@ fn malformed_rows_are_clear_errors(o: Open, raw: Raw, pg: bool) {
         imported_at: Timestamp(1),
     })
     .expect("song");
-    raw("INSERT INTO rooms (id, created_at, version, dismissed, state) VALUES ('bad', 1, 1, false, '{not json')");
+    raw(
+        "INSERT INTO rooms (id, created_at, version, dismissed, state) VALUES ('bad', 1, 1, false, '{not json')",
+    );
     let err = s.load_rooms().expect_err("corrupt state").to_string();
     assert!(
         err.contains("malformed") && err.contains("room bad"),

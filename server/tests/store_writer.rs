@@ -64,8 +64,16 @@ async fn rooms_take_commands_and_the_sfu_gets_answers_while_postgres_is_frozen()
         publish_until: Some(Timestamp(onmic_room::config::MAX_SAFE_INTEGER)),
     });
     hub.execute(&room, publisher).expect("owner enters");
-    hub.execute(&room, Command::member("owner", Action::TakeSeat { seat: onmic_room::SeatIndex(0) }))
-        .expect("owner takes the host seat");
+    hub.execute(
+        &room,
+        Command::member(
+            "owner",
+            Action::TakeSeat {
+                seat: onmic_room::SeatIndex(0),
+            },
+        ),
+    )
+    .expect("owner takes the host seat");
     let mut events = hub.subscribe(&room).expect("subscribe");
     hub.durable().await.expect("written before the freeze");
 
@@ -98,9 +106,15 @@ async fn rooms_take_commands_and_the_sfu_gets_answers_while_postgres_is_frozen()
         let _ = frame;
     }
     // Two events per enter/leave pair (joined, left), plus the bomber's join and the report.
-    assert_eq!(seen, committed, "every event was broadcast while the store was frozen");
+    assert_eq!(
+        seen, committed,
+        "every event was broadcast while the store was frozen"
+    );
     let status = hub.store_status();
-    assert!(status.pending > 0, "the changes wait in the writer: {status:?}");
+    assert!(
+        status.pending > 0,
+        "the changes wait in the writer: {status:?}"
+    );
     println!(
         "with PostgreSQL frozen: {committed} events committed and broadcast; {} row(s) waiting (a room's states coalesce into its latest)",
         status.pending
@@ -111,7 +125,11 @@ async fn rooms_take_commands_and_the_sfu_gets_answers_while_postgres_is_frozen()
     assert_eq!(hub.store_status().pending, 0);
     let version = hub.snapshot(&room).expect("room").version;
     let stored = pg.sql("onmic", "SELECT version FROM rooms WHERE id = 'f1'");
-    assert_eq!(stored, version.to_string(), "the last state reached the database");
+    assert_eq!(
+        stored,
+        version.to_string(),
+        "the last state reached the database"
+    );
     server.shutdown().await.expect("clean shutdown");
 }
 
@@ -138,8 +156,15 @@ async fn a_full_queue_refuses_members_not_the_system_and_ok_means_saved() {
         .request(json!({ "type": "notice", "text": "frozen" }))
         .await;
     assert_eq!(reply["code"], "not_saved", "{reply}");
-    while !guest.events.iter().any(|e| e.to_string().contains("frozen")) {
-        guest.next().await.expect("the guest sees the notice while the store is frozen");
+    while !guest
+        .events
+        .iter()
+        .any(|e| e.to_string().contains("frozen"))
+    {
+        guest
+            .next()
+            .await
+            .expect("the guest sees the notice while the store is frozen");
     }
 
     let worker_hub = hub.clone();
@@ -149,7 +174,8 @@ async fn a_full_queue_refuses_members_not_the_system_and_ok_means_saved() {
         let mut accepted = 0;
         for i in 0..1000 {
             let uid = format!("m{i}");
-            hub.execute(&room, enter(&uid)).expect("the system is never refused");
+            hub.execute(&room, enter(&uid))
+                .expect("the system is never refused");
             match hub.execute(&room, Command::member(uid.as_str(), Action::Leave)) {
                 Ok(_) => accepted += 1,
                 Err(e) => return (accepted, e.code(), e.to_string()),
@@ -208,10 +234,7 @@ async fn a_shutdown_writes_what_is_pending() {
         "the shutdown finished while the database was frozen: it did not wait for the writer"
     );
     pg.resume();
-    shutdown
-        .await
-        .expect("joined")
-        .expect("clean shutdown");
+    shutdown.await.expect("joined").expect("clean shutdown");
     let stored = pg.sql("onmic", "SELECT version FROM rooms WHERE id = 's1'");
     assert_eq!(stored, version.to_string());
 }
@@ -319,12 +342,19 @@ async fn a_failing_store_is_retried_and_loses_nothing() {
     }
     let failing = hub.store_status();
     hub.durable().await.expect("written after the retries");
-    assert_eq!(store.failures.load(Ordering::SeqCst), 0, "all 4 failures happened");
+    assert_eq!(
+        store.failures.load(Ordering::SeqCst),
+        0,
+        "all 4 failures happened"
+    );
     println!("while failing: {failing:?}");
     let reopened = SqliteStore::open(&path).expect("reopen");
     let rooms = reopened.load_rooms().expect("rooms");
     assert_eq!(rooms.len(), 1);
-    assert_eq!(rooms[0].state.version, hub.snapshot(&room).expect("room").version);
+    assert_eq!(
+        rooms[0].state.version,
+        hub.snapshot(&room).expect("room").version
+    );
     let (pending, _) = reopened.outbox_size().expect("outbox");
     // room_created + 20 member_joined, each once.
     assert_eq!(pending, 21);

@@ -52,9 +52,7 @@ pub enum StoreError {
     },
     /// Too many changes wait for the store (`store_queue_limit`): a member's request is refused
     /// rather than accepted and maybe lost.
-    #[error(
-        "the store is behind ({pending} changes waiting to be written); try again shortly"
-    )]
+    #[error("the store is behind ({pending} changes waiting to be written); try again shortly")]
     Behind {
         /// Changes waiting.
         pending: usize,

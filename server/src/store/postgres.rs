@@ -27,7 +27,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections in the pool (the writer's, the webhook worker's, request handlers').
 const POOL_SIZE: usize = 4;
 /// The advisory lock that serializes migrations across nodes ("onmic" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6f6e_6d69_63;
+const MIGRATION_LOCK: i64 = 0x006f_6e6d_6963;
 
 const MIGRATIONS: &[&str] = &[
     // 1: everything SQLite has at its version 4.
@@ -223,7 +223,10 @@ impl PgStore {
                 .await?;
             tx.batch_execute("CREATE TABLE IF NOT EXISTS onmic_schema (version BIGINT NOT NULL)")
                 .await?;
-            let have: i64 = match tx.query_opt("SELECT version FROM onmic_schema", &[]).await? {
+            let have: i64 = match tx
+                .query_opt("SELECT version FROM onmic_schema", &[])
+                .await?
+            {
                 Some(row) => row.try_get(0)?,
                 None => {
                     tx.execute("INSERT INTO onmic_schema (version) VALUES (0)", &[])

@@ -242,9 +242,8 @@ impl Store for SqliteStore {
         for row in rows {
             let (id, created, json) = row?;
             out.push(RoomRecord {
-                state: serde_json::from_str(&json).map_err(|e| {
-                    StoreError::Malformed(format!("room {id}'s stored state: {e}"))
-                })?,
+                state: serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Malformed(format!("room {id}'s stored state: {e}")))?,
                 created_at: Timestamp(created),
             });
         }
@@ -278,18 +277,15 @@ impl Store for SqliteStore {
             "SELECT id, event_id, body, attempts, next_at FROM outbox
              WHERE delivered_at IS NULL AND next_at <= ?1 ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(
-            params![sql_ts(now), sql_limit(limit)],
-            |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    event_id: r.get(1)?,
-                    body: r.get(2)?,
-                    attempts: r.get(3)?,
-                    next_at: Timestamp(uint(r, 4)?),
-                })
-            },
-        )?;
+        let rows = stmt.query_map(params![sql_ts(now), sql_limit(limit)], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                next_at: Timestamp(uint(r, 4)?),
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -334,23 +330,16 @@ impl Store for SqliteStore {
             "SELECT at, actor, origin, room, action, detail FROM audit
              WHERE (?1 IS NULL OR room = ?1) AND at >= ?2 ORDER BY id LIMIT ?3",
         )?;
-        let rows = stmt.query_map(
-            params![
-                room,
-                sql_ts(since),
-                sql_limit(limit)
-            ],
-            |r| {
-                Ok(AuditRecord {
-                    at: Timestamp(uint(r, 0)?),
-                    actor: r.get(1)?,
-                    origin: r.get(2)?,
-                    room: r.get(3)?,
-                    action: r.get(4)?,
-                    detail: r.get(5)?,
-                })
-            },
-        )?;
+        let rows = stmt.query_map(params![room, sql_ts(since), sql_limit(limit)], |r| {
+            Ok(AuditRecord {
+                at: Timestamp(uint(r, 0)?),
+                actor: r.get(1)?,
+                origin: r.get(2)?,
+                room: r.get(3)?,
+                action: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -459,19 +448,16 @@ impl Store for SqliteStore {
                 OR lower(artist) LIKE ?1 ESCAPE '\\'
              ORDER BY title, code LIMIT ?2",
         )?;
-        let rows = stmt.query_map(
-            params![pattern, sql_limit(limit)],
-            |r| {
-                Ok(crate::songs::SongSummary {
-                    code: r.get(0)?,
-                    title: r.get(1)?,
-                    artist: r.get(2)?,
-                    duration_ms: uint(r, 3)?,
-                    package_bytes: uint(r, 4)?,
-                    has_lyrics: r.get(5)?,
-                })
-            },
-        )?;
+        let rows = stmt.query_map(params![pattern, sql_limit(limit)], |r| {
+            Ok(crate::songs::SongSummary {
+                code: r.get(0)?,
+                title: r.get(1)?,
+                artist: r.get(2)?,
+                duration_ms: uint(r, 3)?,
+                package_bytes: uint(r, 4)?,
+                has_lyrics: r.get(5)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -505,4 +491,3 @@ impl Store for SqliteStore {
             .optional()?)
     }
 }
-

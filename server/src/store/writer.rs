@@ -235,7 +235,8 @@ fn run(shared: &Shared, store: &dyn Store, written: &dyn Fn(&WriteBatch)) {
                 st.written = seq;
                 if let Some(f) = st.failing.take() {
                     tracing::warn!(
-                        failed_for_ms = u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        failed_for_ms =
+                            u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
                         attempts = f.attempts,
                         rows = batch.len(),
                         "store writes recovered; every queued change is written"

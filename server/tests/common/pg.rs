@@ -5,8 +5,8 @@
 //! creates it; `xtask/apt/postgres.txt`). The binaries are found in `ONMIC_PG_BIN` or the
 //! newest `/usr/lib/postgresql/<version>/bin`.
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,15 @@ impl PgCluster {
             .command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "onmic", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
+            .args([
+                "-U",
+                "onmic",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
             .output()
             .expect("initdb runs");
         assert!(
@@ -178,7 +186,17 @@ impl PgCluster {
         let out = Command::new(self.bin.join("psql"))
             .arg("-h")
             .arg(self.dir.path())
-            .args(["-U", "onmic", "-d", name, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .args([
+                "-U",
+                "onmic",
+                "-d",
+                name,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("psql runs");
         assert!(
