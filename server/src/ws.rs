@@ -607,7 +607,10 @@ async fn serve_member(
                                 }
                                 // "ok" means saved: wait for the writer (the room's lock is free).
                                 if let Err(e) = state.hub.durable().await {
-                                    if !send(sink, &ServerMessage::error(m.id, e.code(), &e)).await {
+                                    let sent = send(sink, &ServerMessage::error(m.id, e.code(), &e)).await;
+                                    // A member who left is gone either way.
+                                    if !sent || leaving {
+                                        let _ = sink.close().await;
                                         return;
                                     }
                                     continue;
