@@ -2,6 +2,7 @@
 //! `onmic-room` and the services this crate drives.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -74,11 +75,13 @@ async fn method_not_allowed(
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
-    let (pending, delivered) = state
-        .hub
-        .store_unflushed()
-        .outbox_size()
-        .unwrap_or_default();
+    // On a blocking thread, at most 1 s: /health answers even when the database does not.
+    let hub = state.hub.clone();
+    let sizes = tokio::task::spawn_blocking(move || hub.store_unflushed().outbox_size());
+    let (pending, delivered) = match tokio::time::timeout(Duration::from_secs(1), sizes).await {
+        Ok(Ok(Ok(sizes))) => sizes,
+        _ => (0, 0),
+    };
     let store = state.hub.store_status();
     Json(Health {
         store_pending: u64::try_from(store.pending).unwrap_or(u64::MAX),

@@ -309,6 +309,20 @@ impl Hub {
         &*self.store
     }
 
+    /// Runs a read of the store ([`Hub::store`]: after the writer) on a blocking thread, so
+    /// that an async handler never holds its runtime thread while the database answers (or
+    /// does not).
+    pub async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || read(hub.store()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
     /// The store for a read that must not wait for the writer (`/health`): it may miss changes
     /// of the last batch.
     pub fn store_unflushed(&self) -> &dyn Store {

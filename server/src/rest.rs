@@ -357,10 +357,12 @@ async fn audit_log(
         )
     })?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE);
+    let room = q.room.clone();
+    let since = onmic_room::Timestamp(q.since);
     let entries = state
         .hub
-        .store()
-        .audit_log(q.room.as_deref(), onmic_room::Timestamp(q.since), limit)
+        .read(move |s| s.audit_log(room.as_deref(), since, limit))
+        .await
         .map_err(HubError::from)?;
     let entries: Vec<Value> = entries
         .into_iter()
@@ -442,10 +444,11 @@ async fn members(
 async fn gifts(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     let id = RoomId(room);
     let s = state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let ledger = state
         .hub
-        .store()
-        .gifts(id.as_str())
+        .read(move |s| s.gifts(&room))
+        .await
         .map_err(HubError::from)?;
     let board: Vec<Value> = s
         .leaderboard()
@@ -627,10 +630,11 @@ async fn stop_recording(
 async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     let id = RoomId(room);
     state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let list = state
         .hub
-        .store()
-        .recordings(id.as_str())
+        .read(move |s| s.recordings(&room))
+        .await
         .map_err(HubError::from)?;
     Ok(Json(json!({ "recordings": list })))
 }
@@ -644,10 +648,11 @@ async fn recording_file(
     use tower::ServiceExt;
     let id = RoomId(room);
     state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let record = state
         .hub
-        .store()
-        .recordings(id.as_str())
+        .read(move |s| s.recordings(&room))
+        .await
         .map_err(HubError::from)?
         .into_iter()
         .find(|r| r.id == rec)
