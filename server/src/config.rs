@@ -22,6 +22,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// SQLite database file; default `<data_dir>/onmic.sqlite3`; `:memory:` keeps nothing.
     pub database: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: a connection string (`postgres://user:password@host/db` or
+    /// `host=/run/postgresql dbname=onmic`); none: SQLite.
+    pub database_url: Option<String>,
+    /// Rows waiting for the store's writer above which members' requests are refused with
+    /// `store_behind` (system changes such as timers and the SFU's reports are still taken).
+    pub store_queue_limit: usize,
     /// The customer application this server serves (tokens must carry it).
     pub app_id: String,
     /// Secret that signs access tokens (HMAC-SHA256).
@@ -81,6 +87,8 @@ impl Default for Config {
             log: "info".into(),
             data_dir: PathBuf::from("onmic-data"),
             database: None,
+            database_url: None,
+            store_queue_limit: 100_000,
             app_id: "onmic".into(),
             token_secret: "change-me-token-secret".into(),
             customer_key: "onmic-key".into(),
@@ -181,7 +189,22 @@ impl Config {
                 *slot = serde_json::Value::String("***".into());
             }
         }
+        if let Some(url) = &self.database_url
+            && let Some(slot) = v.get_mut("database_url")
+        {
+            *slot = serde_json::Value::String(mask_password(url));
+        }
         v
+    }
+
+    /// Both stores named: refused, rather than one silently ignored.
+    pub fn check_store(&self) -> Result<(), ConfigError> {
+        if self.database.is_some() && self.database_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "database (SQLite) and database_url (PostgreSQL) are both set; keep one".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The names of every setting (the keys of the TOML file).
@@ -221,6 +244,27 @@ impl Config {
     }
 }
 
+/// A connection string with its password shown as `***` (URL or `key=value` form).
+fn mask_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (auth, host) = match rest.rsplit_once('@') {
+            Some(parts) => parts,
+            None => return url.to_owned(),
+        };
+        return match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        };
+    }
+    url.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The names of the top-level settings, from the defaults themselves.
 fn top_level_keys() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
@@ -253,6 +297,33 @@ mod tests {
             assert_eq!(c.listen.port(), 9100);
             Ok(())
         });
+    }
+
+    #[test]
+    fn database_url_passwords_are_masked() {
+        assert_eq!(
+            mask_password("postgres://onmic:s3cret@db.local:5432/onmic"),
+            "postgres://onmic:***@db.local:5432/onmic"
+        );
+        assert_eq!(
+            mask_password("host=/run/postgresql user=onmic password=s3cret dbname=onmic"),
+            "host=/run/postgresql user=onmic password=*** dbname=onmic"
+        );
+        assert_eq!(
+            mask_password("postgres://db.local/onmic"),
+            "postgres://db.local/onmic"
+        );
+        let c = Config {
+            database_url: Some("postgres://u:pw@h/d".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.masked()["database_url"], "postgres://u:***@h/d");
+        assert!(c.check_store().is_ok());
+        let both = Config {
+            database: Some("x.sqlite3".into()),
+            ..c
+        };
+        assert!(both.check_store().is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `onmic-room` and the services this crate drives.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -28,6 +29,12 @@ pub struct Health {
     /// Of those, webhooks not delivered yet.
     #[serde(default)]
     pub webhook_pending: u64,
+    /// Rows committed in memory and waiting for the store's writer.
+    #[serde(default)]
+    pub store_pending: u64,
+    /// Milliseconds the store's writes have been failing (none: healthy).
+    #[serde(default)]
+    pub store_failing_ms: Option<u64>,
 }
 
 /// Builds the router with every route of the service.
@@ -68,8 +75,17 @@ async fn method_not_allowed(
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
-    let (pending, delivered) = state.hub.store().outbox_size().unwrap_or_default();
+    // On a blocking thread, at most 1 s: /health answers even when the database does not.
+    let hub = state.hub.clone();
+    let sizes = tokio::task::spawn_blocking(move || hub.store_unflushed().outbox_size());
+    let (pending, delivered) = match tokio::time::timeout(Duration::from_secs(1), sizes).await {
+        Ok(Ok(Ok(sizes))) => sizes,
+        _ => (0, 0),
+    };
+    let store = state.hub.store_status();
     Json(Health {
+        store_pending: u64::try_from(store.pending).unwrap_or(u64::MAX),
+        store_failing_ms: store.failing_ms,
         status: "ok".into(),
         node: state.config.node_name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -1,8 +1,11 @@
 //! The room hub: every live room, driven through its sans-IO [`Room`], with persistence, webhook
 //! queueing, fan-out to connections and timers around it.
 //!
-//! Each room sits behind its own mutex; a command is handled, persisted, queued as webhooks and
-//! broadcast while that lock is held, so storage, webhooks and every subscriber see one order.
+//! Each room sits behind its own mutex; a command is handled, handed to the store's writer (the
+//! room's state, gifts and webhooks in one submit) and broadcast while that lock is held, so
+//! storage, webhooks and every subscriber see one order. Nothing under the lock waits on the
+//! database: the writer ([`StoreWriter`]) writes in the background, in order, in batches, and a
+//! reply that must mean "saved" awaits [`Hub::durable`] after the lock is released.
 //! Events are serialized once per room and shared by all connections (`Frame`).
 //!
 //! Seams for the media layer: [`Hub::may_publish`], [`Hub::subscribe`] (seat, mute and floor
@@ -21,7 +24,10 @@ use onmic_room::{
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
-use crate::store::{AuditRecord, Store, StoreError, gift_records};
+use crate::store::{
+    AuditRecord, QueuedWebhook, RecordingRecord, RoomRow, Store, StoreError, StoreWriter,
+    WriterStatus, gift_records,
+};
 use crate::webhook;
 
 /// Where the hub reads the time; tests may inject their own.
@@ -74,10 +80,13 @@ pub enum HubError {
     /// The room refused the command.
     #[error(transparent)]
     Room(#[from] RoomError),
-    /// Storage failed.
+    /// Storage failed, is behind, or has not saved the change yet.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How long a reply waits for its change to be written before answering `not_saved`.
+pub const DURABLE_WAIT: Duration = Duration::from_secs(5);
 
 impl HubError {
     /// The wire error code.
@@ -89,6 +98,8 @@ impl HubError {
             HubError::Id(e) => e.code(),
             HubError::ConfusableRoomId(_) => "confusable_room_id",
             HubError::Room(e) => e.code(),
+            HubError::Store(StoreError::Behind { .. }) => "store_behind",
+            HubError::Store(StoreError::NotSaved) => "not_saved",
             HubError::Store(_) => "internal",
         }
     }
@@ -167,11 +178,13 @@ pub struct CreateRoom {
 pub struct Hub {
     config: Arc<Config>,
     store: Arc<dyn Store>,
+    /// Writes every change, in order, off the room locks.
+    writer: StoreWriter,
     clock: Arc<dyn Clock>,
     rooms: RwLock<HashMap<RoomId, Arc<RoomCell>>>,
     next_conn: std::sync::atomic::AtomicU64,
-    /// Woken when webhooks were queued.
-    pub webhooks_queued: Notify,
+    /// Woken when webhooks were written to the outbox.
+    pub webhooks_queued: Arc<Notify>,
     /// WebSocket connections waiting to join, per IP address.
     prejoin: Arc<Mutex<HashMap<std::net::IpAddr, u32>>>,
 }
@@ -209,13 +222,21 @@ impl Hub {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Hub, StoreError> {
+        let webhooks_queued = Arc::new(Notify::new());
+        let wake = webhooks_queued.clone();
+        let writer = StoreWriter::start(store.clone(), move |batch| {
+            if !batch.webhooks.is_empty() {
+                wake.notify_one();
+            }
+        })?;
         let hub = Hub {
             config,
             store,
+            writer,
             clock,
             rooms: RwLock::new(HashMap::new()),
             next_conn: 1.into(),
-            webhooks_queued: Notify::new(),
+            webhooks_queued,
             prejoin: Arc::default(),
         };
         let now = hub.clock.now();
@@ -278,9 +299,74 @@ impl Hub {
         &self.config
     }
 
-    /// The store.
+    /// The store, for reads that see every change committed before the call: it first waits
+    /// (up to [`DURABLE_WAIT`]) for the writer to write them. Call it off the room's lock.
+    /// Writes go through the hub, in order.
     pub fn store(&self) -> &dyn Store {
+        if !self.writer.flush_blocking(DURABLE_WAIT) {
+            tracing::debug!("reading the store while its writer is behind");
+        }
         &*self.store
+    }
+
+    /// Runs a read of the store ([`Hub::store`]: after the writer) on a blocking thread, so
+    /// that an async handler never holds its runtime thread while the database answers (or
+    /// does not).
+    pub async fn read<T, F>(self: &Arc<Self>, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || read(hub.store()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
+    /// The store for a read that must not wait for the writer (`/health`): it may miss changes
+    /// of the last batch.
+    pub fn store_unflushed(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Waits, without holding a lock or blocking a thread, until every change made before this
+    /// call is written; `not_saved` after [`DURABLE_WAIT`] (the change stays in effect and
+    /// queued). Replies that tell a client "done" await this first.
+    pub async fn durable(&self) -> Result<(), HubError> {
+        let seq = self.writer.submitted();
+        if self.writer.wait_written(seq, DURABLE_WAIT).await {
+            Ok(())
+        } else {
+            Err(StoreError::NotSaved.into())
+        }
+    }
+
+    /// The store writer's health (rows waiting, failing since when).
+    pub fn store_status(&self) -> WriterStatus {
+        self.writer.status()
+    }
+
+    /// Writes every pending change and stops the writer, waiting at most `timeout`; returns the
+    /// rows that could not be written. For shutdown: later changes are not written.
+    pub fn close_store(&self, timeout: Duration) -> usize {
+        self.writer.close(timeout)
+    }
+
+    /// Queues a recording's listing for the store (no waiting).
+    pub fn save_recording(&self, record: &RecordingRecord) {
+        let record = record.clone();
+        self.writer.submit(|b| {
+            b.recordings.insert(record.id.clone(), record);
+        });
+    }
+
+    /// Refuses a member's change while too many rows wait for the store (`store_queue_limit`).
+    fn check_backlog(&self) -> Result<(), HubError> {
+        let pending = self.writer.pending();
+        if pending > self.config.store_queue_limit {
+            return Err(StoreError::Behind { pending }.into());
+        }
+        Ok(())
     }
 
     /// Now, from the injected clock.
@@ -375,11 +461,16 @@ impl Hub {
         {
             return Err(HubError::ConfusableRoomId(other.clone()));
         }
-        self.store.save_room(&state, now)?;
+        let row = RoomRow::of(&state, now)?;
         let hook = webhook::room_created(&self.config.app_id, &state, now);
+        let hooks = self.webhook_rows(&[hook], now);
+        // Submitted under the rooms' lock: the room's later commits come after this one.
+        self.writer.submit(|b| {
+            b.rooms.insert(row.id.clone(), row);
+            b.webhooks.extend(hooks);
+        });
         rooms.insert(req.id.clone(), self.cell(room, now));
         drop(rooms);
-        self.queue_webhooks(&[hook], now);
         Ok(state)
     }
 
@@ -404,6 +495,9 @@ impl Hub {
 
     /// Runs a command in a room; on success the events are persisted, queued and broadcast.
     pub fn execute(&self, id: &RoomId, command: Command) -> Result<Vec<Event>, HubError> {
+        if matches!(command.actor, onmic_room::Actor::Member(_)) {
+            self.check_backlog()?;
+        }
         let cell = self.get(id)?;
         let mut inner = cell.lock();
         let now = self.now();
@@ -412,24 +506,38 @@ impl Hub {
         Ok(events)
     }
 
-    /// Queues webhooks in the outbox and wakes the delivery worker; nothing is queued when no
-    /// `webhook_url` is configured (nobody would ever receive them).
+    /// Queues webhooks for the outbox (through the writer, which wakes the delivery worker once
+    /// they are written); nothing is queued when no `webhook_url` is configured (nobody would
+    /// ever receive them).
     pub fn queue_webhooks(&self, hooks: &[(String, String)], now: Timestamp) {
-        if hooks.is_empty() || self.config.webhook_url.is_none() {
-            return;
+        let rows = self.webhook_rows(hooks, now);
+        if !rows.is_empty() {
+            self.writer.submit(|b| b.webhooks.extend(rows));
         }
-        match self.store.enqueue_webhooks(hooks, now) {
-            Ok(()) => self.webhooks_queued.notify_one(),
-            Err(e) => tracing::error!(%e, "queueing webhooks failed"),
+    }
+
+    fn webhook_rows(&self, hooks: &[(String, String)], now: Timestamp) -> Vec<QueuedWebhook> {
+        if self.config.webhook_url.is_none() {
+            return Vec::new();
         }
+        hooks
+            .iter()
+            .map(|(event_id, body)| QueuedWebhook {
+                event_id: event_id.clone(),
+                body: body.clone(),
+                queued_at: now,
+            })
+            .collect()
     }
 
     /// Deletes what outlived its retention: webhooks delivered more than `webhook_retention_secs`
     /// ago, undelivered ones queued more than that ago (expired), and audit entries older than
-    /// `audit_retention_days`. The server calls this every minute.
+    /// `audit_retention_days`. The server calls this every minute, on a blocking thread; like
+    /// every read through [`Hub::store`] it first waits for the writer.
     pub fn prune(&self, now: Timestamp) {
+        let store = self.store();
         let keep = Duration::from_secs(self.config.webhook_retention_secs);
-        match self.store.prune_outbox(now.minus(keep), now.minus(keep)) {
+        match store.prune_outbox(now.minus(keep), now.minus(keep)) {
             Ok((_, 0)) => {}
             Ok((_, expired)) => tracing::warn!(
                 expired,
@@ -438,13 +546,14 @@ impl Hub {
             Err(e) => tracing::error!(%e, "pruning the webhook outbox failed"),
         }
         let days = Duration::from_secs(self.config.audit_retention_days.saturating_mul(86_400));
-        if let Err(e) = self.store.prune_audit(now.minus(days)) {
+        if let Err(e) = store.prune_audit(now.minus(days)) {
             tracing::error!(%e, "pruning the audit log failed");
         }
     }
 
-    /// Records an admin action or an issued token in the audit log (failures are logged, not
-    /// fatal). `actor` is `rest:<key>`, `member:<uid>` or `cli`; `origin` the peer address.
+    /// Records an admin action or an issued token in the audit log (through the writer; a
+    /// failing store is retried and logged there). `actor` is `rest:<key>`, `member:<uid>` or
+    /// `cli`; `origin` the peer address.
     pub fn audit(
         &self,
         now: Timestamp,
@@ -462,12 +571,11 @@ impl Hub {
             action: action.to_owned(),
             detail: serde_json::to_string(detail).unwrap_or_default(),
         };
-        if let Err(e) = self.store.audit(&rec) {
-            tracing::error!(%e, "audit log write failed");
-        }
+        self.writer.submit(|b| b.audit.push(rec));
     }
 
-    /// Persists, queues webhooks, broadcasts, and closes connections the events end.
+    /// Hands the room's state, gifts and webhooks to the writer (one submit, no I/O),
+    /// broadcasts, and closes connections the events end.
     fn commit(
         &self,
         id: &RoomId,
@@ -480,17 +588,23 @@ impl Hub {
             return;
         }
         // Serialized straight from the room, no copy of the state.
-        if let Err(e) = self.store.save_room(inner.room.state(), inner.created_at) {
-            tracing::error!(room = %id, %e, "saving the room failed");
-        }
+        let row = match RoomRow::of(inner.room.state(), inner.created_at) {
+            Ok(row) => Some(row),
+            Err(e) => {
+                tracing::error!(room = %id, %e, "serializing the room failed; its state is not saved");
+                None
+            }
+        };
         let gifts = gift_records(id.as_str(), events);
-        if !gifts.is_empty()
-            && let Err(e) = self.store.record_gifts(&gifts)
-        {
-            tracing::error!(room = %id, %e, "recording gifts failed");
-        }
-        let hooks = webhook::room_events(&self.config.app_id, id, events);
-        self.queue_webhooks(&hooks, now);
+        let hooks = self.webhook_rows(&webhook::room_events(&self.config.app_id, id, events), now);
+        // One submit: a batch holding this state holds these gifts and webhooks too.
+        self.writer.submit(|b| {
+            if let Some(row) = row {
+                b.rooms.insert(row.id.clone(), row);
+            }
+            b.gifts.extend(gifts);
+            b.webhooks.extend(hooks);
+        });
         let mut closes = Vec::new();
         for event in events {
             let json = ServerMessage::Event {
@@ -539,6 +653,7 @@ impl Hub {
         claims: &Claims,
         req_id: Option<u64>,
     ) -> Result<Joined, HubError> {
+        self.check_backlog()?;
         let cell = self.get(id)?;
         let mut inner = cell.lock();
         let now = self.now();

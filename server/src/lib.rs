@@ -3,9 +3,11 @@
 //! The `onmic-server` binary and the Studio's embedded local room both use it.
 //!
 //! Contract: the server is the only authority of a room. Every accepted command goes through the
-//! sans-IO `onmic_room::Room`, is saved through [`Store`] (SQLite by default), queued as webhooks
-//! in the persisted outbox and broadcast to the room's connections in version order, all under
-//! the room's lock ([`hub`]). A restart restores rooms, seats, bans and pending webhooks.
+//! sans-IO `onmic_room::Room`, is handed (with its webhooks) to the store's writer and broadcast
+//! to the room's connections in version order under the room's lock ([`hub`]); the writer saves
+//! it through [`Store`] (SQLite by default, PostgreSQL with `database_url`) in the background, in
+//! order, and a reply that says "done" waits until it is written. A restart restores rooms,
+//! seats, bans and pending webhooks. Durability: `docs/store.md`.
 // Unsafe code is denied everywhere but `sfu::sendmmsg` (one FFI call, see there).
 #![deny(unsafe_code)]
 
@@ -33,7 +35,10 @@ use tokio::task::JoinHandle;
 
 pub use config::{Config, ConfigError};
 pub use hub::{Clock, Hub, SystemClock};
-pub use store::{SqliteStore, Store, StoreError};
+pub use store::{PgStore, SqliteStore, Store, StoreError};
+
+/// How long a shutdown waits for the store's writer to save what is pending.
+pub const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often the outbox and the audit log are pruned (see [`Hub::prune`]).
 pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -121,10 +126,19 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match (&mut self.task).await {
+        let served = match (&mut self.task).await {
             Ok(result) => result,
             Err(join) => Err(ServerError::Serve(std::io::Error::other(join.to_string()))),
+        };
+        // Last: every change made until now (recordings' listings included) is written.
+        let hub = self.hub.clone();
+        let lost = tokio::task::spawn_blocking(move || hub.close_store(STORE_CLOSE_WAIT))
+            .await
+            .unwrap_or(0);
+        if lost == 0 {
+            tracing::info!("the store's writer is flushed");
         }
+        served
     }
 }
 
@@ -160,7 +174,8 @@ pub async fn start_with_clock(
             source,
         })?;
     let addr = listener.local_addr()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database_path())?);
+    config.check_store()?;
+    let store = store::open(&config)?;
     let interrupted = store.interrupt_recordings()?;
     if interrupted > 0 {
         tracing::warn!(

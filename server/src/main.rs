@@ -156,7 +156,11 @@ fn song_import(
             return ExitCode::from(2);
         }
     };
-    let store = match onmic_server::SqliteStore::open(&config.database_path()) {
+    let store = match config
+        .check_store()
+        .map_err(|e| e.to_string())
+        .and_then(|()| onmic_server::store::open(config).map_err(|e| e.to_string()))
+    {
         Ok(store) => store,
         Err(e) => {
             eprintln!("onmic-server: cannot open the catalog: {e}");
@@ -172,7 +176,7 @@ fn song_import(
         lyrics,
         code,
     };
-    match onmic_server::songs::import(&store, req, now) {
+    match onmic_server::songs::import(&*store, req, now) {
         Ok(song) => {
             let record = onmic_server::store::AuditRecord {
                 at: now,
@@ -183,7 +187,7 @@ fn song_import(
                 detail: serde_json::json!({ "song": &song, "file": file.display().to_string() })
                     .to_string(),
             };
-            if let Err(e) = onmic_server::Store::audit(&store, &record) {
+            if let Err(e) = store.audit(&record) {
                 eprintln!("onmic-server: cannot record the import in the audit log: {e}");
                 return ExitCode::FAILURE;
             }
@@ -223,7 +227,11 @@ fn token(config: &Config, room: String, uid: String, privileges: &[String], ttl:
     }
     let now = onmic_server::Clock::now(&onmic_server::SystemClock);
     // Every issued token is in the audit log, whichever way it was issued.
-    let store = match onmic_server::SqliteStore::open(&config.database_path()) {
+    let store = match config
+        .check_store()
+        .map_err(|e| e.to_string())
+        .and_then(|()| onmic_server::store::open(config).map_err(|e| e.to_string()))
+    {
         Ok(store) => store,
         Err(e) => {
             eprintln!("onmic-server: cannot record the token in the audit log: {e}");
@@ -238,7 +246,7 @@ fn token(config: &Config, room: String, uid: String, privileges: &[String], ttl:
         action: "issue_token".into(),
         detail: serde_json::json!({ "request": &req }).to_string(),
     };
-    if let Err(e) = onmic_server::Store::audit(&store, &record) {
+    if let Err(e) = store.audit(&record) {
         eprintln!("onmic-server: cannot record the token in the audit log: {e}");
         return ExitCode::FAILURE;
     }

@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::hub::{CreateRoom, HubError};
 use crate::push::{PushError, PushRequest};
 use crate::recording::RecordingError;
+use crate::store::StoreError;
 
 /// Every REST route as (method, OpenAPI path). `/openapi.json` must document exactly these.
 pub const REST_ROUTES: &[(&str, &str)] = &[
@@ -98,6 +99,9 @@ impl From<HubError> for ApiError {
             ) => StatusCode::BAD_REQUEST,
             HubError::Room(RoomError::PermissionDenied) => StatusCode::FORBIDDEN,
             HubError::Room(_) => StatusCode::CONFLICT,
+            HubError::Store(StoreError::Behind { .. } | StoreError::NotSaved) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), &e)
@@ -355,6 +359,13 @@ async fn auth(
         &action,
         &detail,
     );
+    // The answer goes out once the change (if any) and this audit entry are written; a success
+    // that could not be written in time becomes `not_saved`.
+    if let Err(e) = state.hub.durable().await
+        && response.status().is_success()
+    {
+        return ApiError::from(e).into_response();
+    }
     response
 }
 
@@ -385,10 +396,12 @@ async fn audit_log(
         )
     })?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_AUDIT_PAGE);
+    let room = q.room.clone();
+    let since = onmic_room::Timestamp(q.since);
     let entries = state
         .hub
-        .store()
-        .audit_log(q.room.as_deref(), onmic_room::Timestamp(q.since), limit)
+        .read(move |s| s.audit_log(room.as_deref(), since, limit))
+        .await
         .map_err(HubError::from)?;
     let entries: Vec<Value> = entries
         .into_iter()
@@ -470,10 +483,11 @@ async fn members(
 async fn gifts(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     let id = RoomId(room);
     let s = state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let ledger = state
         .hub
-        .store()
-        .gifts(id.as_str())
+        .read(move |s| s.gifts(&room))
+        .await
         .map_err(HubError::from)?;
     let board: Vec<Value> = s
         .leaderboard()
@@ -690,10 +704,11 @@ async fn push_status(State(state): State<Arc<AppState>>, Path(room): Path<String
 async fn recordings(State(state): State<Arc<AppState>>, Path(room): Path<String>) -> ApiResult {
     let id = RoomId(room);
     state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let list = state
         .hub
-        .store()
-        .recordings(id.as_str())
+        .read(move |s| s.recordings(&room))
+        .await
         .map_err(HubError::from)?;
     Ok(Json(json!({ "recordings": list })))
 }
@@ -707,10 +722,11 @@ async fn recording_file(
     use tower::ServiceExt;
     let id = RoomId(room);
     state.hub.snapshot(&id)?;
+    let room = id.as_str().to_owned();
     let record = state
         .hub
-        .store()
-        .recordings(id.as_str())
+        .read(move |s| s.recordings(&room))
+        .await
         .map_err(HubError::from)?
         .into_iter()
         .find(|r| r.id == rec)

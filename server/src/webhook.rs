@@ -165,7 +165,8 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// Delivers the outbox until `stop` turns true.
+/// Delivers the outbox until `stop` turns true. It reads the store without waiting for the
+/// writer (`Hub::store_unflushed`): the writer wakes it once new webhooks are written.
 pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -184,7 +185,7 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
             return;
         }
         let now = hub.now();
-        let due = match hub.store().due_webhooks(now, 64) {
+        let due = match hub.store_unflushed().due_webhooks(now, 64) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(%e, "reading the outbox failed");
@@ -207,18 +208,18 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
                 Err(e) => Err(e.to_string()),
             };
             let stored = match outcome {
-                Ok(()) => hub.store().webhook_delivered(it.id, hub.now()),
+                Ok(()) => hub.store_unflushed().webhook_delivered(it.id, hub.now()),
                 Err(err) => {
                     let next = hub.now().plus(backoff(base, it.attempts));
                     tracing::debug!(event = %it.event_id, %err, "webhook attempt failed");
-                    hub.store().webhook_failed(it.id, next, &err)
+                    hub.store_unflushed().webhook_failed(it.id, next, &err)
                 }
             };
             if let Err(e) = stored {
                 tracing::error!(%e, "updating the outbox failed");
             }
         }
-        let wait = match hub.store().next_webhook_at() {
+        let wait = match hub.store_unflushed().next_webhook_at() {
             Ok(Some(t)) => t.since(hub.now()).max(Duration::from_millis(5)),
             _ => Duration::from_secs(1),
         }

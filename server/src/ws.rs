@@ -605,6 +605,16 @@ async fn serve_member(
                                         Err(_) => break,
                                     }
                                 }
+                                // "ok" means saved: wait for the writer (the room's lock is free).
+                                if let Err(e) = state.hub.durable().await {
+                                    let sent = send(sink, &ServerMessage::error(m.id, e.code(), &e)).await;
+                                    // A member who left is gone either way.
+                                    if !sent || leaving {
+                                        let _ = sink.close().await;
+                                        return;
+                                    }
+                                    continue;
+                                }
                                 let ok = ServerMessage::Ok { id: m.id, version: target.max(seen) };
                                 if leaving {
                                     let _ = send(sink, &ok).await;

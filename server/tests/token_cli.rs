@@ -1,6 +1,11 @@
-//! `onmic-server token ...` issues a token the server accepts; bad arguments are clear errors.
+//! `onmic-server token ...` issues a token the server accepts; bad arguments are clear errors;
+//! the issued token is in the audit log of whichever store is configured (PostgreSQL too).
+
+mod common;
 
 use std::process::Command;
+
+use common::pg::PgCluster;
 
 use onmic_room::Timestamp;
 use onmic_room::token::{self, Privilege, TokenError};
@@ -70,4 +75,38 @@ fn token_command_refuses_bad_arguments() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown privilege"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn token_command_audits_into_postgres_and_refuses_two_stores() {
+    let pg = PgCluster::start();
+    let url = pg.database("onmic");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["token", "--room", "r1", "--uid", "bob"])
+            .env("ONMIC_DATABASE_URL", &url)
+            .env("ONMIC_TOKEN_SECRET", "cli-secret");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = run(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.sql(
+            "onmic",
+            "SELECT count(*) FROM audit WHERE action = 'issue_token' AND actor = 'cli' AND room = 'r1'"
+        ),
+        "1"
+    );
+    let out = run(&[("ONMIC_DATABASE", "/tmp/onmic-should-not-exist.sqlite3")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("both set"), "{err}");
+    assert!(!std::path::Path::new("/tmp/onmic-should-not-exist.sqlite3").exists());
 }

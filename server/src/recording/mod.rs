@@ -260,11 +260,11 @@ impl Recorder {
         }
         rec.record.stopped_at = Some(now);
         rec.record.bytes = std::fs::metadata(&rec.record.file).ok().map(|m| m.len());
-        let saved = hub.store().save_recording(&rec.record);
+        // Through the store's writer: this thread never waits on the database.
+        hub.save_recording(&rec.record);
         announce(&hub, &rec.record, false);
         tracing::info!(id = %rec.record.id, status = %rec.record.status, duration_ms = ?rec.record.duration_ms, "recording stopped");
         result?;
-        saved?;
         Ok(rec.record)
     }
 
@@ -288,7 +288,7 @@ impl Recorder {
             format!("ONMIC_RECORDING={}", record.id),
         ];
         let writer = OggOpusWriter::new(BufWriter::new(file), serial, 2, pre_skip, &comments)?;
-        hub.store().save_recording(&record)?;
+        hub.save_recording(&record);
         announce(&hub, &record, true);
         Ok(Recorder {
             record,

@@ -116,10 +116,11 @@ async fn search(
         ));
     }
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_SEARCH);
+    let query = q.q.trim().to_owned();
     let songs = state
         .hub
-        .store()
-        .search_songs(q.q.trim(), limit)
+        .read(move |s| s.search_songs(&query, limit))
+        .await
         .map_err(store_error)?;
     Ok(Json(json!({ "songs": songs })))
 }
@@ -153,14 +154,15 @@ async fn license(
     if room.dismissed {
         return Err(ApiError::from(HubError::NoSuchRoom));
     }
-    if !super::valid_code(&code)
-        || state
+    if !super::valid_code(&code) || {
+        let code = code.clone();
+        state
             .hub
-            .store()
-            .song(&code)
+            .read(move |s| s.song(&code))
+            .await
             .map_err(store_error)?
             .is_none()
-    {
+    } {
         return Err(no_such_song(&code));
     }
     let now = state.hub.now();
@@ -250,12 +252,12 @@ async fn key(
     let claims = member(&state, &headers)?;
     let req: KeyRequest = parse_body(&body.map_err(|_| too_large())?)?;
     check_license(&state, &claims, &code, &req.license, state.hub.now())?;
-    let song = state
-        .hub
-        .store()
-        .song(&code)
-        .map_err(store_error)?
-        .ok_or_else(|| no_such_song(&code))?;
+    let song = {
+        let code = code.clone();
+        state.hub.read(move |s| s.song(&code)).await
+    }
+    .map_err(store_error)?
+    .ok_or_else(|| no_such_song(&code))?;
     Ok(Json(json!({
         "song": code, "key": hex::encode(song.key), "lyrics": song.lyrics,
     })))
@@ -272,12 +274,12 @@ async fn package(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     check_license(&state, &claims, &code, license, state.hub.now())?;
-    let song = state
-        .hub
-        .store()
-        .song(&code)
-        .map_err(store_error)?
-        .ok_or_else(|| no_such_song(&code))?;
+    let song = {
+        let code = code.clone();
+        state.hub.read(move |s| s.song(&code)).await
+    }
+    .map_err(store_error)?
+    .ok_or_else(|| no_such_song(&code))?;
     // axum sets Content-Length from the body's exact size.
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.onmic.song-package")],

@@ -2,6 +2,8 @@
 //! WebSocket client speaking the JSON protocol, REST calls and tokens.
 #![allow(dead_code, missing_docs)]
 
+pub mod pg;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -213,12 +215,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_onmic-server");
 
 impl Proc {
     pub fn start(db: &std::path::Path, extra: &[(&str, String)]) -> Proc {
+        let mut extra = extra.to_vec();
+        extra.push(("ONMIC_DATABASE", db.display().to_string()));
+        Self::start_env(&extra)
+    }
+
+    /// Starts the binary with no database setting but those in `extra` (e.g.
+    /// `ONMIC_DATABASE_URL` for PostgreSQL).
+    pub fn start_env(extra: &[(&str, String)]) -> Proc {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(BIN);
         cmd.env_remove("RUST_LOG")
             .env("ONMIC_LISTEN", "127.0.0.1:0")
             .env("ONMIC_LOG", "warn")
-            .env("ONMIC_DATABASE", db)
             .env("ONMIC_CUSTOMER_KEY", KEY)
             .env("ONMIC_CUSTOMER_SECRET", SECRET)
             .env("ONMIC_TOKEN_SECRET", "tok-secret")
@@ -245,6 +254,26 @@ impl Proc {
             .recv_timeout(WAIT)
             .expect("the server reports its address");
         Proc { child, url }
+    }
+
+    /// SIGTERM, then waits for a clean exit (status 0) within 30 s.
+    pub fn terminate(mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, Signal::SIGTERM).expect("SIGTERM delivered");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "the server exited with {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, no chance to clean up.
