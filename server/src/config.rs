@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address of the HTTP/WebSocket listener; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Name of this node, reported by `/health` (room placement will use it).
+    /// Name of this node, reported by `/health` and `/metrics`; its id in a cluster.
     pub node_name: String,
     /// Log filter in `tracing` syntax (`info`, `onmic_server=debug`, ...); `RUST_LOG` wins.
     pub log: String,
@@ -64,6 +64,17 @@ pub struct Config {
     /// SFU driver threads (shards), each with its own UDP port and its own share of the peers;
     /// none: one per core.
     pub media_threads: Option<usize>,
+    /// Redis URL of the cluster this node belongs to (`redis://host:port/db`); none: a single
+    /// node, as without a cluster. `node_name` is then the node's id in the cluster.
+    pub cluster_redis: Option<String>,
+    /// `host:port` where the other nodes reach this node's HTTP API; none: the listen address
+    /// (which must then not be a wildcard like 0.0.0.0).
+    pub cluster_advertise: Option<String>,
+    /// How often the node writes its record and load to Redis, in milliseconds.
+    pub cluster_heartbeat_ms: u64,
+    /// A node record not refreshed for this long expires (the node is no longer live), in
+    /// milliseconds; at least twice `cluster_heartbeat_ms`.
+    pub cluster_node_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -93,6 +104,10 @@ impl Default for Config {
             max_frames_per_sec: 50,
             bombing_ban_ms: None,
             media_threads: None,
+            cluster_redis: None,
+            cluster_advertise: None,
+            cluster_heartbeat_ms: 1000,
+            cluster_node_ttl_ms: 5000,
         }
     }
 }
@@ -170,6 +185,12 @@ impl Config {
             {
                 *slot = serde_json::Value::String("***".into());
             }
+        }
+        // The Redis URL may carry a password: show the rest.
+        if let Some(slot) = v.get_mut("cluster_redis")
+            && let Some(url) = slot.as_str()
+        {
+            *slot = serde_json::Value::String(crate::cluster::redact_url(url));
         }
         v
     }

@@ -136,6 +136,8 @@ pub const REST_ERROR_CODES: &[&str] = &[
     "license_wrong_member",
     "license_wrong_room",
     "license_wrong_song",
+    "cluster_unavailable",
+    "node_unavailable",
     "internal",
 ];
 
@@ -212,6 +214,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/recordings/{id}/file", get(recording_file))
         .route("/v1/tokens", post(issue_token))
         .route("/v1/audit", get(audit_log))
+        // In a cluster, requests for rooms held by another node go there (after auth below).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::bridge::route_rest,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
 
