@@ -272,6 +272,17 @@ fn three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener() {
             HashMap::from([("a", 10), ("b", 10), ("c", 10)]),
             "30 rooms created one after another go to the least-loaded node each time"
         );
+        // Any node lists every room of the cluster, each with its node.
+        let (status, _, list) = get(b, "/v1/rooms").await;
+        assert_eq!(status, 200, "{list}");
+        let listed = list["rooms"].as_array().expect("rooms");
+        assert_eq!(listed.len(), 30, "{list}");
+        for room in listed {
+            let id = room["id"].as_str().expect("id");
+            let node = room["node"].as_str().expect("node");
+            assert!(per_node[node].iter().any(|r| r == id), "{room}");
+        }
+        assert_eq!(list["unreachable_nodes"], json!([]));
         // The registry agrees once each node has heartbeated.
         let deadline = Instant::now() + WAIT;
         loop {

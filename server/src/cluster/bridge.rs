@@ -175,7 +175,10 @@ pub async fn route_rest(
     let client = peer_ip(&req);
     let path = req.uri().path().to_owned();
     if path == "/v1/rooms" && req.method() == axum::http::Method::POST {
-        return create(&state, &cluster, req, next, client).await;
+        return create(&cluster, req, next, client).await;
+    }
+    if path == "/v1/rooms" && req.method() == axum::http::Method::GET {
+        return list(&cluster, req, next).await;
     }
     let Some(room) = rest_room(&path) else {
         return tag(next.run(req).await, &cluster.node);
@@ -201,7 +204,6 @@ pub async fn route_rest(
 }
 
 async fn create(
-    state: &AppState,
     cluster: &Cluster,
     req: Request,
     next: Next,
@@ -228,35 +230,98 @@ async fn create(
         // Not a valid request: let the handler say why.
         return tag(next.run(rebuilt).await, &cluster.node);
     };
-    let node = match cluster.place(&room).await {
-        Ok(n) => n,
+    let (node, new_pin) = match cluster.place(&room).await {
+        Ok(placed) => placed,
         Err(e) => return error_response(&e),
     };
-    if node.id == cluster.node {
-        let response = next.run(rebuilt).await;
-        if !response.status().is_success() && response.status() != StatusCode::CONFLICT {
-            let _ = cluster.unpin(&room, &node.id).await;
-        }
-        return tag(response, &cluster.node);
+    let response = if node.id == cluster.node {
+        tag(next.run(rebuilt).await, &cluster.node)
+    } else {
+        let limit = crate::rest::MAX_BODY_BYTES;
+        forward(cluster, &node, &room, rebuilt, client, limit).await
+    };
+    // A room its node did not create (bad request, node gone) must not stay pinned there; a
+    // pin made earlier (the room exists: 409) stays.
+    if new_pin
+        && !response.status().is_success()
+        && let Err(e) = cluster.unpin(&room, &node.id).await
+    {
+        tracing::warn!(%e, room, "cannot undo the pin of a room that was not created");
     }
-    let response = forward(
-        cluster,
-        &node,
-        &room,
-        rebuilt,
-        client,
-        crate::rest::MAX_BODY_BYTES,
-    )
-    .await;
-    // A room its node did not create (bad request, node gone) must not stay pinned there.
-    let status = response.status();
-    if !status.is_success() && status != StatusCode::CONFLICT {
-        if let Err(e) = cluster.unpin(&room, &node.id).await {
-            tracing::warn!(%e, room, "cannot undo the pin of a room that was not created");
-        }
-    }
-    let _ = state;
     response
+}
+
+/// `GET /v1/rooms` in a cluster: this node's rooms and every other live node's (asked over
+/// the bridge), each with its `node`; nodes that did not answer are listed in
+/// `unreachable_nodes`.
+async fn list(cluster: &Cluster, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned();
+    let query = req.uri().query().map(str::to_owned);
+    let local = next.run(req).await;
+    if !local.status().is_success() {
+        return tag(local, &cluster.node);
+    }
+    let Ok(bytes) = axum::body::to_bytes(local.into_body(), usize::MAX).await else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "room list")
+            .into_response();
+    };
+    let mut rooms: Vec<serde_json::Value> = Vec::new();
+    let mut add = |body: &[u8], node: &str| -> bool {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return false;
+        };
+        let Some(list) = v.get("rooms").and_then(|r| r.as_array()) else {
+            return false;
+        };
+        for room in list {
+            let mut room = room.clone();
+            room["node"] = serde_json::Value::String(node.to_owned());
+            rooms.push(room);
+        }
+        true
+    };
+    add(&bytes, &cluster.node);
+    let others: Vec<NodeRecord> = cluster
+        .live_nodes()
+        .into_iter()
+        .filter(|n| n.id != cluster.node)
+        .collect();
+    let asks = others.iter().map(|n| {
+        let url = match &query {
+            Some(q) => format!("http://{}/v1/rooms?{q}", n.http),
+            None => format!("http://{}/v1/rooms", n.http),
+        };
+        let mut call = cluster
+            .http_client
+            .get(url)
+            .header(BRIDGE_HEADER, cluster.bridge_header())
+            .timeout(std::time::Duration::from_secs(5));
+        if let Some(a) = &auth {
+            call = call.header(axum::http::header::AUTHORIZATION, a);
+        }
+        async move {
+            match call.send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+                _ => None,
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut unreachable = Vec::new();
+    for (node, answer) in others.iter().zip(answers) {
+        cluster
+            .counters
+            .bridged_http
+            .fetch_add(1, Ordering::Relaxed);
+        if !answer.is_some_and(|b| add(&b, &node.id)) {
+            unreachable.push(node.id.clone());
+        }
+    }
+    let body = serde_json::json!({ "rooms": rooms, "unreachable_nodes": unreachable });
+    tag(axum::Json(body).into_response(), &cluster.node)
 }
 
 /// Adds [`NODE_HEADER`] to an answer this node served.

@@ -374,7 +374,7 @@ impl Cluster {
                 .collect()
         };
         for room in unpinned {
-            let owner = self.pin(&room.0, &self.node).await?;
+            let (owner, _) = self.pin(&room.0, &self.node).await?;
             if owner != self.node {
                 tracing::warn!(room = %room.0, %owner, "a room of this node's store is pinned to another node; requests for it go there");
             }
@@ -442,25 +442,26 @@ impl Cluster {
         v
     }
 
-    /// Pins `room` to `node` unless it is pinned already; returns the node it is pinned to.
-    async fn pin(&self, room: &str, node: &str) -> Result<String, ClusterError> {
+    /// Pins `room` to `node` unless it is pinned already (atomically, with the node's placed
+    /// count); returns the node it is pinned to and whether this call pinned it.
+    async fn pin(&self, room: &str, node: &str) -> Result<(String, bool), ClusterError> {
         const PIN: &str = r"
             if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
                 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-                return ARGV[1]
+                return {ARGV[1], 1}
             end
-            return redis.call('GET', KEYS[1])";
+            return {redis.call('GET', KEYS[1]), 0}";
         let mut con = self.redis.clone();
-        let owner: Option<String> = redis::Script::new(PIN)
+        let (owner, new): (String, i64) = redis::Script::new(PIN)
             .key(registry::room_key(room))
             .key(registry::PLACED_KEY)
             .arg(node)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.redis_err(e))?;
-        let owner = registry::parse_pin(room, owner.as_deref().unwrap_or_default())?;
+        let owner = registry::parse_pin(room, &owner)?;
         self.remember(room, &owner);
-        Ok(owner)
+        Ok((owner, new == 1))
     }
 
     /// Undoes a pin of `room` to `node` made by [`Cluster::place`] whose creation then failed.
@@ -495,8 +496,9 @@ impl Cluster {
     }
 
     /// Places a new room: on the node it is pinned to already, else on the least-loaded live
-    /// node ([`registry::rank`]), pinned atomically. Returns that node's record.
-    pub async fn place(&self, room: &str) -> Result<NodeRecord, ClusterError> {
+    /// node ([`registry::rank`]), pinned atomically. Returns that node's record, and whether
+    /// this call made the pin (only such a pin may be undone when the creation fails).
+    pub async fn place(&self, room: &str) -> Result<(NodeRecord, bool), ClusterError> {
         let live = self.refresh_nodes().await?;
         let mut con = self.redis.clone();
         let placed: HashMap<String, String> = con
@@ -509,9 +511,9 @@ impl Cluster {
         }
         let ranked = registry::rank(&live, &counts);
         let target = ranked.first().ok_or(ClusterError::NoNodes)?;
-        let owner = self.pin(room, &target.id).await?;
+        let (owner, new) = self.pin(room, &target.id).await?;
         self.counters.placements.fetch_add(1, Ordering::Relaxed);
-        self.node_record(room, &owner).await
+        Ok((self.node_record(room, &owner).await?, new))
     }
 
     /// The record of live node `node` (cached, else read), or `NodeDown`.
