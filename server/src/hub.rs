@@ -168,6 +168,8 @@ pub struct CreateRoom {
 pub struct Census {
     /// Every room held.
     pub ids: Vec<RoomId>,
+    /// Of those, the dismissed ones.
+    pub dismissed: Vec<RoomId>,
     /// Rooms not dismissed.
     pub active: usize,
     /// Members of those rooms.
@@ -664,7 +666,9 @@ impl Hub {
             let inner = cell.lock();
             let state = inner.room.state();
             census.ids.push(state.id.clone());
-            if !state.dismissed {
+            if state.dismissed {
+                census.dismissed.push(state.id.clone());
+            } else {
                 census.active += 1;
                 census.members += state.members.len();
             }

@@ -176,11 +176,11 @@ pub async fn start_with_clock(
         None => None,
         Some(_) => {
             let http = cluster::advertised(config.cluster_advertise.as_deref(), addr)?;
-            let (load, _) =
+            let (load, census) =
                 cluster::node_load(&hub, media.as_deref(), &mut cluster::CpuSampler::default())
                     .await;
             let media_addr = media.as_ref().map(|m| m.local_addr());
-            cluster::Cluster::start(&config, http, load, media_addr)
+            cluster::Cluster::start(&config, http, load, media_addr, &census)
                 .await?
                 .map(Arc::new)
         }

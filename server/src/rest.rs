@@ -282,7 +282,7 @@ async fn auth(
         )
         .into_response();
     };
-    let from = origin(&parts.extensions);
+    let from = crate::cluster::bridge::origin(&state, &parts.headers, &parts.extensions);
     let path = parts.uri.path().to_owned();
     let response = next
         .run(Request::from_parts(
@@ -290,6 +290,10 @@ async fn auth(
             axum::body::Body::from(bytes.clone()),
         ))
         .await;
+    // In a cluster, the node that served a bridged request records it in its own audit log.
+    if crate::cluster::bridge::served_elsewhere(&state, &response) {
+        return response;
+    }
     let request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
         .unwrap_or_else(|_| {
             Value::String(String::from_utf8_lossy(&bytes).chars().take(512).collect())

@@ -43,10 +43,7 @@ pub async fn upgrade(
     // address, not the bridge's, and is served here (never bridged again).
     let bridged = crate::cluster::bridge::bridged(&state, &headers);
     let ip = crate::cluster::bridge::client_ip(&state, &headers, peer);
-    let origin = match (bridged, ip) {
-        (true, Some(ip)) => format!("{ip} (via {})", crate::rest::origin(&extensions)),
-        _ => crate::rest::origin(&extensions),
-    };
+    let origin = crate::cluster::bridge::origin(&state, &headers, &extensions);
     let Some(guard) = state.hub.prejoin_enter(ip) else {
         return axum::response::IntoResponse::into_response(crate::rest::ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,

@@ -107,7 +107,7 @@ fn node_env(name: &str, listen: &str, redis: &str, db: &std::path::Path) -> Vec<
         ("ONMIC_MEDIA_THREADS", "1".to_owned()),
         ("ONMIC_CLUSTER_REDIS", redis.to_owned()),
         ("ONMIC_CLUSTER_HEARTBEAT_MS", "200".to_owned()),
-        ("ONMIC_CLUSTER_NODE_TTL_MS", "1000".to_owned()),
+        ("ONMIC_CLUSTER_NODE_TTL_MS", "3000".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -283,6 +283,30 @@ fn three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener() {
             assert!(per_node[node].iter().any(|r| r == id), "{room}");
         }
         assert_eq!(list["unreachable_nodes"], json!([]));
+        // Each creation is in the audit log of the node that holds the room (once), with the
+        // client's address and the bridge's.
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let (status, _, audit) = get(&base[i], "/v1/audit?limit=1000").await;
+            assert_eq!(status, 200, "{audit}");
+            let creations: Vec<&Value> = audit["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .filter(|e| e["action"] == "create_room")
+                .collect();
+            assert_eq!(creations.len(), 10, "node {name}: {audit}");
+            for e in creations {
+                let origin = e["origin"].as_str().expect("origin");
+                assert!(
+                    per_node[name].iter().any(|r| e["room"] == r.as_str()),
+                    "{e}"
+                );
+                assert!(origin.starts_with(&format!("{client_ip}")), "{e}");
+                if name != "a" {
+                    assert!(origin.contains(&format!("(via {}:", host_ip(0))), "{e}");
+                }
+            }
+        }
         // The registry agrees once each node has heartbeated.
         let deadline = Instant::now() + WAIT;
         loop {
@@ -398,7 +422,7 @@ fn the_registry_expires_refuses_duplicates_and_reports_bad_data() {
         stderr.contains("node name \"a\" is registered by another live process"),
         "{stderr}"
     );
-    // Killed without a goodbye: its record expires after the TTL (1 s).
+    // Killed without a goodbye: its record expires after the TTL (3 s).
     drop(b);
     let live = wait_for(1);
     assert!(live.contains_key("a"));
@@ -462,6 +486,39 @@ fn the_registry_expires_refuses_duplicates_and_reports_bad_data() {
         )
         .await;
         assert_eq!(code, 201);
+        let placed = |status: &Value| live_nodes(status)["a"]["placed"].as_u64().expect("placed");
+        let before = placed(&cluster_status(&url));
+        // A dismissed room comes off its node's placed count at the next heartbeat.
+        let (code, body) = rest(&base_a, "post", "/v1/rooms/fresh/dismiss", Some(json!({}))).await;
+        assert_eq!(code, 200, "{body}");
+        let deadline = Instant::now() + WAIT;
+        while placed(&cluster_status(&url)) != before - 1 {
+            assert!(Instant::now() < deadline, "placed count after a dismissal");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Redis loses its data: the next heartbeat registers the node and pins its rooms again.
+        let () = redis::cmd("FLUSHALL")
+            .query_async(&mut con)
+            .await
+            .expect("flush");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pin: Option<String> = redis::cmd("GET")
+                .arg("onmic:room:fresh")
+                .query_async(&mut con)
+                .await
+                .expect("get");
+            if pin.as_deref() == Some("a") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rooms pinned again after FLUSHALL"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = cluster_status(&url);
+        assert_eq!(placed(&status), 0, "only a dismissed room: {status}");
         // Redis gone: a clear 503, and the node keeps serving its own rooms.
         drop(_redis);
         let (status, _, body) = get(&base_a, "/v1/rooms/elsewhere").await;

@@ -78,6 +78,32 @@ pub fn client_ip(
     peer
 }
 
+/// For the audit log: the peer's address, or on a bridged request `<client ip> (via <bridge>)`.
+pub fn origin(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> String {
+    let peer = crate::rest::origin(extensions);
+    if !bridged(state, headers) {
+        return peer;
+    }
+    match headers.get(CLIENT_IP_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => format!("{ip} (via {peer})"),
+        _ => peer,
+    }
+}
+
+/// Whether `response` was served by another node (bridged there, which audits it).
+pub fn served_elsewhere(state: &AppState, response: &Response) -> bool {
+    state.cluster.is_some()
+        && response
+            .headers()
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|n| n != state.config.node_name)
+}
+
 fn peer_ip(req: &Request) -> Option<std::net::IpAddr> {
     req.extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -128,6 +154,11 @@ pub async fn forward(
         out = out.header(CLIENT_IP_HEADER, ip.to_string());
     }
     let answer = match out.send().await {
+        Ok(a) if a.status() == StatusCode::NOT_FOUND => {
+            // A stale cached pin (see `Cluster::forget`); the next request reads Redis again.
+            cluster.forget(room);
+            a
+        }
         Ok(a) => a,
         Err(e) => {
             return error_response(&ClusterError::Unreachable {

@@ -24,13 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use onmic_room::RoomId;
 use redis::AsyncCommands;
 use sha2::Sha256;
 
 pub use registry::{BadData, Load, NodeRecord};
 
 use crate::Config;
+use crate::hub::Census;
 
 /// Header a node puts on a request it bridges: `<node id>:<hex HMAC-SHA256 of the id under
 /// token_secret>`. A node that sees a valid one serves the request itself (no second hop) and
@@ -128,6 +128,15 @@ pub struct ClusterCounters {
     pub heartbeats: AtomicU64,
 }
 
+/// This node's rooms as the heartbeat last saw them.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Rooms pinned to this node (checked once per run, or after Redis lost the record).
+    pinned: std::collections::HashSet<String>,
+    /// Dismissed rooms already taken off the placed count.
+    released: std::collections::HashSet<String>,
+}
+
 /// A node's handle on the cluster.
 pub struct Cluster {
     /// This node's id (`node_name`).
@@ -145,8 +154,8 @@ pub struct Cluster {
     nodes: Mutex<HashMap<String, NodeRecord>>,
     /// Room → node, for rooms looked up before (pins never move).
     pins: Mutex<HashMap<String, String>>,
-    /// Local rooms already pinned to this node in Redis.
-    pinned_local: Mutex<std::collections::HashSet<String>>,
+    /// What the heartbeat has done about this node's own rooms.
+    seen: Mutex<Seen>,
     /// The HTTP client for bridged requests.
     pub(crate) http_client: reqwest::Client,
     /// Counters for `/metrics`.
@@ -223,6 +232,7 @@ impl Cluster {
         http: String,
         load: Load,
         media: Option<std::net::SocketAddr>,
+        census: &Census,
     ) -> Result<Option<Cluster>, ClusterError> {
         let Some(url) = config.cluster_redis.clone() else {
             return Ok(None);
@@ -261,7 +271,7 @@ impl Cluster {
             secret: config.token_secret.as_bytes().to_vec(),
             nodes: Mutex::default(),
             pins: Mutex::default(),
-            pinned_local: Mutex::default(),
+            seen: Mutex::default(),
             http_client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .redirect(reqwest::redirect::Policy::none())
@@ -270,7 +280,7 @@ impl Cluster {
             counters: ClusterCounters::default(),
             started_ms: unix_ms(),
         };
-        cluster.register(load, media).await?;
+        cluster.register(load, media, census).await?;
         Ok(Some(cluster))
     }
 
@@ -302,10 +312,10 @@ impl Cluster {
         &self,
         load: Load,
         media: Option<std::net::SocketAddr>,
+        census: &Census,
     ) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + self.ttl + self.heartbeat;
         let key = registry::node_key(&self.node);
-        let rooms = load.rooms;
         loop {
             let text = serde_json::to_string(&self.record(load.clone(), media))
                 .map_err(|e| ClusterError::Config(e.to_string()))?;
@@ -329,59 +339,101 @@ impl Cluster {
             tokio::time::sleep(self.heartbeat).await;
         }
         let mut con = self.redis.clone();
-        let _: () = redis::pipe()
-            .sadd(registry::NODES_KEY, &self.node)
-            .ignore()
-            .hset(registry::PLACED_KEY, &self.node, rooms)
-            .ignore()
+        let _: () = redis::cmd("SADD")
+            .arg(registry::NODES_KEY)
+            .arg(&self.node)
             .query_async(&mut con)
             .await
             .map_err(|e| self.redis_err(e))?;
+        self.recount(census).await?;
         tracing::info!(node = %self.node, http = %self.http, "registered in the cluster");
         Ok(())
     }
 
-    /// Writes this node's record (with a fresh TTL), pins local rooms not pinned yet, and
-    /// refreshes the cached list of live nodes. Called every `cluster_heartbeat_ms`.
+    /// Sets this node's `onmic:placed` count to the rooms it holds that are not dismissed, and
+    /// forgets which rooms it pinned (the next heartbeat pins them all again, without counting).
+    async fn recount(&self, census: &Census) -> Result<(), ClusterError> {
+        let mut con = self.redis.clone();
+        let _: () = con
+            .hset(registry::PLACED_KEY, &self.node, census.active as u64)
+            .await
+            .map_err(|e| self.redis_err(e))?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.pinned.clear();
+        seen.released = census.dismissed.iter().map(|r| r.0.clone()).collect();
+        Ok(())
+    }
+
+    /// Writes this node's record (with a fresh TTL), pins its rooms not pinned yet, takes the
+    /// rooms dismissed since the last heartbeat off its placed count, and refreshes the cached
+    /// list of live nodes. Called every `cluster_heartbeat_ms`.
     pub async fn heartbeat(
         &self,
         load: Load,
         media: Option<std::net::SocketAddr>,
-        local_rooms: &[RoomId],
+        census: &Census,
     ) -> Result<(), ClusterError> {
         let text = serde_json::to_string(&self.record(load, media))
             .map_err(|e| ClusterError::Config(e.to_string()))?;
         let mut con = self.redis.clone();
-        let _: () = redis::pipe()
+        let (previous,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(registry::node_key(&self.node))
             .arg(&text)
             .arg("PX")
             .arg(self.ttl.as_millis() as u64)
-            .ignore()
+            .arg("GET")
             .sadd(registry::NODES_KEY, &self.node)
             .ignore()
             .query_async(&mut con)
             .await
             .map_err(|e| self.redis_err(e))?;
         self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
-        // Rooms restored from this node's store (or created in-process) are pinned here.
-        let unpinned: Vec<&RoomId> = {
-            let done = self.pinned_local.lock().unwrap_or_else(|p| p.into_inner());
-            local_rooms
-                .iter()
-                .filter(|r| !done.contains(&r.0))
-                .collect()
+        if previous.is_none() {
+            // The record was gone: it expired during an outage, or Redis lost its data.
+            tracing::warn!(node = %self.node, "this node's record was missing from Redis; registering its rooms again");
+            self.recount(census).await?;
+        }
+        // Rooms of this node's store (restored, or created before the pin) are pinned here;
+        // they are in the placed count already.
+        let (unpinned, newly_dismissed): (Vec<String>, Vec<String>) = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                census
+                    .ids
+                    .iter()
+                    .filter(|r| !seen.pinned.contains(&r.0))
+                    .map(|r| r.0.clone())
+                    .collect(),
+                census
+                    .dismissed
+                    .iter()
+                    .filter(|r| !seen.released.contains(&r.0))
+                    .map(|r| r.0.clone())
+                    .collect(),
+            )
         };
         for room in unpinned {
-            let (owner, _) = self.pin(&room.0, &self.node).await?;
+            let (owner, _) = self.pin(&room, &self.node, false).await?;
             if owner != self.node {
-                tracing::warn!(room = %room.0, %owner, "a room of this node's store is pinned to another node; requests for it go there");
+                tracing::warn!(room, %owner, "a room of this node's store is pinned to another node; requests for it go there");
             }
-            self.pinned_local
+            self.seen
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(room.0.clone());
+                .pinned
+                .insert(room);
+        }
+        for room in newly_dismissed {
+            let _: i64 = con
+                .hincr(registry::PLACED_KEY, &self.node, -1)
+                .await
+                .map_err(|e| self.redis_err(e))?;
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .released
+                .insert(room);
         }
         self.refresh_nodes().await?;
         Ok(())
@@ -443,11 +495,18 @@ impl Cluster {
     }
 
     /// Pins `room` to `node` unless it is pinned already (atomically, with the node's placed
-    /// count); returns the node it is pinned to and whether this call pinned it.
-    async fn pin(&self, room: &str, node: &str) -> Result<(String, bool), ClusterError> {
+    /// count when `count`); returns the node it is pinned to and whether this call pinned it.
+    async fn pin(
+        &self,
+        room: &str,
+        node: &str,
+        count: bool,
+    ) -> Result<(String, bool), ClusterError> {
         const PIN: &str = r"
             if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-                redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+                if ARGV[2] == '1' then
+                    redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+                end
                 return {ARGV[1], 1}
             end
             return {redis.call('GET', KEYS[1]), 0}";
@@ -456,6 +515,7 @@ impl Cluster {
             .key(registry::room_key(room))
             .key(registry::PLACED_KEY)
             .arg(node)
+            .arg(if count { "1" } else { "0" })
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.redis_err(e))?;
@@ -511,7 +571,7 @@ impl Cluster {
         }
         let ranked = registry::rank(&live, &counts);
         let target = ranked.first().ok_or(ClusterError::NoNodes)?;
-        let (owner, new) = self.pin(room, &target.id).await?;
+        let (owner, new) = self.pin(room, &target.id, true).await?;
         self.counters.placements.fetch_add(1, Ordering::Relaxed);
         Ok((self.node_record(room, &owner).await?, new))
     }
@@ -567,6 +627,15 @@ impl Cluster {
             return Ok(None);
         }
         self.node_record(room, &node).await.map(Some)
+    }
+
+    /// Forgets the cached node of `room` (its node answered that it has no such room: the pin
+    /// was undone after a failed creation, and the room may be placed elsewhere later).
+    pub fn forget(&self, room: &str) {
+        self.pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(room);
     }
 
     /// Whether `value` is a valid [`BRIDGE_HEADER`] from a node of this cluster.
@@ -716,12 +785,12 @@ impl CpuSampler {
     }
 }
 
-/// This node's load now, and the ids of every room it holds.
+/// This node's load now, and its rooms.
 pub async fn node_load(
     hub: &crate::Hub,
     media: Option<&crate::sfu::Sfu>,
     cpu: &mut CpuSampler,
-) -> (Load, Vec<RoomId>) {
+) -> (Load, Census) {
     let census = hub.census();
     let peers = match media {
         Some(m) => m.stats().await.map_or(0, |s| s.peers as u64),
@@ -733,7 +802,7 @@ pub async fn node_load(
         peers,
         cpu_percent: cpu.percent(),
     };
-    (load, census.ids)
+    (load, census)
 }
 
 /// Heartbeats until `stopped` turns true, then removes the node's record. A failed heartbeat
@@ -754,8 +823,8 @@ pub async fn run_heartbeat(
             _ = every.tick() => {}
             _ = stopped.changed() => break,
         }
-        let (load, rooms) = node_load(&hub, media.as_deref(), &mut cpu).await;
-        match cluster.heartbeat(load, media_addr, &rooms).await {
+        let (load, census) = node_load(&hub, media.as_deref(), &mut cpu).await;
+        match cluster.heartbeat(load, media_addr, &census).await {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("cluster heartbeat restored");
