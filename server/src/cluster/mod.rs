@@ -156,6 +156,8 @@ pub struct Cluster {
     pins: Mutex<HashMap<String, String>>,
     /// What the heartbeat has done about this node's own rooms.
     seen: Mutex<Seen>,
+    /// Unreadable records already logged.
+    reported_bad: Mutex<std::collections::HashSet<String>>,
     /// The HTTP client for bridged requests.
     pub(crate) http_client: reqwest::Client,
     /// Counters for `/metrics`.
@@ -272,6 +274,7 @@ impl Cluster {
             nodes: Mutex::default(),
             pins: Mutex::default(),
             seen: Mutex::default(),
+            reported_bad: Mutex::default(),
             http_client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .redirect(reqwest::redirect::Policy::none())
@@ -473,9 +476,14 @@ impl Cluster {
         let (live, bad) = Cluster::read_nodes(&mut con)
             .await
             .map_err(|e| self.redis_err(e))?;
+        let mut reported = self.reported_bad.lock().unwrap_or_else(|p| p.into_inner());
         for e in bad {
-            tracing::warn!(%e, "ignoring a node record");
+            // Once per distinct problem, not once per heartbeat.
+            if reported.insert(e.to_string()) {
+                tracing::warn!(%e, "ignoring a node record");
+            }
         }
+        drop(reported);
         *self.nodes.lock().unwrap_or_else(|p| p.into_inner()) =
             live.iter().map(|n| (n.id.clone(), n.clone())).collect();
         Ok(live)
