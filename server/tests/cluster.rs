@@ -330,7 +330,7 @@ fn three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener() {
         let (mut owner_ws, joined) = Client::join(b, &room, "owner").await;
         assert_eq!(joined["snapshot"]["id"], room.as_str(), "{joined}");
         owner_ws.ok(json!({ "type": "take_seat", "seat": 0 })).await;
-        let (_listener_ws, _) = Client::join(a, &room, "listener").await;
+        let (mut listener_ws, _) = Client::join(a, &room, "listener").await;
         let owner_token = token(b, &room, "owner").await;
         let owner = Peer::connect_bound(client_ip, b, &room, &owner_token, 1, None).await;
         let listener_token = token(a, &room, "listener").await;
@@ -376,6 +376,18 @@ fn three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener() {
         assert!(metric(&base[2], "onmic_sfu_packets_out_total").await >= 50.0);
         assert_eq!(metric(a, "onmic_cluster_placements_total").await, 30.0);
         assert_eq!(metric(a, "onmic_cluster_live_nodes").await, 3.0);
+        // Kicked through node B: node C's closing message reaches the listener, and its
+        // connection closes, over node A's bridge.
+        let (code, body) = rest(
+            b,
+            "post",
+            &format!("/v1/rooms/{room}/kick"),
+            Some(json!({ "uid": "listener" })),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let closing = listener_ws.until_closed().await.expect("a closing message");
+        assert_eq!(closing["reason"], "kicked", "{closing}");
     });
     let table = Command::new(BIN)
         .args(["cluster", "status"])
