@@ -288,6 +288,21 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_redis_password_is_masked() {
+        let c = Config {
+            cluster_redis: Some("redis://:hunter2@10.0.0.9:6379/0".into()),
+            ..Config::default()
+        };
+        let shown = c.masked().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://10.0.0.9:6379/0"), "{shown}");
+        assert_eq!(
+            Config::default().masked()["cluster_redis"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
     fn bad_values_and_unknown_keys_are_clear_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "listen = \"not an address\"\n")?;
