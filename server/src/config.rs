@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address of the HTTP/WebSocket listener; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Name of this node, reported by `/health` (room placement will use it).
+    /// Name of this node, reported by `/health` and `/metrics`; its id in a cluster.
     pub node_name: String,
     /// Log filter in `tracing` syntax (`info`, `onmic_server=debug`, ...); `RUST_LOG` wins.
     pub log: String,
@@ -77,6 +77,17 @@ pub struct Config {
     /// Failed reconnection attempts in a row after which a push whose RTMP connection broke
     /// gives up (0.5 s, 1 s, 2 s, … 8 s apart).
     pub push_retries: u32,
+    /// Redis URL of the cluster this node belongs to (`redis://host:port/db`); none: a single
+    /// node, as without a cluster. `node_name` is then the node's id in the cluster.
+    pub cluster_redis: Option<String>,
+    /// `host:port` where the other nodes reach this node's HTTP API; none: the listen address
+    /// (which must then not be a wildcard like 0.0.0.0).
+    pub cluster_advertise: Option<String>,
+    /// How often the node writes its record and load to Redis, in milliseconds.
+    pub cluster_heartbeat_ms: u64,
+    /// A node record not refreshed for this long expires (the node is no longer live), in
+    /// milliseconds; at least twice `cluster_heartbeat_ms`.
+    pub cluster_node_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -111,6 +122,10 @@ impl Default for Config {
             push_ffmpeg: "ffmpeg".into(),
             push_max: 8,
             push_retries: 5,
+            cluster_redis: None,
+            cluster_advertise: None,
+            cluster_heartbeat_ms: 1000,
+            cluster_node_ttl_ms: 5000,
         }
     }
 }
@@ -193,6 +208,12 @@ impl Config {
             && let Some(slot) = v.get_mut("database_url")
         {
             *slot = serde_json::Value::String(mask_password(url));
+        }
+        // The Redis URL may carry a password: show the rest.
+        if let Some(slot) = v.get_mut("cluster_redis")
+            && let Some(url) = slot.as_str()
+        {
+            *slot = serde_json::Value::String(crate::cluster::redact_url(url));
         }
         v
     }
@@ -345,6 +366,21 @@ mod tests {
         c.webhook_secret = "s3".into();
         assert!(c.check_exposure().is_ok(), "real secrets may be exposed");
         assert!(c.placeholder_secrets().is_empty());
+    }
+
+    #[test]
+    fn the_cluster_redis_password_is_masked() {
+        let c = Config {
+            cluster_redis: Some("redis://:hunter2@10.0.0.9:6379/0".into()),
+            ..Config::default()
+        };
+        let shown = c.masked().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://10.0.0.9:6379/0"), "{shown}");
+        assert_eq!(
+            Config::default().masked()["cluster_redis"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

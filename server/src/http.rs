@@ -41,6 +41,7 @@ pub struct Health {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(crate::cluster::metrics::metrics))
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(crate::rest::openapi))
         .merge(crate::rest::router(state.clone()))

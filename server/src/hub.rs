@@ -174,6 +174,19 @@ pub struct CreateRoom {
     pub chat: onmic_room::ChatRules,
 }
 
+/// What [`Hub::census`] counts.
+#[derive(Debug, Default, Clone)]
+pub struct Census {
+    /// Every room held.
+    pub ids: Vec<RoomId>,
+    /// Of those, the dismissed ones.
+    pub dismissed: Vec<RoomId>,
+    /// Rooms not dismissed.
+    pub active: usize,
+    /// Members of those rooms.
+    pub members: usize,
+}
+
 /// All rooms of this server.
 pub struct Hub {
     config: Arc<Config>,
@@ -758,6 +771,24 @@ impl Hub {
         // No receivers is fine: nobody is connected.
         let _ = cell.volumes.send(json.into());
         Ok(())
+    }
+
+    /// Every room this hub holds (dismissed ones too), and the rooms not dismissed with their
+    /// members: a node's load for the cluster registry and `/metrics`.
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for cell in self.all() {
+            let inner = cell.lock();
+            let state = inner.room.state();
+            census.ids.push(state.id.clone());
+            if state.dismissed {
+                census.dismissed.push(state.id.clone());
+            } else {
+                census.active += 1;
+                census.members += state.members.len();
+            }
+        }
+        census
     }
 
     /// How many members room `id` has, and its version (for `member_count`).

@@ -11,6 +11,7 @@
 // Unsafe code is denied everywhere but `sfu::sendmmsg` (one FFI call, see there).
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub media: Option<Arc<sfu::Sfu>>,
     /// CDN pushes.
     pub pushes: Arc<push::Pushes>,
+    /// This node's handle on the cluster; `None` without `cluster_redis` (a single node).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -78,6 +81,9 @@ pub enum ServerError {
     /// The database could not be opened or read.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// The cluster (Redis) could not be joined.
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     /// The HTTP server failed while running.
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -187,12 +193,26 @@ pub async fn start_with_clock(
     let hub = Arc::new(Hub::new(config.clone(), store, clock)?);
     let media = sfu::http::start_media(&hub, &config).map(Arc::new);
     let pushes = push::Pushes::new(hub.clone(), media.clone());
+    let cluster = match &config.cluster_redis {
+        None => None,
+        Some(_) => {
+            let http = cluster::advertised(config.cluster_advertise.as_deref(), addr)?;
+            let (load, census) =
+                cluster::node_load(&hub, media.as_deref(), &mut cluster::CpuSampler::default())
+                    .await;
+            let media_addr = media.as_ref().map(|m| m.local_addr());
+            cluster::Cluster::start(&config, http, load, media_addr, &census)
+                .await?
+                .map(Arc::new)
+        }
+    };
     let state = Arc::new(AppState {
         config: (*config).clone(),
         started: Instant::now(),
         hub: hub.clone(),
         media: media.clone(),
         pushes: pushes.clone(),
+        cluster: cluster.clone(),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -224,6 +244,14 @@ pub async fn start_with_clock(
             workers_stopped.clone(),
         ))
     });
+    let heartbeat = cluster.map(|c| {
+        tokio::spawn(cluster::run_heartbeat(
+            c,
+            hub.clone(),
+            media.clone(),
+            workers_stopped.clone(),
+        ))
+    });
     let task = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app)
@@ -236,6 +264,9 @@ pub async fn start_with_clock(
         let _ = ticker.await;
         if let Some(w) = webhooks {
             let _ = w.await;
+        }
+        if let Some(h) = heartbeat {
+            let _ = h.await;
         }
         served
     });

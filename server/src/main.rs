@@ -56,6 +56,21 @@ enum Command {
         #[command(subcommand)]
         action: SongCommand,
     },
+    /// The cluster this node's configuration names (`cluster_redis`).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The live nodes with their addresses and load, and the rooms placed on each.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +138,48 @@ fn main() -> ExitCode {
                     code,
                 },
         } => song_import(&config, &file, title, artist, lyrics.as_deref(), code),
+        Command::Cluster {
+            action: ClusterCommand::Status { json },
+        } => cluster_status(&config, json),
+    }
+}
+
+fn cluster_status(config: &Config, json: bool) -> ExitCode {
+    let Some(url) = config.cluster_redis.as_deref() else {
+        eprintln!(
+            "onmic-server: no cluster configured; set cluster_redis (ONMIC_CLUSTER_REDIS) to the cluster's Redis URL"
+        );
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("onmic-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(onmic_server::cluster::status(url)) {
+        Ok(status) => {
+            if json {
+                match serde_json::to_string_pretty(&status) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("onmic-server: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", status.table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("onmic-server: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -168,6 +168,8 @@ pub const REST_ERROR_CODES: &[&str] = &[
     "license_wrong_member",
     "license_wrong_room",
     "license_wrong_song",
+    "cluster_unavailable",
+    "node_unavailable",
     "internal",
 ];
 
@@ -247,6 +249,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/push", get(push_status))
         .route("/v1/tokens", post(issue_token))
         .route("/v1/audit", get(audit_log))
+        // In a cluster, requests for rooms held by another node go there (after auth below).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::cluster::bridge::route_rest,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
 
@@ -310,7 +317,7 @@ async fn auth(
         )
         .into_response();
     };
-    let from = origin(&parts.extensions);
+    let from = crate::cluster::bridge::origin(&state, &parts.headers, &parts.extensions);
     let path = parts.uri.path().to_owned();
     let response = next
         .run(Request::from_parts(
@@ -318,6 +325,10 @@ async fn auth(
             axum::body::Body::from(bytes.clone()),
         ))
         .await;
+    // In a cluster, the node that served a bridged request records it in its own audit log.
+    if crate::cluster::bridge::served_elsewhere(&state, &response) {
+        return response;
+    }
     let mut request: Value = onmic_room::protocol::parse_unique(&String::from_utf8_lossy(&bytes))
         .unwrap_or_else(|_| {
             if path.ends_with("/push/start") {

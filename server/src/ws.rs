@@ -33,12 +33,17 @@ const MAX_JOIN_ATTEMPTS: u32 = 5;
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     extensions: axum::http::Extensions,
 ) -> Response {
-    let origin = crate::rest::origin(&extensions);
-    let ip = extensions
+    let peer = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    // A connection bridged from another node of the cluster counts against the client's
+    // address, not the bridge's, and is served here (never bridged again).
+    let bridged = crate::cluster::bridge::bridged(&state, &headers);
+    let ip = crate::cluster::bridge::client_ip(&state, &headers, peer);
+    let origin = crate::cluster::bridge::origin(&state, &headers, &extensions);
     let Some(guard) = state.hub.prejoin_enter(ip) else {
         return axum::response::IntoResponse::into_response(crate::rest::ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -54,7 +59,14 @@ pub async fn upgrade(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| connection(socket, state, origin, guard))
+        .on_upgrade(move |socket| {
+            let from = Source {
+                origin,
+                ip,
+                bridged,
+            };
+            connection(socket, state, from, guard)
+        })
 }
 
 /// What to do with a read error: the peer broke the protocol (close with a typed reason) or the
@@ -260,12 +272,23 @@ fn frame_text(msg: Message) -> Option<Result<Utf8Bytes, DecodeError>> {
     }
 }
 
+/// Where a connection comes from.
+struct Source {
+    /// For the audit log: the peer address (the client's, with the bridge's, when bridged).
+    origin: String,
+    /// The client's IP address.
+    ip: Option<std::net::IpAddr>,
+    /// Bridged from another node of the cluster.
+    bridged: bool,
+}
+
 async fn connection(
     socket: WebSocket,
     state: Arc<AppState>,
-    origin: String,
+    from: Source,
     guard: crate::hub::PrejoinGuard,
 ) {
+    let origin = from.origin;
     let (mut sink, mut stream) = socket.split();
     let mut rate = FrameRate {
         window_start: Instant::now(),
@@ -349,6 +372,38 @@ async fn connection(
             .await;
             continue;
         };
+        // In a cluster, a room held by another node is served there: this connection becomes
+        // a bridge to a connection on that node, which gets this very `join`.
+        if let Some(cluster) = state.cluster.as_ref().filter(|_| !from.bridged)
+            && state.hub.member_count(&room).is_err()
+        {
+            let remote = match cluster.node_of(&room.0).await {
+                Ok(None) => None,
+                Ok(Some(node)) => Some(
+                    crate::cluster::bridge::open_ws(cluster, &node, &room.0, &text, from.ip).await,
+                ),
+                Err(e) => Some(Err(e)),
+            };
+            match remote {
+                None => {}
+                Some(Ok(remote)) => {
+                    drop(guard);
+                    crate::cluster::bridge::pipe(&mut sink, &mut stream, remote).await;
+                    return;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%e, "cannot bridge a join to the room's node");
+                    attempts += 1;
+                    let _ = send(&mut sink, &ServerMessage::error(m.id, e.code(), &e)).await;
+                    if attempts >= MAX_JOIN_ATTEMPTS {
+                        close(&mut sink, CloseReason::JoinFailed, "too many failed joins").await;
+                        linger(&mut stream).await;
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let now = state.hub.now();
         let cfg = &state.config;
         let verified = token::verify(

@@ -72,17 +72,55 @@ fn error(status: StatusCode, code: &str, message: impl ToString) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn offer(State(st): State<MediaState>, body: axum::body::Bytes) -> Response {
+/// Longest `/rtc/offer` body (axum's default limit for a body read whole).
+const MAX_OFFER_BYTES: usize = 2 * 1024 * 1024;
+
+async fn offer(State(st): State<MediaState>, request: axum::extract::Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let bridged = crate::cluster::bridge::bridged(&st.app, request.headers());
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_OFFER_BYTES).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the offer is over {MAX_OFFER_BYTES} bytes"),
+        );
+    };
+    let req: OfferRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", e),
+    };
+    // In a cluster, the offer of a room held by another node is answered by that node's SFU
+    // (its answer carries that node's media address: media never goes through this node).
+    if let Some(cluster) = st.app.cluster.as_ref().filter(|_| !bridged)
+        && st.app.hub.member_count(&req.room).is_err()
+    {
+        match cluster.node_of(&req.room.0).await {
+            Ok(None) => {}
+            Ok(Some(node)) => {
+                let request = axum::extract::Request::from_parts(parts, body.into());
+                return crate::cluster::bridge::forward(
+                    cluster,
+                    &node,
+                    &req.room.0,
+                    request,
+                    peer,
+                    MAX_OFFER_BYTES,
+                )
+                .await;
+            }
+            Err(e) => return crate::cluster::bridge::error_response(&e),
+        }
+    }
     let Some(sfu) = st.sfu.clone() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "media_unavailable",
             "the media service is not running",
         );
-    };
-    let req: OfferRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", e),
     };
     let cfg = &st.app.config;
     let claims = match token::verify(

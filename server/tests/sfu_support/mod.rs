@@ -78,7 +78,20 @@ impl Peer {
         tag: u8,
         payload: Option<PayloadFn>,
     ) -> Peer {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        Peer::connect_bound(loopback, base, room, token, tag, payload).await
+    }
+
+    /// Like [`Peer::connect_with`], with the peer's UDP socket on `ip` (a test host's address).
+    pub async fn connect_bound(
+        ip: std::net::IpAddr,
+        base: &str,
+        room: &str,
+        token: &str,
+        tag: u8,
+        payload: Option<PayloadFn>,
+    ) -> Peer {
+        let socket = UdpSocket::bind((ip, 0)).expect("bind");
         let addr = socket.local_addr().expect("addr");
         let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));

@@ -198,6 +198,61 @@ pub fn inside_two_hosts(test: &str, envs: &[(&str, String)]) -> bool {
     false
 }
 
+/// For the inner run of [`inside_hosts`]: the hosts' namespace names, comma-separated, in order.
+pub const HOSTS_NS: &str = "ONMIC_TEST_HOSTS_NS";
+
+/// The address of host `i` (0-based) of [`inside_hosts`]: `10.78.0.<i + 1>`.
+pub fn host_ip(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 78, 0, u8::try_from(i + 1).expect("at most 254 hosts")])
+}
+
+/// The namespace names of the hosts of [`inside_hosts`], from the inner run's environment.
+pub fn host_namespaces() -> Vec<String> {
+    std::env::var(HOSTS_NS)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `test` again inside the last of `hosts` fresh "hosts": namespaces joined by one bridge
+/// (a switch, in a namespace of its own), host `i` at [`host_ip`]`(i)`/24 with only `lo` and its
+/// link to the bridge. The inner run finds every host's namespace name in [`HOSTS_NS`]
+/// ([`host_namespaces`]) and starts processes there with `ip netns exec`. Returns `true` when
+/// already inside.
+pub fn inside_hosts(test: &str, hosts: usize, envs: &[(&str, String)]) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return true;
+    }
+    assert!((1..=254).contains(&hosts), "1-254 hosts");
+    let base = tag(test);
+    let mut spaces = Namespaces(Vec::new());
+    let switch = spaces.add(format!("{base}-sw"));
+    ip_ok(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+    ip_ok(&["-n", &switch, "link", "set", "br0", "up"]);
+    let mut names = Vec::new();
+    for i in 0..hosts {
+        let host = spaces.add(format!("{base}-h{i}"));
+        let (inside, port) = (format!("onmic-h{i}"), format!("onmic-p{i}"));
+        ip_ok(&[
+            "link", "add", &inside, "netns", &host, "type", "veth", "peer", "name", &port, "netns",
+            &switch,
+        ]);
+        let addr = format!("{}/24", host_ip(i));
+        ip_ok(&["-n", &host, "addr", "add", &addr, "dev", &inside]);
+        ip_ok(&["-n", &host, "link", "set", &inside, "up"]);
+        ip_ok(&["-n", &switch, "link", "set", &port, "master", "br0"]);
+        ip_ok(&["-n", &switch, "link", "set", &port, "up"]);
+        names.push(host);
+    }
+    let mut all = envs.to_vec();
+    all.push((HOSTS_NS, names.join(",")));
+    let last = names.last().expect("at least one host").clone();
+    run_inner(&last, test, &all);
+    false
+}
+
 /// Moves the calling thread into network namespace `name` (sockets it opens afterwards, and
 /// threads it spawns, live there).
 pub fn enter_netns(name: &str) {

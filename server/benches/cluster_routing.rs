@@ -1,0 +1,294 @@
+//! Cluster routing benchmark (issue 16, acceptance 6), inside its own loopback-only network
+//! namespace: a real `redis-server` and three real `onmic-server` nodes (`a`, `b`, `c`). It
+//! creates rooms through node `a` and prints how many each node got, then, for rooms on node
+//! `c`, the latency of a client's WebSocket `join` (connect + upgrade + `joined`), of
+//! `POST /rtc/offer` (offer → answer) and of a REST `GET /v1/rooms/{room}` made directly on `c`
+//! versus through node `b`, which bridges them to `c`. Direct and bridged samples alternate so
+//! both see the same machine.
+//!
+//! Run: `cargo bench -p onmic-server --bench cluster_routing` (env `ONMIC_BENCH_ROOMS`, default
+//! 300, and `ONMIC_BENCH_SAMPLES`, default 200). Needs root, iproute2 and `redis-server`.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use onmic_room::token::Privilege;
+use onmic_server::rest::{TokenRequest, make_token};
+use onmic_server::{Clock, Config, SystemClock};
+use serde_json::{Value, json};
+use str0m::media::{Direction, MediaKind};
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "bench-key";
+const SECRET: &str = "bench-secret";
+const TOKEN_SECRET: &str = "bench-token";
+const APP: &str = "bench";
+
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn start_redis(port: u16) -> Kid {
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (apt-get install redis-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Kid(child)
+}
+
+fn start_node(name: &str, redis: &str, dir: &std::path::Path) -> (Kid, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onmic-server"))
+        .env_remove("RUST_LOG")
+        .env("ONMIC_NODE_NAME", name)
+        .env("ONMIC_LISTEN", "127.0.0.1:0")
+        .env("ONMIC_LOG", "warn")
+        .env("ONMIC_DATABASE", dir.join(format!("{name}.sqlite3")))
+        .env("ONMIC_CUSTOMER_KEY", KEY)
+        .env("ONMIC_CUSTOMER_SECRET", SECRET)
+        .env("ONMIC_TOKEN_SECRET", TOKEN_SECRET)
+        .env("ONMIC_APP_ID", APP)
+        .env("ONMIC_MEDIA_THREADS", "1")
+        .env("ONMIC_MAX_PREJOIN_PER_ADDR", "100000")
+        .env("ONMIC_CLUSTER_REDIS", redis)
+        .env("ONMIC_WEBHOOK_SECRET", "bench-hook")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("onmic-server starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("node {name} exited before listening");
+        }
+        if let Some(u) = line.trim().strip_prefix("onmic-server listening on ") {
+            break u.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (Kid(child), url)
+}
+
+fn token(room: &str, uid: &str) -> String {
+    let config = Config {
+        token_secret: TOKEN_SECRET.into(),
+        app_id: APP.into(),
+        ..Config::default()
+    };
+    let req = TokenRequest {
+        room: room.into(),
+        uid: uid.into(),
+        privileges: vec![Privilege::Join, Privilege::PublishAudio],
+        ttl_secs: 3600,
+    };
+    make_token(&config, &req, SystemClock.now()).0
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects and joins; returns the socket and the time from connect to `joined`.
+async fn join(base: &str, room: &str, uid: &str) -> (Ws, Duration) {
+    let url = format!("{}/ws", base.replace("http://", "ws://"));
+    let frame = json!({ "id": 1, "type": "join", "room": room, "token": token(room, uid) });
+    let start = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send join");
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Text(t) = m {
+            assert!(t.contains("\"joined\""), "{uid}: {t}");
+            return (ws, start.elapsed());
+        }
+    }
+    panic!("{uid} could not join");
+}
+
+/// A str0m offer like a listener's (one send and three receive m-lines).
+fn offer() -> Value {
+    let mut rtc = onmic_server::sfu::opus_rtc_config().build(Instant::now());
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    rtc.add_local_candidate(str0m::Candidate::host(addr, "udp").expect("candidate"));
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    for _ in 0..3 {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, _) = api.apply().expect("an offer");
+    serde_json::to_value(offer).expect("offer JSON")
+}
+
+fn auth() -> String {
+    format!("Bearer {KEY}:{SECRET}")
+}
+
+struct Figures(Vec<f64>);
+
+impl Figures {
+    fn line(&mut self, what: &str) -> String {
+        self.0.sort_by(f64::total_cmp);
+        let n = self.0.len();
+        let at = |p: f64| self.0[((n as f64 - 1.0) * p).round() as usize];
+        let mean = self.0.iter().sum::<f64>() / n as f64;
+        format!(
+            "{what:<34} n={n:<4} mean {mean:>6.2} ms  p50 {:>6.2}  p90 {:>6.2}  p99 {:>6.2}  max {:>6.2}",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0)
+        )
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    if !onmic_netns::bench_inside_netns(&[]) {
+        return;
+    }
+    let rooms: usize = std::env::var("ONMIC_BENCH_ROOMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let samples: usize = std::env::var("ONMIC_BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _redis = start_redis(port);
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let nodes: Vec<(Kid, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|n| start_node(n, &redis, dir.path()))
+        .collect();
+    let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while onmic_server::cluster::status(&redis)
+            .await
+            .map_or(0, |s| s.nodes.len())
+            < 3
+        {
+            assert!(Instant::now() < deadline, "three live nodes");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let http = reqwest::Client::new();
+        // Rooms created through node a, one after another.
+        let mut create = Figures(Vec::new());
+        let mut on_node: HashMap<String, Vec<String>> = HashMap::new();
+        for i in 0..rooms {
+            let id = format!("room-{i:04}");
+            let body = json!({ "id": id, "owner": "owner", "title": "t", "seat_count": 2 });
+            let start = Instant::now();
+            let resp = http
+                .post(format!("{a}/v1/rooms"))
+                .header("authorization", auth())
+                .json(&body)
+                .send()
+                .await
+                .expect("create");
+            create.0.push(ms(start.elapsed()));
+            assert_eq!(resp.status().as_u16(), 201);
+            let node = resp
+                .headers()
+                .get("x-onmic-node")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_owned();
+            on_node.entry(node).or_default().push(id);
+        }
+        println!("cluster routing: 3 nodes (a, b, c), Redis on loopback, default heartbeat (1 s) and TTL (5 s)");
+        let mut counts: Vec<(&String, usize)> = on_node.iter().map(|(n, r)| (n, r.len())).collect();
+        counts.sort();
+        println!("rooms created through node a: {rooms}; rooms per node: {counts:?}");
+        println!("{}", create.line("create (placed by a)"));
+        let on_c = on_node.get("c").expect("rooms on c").clone();
+        // Warm-up: one of each, both ways.
+        for base in [c, b] {
+            let _ = join(base, &on_c[0], "warm").await;
+        }
+        let (mut join_direct, mut join_bridged) = (Figures(Vec::new()), Figures(Vec::new()));
+        let (mut offer_direct, mut offer_bridged) = (Figures(Vec::new()), Figures(Vec::new()));
+        let (mut rest_direct, mut rest_bridged) = (Figures(Vec::new()), Figures(Vec::new()));
+        for i in 0..samples {
+            let room = &on_c[i % on_c.len()];
+            for (base, joins, offers, rests) in [
+                (c, &mut join_direct, &mut offer_direct, &mut rest_direct),
+                (b, &mut join_bridged, &mut offer_bridged, &mut rest_bridged),
+            ] {
+                let uid = format!("u{i}-{}", if base == c { "direct" } else { "bridged" });
+                let (mut ws, took) = join(base, room, &uid).await;
+                joins.0.push(ms(took));
+                let body = json!({ "room": room, "token": token(room, &uid), "offer": offer() });
+                let start = Instant::now();
+                let resp = http
+                    .post(format!("{base}/rtc/offer"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("offer");
+                let status = resp.status().as_u16();
+                let _ = resp.bytes().await;
+                offers.0.push(ms(start.elapsed()));
+                assert_eq!(status, 200);
+                let start = Instant::now();
+                let resp = http
+                    .get(format!("{base}/v1/rooms/{room}/members?hosts_only=true"))
+                    .header("authorization", auth())
+                    .send()
+                    .await
+                    .expect("rest");
+                let status = resp.status().as_u16();
+                let _ = resp.bytes().await;
+                rests.0.push(ms(start.elapsed()));
+                assert_eq!(status, 200);
+                let _ = ws.close(None).await;
+            }
+        }
+        println!("rooms on node c, client to c directly vs to b (bridged to c):");
+        println!("{}", join_direct.line("WebSocket join, direct"));
+        println!("{}", join_bridged.line("WebSocket join, bridged by b"));
+        println!("{}", offer_direct.line("/rtc/offer, direct"));
+        println!("{}", offer_bridged.line("/rtc/offer, bridged by b"));
+        println!("{}", rest_direct.line("REST members, direct"));
+        println!("{}", rest_bridged.line("REST members, bridged by b"));
+        if let Ok(status) = onmic_server::cluster::status(&redis).await {
+            print!("{}", status.table());
+        }
+    });
+}

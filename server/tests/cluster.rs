@@ -1,0 +1,609 @@
+//! The cluster (issue 16) with a real `redis-server` and real `onmic-server` processes:
+//! three nodes on three hosts (network namespaces joined by a bridge) place rooms evenly, and a
+//! speaker connected through one node is heard by a listener connected through another, in a
+//! room on the third; the registry's expiry, duplicate names, malformed data in Redis and an
+//! unreachable Redis give clear errors. Needs root, iproute2 and `redis-server`
+//! (`xtask/apt/redis.txt`).
+
+mod common;
+mod sfu_support;
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use onmic_netns::{host_ip, host_namespaces, inside_hosts};
+use serde_json::{Value, json};
+use sfu_support::{Peer, until};
+
+/// A child process killed (SIGKILL) and reaped on drop.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd`, inside namespace `ns` when given.
+fn command(ns: Option<&str>, program: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A free TCP port on `ip` (bound, then released).
+fn free_port(ip: IpAddr) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A real `redis-server` on `ip:port` (inside `ns`), keeping nothing on disk; waits until it
+/// answers PING.
+fn redis(ns: Option<&str>, ip: IpAddr, port: u16) -> Kid {
+    let child = command(ns, "redis-server")
+        .args([
+            "--bind",
+            &ip.to_string(),
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (apt-get install redis-server; see xtask/apt/redis.txt)");
+    let kid = Kid(child);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect((ip, port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; 7];
+            if s.write_all(b"PING\r\n").is_ok()
+                && s.read_exact(&mut buf).is_ok()
+                && &buf == b"+PONG\r\n"
+            {
+                return kid;
+            }
+        }
+        assert!(Instant::now() < deadline, "redis-server did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The settings every test node shares (secrets shared by the cluster; short heartbeat).
+fn node_env(name: &str, listen: &str, redis: &str, db: &std::path::Path) -> Vec<(String, String)> {
+    [
+        ("ONMIC_NODE_NAME", name.to_owned()),
+        ("ONMIC_LISTEN", listen.to_owned()),
+        ("ONMIC_LOG", "warn".to_owned()),
+        ("ONMIC_DATABASE", db.display().to_string()),
+        ("ONMIC_CUSTOMER_KEY", KEY.to_owned()),
+        ("ONMIC_CUSTOMER_SECRET", SECRET.to_owned()),
+        ("ONMIC_TOKEN_SECRET", "tok-secret".to_owned()),
+        ("ONMIC_WEBHOOK_SECRET", "hook-secret".to_owned()),
+        ("ONMIC_APP_ID", "app".to_owned()),
+        ("ONMIC_MEDIA_THREADS", "1".to_owned()),
+        ("ONMIC_CLUSTER_REDIS", redis.to_owned()),
+        ("ONMIC_CLUSTER_HEARTBEAT_MS", "200".to_owned()),
+        ("ONMIC_CLUSTER_NODE_TTL_MS", "3000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The `onmic-server` binary (inside `ns`) with `env`; returns it and its base URL.
+fn node(ns: Option<&str>, env: &[(String, String)]) -> (Kid, String) {
+    let mut cmd = command(ns, BIN);
+    cmd.env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("onmic-server starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("onmic-server listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let kid = Kid(child);
+    let url = rx.recv_timeout(WAIT).expect("the node reports its address");
+    (kid, url)
+}
+
+/// `onmic-server cluster status --json` against `redis`.
+fn cluster_status(redis: &str) -> Value {
+    let out = Command::new(BIN)
+        .args(["cluster", "status", "--json"])
+        .env("ONMIC_CLUSTER_REDIS", redis)
+        .output()
+        .expect("cluster status runs");
+    assert!(
+        out.status.success(),
+        "cluster status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cluster status prints JSON")
+}
+
+/// Node id → its status entry.
+fn live_nodes(status: &Value) -> HashMap<String, Value> {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["id"].as_str().expect("id").to_owned(), n.clone()))
+        .collect()
+}
+
+/// GET `path` with REST auth; (status, `x-onmic-node`, body).
+async fn get(base: &str, path: &str) -> (u16, String, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("authorization", auth())
+        .send()
+        .await
+        .expect("REST answers");
+    let status = resp.status().as_u16();
+    let node = resp
+        .headers()
+        .get("x-onmic-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        node,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A counter of `/metrics`.
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Acceptance 1 (issue 16): Redis and three nodes on their own hosts; 30 rooms created through
+/// node A spread over the three; a client connected to node B takes a seat in a room on node C
+/// and is heard by a listener connected to node A.
+#[test]
+fn three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener() {
+    const TEST: &str = "three_nodes_spread_rooms_and_bridge_a_speaker_to_a_listener";
+    // Hosts: 0 = node a, 1 = node b, 2 = node c, 3 = Redis, 4 = the clients (this process).
+    if !inside_hosts(TEST, 5, &[]) {
+        return;
+    }
+    let hosts = host_namespaces();
+    assert_eq!(hosts.len(), 5, "{hosts:?}");
+    let redis_port = 6390;
+    let _redis = redis(Some(&hosts[3]), host_ip(3), redis_port);
+    let redis_url = format!("redis://{}:{redis_port}/", host_ip(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let listen = format!("{}:7600", host_ip(i));
+        let db = dir.path().join(format!("{name}.sqlite3"));
+        nodes.push(node(
+            Some(&hosts[i]),
+            &node_env(name, &listen, &redis_url, &db),
+        ));
+    }
+    let base: Vec<String> = nodes.iter().map(|(_, url)| url.clone()).collect();
+    let (a, b) = (&base[0], &base[1]);
+    // Every node is registered and live.
+    let deadline = Instant::now() + WAIT;
+    while live_nodes(&cluster_status(&redis_url)).len() < 3 {
+        assert!(Instant::now() < deadline, "three live nodes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let client_ip = host_ip(4);
+    runtime().block_on(async {
+        // 30 rooms, all created through node A.
+        for i in 0..30 {
+            let body = json!({ "id": format!("room-{i:02}"), "owner": "owner",
+                               "title": "t", "seat_count": 2 });
+            create_room_from(a, body).await;
+        }
+        // Where each room lives, asked through node A (bridged to the room's node).
+        let mut per_node: HashMap<String, Vec<String>> = HashMap::new();
+        for i in 0..30 {
+            let room = format!("room-{i:02}");
+            let (status, node, body) = get(a, &format!("/v1/rooms/{room}")).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["id"], room.as_str());
+            per_node.entry(node).or_default().push(room);
+        }
+        let counts: HashMap<&str, usize> = per_node
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.len()))
+            .collect();
+        eprintln!("rooms per node: {counts:?}");
+        assert_eq!(
+            counts,
+            HashMap::from([("a", 10), ("b", 10), ("c", 10)]),
+            "30 rooms created one after another go to the least-loaded node each time"
+        );
+        // Any node lists every room of the cluster, each with its node.
+        let (status, _, list) = get(b, "/v1/rooms").await;
+        assert_eq!(status, 200, "{list}");
+        let listed = list["rooms"].as_array().expect("rooms");
+        assert_eq!(listed.len(), 30, "{list}");
+        for room in listed {
+            let id = room["id"].as_str().expect("id");
+            let node = room["node"].as_str().expect("node");
+            assert!(per_node[node].iter().any(|r| r == id), "{room}");
+        }
+        assert_eq!(list["unreachable_nodes"], json!([]));
+        // Each creation is in the audit log of the node that holds the room (once), with the
+        // client's address and the bridge's.
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let (status, _, audit) = get(&base[i], "/v1/audit?limit=1000").await;
+            assert_eq!(status, 200, "{audit}");
+            let creations: Vec<&Value> = audit["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .filter(|e| e["action"] == "create_room")
+                .collect();
+            assert_eq!(creations.len(), 10, "node {name}: {audit}");
+            for e in creations {
+                let origin = e["origin"].as_str().expect("origin");
+                assert!(
+                    per_node[name].iter().any(|r| e["room"] == r.as_str()),
+                    "{e}"
+                );
+                assert!(origin.starts_with(&format!("{client_ip}")), "{e}");
+                if name != "a" {
+                    assert!(origin.contains(&format!("(via {}:", host_ip(0))), "{e}");
+                }
+            }
+        }
+        // The registry agrees once each node has heartbeated.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = cluster_status(&redis_url);
+            let live = live_nodes(&status);
+            if ["a", "b", "c"]
+                .iter()
+                .all(|n| live.get(*n).is_some_and(|s| s["load"]["rooms"] == 10))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "heartbeats report 10 rooms each: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A room on node C; the speaker connects through node B, the listener through node A.
+        let room = per_node["c"][0].clone();
+        let (mut owner_ws, joined) = Client::join(b, &room, "owner").await;
+        assert_eq!(joined["snapshot"]["id"], room.as_str(), "{joined}");
+        owner_ws.ok(json!({ "type": "take_seat", "seat": 0 })).await;
+        let (mut listener_ws, _) = Client::join(a, &room, "listener").await;
+        let owner_token = token(b, &room, "owner").await;
+        let owner = Peer::connect_bound(client_ip, b, &room, &owner_token, 1, None).await;
+        let listener_token = token(a, &room, "listener").await;
+        let listener = Peer::connect_bound(client_ip, a, &room, &listener_token, 3, None).await;
+        // Media goes straight to node C, whose address the (bridged) answers carry.
+        assert_eq!(
+            owner.sfu.ip(),
+            host_ip(2),
+            "the speaker's media goes to node C"
+        );
+        assert_eq!(
+            listener.sfu.ip(),
+            host_ip(2),
+            "the listener's media comes from node C"
+        );
+        owner.sending.store(true, Ordering::Relaxed);
+        until("the listener on node A hears the speaker on node B", || {
+            listener.from(1) >= 50
+        })
+        .await;
+        eprintln!(
+            "speaker sent {} frames, listener received {}",
+            owner.sent.load(Ordering::Relaxed),
+            listener.from(1)
+        );
+        // Both members are in the room on node C, asked through node A.
+        let (status, node, members) = get(a, &format!("/v1/rooms/{room}/members")).await;
+        assert_eq!((status, node.as_str()), (200, "c"), "{members}");
+        let uids: Vec<&str> = members["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter_map(|m| m["uid"].as_str())
+            .collect();
+        assert!(
+            uids.contains(&"owner") && uids.contains(&"listener"),
+            "{members}"
+        );
+        // What bridged shows in each node's metrics; node C forwarded the audio.
+        assert!(metric(b, "onmic_cluster_bridged_ws_total").await >= 1.0);
+        assert!(metric(b, "onmic_cluster_bridged_http_total").await >= 1.0);
+        assert!(metric(a, "onmic_cluster_bridged_ws_total").await >= 1.0);
+        assert!(metric(&base[2], "onmic_sfu_packets_out_total").await >= 50.0);
+        assert_eq!(metric(a, "onmic_cluster_placements_total").await, 30.0);
+        assert_eq!(metric(a, "onmic_cluster_live_nodes").await, 3.0);
+        // Kicked through node B: node C's closing message reaches the listener, and its
+        // connection closes, over node A's bridge.
+        let (code, body) = rest(
+            b,
+            "post",
+            &format!("/v1/rooms/{room}/kick"),
+            Some(json!({ "uid": "listener" })),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let closing = listener_ws.until_closed().await.expect("a closing message");
+        assert_eq!(closing["reason"], "kicked", "{closing}");
+    });
+    let table = Command::new(BIN)
+        .args(["cluster", "status"])
+        .env("ONMIC_CLUSTER_REDIS", &redis_url)
+        .output()
+        .expect("cluster status");
+    eprintln!("{}", String::from_utf8_lossy(&table.stdout));
+}
+
+/// A node that stops (cleanly or killed) leaves the registry; a second process with a live
+/// node's name is refused; malformed data in Redis is a clear error, never a panic. Loopback only.
+#[test]
+fn the_registry_expires_refuses_duplicates_and_reports_bad_data() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let port = free_port(lo);
+    let _redis = redis(None, lo, port);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = |name: &str| node_env(name, "127.0.0.1:0", &url, &dir.path().join(name));
+    let (mut a, base_a) = node(None, &env("a"));
+    let (b, _) = node(None, &env("b"));
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let live = live_nodes(&cluster_status(&url));
+            if live.len() == n {
+                return live;
+            }
+            assert!(Instant::now() < deadline, "{n} live nodes, have {live:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let live = wait_for(2);
+    assert!(live["a"]["media"].is_string(), "{:?}", live["a"]);
+    // A second "a" waits for the first one's record to expire, then gives up, clearly.
+    let mut cmd = Command::new(BIN);
+    for (k, v) in env("a") {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("a duplicate node runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a duplicate name is refused");
+    assert!(
+        stderr.contains("node name \"a\" is registered by another live process"),
+        "{stderr}"
+    );
+    // Killed without a goodbye: its record expires after the TTL (3 s).
+    drop(b);
+    let live = wait_for(1);
+    assert!(live.contains_key("a"));
+
+    // Malformed data in Redis: a clear error naming the key, no panic.
+    let rt = runtime();
+    rt.block_on(async {
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let mut con = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis");
+        let set = |k: &str, v: &str| redis::cmd("SET").arg(k).arg(v).clone();
+        for c in [
+            set("onmic:node:zz", "{\"v\":1,\"id\":\"zz\"}"),
+            set("onmic:room:junk", "not a node!"),
+            set("onmic:room:ghost", "ghost-node"),
+            redis::cmd("SADD").arg("onmic:nodes").arg("zz").clone(),
+        ] {
+            let () = c.query_async(&mut con).await.expect("write");
+        }
+        let (status, _, body) = get(&base_a, "/v1/rooms/junk").await;
+        assert_eq!(status, 500, "{body}");
+        assert_eq!(body["code"], "cluster_unavailable", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("onmic:room:junk"),
+            "{body}"
+        );
+        let (status, _, body) = get(&base_a, "/v1/rooms/ghost/members").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("node_unavailable")),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("ghost-node"),
+            "{body}"
+        );
+        // The WebSocket says the same to a join.
+        let mut ws = Client::connect(&base_a).await;
+        let tok = token(&base_a, "ghost", "u1").await;
+        let reply = ws
+            .request(json!({ "type": "join", "room": "ghost", "token": tok }))
+            .await;
+        assert_eq!(reply["code"], "node_unavailable", "{reply}");
+        // The unreadable record is listed, and placement still works around it.
+        let status = cluster_status(&url);
+        let bad = status["bad_records"].to_string();
+        assert!(bad.contains("onmic:node:zz"), "{status}");
+        let (code, _) = rest(
+            &base_a,
+            "post",
+            "/v1/rooms",
+            Some(json!({ "id": "fresh", "owner": "o", "title": "t" })),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let placed = |status: &Value| live_nodes(status)["a"]["placed"].as_u64().expect("placed");
+        let before = placed(&cluster_status(&url));
+        // A dismissed room comes off its node's placed count at the next heartbeat.
+        let (code, body) = rest(&base_a, "post", "/v1/rooms/fresh/dismiss", Some(json!({}))).await;
+        assert_eq!(code, 200, "{body}");
+        let deadline = Instant::now() + WAIT;
+        while placed(&cluster_status(&url)) != before - 1 {
+            assert!(Instant::now() < deadline, "placed count after a dismissal");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Redis loses its data: the next heartbeat registers the node and pins its rooms again.
+        let () = redis::cmd("FLUSHALL")
+            .query_async(&mut con)
+            .await
+            .expect("flush");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pin: Option<String> = redis::cmd("GET")
+                .arg("onmic:room:fresh")
+                .query_async(&mut con)
+                .await
+                .expect("get");
+            if pin.as_deref() == Some("a") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rooms pinned again after FLUSHALL"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = cluster_status(&url);
+        assert_eq!(placed(&status), 0, "only a dismissed room: {status}");
+        // Redis gone: a clear 503, and the node keeps serving its own rooms.
+        drop(_redis);
+        let (status, _, body) = get(&base_a, "/v1/rooms/elsewhere").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("cluster_unavailable")),
+            "{body}"
+        );
+        let (status, node, _) = get(&base_a, "/v1/rooms/fresh").await;
+        assert_eq!((status, node.as_str()), (200, "a"));
+    });
+    assert!(
+        a.0.try_wait().expect("status").is_none(),
+        "node a survives Redis going away"
+    );
+}
+
+/// Start-up with a Redis nobody listens on fails after its retries with an error that names
+/// the address (no panic, no hang).
+#[test]
+fn an_unreachable_redis_fails_start_up_clearly() {
+    let port = free_port(IpAddr::from([127, 0, 0, 1]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut cmd = Command::new(BIN);
+    for (k, v) in node_env("a", "127.0.0.1:0", &url, &dir.path().join("a")) {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let out = cmd.output().expect("the node runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("Redis at redis://127.0.0.1:{port}/")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    eprintln!("gave up after {:?}: {stderr}", started.elapsed());
+    // `cluster status` says the same.
+    let out = Command::new(BIN)
+        .args(["cluster", "status"])
+        .env("ONMIC_CLUSTER_REDIS", &url)
+        .output()
+        .expect("cluster status runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Redis at"));
+    // Without a cluster configured it says what to set.
+    let out = Command::new(BIN)
+        .args(["cluster", "status"])
+        .env_remove("ONMIC_CLUSTER_REDIS")
+        .output()
+        .expect("cluster status runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster_redis"));
+}
+
+/// Acceptance 7: without cluster settings a node has no cluster series in `/metrics` and
+/// answers as before.
+#[test]
+fn without_a_cluster_metrics_have_no_cluster_series() {
+    runtime().block_on(async {
+        let server = server(config()).await;
+        let base = server.url();
+        create_room(&base, "r1", "o").await;
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(text.contains("onmic_rooms{node=\"onmic-1\"} 1"), "{text}");
+        assert!(!text.contains("onmic_cluster_"), "{text}");
+        let (status, node, _) = get(&base, "/v1/rooms/r1").await;
+        assert_eq!((status, node.as_str()), (200, ""), "no x-onmic-node header");
+    });
+}
