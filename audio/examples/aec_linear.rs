@@ -38,6 +38,10 @@ fn main() {
         // (NAME.lin.f32: the linear filter's, NAME.aec.f32: after the suppressor).
         let dump = std::env::var_os("DUMP").map(std::path::PathBuf::from);
         let (mut lin_out, mut aec_out) = (Vec::new(), Vec::new());
+
+        if let Some(x) = std::env::var("PF_NEAR").ok().and_then(|t| t.parse().ok()) {
+            aec.postfilter_near = x;
+        }
         if dump.is_none() {
             aec.postfilter = 0.0;
         }
