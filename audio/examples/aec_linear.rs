@@ -4,7 +4,10 @@
 //! condition, the linear filter's echo reduction after 2 s (the echo's power over the echo's
 //! power left in the output, the near end and the floor taken out exactly) over the
 //! far-end-only part and over the double-talk part, and the clock drift the canceller
-//! estimated at the end.
+//! estimated at the end. `DUMP=DIR` keeps the suppressor on and writes the linear filter's
+//! output and the suppressed output of each condition to DIR as raw little-endian f32
+//! (`NAME.lin.f32`, `NAME.aec.f32`) for a per-segment study (the echo figures printed stay the
+//! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state.
 
 use onmic_audio::aec::Aec;
 use onmic_audio::offline::read_wav;
@@ -38,7 +41,6 @@ fn main() {
         // (NAME.lin.f32: the linear filter's, NAME.aec.f32: after the suppressor).
         let dump = std::env::var_os("DUMP").map(std::path::PathBuf::from);
         let (mut lin_out, mut aec_out) = (Vec::new(), Vec::new());
-
         if let Some(x) = std::env::var("PF_NEAR").ok().and_then(|t| t.parse().ok()) {
             aec.postfilter_near = x;
         }

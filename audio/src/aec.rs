@@ -1,8 +1,7 @@
 //! Acoustic echo cancellation for real rooms: a delay estimator that finds and follows the
 //! device's render→capture delay, a partitioned-block frequency-domain Kalman filter (after
 //! Enzner & Vary; overlap-save, 10 ms partitions, [`TAIL_MS`] of room tail after the delay) and
-//! a residual-echo suppressor. Allocation-free after `prepare`; the suppressor adds 5 ms of
-//! latency (its low-delay overlap-add, [`SYN_D`]).
+//! a residual-echo suppressor. Allocation-free after `prepare`, no added latency.
 //!
 //! * **Delay**: binary spectra (Kleijn's delay estimator, as in WebRTC): per 10 ms block each of
 //!   32 bands (300 Hz–6.7 kHz) is 1 when its energy is above its running mean, for the far end
@@ -56,7 +55,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::block::Block;
 use crate::processor::{PrepareError, Processor, StreamSpec};
-use crate::units::{BLOCK_FRAMES, Frames};
+use crate::units::BLOCK_FRAMES;
 
 const N: usize = BLOCK_FRAMES;
 const M: usize = 2 * BLOCK_FRAMES;
@@ -92,13 +91,6 @@ const NEAR_COH: f32 = 0.6;
 const ECHO_COH: f32 = 0.5;
 const ECHO_COH_NEAR: f32 = 0.7;
 const ECHO_OVERSUB: f32 = 64.0;
-/// ...and by this in the near-end state, where a bin coherent with the echo estimate still
-/// carries near end (64 there: double talk's PESQ 0.02–0.13 lower, the echo not further down).
-const ECHO_OVERSUB_NEAR: f32 = 8.0;
-/// In the near-end state the gain is E² / (E² + NEAR_WIENER × residual) (Wiener's form) rather
-/// than power subtraction: the residual estimate runs 10–14 dB over the true one there (the
-/// coherent term and the over-subtraction), and subtraction cut holes in the near end.
-const NEAR_WIENER: f32 = 4.0;
 /// Far-end activity threshold: block power of −50 dBFS.
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
@@ -115,16 +107,6 @@ const DT_RATIO: f32 = 2.0;
 const DT_BLOCKS: u32 = 3;
 /// ...puts the suppressor in its near-end state for this many blocks (250 ms).
 const DT_HOLD: u32 = 25;
-
-/// The suppressor's synthesis delay, in samples (5 ms): its gains are applied on frames of the
-/// last [`M`] samples of the error, windowed by a long analysis window and resynthesised by a
-/// short one (Mauler & Martin's low-delay analysis–synthesis), one frame every `SYN_D` samples.
-/// The zero-padded 10 ms block it replaced (a rectangular window, no overlap) capped double
-/// talk's PESQ near 2.0 even with the true near-end and echo spectra as gains
-/// (`docs/voice-chain.md`, the framing round).
-const SYN_D: usize = 240;
-/// Synthesis frames per block.
-const SYN_FRAMES: usize = N / SYN_D;
 
 /// Taps of the reference's fractional-delay interpolator (a Kaiser-windowed sinc) and the
 /// fractional positions it is tabulated at.
@@ -256,17 +238,6 @@ pub struct Aec {
     snap_valid: bool,
     /// The linear filter's output of the last block (before the suppressor), for studies.
     linear: [f32; N],
-    /// The error's last `M + N` samples (the suppressor's frames end in this block), the
-    /// analysis and synthesis windows, the error's spectrum on the analysis window (the frame
-    /// ending with this block) and the synthesis overlap-add, whose first `SYN_D` samples are
-    /// output next.
-    e_hist: Vec<f32>,
-    win_a: Vec<f32>,
-    win_s: Vec<f32>,
-    ew_spec: Spectrum,
-    ola: Vec<f32>,
-    /// Scales the windowed frame's power to a 10 ms block's (N / Σ win_a²).
-    win_norm: f32,
 }
 
 impl std::fmt::Debug for Aec {
@@ -373,12 +344,6 @@ impl Aec {
             snap_active: 0,
             snap_valid: false,
             linear: [0.0; N],
-            e_hist: Vec::new(),
-            win_a: Vec::new(),
-            win_s: Vec::new(),
-            ew_spec: Vec::new(),
-            ola: Vec::new(),
-            win_norm: 1.0,
         }
     }
 
@@ -455,15 +420,6 @@ impl Aec {
                 acc += hk * self.ring[(first + k) % RING];
             }
             *o = acc;
-        }
-    }
-
-    /// Puts the error's frame ending `j` × [`SYN_D`] samples into this block, times the analysis
-    /// window, into `time`.
-    fn window_frame(&mut self, j: usize) {
-        let frame = &self.e_hist[j * SYN_D..j * SYN_D + M];
-        for ((t, x), w) in self.time.iter_mut().zip(frame).zip(&self.win_a) {
-            *t = x * w;
         }
     }
 
@@ -669,14 +625,6 @@ impl Processor for Aec {
         self.w_snap = vec![vec![Complex::new(0.0, 0.0); DRIFT_BINS]; P];
         self.ring = vec![0.0; RING];
         self.interp = interpolator();
-        let (wa, ws) = low_delay_windows();
-        self.win_norm = N as f32 / wa.iter().map(|w| w * w).sum::<f32>();
-        self.win_a = wa;
-        self.win_s = ws;
-        self.e_hist = vec![0.0; M + N];
-
-        self.ola = vec![0.0; 2 * SYN_D];
-        self.ew_spec = zero.clone();
         self.spec = zero;
         self.reset();
         Ok(())
@@ -767,8 +715,6 @@ impl Processor for Aec {
             mic[i] = e[i];
         }
         self.linear = e;
-        self.e_hist.copy_within(N.., 0);
-        self.e_hist[M..].copy_from_slice(&e);
         self.time[..N].fill(0.0);
         self.time[N..].copy_from_slice(&e);
         self.fft();
@@ -881,20 +827,8 @@ impl Processor for Aec {
             self.postfilter
         };
         if self.postfilter > 0.0 {
-            // The error's spectrum on the analysis window ending with this block.
-            self.window_frame(SYN_FRAMES);
-            self.fft();
-            self.ew_spec.copy_from_slice(&self.spec);
             for k in 0..BINS {
-                // The error's power on the 20 ms analysis window; with the far end alone the
-                // smaller of it and this block's own, so an echo's fall (the window still
-                // holds the louder block before) is cut at once (ERLE +0.7 to +4.8 dB).
-                let ew = self.ew_spec[k].norm_sqr() * self.win_norm;
-                let ee = if self.hold == 0 {
-                    ew.min(self.e_spec[k].norm_sqr())
-                } else {
-                    ew
-                } + 1e-12;
+                let ee = self.e_spec[k].norm_sqr() + 1e-12;
                 // The state's over-subtraction applies to the power path's prediction; the
                 // coherent estimate keeps its own (2), which a reference that never echoes
                 // leaves at the filter's small misadjustment.
@@ -906,27 +840,13 @@ impl Processor for Aec {
                 } else {
                     ECHO_COH_NEAR
                 };
-                let oversub = if self.hold == 0 {
-                    ECHO_OVERSUB
-                } else {
-                    ECHO_OVERSUB_NEAR
-                };
                 let pfk = if self.coh_k[k] > thr {
-                    oversub.max(pf)
+                    ECHO_OVERSUB.max(pf)
                 } else {
                     pf
                 };
                 let r = (pfk * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
-                // With the far end alone, power subtraction (echo-only bins go to the floor:
-                // the ERLE); in the near-end state Wiener's form, which never cuts a bin
-                // whose error is at its predicted residual by more than 1 / (1 + NEAR_WIENER)
-                // and so leaves no holes in the near end's spectrum.
-                let g = if self.hold == 0 {
-                    1.0 - r / ee
-                } else {
-                    ee / (ee + NEAR_WIENER * r)
-                }
-                .clamp(MIN_GAIN, 1.0);
+                let g = (1.0 - r / ee).clamp(MIN_GAIN, 1.0);
                 self.gain[k] = if g < self.gain[k] {
                     g
                 } else {
@@ -993,33 +913,14 @@ impl Processor for Aec {
         // includes the room's tail after the far end stops).
         self.near_active = err_pow > 4.0 * res_pow + 1e-9;
         if self.postfilter > 0.0 {
-            // One frame every SYN_D samples, each with this block's gains; the overlap-add's
-            // completed SYN_D samples go out (the output lags the error by SYN_D).
-            for j in 1..=SYN_FRAMES {
-                if j == SYN_FRAMES {
-                    self.spec.copy_from_slice(&self.ew_spec);
-                } else {
-                    self.window_frame(j);
-                    self.fft();
-                }
-                for (s, g) in self.spec.iter_mut().zip(&self.gain) {
-                    *s *= *g;
-                }
-                self.ifft();
-                for (i, o) in self.ola.iter_mut().enumerate() {
-                    let t = M - 2 * SYN_D + i;
-                    *o += self.time[t] * self.win_s[t] / M as f32;
-                }
-                let mic = block.channel_mut(0);
-                mic[(j - 1) * SYN_D..j * SYN_D].copy_from_slice(&self.ola[..SYN_D]);
-                self.ola.copy_within(SYN_D.., 0);
-                self.ola[SYN_D..].fill(0.0);
+            for k in 0..BINS {
+                self.spec[k] = self.e_spec[k] * self.gain[k];
             }
-        } else {
-            // No suppressor: the error, delayed as the suppressor's output would be.
-            block
-                .channel_mut(0)
-                .copy_from_slice(&self.e_hist[M - SYN_D..M + N - SYN_D]);
+            self.ifft();
+            let mic = block.channel_mut(0);
+            for i in 0..N {
+                mic[i] = self.time[N + i] / M as f32;
+            }
         }
 
         // Filter update (unconstrained), then the constraint on CONSTRAIN partitions in turn.
@@ -1119,44 +1020,7 @@ impl Processor for Aec {
         self.snap_valid = false;
         self.snap_blocks = 0;
         self.snap_active = 0;
-        self.e_hist.fill(0.0);
-        self.ola.fill(0.0);
     }
-
-    fn latency(&self) -> Frames {
-        Frames(SYN_D)
-    }
-}
-
-/// The suppressor's low-delay analysis and synthesis windows over [`M`] samples (Mauler &
-/// Martin 2007): the analysis window rises as a square-root Hann over the first `M − SYN_D`
-/// samples and falls as one over the last `SYN_D`; the synthesis window is non-zero only over
-/// the last `2 SYN_D`, where the two windows' product is a Hann of that length, so frames
-/// every `SYN_D` samples add back to the input delayed by `SYN_D`.
-fn low_delay_windows() -> (Vec<f32>, Vec<f32>) {
-    let hann = |n: usize, len: usize| {
-        0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / len as f64).cos()
-    };
-    let rise = M - SYN_D;
-    let wa: Vec<f64> = (0..M)
-        .map(|n| {
-            if n < rise {
-                hann(n, 2 * rise).sqrt()
-            } else {
-                hann(n - (M - 2 * SYN_D), 2 * SYN_D).sqrt()
-            }
-        })
-        .collect();
-    let ws = (0..M)
-        .map(|n| {
-            if n < M - 2 * SYN_D {
-                0.0
-            } else {
-                (hann(n - (M - 2 * SYN_D), 2 * SYN_D) / wa[n].max(1e-9)) as f32
-            }
-        })
-        .collect();
-    (wa.into_iter().map(|w| w as f32).collect(), ws)
 }
 
 /// The fractional-delay interpolator's taps: for each of `INTERP_PHASES + 1` fractions f of a
