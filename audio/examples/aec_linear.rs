@@ -4,7 +4,10 @@
 //! condition, the linear filter's echo reduction after 2 s (the echo's power over the echo's
 //! power left in the output, the near end and the floor taken out exactly) over the
 //! far-end-only part and over the double-talk part, and the clock drift the canceller
-//! estimated at the end.
+//! estimated at the end. `DUMP=DIR` keeps the suppressor on and writes the linear filter's
+//! output and the suppressed output of each condition to DIR as raw little-endian f32
+//! (`NAME.lin.f32`, `NAME.aec.f32`) for a per-segment study (the echo figures printed stay the
+//! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state.
 
 use onmic_audio::aec::Aec;
 use onmic_audio::offline::read_wav;
@@ -34,7 +37,16 @@ fn main() {
             .and_then(|m| m.get("drift_ppm").and_then(serde_json::Value::as_f64))
             .map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
         let mut aec = Aec::new();
-        aec.postfilter = 0.0;
+        // DUMP=DIR: the suppressor stays on and both outputs are written to DIR as raw f32
+        // (NAME.lin.f32: the linear filter's, NAME.aec.f32: after the suppressor).
+        let dump = std::env::var_os("DUMP").map(std::path::PathBuf::from);
+        let (mut lin_out, mut aec_out) = (Vec::new(), Vec::new());
+        if let Some(x) = std::env::var("PF_NEAR").ok().and_then(|t| t.parse().ok()) {
+            aec.postfilter_near = x;
+        }
+        if dump.is_none() {
+            aec.postfilter = 0.0;
+        }
         aec.drift_tracking = std::env::var_os("NO_DRIFT").is_none();
         if let Some(t) = std::env::var("TRANSITION")
             .ok()
@@ -67,13 +79,17 @@ fn main() {
             mb.channel_mut(0).copy_from_slice(&mic[s..s + BLOCK_FRAMES]);
             aec.analyze_render(&fb);
             aec.process(&mut mb);
+            if dump.is_some() {
+                lin_out.extend_from_slice(aec.linear_output());
+                aec_out.extend_from_slice(mb.channel(0));
+            }
             if s < 2 * 48_000 {
                 continue;
             }
             for i in 0..BLOCK_FRAMES {
                 let (ec, m) = (echo[s + i] as f64, mic[s + i] as f64);
                 // Output = mic − estimate; what is left of the echo = output − near − floor.
-                let left = mb.channel(0)[i] as f64 - (m - ec);
+                let left = aec.linear_output()[i] as f64 - (m - ec);
                 if s >= end {
                     e_end += ec * ec;
                     r_end += left * left;
@@ -88,6 +104,12 @@ fn main() {
             }
         }
         let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let (Some(dir), Some(n)) = (&dump, &name) {
+            for (ext, v) in [("lin", &lin_out), ("aec", &aec_out)] {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                std::fs::write(dir.join(format!("{n}.{ext}.f32")), bytes).expect("write dump");
+            }
+        }
         println!(
             "{:18} linear {:6.1} dB far end alone, {:6} dB in double talk, {:6.1} dB in the last 4 s; drift {:>7.1} ppm est, {} true; delay {} ms",
             name.unwrap_or_default(),
