@@ -149,11 +149,7 @@ impl Push {
             return Err(PushError::Encoder("no pipes to the encoder".into()));
         };
         let started_at = hub.now();
-        let safe: String = room
-            .as_str()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let safe = crate::recording::file_safe(&room);
         let mut status = empty_status(&room);
         status.id = format!("push-{}-{safe}", started_at.0);
         status.url = settings.target.tc_url.clone();

@@ -128,11 +128,7 @@ impl Recording {
     ) -> std::io::Result<Recording> {
         let started = Instant::now();
         let started_at = hub.now();
-        let safe: String = room
-            .as_str()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let safe = file_safe(&room);
         let id = format!("rec-{}-{safe}", started_at.0);
         let (tx, rx) = std::sync::mpsc::sync_channel(TAP_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -379,6 +375,15 @@ impl Recorder {
         self.record.duration_ms = Some(total * 1000 / u64::from(source::RATE));
         Ok(())
     }
+}
+
+/// `room` with every character but ASCII letters and digits as `_`: safe in a file name and in
+/// the ids of recordings and pushes.
+pub(crate) fn file_safe(room: &RoomId) -> String {
+    room.as_str()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// Queues the `recording_started` / `recording_stopped` webhook.

@@ -382,6 +382,17 @@ pub fn open(config: &crate::Config) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
+/// The `LIKE` pattern (escape character `\`) that finds `query` anywhere, case folded: its
+/// `\`, `%` and `_` match themselves. Both stores' song search uses it.
+pub(crate) fn like_pattern(query: &str) -> String {
+    let escaped = query
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// Gift ledger rows for the gift events among `events`.
 pub fn gift_records(room: &str, events: &[Event]) -> Vec<GiftRecord> {
     events

@@ -645,12 +645,7 @@ impl Store for PgStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<crate::songs::SongSummary>, StoreError> {
-        let escaped = query
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+        let pattern = super::like_pattern(query);
         self.call(move |pool| async move {
             let c = client(&pool).await?;
             let rows = c

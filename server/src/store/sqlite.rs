@@ -434,12 +434,7 @@ impl Store for SqliteStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<crate::songs::SongSummary>, StoreError> {
-        let escaped = query
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+        let pattern = super::like_pattern(query);
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT code, title, artist, duration_ms, length(package), lyrics IS NOT NULL
