@@ -445,6 +445,9 @@ impl RtcDriver {
             }
             Cmd::Stall(pause) => std::thread::sleep(pause),
             Cmd::SlowRelays(_) => {} // the str0m driver's test support only
+            // This comparison driver (the `bench-rtc` feature) feeds no CDN push: the tap is
+            // dropped, and a push started on it sends silence.
+            Cmd::SetPushTap { .. } => {}
         }
     }
 
