@@ -9,7 +9,6 @@ mod common;
 mod sfu_support;
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -117,28 +116,12 @@ fn node_env(name: &str, listen: &str, redis: &str, db: &std::path::Path) -> Vec<
 /// The `onmic-server` binary (inside `ns`) with `env`; returns it and its base URL.
 fn node(ns: Option<&str>, env: &[(String, String)]) -> (Kid, String) {
     let mut cmd = command(ns, BIN);
-    cmd.env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.env_remove("RUST_LOG").stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("onmic-server starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("onmic-server listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let kid = Kid(child);
-    let url = rx.recv_timeout(WAIT).expect("the node reports its address");
-    (kid, url)
+    let (child, url) = spawn_server(cmd);
+    (Kid(child), url)
 }
 
 /// `onmic-server cluster status --json` against `redis`.

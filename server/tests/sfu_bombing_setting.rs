@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use onmic_room::{EventKind, LeaveReason, RoomId};
+use onmic_room::RoomId;
 use onmic_server::Config;
 use serde_json::json;
 use sfu_support::*;
@@ -40,15 +40,7 @@ async fn bomb(server: &onmic_server::RunningServer, room: &str, settle: Duration
     bomber.sending.store(true, Ordering::Relaxed);
     let (mut reported, mut kicked) = (false, false);
     let mut scan = |events: &mut tokio::sync::broadcast::Receiver<onmic_server::hub::Frame>| {
-        while let Ok(f) = events.try_recv() {
-            match &f.event.kind {
-                EventKind::BombingDetected { uid, .. } => reported |= uid.as_str() == "bomber",
-                EventKind::MemberLeft { uid, reason } => {
-                    kicked |= uid.as_str() == "bomber" && *reason == LeaveReason::Kicked;
-                }
-                _ => {}
-            }
-        }
+        note_bomber(events, "bomber", &mut reported, &mut kicked);
         (reported, kicked)
     };
     let deadline = std::time::Instant::now() + WAIT;

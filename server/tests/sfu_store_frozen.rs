@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use common::pg::PgCluster;
 use common::*;
-use onmic_room::{EventKind, LeaveReason, RoomId};
+use onmic_room::RoomId;
 use onmic_server::Config;
 use sfu_support::*;
 
@@ -58,15 +58,7 @@ async fn scenario() {
     until(
         "the bomber reported and kicked while the store is frozen",
         || {
-            while let Ok(f) = events.try_recv() {
-                match &f.event.kind {
-                    EventKind::BombingDetected { uid, .. } => reported |= uid.as_str() == "bomber",
-                    EventKind::MemberLeft { uid, reason } => {
-                        kicked |= uid.as_str() == "bomber" && *reason == LeaveReason::Kicked;
-                    }
-                    _ => {}
-                }
-            }
+            note_bomber(&mut events, "bomber", &mut reported, &mut kicked);
             reported && kicked
         },
     )

@@ -17,8 +17,8 @@ pub mod rtmp;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -322,14 +322,7 @@ impl PushTap {
             arrived: Instant::now(),
             payload: payload.clone(),
         };
-        match self.tx.try_send(packet) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        crate::recording::offer_tap(&self.tx, &self.dropped, packet)
     }
 }
 

@@ -98,7 +98,7 @@ struct TapPacket {
     source: u64,
     ts: u64,
     arrived: Instant,
-    payload: Vec<u8>,
+    payload: Arc<[u8]>,
 }
 
 /// When and why the recording was asked to stop.
@@ -168,21 +168,14 @@ impl Recording {
 
     /// Hands a forwarded packet to the recorder without blocking; a full queue drops it and
     /// counts it. `false`: the recorder is gone (it failed), stop offering.
-    pub fn offer(&self, source: u64, ts: u64, payload: &[u8]) -> bool {
+    pub fn offer(&self, source: u64, ts: u64, payload: &Arc<[u8]>) -> bool {
         let packet = TapPacket {
             source,
             ts,
             arrived: Instant::now(),
-            payload: payload.to_vec(),
+            payload: payload.clone(),
         };
-        match self.tx.try_send(packet) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        offer_tap(&self.tx, &self.dropped, packet)
     }
 
     /// Stops at this instant for `reason`; join the handle for the final record.
@@ -374,6 +367,19 @@ impl Recorder {
         file.sync_all()?;
         self.record.duration_ms = Some(total * 1000 / u64::from(source::RATE));
         Ok(())
+    }
+}
+
+/// Queues `packet` for a tap's consumer (a recorder, a CDN push's mixer) without blocking: a
+/// full queue drops it and counts it in `dropped`. `false`: the consumer is gone.
+pub(crate) fn offer_tap<T>(tx: &SyncSender<T>, dropped: &AtomicU64, packet: T) -> bool {
+    match tx.try_send(packet) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => false,
     }
 }
 

@@ -223,7 +223,6 @@ impl Proc {
     /// Starts the binary with no database setting but those in `extra` (e.g.
     /// `ONMIC_DATABASE_URL` for PostgreSQL).
     pub fn start_env(extra: &[(&str, String)]) -> Proc {
-        use std::io::BufRead;
         let mut cmd = std::process::Command::new(BIN);
         cmd.env_remove("RUST_LOG")
             .env("ONMIC_LISTEN", "127.0.0.1:0")
@@ -232,27 +231,11 @@ impl Proc {
             .env("ONMIC_CUSTOMER_SECRET", SECRET)
             .env("ONMIC_TOKEN_SECRET", "tok-secret")
             .env("ONMIC_APP_ID", "app")
-            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit());
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("server binary starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(url) = line.strip_prefix("onmic-server listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(WAIT)
-            .expect("the server reports its address");
+        let (child, url) = spawn_server(cmd);
         Proc { child, url }
     }
 
@@ -328,4 +311,30 @@ pub fn next_input_seen<'a>(
         }
         Err(_) => Some(str0m::Input::Timeout(std::time::Instant::now())),
     }
+}
+
+/// Spawns an `onmic-server` command (its stdout is taken) and waits for the line that reports its
+/// address; returns the process and its base URL.
+pub fn spawn_server(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("onmic-server listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(WAIT)
+        .expect("the server reports its address");
+    (child, url)
 }

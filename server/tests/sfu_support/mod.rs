@@ -324,3 +324,23 @@ pub async fn owner_and_listener(base: &str, room: &str) -> OwnerAndListener {
         listener,
     }
 }
+
+/// Reads the room events waiting in `events` and notes whether `uid` was reported for sending
+/// audio without a seat (`bombing_detected`) and whether it left kicked.
+pub fn note_bomber(
+    events: &mut tokio::sync::broadcast::Receiver<onmic_server::hub::Frame>,
+    uid: &str,
+    reported: &mut bool,
+    kicked: &mut bool,
+) {
+    use onmic_room::{EventKind, LeaveReason};
+    while let Ok(f) = events.try_recv() {
+        match &f.event.kind {
+            EventKind::BombingDetected { uid: u, .. } => *reported |= u.as_str() == uid,
+            EventKind::MemberLeft { uid: u, reason } => {
+                *kicked |= u.as_str() == uid && *reason == LeaveReason::Kicked;
+            }
+            _ => {}
+        }
+    }
+}

@@ -271,8 +271,9 @@ impl Driver {
         now: Instant,
     ) {
         // Recording tap: a copy for the room's recorder, never blocking (see `recording`).
+        let ts = || data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
         if let Some(active) = self.recordings.get(room) {
-            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
+            let ts = ts();
             if !active.recording.offer(from.0, ts, &data.payload)
                 && let Some(gone) = self.recordings.remove(room)
             {
@@ -280,11 +281,10 @@ impl Driver {
             }
         }
         // CDN push tap: the same, for the push's mixer (see `crate::push`).
-        if let Some(tap) = self.push_taps.get(room) {
-            let ts = data.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer();
-            if !tap.offer(uid, ts, &data.payload) {
-                self.push_taps.remove(room);
-            }
+        if let Some(tap) = self.push_taps.get(room)
+            && !tap.offer(uid, ts(), &data.payload)
+        {
+            self.push_taps.remove(room);
         }
         let Some(media) = self.rooms.get(room) else {
             return;
