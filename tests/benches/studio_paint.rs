@@ -16,6 +16,11 @@
 //!
 //! Run: `cargo xtask with-daemons -- cargo bench -p onmic-e2e --bench studio_paint`
 //! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load).
+//! Diagnosis: `ONMIC_PAINT_DIAG=1` adds the DOM changes, the frame intervals and the frame
+//! intervals with one part of the window hidden; with it, `ONMIC_PAINT_VARIANTS=FILE` (lines
+//! `name|css`) measures each CSS variant's frame intervals, interleaved, `ONMIC_PAINT_ROUNDS`
+//! times (default 3), and `ONMIC_PAINT_PERF=DIR` records the web view with `perf` while the first
+//! round measures each variant (`DIR/<name>.data`). See docs/studio.md, "Fourth round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
 use std::sync::Arc;
@@ -421,7 +426,7 @@ async fn run() -> anyhow::Result<()> {
         if p99 <= 50.0 { "HOLDS" } else { "FAILS" }
     );
     if std::env::var_os("ONMIC_PAINT_DIAG").is_some() {
-        diagnose(&studio).await;
+        diagnose(&studio, web).await;
     }
     chatter.abort();
     for t in tasks {
@@ -439,7 +444,7 @@ async fn run() -> anyhow::Result<()> {
 /// how fast the web view draws (the intervals of 100 consecutive animation frames). A frame
 /// interval far above 16.7 ms means the compositor, not the page's script, is what the
 /// event-to-paint delay waits for (docs/studio.md, "Event-to-paint benchmark").
-async fn diagnose(studio: &Studio) {
+async fn diagnose(studio: &Studio, web: Option<u32>) {
     const MUTATIONS: &str = r#"const done = arguments[0];
         const counts = {};
         const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
@@ -517,4 +522,80 @@ async fn diagnose(studio: &Studio) {
         .client
         .execute("document.getElementById('diag-hide')?.remove();", vec![])
         .await;
+    // `ONMIC_PAINT_VARIANTS=FILE`: lines `name|css` (an empty css is the page as it is), each
+    // applied in turn and its frame intervals measured, the whole list repeated
+    // `ONMIC_PAINT_ROUNDS` times (default 3) so that a variant is compared with the others
+    // under the same load, interleaved.
+    let Some(file) = std::env::var_os("ONMIC_PAINT_VARIANTS") else {
+        return;
+    };
+    let variants: Vec<(String, String)> = std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('|'))
+        .map(|(n, c)| (n.trim().to_string(), c.to_string()))
+        .collect();
+    let rounds = env_or("ONMIC_PAINT_ROUNDS", 3);
+    let mut results: Vec<Vec<String>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        for (i, (_, css)) in variants.iter().enumerate() {
+            let apply = format!(
+                "let s = document.getElementById('diag-variant'); if (!s) {{ s = document.createElement('style'); s.id = 'diag-variant'; document.head.appendChild(s); }} s.textContent = {};",
+                serde_json::to_string(css).unwrap_or_default()
+            );
+            let _ = studio.client.execute(&apply, vec![]).await;
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            // `ONMIC_PAINT_PERF=DIR`: a `perf record` of the web view's process while the
+            // first round measures each variant (DIR/<name>.data).
+            let perf = match (std::env::var_os("ONMIC_PAINT_PERF"), web, round) {
+                (Some(dir), Some(pid), 0) => std::process::Command::new("perf")
+                    .args([
+                        "record",
+                        "-q",
+                        "-F",
+                        "499",
+                        "-g",
+                        "-p",
+                        &pid.to_string(),
+                        "-o",
+                    ])
+                    .arg(std::path::Path::new(&dir).join(format!("{}.data", variants[i].0)))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok(),
+                _ => None,
+            };
+            let r = match studio.client.execute_async(FRAMES, vec![]).await {
+                Ok(v) => v.as_str().unwrap_or_default().to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            // Which columns scroll (a scrolling container is a layer of its own).
+            let scroll = studio
+                .client
+                .execute(
+                    "return ['.col-audio', '.col-stage', '.col-side'].map((c) => { const e = document.querySelector(c); return e ? `${c} ${e.clientHeight}/${e.scrollHeight}` : ''; }).join(', ');",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if let Some(mut p) = perf {
+                // SIGINT makes perf write its file and exit.
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", &p.id().to_string()])
+                    .status();
+                let _ = p.wait();
+            }
+            results[i].push(format!("{r} ({scroll})"));
+        }
+    }
+    for ((name, _), r) in variants.iter().zip(results) {
+        println!("studio_paint variant {name}:");
+        for line in r {
+            println!("    {line}");
+        }
+    }
 }
