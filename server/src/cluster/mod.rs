@@ -17,6 +17,7 @@
 pub mod bridge;
 pub mod metrics;
 pub mod registry;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
