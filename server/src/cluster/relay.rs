@@ -725,17 +725,18 @@ pub async fn place_listener(
             }
         }
     }
+    // Relays already serving the room first (one link each), then the least-loaded other
+    // nodes; a relay that serves its own `relay_listeners` of the room refuses (503) and the
+    // next is asked.
     let mut candidates: Vec<NodeRecord> = cluster
         .live_nodes()
         .into_iter()
         .filter(|n| n.id != cluster.node && n.media.is_some())
-        .filter(|n| counts.get(&n.id).copied().unwrap_or(0) < threshold)
         .collect();
     candidates.sort_by_key(|n| {
         let c = counts.get(&n.id).copied().unwrap_or(0);
         (c == 0, n.load.peers as usize + c, n.id.clone())
     });
-    let relay = candidates.into_iter().next()?;
     // The link must find the room's tap: start it before the relay connects.
     relays.origin_room(app, room)?;
     let body = RelayOffer {
@@ -744,26 +745,48 @@ pub async fn place_listener(
         origin: cluster.node.clone(),
         offer: offer.clone(),
     };
-    let answer = cluster
-        .http_client
-        .post(format!("http://{}{OFFER_PATH}", relay.http))
-        .header(BRIDGE_HEADER, cluster.bridge_header())
-        .json(&body)
-        .send()
-        .await;
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(%room, relay = relay.id, %e, "relay did not answer; serving the listener here");
-            return None;
+    for relay in candidates {
+        let answer = cluster
+            .http_client
+            .post(format!("http://{}{OFFER_PATH}", relay.http))
+            .header(BRIDGE_HEADER, cluster.bridge_header())
+            .json(&body)
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%room, relay = relay.id, %e, "relay did not answer; asking the next");
+                continue;
+            }
+        };
+        let status = answer.status();
+        let Ok(bytes) = answer.bytes().await else {
+            continue;
+        };
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            continue; // full for this room, or its media is down
         }
-    };
-    let status = answer.status();
-    let bytes = answer.bytes().await.ok()?;
-    if status.is_server_error() {
-        tracing::warn!(%room, relay = relay.id, %status, body = %String::from_utf8_lossy(&bytes), "relay refused; serving the listener here");
-        return None;
+        if status.is_server_error() {
+            tracing::warn!(%room, relay = relay.id, %status, body = %String::from_utf8_lossy(&bytes), "relay failed; asking the next");
+            continue;
+        }
+        return Some(relayed_answer(relays, room, uid, &relay, status, bytes));
     }
+    tracing::debug!(%room, "no relay can take the listener; serving it here");
+    None
+}
+
+/// The client's answer from a relay (its SDP answer, or its 4xx error), with the placement
+/// remembered on success.
+fn relayed_answer(
+    relays: &Relays,
+    room: &RoomId,
+    uid: &Uid,
+    relay: &NodeRecord,
+    status: reqwest::StatusCode,
+    bytes: Bytes,
+) -> Response {
     if status.is_success() {
         if let Some(r) = lock(&relays.origin).get_mut(room) {
             r.placed.insert(uid.clone(), relay.id.clone());
@@ -776,7 +799,9 @@ pub async fn place_listener(
     if let Ok(v) = HeaderValue::from_str(&relay.id) {
         response = response.header(RELAY_HEADER, v);
     }
-    response.body(axum::body::Body::from(bytes)).ok()
+    response
+        .body(axum::body::Body::from(bytes))
+        .unwrap_or_else(|e| error(StatusCode::BAD_GATEWAY, "node_unavailable", e))
 }
 
 /// On an `/rtc/offer` answer placed on a relay: the relay's node id.
@@ -817,6 +842,18 @@ async fn relay_offer(
         }
         Err(e) => return super::bridge::error_response(&e),
     };
+    if let Some(limit) = app.relays.threshold
+        && sfu.room_peers(&req.room).await.unwrap_or(0) >= limit
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_unavailable",
+            format!(
+                "this relay serves its relay_listeners ({limit}) of room {}",
+                req.room
+            ),
+        );
+    }
     let offer: str0m::change::SdpOffer = match serde_json::from_value(req.offer) {
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_sdp", e),
