@@ -272,6 +272,8 @@ async fn connect(
                             let ts = MediaTime::new(seq * 960, Frequency::FORTY_EIGHT_KHZ);
                             let _ = w.audio_level(-20, true).write(pt, now, ts, p);
                             seq += 1;
+                            // Out at once (the next poll), not after the next wait.
+                            continue;
                         }
                     }
                 }
@@ -474,16 +476,17 @@ fn main() {
             0
         };
         println!(
-            "derived: listeners per added relay node at 1 speaker (80 % of {cores} cores / measured slope): {derived}"
+            "derived: listeners per added relay node at 1 speaker (80 % of {cores} cores / measured slope): {derived}; at 3 speakers (3 copies per listener per 20 ms): {}",
+            derived / 3
         );
         println!(
             "derived: listeners per added node from the SFU's known capacity (docs/sfu.md: 2,000 listeners of 3 speakers on 2 cores; a relay's link is one subscriber at its origin): 2,000"
         );
         for relays in 1..=4u64 {
             println!(
-                "derived: origin + {relays} relay(s): {} listeners (SFU capacity), {} (measured slope)",
+                "derived: origin + {relays} relay(s), 3 speakers: {} listeners (SFU capacity), {} (measured slope)",
                 2_000 * (relays + 1),
-                derived * (relays + 1)
+                derived / 3 * (relays + 1)
             );
         }
         drop(listeners);

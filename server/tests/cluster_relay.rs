@@ -300,6 +300,14 @@ fn a_room_spreads_over_two_relays_and_the_origin_keeps_authority() {
         );
         assert!(relay_dropped >= 50.0, "the relay dropped the unseated sender's packets");
 
+        // One link per relay, whatever it serves; the origin counts its placements.
+        assert_eq!(metric(&origin, "onmic_relay_placed_total").await, Some(4.0));
+        assert_eq!(metric(&origin, "onmic_relay_subscribers").await, Some(2.0));
+        for r in &relays {
+            assert_eq!(metric(&base[*r], "onmic_relay_links").await, Some(1.0), "node {r}");
+            assert!(metric(&base[*r], "onmic_relay_frames_in_total").await >= Some(100.0));
+        }
+
         // The relay link: bad auth and malformed frames are refused with a clear error.
         assert_eq!(open_link(&origin, room, None).await.err(), Some(401));
         assert_eq!(

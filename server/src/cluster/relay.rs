@@ -53,6 +53,8 @@ const TAP_QUEUE: usize = 1024;
 const LINK_QUEUE: usize = 1024;
 /// How long the origin waits for a relay's `hello`, and a relay for the origin's.
 const HELLO_WITHIN: Duration = Duration::from_secs(3);
+/// Why a relay closed a link whose room had no listener left here.
+const IDLE: &str = "no listener left here";
 /// A relay closes a link whose room has had no listener here for this many checks (1 s apart).
 const IDLE_CHECKS: u32 = 3;
 /// Largest link frame (an Opus packet is at most ~1,300 bytes; uids at most 255).
@@ -541,17 +543,18 @@ pub fn routes<S: Clone + Send + Sync + 'static>(app: Arc<AppState>) -> Router<S>
         .with_state(app)
 }
 
-/// The bridge header's check: relay endpoints serve only nodes of this cluster.
-fn authorised(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+/// Relay endpoints serve only nodes of this cluster (a valid bridge header).
+/// The bridge header's check; `Some`: the refusal.
+fn refused(app: &AppState, headers: &axum::http::HeaderMap) -> Option<Response> {
     if app.cluster.is_none() {
-        return Err(error(
+        return Some(error(
             StatusCode::NOT_FOUND,
             "not_found",
             "relays need a cluster (cluster_redis)",
         ));
     }
     if !super::bridge::bridged(app, headers) {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             format!(
@@ -559,7 +562,7 @@ fn authorised(app: &AppState, headers: &axum::http::HeaderMap) -> Result<(), Res
             ),
         ));
     }
-    Ok(())
+    None
 }
 
 /// `GET /cluster/relay/link/{room}` on the origin: a relay's link (WebSocket).
@@ -569,7 +572,7 @@ async fn link(
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = authorised(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         app.relays
             .counters
             .link_errors
@@ -814,7 +817,7 @@ async fn relay_offer(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = authorised(&app, &headers) {
+    if let Some(refused) = refused(&app, &headers) {
         return refused;
     }
     let Some(cluster) = app.cluster.clone() else {
@@ -935,6 +938,7 @@ async fn relay_link(
             tracing::warn!(%room, origin = origin.id, %e, "relay link to the room's node lost; its listeners here are disconnected");
         }
     }
+    let idle = outcome == Ok(IDLE);
     let _ = up.send(Some(Err(match outcome {
         Ok(why) => why.to_owned(),
         Err(e) => e,
@@ -945,7 +949,10 @@ async fn relay_link(
             links.remove(&room);
         }
     }
-    sfu.close_relayed(&room, None);
+    // An idle link had no listener; one that arrived since belongs to the next link.
+    if !idle {
+        sfu.close_relayed(&room, None);
+    }
 }
 
 async fn run_link(
@@ -1036,7 +1043,7 @@ async fn run_link(
                         // Out of the links map first: an offer from now on opens a new link.
                         lock(&app.relays.links).remove(room);
                         let _ = ws.close(None).await;
-                        return Ok("no listener left here");
+                        return Ok(IDLE);
                     }
                 } else {
                     idle = 0;
