@@ -88,6 +88,11 @@ pub struct Config {
     /// A node record not refreshed for this long expires (the node is no longer live), in
     /// milliseconds; at least twice `cluster_heartbeat_ms`.
     pub cluster_node_ttl_ms: u64,
+    /// In a cluster: the most WebRTC peer connections of one room this node serves itself. As the
+    /// room's node, the offers of further listeners (members holding no seat) are placed on
+    /// relay nodes; as a relay, it refuses more of that room. None: this node places no listener
+    /// on relays (every peer of its rooms connects to it) and relays without a limit.
+    pub relay_listeners: Option<usize>,
 }
 
 impl Default for Config {
@@ -126,6 +131,7 @@ impl Default for Config {
             cluster_advertise: None,
             cluster_heartbeat_ms: 1000,
             cluster_node_ttl_ms: 5000,
+            relay_listeners: None,
         }
     }
 }

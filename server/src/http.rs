@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(crate::rest::openapi))
         .merge(crate::rest::router(state.clone()))
         .merge(crate::sfu::http::routes(state.clone()))
+        .merge(crate::cluster::relay::routes(state.clone()))
         .merge(crate::songs::http::routes(state.clone()))
         .merge(crate::page::routes())
         .fallback(not_found)

@@ -59,6 +59,8 @@ pub struct AppState {
     pub pushes: Arc<push::Pushes>,
     /// This node's handle on the cluster; `None` without `cluster_redis` (a single node).
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// Relays of big rooms, as origin and as relay (`cluster::relay`; idle without a cluster).
+    pub relays: Arc<cluster::relay::Relays>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -213,6 +215,7 @@ pub async fn start_with_clock(
         media: media.clone(),
         pushes: pushes.clone(),
         cluster: cluster.clone(),
+        relays: cluster::relay::Relays::new(config.relay_listeners),
     });
     let app = http::router(state);
     let (stop, stopped) = oneshot::channel::<()>();

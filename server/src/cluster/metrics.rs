@@ -184,6 +184,51 @@ pub async fn render(state: &AppState) -> String {
         for (name, help, v) in rows {
             t.series(name, "counter", help, v.load(Ordering::Relaxed));
         }
+        let r = &state.relays;
+        t.series(
+            "onmic_relay_links",
+            "gauge",
+            "Relay links this node holds to rooms' origin nodes (as a relay).",
+            r.links(),
+        );
+        t.series(
+            "onmic_relay_subscribers",
+            "gauge",
+            "Relay links subscribed to this node's rooms (as origin).",
+            r.subscribers(),
+        );
+        t.series(
+            "onmic_relay_dropped_total",
+            "counter",
+            "Forwarded packets not sent to a relay (tap queue full, link lagging).",
+            r.dropped(),
+        );
+        let rc = &r.counters;
+        let rows = [
+            (
+                "onmic_relay_placed_total",
+                "Listeners this node (as origin) placed on relays.",
+                &rc.placed,
+            ),
+            (
+                "onmic_relay_frames_out_total",
+                "Relay link frames sent to relays.",
+                &rc.frames_out,
+            ),
+            (
+                "onmic_relay_frames_in_total",
+                "Relay link frames received from origins.",
+                &rc.frames_in,
+            ),
+            (
+                "onmic_relay_link_errors_total",
+                "Relay links refused or lost (bad auth, malformed frame, origin gone).",
+                &rc.link_errors,
+            ),
+        ];
+        for (name, help, v) in rows {
+            t.series(name, "counter", help, v.load(Ordering::Relaxed));
+        }
     }
     t.out
 }

@@ -11,12 +11,14 @@
 //! retrying), a background task heartbeats every `cluster_heartbeat_ms`, and the request paths
 //! ask [`Cluster::node_of`] / [`Cluster::place`] only for rooms this node does not hold. A Redis
 //! outage is an error answer (`cluster_unavailable`, 503) and a logged warning, never a panic;
-//! the connection is re-established by the next request or heartbeat. Not built yet: draining,
-//! failover of a dead node's rooms, relays, CDN push (`docs/cluster.md`).
+//! the connection is re-established by the next request or heartbeat. A room whose audience
+//! outgrows its node spreads its listeners over relay nodes ([`relay`]). Not built yet: draining,
+//! failover of a dead node's rooms (`docs/cluster.md`).
 
 pub mod bridge;
 pub mod metrics;
 pub mod registry;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

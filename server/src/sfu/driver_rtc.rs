@@ -99,6 +99,7 @@ pub(super) fn start(hub: Arc<Hub>, config: SfuConfig) -> std::io::Result<Sfu> {
             driver.run(start.commands)
         },
     )
+    .map(|(sfu, _)| sfu)
 }
 
 /// An authorised packet handed to the other shards (judged once, by the publisher's shard).
@@ -448,6 +449,14 @@ impl RtcDriver {
             // This comparison driver (the `bench-rtc` feature) feeds no CDN push: the tap is
             // dropped, and a push started on it sends silence.
             Cmd::SetPushTap { .. } => {}
+            // Nor relays (issue 16): a relayed listener is refused, the rest ignored.
+            Cmd::ConnectRelayed { reply, .. } => {
+                let _ = reply.send(Err(SfuError::Stopped));
+            }
+            Cmd::RoomPeers { reply, .. } => {
+                let _ = reply.send(0);
+            }
+            Cmd::CloseRelayed { .. } | Cmd::SetRelayTap { .. } => {}
         }
     }
 

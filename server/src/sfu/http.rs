@@ -139,6 +139,13 @@ async fn offer(State(st): State<MediaState>, request: axum::extract::Request) ->
     {
         *sdp = serde_json::Value::String(without_red(text));
     }
+    // A room that outgrew this node: a further listener's media goes to a relay node.
+    if let Some(answer) =
+        crate::cluster::relay::place_listener(&st.app, &sfu, &req.room, &claims.uid, &offer_json)
+            .await
+    {
+        return answer;
+    }
     let offer: SdpOffer = match serde_json::from_value(offer_json) {
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_sdp", e),

@@ -38,6 +38,8 @@ pub struct Peer {
     pub last_frame: Arc<Mutex<HashMap<u8, u64>>>,
     /// Frames this peer published.
     pub sent: Arc<AtomicU64>,
+    /// When the last frame of each sender tag arrived.
+    pub last_at: Arc<Mutex<HashMap<u8, Instant>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -123,15 +125,16 @@ impl Peer {
         let sender_reports = Arc::new(AtomicU64::new(0));
         let last_frame = Arc::new(Mutex::new(HashMap::new()));
         let sent = Arc::new(AtomicU64::new(0));
+        let last_at = Arc::new(Mutex::new(HashMap::new()));
         let socket_for_test = socket.try_clone().expect("socket clone");
         let thread = {
             let (received, sending, stop) = (received.clone(), sending.clone(), stop.clone());
             let (level, reports) = (level.clone(), sender_reports.clone());
-            let (last, sent) = (last_frame.clone(), sent.clone());
+            let (last, sent, at) = (last_frame.clone(), sent.clone(), last_at.clone());
             std::thread::spawn(move || {
                 run(
                     rtc, socket, send_mid, tag, payload, received, sending, level, reports, last,
-                    sent, stop,
+                    sent, at, stop,
                 )
             })
         };
@@ -144,6 +147,7 @@ impl Peer {
             sender_reports,
             last_frame,
             sent,
+            last_at,
             stop,
             thread: Some(thread),
         }
@@ -181,6 +185,7 @@ fn run(
     sender_reports: Arc<AtomicU64>,
     last_frame: Arc<Mutex<HashMap<u8, u64>>>,
     sent: Arc<AtomicU64>,
+    last_at: Arc<Mutex<HashMap<u8, Instant>>>,
     stop: Arc<AtomicBool>,
 ) {
     let local = socket.local_addr().expect("addr");
@@ -198,6 +203,7 @@ fn run(
                 Ok(Output::Event(Event::MediaData(d))) => {
                     if let Some(&from) = d.data.first() {
                         *received.lock().expect("counts").entry(from).or_default() += 1;
+                        last_at.lock().expect("times").insert(from, Instant::now());
                         if let Some(n) = d.data.get(1..9) {
                             let n = u64::from_be_bytes(n.try_into().expect("8 bytes"));
                             last_frame.lock().expect("frames").insert(from, n);

@@ -144,6 +144,11 @@ impl Driver {
             return;
         }
         let room = peer.room.clone();
+        if self.rooms.get(&room).is_some_and(|m| m.relayed) {
+            // A relay forwards nothing local: publishing authority stays with the room's node.
+            self.stats.dropped += 1;
+            return;
+        }
         // Every committed seat/mute/kick takes effect before this packet is judged.
         self.apply_room_events(&room);
         let Some(media) = self.rooms.get_mut(&room) else {
@@ -201,6 +206,7 @@ impl Driver {
                 uid: uid.clone(),
                 slot,
                 frame: frame.clone(),
+                fed: false,
             };
             if sibling.tx.send(relay).is_ok() {
                 self.outbox
@@ -235,7 +241,7 @@ impl Driver {
             if !self.relay_cost.is_zero() {
                 std::thread::sleep(self.relay_cost);
             }
-            if home_shard(&relay.room, self.shard.count) == self.shard.index {
+            if !relay.fed && home_shard(&relay.room, self.shard.count) == self.shard.index {
                 // This shard reports the room's volumes, the relayed publisher's too.
                 self.apply_room_events(&relay.room);
                 if let Some(media) = self.room_media(&relay.room, None) {
@@ -285,6 +291,19 @@ impl Driver {
             && !tap.offer(uid, ts(), &data.payload)
         {
             self.push_taps.remove(room);
+        }
+        // Relay-link tap: the same, for the room's relay nodes (see `crate::cluster::relay`).
+        if let Some(tap) = self.relay_taps.get(room)
+            && !tap.offer(
+                uid,
+                slot,
+                data.rtp_time,
+                data.marker,
+                data.audio_level,
+                &data.payload,
+            )
+        {
+            self.relay_taps.remove(room);
         }
         let Some(media) = self.rooms.get(room) else {
             return;

@@ -195,12 +195,42 @@ enum Cmd {
     /// Test support: each relayed packet costs the shard this much more, as a fan-out to
     /// thousands of listeners does.
     SlowRelays(Duration),
+    /// A listener of a room held by another node (the origin), placed here by the origin
+    /// (`crate::cluster::relay`): no membership check (the origin vouched), never publishes.
+    ConnectRelayed {
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
+    },
+    /// Closes the peers of a relayed room: every one, or `uid`'s.
+    CloseRelayed {
+        room: RoomId,
+        uid: Option<Uid>,
+    },
+    /// How many peers of `room` this shard holds.
+    RoomPeers {
+        room: RoomId,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Installs (or, with `None`, removes) the room's relay-link tap on its home shard: every
+    /// packet judged "forward" is offered to the room's relays (`crate::cluster::relay`).
+    SetRelayTap {
+        room: RoomId,
+        tap: Option<crate::cluster::relay::RelayTap>,
+    },
 }
 
 /// A running SFU; dropping it stops its threads.
 #[derive(Debug)]
 pub struct Sfu {
     shards: Vec<ShardHandle>,
+    /// Each shard's relay channel, for audio fed from a relay link (`Sfu::feed`); empty on the
+    /// bench-only rtc driver.
+    feeds: Vec<std_mpsc::Sender<Relay>>,
+    /// The socket that rings a shard's doorbell after a fed packet (its address is known to
+    /// every shard as a doorbell's source).
+    bell: Option<UdpSocket>,
 }
 
 /// One driver thread as seen from the outside.
@@ -246,7 +276,7 @@ impl Sfu {
         if super::stack() == driver_rtc::STACK {
             return driver_rtc::start(hub, config);
         }
-        start_shards(
+        let (mut sfu, feeds) = start_shards(
             config.shards,
             config.udp,
             "str0m 0.25",
@@ -260,7 +290,9 @@ impl Sfu {
                 )
                 .run(start.commands)
             },
-        )
+        )?;
+        sfu.feeds = feeds;
+        Ok(sfu)
     }
 
     /// The UDP address of the first shard (each shard has its own; a peer is told its shard's in
@@ -415,6 +447,108 @@ impl Sfu {
         self.send(shard, Cmd::SlowRelays(cost))
     }
 
+    /// Connects a listener of `room`, a room held by another node (the origin), whose packets
+    /// come over a relay link ([`Sfu::feed`]). The origin checked the member; this peer never
+    /// publishes (what it sends is dropped: a relay forwards nothing local).
+    pub async fn connect_relayed(
+        &self,
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+    ) -> Result<SdpAnswer, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        let shard = self.shard_of(&room, &uid);
+        self.send(
+            shard,
+            Cmd::ConnectRelayed {
+                room,
+                uid,
+                offer,
+                reply,
+            },
+        )?;
+        answer.await.map_err(|_| SfuError::Stopped)?
+    }
+
+    /// Closes the relayed room's peers on every shard (`uid`'s only, when given).
+    pub fn close_relayed(&self, room: &RoomId, uid: Option<&Uid>) {
+        for i in 0..self.shards.len() {
+            let _ = self.send(
+                i,
+                Cmd::CloseRelayed {
+                    room: room.clone(),
+                    uid: uid.cloned(),
+                },
+            );
+        }
+    }
+
+    /// How many peer connections of `room` the SFU holds (over its shards).
+    pub async fn room_peers(&self, room: &RoomId) -> Result<usize, SfuError> {
+        let mut replies = Vec::with_capacity(self.shards.len());
+        for i in 0..self.shards.len() {
+            let (reply, count) = oneshot::channel();
+            self.send(
+                i,
+                Cmd::RoomPeers {
+                    room: room.clone(),
+                    reply,
+                },
+            )?;
+            replies.push(count);
+        }
+        let mut total = 0;
+        for r in replies {
+            total += r.await.map_err(|_| SfuError::Stopped)?;
+        }
+        Ok(total)
+    }
+
+    /// Installs the room's relay-link tap on its home shard (`None` removes it).
+    pub fn set_relay_tap(
+        &self,
+        room: RoomId,
+        tap: Option<crate::cluster::relay::RelayTap>,
+    ) -> Result<(), SfuError> {
+        let home = home_shard(&room, self.shards.len());
+        self.send(home, Cmd::SetRelayTap { room, tap })
+    }
+
+    /// Hands one packet that a room's origin judged "forward" (received over a relay link) to
+    /// every shard, which writes it to its listeners of the room on `slot`. Never blocks.
+    pub fn feed(&self, room: &RoomId, packet: crate::cluster::relay::LinkAudio) -> bool {
+        let Some(bell) = &self.bell else {
+            return false;
+        };
+        let now = Instant::now();
+        let frame = Forwarded {
+            rtp_time: packet.rtp_time,
+            time: MediaTime::new(u64::from(packet.rtp_time), Frequency::FORTY_EIGHT_KHZ),
+            marker: packet.marker,
+            audio_level: packet.audio_level,
+            voice_activity: None,
+            arrival: now,
+            payload: packet.payload,
+        };
+        let mut fed = false;
+        for (tx, shard) in self.feeds.iter().zip(&self.shards) {
+            let relay = Relay {
+                room: room.clone(),
+                // Nobody's peer here: every listener of the room subscribes.
+                from: FED_PEER,
+                uid: packet.uid.clone(),
+                slot: usize::from(packet.slot),
+                frame: frame.clone(),
+                fed: true,
+            };
+            if tx.send(relay).is_ok() {
+                let _ = bell.send_to(&[0u8], shard.addr);
+                fed = true;
+            }
+        }
+        fed
+    }
+
     /// Test support: the shard that holds `uid`'s peer connections in `room`.
     #[doc(hidden)]
     pub fn shard_of_member(&self, room: &RoomId, uid: &Uid) -> usize {
@@ -449,7 +583,13 @@ struct Relay {
     uid: Uid,
     slot: usize,
     frame: Forwarded,
+    /// Fed from a relay link (`Sfu::feed`): the origin node judged it, not a shard here.
+    fed: bool,
 }
+
+/// The publisher of packets fed from a relay link: no peer of this node (peer ids count up
+/// from 1, so none reaches it).
+pub(super) const FED_PEER: PeerId = PeerId(u64::MAX);
 
 /// One authorised packet as the driver forwards it. The SFU's peers run in str0m's RTP mode: the
 /// payload is shared by every copy (no allocation per copy), each copy gets the subscriber's own
@@ -482,6 +622,8 @@ struct Shard<R = Relay> {
     count: usize,
     siblings: Vec<Sibling<R>>,
     relays: std_mpsc::Receiver<R>,
+    /// The source address of a doorbell rung by `Sfu::feed`.
+    bell: Option<SocketAddr>,
 }
 
 /// What a shard's thread is started with.
@@ -500,7 +642,7 @@ fn start_shards<R: Send + 'static>(
     udp: SocketAddr,
     stack: &str,
     run: impl Fn(ShardStart<R>) + Clone + Send + 'static,
-) -> std::io::Result<Sfu> {
+) -> std::io::Result<(Sfu, Vec<std_mpsc::Sender<R>>)> {
     let n = match shards {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -518,6 +660,8 @@ fn start_shards<R: Send + 'static>(
     }
     let (relay_txs, relay_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| std_mpsc::channel::<R>()).unzip();
     let addrs: Vec<SocketAddr> = sockets.iter().map(|(_, a)| *a).collect();
+    let bell = UdpSocket::bind(SocketAddr::new(udp.ip(), 0))?;
+    let bell_addr = bell.local_addr()?;
     let mut shards = Vec::with_capacity(n);
     for (i, ((socket, addr), relays)) in sockets.into_iter().zip(relay_rxs).enumerate() {
         let siblings = (0..n)
@@ -532,6 +676,7 @@ fn start_shards<R: Send + 'static>(
             count: n,
             siblings,
             relays,
+            bell: Some(bell_addr),
         };
         let (tx, commands) = std_mpsc::channel();
         let run = run.clone();
@@ -553,7 +698,14 @@ fn start_shards<R: Send + 'static>(
         });
     }
     tracing::info!(addrs = ?addrs, stack, "media (SFU) listening");
-    Ok(Sfu { shards })
+    Ok((
+        Sfu {
+            shards,
+            feeds: Vec::new(),
+            bell: Some(bell),
+        },
+        relay_txs,
+    ))
 }
 
 struct Peer {
@@ -608,6 +760,9 @@ struct RoomMedia {
     volume_gate: VolumeGate,
     /// When another shard last relayed a packet of this room (a room may have no peer here).
     last_relay: Option<Instant>,
+    /// A room held by another node, whose listeners this node serves as a relay: its audio
+    /// comes fed from the relay link, its peers never publish, and it has no events here.
+    relayed: bool,
 }
 
 /// A room being recorded: the recorder and the room's events (to stop on dismiss).
@@ -621,6 +776,8 @@ struct Driver {
     recordings: HashMap<RoomId, ActiveRecording>,
     /// CDN push taps of this shard's home rooms (see `crate::push`).
     push_taps: HashMap<RoomId, crate::push::PushTap>,
+    /// Relay-link taps of this shard's home rooms (see `crate::cluster::relay`).
+    relay_taps: HashMap<RoomId, crate::cluster::relay::RelayTap>,
     /// Stopped recordings still finishing their files.
     finishing: Vec<JoinHandle<recording::Finished>>,
     socket: UdpSocket,

@@ -20,6 +20,7 @@ impl Driver {
             hub,
             recordings: HashMap::new(),
             push_taps: HashMap::new(),
+            relay_taps: HashMap::new(),
             finishing: Vec::new(),
             addr,
             config,
@@ -133,8 +134,11 @@ impl Driver {
                 self.recv.try_recv(&self.socket, buf)
             };
             match got {
-                Ok((_, source, _)) if self.shard.siblings.iter().any(|s| s.addr == source) => {
-                    // A sibling's doorbell: it queued relays for us.
+                Ok((_, source, _))
+                    if self.shard.siblings.iter().any(|s| s.addr == source)
+                        || self.shard.bell == Some(source) =>
+                {
+                    // A sibling's doorbell (or the relay link's): relays are queued for us.
                     self.take_relays();
                     self.flush();
                 }
@@ -173,8 +177,10 @@ impl Driver {
     /// Volume indication: each room's levels every interval, to its members over the WebSocket.
     pub(super) fn push_volumes(&mut self, now: Instant) {
         for (room, media) in &mut self.rooms {
-            if home_shard(room, self.shard.count) != self.shard.index {
-                continue; // the room's home shard reports every publisher's level
+            if home_shard(room, self.shard.count) != self.shard.index || media.relayed {
+                // The room's home shard reports every publisher's level; a relayed room's
+                // volumes come from its origin node, over the members' WebSockets there.
+                continue;
             }
             let Some(reports) = media.router.poll_volumes(now) else {
                 continue;
@@ -201,7 +207,7 @@ impl Driver {
                 offer,
                 reply,
             } => {
-                let _ = reply.send(self.connect(room, uid, offer));
+                let _ = reply.send(self.connect_peer(room, uid, offer, false));
             }
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
@@ -233,6 +239,38 @@ impl Driver {
             }
             Cmd::Stall(pause) => std::thread::sleep(pause),
             Cmd::SlowRelays(cost) => self.relay_cost = cost,
+            Cmd::ConnectRelayed {
+                room,
+                uid,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(self.connect_peer(room, uid, offer, true));
+            }
+            Cmd::CloseRelayed { room, uid } => {
+                let gone: Vec<PeerId> = match self.rooms.get(&room) {
+                    Some(media) if media.relayed => match &uid {
+                        Some(uid) => media.router.peers_of(uid).collect(),
+                        None => media.router.peers().collect(),
+                    },
+                    _ => Vec::new(),
+                };
+                for p in gone {
+                    self.remove_peer(p);
+                }
+            }
+            Cmd::RoomPeers { room, reply } => {
+                let n = self.rooms.get(&room).map_or(0, |m| m.router.peer_count());
+                let _ = reply.send(n);
+            }
+            Cmd::SetRelayTap { room, tap } => match tap {
+                Some(tap) => {
+                    self.relay_taps.insert(room, tap);
+                }
+                None => {
+                    self.relay_taps.remove(&room);
+                }
+            },
             Cmd::Shutdown(reply) => {
                 self.stop_all_recordings();
                 let _ = reply.send(());
@@ -240,19 +278,33 @@ impl Driver {
         }
     }
 
-    pub(super) fn connect(
+    /// Connects a member's peer; `relayed`: a listener of a room held by another node (see
+    /// `Cmd::ConnectRelayed`), whose membership the origin checked.
+    pub(super) fn connect_peer(
         &mut self,
         room: RoomId,
         uid: Uid,
         offer: SdpOffer,
+        relayed: bool,
     ) -> Result<SdpAnswer, SfuError> {
-        // Events committed before this offer (a `member_left` of this uid's previous session,
-        // say) must act on the old peers now, not on the new one at the next packet.
-        self.apply_room_events(&room);
-        let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
-        if !snapshot.members.contains_key(&uid) {
-            return Err(SfuError::NotMember);
-        }
+        let settings = if relayed {
+            if self.rooms.get(&room).is_some_and(|m| !m.relayed) {
+                // This node holds the room itself: its listeners connect as members.
+                return Err(SfuError::BadOffer(
+                    "the room is held by this node, not relayed".into(),
+                ));
+            }
+            None
+        } else {
+            // Events committed before this offer (a `member_left` of this uid's previous
+            // session, say) must act on the old peers now, not on the new one at the next packet.
+            self.apply_room_events(&room);
+            let snapshot = self.hub.snapshot(&room).map_err(|_| SfuError::NoSuchRoom)?;
+            if !snapshot.members.contains_key(&uid) {
+                return Err(SfuError::NotMember);
+            }
+            Some(snapshot.settings)
+        };
         let now = Instant::now();
         let mut config = crate::sfu::opus_rtc_config();
         if let Some(cert) = &self.dtls_cert {
@@ -290,9 +342,11 @@ impl Driver {
         for p in old {
             self.remove_peer(p);
         }
-        let media = self
-            .room_media(&room, Some(&snapshot.settings))
-            .ok_or(SfuError::NoSuchRoom)?;
+        let media = match &settings {
+            Some(settings) => self.room_media(&room, Some(settings)),
+            None => Some(self.relayed_media(&room)),
+        }
+        .ok_or(SfuError::NoSuchRoom)?;
         media.router.add_peer(id, uid, false);
         self.peers.insert(
             id,
@@ -334,9 +388,25 @@ impl Driver {
                     slot_of: HashMap::new(),
                     volume_gate: VolumeGate::default(),
                     last_relay: None,
+                    relayed: false,
                 }))
             }
         }
+    }
+
+    /// The media state of a relayed room (held by another node), created if this shard has
+    /// none: a router with no publisher and no events (nobody here may publish).
+    pub(super) fn relayed_media(&mut self, room: &RoomId) -> &mut RoomMedia {
+        let config = &self.config;
+        self.rooms.entry(room.clone()).or_insert_with(|| RoomMedia {
+            router: Router::new(config.bombing.clone(), config.volume_interval),
+            // No sender: the stream is closed, and draining it finds nothing.
+            events: broadcast::channel(1).1,
+            slot_of: HashMap::new(),
+            volume_gate: VolumeGate::default(),
+            last_relay: None,
+            relayed: true,
+        })
     }
 
     /// Asks the hub again who may publish in `room` and on which slot.
