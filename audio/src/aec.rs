@@ -1,7 +1,8 @@
 //! Acoustic echo cancellation for real rooms: a delay estimator that finds and follows the
 //! device's render→capture delay, a partitioned-block frequency-domain Kalman filter (after
 //! Enzner & Vary; overlap-save, 10 ms partitions, [`TAIL_MS`] of room tail after the delay) and
-//! a residual-echo suppressor. Allocation-free after `prepare`, no added latency.
+//! a residual-echo suppressor. Allocation-free after `prepare`; the suppressor adds 5 ms of
+//! latency (its low-delay overlap-add, [`SYN_D`]).
 //!
 //! * **Delay**: binary spectra (Kleijn's delay estimator, as in WebRTC): per 10 ms block each of
 //!   32 bands (300 Hz–6.7 kHz) is 1 when its energy is above its running mean, for the far end
@@ -34,6 +35,13 @@
 //!   kept) and lets it learn only downwards (where the smoothed error is under its
 //!   prediction: the coherent filter has improved since); the coherent estimate is
 //!   over-subtracted by 2. Gain floor −40 dB.
+//! * **Framing of the suppressor**: its gains are applied on a windowed analysis of the error
+//!   (the last 20 ms, Mauler & Martin's low-delay windows) and resynthesised by overlap-add
+//!   every 5 ms; everything it compares with the error is on the same window: the far end's
+//!   power spectra the power path learns on and predicts from, the echo estimate's spectrum
+//!   and the filter's misadjustment (Σ P|X|² on the windowed far end). The coherent estimate's
+//!   two parts are weighted by the bin's coherence (c and √c), so a reference that never
+//!   echoes (the filter fits the near end through its leakage) leaves the near end alone.
 //! * **Coherence** (as WebRTC's older AEC uses it): the magnitude-squared coherence of the
 //!   microphone with the echo estimate, per bin (spectra smoothed over ~65 ms). Echo alone keeps
 //!   it high even where the coherent filter cancels only a few dB (clock drift, the tail), a
@@ -55,7 +63,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::block::Block;
 use crate::processor::{PrepareError, Processor, StreamSpec};
-use crate::units::BLOCK_FRAMES;
+use crate::units::{BLOCK_FRAMES, Frames};
 
 const N: usize = BLOCK_FRAMES;
 const M: usize = 2 * BLOCK_FRAMES;
@@ -72,6 +80,13 @@ const HIST: usize = LAGS + P;
 /// filter that starts after the direct path cannot cancel it (2 blocks: RT60 0.8 s / 300 ms
 /// estimated at 330 ms, ERLE 6 dB).
 const MARGIN: usize = 5;
+/// The filter's initial uncertainty per bin and partition (the Kalman state's P)...
+const P_INIT: f32 = 0.05;
+/// ...and, once the delay is found, its cap on each partition after the direct path: this factor
+/// per 10 ms partition (a room-decay prior; 0.92: double talk PESQ +0.01 to +0.12 and EchoDT 0
+/// to +0.7 dB in every room of the sweep, ERLE bars kept; 0.85 cost RT60 0.6 s / 200 ms 0.2
+/// PESQ, and a decaying P from the start, before the delay is known, starved long delays).
+const P_TAIL_DECAY: f32 = 0.92;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
 const BANDS: usize = 32;
@@ -122,6 +137,16 @@ const DT_BLOCKS: u32 = 3;
 /// ...puts the suppressor in its near-end state for this many blocks (250 ms).
 const DT_HOLD: u32 = 25;
 
+/// The suppressor's synthesis delay, in samples (5 ms): its gains are applied on frames of the
+/// last [`M`] samples of the error, windowed by a long analysis window and resynthesised by a
+/// short one (Mauler & Martin's low-delay analysis–synthesis), one frame every `SYN_D` samples.
+/// The residual it subtracts is predicted on the same window (the far end's and the echo
+/// estimate's spectra on it), so a reference's leakage does not reach bins the error's window
+/// keeps apart.
+const SYN_D: usize = 240;
+/// Synthesis frames per block.
+const SYN_FRAMES: usize = N / SYN_D;
+
 /// Taps of the reference's fractional-delay interpolator (a Kaiser-windowed sinc) and the
 /// fractional positions it is tabulated at.
 const INTERP_TAPS: usize = 16;
@@ -170,6 +195,9 @@ pub struct Aec {
     inv_scratch: Spectrum,
     hist: Vec<Spectrum>,
     hist_pow: Vec<Vec<f32>>,
+    /// The far end's power spectra on the suppressor's analysis window (what the residual is
+    /// predicted from), per frame of the history.
+    hist_pow_w: Vec<Vec<f32>>,
     far_bits: Vec<u32>,
     hist_pos: usize,
     w: Vec<Spectrum>,
@@ -252,6 +280,21 @@ pub struct Aec {
     snap_valid: bool,
     /// The linear filter's output of the last block (before the suppressor), for studies.
     linear: [f32; N],
+    /// The error's last `M + N` samples (the suppressor's frames end in this block), the echo
+    /// estimate's last `M`, the analysis and synthesis windows, the error's and the echo
+    /// estimate's spectra on the analysis window (the frame ending with this block), the
+    /// filter's misadjustment on it, and the synthesis overlap-add, whose first `SYN_D` samples
+    /// are output next.
+    e_hist: Vec<f32>,
+    y_hist: Vec<f32>,
+    win_a: Vec<f32>,
+    win_s: Vec<f32>,
+    ew_spec: Spectrum,
+    yw_spec: Spectrum,
+    sxw: Vec<f32>,
+    ola: Vec<f32>,
+    /// Scales the windowed frame's power to a 10 ms block's (N / Σ win_a²).
+    win_norm: f32,
 }
 
 impl std::fmt::Debug for Aec {
@@ -298,6 +341,7 @@ impl Aec {
             inv_scratch: Vec::new(),
             hist: Vec::new(),
             hist_pow: Vec::new(),
+            hist_pow_w: Vec::new(),
             far_bits: Vec::new(),
             hist_pos: 0,
             w: Vec::new(),
@@ -358,6 +402,15 @@ impl Aec {
             snap_active: 0,
             snap_valid: false,
             linear: [0.0; N],
+            e_hist: Vec::new(),
+            y_hist: Vec::new(),
+            win_a: Vec::new(),
+            win_s: Vec::new(),
+            ew_spec: Vec::new(),
+            yw_spec: Vec::new(),
+            sxw: Vec::new(),
+            ola: Vec::new(),
+            win_norm: 1.0,
         }
     }
 
@@ -437,6 +490,13 @@ impl Aec {
         }
     }
 
+    /// Puts `x[start..start + M]` times the analysis window into `time`.
+    fn window_into(time: &mut [f32], x: &[f32], win: &[f32]) {
+        for ((t, v), w) in time.iter_mut().zip(x).zip(win) {
+            *t = v * w;
+        }
+    }
+
     /// Pushes the far end's frame [`prev`, `cur`] into the history (spectrum, power, bits).
     fn push_frame(&mut self, prev: &[f32; N], cur: &[f32; N], far_active: bool) {
         self.time[..N].copy_from_slice(prev);
@@ -448,6 +508,14 @@ impl Aec {
             *pw = x.norm_sqr();
         }
         self.far_bits[self.hist_pos] = band_bits(&self.spec, &mut self.far_mean, far_active);
+        // The same frame on the suppressor's analysis window, scaled to a block's power.
+        for (i, t) in self.time.iter_mut().enumerate() {
+            *t = if i < N { prev[i] } else { cur[i - N] } * self.win_a[i];
+        }
+        self.fft();
+        for (pw, x) in self.hist_pow_w[self.hist_pos].iter_mut().zip(&self.spec) {
+            *pw = x.norm_sqr() * self.win_norm;
+        }
     }
 
     /// Measures how far the filter's taps moved since the last measurement (the phase turn of
@@ -524,7 +592,7 @@ impl Aec {
                 self.h2.rotate_left(d);
                 for q in P - d..P {
                     self.w[q].fill(Complex::new(0.0, 0.0));
-                    self.p[q].fill(0.05);
+                    self.p[q].fill(P_INIT);
                     self.h2[q].fill(0.0);
                 }
             } else {
@@ -534,7 +602,7 @@ impl Aec {
                 self.h2.rotate_right(d);
                 for q in 0..d {
                     self.w[q].fill(Complex::new(0.0, 0.0));
-                    self.p[q].fill(0.05);
+                    self.p[q].fill(P_INIT);
                     self.h2[q].fill(0.0);
                 }
             }
@@ -592,6 +660,21 @@ impl Aec {
             if !self.delay_found || start.abs_diff(self.bulk) > 1 {
                 self.shift_to(start);
             }
+            if !self.delay_found {
+                // The delay is known now: the filter's uncertainty is capped by a prior that
+                // decays along the room's tail from the direct path, so the late partitions,
+                // where the echo is weak, take smaller steps than the early ones (uniform
+                // until now, while the echo could be anywhere).
+                let mut prior = P_INIT;
+                for (q, p) in self.p.iter_mut().enumerate() {
+                    if q > MARGIN {
+                        prior *= P_TAIL_DECAY;
+                    }
+                    for v in p.iter_mut() {
+                        *v = v.min(prior);
+                    }
+                }
+            }
             self.delay_found = true;
         }
     }
@@ -616,6 +699,7 @@ impl Processor for Aec {
         self.w = vec![zero.clone(); P];
         self.hist = vec![zero.clone(); HIST];
         self.hist_pow = vec![vec![0.0; BINS]; HIST];
+        self.hist_pow_w = vec![vec![0.0; BINS]; HIST];
         self.far_bits = vec![0; HIST];
         self.p = vec![vec![0.0; BINS]; P];
         self.psi_s = vec![0.0; BINS];
@@ -639,6 +723,16 @@ impl Processor for Aec {
         self.w_snap = vec![vec![Complex::new(0.0, 0.0); DRIFT_BINS]; P];
         self.ring = vec![0.0; RING];
         self.interp = interpolator();
+        let (wa, ws) = low_delay_windows();
+        self.win_norm = N as f32 / wa.iter().map(|w| w * w).sum::<f32>();
+        self.win_a = wa;
+        self.win_s = ws;
+        self.e_hist = vec![0.0; M + N];
+        self.y_hist = vec![0.0; M];
+        self.ola = vec![0.0; 2 * SYN_D];
+        self.ew_spec = zero.clone();
+        self.yw_spec = zero.clone();
+        self.sxw = vec![0.0; BINS];
         self.spec = zero;
         self.reset();
         Ok(())
@@ -729,6 +823,18 @@ impl Processor for Aec {
             mic[i] = e[i];
         }
         self.linear = e;
+        // The error's and the echo estimate's spectra on the suppressor's analysis window (the
+        // frame of the last M samples, ending with this block).
+        self.e_hist.copy_within(N.., 0);
+        self.e_hist[M..].copy_from_slice(&e);
+        self.y_hist.copy_within(N.., 0);
+        self.y_hist[N..].copy_from_slice(&yt);
+        Self::window_into(&mut self.time, &self.e_hist[N..], &self.win_a);
+        self.fft();
+        self.ew_spec.copy_from_slice(&self.spec);
+        Self::window_into(&mut self.time, &self.y_hist, &self.win_a);
+        self.fft();
+        self.yw_spec.copy_from_slice(&self.spec);
         self.time[..N].fill(0.0);
         self.time[N..].copy_from_slice(&e);
         self.fft();
@@ -807,19 +913,35 @@ impl Processor for Aec {
                 self.erl[k] += rate * (r - self.erl[k]);
             }
         }
-        // Residual echo predicted from the far end's power through the learnt power path.
+        // Residual echo predicted from the far end's power through the learnt power path, and
+        // the filter's misadjustment, both on the suppressor's analysis window.
         self.r2.fill(0.0);
+        self.sxw.fill(0.0);
         for q in 0..P {
-            let xp = &self.hist_pow[(base - q) % HIST];
-            for ((r, h), x2) in self.r2.iter_mut().zip(&self.h2[q]).zip(xp) {
+            let xp = &self.hist_pow_w[(base - q) % HIST];
+            for (((r, s), (h, p)), x2) in self
+                .r2
+                .iter_mut()
+                .zip(self.sxw.iter_mut())
+                .zip(self.h2[q].iter().zip(&self.p[q]))
+                .zip(xp)
+            {
                 *r += h * x2;
+                *s += p * x2;
             }
         }
+        let wn = self.win_norm;
         let (mut err_pow, mut res_pow) = (0.0f32, 0.0f32);
         for k in 0..BINS {
-            let ee = self.e_spec[k].norm_sqr() + 1e-12;
-            let coherent =
-                self.leak.max(self.erl[k]) * self.y_spec[k].norm_sqr() * scale + 0.5 * self.sx[k];
+            let ee = self.ew_spec[k].norm_sqr() * wn + 1e-12;
+            // The echo estimate's part and the filter's misadjustment count as far as the
+            // microphone is coherent with the echo estimate in this bin (fully, and as the
+            // square root of it): a reference that never echoes still gets an estimate there
+            // (the filter fits the near end through the reference's leakage), but not a
+            // coherent one, and its near end is then left alone (tests/music.rs).
+            let c = self.coh_k[k];
+            let coherent = c * self.leak.max(self.erl[k]) * self.yw_spec[k].norm_sqr() * wn
+                + c.sqrt() * self.sxw[k];
             let residual = self.r2[k].max(coherent);
             self.tmp[k] = coherent;
             err_pow += ee;
@@ -847,7 +969,7 @@ impl Processor for Aec {
         let wiener = self.hold > 0 && echo_all >= NEAR_WIENER_ECHOING * err_all;
         if self.postfilter > 0.0 {
             for k in 0..BINS {
-                let ee = self.e_spec[k].norm_sqr() + 1e-12;
+                let ee = self.ew_spec[k].norm_sqr() * wn + 1e-12;
                 // The state's over-subtraction applies to the power path's prediction; the
                 // coherent estimate keeps its own (2), which a reference that never echoes
                 // leaves at the filter's small misadjustment.
@@ -893,7 +1015,7 @@ impl Processor for Aec {
         // microphone (music on headphones) must not teach it the near end.
         let echoing = echo_all >= 0.5 * err_all;
         for k in 0..BINS {
-            self.ee_s[k] = 0.7 * self.ee_s[k] + 0.3 * self.e_spec[k].norm_sqr();
+            self.ee_s[k] = 0.7 * self.ee_s[k] + 0.3 * self.ew_spec[k].norm_sqr() * wn;
         }
         let learn_up = self.far_active
             && echoing
@@ -912,13 +1034,13 @@ impl Processor for Aec {
             // Per bin, Σ_q X2² normalises the step (NLMS on power spectra).
             self.tmp.iter_mut().for_each(|v| *v = 0.0);
             for q in 0..P {
-                let xp = &self.hist_pow[(base - q) % HIST];
+                let xp = &self.hist_pow_w[(base - q) % HIST];
                 for (s, x2) in self.tmp.iter_mut().zip(xp) {
                     *s += x2 * x2;
                 }
             }
             for k in 0..BINS {
-                let ee = self.e_spec[k].norm_sqr();
+                let ee = self.ew_spec[k].norm_sqr() * wn;
                 let err = if learn_down {
                     (self.ee_s[k] - self.r2[k]).min(0.0)
                 } else {
@@ -932,7 +1054,7 @@ impl Processor for Aec {
                 self.tmp[k] = MU_POWER * err / (self.tmp[k] + 1e-12);
             }
             for q in 0..P {
-                let xp = &self.hist_pow[(base - q) % HIST];
+                let xp = &self.hist_pow_w[(base - q) % HIST];
                 for ((h, x2), st) in self.h2[q].iter_mut().zip(xp).zip(&self.tmp) {
                     *h = (*h + st * x2).max(0.0);
                 }
@@ -942,14 +1064,37 @@ impl Processor for Aec {
         // includes the room's tail after the far end stops).
         self.near_active = err_pow > 4.0 * res_pow + 1e-9;
         if self.postfilter > 0.0 {
-            for k in 0..BINS {
-                self.spec[k] = self.e_spec[k] * self.gain[k];
+            // One frame every SYN_D samples, each with this block's gains; the overlap-add's
+            // completed SYN_D samples go out (the output lags the error by SYN_D).
+            for j in 1..=SYN_FRAMES {
+                if j == SYN_FRAMES {
+                    self.spec.copy_from_slice(&self.ew_spec);
+                } else {
+                    Self::window_into(
+                        &mut self.time,
+                        &self.e_hist[j * SYN_D..j * SYN_D + M],
+                        &self.win_a,
+                    );
+                    self.fft();
+                }
+                for (s, g) in self.spec.iter_mut().zip(&self.gain) {
+                    *s *= *g;
+                }
+                self.ifft();
+                for (i, o) in self.ola.iter_mut().enumerate() {
+                    let t = M - 2 * SYN_D + i;
+                    *o += self.time[t] * self.win_s[t] / M as f32;
+                }
+                let mic = block.channel_mut(0);
+                mic[(j - 1) * SYN_D..j * SYN_D].copy_from_slice(&self.ola[..SYN_D]);
+                self.ola.copy_within(SYN_D.., 0);
+                self.ola[SYN_D..].fill(0.0);
             }
-            self.ifft();
-            let mic = block.channel_mut(0);
-            for i in 0..N {
-                mic[i] = self.time[N + i] / M as f32;
-            }
+        } else {
+            // No suppressor: the error, delayed as the suppressor's output would be.
+            block
+                .channel_mut(0)
+                .copy_from_slice(&self.e_hist[M - SYN_D..M + N - SYN_D]);
         }
 
         // Filter update (unconstrained), then the constraint on CONSTRAIN partitions in turn.
@@ -1000,7 +1145,7 @@ impl Processor for Aec {
             w.fill(Complex::new(0.0, 0.0));
         }
         for p in self.p.iter_mut() {
-            p.fill(0.05);
+            p.fill(P_INIT);
         }
         self.psi_s.fill(0.0);
         for x in self.hist.iter_mut() {
@@ -1009,6 +1154,12 @@ impl Processor for Aec {
         for x in self.hist_pow.iter_mut() {
             x.fill(0.0);
         }
+        for x in self.hist_pow_w.iter_mut() {
+            x.fill(0.0);
+        }
+        self.e_hist.fill(0.0);
+        self.y_hist.fill(0.0);
+        self.ola.fill(0.0);
         self.far_bits.fill(0);
         self.cost.fill(BANDS as f32 / 2.0);
         self.far_mean = [0.0; BANDS];
@@ -1050,6 +1201,41 @@ impl Processor for Aec {
         self.snap_blocks = 0;
         self.snap_active = 0;
     }
+
+    fn latency(&self) -> Frames {
+        Frames(SYN_D)
+    }
+}
+
+/// The suppressor's low-delay analysis and synthesis windows over [`M`] samples (Mauler &
+/// Martin 2007): the analysis window rises as a square-root Hann over the first `M − SYN_D`
+/// samples and falls as one over the last `SYN_D`; the synthesis window is non-zero only over
+/// the last `2 SYN_D`, where the two windows' product is a Hann of that length, so frames
+/// every `SYN_D` samples add back to the input delayed by `SYN_D`.
+fn low_delay_windows() -> (Vec<f32>, Vec<f32>) {
+    let hann = |n: usize, len: usize| {
+        0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / len as f64).cos()
+    };
+    let rise = M - SYN_D;
+    let wa: Vec<f64> = (0..M)
+        .map(|n| {
+            if n < rise {
+                hann(n, 2 * rise).sqrt()
+            } else {
+                hann(n - (M - 2 * SYN_D), 2 * SYN_D).sqrt()
+            }
+        })
+        .collect();
+    let ws = (0..M)
+        .map(|n| {
+            if n < M - 2 * SYN_D {
+                0.0
+            } else {
+                (hann(n - (M - 2 * SYN_D), 2 * SYN_D) / wa[n].max(1e-9)) as f32
+            }
+        })
+        .collect();
+    (wa.into_iter().map(|w| w as f32).collect(), ws)
 }
 
 /// The fractional-delay interpolator's taps: for each of `INTERP_PHASES + 1` fractions f of a

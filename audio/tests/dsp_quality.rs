@@ -47,6 +47,10 @@ fn run_aec(far: &[f32], mic: &[f32]) -> Vec<f32> {
         aec.process(&mut b);
         out.extend_from_slice(b.channel(0));
     }
+    // Lined up with the input (the suppressor's overlap-add delays its output).
+    let lat = aec.latency().get();
+    out.drain(..lat);
+    out.resize(mic.len() / BLOCK_FRAMES * BLOCK_FRAMES, 0.0);
     out
 }
 
