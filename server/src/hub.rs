@@ -487,6 +487,43 @@ impl Hub {
         Ok(state)
     }
 
+    /// Whether this hub holds room `id` (dismissed or not).
+    pub fn holds(&self, id: &RoomId) -> bool {
+        self.get(id).is_ok()
+    }
+
+    /// Takes over a room another node held (cluster failover or draining): restores it from
+    /// its stored record as a restart does (members kept, each with a fresh presence timeout;
+    /// seats, mutes, bans and chat rules as stored). `false` if this hub holds it already.
+    pub fn adopt(&self, rec: crate::store::RoomRecord) -> bool {
+        let id = rec.state.id.clone();
+        let now = self.now();
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        if rooms.contains_key(&id) {
+            return false;
+        }
+        let room = Room::restore(rec.state, self.policy(), now);
+        rooms.insert(id, self.cell(room, rec.created_at));
+        true
+    }
+
+    /// Lets go of room `id` (another node owns it now): its connections are told the server is
+    /// going away (`server_shutdown`, so clients reconnect, through any node, to its new node)
+    /// and it is forgotten here. Returns its members' count, or `None` if not held.
+    pub fn release(&self, id: &RoomId) -> Option<usize> {
+        let cell = self
+            .rooms
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)?;
+        let mut inner = cell.lock();
+        let members = inner.room.state().members.len();
+        for (_, conn) in inner.conns.drain() {
+            let _ = conn.close.send(CloseReason::ServerShutdown);
+        }
+        Some(members)
+    }
+
     /// Ids of every room with its created time.
     pub fn list(&self) -> Vec<(RoomState, Timestamp)> {
         let mut v: Vec<_> = self

@@ -96,6 +96,7 @@ pub struct RunningServer {
     hub: Arc<Hub>,
     media: Option<Arc<sfu::Sfu>>,
     pushes: Arc<push::Pushes>,
+    cluster: Option<Arc<cluster::Cluster>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -143,6 +144,10 @@ impl RunningServer {
             .unwrap_or(0);
         if lost == 0 {
             tracing::info!("the store's writer is flushed");
+        }
+        // Only now, with every change written, may other nodes take this node's rooms over.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
         }
         served
     }
@@ -244,7 +249,7 @@ pub async fn start_with_clock(
             workers_stopped.clone(),
         ))
     });
-    let heartbeat = cluster.map(|c| {
+    let heartbeat = cluster.clone().map(|c| {
         tokio::spawn(cluster::run_heartbeat(
             c,
             hub.clone(),
@@ -276,6 +281,7 @@ pub async fn start_with_clock(
         hub,
         media,
         pushes,
+        cluster,
         stop: Some(stop),
         task,
     })
