@@ -122,8 +122,14 @@ impl RunningServer {
         &self.hub
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end. A
+    /// cluster node with a shared store first hands its rooms to other nodes
+    /// ([`cluster::drain`]).
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        // In a cluster with a shared store, the rooms move to other nodes first (draining).
+        if let Some(cluster) = &self.cluster {
+            cluster.drain(&self.hub).await;
+        }
         self.hub.shutdown();
         // Pushes close their streams, then recordings end, so their files and listings are complete when this returns.
         self.pushes.stop_all("shutdown").await;

@@ -81,7 +81,7 @@ impl Cluster {
     /// Takes over the rooms of dead nodes this node should take now (see the module's
     /// contract). Called after each heartbeat; a no-op without a shared store.
     pub async fn take_over(&self, hub: &Arc<Hub>) -> Result<(), ClusterError> {
-        if !self.shared_store {
+        if !self.shared_store || self.draining.load(Ordering::Relaxed) {
             return Ok(());
         }
         let live: Vec<String> = self
@@ -99,7 +99,7 @@ impl Cluster {
             let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
             let mut t: Vec<String> = nodes
                 .values()
-                .filter(|n| n.media.is_some())
+                .filter(|n| n.media.is_some() && !n.draining)
                 .map(|n| n.id.clone())
                 .collect();
             t.sort();

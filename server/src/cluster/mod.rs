@@ -12,10 +12,11 @@
 //! ask [`Cluster::node_of`] / [`Cluster::place`] only for rooms this node does not hold. A Redis
 //! outage is an error answer (`cluster_unavailable`, 503) and a logged warning, never a panic;
 //! the connection is re-established by the next request or heartbeat. With a shared store
-//! (`database_url`) the nodes take a dead node's rooms over ([`failover`]). Not built yet:
-//! draining (`docs/cluster.md`).
+//! (`database_url`) the nodes take a dead node's rooms over ([`failover`]), and a stopping
+//! node hands its rooms over first ([`drain`]).
 
 pub mod bridge;
+pub mod drain;
 pub mod failover;
 pub mod metrics;
 pub mod registry;
@@ -45,8 +46,8 @@ pub const NODE_HEADER: &str = "x-onmic-node";
 
 /// Connection attempts at start-up before giving up (one per second).
 const START_ATTEMPTS: u32 = 5;
-/// Rooms whose node is remembered (cleared when full; an entry naming a node that is not live,
-/// or this node, is read again: pins move on failover).
+/// Rooms whose node is remembered (cleared when full; an entry is trusted for one heartbeat,
+/// see `Cluster::node_of`: pins move on failover and draining).
 const PIN_CACHE: usize = 100_000;
 
 /// Why a cluster operation failed.
@@ -130,6 +131,8 @@ pub struct ClusterCounters {
     pub heartbeats: AtomicU64,
     /// Rooms of dead nodes this node took over.
     pub taken_over: AtomicU64,
+    /// Rooms this node handed to another node while draining.
+    pub handed_over: AtomicU64,
 }
 
 /// This node's rooms as the heartbeat last saw them.
@@ -157,7 +160,7 @@ pub struct Cluster {
     /// The live nodes as of the last heartbeat (or lookup that refreshed it).
     nodes: Mutex<HashMap<String, NodeRecord>>,
     /// Room → node, for rooms looked up before (checked again when stale, see `node_of`).
-    pins: Mutex<HashMap<String, String>>,
+    pins: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// What the heartbeat has done about this node's own rooms.
     seen: Mutex<Seen>,
     /// Unreadable records already logged.
@@ -173,6 +176,9 @@ pub struct Cluster {
     /// Rooms of dead nodes this node has seen and not taken (another node was preferred), and
     /// since when ([`failover`]).
     orphans_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// Set when the node drains ([`drain`]): its record says so, placement and failover leave
+    /// it out, and it takes no rooms over.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -294,6 +300,7 @@ impl Cluster {
             started_ms: unix_ms(),
             shared_store: config.database_url.is_some(),
             orphans_seen: Mutex::default(),
+            draining: false.into(),
         };
         cluster.register(load, media, census).await?;
         Ok(Some(cluster))
@@ -318,6 +325,7 @@ impl Cluster {
             started_ms: self.started_ms,
             heartbeat_ms: unix_ms(),
             load,
+            draining: self.draining.load(Ordering::Relaxed),
         }
     }
 
@@ -579,7 +587,10 @@ impl Cluster {
         if pins.len() >= PIN_CACHE {
             pins.clear();
         }
-        pins.insert(room.to_owned(), node.to_owned());
+        pins.insert(
+            room.to_owned(),
+            (node.to_owned(), std::time::Instant::now()),
+        );
     }
 
     /// Places a new room: on the node it is pinned to already, else on the least-loaded live
@@ -632,9 +643,10 @@ impl Cluster {
     /// The node room `room` is pinned to: `None` when it is pinned nowhere (no such room) or
     /// to this node.
     ///
-    /// Callers ask only for rooms this node does not hold. A cached pin is read again from
-    /// Redis when it names this node (the room moved away) or a node that is not live (the
-    /// room may have failed over): pins move on failover and draining.
+    /// Callers ask only for rooms this node does not hold. A cached pin is trusted for one
+    /// heartbeat, and read again from Redis sooner when it names this node (the room moved
+    /// away), a node that is not live (the room may have failed over) or a draining node: pins
+    /// move on failover and draining.
     pub async fn node_of(&self, room: &str) -> Result<Option<NodeRecord>, ClusterError> {
         let cached = self
             .pins
@@ -642,10 +654,12 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
             .get(room)
             .cloned();
-        if let Some(node) = cached {
-            if node != self.node {
+        if let Some((node, at)) = cached {
+            // Trusted for one heartbeat; a draining node is handing its rooms away.
+            if node != self.node && at.elapsed() < self.heartbeat {
                 match self.node_record(room, &node).await {
                     Err(ClusterError::NodeDown { .. }) => {}
+                    Ok(r) if r.draining => {}
                     other => return other.map(Some),
                 }
             }
