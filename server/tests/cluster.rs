@@ -653,6 +653,12 @@ fn without_a_cluster_metrics_have_no_cluster_series() {
         assert!(!text.contains("onmic_cluster_"), "{text}");
         let (status, node, _) = get(&base, "/v1/rooms/r1").await;
         assert_eq!((status, node.as_str()), (200, ""), "no x-onmic-node header");
+        let (status, body) = rest(&base, "post", "/v1/node/drain", None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
     });
 }
 
@@ -1106,6 +1112,44 @@ fn a_drained_node_hands_its_rooms_over() {
         );
         drop(speaker);
         drop(listener);
+        // Draining by REST: node b hands its rooms to a (the only other node), stays up, and
+        // takes no new room.
+        let b_rooms: Vec<String> = {
+            let mut v = Vec::new();
+            for i in 0..9 {
+                let r = format!("dr-{i}");
+                if served_by(&a, &r).await.1 == "b" {
+                    v.push(r);
+                }
+            }
+            v
+        };
+        assert!(!b_rooms.is_empty());
+        let (code, report) = rest(&b, "post", "/v1/node/drain", None).await;
+        assert_eq!(code, 200, "{report}");
+        eprintln!("REST drain of b: {report}");
+        assert_eq!(report["node"], "b");
+        assert_eq!(report["failed"], json!([]), "{report}");
+        let mut moved: Vec<String> = report["moved"]
+            .as_array()
+            .expect("moved")
+            .iter()
+            .map(|m| {
+                assert_eq!(m["node"], "a", "{report}");
+                m["room"].as_str().expect("room").to_owned()
+            })
+            .collect();
+        moved.sort();
+        let mut expected = b_rooms.clone();
+        expected.sort();
+        assert_eq!(moved, expected);
+        for r in &b_rooms {
+            assert_eq!(served_by(&b, r).await, (200, "a".to_owned()), "{r}");
+        }
+        let status = cluster_status(&cluster.redis_url);
+        assert_eq!(live_nodes(&status)["b"]["draining"], true, "{status}");
+        create_room(&b, "after-drain", "o").await;
+        assert_eq!(served_by(&b, "after-drain").await, (200, "a".to_owned()));
         // No webhook lost; one sent twice is the same event.
         let (rows, deliveries, dups) = cluster.all_webhooks_delivered().await;
         eprintln!("{rows} webhooks in the outbox, {deliveries} deliveries, again: {dups:?}");
