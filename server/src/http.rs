@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::cluster::relay::routes(state.clone()))
         .merge(crate::songs::http::routes(state.clone()))
         .merge(crate::page::routes())
+        .merge(crate::cluster::drain::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

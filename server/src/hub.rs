@@ -114,6 +114,8 @@ struct RoomInner {
     room: Room,
     created_at: Timestamp,
     conns: HashMap<Uid, Conn>,
+    /// Handed to another node ([`Hub::detach`]): commands and joins are refused.
+    gone: bool,
 }
 
 struct RoomCell {
@@ -145,6 +147,21 @@ pub struct Joined {
     pub conn_id: u64,
     /// `volume_indication` frames for this room.
     pub volumes: broadcast::Receiver<axum::extract::ws::Utf8Bytes>,
+}
+
+/// A room taken out of the hub for a handover ([`Hub::detach`]).
+pub struct DetachedRoom {
+    /// The room.
+    pub id: RoomId,
+    cell: Arc<RoomCell>,
+}
+
+impl std::fmt::Debug for DetachedRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedRoom")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request to create a room.
@@ -274,6 +291,7 @@ impl Hub {
                 room,
                 created_at,
                 conns: HashMap::new(),
+                gone: false,
             }),
             tx,
         })
@@ -487,6 +505,83 @@ impl Hub {
         Ok(state)
     }
 
+    /// Whether this hub holds room `id` (dismissed or not).
+    pub fn holds(&self, id: &RoomId) -> bool {
+        self.get(id).is_ok()
+    }
+
+    /// Takes over a room another node held (cluster failover or draining): restores it from
+    /// its stored record as a restart does (members kept, each with a fresh presence timeout;
+    /// seats, mutes, bans and chat rules as stored). `false` if this hub holds it already.
+    pub fn adopt(&self, rec: crate::store::RoomRecord) -> bool {
+        let id = rec.state.id.clone();
+        let now = self.now();
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        if rooms.contains_key(&id) {
+            return false;
+        }
+        let room = Room::restore(rec.state, self.policy(), now);
+        rooms.insert(id, self.cell(room, rec.created_at));
+        true
+    }
+
+    /// Lets go of room `id` (another node owns it now): its connections are told the server is
+    /// going away (`server_shutdown`, so clients reconnect, through any node, to its new node)
+    /// and it is forgotten here. Returns its members' count, or `None` if not held.
+    pub fn release(&self, id: &RoomId) -> Option<usize> {
+        let cell = self
+            .rooms
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)?;
+        let mut inner = cell.lock();
+        let members = inner.room.state().members.len();
+        for (_, conn) in inner.conns.drain() {
+            let _ = conn.close.send(CloseReason::ServerShutdown);
+        }
+        Some(members)
+    }
+
+    /// Takes room `id` out of this hub for a handover (draining): from now on its commands
+    /// and joins are refused (`no_such_room`: the client reconnects) while its connections
+    /// stay open until [`Hub::close_detached`]. Every change made before is submitted to the
+    /// writer (await [`Hub::durable`] to have it written). `None` if not held or dismissed.
+    pub fn detach(&self, id: &RoomId) -> Option<DetachedRoom> {
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        let cell = rooms.get(id)?.clone();
+        {
+            let mut inner = cell.lock();
+            if inner.room.state().dismissed {
+                return None;
+            }
+            inner.gone = true;
+        }
+        rooms.remove(id);
+        Some(DetachedRoom {
+            id: id.clone(),
+            cell,
+        })
+    }
+
+    /// Puts back a room whose handover failed.
+    pub fn reattach(&self, d: DetachedRoom) {
+        d.cell.lock().gone = false;
+        self.rooms
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d.id, d.cell);
+    }
+
+    /// Closes the connections of a room handed over, with `why`; returns how many.
+    pub fn close_detached(&self, d: DetachedRoom, why: CloseReason) -> usize {
+        let mut inner = d.cell.lock();
+        let n = inner.conns.len();
+        for (_, conn) in inner.conns.drain() {
+            let _ = conn.close.send(why);
+        }
+        n
+    }
+
     /// Ids of every room with its created time.
     pub fn list(&self) -> Vec<(RoomState, Timestamp)> {
         let mut v: Vec<_> = self
@@ -513,6 +608,9 @@ impl Hub {
         }
         let cell = self.get(id)?;
         let mut inner = cell.lock();
+        if inner.gone {
+            return Err(HubError::NoSuchRoom);
+        }
         let now = self.now();
         let events = inner.room.handle(now, command)?;
         self.commit(id, &cell, &mut inner, &events, now);
@@ -669,6 +767,9 @@ impl Hub {
         self.check_backlog()?;
         let cell = self.get(id)?;
         let mut inner = cell.lock();
+        if inner.gone {
+            return Err(HubError::NoSuchRoom);
+        }
         let now = self.now();
         let enter = Action::Enter {
             uid: claims.uid.clone(),

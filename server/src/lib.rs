@@ -98,6 +98,7 @@ pub struct RunningServer {
     hub: Arc<Hub>,
     media: Option<Arc<sfu::Sfu>>,
     pushes: Arc<push::Pushes>,
+    cluster: Option<Arc<cluster::Cluster>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
@@ -123,8 +124,14 @@ impl RunningServer {
         &self.hub
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end. A
+    /// cluster node with a shared store first hands its rooms to other nodes
+    /// ([`cluster::drain`]).
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        // In a cluster with a shared store, the rooms move to other nodes first (draining).
+        if let Some(cluster) = &self.cluster {
+            cluster.drain(&self.hub).await;
+        }
         self.hub.shutdown();
         // Pushes close their streams, then recordings end, so their files and listings are complete when this returns.
         self.pushes.stop_all("shutdown").await;
@@ -145,6 +152,10 @@ impl RunningServer {
             .unwrap_or(0);
         if lost == 0 {
             tracing::info!("the store's writer is flushed");
+        }
+        // Only now, with every change written, may other nodes take this node's rooms over.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
         }
         served
     }
@@ -247,7 +258,7 @@ pub async fn start_with_clock(
             workers_stopped.clone(),
         ))
     });
-    let heartbeat = cluster.map(|c| {
+    let heartbeat = cluster.clone().map(|c| {
         tokio::spawn(cluster::run_heartbeat(
             c,
             hub.clone(),
@@ -279,6 +290,7 @@ pub async fn start_with_clock(
         hub,
         media,
         pushes,
+        cluster,
         stop: Some(stop),
         task,
     })

@@ -48,6 +48,7 @@ pub const REST_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/rooms/{room}/push"),
     ("post", "/v1/tokens"),
     ("get", "/v1/audit"),
+    ("post", "/v1/node/drain"),
     ("get", "/v1/songs"),
     ("post", "/v1/songs/{code}/license"),
     ("post", "/v1/songs/{code}/key"),
@@ -249,6 +250,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/push", get(push_status))
         .route("/v1/tokens", post(issue_token))
         .route("/v1/audit", get(audit_log))
+        .route("/v1/node/drain", post(drain_node))
         // In a cluster, requests for rooms held by another node go there (after auth below).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -423,6 +425,31 @@ async fn audit_log(
         })
         .collect();
     Ok(Json(json!({ "entries": entries })))
+}
+
+/// `POST /v1/node/drain`: this node (the one asked) hands its rooms to the other nodes and
+/// takes no new ones (`docs/cluster.md`, Draining); it keeps running until stopped.
+async fn drain_node(State(state): State<Arc<AppState>>) -> ApiResult {
+    let Some(cluster) = state.cluster.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "this server is not a cluster node (no cluster_redis): there is nowhere to move its rooms",
+        ));
+    };
+    let report = cluster.drain(&state.hub).await;
+    let pairs = |v: &[(String, String)], key: &str| -> Vec<Value> {
+        v.iter()
+            .map(|(room, x)| json!({ "room": room, key: x }))
+            .collect()
+    };
+    Ok(Json(json!({
+        "node": cluster.node,
+        "moved": pairs(&report.moved, "node"),
+        "failed": pairs(&report.failed, "error"),
+        "connections": report.connections,
+        "took_ms": report.took_ms,
+    })))
 }
 
 async fn create_room(

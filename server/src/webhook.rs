@@ -180,12 +180,19 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
     };
     let secret = hub.config().webhook_secret.clone().into_bytes();
     let base = Duration::from_millis(hub.config().webhook_retry_ms.max(1));
+    // Webhooks this node had taken when it last stopped (or died) are due again.
+    match hub.store_unflushed().release_webhooks(None) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "webhooks claimed by this node's last run are due again"),
+        Err(e) => tracing::error!(%e, "releasing this node's webhook claims failed"),
+    }
     loop {
         if *stop.borrow() {
             return;
         }
         let now = hub.now();
-        let due = match hub.store_unflushed().due_webhooks(now, 64) {
+        // Claimed: a node sharing the store (PostgreSQL in a cluster) does not get them too.
+        let due = match hub.store_unflushed().claim_webhooks(now, 64) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(%e, "reading the outbox failed");

@@ -389,6 +389,9 @@ async fn connection(
                 Some(Ok(remote)) => {
                     drop(guard);
                     crate::cluster::bridge::pipe(&mut sink, &mut stream, remote).await;
+                    // The room's node may have closed it because the room moved (draining):
+                    // the client's next join reads the pin again.
+                    cluster.forget(&room.0);
                     return;
                 }
                 Some(Err(e)) => {

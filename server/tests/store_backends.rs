@@ -362,3 +362,138 @@ fn an_unreachable_or_misnamed_postgres_is_a_clear_error() {
         .to_string();
     assert!(err.contains("database_url"), "{err}");
 }
+
+/// Nodes of a cluster sharing one PostgreSQL database (`PgStore::connect_as`): each loads only
+/// the rooms it owns (and takes those nobody owns), a node's write of a room another node took
+/// over is dropped (fencing), a room moves with one winning claim, and two nodes claiming the
+/// outbox at the same time never get the same row.
+#[test]
+fn postgres_nodes_own_their_rooms_and_claim_each_webhook_once() {
+    let pg = PgCluster::start();
+    let url = pg.database("onmic");
+    let room =
+        |id: &str| RoomState::new(id.into(), "o".into(), "t".into(), RoomSettings::default());
+    let alone = PgStore::connect(&url).expect("a server without a cluster");
+    alone.save_room(&room("r0"), Timestamp(1)).expect("save r0");
+    let a = PgStore::connect_as(&url, Some("a".into())).expect("node a");
+    let b = PgStore::connect_as(&url, Some("b".into())).expect("node b");
+    a.save_room(&room("r1"), Timestamp(2)).expect("save r1");
+    b.save_room(&room("r2"), Timestamp(3)).expect("save r2");
+    let ids = |s: &PgStore| -> Vec<String> {
+        s.load_rooms()
+            .expect("rooms")
+            .into_iter()
+            .map(|r| r.state.id.as_str().to_owned())
+            .collect()
+    };
+    // a starts first: it takes the room nobody owned.
+    assert_eq!(ids(&a), ["r0", "r1"]);
+    assert_eq!(ids(&b), ["r2"]);
+    assert_eq!(
+        ids(&alone),
+        ["r0", "r1", "r2"],
+        "without a cluster: every room"
+    );
+    assert_eq!(
+        pg.sql(
+            "onmic",
+            "SELECT string_agg(id || '=' || node, ',' ORDER BY id) FROM rooms"
+        ),
+        "r0=a,r1=a,r2=b"
+    );
+    // a is dead: its rooms are orphaned; b takes r1, and a second claim from a loses.
+    assert_eq!(
+        b.orphaned_rooms(&["b".into()], 10).expect("orphans"),
+        [
+            ("r0".to_owned(), "a".to_owned()),
+            ("r1".to_owned(), "a".to_owned())
+        ]
+    );
+    let taken = b
+        .claim_room("r1", "a", "b")
+        .expect("claim")
+        .expect("b wins");
+    assert_eq!(taken.state.id.as_str(), "r1");
+    assert!(
+        b.claim_room("r1", "a", "c").expect("claim").is_none(),
+        "one winner"
+    );
+    assert_eq!(ids(&b), ["r1", "r2"]);
+    // a, not dead after all, writes r1: dropped, b's state stays.
+    let mut stale = room("r1");
+    stale.version = 41;
+    a.save_room(&stale, Timestamp(2))
+        .expect("a fenced write is not an error");
+    let mut fresh = room("r1");
+    fresh.version = 7;
+    b.save_room(&fresh, Timestamp(2)).expect("the owner writes");
+    assert_eq!(
+        pg.sql("onmic", "SELECT version || node FROM rooms WHERE id = 'r1'"),
+        "7b"
+    );
+    // A store nodes do not share cannot move rooms.
+    let dir = tempfile::tempdir().expect("tmp");
+    let sqlite = SqliteStore::open(&dir.path().join("x.sqlite3")).expect("sqlite");
+    assert!(matches!(
+        sqlite.claim_room("r1", "a", "b"),
+        Err(StoreError::Unsupported(_))
+    ));
+
+    // 300 webhooks, claimed by a and b at the same time, 7 at a time.
+    let hooks: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("e{i}"), "{}".to_owned()))
+        .collect();
+    // Real times: a release makes rows due at the wall clock's now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    a.enqueue_webhooks(&hooks, Timestamp(now - 1000))
+        .expect("queue");
+    let claim_all = |s: &PgStore| {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_webhooks(Timestamp(now), 7).expect("claim");
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch.into_iter().map(|w| w.event_id));
+        }
+    };
+    let (from_a, from_b) = std::thread::scope(|t| {
+        let ta = t.spawn(|| claim_all(&a));
+        let tb = t.spawn(|| claim_all(&b));
+        (ta.join().expect("a"), tb.join().expect("b"))
+    });
+    eprintln!("claimed: a {}, b {}", from_a.len(), from_b.len());
+    let mut all: Vec<&String> = from_a.iter().chain(&from_b).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 300, "every row claimed");
+    assert_eq!(from_a.len() + from_b.len(), 300, "no row claimed twice");
+    // Claimed rows are nobody else's until released; b's released, a gets them.
+    assert!(
+        a.claim_webhooks(Timestamp(now + 1000), 500)
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        a.release_webhooks(Some("b")).expect("release"),
+        from_b.len()
+    );
+    // Due now, not in 5 minutes as a's own claims.
+    let later = Timestamp(now + 60_000);
+    let again = a.claim_webhooks(later, 500).expect("claim");
+    assert_eq!(again.len(), from_b.len());
+    // Delivered rows are done; failed ones due again, for anyone.
+    a.webhook_delivered(again[0].id, later).expect("delivered");
+    a.webhook_failed(again[1].id, later, "HTTP 500")
+        .expect("failed");
+    let due: Vec<String> = b
+        .claim_webhooks(later, 500)
+        .expect("claim")
+        .into_iter()
+        .map(|w| w.event_id)
+        .collect();
+    assert_eq!(due, [again[1].event_id.clone()]);
+}

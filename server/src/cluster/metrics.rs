@@ -180,6 +180,16 @@ pub async fn render(state: &AppState) -> String {
                 "Heartbeats written to Redis.",
                 &n.heartbeats,
             ),
+            (
+                "onmic_cluster_rooms_taken_over_total",
+                "Rooms of dead nodes this node took over (failover).",
+                &n.taken_over,
+            ),
+            (
+                "onmic_cluster_rooms_handed_over_total",
+                "Rooms this node handed to another node while draining.",
+                &n.handed_over,
+            ),
         ];
         for (name, help, v) in rows {
             t.series(name, "counter", help, v.load(Ordering::Relaxed));

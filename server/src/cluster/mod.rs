@@ -12,10 +12,13 @@
 //! ask [`Cluster::node_of`] / [`Cluster::place`] only for rooms this node does not hold. A Redis
 //! outage is an error answer (`cluster_unavailable`, 503) and a logged warning, never a panic;
 //! the connection is re-established by the next request or heartbeat. A room whose audience
-//! outgrows its node spreads its listeners over relay nodes ([`relay`]). Not built yet: draining,
-//! failover of a dead node's rooms (`docs/cluster.md`).
+//! outgrows its node spreads its listeners over relay nodes ([`relay`]). With a shared store
+//! (`database_url`) the nodes take a dead node's rooms over ([`failover`]), and a stopping
+//! node hands its rooms over first ([`drain`]).
 
 pub mod bridge;
+pub mod drain;
+pub mod failover;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
@@ -45,8 +48,8 @@ pub const NODE_HEADER: &str = "x-onmic-node";
 
 /// Connection attempts at start-up before giving up (one per second).
 const START_ATTEMPTS: u32 = 5;
-/// Rooms whose node is remembered (pins never move, so the cache needs no invalidation; it is
-/// cleared when full).
+/// Rooms whose node is remembered (cleared when full; an entry is trusted for one heartbeat,
+/// see `Cluster::node_of`: pins move on failover and draining).
 const PIN_CACHE: usize = 100_000;
 
 /// Why a cluster operation failed.
@@ -128,6 +131,10 @@ pub struct ClusterCounters {
     pub redis_errors: AtomicU64,
     /// Heartbeats written.
     pub heartbeats: AtomicU64,
+    /// Rooms of dead nodes this node took over.
+    pub taken_over: AtomicU64,
+    /// Rooms this node handed to another node while draining.
+    pub handed_over: AtomicU64,
 }
 
 /// This node's rooms as the heartbeat last saw them.
@@ -154,8 +161,8 @@ pub struct Cluster {
     secret: Vec<u8>,
     /// The live nodes as of the last heartbeat (or lookup that refreshed it).
     nodes: Mutex<HashMap<String, NodeRecord>>,
-    /// Room → node, for rooms looked up before (pins never move).
-    pins: Mutex<HashMap<String, String>>,
+    /// Room → node, for rooms looked up before (checked again when stale, see `node_of`).
+    pins: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// What the heartbeat has done about this node's own rooms.
     seen: Mutex<Seen>,
     /// Unreadable records already logged.
@@ -165,6 +172,15 @@ pub struct Cluster {
     /// Counters for `/metrics`.
     pub counters: ClusterCounters,
     started_ms: u64,
+    /// Whether the nodes share one store (`database_url`): rooms can move between nodes
+    /// (failover, draining). With a store per node they cannot.
+    shared_store: bool,
+    /// Rooms of dead nodes this node has seen and not taken (another node was preferred), and
+    /// since when ([`failover`]).
+    orphans_seen: Mutex<HashMap<String, std::time::Instant>>,
+    /// Set when the node drains ([`drain`]): its record says so, placement and failover leave
+    /// it out, and it takes no rooms over.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -284,6 +300,9 @@ impl Cluster {
                 .map_err(|e| ClusterError::Config(format!("HTTP client: {e}")))?,
             counters: ClusterCounters::default(),
             started_ms: unix_ms(),
+            shared_store: config.database_url.is_some(),
+            orphans_seen: Mutex::default(),
+            draining: false.into(),
         };
         cluster.register(load, media, census).await?;
         Ok(Some(cluster))
@@ -308,6 +327,7 @@ impl Cluster {
             started_ms: self.started_ms,
             heartbeat_ms: unix_ms(),
             load,
+            draining: self.draining.load(Ordering::Relaxed),
         }
     }
 
@@ -377,10 +397,11 @@ impl Cluster {
         load: Load,
         media: Option<std::net::SocketAddr>,
         census: &Census,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Vec<String>, ClusterError> {
         let text = serde_json::to_string(&self.record(load, media))
             .map_err(|e| ClusterError::Config(e.to_string()))?;
         let mut con = self.redis.clone();
+        let mut lost = Vec::new();
         let (previous,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(registry::node_key(&self.node))
@@ -420,7 +441,13 @@ impl Cluster {
         };
         for room in unpinned {
             let (owner, _) = self.pin(&room, &self.node, false).await?;
-            if owner != self.node {
+            if owner != self.node && self.shared_store {
+                // Taken over by another node while this one was not live (its record expired):
+                // the other node owns it in the store too, so this node lets go of it.
+                tracing::warn!(room, %owner, "a room this node held was taken over by another node while this node's record was expired; letting go of it");
+                lost.push(room);
+                continue;
+            } else if owner != self.node {
                 tracing::warn!(room, %owner, "a room of this node's store is pinned to another node; requests for it go there");
             }
             self.seen
@@ -441,7 +468,7 @@ impl Cluster {
                 .insert(room);
         }
         self.refresh_nodes().await?;
-        Ok(())
+        Ok(lost)
     }
 
     /// Reads every live node's record; prunes expired ids from `onmic:nodes`. Malformed records
@@ -562,7 +589,10 @@ impl Cluster {
         if pins.len() >= PIN_CACHE {
             pins.clear();
         }
-        pins.insert(room.to_owned(), node.to_owned());
+        pins.insert(
+            room.to_owned(),
+            (node.to_owned(), std::time::Instant::now()),
+        );
     }
 
     /// Places a new room: on the node it is pinned to already, else on the least-loaded live
@@ -593,6 +623,8 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(node)
+            // A record older than the TTL has expired in Redis: ask again.
+            .filter(|r| unix_ms().saturating_sub(r.heartbeat_ms) < self.ttl.as_millis() as u64)
         {
             return Ok(r.clone());
         }
@@ -612,6 +644,11 @@ impl Cluster {
 
     /// The node room `room` is pinned to: `None` when it is pinned nowhere (no such room) or
     /// to this node.
+    ///
+    /// Callers ask only for rooms this node does not hold. A cached pin is trusted for one
+    /// heartbeat, and read again from Redis sooner when it names this node (the room moved
+    /// away), a node that is not live (the room may have failed over) or a draining node: pins
+    /// move on failover and draining.
     pub async fn node_of(&self, room: &str) -> Result<Option<NodeRecord>, ClusterError> {
         let cached = self
             .pins
@@ -619,20 +656,25 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
             .get(room)
             .cloned();
-        let node = match cached {
-            Some(n) => n,
-            None => {
-                let mut con = self.redis.clone();
-                let text: Option<String> = con
-                    .get(registry::room_key(room))
-                    .await
-                    .map_err(|e| self.redis_err(e))?;
-                let Some(text) = text else { return Ok(None) };
-                let node = registry::parse_pin(room, &text)?;
-                self.remember(room, &node);
-                node
+        if let Some((node, at)) = cached {
+            // Trusted for one heartbeat; a draining node is handing its rooms away.
+            if node != self.node && at.elapsed() < self.heartbeat {
+                match self.node_record(room, &node).await {
+                    Err(ClusterError::NodeDown { .. }) => {}
+                    Ok(r) if r.draining => {}
+                    other => return other.map(Some),
+                }
             }
-        };
+            self.forget(room);
+        }
+        let mut con = self.redis.clone();
+        let text: Option<String> = con
+            .get(registry::room_key(room))
+            .await
+            .map_err(|e| self.redis_err(e))?;
+        let Some(text) = text else { return Ok(None) };
+        let node = registry::parse_pin(room, &text)?;
+        self.remember(room, &node);
         if node == self.node {
             return Ok(None);
         }
@@ -669,8 +711,9 @@ impl Cluster {
         self.heartbeat
     }
 
-    /// Removes this node's record (a clean shutdown: the others stop placing rooms here at once
-    /// instead of after the TTL). Its rooms stay pinned to it.
+    /// Removes this node's record (a clean shutdown, after its store is flushed: the others
+    /// stop placing rooms here at once instead of after the TTL, and with a shared store take
+    /// its rooms over on their next heartbeat, [`failover`]).
     pub async fn leave(&self) {
         let mut con = self.redis.clone();
         let _: Result<(), _> = con.del(registry::node_key(&self.node)).await;
@@ -815,8 +858,9 @@ pub async fn node_load(
     (load, census)
 }
 
-/// Heartbeats until `stopped` turns true, then removes the node's record. A failed heartbeat
-/// is logged (once per outage) and retried on the next tick.
+/// Heartbeats until `stopped` turns true (the server removes the node's record once its store
+/// is flushed, [`Cluster::leave`]); after each heartbeat takes over rooms of dead nodes
+/// ([`failover`]). A failed heartbeat is logged (once per outage) and retried on the next tick.
 pub async fn run_heartbeat(
     cluster: std::sync::Arc<Cluster>,
     hub: std::sync::Arc<crate::Hub>,
@@ -834,7 +878,16 @@ pub async fn run_heartbeat(
             _ = stopped.changed() => break,
         }
         let (load, census) = node_load(&hub, media.as_deref(), &mut cpu).await;
-        match cluster.heartbeat(load, media_addr, &census).await {
+        let beat = match cluster.heartbeat(load, media_addr, &census).await {
+            Ok(lost) => {
+                for room in lost {
+                    hub.release(&onmic_room::RoomId(room));
+                }
+                cluster.take_over(&hub).await
+            }
+            Err(e) => Err(e),
+        };
+        match beat {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("cluster heartbeat restored");
@@ -847,7 +900,6 @@ pub async fn run_heartbeat(
             Err(_) => {}
         }
     }
-    cluster.leave().await;
 }
 
 /// A random u64 from the OS (the instance id); falls back to the clock.

@@ -68,6 +68,10 @@ pub struct NodeRecord {
     pub heartbeat_ms: u64,
     /// Its load at `heartbeat_ms`.
     pub load: Load,
+    /// Draining: handing its rooms to other nodes before it stops; placement and failover
+    /// leave it out. (Absent in records of older builds: not draining.)
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Why a value read from Redis cannot be used.
@@ -214,7 +218,10 @@ pub fn parse_placed(node: &str, text: &str) -> Result<u64, BadData> {
 /// fewest members, then the fewest peers, then the node id (so equal nodes are ranked the same
 /// way by every node). Nodes whose media is down are left out: a room there could not be heard.
 pub fn rank<'a>(nodes: &'a [NodeRecord], placed: &HashMap<String, u64>) -> Vec<&'a NodeRecord> {
-    let mut ranked: Vec<&NodeRecord> = nodes.iter().filter(|n| n.media.is_some()).collect();
+    let mut ranked: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|n| n.media.is_some() && !n.draining)
+        .collect();
     let rooms = |n: &NodeRecord| placed.get(&n.id).copied().unwrap_or(n.load.rooms);
     ranked.sort_by(|a, b| {
         rooms(a)
@@ -237,6 +244,7 @@ mod tests {
             instance: "i".into(),
             http: format!("10.0.0.1:{}", 7600),
             media: Some("10.0.0.1:40000".into()),
+            draining: false,
             version: "0".into(),
             started_ms: 1,
             heartbeat_ms: 2,

@@ -47,7 +47,13 @@ impl RoomChanges {
                 },
                 // Events were missed: the room state is asked for again.
                 Err(broadcast::error::TryRecvError::Lagged(_)) => changes.refresh = true,
-                Err(_) => break,
+                // The hub let go of the room (a cluster handed it to another node): its peers
+                // here go, as for a dismissal; publishing authority is the new node's.
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    changes.dismissed = true;
+                    break;
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
             }
         }
         changes
@@ -206,6 +212,10 @@ mod tests {
         );
 
         tx.send(frame(2, EventKind::Dismissed)).expect("sent");
+        assert!(RoomChanges::drain(&mut rx).dismissed);
+        // The room's sender dropped (the hub let the room go): its peers go too.
+        assert!(!RoomChanges::drain(&mut rx).dismissed);
+        drop(tx);
         assert!(RoomChanges::drain(&mut rx).dismissed);
     }
 

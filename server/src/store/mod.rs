@@ -57,6 +57,9 @@ pub enum StoreError {
         /// Changes waiting.
         pending: usize,
     },
+    /// The store cannot do this (e.g. SQLite, which nodes do not share).
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
     /// The change is in effect but was not written within the reply's wait: the writer keeps
     /// retrying, and the change is lost if the server stops before the store recovers.
     #[error(
@@ -279,6 +282,43 @@ pub trait Store: Send + Sync + 'static {
     fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError>;
     /// All rooms.
     fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError>;
+    /// Makes room `room` node `to`'s if node `from` owns it (`from` `None`: nobody does), and
+    /// returns it; `None` when it is not `from`'s (another node claimed it first, or no such
+    /// room). A cluster's failover and draining move rooms with this; a store that nodes
+    /// cannot share (SQLite) refuses.
+    fn claim_room(
+        &self,
+        room: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<RoomRecord>, StoreError> {
+        let _ = (room, from, to);
+        Err(StoreError::Unsupported(
+            "moving a room between nodes needs a shared store (database_url)",
+        ))
+    }
+    /// Rooms not dismissed whose owner is none of `live` (their node is gone): (room, node),
+    /// oldest first, at most `limit`. Empty for a store nodes do not share.
+    fn orphaned_rooms(
+        &self,
+        live: &[String],
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = (live, limit);
+        Ok(Vec::new())
+    }
+    /// Undelivered webhooks due at `now`, oldest first, taken for this node to deliver: no
+    /// other node sharing the store gets them until this one reports them delivered or failed
+    /// (or releases them). A store of one node just reads them ([`Store::due_webhooks`]).
+    fn claim_webhooks(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.due_webhooks(now, limit)
+    }
+    /// Makes the webhooks claimed by node `of` (`None`: this node) and not delivered due
+    /// again, for any node; returns how many.
+    fn release_webhooks(&self, of: Option<&str>) -> Result<usize, StoreError> {
+        let _ = of;
+        Ok(0)
+    }
     /// The ledger of one room, oldest first.
     fn gifts(&self, room: &str) -> Result<Vec<GiftRecord>, StoreError>;
     /// Undelivered webhooks due at `now`, oldest first.
@@ -377,7 +417,14 @@ pub trait Store: Send + Sync + 'static {
 /// (`database`, default `<data_dir>/onmic.sqlite3`). Both create or migrate their schema.
 pub fn open(config: &crate::Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.database_url {
-        Some(url) => Arc::new(PgStore::connect(url)?),
+        // In a cluster the database is shared: the node owns only its rooms.
+        Some(url) => Arc::new(PgStore::connect_as(
+            url,
+            config
+                .cluster_redis
+                .is_some()
+                .then(|| config.node_name.clone()),
+        )?),
         None => Arc::new(SqliteStore::open(&config.database_path())?),
     })
 }

@@ -96,10 +96,23 @@ const MIGRATIONS: &[&str] = &[
         package BYTEA NOT NULL,
         imported_at BIGINT NOT NULL
      );",
+    // 2: shared by a cluster's nodes: each room's owner node (NULL: written by a server
+    // without a cluster), and which node holds a webhook it is delivering.
+    "ALTER TABLE rooms ADD COLUMN node TEXT;
+     CREATE INDEX rooms_node ON rooms (node) WHERE NOT dismissed;
+     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+     CREATE INDEX outbox_claimed ON outbox (claimed_by) WHERE delivered_at IS NULL;",
 ];
+
+/// How long a webhook claimed by a node stays its own before another node may claim it again
+/// (the node died without delivering it and nobody took its rooms over).
+pub const WEBHOOK_LEASE: Duration = Duration::from_secs(300);
 
 /// The PostgreSQL store (see the module's contract).
 pub struct PgStore {
+    /// This node's id in a cluster (`node_name`): it loads and writes only the rooms it owns.
+    /// `None`: a server alone on the database, which loads and writes every room.
+    node: Option<String>,
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
@@ -147,10 +160,46 @@ fn ts(t: Timestamp) -> i64 {
     to_i64(t.0)
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A `rooms` row of (id, created_at, state).
+fn room_record(r: &Row) -> Result<RoomRecord, StoreError> {
+    let id: String = r.try_get(0)?;
+    let state: String = r.try_get(2)?;
+    Ok(RoomRecord {
+        state: serde_json::from_str(&state)
+            .map_err(|e| StoreError::Malformed(format!("room {id}'s stored state: {e}")))?,
+        created_at: ts_at(r, 1, "a room's created_at")?,
+    })
+}
+
+/// An `outbox` row of (id, event_id, body, attempts, next_at).
+fn outbox_item(r: &Row) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        body: r.try_get(2)?,
+        attempts: u32::try_from(r.try_get::<_, i64>(3)?)
+            .map_err(|_| StoreError::Malformed("a webhook's attempts are out of range".into()))?,
+        next_at: ts_at(r, 4, "a webhook's next_at")?,
+    })
+}
+
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/db`, or `host=/run/postgresql
     /// dbname=onmic user=onmic`) and creates or migrates the schema.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        Self::connect_as(url, None)
+    }
+
+    /// [`PgStore::connect`] for node `node` of a cluster: it loads only the rooms it owns (and
+    /// those nobody owns, which it takes), its writes of a room another node owns are dropped
+    /// (fencing), and webhooks it claims are marked with its id.
+    pub fn connect_as(url: &str, node: Option<String>) -> Result<PgStore, StoreError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Postgres(format!(
                 "database_url is not a PostgreSQL connection string: {e}"
@@ -181,6 +230,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Postgres(format!("cannot build the connection pool: {e}")))?;
         let store = PgStore {
+            node,
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             pool,
@@ -259,9 +309,11 @@ impl Store for PgStore {
             return Ok(());
         }
         let b = batch.clone();
-        self.call(|pool| async move {
+        let node = self.node.clone();
+        let fenced = self.call(|pool| async move {
             let mut c = client(&pool).await?;
             let tx = c.transaction().await?;
+            let mut fenced = Vec::new();
             // One statement per table, the rows as arrays.
             if !b.rooms.is_empty() {
                 let rows = b.rooms.values();
@@ -270,14 +322,34 @@ impl Store for PgStore {
                 let versions: Vec<i64> = rows.clone().map(|r| to_i64(r.version)).collect();
                 let dismissed: Vec<bool> = rows.clone().map(|r| r.dismissed).collect();
                 let states: Vec<&str> = rows.map(|r| r.state.as_str()).collect();
-                tx.execute(
-                    "INSERT INTO rooms (id, created_at, version, dismissed, state)
-                     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bool[], $5::text[])
-                     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version,
-                        dismissed = EXCLUDED.dismissed, state = EXCLUDED.state",
-                    &[&ids, &created, &versions, &dismissed, &states],
-                )
-                .await?;
+                // A node writes only the rooms it owns (or nobody owns): a room another node
+                // took over is not overwritten by a node that lost it (fencing). A server
+                // without a cluster (no node) writes every room and keeps the owner.
+                let written = tx
+                    .query(
+                        "INSERT INTO rooms (id, created_at, version, dismissed, state, node)
+                         SELECT u.*, $6::text FROM UNNEST($1::text[], $2::bigint[], $3::bigint[],
+                            $4::bool[], $5::text[]) AS u
+                         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version,
+                            dismissed = EXCLUDED.dismissed, state = EXCLUDED.state,
+                            node = COALESCE(EXCLUDED.node, rooms.node)
+                         WHERE EXCLUDED.node IS NULL OR rooms.node IS NULL
+                            OR rooms.node = EXCLUDED.node
+                         RETURNING id",
+                        &[&ids, &created, &versions, &dismissed, &states, &node],
+                    )
+                    .await?;
+                if written.len() < ids.len() {
+                    let written: std::collections::HashSet<String> = written
+                        .iter()
+                        .filter_map(|r| r.try_get::<_, String>(0).ok())
+                        .collect();
+                    fenced = ids
+                        .iter()
+                        .filter(|id| !written.contains(**id))
+                        .map(|id| (*id).to_owned())
+                        .collect();
+                }
             }
             if !b.gifts.is_empty() {
                 let g = &b.gifts;
@@ -361,31 +433,124 @@ impl Store for PgStore {
                 }
             }
             tx.commit().await?;
-            Ok(())
-        })
+            Ok(fenced)
+        })?;
+        if !fenced.is_empty() {
+            tracing::warn!(
+                rooms = ?fenced,
+                "not written: another node owns these rooms now (they were taken over)"
+            );
+        }
+        Ok(())
     }
 
     fn load_rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let node = self.node.clone();
         self.call(|pool| async move {
+            let c = client(&pool).await?;
+            let rows = match &node {
+                None => {
+                    c.query(
+                        "SELECT id, created_at, state FROM rooms ORDER BY created_at, id",
+                        &[],
+                    )
+                    .await?
+                }
+                Some(node) => {
+                    // Rooms nobody owns (written without a cluster) become this node's.
+                    c.execute("UPDATE rooms SET node = $1 WHERE node IS NULL", &[node])
+                        .await?;
+                    c.query(
+                        "SELECT id, created_at, state FROM rooms WHERE node = $1
+                         ORDER BY created_at, id",
+                        &[node],
+                    )
+                    .await?
+                }
+            };
+            rows.iter().map(room_record).collect()
+        })
+    }
+
+    fn claim_room(
+        &self,
+        room: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<RoomRecord>, StoreError> {
+        let (room, from, to) = (room.to_owned(), from.to_owned(), to.to_owned());
+        self.call(|pool| async move {
+            let c = client(&pool).await?;
+            let row = c
+                .query_opt(
+                    "UPDATE rooms SET node = $3 WHERE id = $1 AND node IS NOT DISTINCT FROM $2
+                     RETURNING id, created_at, state",
+                    &[&room, &from, &to],
+                )
+                .await?;
+            row.as_ref().map(room_record).transpose()
+        })
+    }
+
+    fn orphaned_rooms(
+        &self,
+        live: &[String],
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let live = live.to_vec();
+        self.call(move |pool| async move {
             let c = client(&pool).await?;
             let rows = c
                 .query(
-                    "SELECT id, created_at, state FROM rooms ORDER BY created_at, id",
-                    &[],
+                    "SELECT id, node FROM rooms
+                     WHERE NOT dismissed AND node IS NOT NULL AND node <> ALL($1::text[])
+                     ORDER BY created_at, id LIMIT $2",
+                    &[&live, &sql_limit(limit)],
                 )
                 .await?;
             rows.iter()
-                .map(|r| {
-                    let id: String = r.try_get(0)?;
-                    let state: String = r.try_get(2)?;
-                    Ok(RoomRecord {
-                        state: serde_json::from_str(&state).map_err(|e| {
-                            StoreError::Malformed(format!("room {id}'s stored state: {e}"))
-                        })?,
-                        created_at: ts_at(r, 1, "a room's created_at")?,
-                    })
-                })
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect()
+        })
+    }
+
+    fn claim_webhooks(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let node = self.node.clone().unwrap_or_default();
+        let lease = ts(now.plus(WEBHOOK_LEASE));
+        self.call(move |pool| async move {
+            let c = client(&pool).await?;
+            // Rows another node is sending are locked or leased: each row goes to one node.
+            let mut rows = c
+                .query(
+                    "UPDATE outbox SET claimed_by = $3, next_at = $4 WHERE id IN (
+                        SELECT id FROM outbox WHERE delivered_at IS NULL AND next_at <= $1
+                        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                     RETURNING id, event_id, body, attempts, next_at",
+                    &[&ts(now), &sql_limit(limit), &node, &lease],
+                )
+                .await?
+                .iter()
+                .map(outbox_item)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
+    fn release_webhooks(&self, of: Option<&str>) -> Result<usize, StoreError> {
+        let node = of
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.node.clone().unwrap_or_default());
+        self.call(move |pool| async move {
+            let n = client(&pool)
+                .await?
+                .execute(
+                    "UPDATE outbox SET claimed_by = NULL, next_at = LEAST(next_at, $2)
+                     WHERE claimed_by = $1 AND delivered_at IS NULL",
+                    &[&node, &ts(Timestamp(unix_ms()))],
+                )
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 
@@ -429,19 +594,7 @@ impl Store for PgStore {
                     &[&ts(now), &sql_limit(limit)],
                 )
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(OutboxItem {
-                        id: r.try_get(0)?,
-                        event_id: r.try_get(1)?,
-                        body: r.try_get(2)?,
-                        attempts: u32::try_from(r.try_get::<_, i64>(3)?).map_err(|_| {
-                            StoreError::Malformed("a webhook's attempts are out of range".into())
-                        })?,
-                        next_at: ts_at(r, 4, "a webhook's next_at")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(outbox_item).collect()
         })
     }
 
@@ -463,7 +616,8 @@ impl Store for PgStore {
             client(&pool)
                 .await?
                 .execute(
-                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1 WHERE id = $1",
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, claimed_by = NULL
+                     WHERE id = $1",
                     &[&id, &ts(at)],
                 )
                 .await?;
@@ -477,7 +631,8 @@ impl Store for PgStore {
             client(&pool)
                 .await?
                 .execute(
-                    "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3
+                    "UPDATE outbox SET attempts = attempts + 1, next_at = $2, last_error = $3,
+                        claimed_by = NULL
                      WHERE id = $1",
                     &[&id, &ts(next_at), &error],
                 )
@@ -601,13 +756,16 @@ impl Store for PgStore {
     }
 
     fn interrupt_recordings(&self) -> Result<usize, StoreError> {
+        let node = self.node.clone();
         self.call(|pool| async move {
+            // In a cluster, only the recordings of this node's rooms: the others' go on.
             let n = client(&pool)
                 .await?
                 .execute(
                     "UPDATE recordings SET status = 'interrupted', reason = 'server stopped'
-                     WHERE status = 'recording'",
-                    &[],
+                     WHERE status = 'recording' AND ($1::text IS NULL
+                        OR room IN (SELECT id FROM rooms WHERE node = $1))",
+                    &[&node],
                 )
                 .await?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))

@@ -2,6 +2,7 @@
 //! WebSocket client speaking the JSON protocol, REST calls and tokens.
 #![allow(dead_code, missing_docs)]
 
+pub mod hooks;
 pub mod pg;
 
 use std::time::Duration;

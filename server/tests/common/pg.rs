@@ -18,6 +18,7 @@ pub struct PgCluster {
     bin: PathBuf,
     owner: Option<User>,
     child: Option<Child>,
+    tcp: Option<(std::net::IpAddr, u16)>,
 }
 
 fn pg_bin() -> PathBuf {
@@ -50,6 +51,18 @@ impl PgCluster {
 
     /// A fresh cluster with `settings` (`name=value`) on the `postgres` command line.
     pub fn start_with(settings: &[&str]) -> PgCluster {
+        Self::start_on(None, settings)
+    }
+
+    /// A fresh cluster (test durability settings) that also listens on TCP `ip:5432` inside
+    /// network namespace `ns` (a host of `onmic_netns::inside_hosts`), accepting any address
+    /// without a password, as another host's database server; [`PgCluster::tcp_url`] names it.
+    /// (PostgreSQL's default port, so its Unix socket keeps the name the tools here expect.)
+    pub fn start_in(ns: &str, ip: std::net::IpAddr) -> PgCluster {
+        Self::start_on(Some((ns, ip, 5432)), &["fsync=off", "full_page_writes=off"])
+    }
+
+    fn start_on(tcp: Option<(&str, std::net::IpAddr, u16)>, settings: &[&str]) -> PgCluster {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("onmic-pg-")
@@ -68,6 +81,7 @@ impl PgCluster {
             bin,
             owner,
             child: None,
+            tcp: None,
         };
         let data = cluster.data_dir();
         let out = cluster
@@ -91,12 +105,40 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let log = std::fs::File::create(cluster.dir.path().join("postgres.log")).expect("log");
-        let mut cmd = cluster.command("postgres");
-        cmd.arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(cluster.dir.path())
-            .args(["-c", "listen_addresses="]);
+        let mut cmd = match tcp {
+            None => cluster.command("postgres"),
+            Some((ns, _, _)) => {
+                // Entering a namespace needs root, so `ip netns exec` runs as root and
+                // `setpriv` drops to the postgres user; both exec, so the pid is postgres'.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]);
+                if let Some(u) = &cluster.owner {
+                    cmd.arg("setpriv")
+                        .arg(format!("--reuid={}", u.uid))
+                        .arg(format!("--regid={}", u.gid))
+                        .arg("--clear-groups");
+                }
+                cmd.arg(cluster.bin.join("postgres"));
+                cmd
+            }
+        };
+        cmd.arg("-D").arg(&data).arg("-k").arg(cluster.dir.path());
+        match tcp {
+            None => {
+                cmd.args(["-c", "listen_addresses="]);
+            }
+            Some((_, ip, port)) => {
+                use std::io::Write;
+                let mut hba = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(data.join("pg_hba.conf"))
+                    .expect("pg_hba.conf");
+                writeln!(hba, "host all all 0.0.0.0/0 trust").expect("pg_hba.conf written");
+                cmd.args(["-c", &format!("listen_addresses={ip}")])
+                    .args(["-c", &format!("port={port}")]);
+                cluster.tcp = Some((ip, port));
+            }
+        }
         for s in settings {
             cmd.args(["-c", s]);
         }
@@ -179,6 +221,12 @@ impl PgCluster {
             "host={} user=onmic dbname={name}",
             self.dir.path().display()
         )
+    }
+
+    /// The TCP connection string of database `name` ([`PgCluster::start_in`]).
+    pub fn tcp_url(&self, name: &str) -> String {
+        let (ip, port) = self.tcp.expect("started with start_in");
+        format!("host={ip} port={port} user=onmic dbname={name}")
     }
 
     /// Runs SQL in database `name` with `psql`; panics with its message if it fails.
