@@ -10,8 +10,6 @@
 //! 300, and `ONMIC_BENCH_SAMPLES`, default 200). Needs root, iproute2 and `redis-server`.
 
 use std::collections::HashMap;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -22,76 +20,9 @@ use serde_json::{Value, json};
 use str0m::media::{Direction, MediaKind};
 use tokio_tungstenite::tungstenite::Message;
 
-const KEY: &str = "bench-key";
-const SECRET: &str = "bench-secret";
-const TOKEN_SECRET: &str = "bench-token";
-const APP: &str = "bench";
-
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn start_redis(port: u16) -> Kid {
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Kid(child)
-}
-
-fn start_node(name: &str, redis: &str, dir: &std::path::Path) -> (Kid, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onmic-server"))
-        .env_remove("RUST_LOG")
-        .env("ONMIC_NODE_NAME", name)
-        .env("ONMIC_LISTEN", "127.0.0.1:0")
-        .env("ONMIC_LOG", "warn")
-        .env("ONMIC_DATABASE", dir.join(format!("{name}.sqlite3")))
-        .env("ONMIC_CUSTOMER_KEY", KEY)
-        .env("ONMIC_CUSTOMER_SECRET", SECRET)
-        .env("ONMIC_TOKEN_SECRET", TOKEN_SECRET)
-        .env("ONMIC_APP_ID", APP)
-        .env("ONMIC_MEDIA_THREADS", "1")
-        .env("ONMIC_MAX_PREJOIN_PER_ADDR", "100000")
-        .env("ONMIC_CLUSTER_REDIS", redis)
-        .env("ONMIC_WEBHOOK_SECRET", "bench-hook")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("onmic-server starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("node {name} exited before listening");
-        }
-        if let Some(u) = line.trim().strip_prefix("onmic-server listening on ") {
-            break u.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (Kid(child), url)
-}
+#[path = "support/cluster.rs"]
+mod support;
+use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, free_port, start_node, start_redis};
 
 fn token(room: &str, uid: &str) -> String {
     let config = Config {
@@ -189,7 +120,7 @@ fn main() {
     let redis = format!("redis://127.0.0.1:{port}/");
     let nodes: Vec<(Kid, String)> = ["a", "b", "c"]
         .iter()
-        .map(|n| start_node(n, &redis, dir.path()))
+        .map(|n| start_node(n, &redis, dir.path(), &[]))
         .collect();
     let (a, b, c) = (&nodes[0].1, &nodes[1].1, &nodes[2].1);
     let rt = tokio::runtime::Builder::new_multi_thread()

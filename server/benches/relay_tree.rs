@@ -19,9 +19,8 @@
 //! `ONMIC_BENCH_N2`, default 40; `ONMIC_BENCH_SECS`, default 15). Needs root, iproute2 and
 //! `redis-server`. The clients run in this process, on the same cores as the nodes.
 
-use std::io::BufRead;
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,84 +35,24 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
 use str0m::{Candidate, Event, Input, Output};
 use tokio_tungstenite::tungstenite::Message;
 
-const KEY: &str = "bench-key";
-const SECRET: &str = "bench-secret";
-const TOKEN_SECRET: &str = "bench-token";
-const APP: &str = "bench";
+#[path = "support/cluster.rs"]
+mod support;
+use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, free_port, start_redis};
+
 const ROOM: &str = "big";
 
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn start_redis(port: u16) -> Kid {
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Kid(child)
-}
-
+/// A node with a 200 ms heartbeat and, on a relay, its own `relay_listeners` limit.
 fn start_node(
     name: &str,
     redis: &str,
     dir: &std::path::Path,
     relay_listeners: Option<usize>,
 ) -> (Kid, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onmic-server"));
-    cmd.env_remove("RUST_LOG")
-        .env("ONMIC_NODE_NAME", name)
-        .env("ONMIC_LISTEN", "127.0.0.1:0")
-        .env("ONMIC_LOG", "warn")
-        .env("ONMIC_DATABASE", dir.join(format!("{name}.sqlite3")))
-        .env("ONMIC_CUSTOMER_KEY", KEY)
-        .env("ONMIC_CUSTOMER_SECRET", SECRET)
-        .env("ONMIC_TOKEN_SECRET", TOKEN_SECRET)
-        .env("ONMIC_APP_ID", APP)
-        .env("ONMIC_MEDIA_THREADS", "1")
-        .env("ONMIC_MAX_PREJOIN_PER_ADDR", "100000")
-        .env("ONMIC_CLUSTER_REDIS", redis)
-        .env("ONMIC_CLUSTER_HEARTBEAT_MS", "200")
-        .env("ONMIC_WEBHOOK_SECRET", "bench-hook")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut extra = vec![("ONMIC_CLUSTER_HEARTBEAT_MS", "200".to_string())];
     if let Some(n) = relay_listeners {
-        cmd.env("ONMIC_RELAY_LISTENERS", n.to_string());
+        extra.push(("ONMIC_RELAY_LISTENERS", n.to_string()));
     }
-    let mut child = cmd.spawn().expect("onmic-server starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("node {name} exited before listening");
-        }
-        if let Some(u) = line.trim().strip_prefix("onmic-server listening on ") {
-            break u.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (Kid(child), url)
+    support::start_node(name, redis, dir, &extra)
 }
 
 fn token(uid: &str) -> String {

@@ -422,6 +422,11 @@ impl Driver {
         let Some(media) = self.rooms.get_mut(room) else {
             return;
         };
+        // A relayed room has no events here (its stream has no sender, which now reads as the
+        // hub letting a room go): its origin's link says who leaves.
+        if media.relayed {
+            return;
+        }
         let changes = RoomChanges::drain(&mut media.events);
         changes.apply_policy(&mut media.router, &self.config.bombing);
         for p in changes.departed_peers(&media.router) {
