@@ -4,10 +4,12 @@
 //! `c`, the latency of a client's WebSocket `join` (connect + upgrade + `joined`), of
 //! `POST /rtc/offer` (offer → answer) and of a REST `GET /v1/rooms/{room}` made directly on `c`
 //! versus through node `b`, which bridges them to `c`. Direct and bridged samples alternate so
-//! both see the same machine.
+//! both see the same machine. Last, rooms per node: live rooms (owner + two listeners each on
+//! WebSocket) in steps, with every node's memory, idle CPU and the join latency at each step.
 //!
 //! Run: `cargo bench -p onmic-server --bench cluster_routing` (env `ONMIC_BENCH_ROOMS`, default
-//! 300, and `ONMIC_BENCH_SAMPLES`, default 200). Needs root, iproute2 and `redis-server`.
+//! 300, `ONMIC_BENCH_SAMPLES`, default 200, `ONMIC_BENCH_LIVE_ROOMS`, default 600). Needs root,
+//! iproute2 and `redis-server`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,7 +24,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/cluster.rs"]
 mod support;
-use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, free_port, start_node, start_redis};
+use support::{
+    APP, KEY, Kid, SECRET, TOKEN_SECRET, cpu_seconds, free_port, start_node, start_redis,
+};
 
 fn token(room: &str, uid: &str) -> String {
     let config = Config {
@@ -218,8 +222,107 @@ fn main() {
         println!("{}", offer_bridged.line("/rtc/offer, bridged by b"));
         println!("{}", rest_direct.line("REST members, direct"));
         println!("{}", rest_bridged.line("REST members, bridged by b"));
+        // Rooms per node: live rooms (created through a, spread by placement), each with its
+        // owner and two listeners connected over WebSocket to the room's node; at each step the
+        // nodes' resident memory, their CPU over 5 s with the rooms idle (heartbeats only), and
+        // the join latency into a room at that occupancy. Media capacity is the SFU's
+        // (docs/sfu.md: listeners per core), not measured here.
+        let live_max: usize = std::env::var("ONMIC_BENCH_LIVE_ROOMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(600);
+        let url_of: HashMap<&str, &String> = [("a", a), ("b", b), ("c", c)].into();
+        let pids: Vec<(&str, u32)> = ["a", "b", "c"]
+            .iter()
+            .zip(&nodes)
+            .map(|(n, (kid, _))| (*n, kid.0.id()))
+            .collect();
+        println!(
+            "rooms per node: live rooms created through a, each with its owner and 2 listeners on WebSocket at the room's node:"
+        );
+        let mut sockets: Vec<Ws> = Vec::new();
+        let mut live: Vec<(String, String)> = Vec::new();
+        let mut step = (live_max / 4).max(1);
+        let mut before: Vec<(usize, f64)> = pids.iter().map(|(_, p)| (0, rss_mib(*p))).collect();
+        while live.len() < live_max {
+            let target = (live.len() + step).min(live_max);
+            while live.len() < target {
+                let id = format!("live-{:04}", live.len());
+                let body = json!({ "id": id, "owner": "owner", "title": "t", "seat_count": 2 });
+                let resp = http
+                    .post(format!("{a}/v1/rooms"))
+                    .header("authorization", auth())
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("create");
+                assert_eq!(resp.status().as_u16(), 201);
+                let node = resp
+                    .headers()
+                    .get("x-onmic-node")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?")
+                    .to_owned();
+                let base = url_of.get(node.as_str()).expect("a known node");
+                for uid in ["owner", "l1", "l2"] {
+                    sockets.push(join(base, &id, uid).await.0);
+                }
+                live.push((id, node));
+            }
+            step *= 2;
+            for (i, ws) in sockets.iter_mut().enumerate() {
+                let hb = json!({ "id": 1_000_000 + i, "type": "heartbeat" });
+                let _ = ws.send(Message::Text(hb.to_string().into())).await;
+            }
+            let cpu0: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
+            let t0 = Instant::now();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let wall = t0.elapsed().as_secs_f64();
+            let mut joins = Figures(Vec::new());
+            for i in 0..20 {
+                let (id, node) = &live[i * live.len() / 20];
+                let (mut ws, took) = join(url_of[node.as_str()], id, &format!("probe-{i}")).await;
+                joins.0.push(ms(took));
+                let _ = ws.close(None).await;
+            }
+            let per_node: Vec<String> = pids
+                .iter()
+                .zip(&cpu0)
+                .zip(before.iter_mut())
+                .map(|(((n, p), c0), (rooms0, rss0))| {
+                    let rooms = live.iter().filter(|(_, node)| node == n).count();
+                    let rss = rss_mib(*p);
+                    // What each room added since the last step (the node's base and its other
+                    // rooms left out).
+                    let added = (rss - *rss0) * 1024.0 / (rooms - *rooms0).max(1) as f64;
+                    *rooms0 = rooms;
+                    *rss0 = rss;
+                    format!(
+                        "{n}: {rooms} rooms, RSS {rss:.1} MiB (+{added:.0} KiB per added room), CPU idle {:.1} %",
+                        (cpu_seconds(*p) - c0) / wall * 100.0
+                    )
+                })
+                .collect();
+            println!("  {} live rooms, {} members: {}", live.len(), sockets.len(), per_node.join("; "));
+            println!("  {}", joins.line("WebSocket join at this occupancy"));
+        }
+        for mut ws in sockets {
+            let _ = ws.close(None).await;
+        }
         if let Ok(status) = onmic_server::cluster::status(&redis).await {
             print!("{}", status.table());
         }
     });
+}
+
+/// A process's resident memory in MiB (`VmRSS`), 0 if unreadable.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

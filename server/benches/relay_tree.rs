@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/cluster.rs"]
 mod support;
-use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, free_port, start_redis};
+use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, cpu_seconds, free_port, start_redis};
 
 const ROOM: &str = "big";
 
@@ -251,17 +251,6 @@ async fn connect(
         stop,
         thread: Some(thread),
     }
-}
-
-/// A process's CPU time (user + system), from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
-    // USER_HZ: 100 on every Linux architecture this builds for.
-    ticks / 100.0
 }
 
 fn percentiles(v: &mut [f64]) -> (usize, f64, f64, f64) {

@@ -88,3 +88,17 @@ pub fn start_node(
     std::thread::spawn(move || for _ in reader.lines() {});
     (Kid(child), url)
 }
+
+/// A process's user + system CPU seconds (`/proc/<pid>/stat`), 0 if unreadable.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After the command: state is field 0, utime 11, stime 12; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
+}
