@@ -84,6 +84,24 @@ fn auth() -> String {
     format!("Bearer {KEY}:{SECRET}")
 }
 
+/// Creates room `id` through the node at `base`; answers the node it was placed on.
+async fn create_room(http: &reqwest::Client, base: &str, id: &str) -> String {
+    let body = json!({ "id": id, "owner": "owner", "title": "t", "seat_count": 2 });
+    let resp = http
+        .post(format!("{base}/v1/rooms"))
+        .header("authorization", auth())
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.headers()
+        .get("x-onmic-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_owned()
+}
+
 struct Figures(Vec<f64>);
 
 impl Figures {
@@ -148,23 +166,9 @@ fn main() {
         let mut on_node: HashMap<String, Vec<String>> = HashMap::new();
         for i in 0..rooms {
             let id = format!("room-{i:04}");
-            let body = json!({ "id": id, "owner": "owner", "title": "t", "seat_count": 2 });
             let start = Instant::now();
-            let resp = http
-                .post(format!("{a}/v1/rooms"))
-                .header("authorization", auth())
-                .json(&body)
-                .send()
-                .await
-                .expect("create");
+            let node = create_room(&http, a, &id).await;
             create.0.push(ms(start.elapsed()));
-            assert_eq!(resp.status().as_u16(), 201);
-            let node = resp
-                .headers()
-                .get("x-onmic-node")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("?")
-                .to_owned();
             on_node.entry(node).or_default().push(id);
         }
         println!("cluster routing: 3 nodes (a, b, c), Redis on loopback, default heartbeat (1 s) and TTL (5 s)");
@@ -248,21 +252,7 @@ fn main() {
             let target = (live.len() + step).min(live_max);
             while live.len() < target {
                 let id = format!("live-{:04}", live.len());
-                let body = json!({ "id": id, "owner": "owner", "title": "t", "seat_count": 2 });
-                let resp = http
-                    .post(format!("{a}/v1/rooms"))
-                    .header("authorization", auth())
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("create");
-                assert_eq!(resp.status().as_u16(), 201);
-                let node = resp
-                    .headers()
-                    .get("x-onmic-node")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?")
-                    .to_owned();
+                let node = create_room(&http, a, &id).await;
                 let base = url_of.get(node.as_str()).expect("a known node");
                 for uid in ["owner", "l1", "l2"] {
                     sockets.push(join(base, &id, uid).await.0);

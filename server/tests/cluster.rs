@@ -10,86 +10,15 @@ mod sfu_support;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Kid, command, free_port, redis};
 use common::*;
 use onmic_netns::{host_ip, host_namespaces, inside_hosts};
 use serde_json::{Value, json};
 use sfu_support::{Peer, until};
-
-/// A child process killed (SIGKILL) and reaped on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `cmd`, inside namespace `ns` when given.
-fn command(ns: Option<&str>, program: &str) -> Command {
-    match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, program]);
-            c
-        }
-        None => Command::new(program),
-    }
-}
-
-/// A free TCP port on `ip` (bound, then released).
-fn free_port(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A real `redis-server` on `ip:port` (inside `ns`), keeping nothing on disk; waits until it
-/// answers PING.
-fn redis(ns: Option<&str>, ip: IpAddr, port: u16) -> Kid {
-    let child = command(ns, "redis-server")
-        .args([
-            "--bind",
-            &ip.to_string(),
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (apt-get install redis-server; see xtask/apt/redis.txt)");
-    let kid = Kid(child);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect((ip, port)) {
-            use std::io::{Read, Write};
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut buf = [0u8; 7];
-            if s.write_all(b"PING\r\n").is_ok()
-                && s.read_exact(&mut buf).is_ok()
-                && &buf == b"+PONG\r\n"
-            {
-                return kid;
-            }
-        }
-        assert!(Instant::now() < deadline, "redis-server did not answer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The settings every test node shares (secrets shared by the cluster; short heartbeat).
 /// `db` is `("ONMIC_DATABASE", <SQLite file>)` or `("ONMIC_DATABASE_URL", <PostgreSQL>)`.

@@ -9,11 +9,11 @@
 mod common;
 mod sfu_support;
 
-use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Kid, command, redis};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use onmic_netns::{host_ip, host_namespaces, inside_hosts};
@@ -22,55 +22,11 @@ use serde_json::json;
 use sfu_support::{Peer, until};
 use tokio_tungstenite::tungstenite;
 
-/// A child process killed (SIGKILL) and reaped on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn in_ns(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, program]);
-    c
-}
-
-/// A real `redis-server` inside `ns`, keeping nothing on disk; waits until it answers PING.
-fn redis(ns: &str, ip: IpAddr, port: u16) -> Kid {
-    let child = in_ns(ns, "redis-server")
-        .args(["--bind", &ip.to_string(), "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (apt-get install redis-server; see xtask/apt/redis.txt)");
-    let kid = Kid(child);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect((ip, port)) {
-            use std::io::{Read, Write};
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut buf = [0u8; 7];
-            if s.write_all(b"PING\r\n").is_ok()
-                && s.read_exact(&mut buf).is_ok()
-                && &buf == b"+PONG\r\n"
-            {
-                return kid;
-            }
-        }
-        assert!(Instant::now() < deadline, "redis-server did not answer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 const TOKEN_SECRET: &str = "tok-secret";
 
 /// A node of the cluster inside `ns`; returns it and its base URL.
 fn node(ns: &str, name: &str, listen: &str, redis: &str, db: &std::path::Path) -> (Kid, String) {
-    let mut cmd = in_ns(ns, BIN);
+    let mut cmd = command(Some(ns), BIN);
     cmd.env_remove("RUST_LOG").stderr(Stdio::inherit());
     for (k, v) in [
         ("ONMIC_NODE_NAME", name.to_owned()),
@@ -174,7 +130,7 @@ fn a_room_spreads_over_two_relays_and_the_origin_keeps_authority() {
         return;
     }
     let hosts = host_namespaces();
-    let _redis = redis(&hosts[3], host_ip(3), 6390);
+    let _redis = redis(Some(&hosts[3]), host_ip(3), 6390);
     let redis_url = format!("redis://{}:6390/", host_ip(3));
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<Option<Kid>> = Vec::new();

@@ -421,11 +421,20 @@ impl RtcDriver {
 
     fn command(&mut self, cmd: Cmd) {
         match cmd {
+            // Nor relays (issue 16): a relayed listener is refused.
+            Cmd::Connect {
+                relayed: true,
+                reply,
+                ..
+            } => {
+                let _ = reply.send(Err(SfuError::Stopped));
+            }
             Cmd::Connect {
                 room,
                 uid,
                 offer,
                 reply,
+                ..
             } => {
                 let _ = reply.send(self.connect(room, uid, offer));
             }
@@ -449,10 +458,7 @@ impl RtcDriver {
             // This comparison driver (the `bench-rtc` feature) feeds no CDN push: the tap is
             // dropped, and a push started on it sends silence.
             Cmd::SetPushTap { .. } => {}
-            // Nor relays (issue 16): a relayed listener is refused, the rest ignored.
-            Cmd::ConnectRelayed { reply, .. } => {
-                let _ = reply.send(Err(SfuError::Stopped));
-            }
+            // Nor relays: the relay commands are ignored.
             Cmd::RoomPeers { reply, .. } => {
                 let _ = reply.send(0);
             }

@@ -2,6 +2,7 @@
 //! WebSocket client speaking the JSON protocol, REST calls and tokens.
 #![allow(dead_code, missing_docs)]
 
+pub mod cluster;
 pub mod hooks;
 pub mod pg;
 

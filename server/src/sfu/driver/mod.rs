@@ -169,10 +169,14 @@ pub struct SfuStats {
 }
 
 enum Cmd {
+    /// `relayed`: a listener of a room held by another node (the origin), placed here by the
+    /// origin (`crate::cluster::relay`): no membership check (the origin vouched), never
+    /// publishes.
     Connect {
         room: RoomId,
         uid: Uid,
         offer: SdpOffer,
+        relayed: bool,
         reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
     },
     Stats(oneshot::Sender<SfuStats>),
@@ -195,14 +199,6 @@ enum Cmd {
     /// Test support: each relayed packet costs the shard this much more, as a fan-out to
     /// thousands of listeners does.
     SlowRelays(Duration),
-    /// A listener of a room held by another node (the origin), placed here by the origin
-    /// (`crate::cluster::relay`): no membership check (the origin vouched), never publishes.
-    ConnectRelayed {
-        room: RoomId,
-        uid: Uid,
-        offer: SdpOffer,
-        reply: oneshot::Sender<Result<SdpAnswer, SfuError>>,
-    },
     /// Closes the peers of a relayed room: every one, or `uid`'s.
     CloseRelayed {
         room: RoomId,
@@ -328,6 +324,16 @@ impl Sfu {
         uid: Uid,
         offer: SdpOffer,
     ) -> Result<SdpAnswer, SfuError> {
+        self.connect_peer(room, uid, offer, false).await
+    }
+
+    async fn connect_peer(
+        &self,
+        room: RoomId,
+        uid: Uid,
+        offer: SdpOffer,
+        relayed: bool,
+    ) -> Result<SdpAnswer, SfuError> {
         let (reply, answer) = oneshot::channel();
         let shard = self.shard_of(&room, &uid);
         self.send(
@@ -336,6 +342,7 @@ impl Sfu {
                 room,
                 uid,
                 offer,
+                relayed,
                 reply,
             },
         )?;
@@ -456,18 +463,7 @@ impl Sfu {
         uid: Uid,
         offer: SdpOffer,
     ) -> Result<SdpAnswer, SfuError> {
-        let (reply, answer) = oneshot::channel();
-        let shard = self.shard_of(&room, &uid);
-        self.send(
-            shard,
-            Cmd::ConnectRelayed {
-                room,
-                uid,
-                offer,
-                reply,
-            },
-        )?;
-        answer.await.map_err(|_| SfuError::Stopped)?
+        self.connect_peer(room, uid, offer, true).await
     }
 
     /// Closes the relayed room's peers on every shard (`uid`'s only, when given).

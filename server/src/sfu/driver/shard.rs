@@ -205,9 +205,10 @@ impl Driver {
                 room,
                 uid,
                 offer,
+                relayed,
                 reply,
             } => {
-                let _ = reply.send(self.connect_peer(room, uid, offer, false));
+                let _ = reply.send(self.connect_peer(room, uid, offer, relayed));
             }
             Cmd::Stats(reply) => {
                 self.stats.peers = self.peers.len();
@@ -239,14 +240,6 @@ impl Driver {
             }
             Cmd::Stall(pause) => std::thread::sleep(pause),
             Cmd::SlowRelays(cost) => self.relay_cost = cost,
-            Cmd::ConnectRelayed {
-                room,
-                uid,
-                offer,
-                reply,
-            } => {
-                let _ = reply.send(self.connect_peer(room, uid, offer, true));
-            }
             Cmd::CloseRelayed { room, uid } => {
                 let gone: Vec<PeerId> = match self.rooms.get(&room) {
                     Some(media) if media.relayed => match &uid {
@@ -279,7 +272,7 @@ impl Driver {
     }
 
     /// Connects a member's peer; `relayed`: a listener of a room held by another node (see
-    /// `Cmd::ConnectRelayed`), whose membership the origin checked.
+    /// `Cmd::Connect` with `relayed`), whose membership the origin checked.
     pub(super) fn connect_peer(
         &mut self,
         room: RoomId,
