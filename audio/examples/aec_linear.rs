@@ -7,7 +7,9 @@
 //! estimated at the end. `DUMP=DIR` keeps the suppressor on and writes the linear filter's
 //! output and the suppressed output of each condition to DIR as raw little-endian f32
 //! (`NAME.lin.f32`, `NAME.aec.f32`) for a per-segment study (the echo figures printed stay the
-//! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state.
+//! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state;
+//! `TRACE=1` prints the delay the filter is aligned to and the drift estimate every 0.5 s (to
+//! stderr).
 
 use onmic_audio::aec::Aec;
 use onmic_audio::offline::read_wav;
@@ -71,6 +73,7 @@ fn main() {
         let (mut e_end, mut r_end) = (0.0f64, 0.0f64);
         let end = (blocks * BLOCK_FRAMES).saturating_sub(4 * 48_000);
         let has_near = near.iter().any(|&v| v != 0.0);
+        let trace = std::env::var_os("TRACE").is_some();
         let mut fb = Block::silent(1);
         let mut mb = Block::silent(1);
         for b in 0..blocks {
@@ -79,6 +82,14 @@ fn main() {
             mb.channel_mut(0).copy_from_slice(&mic[s..s + BLOCK_FRAMES]);
             aec.analyze_render(&fb);
             aec.process(&mut mb);
+            if trace && b % 50 == 0 {
+                eprintln!(
+                    "t {:5.1} s delay {} ms drift {:7.1} ppm",
+                    (s + BLOCK_FRAMES) as f64 / 48_000.0,
+                    aec.delay_ms(),
+                    aec.drift_ppm()
+                );
+            }
             if dump.is_some() {
                 lin_out.extend_from_slice(aec.linear_output());
                 aec_out.extend_from_slice(mb.channel(0));

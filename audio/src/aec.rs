@@ -8,14 +8,17 @@
 //!   32 bands (300 Hz–6.7 kHz) is 1 when its energy is above its running mean, for the far end
 //!   and the microphone; the far-end lag (0–[`MAX_DELAY_MS`] in 10 ms steps) whose bits agree
 //!   best with the microphone's, averaged over far-end activity, is the delay. A new delay is
-//!   taken after it has won for 250 ms of far-end speech; the filter's partitions shift with it,
-//!   so what was learnt is kept. The filter starts 50 ms before the estimate (which lands up to
-//!   30 ms after the direct path).
+//!   taken after it has won for 250 ms of far-end speech (not counted in the near-end state once
+//!   a delay is found: the microphone's bits are the near end's then); the filter's partitions
+//!   shift with it, so what was learnt is kept. The filter starts 50 ms before the estimate
+//!   (which lands up to 30 ms after the direct path).
 //! * **Filter**: each bin of each partition carries its own uncertainty, so the step is large
 //!   while the echo path is unknown and shrinks by itself when the error is dominated by near-end
-//!   speech (double talk) — no double-talk detector. The filter's constraint (its second half of
-//!   taps zeroed) is applied to four partitions per block in turn (alternately constrained, as in
-//!   Speex's MDF), which keeps the cost of a 400 ms filter within budget.
+//!   speech (double talk) — no double-talk detector. The uncertainty starts small ([`P_INIT`])
+//!   and decays along a room's tail after the echo's expected start: the delay estimator's best
+//!   lag until the delay is found, the found delay after. The filter's constraint (its second
+//!   half of taps zeroed) is applied to four partitions per block in turn (alternately
+//!   constrained, as in Speex's MDF), which keeps the cost of a 400 ms filter within budget.
 //! * **Clock drift**: the reference is read back through a fractional-delay interpolator
 //!   (16-tap Kaiser-windowed sinc) at a lag that moves by the estimated drift every sample. The
 //!   drift is measured every second from how far the filter's taps slid (the phase turn of its
@@ -34,7 +37,7 @@
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
 //!   kept) and lets it learn only downwards (where the smoothed error is under its
 //!   prediction: the coherent filter has improved since); the coherent estimate is
-//!   over-subtracted by 2. Gain floor −40 dB.
+//!   over-subtracted by 2 (1 in the near-end state). Gain floor −40 dB.
 //! * **Framing of the suppressor**: its gains are applied on a windowed analysis of the error
 //!   (the last 20 ms, Mauler & Martin's low-delay windows) and resynthesised by overlap-add
 //!   every 5 ms; everything it compares with the error is on the same window: the far end's
@@ -80,13 +83,22 @@ const HIST: usize = LAGS + P;
 /// filter that starts after the direct path cannot cancel it (2 blocks: RT60 0.8 s / 300 ms
 /// estimated at 330 ms, ERLE 6 dB).
 const MARGIN: usize = 5;
-/// The filter's initial uncertainty per bin and partition (the Kalman state's P)...
-const P_INIT: f32 = 0.05;
+/// The filter's initial uncertainty per bin and partition (the Kalman state's P)... (0.01: the
+/// linear filter alone 16.9 dB on ten echo rooms, 2–12 s, against 15.2 with 0.05; 0.005 took
+/// RT60 0.8 s / 300 ms to 22.4 dB ERLE through the chain, bar 25.)
+const P_INIT: f32 = 0.01;
 /// ...and, once the delay is found, its cap on each partition after the direct path: this factor
 /// per 10 ms partition (a room-decay prior; 0.92: double talk PESQ +0.01 to +0.12 and EchoDT 0
 /// to +0.7 dB in every room of the sweep, ERLE bars kept; 0.85 cost RT60 0.6 s / 200 ms 0.2
 /// PESQ, and a decaying P from the start, before the delay is known, starved long delays).
 const P_TAIL_DECAY: f32 = 0.92;
+/// Before the delay is found, P after the delay estimator's current best lag (two partitions
+/// after it) is capped by this factor per partition, re-applied whenever the best lag moves:
+/// the early prior that follows the echo instead of assuming it is near.
+const P_EARLY_DECAY: f32 = 0.9;
+/// Smoothing of the Kalman filter's near-end/noise power estimate ψ per block (0.5 before;
+/// 0.8–0.9 helped with the far end alone but cost double talk: a slow ψ lags a near-end onset).
+const PSI_SMOOTH: f32 = 0.7;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
 const BANDS: usize = 32;
@@ -124,8 +136,11 @@ const NEAR_WIENER_ECHOING: f32 = 0.25;
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
 const MIN_GAIN: f32 = 0.01;
-/// Over-subtraction of the coherent residual estimate.
+/// Over-subtraction of the coherent residual estimate while the far end talks alone...
 const COHERENT_OVERSUB: f32 = 2.0;
+/// ...and in the near-end state (with the coherence weighting the coherent estimate no longer
+/// dominates bins the near end holds; 1: echo in double talk 0.1–0.5 dB further down).
+const COHERENT_OVERSUB_NEAR: f32 = 1.0;
 /// Step of the residual-echo power path (NLMS on power spectra).
 const MU_POWER: f32 = 0.6;
 /// Far-end blocks after which the power path counts as learnt (its update is gated then).
@@ -232,6 +247,8 @@ pub struct Aec {
     candidate: usize,
     candidate_blocks: u32,
     active_blocks: u32,
+    /// The best lag the early prior on P was last applied for (before the delay is found).
+    prior_lag: usize,
     bulk: usize,
     hint_ms: i32,
     delay_found: bool,
@@ -370,6 +387,7 @@ impl Aec {
             candidate: 0,
             candidate_blocks: 0,
             active_blocks: 0,
+            prior_lag: usize::MAX,
             bulk: 0,
             hint_ms: 0,
             delay_found: false,
@@ -648,6 +666,27 @@ impl Aec {
         if self.cost[best] > mean - 2.0 {
             return;
         }
+        if !self.delay_found && best != self.prior_lag {
+            // Until the delay is found, the partitions from two after the current best lag on
+            // are capped by a prior that decays along a room's tail, so the filter spends its
+            // early steps where the echo is. Applied when the best lag moves, so a later best lag finds its
+            // partitions capped only as far as the earlier one's tail reached them.
+            self.prior_lag = best;
+            let lead = best.saturating_sub(self.bulk) + 2;
+            let mut prior = P_INIT;
+            for p in self.p.iter_mut().skip(lead + 1) {
+                prior *= P_EARLY_DECAY;
+                for v in p.iter_mut() {
+                    *v = v.min(prior);
+                }
+            }
+        }
+        if self.delay_found && self.hold > 0 {
+            // In the near-end state the microphone's bits are mostly the near end's: a lag
+            // that wins there is not the echo's (RT60 0.6 s / 200 ms moved the filter to 430
+            // ms in double talk and lost its taps). The costs still learn.
+            return;
+        }
         if best == self.candidate {
             self.candidate_blocks = self.candidate_blocks.saturating_add(1);
         } else {
@@ -874,7 +913,7 @@ impl Processor for Aec {
         for k in 0..BINS {
             let pe = self.e_spec[k].norm_sqr();
             let near = (pe - 0.5 * self.sx[k]).max(1e-12);
-            self.psi_s[k] = 0.5 * self.psi_s[k] + 0.5 * near;
+            self.psi_s[k] = PSI_SMOOTH * self.psi_s[k] + (1.0 - PSI_SMOOTH) * near;
         }
 
         // Residual echo: leak (correlation of |E|² and |Y|² over time) × |Y|².
@@ -991,7 +1030,12 @@ impl Processor for Aec {
                 } else {
                     pf
                 };
-                let r = (pfk * self.r2[k]).max(COHERENT_OVERSUB * self.tmp[k]);
+                let co = if self.hold > 0 {
+                    COHERENT_OVERSUB_NEAR
+                } else {
+                    COHERENT_OVERSUB
+                };
+                let r = (pfk * self.r2[k]).max(co * self.tmp[k]);
                 let g = if wiener {
                     ee / (ee + NEAR_WIENER * r)
                 } else {
@@ -1185,6 +1229,7 @@ impl Processor for Aec {
         self.candidate = 0;
         self.candidate_blocks = 0;
         self.active_blocks = 0;
+        self.prior_lag = usize::MAX;
         self.delay_found = false;
         self.far_prev = [0.0; N];
         self.mic_prev = [0.0; N];
