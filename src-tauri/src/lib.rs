@@ -5,7 +5,7 @@
 //! one typed [`error::AppError`]. TypeScript bindings for every command, type and event are
 //! generated from this crate (`cargo xtask bindings` writes `ui/src/bindings.ts`; a test fails
 //! when the checked-in file is stale).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one module is allowed it: `webkit_features` (WebKitGTK's C API)
 
 pub mod audio_settings;
 pub mod commands;
@@ -24,6 +24,8 @@ pub mod settings;
 pub mod shortcuts;
 pub mod stats;
 pub mod views;
+#[allow(unsafe_code)]
+pub mod webkit_features;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -247,6 +249,14 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
                 cpu_painting = std::env::var_os(render_mode::CPU_PAINTING_VAR).is_some(),
                 "web view rendering"
             );
+            #[cfg(target_os = "linux")]
+            for (s, known) in webkit_features::applied().unwrap_or_default() {
+                if known {
+                    tracing::info!(feature = %s.name, enabled = s.enabled, "web view feature");
+                } else {
+                    tracing::info!(feature = %s.name, "this WebKitGTK has no such feature; not set");
+                }
+            }
             let studio = app.state::<Studio>();
             let _ = studio.shortcuts.app.set(app.handle().clone());
             shortcuts::register(app.handle(), &studio.settings.get().shortcuts);

@@ -16,5 +16,21 @@ fn main() -> std::process::ExitCode {
             std::env::set_var(key, value);
         }
     }
+    // WebKit feature switches, set on the web view before its first page (Linux).
+    #[cfg(target_os = "linux")]
+    {
+        use onmic_studio::webkit_features;
+        let mut switches = render_mode::webkit_switches(render_mode::detect());
+        if let Ok(text) = std::env::var(webkit_features::FEATURES_VAR) {
+            match webkit_features::parse_switches(&text) {
+                Ok(s) => switches.extend(s),
+                Err(e) => eprintln!(
+                    "onmic-studio: {} is not used: {e}; write it as Name=1,Other=0",
+                    webkit_features::FEATURES_VAR
+                ),
+            }
+        }
+        webkit_features::set_before_first_page(switches);
+    }
     onmic_studio::main()
 }

@@ -20,7 +20,9 @@
 //! intervals with one part of the window hidden; with it, `ONMIC_PAINT_VARIANTS=FILE` (lines
 //! `name|css`) measures each CSS variant's frame intervals, interleaved, `ONMIC_PAINT_ROUNDS`
 //! times (default 3), and `ONMIC_PAINT_PERF=DIR` records the web view with `perf` while the first
-//! round measures each variant (`DIR/<name>.data`). See docs/studio.md, "Fourth round".
+//! round measures each variant (`DIR/<name>.data`). `ONMIC_PAINT_XSHOT=FILE.png` saves the X display
+//! after the measurement, `ONMIC_PAINT_DOM=FILE.html` the page with its style sheets inline (for
+//! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. See docs/studio.md, "Fourth round" and "Fifth round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
 use std::sync::Arc;
@@ -427,6 +429,39 @@ async fn run() -> anyhow::Result<()> {
     );
     if std::env::var_os("ONMIC_PAINT_DIAG").is_some() {
         diagnose(&studio, web).await;
+    }
+    // `ONMIC_PAINT_XSHOT=FILE.png`: the X display as it is, the room still busy (with
+    // `WEBKIT_SHOW_COMPOSITING_DEBUG_VISUALS=1` it shows the web view's layers; a WebDriver
+    // screenshot renders the page anew and would not).
+    if let Some(file) = std::env::var_os("ONMIC_PAINT_XSHOT") {
+        let shot = std::process::Command::new("import")
+            .args(["-window", "root"])
+            .arg(&file)
+            .status();
+        println!("studio_paint: X screenshot {file:?}: {shot:?}");
+    }
+    // `ONMIC_PAINT_DOM=FILE.html`: the page as it is now, with its style sheets inline, for
+    // trying the web view's settings on the same page outside the Studio (docs/studio.md, "Fifth
+    // round").
+    if let Some(file) = std::env::var_os("ONMIC_PAINT_DOM") {
+        let html = studio
+            .client
+            .execute(
+                "const css = [...document.styleSheets].map((s) => { try { return [...s.cssRules].map((r) => r.cssText).join('\\n'); } catch (e) { return ''; } }).join('\\n'); \
+                 const root = document.documentElement.cloneNode(true); \
+                 root.querySelectorAll('script, link[rel=stylesheet], style').forEach((e) => e.remove()); \
+                 const st = document.createElement('style'); st.textContent = css; root.querySelector('head').appendChild(st); \
+                 return '<!doctype html>' + root.outerHTML;",
+                vec![],
+            )
+            .await;
+        match html {
+            Ok(v) => {
+                let written = std::fs::write(&file, v.as_str().unwrap_or_default());
+                println!("studio_paint: page saved to {file:?}: {written:?}");
+            }
+            Err(e) => println!("studio_paint: page not saved: {e}"),
+        }
     }
     chatter.abort();
     for t in tasks {

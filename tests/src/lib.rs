@@ -5,6 +5,7 @@
 //! `cargo xtask test` builds the binaries, starts Xvfb and PulseAudio, and exports what these
 //! helpers read: `DISPLAY`, `PULSE_SERVER`, `ONMIC_STUDIO_BIN`, `ONMIC_SERVER_BIN`,
 //! `ONMIC_TAURI_DRIVER`, `ONMIC_WEBKIT_DRIVER`. A test run without them fails and says so.
+//! `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log (with its driver's) for a diagnosis.
 #![forbid(unsafe_code)]
 
 pub mod audio;

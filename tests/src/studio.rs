@@ -54,7 +54,12 @@ impl Studio {
         .env("XDG_DATA_HOME", config_home.path().join("data"))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        // `ONMIC_STUDIO_STDERR=FILE`: the driver's and the Studio's log, for a diagnosis.
+        .stderr(
+            std::env::var_os("ONMIC_STUDIO_STDERR")
+                .and_then(|f| std::fs::File::create(f).ok())
+                .map_or_else(Stdio::null, Stdio::from),
+        );
         for (k, v) in env {
             cmd.env(k, v);
         }

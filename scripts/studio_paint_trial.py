@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Trial harness for the Studio's paint cost (docs/studio.md, "Fifth round").
+
+Opens a page the `studio_paint` bench saved (`ONMIC_PAINT_DOM=FILE.html`) in a bare WebKitGTK
+view at 1440x900, with WebKit feature switches set before the first load, moves the meters
+(30/s), the seat levels and the chat, and prints the animation-frame intervals and a
+status-like change's delay to the next frame, then exits.
+
+    DISPLAY=:N WEBKIT_SKIA_ENABLE_CPU_RENDERING=1 python3 scripts/studio_paint_trial.py \
+        page.html UseDamagingInformationForCompositing=1,UnifyDamagedRegions=0
+
+Environment: SECS (measured seconds, default 10), NOCHAT/NOMETERS=true, METERSEL (the elements
+whose width moves), CHATN/CHATMS (chat lines per batch, ms between batches; default 1 every 20
+ms), EXTRA_CSS (a style sheet added to the page), LATE=1 (set the switches after the first load
+instead). Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
+A diagnostic tool: the suite does not run it.
+"""
+import sys, os, json
+import gi
+gi.require_version('Gtk', '3.0'); gi.require_version('WebKit2', '4.1')
+from gi.repository import Gtk, WebKit2, GLib
+page, feats = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else '')
+secs = float(os.environ.get('SECS', '10'))
+w = Gtk.Window(); w.set_default_size(1440, 900)
+v = WebKit2.WebView()
+st = v.get_settings()
+fl = WebKit2.Settings.get_all_features()
+want = dict(p.split('=') for p in feats.split(',') if p)
+def setf():
+    for i in range(fl.get_length()):
+        f = fl.get(i)
+        if f.get_identifier() in want:
+            st.set_feature_enabled(f, want[f.get_identifier()] == '1'); print('set', f.get_identifier(), want[f.get_identifier()])
+    return False
+if not os.environ.get('LATE'):
+    setf()
+w.add(v); w.show_all()
+JS = r'''
+(() => {
+  { const st = document.createElement('style'); st.textContent = EXTRACSS; document.head.appendChild(st); }
+  const rnd = () => Math.random();
+  const meters = [...document.querySelectorAll(METERSEL)];
+  const reads = [...document.querySelectorAll('.meter-readout')];
+  const feed = document.querySelector('.feed');
+  let n = 0;
+  if (!NOMETERS) setInterval(() => { for (const m of meters) m.style.width = (20 + 70 * rnd()).toFixed(1) + '%';
+                      for (const r of reads) r.textContent = (-30 + 20 * rnd()).toFixed(1) + ' dB'; }, 33);
+  if (feed && !NOCHAT) setInterval(() => { for (let k = 0; k < CHATN; k++) { const li = document.createElement('li'); li.textContent = 'listener-' + (n++) + ' message ' + n; feed.appendChild(li); if (feed.children.length > 200) feed.firstElementChild.remove(); } feed.scrollTop = feed.scrollHeight; }, CHATMS);
+  const iv = [], d = [];
+  let last = performance.now();
+  const frame = (t) => { iv.push(t - last); last = t; requestAnimationFrame(frame); };
+  setTimeout(() => { last = performance.now(); requestAnimationFrame(frame);
+    const bar = document.querySelector('.topbar') || document.body;
+    setInterval(() => { const t0 = performance.now(); bar.setAttribute('data-x', String(t0)); requestAnimationFrame(() => d.push(performance.now() - t0)); }, 97);
+  }, 2000);
+  setTimeout(() => {
+    const q = (a, p) => { a = a.slice().sort((x, y) => x - y); return a.length ? a[Math.min(a.length - 1, Math.floor(a.length * p))].toFixed(1) : 'nan'; };
+    document.title = 'RESULT frames ' + iv.length + ' interval p50 ' + q(iv, .5) + ' p90 ' + q(iv, .9) + ' | change-to-frame n ' + d.length + ' p50 ' + q(d, .5) + ' p99 ' + q(d, .99);
+  }, 2000 + SECS * 1000);
+})();
+'''.replace('SECS', str(secs)).replace('NOCHAT', os.environ.get('NOCHAT','false')).replace('CHATN', os.environ.get('CHATN','1')).replace('CHATMS', os.environ.get('CHATMS','20')).replace('METERSEL', json.dumps(os.environ.get('METERSEL','.meter-rms, .meter-peak, .seat-level span'))).replace('EXTRACSS', json.dumps(os.environ.get('EXTRA_CSS',''))).replace('NOMETERS', os.environ.get('NOMETERS','false'))
+def on_load(view, ev):
+    if ev == WebKit2.LoadEvent.FINISHED:
+        view.run_javascript(JS, None, None, None)
+v.connect('load-changed', on_load)
+def on_title(view, _):
+    t = view.get_title() or ''
+    if t.startswith('RESULT'):
+        print(t); Gtk.main_quit()
+v.connect('notify::title', on_title)
+GLib.timeout_add_seconds(int(secs) + 30, Gtk.main_quit)
+v.load_uri('file://' + os.path.abspath(page))
+if os.environ.get('LATE'):
+    GLib.idle_add(setf)
+Gtk.main()
