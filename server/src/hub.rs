@@ -354,6 +354,21 @@ impl Hub {
             .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
     }
 
+    /// Runs `call` on the store without waiting for the writer ([`Hub::store_unflushed`]), on a
+    /// blocking thread: the webhook delivery worker's claims and updates, which must not hold a
+    /// runtime thread while PostgreSQL is slow or gone (a held worker also holds the task it
+    /// woke last, which no other worker may take: members' requests then waited for it).
+    pub async fn call_unflushed<T, F>(self: &Arc<Self>, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || call(hub.store_unflushed()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
     /// The store for a read that must not wait for the writer (`/health`): it may miss changes
     /// of the last batch.
     pub fn store_unflushed(&self) -> &dyn Store {

@@ -181,7 +181,9 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
     let secret = hub.config().webhook_secret.clone().into_bytes();
     let base = Duration::from_millis(hub.config().webhook_retry_ms.max(1));
     // Webhooks this node had taken when it last stopped (or died) are due again.
-    match hub.store_unflushed().release_webhooks(None) {
+    // Every store call runs on a blocking thread (`Hub::call_unflushed`): a frozen database
+    // must not hold a runtime thread.
+    match hub.call_unflushed(|s| s.release_webhooks(None)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(n, "webhooks claimed by this node's last run are due again"),
         Err(e) => tracing::error!(%e, "releasing this node's webhook claims failed"),
@@ -192,7 +194,7 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
         }
         let now = hub.now();
         // Claimed: a node sharing the store (PostgreSQL in a cluster) does not get them too.
-        let due = match hub.store_unflushed().claim_webhooks(now, 64) {
+        let due = match hub.call_unflushed(move |s| s.claim_webhooks(now, 64)).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(%e, "reading the outbox failed");
@@ -215,18 +217,24 @@ pub async fn run_delivery(hub: Arc<Hub>, url: String, mut stop: watch::Receiver<
                 Err(e) => Err(e.to_string()),
             };
             let stored = match outcome {
-                Ok(()) => hub.store_unflushed().webhook_delivered(it.id, hub.now()),
+                Ok(()) => {
+                    let (id, at) = (it.id, hub.now());
+                    hub.call_unflushed(move |s| s.webhook_delivered(id, at))
+                        .await
+                }
                 Err(err) => {
                     let next = hub.now().plus(backoff(base, it.attempts));
                     tracing::debug!(event = %it.event_id, %err, "webhook attempt failed");
-                    hub.store_unflushed().webhook_failed(it.id, next, &err)
+                    let id = it.id;
+                    hub.call_unflushed(move |s| s.webhook_failed(id, next, &err))
+                        .await
                 }
             };
             if let Err(e) = stored {
                 tracing::error!(%e, "updating the outbox failed");
             }
         }
-        let wait = match hub.store_unflushed().next_webhook_at() {
+        let wait = match hub.call_unflushed(|s| s.next_webhook_at()).await {
             Ok(Some(t)) => t.since(hub.now()).max(Duration::from_millis(5)),
             _ => Duration::from_secs(1),
         }

@@ -54,7 +54,12 @@ pub async fn render(state: &AppState) -> String {
         "Members of this node's rooms.",
         census.members,
     );
-    let (pending, delivered) = state.hub.store().outbox_size().unwrap_or_default();
+    // On a blocking thread: the store may be PostgreSQL, slow or gone.
+    let (pending, delivered) = state
+        .hub
+        .read(|s| s.outbox_size())
+        .await
+        .unwrap_or_default();
     t.series(
         "onmic_webhook_pending",
         "gauge",
