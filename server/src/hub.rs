@@ -348,10 +348,29 @@ impl Hub {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
+        self.on_blocking_thread(true, read).await
+    }
+
+    /// `call` on a blocking thread, with the store after the writer (`flushed`) or as it is.
+    async fn on_blocking_thread<T, F>(
+        self: &Arc<Self>,
+        flushed: bool,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
         let hub = self.clone();
-        tokio::task::spawn_blocking(move || read(hub.store()))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+        tokio::task::spawn_blocking(move || {
+            call(if flushed {
+                hub.store()
+            } else {
+                hub.store_unflushed()
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
     }
 
     /// Runs `call` on the store without waiting for the writer ([`Hub::store_unflushed`]), on a
@@ -363,10 +382,7 @@ impl Hub {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let hub = self.clone();
-        tokio::task::spawn_blocking(move || call(hub.store_unflushed()))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+        self.on_blocking_thread(false, call).await
     }
 
     /// The store for a read that must not wait for the writer (`/health`): it may miss changes
