@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Kid, command, free_port, redis};
+use common::cluster::{Kid, command, free_port, redis, runtime};
 use common::*;
 use onmic_netns::{host_ip, host_namespaces, inside_hosts};
 use serde_json::{Value, json};
@@ -115,14 +115,6 @@ async fn metric(base: &str, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Acceptance 1 (issue 16): Redis, PostgreSQL and three nodes on their own hosts, the nodes

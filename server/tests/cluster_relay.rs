@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Kid, command, redis};
+use common::cluster::{Kid, command, redis, runtime};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use onmic_netns::{host_ip, host_namespaces, inside_hosts};
@@ -111,14 +111,6 @@ fn hello(node: &str) -> tungstenite::Message {
         node: node.into(),
     };
     tungstenite::Message::Binary(frame.encode().into())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Acceptance 4 (issue 16).

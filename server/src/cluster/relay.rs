@@ -1081,18 +1081,10 @@ mod tests {
         })
     }
 
-    #[test]
-    fn frames_round_trip() {
-        let frames = [
+    /// One frame of each kind.
+    fn sample_frames() -> [LinkFrame; 3] {
+        [
             audio(),
-            LinkFrame::Audio(LinkAudio {
-                uid: Uid("é".into()),
-                slot: 0,
-                rtp_time: 0,
-                marker: false,
-                audio_level: None,
-                payload: Arc::from(&[1u8][..]),
-            }),
             LinkFrame::Leave {
                 uid: Uid("listener".into()),
             },
@@ -1100,7 +1092,20 @@ mod tests {
                 version: LINK_VERSION,
                 node: "node-a".into(),
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let mut frames = vec![LinkFrame::Audio(LinkAudio {
+            uid: Uid("é".into()),
+            slot: 0,
+            rtp_time: 0,
+            marker: false,
+            audio_level: None,
+            payload: Arc::from(&[1u8][..]),
+        })];
+        frames.extend(sample_frames());
         for f in frames {
             assert_eq!(LinkFrame::decode(&f.encode()), Ok(f.clone()), "{f:?}");
         }
@@ -1109,17 +1114,7 @@ mod tests {
     /// Every truncation of every valid frame is a clear error, never a panic.
     #[test]
     fn every_truncation_is_an_error() {
-        let frames = [
-            audio(),
-            LinkFrame::Leave {
-                uid: Uid("listener".into()),
-            },
-            LinkFrame::Hello {
-                version: LINK_VERSION,
-                node: "node-a".into(),
-            },
-        ];
-        for f in frames {
+        for f in sample_frames() {
             let bytes = f.encode();
             // An audio frame cut inside its payload is still a (shorter) audio frame.
             let header = match &f {

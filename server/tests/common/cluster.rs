@@ -78,3 +78,12 @@ pub fn redis(ns: Option<&str>, ip: IpAddr, port: u16) -> Kid {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The runtime a cluster test drives its clients with (the nodes are processes of their own).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
