@@ -15,36 +15,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use onmic_room::token::Privilege;
-use onmic_server::rest::{TokenRequest, make_token};
-use onmic_server::{Clock, Config, SystemClock};
 use serde_json::{Value, json};
 use str0m::media::{Direction, MediaKind};
 use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/cluster.rs"]
 mod support;
-use support::{
-    APP, KEY, Kid, SECRET, TOKEN_SECRET, cpu_seconds, free_port, start_node, start_redis,
-};
-
-fn token(room: &str, uid: &str) -> String {
-    let config = Config {
-        token_secret: TOKEN_SECRET.into(),
-        app_id: APP.into(),
-        ..Config::default()
-    };
-    let req = TokenRequest {
-        room: room.into(),
-        uid: uid.into(),
-        privileges: vec![Privilege::Join, Privilege::PublishAudio],
-        ttl_secs: 3600,
-    };
-    make_token(&config, &req, SystemClock.now()).0
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use support::{KEY, Kid, SECRET, Ws, cpu_seconds, free_port, start_node, start_redis, token};
 
 /// Connects and joins; returns the socket and the time from connect to `joined`.
 async fn join(base: &str, room: &str, uid: &str) -> (Ws, Duration) {

@@ -26,9 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use onmic_room::token::Privilege;
-use onmic_server::rest::{TokenRequest, make_token};
-use onmic_server::{Clock, Config, SystemClock};
 use serde_json::{Value, json};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime};
@@ -37,7 +34,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/cluster.rs"]
 mod support;
-use support::{APP, KEY, Kid, SECRET, TOKEN_SECRET, cpu_seconds, free_port, start_redis};
+use support::{KEY, Kid, SECRET, Ws, cpu_seconds, free_port, start_redis};
 
 const ROOM: &str = "big";
 
@@ -56,22 +53,8 @@ fn start_node(
 }
 
 fn token(uid: &str) -> String {
-    let config = Config {
-        token_secret: TOKEN_SECRET.into(),
-        app_id: APP.into(),
-        ..Config::default()
-    };
-    let req = TokenRequest {
-        room: ROOM.into(),
-        uid: uid.into(),
-        privileges: vec![Privilege::Join, Privilege::PublishAudio],
-        ttl_secs: 3600,
-    };
-    make_token(&config, &req, SystemClock.now()).0
+    support::token(ROOM, uid)
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Joins over the WebSocket and sends `then` (if any), waiting for each reply.
 async fn join(base: &str, uid: &str, then: Option<Value>) -> Ws {

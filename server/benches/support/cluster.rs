@@ -7,6 +7,10 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use onmic_room::token::Privilege;
+use onmic_server::rest::{TokenRequest, make_token};
+use onmic_server::{Clock, Config, SystemClock};
+
 pub const KEY: &str = "bench-key";
 pub const SECRET: &str = "bench-secret";
 pub const TOKEN_SECRET: &str = "bench-token";
@@ -102,3 +106,23 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // After the command: state is field 0, utime 11, stime 12; 100 ticks a second.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// A join token for `uid` in `room` (join and publish, an hour), signed with the nodes' secret.
+pub fn token(room: &str, uid: &str) -> String {
+    let config = Config {
+        token_secret: TOKEN_SECRET.into(),
+        app_id: APP.into(),
+        ..Config::default()
+    };
+    let req = TokenRequest {
+        room: room.into(),
+        uid: uid.into(),
+        privileges: vec![Privilege::Join, Privilege::PublishAudio],
+        ttl_secs: 3600,
+    };
+    make_token(&config, &req, SystemClock.now()).0
+}
+
+/// A client WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
