@@ -11,8 +11,10 @@ status-like change's delay to the next frame, then exits.
 
 Environment: SECS (measured seconds, default 10), NOCHAT/NOMETERS=true, METERSEL (the elements
 whose width moves), CHATN/CHATMS (chat lines per batch, ms between batches; default 1 every 20
-ms), EXTRA_CSS (a style sheet added to the page), LATE=1 (set the switches after the first load
-instead). Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
+ms), CHATKEEP/CHATTRIM (lines kept; lines dropped at a time), CHATSCROLL=false (no scroll to
+the newest), METERPROP=transform (bars scaled instead of resized; NOLAYER=true: without a layer
+of their own), METERMS/READMS (ms between bar / readout changes, default 33), EXTRA_CSS (a style
+sheet added to the page), LATE=1 (set the switches after the first load instead). Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
 A diagnostic tool: the suite does not run it.
 """
 import sys, os, json
@@ -43,9 +45,12 @@ JS = r'''
   const reads = [...document.querySelectorAll('.meter-readout')];
   const feed = document.querySelector('.feed');
   let n = 0;
-  if (!NOMETERS) setInterval(() => { for (const m of meters) m.style.width = (20 + 70 * rnd()).toFixed(1) + '%';
-                      for (const r of reads) r.textContent = (-30 + 20 * rnd()).toFixed(1) + ' dB'; }, 33);
-  if (feed && !NOCHAT) setInterval(() => { for (let k = 0; k < CHATN; k++) { const li = document.createElement('li'); li.textContent = 'listener-' + (n++) + ' message ' + n; feed.appendChild(li); if (feed.children.length > 200) feed.firstElementChild.remove(); } feed.scrollTop = feed.scrollHeight; }, CHATMS);
+  const byTransform = METERPROP === 'transform';
+  if (byTransform) for (const m of meters) { m.style.width = '100%'; m.style.transformOrigin = 'left'; if (!NOLAYER) m.style.willChange = 'transform'; }
+  if (!NOMETERS) setInterval(() => { for (const m of meters) { const f = 0.2 + 0.7 * rnd(); if (byTransform) m.style.transform = 'scaleX(' + f.toFixed(3) + ')'; else m.style.width = (100 * f).toFixed(1) + '%'; }
+                      }, METERMS);
+  if (!NOMETERS) setInterval(() => { for (const r of reads) r.textContent = (-30 + 20 * rnd()).toFixed(1) + ' dB'; }, READMS);
+  if (feed && !NOCHAT) setInterval(() => { for (let k = 0; k < CHATN; k++) { const li = document.createElement('li'); li.textContent = 'listener-' + (n++) + ' message ' + n; feed.appendChild(li); if (feed.children.length > CHATKEEP + CHATTRIM - 1) for (let r = 0; r < CHATTRIM; r++) feed.firstElementChild.remove(); } if (CHATSCROLL) feed.scrollTop = feed.scrollHeight; }, CHATMS);
   const iv = [], d = [];
   let last = performance.now();
   const frame = (t) => { iv.push(t - last); last = t; requestAnimationFrame(frame); };
@@ -58,7 +63,7 @@ JS = r'''
     document.title = 'RESULT frames ' + iv.length + ' interval p50 ' + q(iv, .5) + ' p90 ' + q(iv, .9) + ' | change-to-frame n ' + d.length + ' p50 ' + q(d, .5) + ' p99 ' + q(d, .99);
   }, 2000 + SECS * 1000);
 })();
-'''.replace('SECS', str(secs)).replace('NOCHAT', os.environ.get('NOCHAT','false')).replace('CHATN', os.environ.get('CHATN','1')).replace('CHATMS', os.environ.get('CHATMS','20')).replace('METERSEL', json.dumps(os.environ.get('METERSEL','.meter-rms, .meter-peak, .seat-level span'))).replace('EXTRACSS', json.dumps(os.environ.get('EXTRA_CSS',''))).replace('NOMETERS', os.environ.get('NOMETERS','false'))
+'''.replace('SECS', str(secs)).replace('NOCHAT', os.environ.get('NOCHAT','false')).replace('CHATN', os.environ.get('CHATN','1')).replace('CHATMS', os.environ.get('CHATMS','20')).replace('METERSEL', json.dumps(os.environ.get('METERSEL','.meter-rms, .meter-peak, .seat-level span'))).replace('EXTRACSS', json.dumps(os.environ.get('EXTRA_CSS',''))).replace('NOMETERS', os.environ.get('NOMETERS','false')).replace('METERPROP', json.dumps(os.environ.get('METERPROP','width'))).replace('CHATKEEP', os.environ.get('CHATKEEP','200')).replace('CHATTRIM', os.environ.get('CHATTRIM','1')).replace('METERMS', os.environ.get('METERMS','33')).replace('READMS', os.environ.get('READMS','33')).replace('NOLAYER', os.environ.get('NOLAYER','false')).replace('CHATSCROLL', os.environ.get('CHATSCROLL','true'))
 def on_load(view, ev):
     if ev == WebKit2.LoadEvent.FINISHED:
         view.run_javascript(JS, None, None, None)

@@ -8,9 +8,9 @@
 //!
 //! Without a GPU the executable also asks WebKitGTK to paint the page's tiles with Skia on the CPU
 //! ([`CPU_PAINTING_VAR`]) instead of through GL on the software rasteriser: the benchmark's
-//! event-to-paint delay halved (p50 190 → 92 ms, p99 495 → 212 ms). WebKitGTK 2.50's damage
-//! tracking for compositing (`UseDamagingInformationForCompositing`, set through its feature
-//! API) was measured as well and changed nothing (p50 214 ms, p99 622 ms): not used.
+//! event-to-paint delay halved (p50 190 → 92 ms, p99 495 → 212 ms). It also composites only what
+//! changed ([`webkit_switches`]) and sends the live meters half as often
+//! ([`live_meter_interval`]).
 
 use serde::Serialize;
 
@@ -45,6 +45,19 @@ pub const CPU_PAINTING_VAR: &str = "WEBKIT_SKIA_ENABLE_CPU_RENDERING";
 pub fn webview_env(mode: RenderMode, user_set: bool) -> Option<(&'static str, &'static str)> {
     (cfg!(target_os = "linux") && mode == RenderMode::Software && !user_set)
         .then_some((CPU_PAINTING_VAR, "1"))
+}
+
+/// How often the live meters (`join_room`'s meter channel) go to the UI in `mode`: ~30 frames a
+/// second with a GPU, ~15 without. Each meter frame is a frame the web view composites, and on
+/// llvmpipe compositing is most of the web view's CPU (`perf`: ~60 % of its samples in the
+/// 2,000-member room); in the saved console page the frames came every 19–20 ms at p50 with
+/// meters at 15 a second against 35–60 ms at 30 (docs/studio.md, "Sixth round"). The engine's
+/// meters hold the peak since the last frame, so a slower frame misses no clip.
+pub fn live_meter_interval(mode: RenderMode) -> std::time::Duration {
+    match mode {
+        RenderMode::Gpu => crate::meter_service::FRAME_INTERVAL,
+        RenderMode::Software => crate::meter_service::FRAME_INTERVAL * 2,
+    }
 }
 
 /// The WebKitGTK feature switches the Studio sets in `mode` (Linux; `src/webkit_features.rs`;
@@ -127,5 +140,12 @@ mod tests {
                 "{off:?}"
             );
         }
+    }
+
+    #[test]
+    fn live_meters_go_half_as_often_without_a_gpu() {
+        let gpu = live_meter_interval(RenderMode::Gpu);
+        assert_eq!(gpu, crate::meter_service::FRAME_INTERVAL);
+        assert_eq!(live_meter_interval(RenderMode::Software), gpu * 2);
     }
 }

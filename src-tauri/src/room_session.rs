@@ -831,10 +831,14 @@ fn run_engine(
     let mut engine = EngineControls::new(&audio);
     engine.apply(&mut handle, &mut devices, audio.initial_changes());
     let mut current = audio;
-    let mut next_meter = std::time::Instant::now();
-    let mut next_device_poll = next_meter + DEVICE_POLL_INTERVAL;
+    // The session ticks every FRAME_INTERVAL (held-back controls go out then); the meters go to
+    // the UI every `meter_interval`, a whole number of ticks.
+    let meter_interval = crate::render_mode::live_meter_interval(crate::render_mode::detect());
+    let mut next_tick = std::time::Instant::now();
+    let mut next_meter = next_tick;
+    let mut next_device_poll = next_tick + DEVICE_POLL_INTERVAL;
     loop {
-        let wait = next_meter.saturating_duration_since(std::time::Instant::now());
+        let wait = next_tick.saturating_duration_since(std::time::Instant::now());
         match commands.recv_timeout(wait) {
             Ok(SessionCommand::Remote(RemoteChange::Added {
                 uid, stream, key, ..
@@ -873,9 +877,12 @@ fn run_engine(
         }
         engine.flush(&mut handle);
         let now = std::time::Instant::now();
-        if now >= next_meter {
-            next_meter = (next_meter + crate::meter_service::FRAME_INTERVAL).max(now);
+        if now >= next_tick {
+            next_tick = (next_tick + crate::meter_service::FRAME_INTERVAL).max(now);
             handle.collect_garbage();
+        }
+        if now >= next_meter {
+            next_meter = (next_meter + meter_interval).max(now);
             on_meters(engine.meters(&handle, &devices));
         }
         // Listing the devices is costly (PulseAudio enumerates everything): 5 times a second

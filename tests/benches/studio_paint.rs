@@ -352,7 +352,7 @@ async fn run() -> anyhow::Result<()> {
     studio
         .client
         .execute(
-            "window.__onmicPaint = []; window.__onmicReceive = []; return 0",
+            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicFrames = []; return 0",
             vec![],
         )
         .await?;
@@ -385,6 +385,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let d = read("return window.__onmicPaint || []").await?;
     let received = read("return window.__onmicReceive || []").await?;
+    let commits = read("return window.__onmicFrames || []").await?;
     let members_shown = studio.text("#room-counters").await.unwrap_or_default();
     let render = studio
         .client
@@ -400,9 +401,14 @@ async fn run() -> anyhow::Result<()> {
     );
     println!("studio_paint: room bar: {members_shown}; web view renders with: {render}");
     println!(
-        "studio_paint: statuses painted {} ({:.1}/s); event-to-paint p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "studio_paint: statuses painted {} ({:.1}/s) in {} frames ({:.1}/s; statuses a frame p50 {:.0}, max {:.0}); \
+         event-to-paint p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         d.len(),
         d.len() as f64 / wall,
+        commits.len(),
+        commits.len() as f64 / wall,
+        percentile(&commits, 0.5),
+        commits.last().copied().unwrap_or(f64::NAN),
         percentile(&d, 0.5),
         percentile(&d, 0.99),
         d.last().copied().unwrap_or(f64::NAN)

@@ -203,6 +203,71 @@ async fn scenario() -> anyhow::Result<()> {
         .await?;
     assert_eq!(imgs, serde_json::json!(0), "chat rendered as HTML");
 
+    // 5b. A scroll up pauses the feed; new lines wait behind a button that goes back to live.
+    // Long lines (the room lets a member send 5 in 5 s) make the feed taller than its box.
+    for i in 0..4 {
+        let text = format!(
+            "line {i}: {}",
+            "a long line that wraps over several rows ".repeat(10)
+        );
+        listener
+            .client
+            .act(Action::Chat { text })
+            .await
+            .map_err(|e| anyhow::anyhow!("chat: {e}"))?;
+    }
+    wait_for(Duration::from_secs(10), "the long lines", || async {
+        studio
+            .text("#chat-feed")
+            .await
+            .filter(|t| t.contains("line 3:"))
+    })
+    .await?;
+    studio
+        .client
+        .execute(
+            "document.getElementById('chat-feed').dispatchEvent(new WheelEvent('wheel', { deltaY: -240, bubbles: true })); return 0",
+            vec![],
+        )
+        .await?;
+    wait_for(Duration::from_secs(5), "the feed paused", || async {
+        studio
+            .attr("#chat-feed", "class")
+            .await
+            .filter(|c| c.contains("paused"))
+    })
+    .await?;
+    // The room's chat window (5 messages in 5 s) has room again after it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    listener
+        .client
+        .act(Action::Chat {
+            text: "while you scrolled".into(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("chat: {e}"))?;
+    let waiting = wait_for(Duration::from_secs(10), "the new-lines button", || async {
+        studio
+            .text("#chat-resume")
+            .await
+            .filter(|t| t.contains("1 new line"))
+    })
+    .await?;
+    let feed = studio.text("#chat-feed").await.unwrap_or_default();
+    assert!(
+        !feed.contains("while you scrolled"),
+        "a paused feed stays as it was: {waiting}"
+    );
+    studio.screenshot("console-chat-paused").await?;
+    studio.click("#chat-resume").await?;
+    wait_for(Duration::from_secs(5), "the feed live again", || async {
+        studio
+            .text("#chat-feed")
+            .await
+            .filter(|t| t.contains("while you scrolled"))
+    })
+    .await?;
+
     // Screenshots of the main window, live: dark and light at 1440×900, and 1024×700.
     theme(&studio, "dark").await?;
     settle().await;

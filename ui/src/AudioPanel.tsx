@@ -1,6 +1,6 @@
 import type { AudioSettings_Serialize as AudioSettings, DeviceListView } from "./bindings";
 import { formatGain, formatMs } from "./console";
-import { barFraction, formatDb, zone } from "./levels";
+import { barFill, barFraction, formatDb, zone } from "./levels";
 import { liveMeters, useStore } from "./meterStore";
 
 interface Props {
@@ -23,8 +23,8 @@ function Strip({ id, label, rms, peak, clipLit }: { id: string; label: string; r
     <div className="strip" id={id} data-rms-dbfs={rms ?? -100} data-clip={clipLit ? "true" : "false"}>
       <span className="strip-label">{label}</span>
       <div className="meter-track strip-track" role="meter" aria-label={`${label} level`} aria-valuemin={-60} aria-valuemax={0} aria-valuenow={rms ?? -100}>
-        <div className={`meter-peak zone-${zone(peak)}`} style={{ width: pct(peak) }} />
-        <div className={`meter-rms zone-${zone(rms)}`} style={{ width: pct(rms) }} />
+        <div className={`meter-peak zone-${zone(peak)}`} style={barFill(barFraction(peak))} />
+        <div className={`meter-rms zone-${zone(rms)}`} style={barFill(barFraction(rms))} />
         <div className="meter-ticks" aria-hidden="true">
           {[-48, -36, -24, -18, -12, -6].map((db) => (
             <span key={db} style={{ left: pct(db) }} />

@@ -1,4 +1,4 @@
-import { barFraction, channelLabel, formatDb, zone } from "./levels";
+import { barFill, barFraction, barMark, channelLabel, formatDb, zone } from "./levels";
 import { inputMeters, useStore } from "./meterStore";
 
 export interface MeterBarProps {
@@ -21,9 +21,9 @@ export function MeterBar({ label, rmsDbfs, peakDbfs, holdDbfs }: MeterBarProps) 
     >
       <span className="meter-label">{label}</span>
       <div className="meter-track" role="meter" aria-label={`${label} level`} aria-valuemin={-60} aria-valuemax={0} aria-valuenow={rmsDbfs ?? -100}>
-        <div className={`meter-peak zone-${zone(peakDbfs)}`} style={{ width: pct(peakDbfs) }} />
-        <div className={`meter-rms zone-${zone(rmsDbfs)}`} style={{ width: pct(rmsDbfs) }} />
-        <div className="meter-hold" style={{ left: pct(holdDbfs) }} />
+        <div className={`meter-peak zone-${zone(peakDbfs)}`} style={barFill(barFraction(peakDbfs))} />
+        <div className={`meter-rms zone-${zone(rmsDbfs)}`} style={barFill(barFraction(rmsDbfs))} />
+        <div className="meter-hold" style={barMark(barFraction(holdDbfs))} />
         <div className="meter-scale" aria-hidden="true">
           {[-48, -36, -24, -18, -12, -6].map((db) => (
             <span key={db} style={{ left: pct(db) }}>

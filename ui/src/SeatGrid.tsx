@@ -1,6 +1,7 @@
 import { useState } from "react";
 import type { ApplicationView, HostAction, SeatView } from "./bindings";
 import { hue, initials, seatBadges, seatLabel } from "./console";
+import { barFill } from "./levels";
 
 interface Props {
   seats: SeatView[];
@@ -105,7 +106,7 @@ export function SeatGrid({ seats, applications, me, volumes, invitable, onAct: s
               </span>
               {s.uid && (
                 <span className="seat-level" aria-label={`level ${s.volume} of 255`}>
-                  <span style={{ width: `${(s.volume / 255) * 100}%` }} />
+                  <span style={barFill(s.volume / 255)} />
                 </span>
               )}
               <button

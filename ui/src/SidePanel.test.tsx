@@ -39,6 +39,56 @@ describe("chat", () => {
   });
 });
 
+describe("chat feed", () => {
+  const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ version: from + i, kind: "chat", from: `u${from + i}`, text: `line ${from + i}` }));
+  const panel = (feed: ReturnType<typeof lines>) => <SidePanel me="host" audience={[]} banned={[]} feed={feed} notice={null} leaderboard={[]} now={0} onAct={() => {}} />;
+  const shownVersions = (c: HTMLElement) => [...c.querySelectorAll("#chat-feed li")].map((li) => li.textContent);
+
+  it("keeps lines the room's window dropped, live at the bottom", () => {
+    const { container, rerender } = render(panel(lines(1, 50)));
+    rerender(panel(lines(31, 80)));
+    const shown = shownVersions(container);
+    expect(shown.length).toBe(80);
+    expect(shown[79]).toBe("u80line 80");
+    expect(container.querySelector("#chat-feed")!.className).toContain("live");
+  });
+
+  it("pauses on a scroll up, holds its lines, counts new ones, and goes back to live", () => {
+    // jsdom lays nothing out: give the list a content taller than itself.
+    const h = vi.spyOn(HTMLElement.prototype, "scrollHeight", "get").mockReturnValue(2000);
+    const c = vi.spyOn(HTMLElement.prototype, "clientHeight", "get").mockReturnValue(400);
+    try {
+      const { container, rerender } = render(panel(lines(1, 50)));
+      const feed = container.querySelector("#chat-feed") as HTMLOListElement;
+      fireEvent.wheel(feed, { deltaY: -120 });
+      expect(feed.className).toContain("paused");
+      expect(feed.scrollTop).toBe(2000 - 400 - 120);
+      rerender(panel(lines(3, 52)));
+      expect(shownVersions(container).length).toBe(50);
+      expect(container.querySelector("#chat-resume")!.textContent).toContain("2 new lines");
+      fireEvent.click(container.querySelector("#chat-resume")!);
+      expect(feed.className).toContain("live");
+      expect(shownVersions(container).length).toBe(52);
+      expect(container.querySelector("#chat-resume")).toBeNull();
+      // Keys too: Page Up pauses, End goes back.
+      fireEvent.keyDown(feed, { key: "PageUp" });
+      expect(feed.className).toContain("paused");
+      fireEvent.keyDown(feed, { key: "End" });
+      expect(feed.className).toContain("live");
+    } finally {
+      h.mockRestore();
+      c.mockRestore();
+    }
+  });
+
+  it("does not pause a feed that fits", () => {
+    const { container } = render(panel(lines(1, 3)));
+    const feed = container.querySelector("#chat-feed") as HTMLOListElement;
+    fireEvent.wheel(feed, { deltaY: -120 });
+    expect(feed.className).toContain("live");
+  });
+});
+
 describe("audience", () => {
   it("keeps only a window of rows in the DOM for 5000 members, and searches", () => {
     const { container } = render(

@@ -1,6 +1,6 @@
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { FeedItem, GifterView, HostAction, MemberView } from "./bindings";
-import { BAN_PRESETS, CHAT_MUTE_PRESETS, filterMembers, hue, initials, untilLabel, visibleRange } from "./console";
+import { BAN_PRESETS, CHAT_MUTE_PRESETS, filterMembers, hue, initials, mergeFeed, unseenLines, untilLabel, visibleRange } from "./console";
 
 interface Props {
   me: string;
@@ -151,17 +151,96 @@ function Audience({ me, audience, banned, now, onAct }: Omit<Props, "feed" | "no
   );
 }
 
+/** How far a key scrolls a paused chat (px; Page keys: most of its height). */
+const KEY_STEP = 40;
+
+/**
+ * The chat and gift lines. Live, the newest line sits at the bottom and older ones are cut off at
+ * the top: the list is not a scroll container, so a new line repaints what is visible and nothing
+ * else (a scroll container re-renders all of its content each time it grows or shrinks, which
+ * without a GPU cost the console most of its frames; docs/studio.md, "Sixth round"). Scrolling up
+ * (wheel or keys) pauses it: the lines stay as they were, scrollable, and a button shows how many
+ * are waiting and goes back to live, as scrolling to the bottom does.
+ */
+function Feed({ feed }: { feed: FeedItem[] }) {
+  const [paused, setPaused] = useState<FeedItem[] | null>(null);
+  const list = useRef<HTMLOListElement>(null);
+  /** Where to scroll once paused, from the bottom (px, ≤ 0), or -Infinity for the top. */
+  const offset = useRef(0);
+  useLayoutEffect(() => {
+    const el = list.current;
+    if (el && paused) {
+      const bottom = el.scrollHeight - el.clientHeight;
+      el.scrollTop = Math.max(0, bottom + offset.current);
+    }
+    // Only when it pauses: afterwards the scroll position is the user's.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [paused !== null]);
+  const pause = (by: number): boolean => {
+    const el = list.current;
+    if (paused || !el || el.scrollHeight <= el.clientHeight) return false;
+    offset.current = by;
+    setPaused(feed);
+    return true;
+  };
+  const shown = paused ?? feed;
+  const waiting = paused ? unseenLines(paused, feed) : 0;
+  return (
+    <div className="feed-wrap">
+      <ol
+        className={`feed ${paused ? "paused" : "live"}`}
+        id="chat-feed"
+        ref={list}
+        tabIndex={0}
+        aria-label={paused ? "Chat, paused" : "Chat"}
+        onWheel={(e) => {
+          if (e.deltaY < 0) pause(e.deltaY * (e.deltaMode === 1 ? KEY_STEP : 1));
+        }}
+        onKeyDown={(e) => {
+          const el = list.current;
+          if (!el) return;
+          const page = el.clientHeight * 0.9;
+          const step = { ArrowUp: KEY_STEP, PageUp: page, Home: Infinity }[e.key];
+          if (step !== undefined && !paused) {
+            if (pause(-step)) e.preventDefault();
+          } else if (e.key === "End" && paused) {
+            e.preventDefault();
+            setPaused(null);
+          }
+        }}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          if (paused && el.scrollHeight - el.scrollTop - el.clientHeight < 1) setPaused(null);
+        }}
+      >
+        {shown.length === 0 && <li className="muted small empty-note">Chat and gifts appear here.</li>}
+        {shown.map((f) => (
+          <li key={f.version} className={`feed-${f.kind}`} data-kind={f.kind}>
+            {f.from && (
+              <span className="from" style={{ color: `hsl(${hue(f.from)} 60% var(--name-l))` }}>
+                {f.from}
+              </span>
+            )}
+            {f.kind === "gift" && <span aria-hidden="true">🎁 </span>}
+            {f.kind === "notice" && <span className="notice-tag">Notice</span>}
+            <span className="text">{f.text}</span>
+          </li>
+        ))}
+      </ol>
+      {paused && (
+        <button type="button" className="feed-resume" id="chat-resume" onClick={() => setPaused(null)}>
+          {waiting > 0 ? `Paused · ${waiting} new ${waiting === 1 ? "line" : "lines"} ↓` : "Paused · back to live ↓"}
+        </button>
+      )}
+    </div>
+  );
+}
+
 /** Chat, gifts and the notice. User text is rendered as React text nodes: never as HTML. */
 function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice" | "leaderboard" | "onAct">) {
   const [text, setText] = useState("");
   const [editing, setEditing] = useState(false);
   const [draftNotice, setDraftNotice] = useState(notice ?? "");
-  const list = useRef<HTMLOListElement>(null);
-  const last = feed.length > 0 ? feed[feed.length - 1].version : 0;
-  useEffect(() => {
-    const el = list.current;
-    if (el) el.scrollTop = el.scrollHeight;
-  }, [last]);
   return (
     <div className="chat">
       <div className="notice" id="notice">
@@ -205,21 +284,7 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
           ))}
         </ol>
       )}
-      <ol className="feed" id="chat-feed" ref={list}>
-        {feed.length === 0 && <li className="muted small empty-note">Chat and gifts appear here.</li>}
-        {feed.map((f) => (
-          <li key={f.version} className={`feed-${f.kind}`} data-kind={f.kind}>
-            {f.from && (
-              <span className="from" style={{ color: `hsl(${hue(f.from)} 60% var(--name-l))` }}>
-                {f.from}
-              </span>
-            )}
-            {f.kind === "gift" && <span aria-hidden="true">🎁 </span>}
-            {f.kind === "notice" && <span className="notice-tag">Notice</span>}
-            <span className="text">{f.text}</span>
-          </li>
-        ))}
-      </ol>
+      <Feed feed={feed} />
       <form
         className="chat-send"
         onSubmit={(e) => {
@@ -241,6 +306,9 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
 /** The right-hand panel: chat and gifts, or the audience. */
 export function SidePanel(props: Props) {
   const [tab, setTab] = useState<"chat" | "audience">("chat");
+  // The lines kept to scroll back through, beyond the room's own history; kept across tabs.
+  const kept = useRef<FeedItem[]>([]);
+  const feed = useMemo(() => (kept.current = mergeFeed(kept.current, props.feed)), [props.feed]);
   return (
     <section className="card side" aria-label="Room">
       <div className="tabs" role="tablist">
@@ -251,7 +319,7 @@ export function SidePanel(props: Props) {
           Audience <span className="badge">{props.audience.length}</span>
         </button>
       </div>
-      {tab === "chat" ? <Chat {...props} /> : <Audience {...props} />}
+      {tab === "chat" ? <Chat {...props} feed={feed} /> : <Audience {...props} />}
     </section>
   );
 }

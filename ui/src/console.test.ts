@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
+  FEED_KEEP,
+  mergeFeed,
+  unseenLines,
   clipHold,
   filterMembers,
   formatGain,
@@ -72,5 +75,41 @@ describe("seats", () => {
     expect(initials("listener-ab12")).toBe("LA");
     expect(initials("host")).toBe("H");
     expect(initials("--")).toBe("?");
+  });
+});
+
+describe("chat feed history", () => {
+  const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => ({ version: from + i, text: `line ${from + i}` }));
+
+  it("keeps the lines a status's window has dropped and appends the newer ones", () => {
+    const a = mergeFeed([], lines(1, 50));
+    const b = mergeFeed(a, lines(31, 80));
+    expect(b.map((l) => l.version)).toEqual(lines(1, 80).map((l) => l.version));
+  });
+
+  it("returns the same array when a status brings nothing newer", () => {
+    const a = mergeFeed([], lines(1, 50));
+    expect(mergeFeed(a, lines(1, 50))).toBe(a);
+    expect(mergeFeed(a, lines(20, 50))).toBe(a);
+  });
+
+  it("keeps the newest FEED_KEEP lines, across a gap", () => {
+    let kept = mergeFeed([], lines(1, 50));
+    for (let v = 100; v <= 1000; v += 50) kept = mergeFeed(kept, lines(v, v + 49));
+    expect(kept.length).toBe(FEED_KEEP);
+    expect(kept[kept.length - 1].version).toBe(1049);
+    expect(kept.every((l, i) => i === 0 || l.version > kept[i - 1].version)).toBe(true);
+  });
+
+  it("starts over for another room: older versions or no lines", () => {
+    const a = mergeFeed([], lines(500, 549));
+    expect(mergeFeed(a, lines(1, 3)).map((l) => l.version)).toEqual([1, 2, 3]);
+    expect(mergeFeed(a, [])).toEqual([]);
+  });
+
+  it("counts the lines a paused feed has not shown", () => {
+    expect(unseenLines(lines(1, 50), lines(31, 80))).toBe(30);
+    expect(unseenLines(lines(1, 50), lines(1, 50))).toBe(0);
+    expect(unseenLines([], lines(1, 4))).toBe(4);
   });
 });

@@ -111,3 +111,34 @@ export function untilLabel(until: number, now: number): string {
   if (m < 90) return `${m} min`;
   return `${Math.round(m / 60)} h`;
 }
+
+/** How many chat and gift lines the console keeps to scroll back through (the room sends its
+ *  last `history_len` events with each status; the console keeps more). */
+export const FEED_KEEP = 200;
+
+/** The kind of line `mergeFeed` works on (the generated `FeedItem` satisfies it). */
+type Versioned = { version: number };
+
+/**
+ * The feed the console shows: the lines it had and the status's newer ones, the newest `keep`.
+ * A status whose newest line is older than the newest kept one, or with no line at all, is
+ * another room's: it replaces the lines. Nothing newer: the same array (nothing re-renders).
+ */
+export function mergeFeed<T extends Versioned>(prev: T[], next: T[], keep = FEED_KEEP): T[] {
+  const newest = prev.length > 0 ? prev[prev.length - 1].version : null;
+  if (newest === null || next.length === 0 || next[next.length - 1].version < newest) {
+    return next.length > keep ? next.slice(next.length - keep) : next;
+  }
+  const newer = next.filter((f) => f.version > newest);
+  if (newer.length === 0) return prev;
+  const all = prev.concat(newer);
+  return all.length > keep ? all.slice(all.length - keep) : all;
+}
+
+/** Lines of `feed` newer than the newest of `shown` (what a paused chat has not shown yet). */
+export function unseenLines<T extends Versioned>(shown: T[], feed: T[]): number {
+  const newest = shown.length > 0 ? shown[shown.length - 1].version : -Infinity;
+  let n = 0;
+  for (let i = feed.length - 1; i >= 0 && feed[i].version > newest; i--) n++;
+  return n;
+}

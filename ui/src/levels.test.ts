@@ -1,4 +1,4 @@
-import { barFraction, channelLabel, formatDb, zone, FLOOR_DB } from "./levels";
+import { barFill, barFraction, barMark, channelLabel, formatDb, zone, FLOOR_DB } from "./levels";
 
 describe("meter scale", () => {
   it("maps the floor to empty and 0 dBFS to full", () => {
@@ -29,5 +29,16 @@ describe("meter scale", () => {
     expect(channelLabel(0, 1)).toBe("Mono");
     expect(channelLabel(1, 2)).toBe("R");
     expect(channelLabel(3, 8)).toBe("Ch 4");
+  });
+});
+
+describe("bar styles", () => {
+  it("scales a bar to its fraction, clamped, and a marker to its place", () => {
+    expect(barFill(0.5)).toEqual({ transform: "scaleX(0.500)" });
+    expect(barFill(1.7)).toEqual({ transform: "scaleX(1.000)" });
+    expect(barFill(-1)).toEqual({ transform: "scaleX(0.000)" });
+    expect(barFill(Number.NaN)).toEqual({ transform: "scaleX(0.000)" });
+    expect(barMark(0.25)).toEqual({ transform: "translateX(-75.0%)" });
+    expect(barMark(1)).toEqual({ transform: "translateX(0.0%)" });
   });
 });

@@ -10,6 +10,24 @@ export function barFraction(db: number | null | undefined): number {
   return (db - FLOOR_DB) / -FLOOR_DB;
 }
 
+/**
+ * The style that fills a level bar to `fraction` (0–1) of its track. The bar spans the track and
+ * is scaled, not resized: a scale is a change the compositor makes to the bar's own layer, where
+ * a width lays the track out and repaints it (without a GPU that repaint is most of a frame's
+ * cost; docs/studio.md, "Sixth round").
+ */
+export function barFill(fraction: number): { transform: string } {
+  const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+  return { transform: `scaleX(${f.toFixed(3)})` };
+}
+
+/** The style that puts a marker (the peak hold) at `fraction` of its track: the marker spans the
+ *  track with its right edge drawn, and is moved by a translation (see `barFill`). */
+export function barMark(fraction: number): { transform: string } {
+  const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
+  return { transform: `translateX(${(f * 100 - 100).toFixed(1)}%)` };
+}
+
 /** A level as the readout shows it: one decimal, a real minus sign, "−∞" for silence. */
 export function formatDb(db: number | null | undefined): string {
   if (db == null || Number.isNaN(db) || db <= -99.5) return "−∞ dB";

@@ -1,8 +1,11 @@
 /**
  * Event-to-paint probe: for each room status the Studio sends (stamped with `emittedAtMs`, Unix
  * ms, when the Rust side emitted it), the delay until the first animation frame after React
- * committed it to the DOM. Kept in a bounded ring on `window.__onmicPaint` for the
- * `studio_paint` benchmark (docs/studio.md, Live stats); costs one rAF per status.
+ * committed it or a later status to the DOM. A status that a newer one replaced before React
+ * rendered is counted too, with its own (longer) delay: what it carried was painted then. Kept
+ * in bounded rings on `window.__onmicPaint` (one entry per status) and `window.__onmicFrames`
+ * (statuses per painted commit) for the `studio_paint` benchmark (docs/studio.md, Live stats);
+ * costs one rAF per commit.
  */
 const KEEP = 20_000;
 
@@ -10,6 +13,7 @@ declare global {
   interface Window {
     __onmicPaint?: number[];
     __onmicReceive?: number[];
+    __onmicFrames?: number[];
   }
 }
 
@@ -24,11 +28,25 @@ function keep(ring: number[], value: number): void {
 export function noteReceive(emittedAtMs: number | null | undefined): void {
   if (!(emittedAtMs != null && emittedAtMs > 0)) return;
   keep((window.__onmicReceive ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
+  if (unpainted.length >= KEEP) unpainted.shift();
+  unpainted.push(emittedAtMs);
 }
 
+/** Emission times of the statuses received and not yet painted, oldest first. */
+let unpainted: number[] = [];
+
+/** React committed the status emitted at `emittedAtMs`: at the next frame, that status and every
+ *  older one received before it count as painted. */
 export function notePaint(emittedAtMs: number): void {
   if (!(emittedAtMs > 0)) return;
   requestAnimationFrame(() => {
-    keep((window.__onmicPaint ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
+    const now = performance.timeOrigin + performance.now();
+    const paint = (window.__onmicPaint ??= []);
+    const painted = unpainted.filter((e) => e <= emittedAtMs);
+    unpainted = unpainted.filter((e) => e > emittedAtMs);
+    // Nothing left: an older commit's frame counted these statuses already.
+    if (painted.length === 0) return;
+    for (const e of painted) keep(paint, now - e);
+    keep((window.__onmicFrames ??= []), painted.length);
   });
 }
