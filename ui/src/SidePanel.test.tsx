@@ -75,6 +75,13 @@ describe("chat feed", () => {
       expect(feed.className).toContain("paused");
       fireEvent.keyDown(feed, { key: "End" });
       expect(feed.className).toContain("live");
+      // Sending a message goes back to live too.
+      fireEvent.keyDown(feed, { key: "ArrowUp" });
+      expect(feed.className).toContain("paused");
+      const input = container.querySelector("#chat-input") as HTMLInputElement;
+      fireEvent.change(input, { target: { value: "hi" } });
+      fireEvent.submit(input.closest("form")!);
+      expect(feed.className).toContain("live");
     } finally {
       h.mockRestore();
       c.mockRestore();

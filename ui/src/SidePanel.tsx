@@ -160,10 +160,12 @@ const KEY_STEP = 40;
  * else (a scroll container re-renders all of its content each time it grows or shrinks, which
  * without a GPU cost the console most of its frames; docs/studio.md, "Sixth round"). Scrolling up
  * (wheel or keys) pauses it: the lines stay as they were, scrollable, and a button shows how many
- * are waiting and goes back to live, as scrolling to the bottom does.
+ * are waiting and goes back to live, as scrolling to the bottom or sending a message does.
  */
-function Feed({ feed }: { feed: FeedItem[] }) {
+function Feed({ feed, sent }: { feed: FeedItem[]; sent: number }) {
   const [paused, setPaused] = useState<FeedItem[] | null>(null);
+  // The host's own message brings the feed back to live, where it will appear.
+  useEffect(() => setPaused(null), [sent]);
   const list = useRef<HTMLOListElement>(null);
   /** Where to scroll once paused, from the bottom (px, ≤ 0), or -Infinity for the top. */
   const offset = useRef(0);
@@ -241,6 +243,7 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
   const [text, setText] = useState("");
   const [editing, setEditing] = useState(false);
   const [draftNotice, setDraftNotice] = useState(notice ?? "");
+  const [sent, setSent] = useState(0);
   return (
     <div className="chat">
       <div className="notice" id="notice">
@@ -284,7 +287,7 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
           ))}
         </ol>
       )}
-      <Feed feed={feed} />
+      <Feed feed={feed} sent={sent} />
       <form
         className="chat-send"
         onSubmit={(e) => {
@@ -292,6 +295,7 @@ function Chat({ feed, notice, leaderboard, onAct }: Pick<Props, "feed" | "notice
           if (text.trim() === "") return;
           onAct({ type: "chat", text });
           setText("");
+          setSent((n) => n + 1);
         }}
       >
         <input id="chat-input" placeholder="Say something to the room" value={text} maxLength={500} onChange={(e) => setText(e.target.value)} />
