@@ -99,6 +99,17 @@ const P_EARLY_DECAY: f32 = 0.9;
 /// Smoothing of the Kalman filter's near-end/noise power estimate ψ per block (0.5 before;
 /// 0.8–0.9 helped with the far end alone but cost double talk: a slow ψ lags a near-end onset).
 const PSI_SMOOTH: f32 = 0.7;
+/// What ψ takes off the error's power: this × the filter's predicted misadjustment Σ P|X|²
+/// while the far end talks alone (½: the zero-padded error's share, Enzner & Vary), and
+/// [`PSI_MISADJ_NEAR`] × it in the suppressor's near-end state...
+const PSI_MISADJ: f32 = 0.5;
+/// ...where the error is the near end's and nothing is taken off: ψ is the error's whole power,
+/// so the Kalman gain's denominator (the misadjustment plus ψ) counts the residual echo twice
+/// and the filter steps more gently while the near end talks (double talk on the sweep: PESQ
+/// mean 2.137 → 2.199, echo 15.52 → 15.66 dB down; 0.25: 2.173, 15.60 dB; the same with the
+/// far end alone too gave 2.317 and 16.03 dB but took RT60 0.8 s / 300 ms to 22.8 dB ERLE,
+/// bar 25: see docs/voice-chain.md, the aec8 round).
+const PSI_MISADJ_NEAR: f32 = 0.0;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
 const BANDS: usize = 32;
@@ -902,7 +913,8 @@ impl Processor for Aec {
         }
 
         // Kalman: expected error power = residual echo (½ Σ P|X|², the ½ from the zero-padded
-        // error) + near-end/noise power ψ_s.
+        // error) + near-end/noise power ψ_s (the error's power less the residual echo, with
+        // the far end alone; all of it in the near-end state, decided on the last block).
         self.sx.fill(0.0);
         for q in 0..P {
             let xp = &self.hist_pow[(base - q) % HIST];
@@ -910,9 +922,14 @@ impl Processor for Aec {
                 *s += p * x2;
             }
         }
+        let misadj = if self.hold > 0 {
+            PSI_MISADJ_NEAR
+        } else {
+            PSI_MISADJ
+        };
         for k in 0..BINS {
             let pe = self.e_spec[k].norm_sqr();
-            let near = (pe - 0.5 * self.sx[k]).max(1e-12);
+            let near = (pe - misadj * self.sx[k]).max(1e-12);
             self.psi_s[k] = PSI_SMOOTH * self.psi_s[k] + (1.0 - PSI_SMOOTH) * near;
         }
 
