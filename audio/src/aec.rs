@@ -568,7 +568,10 @@ impl Aec {
         if self.snap_blocks < DRIFT_BLOCKS {
             return;
         }
-        if self.snap_valid && self.snap_active >= DRIFT_BLOCKS / 2 && self.active_blocks >= DRIFT_START {
+        if self.snap_valid
+            && self.snap_active >= DRIFT_BLOCKS / 2
+            && self.active_blocks >= DRIFT_START
+        {
             let mut c = [Complex::new(0.0f32, 0.0); DRIFT_BINS];
             for (w, snap) in self.w.iter().zip(&self.w_snap) {
                 for ((ck, wk), sk) in c.iter_mut().zip(&w[DRIFT_LO..=DRIFT_HI]).zip(snap) {
