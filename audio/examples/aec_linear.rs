@@ -8,6 +8,8 @@
 //! output and the suppressed output of each condition to DIR as raw little-endian f32
 //! (`NAME.lin.f32`, `NAME.aec.f32`) for a per-segment study (the echo figures printed stay the
 //! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state;
+//! `LINEAR_ONLY=1` with `DUMP` switches the suppressor off as without `DUMP` (the linear
+//! filter adapts exactly as in the printed figures; `NAME.aec.f32` is then the delayed error);
 //! `TRACE=1` prints the delay the filter is aligned to and the drift estimate every 0.5 s (to
 //! stderr).
 
@@ -46,7 +48,7 @@ fn main() {
         if let Some(x) = std::env::var("PF_NEAR").ok().and_then(|t| t.parse().ok()) {
             aec.postfilter_near = x;
         }
-        if dump.is_none() {
+        if dump.is_none() || std::env::var_os("LINEAR_ONLY").is_some() {
             aec.postfilter = 0.0;
         }
         aec.drift_tracking = std::env::var_os("NO_DRIFT").is_none();

@@ -33,7 +33,8 @@
 //!   tail, which the coherent filter does not fully cancel. Beside it the coherent estimate
 //!   (leak × |echo estimate|², Valin's estimator as in Speex, plus the filter's misadjustment
 //!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
-//!   [`DT_BLOCKS`] blocks, held 250 ms) switches the power prediction's over-subtraction from 8
+//!   [`DT_BLOCKS`] blocks, held 250 ms; 400 ms after [`DT_BLOCKS_LONG`] once the path is
+//!   learnt) switches the power prediction's over-subtraction from 8
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
 //!   kept) and lets it learn only downwards (where the smoothed error is under its
 //!   prediction: the coherent filter has improved since); the coherent estimate is
@@ -99,6 +100,17 @@ const P_EARLY_DECAY: f32 = 0.9;
 /// Smoothing of the Kalman filter's near-end/noise power estimate ψ per block (0.5 before;
 /// 0.8–0.9 helped with the far end alone but cost double talk: a slow ψ lags a near-end onset).
 const PSI_SMOOTH: f32 = 0.7;
+/// What ψ takes off the error's power: this × the filter's predicted misadjustment Σ P|X|²
+/// while the far end talks alone (½: the zero-padded error's share, Enzner & Vary), and
+/// [`PSI_MISADJ_NEAR`] × it in the suppressor's near-end state...
+const PSI_MISADJ: f32 = 0.5;
+/// ...where the error is the near end's and nothing is taken off: ψ is the error's whole power,
+/// so the Kalman gain's denominator (the misadjustment plus ψ) counts the residual echo twice
+/// and the filter steps more gently while the near end talks (double talk on the sweep: PESQ
+/// mean 2.137 → 2.199, echo 15.52 → 15.66 dB down; 0.25: 2.173, 15.60 dB; the same with the
+/// far end alone too gave 2.317 and 16.03 dB but took RT60 0.8 s / 300 ms to 22.8 dB ERLE,
+/// bar 25: see docs/voice-chain.md, the aec8 round).
+const PSI_MISADJ_NEAR: f32 = 0.0;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
 const BANDS: usize = 32;
@@ -149,8 +161,19 @@ const POWER_LEARN_BLOCKS: u32 = 100;
 const DT_RATIO: f32 = 2.0;
 /// ...for this many blocks in a row (an echo onset the estimate lags is shorter)...
 const DT_BLOCKS: u32 = 3;
-/// ...puts the suppressor in its near-end state for this many blocks (250 ms).
+/// ...puts the suppressor in its near-end state for this many blocks (250 ms)...
 const DT_HOLD: u32 = 25;
+/// ...or, for [`DT_BLOCKS_LONG`] blocks in a row once the filter has had [`DT_LONG_AFTER`]
+/// far-end blocks since the delay was found, for this many (400 ms): a talker's short pauses
+/// then keep the near-end state, whose gains keep the near end (double talk on the sweep: PESQ
+/// mean 2.210 → 2.380, 1.72–2.78 → 2.01–2.76; echo 15.75 → 16.16 dB down; the echo left in the
+/// first 0.5 s after the near end stops, the far end going on, 19.5 → 18.8 dB under the
+/// microphone). Before the filter has learnt the path, an error above the residual for longer
+/// is still often echo (RT60 0.8 s / 300 ms: 26.5 → 22.6 dB ERLE with the long hold from the
+/// start).
+const DT_HOLD_LONG: u32 = 40;
+const DT_BLOCKS_LONG: u32 = 6;
+const DT_LONG_AFTER: u32 = 100;
 
 /// The suppressor's synthesis delay, in samples (5 ms): its gains are applied on frames of the
 /// last [`M`] samples of the error, windowed by a long analysis window and resynthesised by a
@@ -185,6 +208,11 @@ const LAG_HIGH: f64 = LAG_MIN + 1.5 * N as f64;
 const LAG_CAP: f64 = (RING - N - INTERP_TAPS) as f64;
 /// Blocks between two measurements of the echo path's drift.
 const DRIFT_BLOCKS: u32 = 100;
+/// Far-end blocks before the first drift measurement (1 s; 2 s before the aec8 round: the
+/// first measurement then came after the double talk of the sweep had started, and the filter,
+/// slow there, had to follow the rate's first large step in it: RT60 0.4 s / 200 ms echo in
+/// double talk 13.2 → 13.7 dB, the sweep's mean 15.66 → 15.75 dB).
+const DRIFT_START: u32 = 100;
 /// Bins whose phase the drift is read from (200 Hz–4 kHz).
 const DRIFT_LO: usize = 4;
 const DRIFT_HI: usize = 80;
@@ -274,6 +302,8 @@ pub struct Aec {
     hold: u32,
     /// Consecutive blocks the error has exceeded [`DT_RATIO`] × the residual estimate.
     over: u32,
+    /// Far-end blocks since the delay was found.
+    found_blocks: u32,
     /// Smoothed auto- and cross-spectra of the microphone (D) and the echo estimate (Y), and
     /// their magnitude-squared coherence per bin and averaged over [`COH_LO`]..=[`COH_HI`].
     s_dd: Vec<f32>,
@@ -405,6 +435,7 @@ impl Aec {
             drift_tracking: true,
             hold: 0,
             over: 0,
+            found_blocks: 0,
             s_dd: Vec::new(),
             s_yy: Vec::new(),
             s_dy: Vec::new(),
@@ -552,7 +583,10 @@ impl Aec {
         if self.snap_blocks < DRIFT_BLOCKS {
             return;
         }
-        if self.snap_valid && self.snap_active >= DRIFT_BLOCKS / 2 && self.active_blocks >= 200 {
+        if self.snap_valid
+            && self.snap_active >= DRIFT_BLOCKS / 2
+            && self.active_blocks >= DRIFT_START
+        {
             let mut c = [Complex::new(0.0f32, 0.0); DRIFT_BINS];
             for (w, snap) in self.w.iter().zip(&self.w_snap) {
                 for ((ck, wk), sk) in c.iter_mut().zip(&w[DRIFT_LO..=DRIFT_HI]).zip(snap) {
@@ -902,7 +936,8 @@ impl Processor for Aec {
         }
 
         // Kalman: expected error power = residual echo (½ Σ P|X|², the ½ from the zero-padded
-        // error) + near-end/noise power ψ_s.
+        // error) + near-end/noise power ψ_s (the error's power less the residual echo, with
+        // the far end alone; all of it in the near-end state, decided on the last block).
         self.sx.fill(0.0);
         for q in 0..P {
             let xp = &self.hist_pow[(base - q) % HIST];
@@ -910,9 +945,14 @@ impl Processor for Aec {
                 *s += p * x2;
             }
         }
+        let misadj = if self.hold > 0 {
+            PSI_MISADJ_NEAR
+        } else {
+            PSI_MISADJ
+        };
         for k in 0..BINS {
             let pe = self.e_spec[k].norm_sqr();
-            let near = (pe - 0.5 * self.sx[k]).max(1e-12);
+            let near = (pe - misadj * self.sx[k]).max(1e-12);
             self.psi_s[k] = PSI_SMOOTH * self.psi_s[k] + (1.0 - PSI_SMOOTH) * near;
         }
 
@@ -991,8 +1031,13 @@ impl Processor for Aec {
         } else {
             self.over = 0;
         }
-        if self.over >= DT_BLOCKS {
-            self.hold = DT_HOLD;
+        if self.delay_found && self.far_active {
+            self.found_blocks = self.found_blocks.saturating_add(1);
+        }
+        if self.over >= DT_BLOCKS_LONG && self.found_blocks >= DT_LONG_AFTER {
+            self.hold = DT_HOLD_LONG.max(self.hold.saturating_sub(1));
+        } else if self.over >= DT_BLOCKS {
+            self.hold = DT_HOLD.max(self.hold.saturating_sub(1));
         } else {
             self.hold = self.hold.saturating_sub(1);
         }
@@ -1223,6 +1268,7 @@ impl Processor for Aec {
         self.coh = 0.0;
         self.hold = 0;
         self.over = 0;
+        self.found_blocks = 0;
         self.pey = 0.0;
         self.pyy = 0.0;
         self.leak = 1.0;
