@@ -420,7 +420,7 @@ impl Pushes {
     /// Stops the room's push; answers with its final status once its stream is closed.
     pub async fn stop(&self, room: &RoomId, reason: &str) -> Result<PushStatus, PushError> {
         self.hub.snapshot(room).map_err(|_| PushError::NoSuchRoom)?;
-        let running = self.running().remove(room);
+        let running = self.take(room);
         let Some(running) = running else {
             return Err(PushError::NotPushing);
         };
@@ -435,6 +435,17 @@ impl Pushes {
         Ok(self.end(room, running).await)
     }
 
+    /// Takes the room's push out of the running ones and files its status as the room's last
+    /// at once, under the same lock: until `end` files the final status (after the push's
+    /// threads have ended) a status request must see this push, not the one before it (a client
+    /// polling a push that gave up read the previous push's failure for that moment).
+    fn take(&self, room: &RoomId) -> Option<Running> {
+        let mut running = self.running();
+        let taken = running.remove(room)?;
+        self.last().insert(room.clone(), taken.push.status());
+        Some(taken)
+    }
+
     /// The running push's status, or the last one's.
     pub fn status(&self, room: &RoomId) -> Result<PushStatus, PushError> {
         self.hub.snapshot(room).map_err(|_| PushError::NoSuchRoom)?;
@@ -446,7 +457,15 @@ impl Pushes {
 
     /// Stops every push (server shutdown) and waits for their streams to close.
     pub async fn stop_all(&self, reason: &str) {
-        let all: Vec<(RoomId, Running)> = self.running().drain().collect();
+        let all: Vec<(RoomId, Running)> = {
+            let mut running = self.running();
+            let all: Vec<(RoomId, Running)> = running.drain().collect();
+            let mut last = self.last();
+            for (room, r) in &all {
+                last.insert(room.clone(), r.push.status());
+            }
+            all
+        };
         for (room, mut running) in all {
             running.push.stop(reason);
             let status = self.end(&room, running).await;
@@ -481,7 +500,7 @@ impl Pushes {
     }
 
     async fn finish(&self, room: &RoomId, reason: &str) {
-        let running = self.running().remove(room);
+        let running = self.take(room);
         if let Some(mut running) = running {
             running.push.stop(reason);
             self.end(room, running).await;
@@ -510,7 +529,7 @@ impl Pushes {
                     Some(r) => r.push.is_finished(),
                 };
                 if dismissed || finished {
-                    let running = pushes.running().remove(&room);
+                    let running = pushes.take(&room);
                     if let Some(mut running) = running {
                         if dismissed {
                             running.push.stop("dismissed");
