@@ -17,15 +17,18 @@ export function barFraction(db: number | null | undefined): number {
  * cost; docs/studio.md, "Sixth round").
  */
 export function barFill(fraction: number): { transform: string } {
-  const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-  return { transform: `scaleX(${f.toFixed(3)})` };
+  return { transform: `scaleX(${unit(fraction).toFixed(3)})` };
 }
 
 /** The style that puts a marker (the peak hold) at `fraction` of its track: the marker spans the
  *  track with its right edge drawn, and is moved by a translation (see `barFill`). */
 export function barMark(fraction: number): { transform: string } {
-  const f = Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
-  return { transform: `translateX(${(f * 100 - 100).toFixed(1)}%)` };
+  return { transform: `translateX(${(unit(fraction) * 100 - 100).toFixed(1)}%)` };
+}
+
+/** `fraction` held to 0–1; not a number: 0. */
+function unit(fraction: number): number {
+  return Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : 0;
 }
 
 /** A level as the readout shows it: one decimal, a real minus sign, "−∞" for silence. */

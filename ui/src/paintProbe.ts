@@ -33,7 +33,7 @@ export function noteReceive(emittedAtMs: number | null | undefined): void {
 }
 
 /** Emission times of the statuses received and not yet painted, oldest first. */
-let unpainted: number[] = [];
+const unpainted: number[] = [];
 
 /** React committed the status emitted at `emittedAtMs`: at the next frame, that status and every
  *  older one received before it count as painted. */
@@ -42,8 +42,9 @@ export function notePaint(emittedAtMs: number): void {
   requestAnimationFrame(() => {
     const now = performance.timeOrigin + performance.now();
     const paint = (window.__onmicPaint ??= []);
-    const painted = unpainted.filter((e) => e <= emittedAtMs);
-    unpainted = unpainted.filter((e) => e > emittedAtMs);
+    // Emission times come in order: the painted ones are a prefix.
+    const n = unpainted.findIndex((e) => e > emittedAtMs);
+    const painted = unpainted.splice(0, n < 0 ? unpainted.length : n);
     // Nothing left: an older commit's frame counted these statuses already.
     if (painted.length === 0) return;
     for (const e of painted) keep(paint, now - e);
