@@ -29,7 +29,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// The writer's health, for `/health` and logs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStatus {
-    /// Rows waiting to be written.
+    /// Rows not written yet: those queued and those of the batch being written.
     pub pending: usize,
     /// Milliseconds since writes started failing (none: the last write succeeded).
     pub failing_ms: Option<u64>,
@@ -46,6 +46,8 @@ struct Failing {
 
 struct State {
     pending: WriteBatch,
+    /// Rows of the batch the thread is writing (taken out of `pending`, not on disk yet).
+    in_flight: usize,
     /// Sequence number of the last submit.
     submitted: u64,
     /// Sequence number of the last submit on disk.
@@ -57,6 +59,12 @@ struct State {
     /// The thread has ended.
     ended: bool,
     failing: Option<Failing>,
+}
+
+impl State {
+    fn unwritten(&self) -> usize {
+        self.pending.len() + self.in_flight
+    }
 }
 
 struct Shared {
@@ -99,6 +107,7 @@ impl StoreWriter {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pending: WriteBatch::default(),
+                in_flight: 0,
                 submitted: 0,
                 written: 0,
                 closing: false,
@@ -128,9 +137,10 @@ impl StoreWriter {
         seq
     }
 
-    /// Rows waiting to be written.
+    /// Rows not written yet: those queued and those of the batch being written (a write stuck
+    /// on a frozen database still counts its rows).
     pub fn pending(&self) -> usize {
-        self.shared.lock().pending.len()
+        self.shared.lock().unwritten()
     }
 
     /// The sequence number of the last change submitted.
@@ -142,7 +152,7 @@ impl StoreWriter {
     pub fn status(&self) -> WriterStatus {
         let st = self.shared.lock();
         WriterStatus {
-            pending: st.pending.len(),
+            pending: st.unwritten(),
             failing_ms: st
                 .failing
                 .as_ref()
@@ -192,7 +202,7 @@ impl StoreWriter {
             return 0;
         }
         st.abandon = true;
-        let lost = st.pending.len();
+        let lost = st.unwritten();
         drop(st);
         self.shared.work.notify_all();
         tracing::error!(
@@ -226,6 +236,7 @@ fn run(shared: &Shared, store: &dyn Store, written: &dyn Fn(&WriteBatch)) {
             return;
         }
         let batch = std::mem::take(&mut st.pending);
+        st.in_flight = batch.len();
         let seq = st.submitted;
         drop(st);
         match store.write_batch(&batch) {
@@ -233,6 +244,7 @@ fn run(shared: &Shared, store: &dyn Store, written: &dyn Fn(&WriteBatch)) {
                 written(&batch);
                 let mut st = shared.lock();
                 st.written = seq;
+                st.in_flight = 0;
                 if let Some(f) = st.failing.take() {
                     tracing::warn!(
                         failed_for_ms =
@@ -249,6 +261,7 @@ fn run(shared: &Shared, store: &dyn Store, written: &dyn Fn(&WriteBatch)) {
             }
             Err(e) => {
                 let mut st = shared.lock();
+                st.in_flight = 0;
                 let newer = std::mem::replace(&mut st.pending, batch);
                 st.pending.append(newer);
                 let pending = st.pending.len();
