@@ -247,6 +247,8 @@ pub fn run(launch: Launch) -> tauri::Result<()> {
             tracing::info!(
                 mode = ?render_mode::detect(),
                 cpu_painting = std::env::var_os(render_mode::CPU_PAINTING_VAR).is_some(),
+                llvmpipe_threads = std::env::var(render_mode::LLVMPIPE_THREADS_VAR)
+                    .unwrap_or_else(|_| "Mesa's default".into()),
                 "web view rendering"
             );
             #[cfg(target_os = "linux")]

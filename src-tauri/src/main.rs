@@ -7,8 +7,9 @@
 
 fn main() -> std::process::ExitCode {
     use onmic_studio::render_mode;
-    let user_set = std::env::var_os(render_mode::CPU_PAINTING_VAR).is_some();
-    if let Some((key, value)) = render_mode::webview_env(render_mode::detect(), user_set) {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let user_set = |key: &str| std::env::var_os(key).is_some();
+    for (key, value) in render_mode::webview_env(render_mode::detect(), cpus, user_set) {
         // SAFETY: the first statement of `main`: no other thread exists yet that could read the
         // environment while it changes. The web view's process, started later, inherits it.
         #[allow(unsafe_code)]

@@ -8,9 +8,9 @@
 //!
 //! Without a GPU the executable also asks WebKitGTK to paint the page's tiles with Skia on the CPU
 //! ([`CPU_PAINTING_VAR`]) instead of through GL on the software rasteriser: the benchmark's
-//! event-to-paint delay halved (p50 190 → 92 ms, p99 495 → 212 ms). It also composites only what
-//! changed ([`webkit_switches`]) and sends the live meters half as often
-//! ([`live_meter_interval`]).
+//! event-to-paint delay halved (p50 190 → 92 ms, p99 495 → 212 ms). It gives llvmpipe half the
+//! CPUs ([`llvmpipe_threads`]), composites only what changed ([`webkit_switches`]) and sends the
+//! live meters half as often ([`live_meter_interval`]).
 
 use serde::Serialize;
 
@@ -40,11 +40,39 @@ pub fn linux_render_mode(libgl_always_software: Option<&str>, has_render_node: b
 /// The WebKitGTK environment variable that makes it paint tiles on the CPU (WebKitGTK ≥ 2.46).
 pub const CPU_PAINTING_VAR: &str = "WEBKIT_SKIA_ENABLE_CPU_RENDERING";
 
-/// The environment the web view should start with in `mode`, unless the user set the variable
-/// already (`user_set`): CPU painting without a GPU on Linux, nothing otherwise.
-pub fn webview_env(mode: RenderMode, user_set: bool) -> Option<(&'static str, &'static str)> {
-    (cfg!(target_os = "linux") && mode == RenderMode::Software && !user_set)
-        .then_some((CPU_PAINTING_VAR, "1"))
+/// Mesa's variable for how many threads llvmpipe rasterises with (its default: one per CPU).
+pub const LLVMPIPE_THREADS_VAR: &str = "LP_NUM_THREADS";
+
+/// The llvmpipe threads the web view composites with on a machine of `cpus` CPUs: half of them,
+/// at least one. With one per CPU (Mesa's default) each composited frame takes every core at
+/// once, and the web view's main thread (where a status's handler and React run) and the
+/// Studio's threads wait behind it: on the 2-core VM, `studio_paint` (2,000 members, release
+/// Studio, runs interleaved) read the handler reached p99 124–574 ms with two threads and
+/// 60–80 ms with one, event-to-paint p50 53–80 → 35–61 ms (docs/studio.md, "Seventh round").
+/// Machines with more cores were not measured; half keeps the same share free.
+pub fn llvmpipe_threads(cpus: usize) -> usize {
+    (cpus / 2).max(1)
+}
+
+/// The environment the web view should start with in `mode` on a machine of `cpus` CPUs, each
+/// variable only where the user has not set it (`user_set`): without a GPU on Linux, CPU painting
+/// ([`CPU_PAINTING_VAR`]) and half the CPUs for llvmpipe ([`llvmpipe_threads`]); nothing
+/// otherwise.
+pub fn webview_env(
+    mode: RenderMode,
+    cpus: usize,
+    user_set: impl Fn(&str) -> bool,
+) -> Vec<(&'static str, String)> {
+    if !cfg!(target_os = "linux") || mode != RenderMode::Software {
+        return Vec::new();
+    }
+    [
+        (CPU_PAINTING_VAR, "1".to_string()),
+        (LLVMPIPE_THREADS_VAR, llvmpipe_threads(cpus).to_string()),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !user_set(k))
+    .collect()
 }
 
 /// How often the live meters (`join_room`'s meter channel) go to the UI in `mode`: ~30 frames a
@@ -120,11 +148,31 @@ mod tests {
     }
 
     #[test]
-    fn cpu_painting_only_without_a_gpu_and_never_over_the_users_choice() {
-        let want = cfg!(target_os = "linux").then_some((CPU_PAINTING_VAR, "1"));
-        assert_eq!(webview_env(RenderMode::Software, false), want);
-        assert_eq!(webview_env(RenderMode::Software, true), None);
-        assert_eq!(webview_env(RenderMode::Gpu, false), None);
+    fn cpu_painting_and_fewer_llvmpipe_threads_only_without_a_gpu_and_never_over_the_users_choice()
+    {
+        let nothing_set = |_: &str| false;
+        let want: Vec<(&str, String)> = if cfg!(target_os = "linux") {
+            vec![
+                (CPU_PAINTING_VAR, "1".into()),
+                (LLVMPIPE_THREADS_VAR, "1".into()),
+            ]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(webview_env(RenderMode::Software, 2, nothing_set), want);
+        assert!(webview_env(RenderMode::Gpu, 2, nothing_set).is_empty());
+        // The user's own value wins, variable by variable.
+        let painting_set = webview_env(RenderMode::Software, 2, |k| k == CPU_PAINTING_VAR);
+        assert!(painting_set.iter().all(|(k, _)| *k != CPU_PAINTING_VAR));
+        let threads_set = webview_env(RenderMode::Software, 2, |k| k == LLVMPIPE_THREADS_VAR);
+        assert!(threads_set.iter().all(|(k, _)| *k != LLVMPIPE_THREADS_VAR));
+        assert!(webview_env(RenderMode::Software, 2, |_| true).is_empty());
+    }
+
+    #[test]
+    fn llvmpipe_gets_half_the_cpus_and_at_least_one() {
+        let got: Vec<usize> = [1, 2, 3, 4, 8, 16].map(llvmpipe_threads).to_vec();
+        assert_eq!(got, [1, 1, 1, 2, 4, 8]);
     }
 
     #[test]

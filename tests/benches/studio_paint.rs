@@ -10,8 +10,9 @@
 //! After a 10 s warm-up the bench reads 30 s of delays and prints p50, p99, the count, and the
 //! Studio's CPU (user + system over wall time, percent of one core; the room server's own CPU
 //! is not included) and its web view's. Budget: p99 ≤ 50 ms. The server and the bench's own
-//! listeners and speakers (the simulated room, elsewhere on a host's machine) run at nice 19 so
-//! that they do not take the cores from the Studio they measure; run the bench itself at the
+//! listeners and speakers (the simulated room, elsewhere on a host's machine) run at nice 19
+//! (`ONMIC_BENCH_LOAD_POLICY=idle`: under `SCHED_IDLE`) so that they do not take the cores from
+//! the Studio they measure; run the bench itself at the
 //! normal priority (not under `nice`).
 //!
 //! Run: `cargo xtask with-daemons -- cargo bench -p onmic-e2e --bench studio_paint`
@@ -22,7 +23,10 @@
 //! times (default 3), and `ONMIC_PAINT_PERF=DIR` records the web view with `perf` while the first
 //! round measures each variant (`DIR/<name>.data`). `ONMIC_PAINT_XSHOT=FILE.png` saves the X display
 //! after the measurement, `ONMIC_PAINT_DOM=FILE.html` the page with its style sheets inline (for
-//! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. See docs/studio.md, "Fourth round" and "Fifth round".
+//! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. `ONMIC_PAINT_GAPS=1` adds the
+//! web view's main thread's busy stretches, how much of each late status's wait fell in one, and
+//! each thread's time on and waiting for a CPU (Studio and web view). See docs/studio.md,
+//! "Fourth round" to "Seventh round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
 use std::sync::Arc;
@@ -125,9 +129,12 @@ fn find_pid(matches: impl Fn(u32) -> bool) -> Option<u32> {
     })
 }
 
-/// Lowers every thread of `pid` to nice 19 (Linux keeps a nice value per thread; threads they
-/// start later inherit it). Returns how many threads were changed.
-fn renice_load(pid: &str) -> usize {
+/// Puts every thread of `pid` under `policy` (Linux keeps both per thread; threads they start
+/// later inherit them): `idle` is `SCHED_IDLE` (a thread that runs only on a CPU nothing else
+/// wants, and gives it up at once when a normal thread wakes), `nice` is nice 19 (a low weight,
+/// but a woken Studio thread can still wait for its slice to end). Returns how many threads were
+/// changed.
+fn lower_load(pid: &str, policy: &str) -> usize {
     let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| {
             d.flatten()
@@ -135,12 +142,21 @@ fn renice_load(pid: &str) -> usize {
                 .collect()
         })
         .unwrap_or_default();
-    let ok = std::process::Command::new("renice")
-        .args(["-n", "19", "-p"])
-        .args(&tids)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let quiet = |c: &mut std::process::Command| {
+        c.stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let ok = if policy == "idle" {
+        tids.iter()
+            .all(|t| quiet(std::process::Command::new("chrt").args(["--idle", "-p", "0", t])))
+    } else {
+        quiet(
+            std::process::Command::new("renice")
+                .args(["-n", "19", "-p"])
+                .args(&tids),
+        )
+    };
     if ok { tids.len() } else { 0 }
 }
 
@@ -326,23 +342,33 @@ async fn run() -> anyhow::Result<()> {
     );
     // The room server and this process's listeners and speakers are the load: on a host's
     // machine they run elsewhere, here they share the two cores with the Studio. Once the room
-    // is full they run at nice 19, so that the figure is the Studio's own delay, not the wait for
-    // a core the simulated room holds. (The Studio, started earlier, keeps the normal priority.)
-    let server_threads = renice_load(&server.pid().to_string());
-    let bench_threads = renice_load("self");
+    // is full they run at nice 19 (`ONMIC_BENCH_LOAD_POLICY=idle`: under `SCHED_IDLE`, which
+    // read no different in four runs), so that the figure is the Studio's own delay, not the
+    // wait for a core the simulated room holds. (The Studio, started earlier,
+    // keeps the normal priority.) The chat sent and the listeners' frames are printed: a load
+    // that fell behind shows there.
+    let policy = std::env::var("ONMIC_BENCH_LOAD_POLICY").unwrap_or_else(|_| "nice".into());
+    let server_threads = lower_load(&server.pid().to_string(), &policy);
+    let bench_threads = lower_load("self", &policy);
     println!(
-        "studio_paint: load at nice 19: {server_threads} server threads, {bench_threads} bench threads"
+        "studio_paint: load lowered ({policy}): {server_threads} server threads, {bench_threads} bench threads"
     );
 
     // 50 chat messages a second, from the listeners in turn.
+    let chat_sent = Arc::new(AtomicU64::new(0));
+    let sent = chat_sent.clone();
     let chatter = tokio::spawn(async move {
         let mut tick =
             tokio::time::interval(Duration::from_micros(1_000_000 / chat_per_sec.max(1)));
         let mut n = 0usize;
         loop {
             tick.tick().await;
-            if let Some(tx) = chat_txs.get(n % chatters.max(1)) {
-                let _ = tx.try_send(format!("message {n} from the audience 🎉"));
+            if let Some(tx) = chat_txs.get(n % chatters.max(1))
+                && tx
+                    .try_send(format!("message {n} from the audience 🎉"))
+                    .is_ok()
+            {
+                sent.fetch_add(1, Ordering::Relaxed);
             }
             n += 1;
         }
@@ -352,16 +378,36 @@ async fn run() -> anyhow::Result<()> {
     studio
         .client
         .execute(
-            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicFrames = []; return 0",
+            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicReceiveAt = []; window.__onmicFrames = []; return 0",
             vec![],
         )
         .await?;
+    let gaps = std::env::var_os("ONMIC_PAINT_GAPS").is_some();
+    if gaps {
+        // `ONMIC_PAINT_GAPS=1`: a `setTimeout(0)` loop on the web view's main thread records
+        // every wait over 20 ms between its turns (Unix ms of the start, length): the times the
+        // main thread was busy elsewhere.
+        studio
+            .client
+            .execute(
+                "window.__onmicGaps = []; let last = performance.now(); \
+                 const tick = () => { const n = performance.now(); \
+                 if (n - last > 20) window.__onmicGaps.push([performance.timeOrigin + last, n - last]); \
+                 last = n; if (window.__onmicGaps) setTimeout(tick, 0); }; setTimeout(tick, 0); return 0",
+                vec![],
+            )
+            .await?;
+    }
     let pid = studio_pid();
     let web = pid.and_then(webview_pid);
     let cpu0 = pid.map(cpu_seconds);
     let web0 = web.map(cpu_seconds);
+    let server_pid = server.pid();
+    let load0 = cpu_seconds(server_pid) + cpu_seconds(std::process::id());
+    let sched0 = (pid.map(thread_times), web.map(thread_times));
     let t0 = Instant::now();
     let frames0 = frames.load(Ordering::Relaxed);
+    let chat0 = chat_sent.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = pid
@@ -370,6 +416,8 @@ async fn run() -> anyhow::Result<()> {
     let web_cpu = web
         .zip(web0)
         .map(|(p, c)| (cpu_seconds(p) - c) / wall * 100.0);
+    let load_cpu =
+        (cpu_seconds(server_pid) + cpu_seconds(std::process::id()) - load0) / wall * 100.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let read = |script: &'static str| {
         let client = studio.client.clone();
@@ -419,15 +467,24 @@ async fn run() -> anyhow::Result<()> {
         percentile(&received, 0.99),
     );
     println!(
-        "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); listeners' frames {:.0}/s; load average {}",
+        "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); the simulated room {load_cpu:.0} % (server and bench); chat sent {:.1}/s, listeners' frames {:.0}/s; load average {}",
         cpu.map_or("?".into(), |c| format!("{c:.0}")),
         web_cpu.map_or("?".into(), |c| format!("{c:.0}")),
+        (chat_sent.load(Ordering::Relaxed) - chat0) as f64 / wall,
         (frames.load(Ordering::Relaxed) - frames0) as f64 / wall,
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if gaps {
+        print_gaps(&studio, wall).await?;
+        for (name, p, before) in [("Studio", pid, sched0.0), ("web view", web, sched0.1)] {
+            if let (Some(p), Some(before)) = (p, before) {
+                print_thread_times(name, &before, &thread_times(p), wall);
+            }
+        }
+    }
     let p99 = percentile(&d, 0.99);
     println!(
         "studio_paint: budget p99 <= 50 ms: {}",
@@ -477,6 +534,126 @@ async fn run() -> anyhow::Result<()> {
         h.close().await;
     }
     studio.quit().await?;
+    Ok(())
+}
+
+/// Per thread of `pid`: (thread id, name, ns on a CPU, ns waiting for one), from
+/// `/proc/PID/task/TID/schedstat`.
+fn thread_times(pid: u32) -> Vec<(u32, String, u64, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let base = format!("/proc/{pid}/task/{tid}");
+        let comm = std::fs::read_to_string(format!("{base}/comm")).ok()?;
+        let stat = std::fs::read_to_string(format!("{base}/schedstat")).ok()?;
+        let mut f = stat
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
+        Some((tid, comm.trim().to_string(), f.next()?, f.next()?))
+    })
+    .collect()
+}
+
+/// Prints, per thread name (threads of one name summed, the main thread apart), the share of
+/// the measured time each ran and waited for a CPU.
+fn print_thread_times(
+    process: &str,
+    before: &[(u32, String, u64, u64)],
+    after: &[(u32, String, u64, u64)],
+    wall: f64,
+) {
+    let main_tid = after.iter().map(|t| t.0).min().unwrap_or(0);
+    let mut by_name: std::collections::BTreeMap<String, (f64, f64, usize)> = Default::default();
+    for (tid, comm, run, wait) in after {
+        let (run0, wait0) = before
+            .iter()
+            .find(|b| b.0 == *tid)
+            .map_or((0, 0), |b| (b.2, b.3));
+        let name = if *tid == main_tid {
+            format!("{comm} (main)")
+        } else {
+            comm.clone()
+        };
+        let e = by_name.entry(name).or_default();
+        e.0 += run.saturating_sub(run0) as f64 / 1e9 / wall * 100.0;
+        e.1 += wait.saturating_sub(wait0) as f64 / 1e9 / wall * 100.0;
+        e.2 += 1;
+    }
+    let (run_all, wait_all) = by_name
+        .values()
+        .fold((0.0, 0.0), |(r, w), t| (r + t.0, w + t.1));
+    println!(
+        "studio_paint:   {process}: its threads on a CPU {run_all:.0} % of one core in all (the scheduler's own count), waiting for one {wait_all:.0} %"
+    );
+    let mut rows: Vec<_> = by_name
+        .into_iter()
+        .filter(|r| r.1.0 + r.1.1 >= 1.0)
+        .collect();
+    rows.sort_by(|a, b| (b.1.0 + b.1.1).total_cmp(&(a.1.0 + a.1.1)));
+    for (name, (run, wait, n)) in rows {
+        println!(
+            "studio_paint:   {process} thread {name} ×{n}: on a CPU {run:.0} %, waiting for one {wait:.0} % of the time"
+        );
+    }
+}
+
+/// `ONMIC_PAINT_GAPS=1`: how long the web view's main thread was busy, and how much of each late
+/// status's wait for its handler fell in such a busy stretch (the rest: the way from the Studio's
+/// emission into the web view).
+async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
+    let v = studio
+        .client
+        .execute(
+            "const g = window.__onmicGaps || []; window.__onmicGaps = null; \
+             return [g, window.__onmicReceiveAt || [], window.__onmicReceive || []]",
+            vec![],
+        )
+        .await?;
+    let nums = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let gaps: Vec<(f64, f64)> = v[0]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| Some((g[0].as_f64()?, g[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (emitted, delays) = (nums(&v[1]), nums(&v[2]));
+    let mut lengths: Vec<f64> = gaps.iter().map(|g| g.1).collect();
+    lengths.sort_by(f64::total_cmp);
+    println!(
+        "studio_paint: web view main thread busy > 20 ms: {} times ({:.1}/s), {:.0} % of the time; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lengths.len(),
+        lengths.len() as f64 / wall,
+        lengths.iter().sum::<f64>() / (wall * 10.0),
+        percentile(&lengths, 0.5),
+        percentile(&lengths, 0.99),
+        lengths.last().copied().unwrap_or(f64::NAN)
+    );
+    let mut late: Vec<(f64, f64)> = emitted
+        .iter()
+        .zip(&delays)
+        .filter(|(_, d)| **d > 30.0)
+        .map(|(e, d)| {
+            let covered: f64 = gaps
+                .iter()
+                .map(|(s, l)| ((s + l).min(e + d) - s.max(*e)).max(0.0))
+                .sum();
+            (*d, covered)
+        })
+        .collect();
+    late.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (d, covered) in late.iter().take(10) {
+        println!(
+            "studio_paint:   a status {d:.1} ms to its handler, {covered:.1} ms of it with the web view's main thread busy"
+        );
+    }
     Ok(())
 }
 

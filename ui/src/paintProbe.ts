@@ -13,6 +13,7 @@ declare global {
   interface Window {
     __onmicPaint?: number[];
     __onmicReceive?: number[];
+    __onmicReceiveAt?: number[];
     __onmicFrames?: number[];
   }
 }
@@ -23,11 +24,12 @@ function keep(ring: number[], value: number): void {
 }
 
 /** The delay from the Rust side's emission to the status's arrival in the web view's handler
- *  (`window.__onmicReceive`): what of the event-to-paint delay is transport and a busy main
- *  thread, before React renders. */
+ *  (`window.__onmicReceive`, with the emission times alongside in `window.__onmicReceiveAt`):
+ *  what of the event-to-paint delay is transport and a busy main thread, before React renders. */
 export function noteReceive(emittedAtMs: number | null | undefined): void {
   if (!(emittedAtMs != null && emittedAtMs > 0)) return;
   keep((window.__onmicReceive ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
+  keep((window.__onmicReceiveAt ??= []), emittedAtMs);
   if (unpainted.length >= KEEP) unpainted.shift();
   unpainted.push(emittedAtMs);
 }
