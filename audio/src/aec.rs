@@ -19,6 +19,12 @@
 //!   lag until the delay is found, the found delay after. The filter's constraint (its second
 //!   half of taps zeroed) is applied to four partitions per block in turn (alternately
 //!   constrained, as in Speex's MDF), which keeps the cost of a 400 ms filter within budget.
+//!   Beside it a **slow filter** (as WebRTC AEC3 pairs a refined and a coarse filter) steps by
+//!   [`SLOW_STEP`] of the Kalman gain on its own error over the first [`SLOW_PARTS`]
+//!   partitions (the Kalman filter's taps after them), so its gradient noise is lower once the
+//!   path is learnt; the output (and everything the suppressor reads) is the error of whichever
+//!   has the lower smoothed error power, and the Kalman filter's taps are copied into the slow
+//!   one when it is clearly ahead (the start, a changed path).
 //! * **Clock drift**: the reference is read back through a fractional-delay interpolator
 //!   (16-tap Kaiser-windowed sinc) at a lag that moves by the estimated drift every sample. The
 //!   drift is measured every second from how far the filter's taps slid (the phase turn of its
@@ -34,7 +40,8 @@
 //!   (leak × |echo estimate|², Valin's estimator as in Speex, plus the filter's misadjustment
 //!   ½ Σ P|X|²). A near-end detector (the error above [`DT_RATIO`] × the residual for
 //!   [`DT_BLOCKS`] blocks, held 250 ms; 400 ms after [`DT_BLOCKS_LONG`] once the path is
-//!   learnt) switches the power prediction's over-subtraction from 8
+//!   learnt; entered only while the microphone is above [`NEAR_ERL`] of the echo a learnt
+//!   echo-return loss predicts from the far end) switches the power prediction's over-subtraction from 8
 //!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
 //!   kept) and lets it learn only downwards (where the smoothed error is under its
 //!   prediction: the coherent filter has improved since); the coherent estimate is
@@ -100,19 +107,24 @@ const P_EARLY_DECAY: f32 = 0.9;
 /// Smoothing of the Kalman filter's near-end/noise power estimate ψ per block (0.5 before;
 /// 0.8–0.9 helped with the far end alone but cost double talk: a slow ψ lags a near-end onset).
 const PSI_SMOOTH: f32 = 0.7;
-/// What ψ takes off the error's power: this × the filter's predicted misadjustment Σ P|X|²
-/// while the far end talks alone (½: the zero-padded error's share, Enzner & Vary), and
-/// [`PSI_MISADJ_NEAR`] × it in the suppressor's near-end state...
-const PSI_MISADJ: f32 = 0.5;
-/// ...where the error is the near end's and nothing is taken off: ψ is the error's whole power,
-/// so the Kalman gain's denominator (the misadjustment plus ψ) counts the residual echo twice
-/// and the filter steps more gently while the near end talks (double talk on the sweep: PESQ
-/// mean 2.137 → 2.199, echo 15.52 → 15.66 dB down; 0.25: 2.173, 15.60 dB; the same with the
-/// far end alone too gave 2.317 and 16.03 dB but took RT60 0.8 s / 300 ms to 22.8 dB ERLE,
-/// bar 25: see docs/voice-chain.md, the aec8 round).
-const PSI_MISADJ_NEAR: f32 = 0.0;
 /// Partitions constrained per block.
 const CONSTRAIN: usize = 4;
+/// The slow filter (a second set of taps beside the Kalman filter's, as in WebRTC AEC3's
+/// refined/coarse pair): it steps by this fraction of the Kalman gain on its own error, so its
+/// gradient noise is lower once the path is learnt, while the Kalman filter follows changes.
+/// The error (and echo estimate) of whichever has the lower smoothed error power goes on...
+const SLOW_STEP: f32 = 0.5;
+/// ...smoothed by this per block (about half a second)...
+const SLOW_SELECT_SMOOTH: f32 = 0.98;
+/// ...and the Kalman filter's taps are copied into the slow filter, with the far end active
+/// and outside the near-end state, when its error power is under this fraction of the slow
+/// filter's (the path changed, or the start).
+const SLOW_COPY: f32 = 0.8;
+/// Partitions the slow filter spans from the filter's start (100 ms: the direct path and the
+/// early reflections); after them it shares the Kalman filter's taps. The whole 40 read the
+/// same on the sweep (double talk echo 16.64 against 16.61 dB down, PESQ 2.491 against 2.497)
+/// at four times the cost (+0.9 M instructions a block against +0.3 M).
+const SLOW_PARTS: usize = 10;
 const BANDS: usize = 32;
 const BAND_START: usize = 6;
 const BAND_WIDTH: usize = 4;
@@ -174,6 +186,21 @@ const DT_HOLD: u32 = 25;
 const DT_HOLD_LONG: u32 = 40;
 const DT_BLOCKS_LONG: u32 = 6;
 const DT_LONG_AFTER: u32 = 100;
+/// Entering the near-end state also needs the microphone's power (smoothed, 300 Hz–6 kHz) above
+/// this fraction of the echo the far end would make through a learnt per-bin echo-return
+/// loss: a loud far-end burst the filter has not learnt (RT60 0.8 s / 300 ms at 4.3 s, the
+/// error 3–7 dB over the residual, the mean coherence 0.56–0.61) reads 0.39–0.43 of its
+/// prediction, a talker mostly above it. Only the entry is gated (a state already held
+/// goes on without it).
+const NEAR_ERL: f32 = 0.6;
+/// The echo-return loss is learnt per bin from the microphone's power over the far end's
+/// power in the filter's first [`ERL_PARTS`] partitions after the direct path, both smoothed
+/// by [`ERL_SMOOTH`] per block, at [`ERL_RATE`] per block while the far end talks alone and the
+/// microphone is coherent with the echo estimate (mean above [`ERL_COH`]).
+const ERL_PARTS: usize = 8;
+const ERL_SMOOTH: f32 = 0.9;
+const ERL_RATE: f32 = 0.05;
+const ERL_COH: f32 = 0.7;
 
 /// The suppressor's synthesis delay, in samples (5 ms): its gains are applied on frames of the
 /// last [`M`] samples of the error, windowed by a long analysis window and resynthesised by a
@@ -342,6 +369,21 @@ pub struct Aec {
     ola: Vec<f32>,
     /// Scales the windowed frame's power to a 10 ms block's (N / Σ win_a²).
     win_norm: f32,
+    /// The slow filter's taps, its echo estimate's spectrum, its error's spectrum, the
+    /// Kalman filter's error spectrum (what the Kalman update and ψ use whichever filter's
+    /// output goes on), and the two errors' smoothed powers.
+    w_slow: Vec<Spectrum>,
+    y_slow_spec: Spectrum,
+    e_slow_spec: Spectrum,
+    e_fast_spec: Spectrum,
+    fast_pow: f32,
+    slow_pow: f32,
+    /// The learnt echo-return loss per bin, the far end's power at the path's start and the
+    /// microphone's, both smoothed, and the microphone over the echo they predict.
+    erl_k: Vec<f32>,
+    far_s: Vec<f32>,
+    mic_s: Vec<f32>,
+    erl_ratio: f32,
 }
 
 impl std::fmt::Debug for Aec {
@@ -460,6 +502,16 @@ impl Aec {
             sxw: Vec::new(),
             ola: Vec::new(),
             win_norm: 1.0,
+            w_slow: Vec::new(),
+            y_slow_spec: Vec::new(),
+            e_slow_spec: Vec::new(),
+            e_fast_spec: Vec::new(),
+            fast_pow: 0.0,
+            slow_pow: 0.0,
+            erl_k: Vec::new(),
+            far_s: Vec::new(),
+            mic_s: Vec::new(),
+            erl_ratio: 0.0,
         }
     }
 
@@ -640,20 +692,24 @@ impl Aec {
             if blocks > self.bulk {
                 let d = (blocks - self.bulk).min(P);
                 self.w.rotate_left(d);
+                self.w_slow.rotate_left(d);
                 self.p.rotate_left(d);
                 self.h2.rotate_left(d);
                 for q in P - d..P {
                     self.w[q].fill(Complex::new(0.0, 0.0));
+                    self.w_slow[q].fill(Complex::new(0.0, 0.0));
                     self.p[q].fill(P_INIT);
                     self.h2[q].fill(0.0);
                 }
             } else {
                 let d = (self.bulk - blocks).min(P);
                 self.w.rotate_right(d);
+                self.w_slow.rotate_right(d);
                 self.p.rotate_right(d);
                 self.h2.rotate_right(d);
                 for q in 0..d {
                     self.w[q].fill(Complex::new(0.0, 0.0));
+                    self.w_slow[q].fill(Complex::new(0.0, 0.0));
                     self.p[q].fill(P_INIT);
                     self.h2[q].fill(0.0);
                 }
@@ -806,6 +862,13 @@ impl Processor for Aec {
         self.ew_spec = zero.clone();
         self.yw_spec = zero.clone();
         self.sxw = vec![0.0; BINS];
+        self.w_slow = vec![zero.clone(); P];
+        self.y_slow_spec = zero.clone();
+        self.e_slow_spec = zero.clone();
+        self.e_fast_spec = zero.clone();
+        self.erl_k = vec![0.0; BINS];
+        self.far_s = vec![0.0; BINS];
+        self.mic_s = vec![0.0; BINS];
         self.spec = zero;
         self.reset();
         Ok(())
@@ -877,9 +940,17 @@ impl Processor for Aec {
         self.update_delay(mic_bits, far_power);
 
         let base = self.hist_pos + HIST - self.bulk;
-        // Echo estimate.
+        // Echo estimate: the partitions after the slow filter's first (shared by both), then
+        // the Kalman filter's own first ones.
         self.y_spec.fill(Complex::new(0.0, 0.0));
-        for q in 0..P {
+        for q in SLOW_PARTS..P {
+            let x = &self.hist[(base - q) % HIST];
+            for ((s, w), xk) in self.y_spec.iter_mut().zip(&self.w[q]).zip(x) {
+                *s += w * xk;
+            }
+        }
+        self.y_slow_spec.copy_from_slice(&self.y_spec);
+        for q in 0..SLOW_PARTS {
             let x = &self.hist[(base - q) % HIST];
             for ((s, w), xk) in self.y_spec.iter_mut().zip(&self.w[q]).zip(x) {
                 *s += w * xk;
@@ -895,6 +966,49 @@ impl Processor for Aec {
             e[i] = mic[i] - yt[i];
             mic[i] = e[i];
         }
+        // The Kalman filter's error spectrum (its update and ψ use it).
+        self.time[..N].fill(0.0);
+        self.time[N..].copy_from_slice(&e);
+        self.fft();
+        self.e_fast_spec.copy_from_slice(&self.spec);
+        // The slow filter's echo estimate and error (the microphone is e + yt).
+        for q in 0..SLOW_PARTS {
+            let x = &self.hist[(base - q) % HIST];
+            for ((s, w), xk) in self.y_slow_spec.iter_mut().zip(&self.w_slow[q]).zip(x) {
+                *s += w * xk;
+            }
+        }
+        self.spec.copy_from_slice(&self.y_slow_spec);
+        self.ifft();
+        let mut e_slow = [0.0f32; N];
+        let mut y_slow = [0.0f32; N];
+        for i in 0..N {
+            y_slow[i] = self.time[N + i] / M as f32;
+            e_slow[i] = e[i] + yt[i] - y_slow[i];
+        }
+        let a = SLOW_SELECT_SMOOTH;
+        self.fast_pow = a * self.fast_pow + (1.0 - a) * power(&e);
+        self.slow_pow = a * self.slow_pow + (1.0 - a) * power(&e_slow);
+        self.time[..N].fill(0.0);
+        self.time[N..].copy_from_slice(&e_slow);
+        self.fft();
+        self.e_slow_spec.copy_from_slice(&self.spec);
+        let mut slow_out = false;
+        if self.far_active && self.hold == 0 && self.fast_pow < SLOW_COPY * self.slow_pow {
+            // The Kalman filter is clearly ahead (the start, a changed path): the slow one
+            // starts again from its taps.
+            for (ws, w) in self.w_slow.iter_mut().zip(&self.w).take(SLOW_PARTS) {
+                ws.copy_from_slice(w);
+            }
+            self.slow_pow = self.fast_pow;
+        } else if self.slow_pow < self.fast_pow {
+            // The slow filter's output goes on (the suppressor, the coherence and the leak
+            // see its error and echo estimate).
+            e = e_slow;
+            yt = y_slow;
+            self.y_spec.copy_from_slice(&self.y_slow_spec);
+            slow_out = true;
+        }
         self.linear = e;
         // The error's and the echo estimate's spectra on the suppressor's analysis window (the
         // frame of the last M samples, ending with this block).
@@ -908,10 +1022,11 @@ impl Processor for Aec {
         Self::window_into(&mut self.time, &self.y_hist, &self.win_a);
         self.fft();
         self.yw_spec.copy_from_slice(&self.spec);
-        self.time[..N].fill(0.0);
-        self.time[N..].copy_from_slice(&e);
-        self.fft();
-        self.e_spec.copy_from_slice(&self.spec);
+        if slow_out {
+            self.e_spec.copy_from_slice(&self.e_slow_spec);
+        } else {
+            self.e_spec.copy_from_slice(&self.e_fast_spec);
+        }
         // Coherence of the microphone with the echo estimate (both framed as the error is:
         // D = E + Y), smoothed per bin, averaged over 300 Hz–6 kHz.
         self.time[..N].fill(0.0);
@@ -936,8 +1051,10 @@ impl Processor for Aec {
         }
 
         // Kalman: expected error power = residual echo (½ Σ P|X|², the ½ from the zero-padded
-        // error) + near-end/noise power ψ_s (the error's power less the residual echo, with
-        // the far end alone; all of it in the near-end state, decided on the last block).
+        // error) + near-end/noise power ψ_s, taken as the Kalman filter's whole error power
+        // (nothing of the predicted misadjustment taken off: the gain's denominator counts the
+        // residual echo twice and the filter steps more gently, so it learns the near end less
+        // in double talk; since the aec9 round with the far end alone too).
         self.sx.fill(0.0);
         for q in 0..P {
             let xp = &self.hist_pow[(base - q) % HIST];
@@ -945,14 +1062,8 @@ impl Processor for Aec {
                 *s += p * x2;
             }
         }
-        let misadj = if self.hold > 0 {
-            PSI_MISADJ_NEAR
-        } else {
-            PSI_MISADJ
-        };
         for k in 0..BINS {
-            let pe = self.e_spec[k].norm_sqr();
-            let near = (pe - misadj * self.sx[k]).max(1e-12);
+            let near = self.e_fast_spec[k].norm_sqr().max(1e-12);
             self.psi_s[k] = PSI_SMOOTH * self.psi_s[k] + (1.0 - PSI_SMOOTH) * near;
         }
 
@@ -1026,7 +1137,27 @@ impl Processor for Aec {
             err_pow += ee;
             res_pow += residual;
         }
-        if err_pow > DT_RATIO * res_pow + 1e-9 && self.coh < NEAR_COH {
+        // Does the far end, through the learnt echo-return loss, explain the microphone?
+        let learn_erl = self.far_active && self.hold == 0 && self.coh > ERL_COH;
+        let (mut mic_sum, mut echo_sum) = (0.0f32, 0.0f32);
+        let rows: [usize; ERL_PARTS] = std::array::from_fn(|q| (base + HIST - MARGIN - q) % HIST);
+        for k in COH_LO..=COH_HI {
+            let mut x = 0.0f32;
+            for &row in &rows {
+                x += self.hist_pow[row][k];
+            }
+            self.far_s[k] = ERL_SMOOTH * self.far_s[k] + (1.0 - ERL_SMOOTH) * x;
+            self.mic_s[k] = ERL_SMOOTH * self.mic_s[k] + (1.0 - ERL_SMOOTH) * self.s_dd[k];
+            if learn_erl && self.far_s[k] > 1e-9 {
+                let r = self.mic_s[k] / self.far_s[k];
+                self.erl_k[k] += ERL_RATE * (r - self.erl_k[k]);
+            }
+            mic_sum += self.mic_s[k];
+            echo_sum += self.erl_k[k] * self.far_s[k];
+        }
+        self.erl_ratio = mic_sum / (echo_sum + 1e-12);
+        let may_enter = self.hold > 0 || self.erl_ratio > NEAR_ERL;
+        if err_pow > DT_RATIO * res_pow + 1e-9 && self.coh < NEAR_COH && may_enter {
             self.over = self.over.saturating_add(1);
         } else {
             self.over = 0;
@@ -1203,9 +1334,14 @@ impl Processor for Aec {
             let xp = &self.hist_pow[xi];
             let w = &mut self.w[q];
             let p = &mut self.p[q];
+            let ws = &mut self.w_slow[q];
+            let slow = q < SLOW_PARTS;
             for k in 0..BINS {
                 let g = p[k] * self.sx[k];
-                w[k] += x[k].conj() * self.e_spec[k] * g;
+                w[k] += x[k].conj() * self.e_fast_spec[k] * g;
+                if slow {
+                    ws[k] += x[k].conj() * self.e_slow_spec[k] * (SLOW_STEP * g);
+                }
                 let pk = p[k] * (1.0 - 0.5 * g * xp[k]).max(0.0);
                 p[k] = a2 * pk + (1.0 - a2) * w[k].norm_sqr() + 1e-12;
             }
@@ -1221,6 +1357,17 @@ impl Processor for Aec {
             }
             self.fft();
             self.w[q].copy_from_slice(&self.spec);
+            if q >= SLOW_PARTS {
+                continue;
+            }
+            self.spec.copy_from_slice(&self.w_slow[q]);
+            self.ifft();
+            self.time[N..].fill(0.0);
+            for t in self.time[..N].iter_mut() {
+                *t /= M as f32;
+            }
+            self.fft();
+            self.w_slow[q].copy_from_slice(&self.spec);
         }
         self.track_drift();
         if block.channels() == 2 {
@@ -1230,9 +1377,15 @@ impl Processor for Aec {
     }
 
     fn reset(&mut self) {
-        for w in self.w.iter_mut() {
+        for w in self.w.iter_mut().chain(self.w_slow.iter_mut()) {
             w.fill(Complex::new(0.0, 0.0));
         }
+        self.fast_pow = 0.0;
+        self.slow_pow = 0.0;
+        self.erl_k.fill(0.0);
+        self.far_s.fill(0.0);
+        self.mic_s.fill(0.0);
+        self.erl_ratio = 0.0;
         for p in self.p.iter_mut() {
             p.fill(P_INIT);
         }
