@@ -400,6 +400,23 @@ impl Default for Aec {
     }
 }
 
+/// Adds to `out` the echo the taps `w` make of the far end's spectra in `hist` over the
+/// partitions `parts` (partition q reads the block `base − q`).
+fn add_echo(
+    out: &mut [Complex<f32>],
+    w: &[Spectrum],
+    hist: &[Spectrum],
+    base: usize,
+    parts: std::ops::Range<usize>,
+) {
+    for q in parts {
+        let x = &hist[(base - q) % HIST];
+        for ((s, wk), xk) in out.iter_mut().zip(&w[q]).zip(x) {
+            *s += wk * xk;
+        }
+    }
+}
+
 fn power(x: &[f32; N]) -> f32 {
     x.iter().map(|s| s * s).sum::<f32>() / N as f32
 }
@@ -943,19 +960,9 @@ impl Processor for Aec {
         // Echo estimate: the partitions after the slow filter's first (shared by both), then
         // the Kalman filter's own first ones.
         self.y_spec.fill(Complex::new(0.0, 0.0));
-        for q in SLOW_PARTS..P {
-            let x = &self.hist[(base - q) % HIST];
-            for ((s, w), xk) in self.y_spec.iter_mut().zip(&self.w[q]).zip(x) {
-                *s += w * xk;
-            }
-        }
+        add_echo(&mut self.y_spec, &self.w, &self.hist, base, SLOW_PARTS..P);
         self.y_slow_spec.copy_from_slice(&self.y_spec);
-        for q in 0..SLOW_PARTS {
-            let x = &self.hist[(base - q) % HIST];
-            for ((s, w), xk) in self.y_spec.iter_mut().zip(&self.w[q]).zip(x) {
-                *s += w * xk;
-            }
-        }
+        add_echo(&mut self.y_spec, &self.w, &self.hist, base, 0..SLOW_PARTS);
         self.spec.copy_from_slice(&self.y_spec);
         self.ifft();
         let mic = block.channel_mut(0);
@@ -972,12 +979,13 @@ impl Processor for Aec {
         self.fft();
         self.e_fast_spec.copy_from_slice(&self.spec);
         // The slow filter's echo estimate and error (the microphone is e + yt).
-        for q in 0..SLOW_PARTS {
-            let x = &self.hist[(base - q) % HIST];
-            for ((s, w), xk) in self.y_slow_spec.iter_mut().zip(&self.w_slow[q]).zip(x) {
-                *s += w * xk;
-            }
-        }
+        add_echo(
+            &mut self.y_slow_spec,
+            &self.w_slow,
+            &self.hist,
+            base,
+            0..SLOW_PARTS,
+        );
         self.spec.copy_from_slice(&self.y_slow_spec);
         self.ifft();
         let mut e_slow = [0.0f32; N];
