@@ -378,7 +378,7 @@ async fn run() -> anyhow::Result<()> {
     studio
         .client
         .execute(
-            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicReceiveAt = []; window.__onmicFrames = []; return 0",
+            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicReceiveAt = []; window.__onmicCommit = []; window.__onmicFrames = []; return 0",
             vec![],
         )
         .await?;
@@ -433,6 +433,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let d = read("return window.__onmicPaint || []").await?;
     let received = read("return window.__onmicReceive || []").await?;
+    let committed = read("return window.__onmicCommit || []").await?;
     let commits = read("return window.__onmicFrames || []").await?;
     let members_shown = studio.text("#room-counters").await.unwrap_or_default();
     let render = studio
@@ -462,9 +463,11 @@ async fn run() -> anyhow::Result<()> {
         d.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "studio_paint: of which emission to the UI's handler (transport and a busy main thread) p50 {:.1} ms, p99 {:.1} ms",
+        "studio_paint: of which emission to the UI's handler (transport and a busy main thread) p50 {:.1} ms, p99 {:.1} ms; emission to React's commit p50 {:.1} ms, p99 {:.1} ms",
         percentile(&received, 0.5),
         percentile(&received, 0.99),
+        percentile(&committed, 0.5),
+        percentile(&committed, 0.99),
     );
     println!(
         "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); the simulated room {load_cpu:.0} % (server and bench); chat sent {:.1}/s, listeners' frames {:.0}/s; load average {}",

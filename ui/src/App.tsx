@@ -1,4 +1,4 @@
-import { memo, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { Channel } from "@tauri-apps/api/core";
 import {
   commands,
@@ -85,7 +85,9 @@ export function App() {
     localStorage.setItem("onmic-theme", theme);
   }, [theme]);
 
-  useEffect(() => {
+  // A layout effect runs in the commit itself; a passive one may run after the browser painted,
+  // and the probe would then wait for the frame after.
+  useLayoutEffect(() => {
     if (status?.emittedAtMs) notePaint(status.emittedAtMs);
   }, [status]);
 

@@ -3,8 +3,9 @@
  * ms, when the Rust side emitted it), the delay until the first animation frame after React
  * committed it or a later status to the DOM. A status that a newer one replaced before React
  * rendered is counted too, with its own (longer) delay: what it carried was painted then. Kept
- * in bounded rings on `window.__onmicPaint` (one entry per status) and `window.__onmicFrames`
- * (statuses per painted commit) for the `studio_paint` benchmark (docs/studio.md, Live stats);
+ * in bounded rings on `window.__onmicPaint` (one entry per status), `window.__onmicCommit` (the
+ * emission to React's commit, per committed status) and `window.__onmicFrames` (statuses per
+ * painted commit) for the `studio_paint` benchmark (docs/studio.md, Live stats);
  * costs one rAF per commit.
  */
 const KEEP = 20_000;
@@ -14,6 +15,7 @@ declare global {
     __onmicPaint?: number[];
     __onmicReceive?: number[];
     __onmicReceiveAt?: number[];
+    __onmicCommit?: number[];
     __onmicFrames?: number[];
   }
 }
@@ -37,10 +39,13 @@ export function noteReceive(emittedAtMs: number | null | undefined): void {
 /** Emission times of the statuses received and not yet painted, oldest first. */
 const unpainted: number[] = [];
 
-/** React committed the status emitted at `emittedAtMs`: at the next frame, that status and every
- *  older one received before it count as painted. */
+/** React committed the status emitted at `emittedAtMs` (called from a layout effect, i.e. in the
+ *  commit, before the browser can paint): its delay from emission to the commit goes on
+ *  `window.__onmicCommit`, and at the next frame that status and every older one received before
+ *  it count as painted. */
 export function notePaint(emittedAtMs: number): void {
   if (!(emittedAtMs > 0)) return;
+  keep((window.__onmicCommit ??= []), performance.timeOrigin + performance.now() - emittedAtMs);
   requestAnimationFrame(() => {
     const now = performance.timeOrigin + performance.now();
     const paint = (window.__onmicPaint ??= []);
