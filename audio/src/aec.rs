@@ -761,6 +761,19 @@ impl Aec {
         }
     }
 
+    /// Zeroes the second half of one partition's taps in the time domain (the filter's
+    /// constraint: a partition is N taps, the FFT frame M = 2N).
+    fn constrain(&mut self, taps: &mut [Complex<f32>]) {
+        self.spec.copy_from_slice(taps);
+        self.ifft();
+        self.time[N..].fill(0.0);
+        for t in self.time[..N].iter_mut() {
+            *t /= M as f32;
+        }
+        self.fft();
+        taps.copy_from_slice(&self.spec);
+    }
+
     fn update_delay(&mut self, mic_bits: u32, far_power: f32) {
         if far_power < FAR_ACTIVE {
             return;
@@ -1372,25 +1385,16 @@ impl Processor for Aec {
         for _ in 0..CONSTRAIN {
             let q = self.constrain_pos;
             self.constrain_pos = (self.constrain_pos + 1) % P;
-            self.spec.copy_from_slice(&self.w[q]);
-            self.ifft();
-            self.time[N..].fill(0.0);
-            for t in self.time[..N].iter_mut() {
-                *t /= M as f32;
+            // Each partition is moved out for the moment (an empty Vec takes its place: no
+            // allocation) so that the FFT scratch on `self` can work on it.
+            let mut taps = std::mem::take(&mut self.w[q]);
+            self.constrain(&mut taps);
+            self.w[q] = taps;
+            if q < SLOW_PARTS {
+                let mut taps = std::mem::take(&mut self.w_slow[q]);
+                self.constrain(&mut taps);
+                self.w_slow[q] = taps;
             }
-            self.fft();
-            self.w[q].copy_from_slice(&self.spec);
-            if q >= SLOW_PARTS {
-                continue;
-            }
-            self.spec.copy_from_slice(&self.w_slow[q]);
-            self.ifft();
-            self.time[N..].fill(0.0);
-            for t in self.time[..N].iter_mut() {
-                *t /= M as f32;
-            }
-            self.fft();
-            self.w_slow[q].copy_from_slice(&self.spec);
         }
         self.track_drift();
         if block.channels() == 2 {
