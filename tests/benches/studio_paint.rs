@@ -135,13 +135,7 @@ fn find_pid(matches: impl Fn(u32) -> bool) -> Option<u32> {
 /// but a woken Studio thread can still wait for its slice to end). Returns how many threads were
 /// changed.
 fn lower_load(pid: &str, policy: &str) -> usize {
-    let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tids: Vec<String> = task_ids(pid).iter().map(u32::to_string).collect();
     let quiet = |c: &mut std::process::Command| {
         c.stdout(std::process::Stdio::null())
             .status()
@@ -422,11 +416,7 @@ async fn run() -> anyhow::Result<()> {
     let read = |script: &'static str| {
         let client = studio.client.clone();
         async move {
-            let v = client.execute(script, vec![]).await?;
-            let mut d: Vec<f64> = v
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-                .unwrap_or_default();
+            let mut d = floats(&client.execute(script, vec![]).await?);
             d.sort_by(f64::total_cmp);
             anyhow::Ok(d)
         }
@@ -484,7 +474,7 @@ async fn run() -> anyhow::Result<()> {
         print_gaps(&studio, wall).await?;
         for (name, p, before) in [("Studio", pid, sched0.0), ("web view", web, sched0.1)] {
             if let (Some(p), Some(before)) = (p, before) {
-                print_thread_times(name, &before, &thread_times(p), wall);
+                print_thread_times(name, p, &before, &thread_times(p), wall);
             }
         }
     }
@@ -540,41 +530,57 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The thread ids of process `pid` (`"self"`: this one), from `/proc/PID/task`.
+fn task_ids(pid: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The numbers of a JSON array (anything else in it, or not an array: left out).
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
 /// Per thread of `pid`: (thread id, name, ns on a CPU, ns waiting for one), from
 /// `/proc/PID/task/TID/schedstat`.
 fn thread_times(pid: u32) -> Vec<(u32, String, u64, u64)> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let base = format!("/proc/{pid}/task/{tid}");
-        let comm = std::fs::read_to_string(format!("{base}/comm")).ok()?;
-        let stat = std::fs::read_to_string(format!("{base}/schedstat")).ok()?;
-        let mut f = stat
-            .split_whitespace()
-            .map(|x| x.parse::<u64>().unwrap_or(0));
-        Some((tid, comm.trim().to_string(), f.next()?, f.next()?))
-    })
-    .collect()
+    task_ids(&pid.to_string())
+        .into_iter()
+        .filter_map(|tid| {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let comm = std::fs::read_to_string(format!("{base}/comm")).ok()?;
+            let stat = std::fs::read_to_string(format!("{base}/schedstat")).ok()?;
+            let mut f = stat
+                .split_whitespace()
+                .map(|x| x.parse::<u64>().unwrap_or(0));
+            Some((tid, comm.trim().to_string(), f.next()?, f.next()?))
+        })
+        .collect()
 }
 
-/// Prints, per thread name (threads of one name summed, the main thread apart), the share of
-/// the measured time each ran and waited for a CPU.
+/// Prints, per thread name (threads of one name summed, the main thread — whose id is the
+/// process's, `pid` — apart), the share of the measured time each ran and waited for a CPU.
 fn print_thread_times(
     process: &str,
+    pid: u32,
     before: &[(u32, String, u64, u64)],
     after: &[(u32, String, u64, u64)],
     wall: f64,
 ) {
-    let main_tid = after.iter().map(|t| t.0).min().unwrap_or(0);
     let mut by_name: std::collections::BTreeMap<String, (f64, f64, usize)> = Default::default();
     for (tid, comm, run, wait) in after {
         let (run0, wait0) = before
             .iter()
             .find(|b| b.0 == *tid)
             .map_or((0, 0), |b| (b.2, b.3));
-        let name = if *tid == main_tid {
+        let name = if *tid == pid {
             format!("{comm} (main)")
         } else {
             comm.clone()
@@ -614,11 +620,6 @@ async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
             vec![],
         )
         .await?;
-    let nums = |v: &serde_json::Value| -> Vec<f64> {
-        v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default()
-    };
     let gaps: Vec<(f64, f64)> = v[0]
         .as_array()
         .map(|a| {
@@ -627,7 +628,7 @@ async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    let (emitted, delays) = (nums(&v[1]), nums(&v[2]));
+    let (emitted, delays) = (floats(&v[1]), floats(&v[2]));
     let mut lengths: Vec<f64> = gaps.iter().map(|g| g.1).collect();
     lengths.sort_by(f64::total_cmp);
     println!(
