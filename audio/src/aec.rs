@@ -1696,12 +1696,17 @@ mod tests {
     /// `far` played by a clock `ppm` fast against the capture clock (linearly interpolated, as
     /// `scripts/voice_eval/material.py` does), through a sparse path 100 ms late.
     fn drifted_echo(far: &[f32], ppm: f64) -> Vec<f32> {
+        drifted_echo_after(far, ppm, 4800)
+    }
+
+    /// The same through the path `delay` samples late.
+    fn drifted_echo_after(far: &[f32], ppm: f64, delay: usize) -> Vec<f32> {
         let taps = [(0usize, 0.5f32), (37, -0.3), (211, 0.2), (960, 0.1)];
         (0..far.len())
             .map(|m| {
                 let mut acc = 0.0;
                 for &(k, g) in &taps {
-                    let Some(n) = m.checked_sub(4800 + k) else {
+                    let Some(n) = m.checked_sub(delay + k) else {
                         continue;
                     };
                     let pos = n as f64 * (1.0 + ppm * 1e-6);
@@ -1784,6 +1789,58 @@ mod tests {
         assert!((ppm + 90.0).abs() < 5.0, "estimated {ppm:.1} ppm");
         assert!(
             erle >= plain + 6.0,
+            "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
+        );
+    }
+
+    /// A playout clock 30 ppm fast with no device delay (the path 2 ms late, a far end that
+    /// pauses 400 ms every 2 s): the filter starts at the far end's first block, so the lag
+    /// cannot fall under its least; once the delay is found and the filter's first taps are
+    /// seen empty, the reference is read `HEADROOM` samples later at a pause and the drift is
+    /// followed from there.
+    #[test]
+    fn follows_an_earlier_echo_with_no_device_delay() {
+        let run = |tracking: bool| {
+            let mut far = far_end(16);
+            for (i, v) in far.iter_mut().enumerate() {
+                if i % (2 * FS) >= 2 * FS - 2 * FS / 5 {
+                    *v = 0.0;
+                }
+            }
+            let echo = drifted_echo_after(&far, 30.0, 96);
+            let mut aec = Aec::new();
+            aec.postfilter = 0.0;
+            aec.drift_tracking = tracking;
+            aec.prepare(StreamSpec {
+                channels: 1,
+                ..StreamSpec::default()
+            })
+            .expect("prepare");
+            let (mut e, mut r) = (0.0f64, 0.0f64);
+            let mut fb = Block::silent(1);
+            let mut mb = Block::silent(1);
+            for (b, (f, m)) in far.chunks_exact(N).zip(echo.chunks_exact(N)).enumerate() {
+                fb.channel_mut(0).copy_from_slice(f);
+                mb.channel_mut(0).copy_from_slice(m);
+                aec.analyze_render(&fb);
+                aec.process(&mut mb);
+                if b * N >= 12 * FS {
+                    e += m.iter().map(|v| (v * v) as f64).sum::<f64>();
+                    r += mb.channel(0).iter().map(|v| (v * v) as f64).sum::<f64>();
+                }
+            }
+            (10.0 * (e / r).log10(), aec.drift_ppm(), aec.lag, aec.bulk)
+        };
+        let (erle, ppm, lag, bulk) = run(true);
+        let (plain, ..) = run(false);
+        println!(
+            "drift 30 ppm, no device delay: estimated {ppm:.1} ppm, lag {lag:.1} samples, start {bulk} blocks, linear ERLE {erle:.1} dB (without: {plain:.1} dB)"
+        );
+        assert_eq!(bulk, 0, "the filter left the far end's first block");
+        assert!(lag > LAG_MIN + 1.0, "the lag stayed at its least");
+        assert!((ppm - 30.0).abs() < 5.0, "estimated {ppm:.1} ppm");
+        assert!(
+            erle >= plain + 3.0,
             "ERLE {erle:.1} dB, without resampling {plain:.1} dB"
         );
     }
