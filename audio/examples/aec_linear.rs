@@ -10,8 +10,10 @@
 //! linear filter's); `PF_NEAR=X` sets the suppressor's over-subtraction in the near-end state;
 //! `LINEAR_ONLY=1` with `DUMP` switches the suppressor off as without `DUMP` (the linear
 //! filter adapts exactly as in the printed figures; `NAME.aec.f32` is then the delayed error);
-//! `TRACE=1` prints the delay the filter is aligned to and the drift estimate every 0.5 s (to
-//! stderr).
+//! `TRACE=1` prints, every `TRACE_N` blocks (50: 0.5 s), the delay the filter is aligned to,
+//! the drift estimate, the reference's lag, the linear filter's echo reduction over those
+//! blocks and how many of them were in the suppressor's near-end state (to stderr);
+//! `DELAY_HINT=MS` tells the canceller the device delay first (`set_stream_delay_ms`).
 
 use onmic_audio::aec::Aec;
 use onmic_audio::offline::read_wav;
@@ -69,6 +71,12 @@ fn main() {
             ..StreamSpec::default()
         })
         .expect("prepare");
+        if let Some(h) = std::env::var("DELAY_HINT")
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            aec.set_stream_delay_ms(h);
+        }
         let blocks = mic.len().min(far.len()) / BLOCK_FRAMES;
         let (mut e_fe, mut r_fe, mut e_dt, mut r_dt) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         // Echo and what is left of it over the last 4 s of the file.
@@ -76,6 +84,11 @@ fn main() {
         let end = (blocks * BLOCK_FRAMES).saturating_sub(4 * 48_000);
         let has_near = near.iter().any(|&v| v != 0.0);
         let trace = std::env::var_os("TRACE").is_some();
+        let tr_n: usize = std::env::var("TRACE_N")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(50);
+        let (mut seg_e, mut seg_r, mut seg_near) = (0.0f64, 0.0f64, 0u32);
         let mut fb = Block::silent(1);
         let mut mb = Block::silent(1);
         for b in 0..blocks {
@@ -84,13 +97,24 @@ fn main() {
             mb.channel_mut(0).copy_from_slice(&mic[s..s + BLOCK_FRAMES]);
             aec.analyze_render(&fb);
             aec.process(&mut mb);
-            if trace && b % 50 == 0 {
+            for i in 0..BLOCK_FRAMES {
+                let ec = echo[s + i] as f64;
+                let left = aec.linear_output()[i] as f64 - (mic[s + i] as f64 - ec);
+                seg_e += ec * ec;
+                seg_r += left * left;
+            }
+            seg_near += u32::from(aec.near_end_active());
+            if trace && b % tr_n == tr_n - 1 {
                 eprintln!(
-                    "t {:5.1} s delay {} ms drift {:7.1} ppm",
+                    "t {:5.1} s delay {} ms drift {:7.1} ppm lag {:7.2} linear {:5.1} dB near {:2}",
                     (s + BLOCK_FRAMES) as f64 / 48_000.0,
                     aec.delay_ms(),
-                    aec.drift_ppm()
+                    aec.drift_ppm(),
+                    aec.lag_samples(),
+                    db(seg_e, seg_r),
+                    seg_near
                 );
+                (seg_e, seg_r, seg_near) = (0.0, 0.0, 0);
             }
             if dump.is_some() {
                 lin_out.extend_from_slice(aec.linear_output());
