@@ -21,7 +21,8 @@
 //! intervals with one part of the window hidden; with it, `ONMIC_PAINT_VARIANTS=FILE` (lines
 //! `name|css`) measures each CSS variant's frame intervals, interleaved, `ONMIC_PAINT_ROUNDS`
 //! times (default 3), and `ONMIC_PAINT_PERF=DIR` records the web view with `perf` while the first
-//! round measures each variant (`DIR/<name>.data`). `ONMIC_PAINT_XSHOT=FILE.png` saves the X display
+//! round measures each variant (`DIR/<name>.data`), `ONMIC_PAINT_VARIANT_SHOTS=DIR` saves the X
+//! display after it (`DIR/<name>.png`; with `WEBKIT_SHOW_DAMAGE=1`, what that frame redrew). `ONMIC_PAINT_XSHOT=FILE.png` saves the X display
 //! after the measurement, `ONMIC_PAINT_DOM=FILE.html` the page with its style sheets inline (for
 //! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. `ONMIC_PAINT_GAPS=1` adds the
 //! web view's main thread's busy stretches, how much of each late status's wait fell in one, and
@@ -810,6 +811,15 @@ async fn diagnose(studio: &Studio, web: Option<u32>) {
                     .args(["-INT", &p.id().to_string()])
                     .status();
                 let _ = p.wait();
+            }
+            // `ONMIC_PAINT_VARIANT_SHOTS=DIR`: the X display after each variant's first
+            // measurement (DIR/<name>.png); with `WEBKIT_SHOW_DAMAGE=1` it shows what that
+            // frame redrew.
+            if let (Some(dir), 0) = (std::env::var_os("ONMIC_PAINT_VARIANT_SHOTS"), round) {
+                let _ = std::process::Command::new("import")
+                    .args(["-window", "root"])
+                    .arg(std::path::Path::new(&dir).join(format!("{}.png", variants[i].0)))
+                    .status();
             }
             results[i].push(format!("{r} ({scroll})"));
         }

@@ -1,6 +1,7 @@
 import type { AudioSettings_Serialize as AudioSettings, DeviceListView } from "./bindings";
 import { formatGain, formatMs } from "./console";
 import { barFill, barFraction, formatDb, zone } from "./levels";
+import { LiveText } from "./LiveText";
 import { liveMeters, useStore } from "./meterStore";
 
 interface Props {
@@ -34,7 +35,7 @@ function Strip({ id, label, rms, peak, clipLit }: { id: string; label: string; r
       <span className={`clip-light${clipLit ? " lit" : ""}`} title={clipLit ? "Clipped: lower the gain" : "No clipping"}>
         CLIP
       </span>
-      <span className="meter-readout">{formatDb(rms)}</span>
+      <LiveText className="meter-readout" text={formatDb(rms)} />
     </div>
   );
 }
@@ -86,15 +87,15 @@ function LatencyCard({ live }: { live: boolean }) {
     <section className="card latency" aria-labelledby="latency-title">
       <header className="card-head">
         <h2 id="latency-title">Latency</h2>
-        <span className="latency-total" id="latency-total">{lat ? lat.totalMs : "—"}</span>
+        <LiveText className="latency-total" id="latency-total" text={lat ? lat.totalMs : "—"} />
       </header>
       {lat ? (
         <dl className="latency-list" id="latency">
-          <div><dt>Input</dt><dd>{lat.inputMs}</dd></div>
-          <div><dt>Chain</dt><dd>{lat.chainMs}</dd></div>
-          <div><dt>Encoder frame</dt><dd>{lat.encoderMs}</dd></div>
-          <div><dt>Jitter buffer</dt><dd>{lat.jitterMs}</dd></div>
-          <div><dt>Output</dt><dd>{lat.outputMs}</dd></div>
+          <div><dt>Input</dt><dd><LiveText text={lat.inputMs} /></dd></div>
+          <div><dt>Chain</dt><dd><LiveText text={lat.chainMs} /></dd></div>
+          <div><dt>Encoder frame</dt><dd><LiveText text={lat.encoderMs} /></dd></div>
+          <div><dt>Jitter buffer</dt><dd><LiveText text={lat.jitterMs} /></dd></div>
+          <div><dt>Output</dt><dd><LiveText text={lat.outputMs} /></dd></div>
         </dl>
       ) : (
         <p className="muted small">Shown while on air.</p>

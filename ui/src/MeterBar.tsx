@@ -1,4 +1,5 @@
 import { barFill, barFraction, barMark, channelLabel, formatDb, zone } from "./levels";
+import { LiveText } from "./LiveText";
 import { inputMeters, useStore } from "./meterStore";
 
 export interface MeterBarProps {
@@ -32,9 +33,7 @@ export function MeterBar({ label, rmsDbfs, peakDbfs, holdDbfs }: MeterBarProps) 
           ))}
         </div>
       </div>
-      <span className="meter-readout" data-testid="meter-readout">
-        {formatDb(rmsDbfs)}
-      </span>
+      <LiveText className="meter-readout" data-testid="meter-readout" text={formatDb(rmsDbfs)} />
     </div>
   );
 }

@@ -1,5 +1,6 @@
 import "./StatsPanel.css";
 import type { LiveStats, StatsPoint } from "./bindings";
+import { LiveText } from "./LiveText";
 
 /** A figure, or "—" while it is unknown. */
 export function figure(v: number | null | undefined, digits: number, unit: string): string {
@@ -85,7 +86,7 @@ export function StatsPanel({ stats, jitterMs, names }: StatsPanelProps) {
           <div key={id} className={`stat${cls}`}>
             <dt>{label}</dt>
             <dd id={`stat-${id}`} data-value={value}>
-              {value}
+              <LiveText text={value} align="left" />
             </dd>
           </div>
         ))}
