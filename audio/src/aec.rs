@@ -1731,6 +1731,14 @@ mod tests {
     fn linear_erle_from(ppm: f64, tracking: bool, lag: f64) -> ((f64, f64), f64) {
         let far = far_end(16);
         let echo = drifted_echo(&far, ppm);
+        let (erle, ppm, lag, _) = linear_run(&far, &echo, tracking, lag);
+        ((erle, ppm), lag)
+    }
+
+    /// The linear filter alone (no suppressor) on `far` and its `echo`, drift tracking on or
+    /// off, the reference's lag starting at `lag`: its ERLE after 12 s, the estimated drift
+    /// (ppm), and the lag and the filter's start (blocks) at the end.
+    fn linear_run(far: &[f32], echo: &[f32], tracking: bool, lag: f64) -> (f64, f64, f64, usize) {
         let mut aec = Aec::new();
         aec.postfilter = 0.0;
         aec.drift_tracking = tracking;
@@ -1753,7 +1761,7 @@ mod tests {
                 r += mb.channel(0).iter().map(|v| (v * v) as f64).sum::<f64>();
             }
         }
-        ((10.0 * (e / r).log10(), aec.drift_ppm()), aec.lag)
+        (10.0 * (e / r).log10(), aec.drift_ppm(), aec.lag, aec.bulk)
     }
 
     /// A playout clock 90 ppm fast: the echo comes ever earlier, so the reference's lag falls
@@ -1808,28 +1816,7 @@ mod tests {
                 }
             }
             let echo = drifted_echo_after(&far, 30.0, 96);
-            let mut aec = Aec::new();
-            aec.postfilter = 0.0;
-            aec.drift_tracking = tracking;
-            aec.prepare(StreamSpec {
-                channels: 1,
-                ..StreamSpec::default()
-            })
-            .expect("prepare");
-            let (mut e, mut r) = (0.0f64, 0.0f64);
-            let mut fb = Block::silent(1);
-            let mut mb = Block::silent(1);
-            for (b, (f, m)) in far.chunks_exact(N).zip(echo.chunks_exact(N)).enumerate() {
-                fb.channel_mut(0).copy_from_slice(f);
-                mb.channel_mut(0).copy_from_slice(m);
-                aec.analyze_render(&fb);
-                aec.process(&mut mb);
-                if b * N >= 12 * FS {
-                    e += m.iter().map(|v| (v * v) as f64).sum::<f64>();
-                    r += mb.channel(0).iter().map(|v| (v * v) as f64).sum::<f64>();
-                }
-            }
-            (10.0 * (e / r).log10(), aec.drift_ppm(), aec.lag, aec.bulk)
+            linear_run(&far, &echo, tracking, LAG_START)
         };
         let (erle, ppm, lag, bulk) = run(true);
         let (plain, ..) = run(false);
