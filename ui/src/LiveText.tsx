@@ -1,6 +1,6 @@
 /**
- * Text that changes many times a second (a meter's readout, the latency and link figures, the
- * room's counters), drawn so that a change repaints only the text itself.
+ * Text that changes many times a second (a meter's readout, the latency and link figures),
+ * drawn so that a change repaints only the text itself.
  *
  * In WebKitGTK (the Studio's web view on Linux) a change to text in the normal flow lays out its
  * flex/grid ancestors again and redraws the whole column around it: with damage-only compositing

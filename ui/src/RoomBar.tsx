@@ -2,7 +2,6 @@ import { useState } from "react";
 import type { AppError, RoomRules, RoomStatus } from "./bindings";
 import { connectionLabel } from "./room";
 import { CreateRoomDialog } from "./CreateRoomDialog";
-import { LiveText } from "./LiveText";
 import { RecordingControls } from "./RecordingControls";
 import { RulesPopover } from "./RulesPopover";
 import "./roombar.css";
@@ -90,12 +89,10 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
       <span className="room-name">
         <strong>{status.room}</strong> <span className="muted">as {status.uid}</span>
       </span>
-      <LiveText
-        className="muted small room-counters"
-        id="room-counters"
-        align="left"
-        text={`${status.members} in the room · sent ${status.packetsSent} · received ${status.packetsReceived} packets${status.sendLoss > 0 ? ` · loss ${status.sendLoss} %` : ""}`}
-      />
+      <span className="muted small" id="room-counters">
+        {status.members} in the room · sent {status.packetsSent} · received {status.packetsReceived} packets
+        {status.sendLoss > 0 ? ` · loss ${status.sendLoss} %` : ""}
+      </span>
       <span className="spacer" />
       {status.view && <RulesPopover rules={status.view.rules} onApply={onRules} />}
       <RecordingControls room={status.room} onError={onError} />
