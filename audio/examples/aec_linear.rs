@@ -97,13 +97,15 @@ fn main() {
             mb.channel_mut(0).copy_from_slice(&mic[s..s + BLOCK_FRAMES]);
             aec.analyze_render(&fb);
             aec.process(&mut mb);
-            for i in 0..BLOCK_FRAMES {
-                let ec = echo[s + i] as f64;
-                let left = aec.linear_output()[i] as f64 - (mic[s + i] as f64 - ec);
-                seg_e += ec * ec;
-                seg_r += left * left;
+            if trace {
+                for i in 0..BLOCK_FRAMES {
+                    let ec = echo[s + i] as f64;
+                    let left = aec.linear_output()[i] as f64 - (mic[s + i] as f64 - ec);
+                    seg_e += ec * ec;
+                    seg_r += left * left;
+                }
+                seg_near += u32::from(aec.near_end_active());
             }
-            seg_near += u32::from(aec.near_end_active());
             if trace && b % tr_n == tr_n - 1 {
                 eprintln!(
                     "t {:5.1} s delay {} ms drift {:7.1} ppm lag {:7.2} linear {:5.1} dB near {:2}",

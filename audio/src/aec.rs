@@ -448,6 +448,22 @@ fn add_echo(
     }
 }
 
+/// Moves partition-indexed `parts` with the filter's start going from `from` to `to` blocks
+/// after the far end (partition q afterwards is partition q + to − from before); `clear` empties
+/// the partitions that come in new.
+fn slide<T>(parts: &mut [T], from: usize, to: usize, clear: impl FnMut(&mut T)) {
+    let n = parts.len();
+    if to > from {
+        let d = (to - from).min(n);
+        parts.rotate_left(d);
+        parts[n - d..].iter_mut().for_each(clear);
+    } else {
+        let d = (from - to).min(n);
+        parts.rotate_right(d);
+        parts[..d].iter_mut().for_each(clear);
+    }
+}
+
 fn power(x: &[f32; N]) -> f32 {
     x.iter().map(|s| s * s).sum::<f32>() / N as f32
 }
@@ -818,51 +834,18 @@ impl Aec {
         if blocks == self.bulk {
             return;
         }
-        if !self.w.is_empty() {
-            // Partition q of the new filter is partition q + d of the old one.
-            if blocks > self.bulk {
-                let d = (blocks - self.bulk).min(P);
-                self.w.rotate_left(d);
-                self.w_slow.rotate_left(d);
-                self.p.rotate_left(d);
-                self.h2.rotate_left(d);
-                for q in P - d..P {
-                    self.w[q].fill(Complex::new(0.0, 0.0));
-                    self.w_slow[q].fill(Complex::new(0.0, 0.0));
-                    self.p[q].fill(P_INIT);
-                    self.h2[q].fill(0.0);
-                }
-            } else {
-                let d = (self.bulk - blocks).min(P);
-                self.w.rotate_right(d);
-                self.w_slow.rotate_right(d);
-                self.p.rotate_right(d);
-                self.h2.rotate_right(d);
-                for q in 0..d {
-                    self.w[q].fill(Complex::new(0.0, 0.0));
-                    self.w_slow[q].fill(Complex::new(0.0, 0.0));
-                    self.p[q].fill(P_INIT);
-                    self.h2[q].fill(0.0);
-                }
-            }
-        }
+        // Partition q of the new filter is partition q + d of the old one (nothing to move
+        // before `prepare`: the vectors are empty).
+        let (from, zero) = (self.bulk, Complex::new(0.0, 0.0));
+        slide(&mut self.w, from, blocks, |w| w.fill(zero));
+        slide(&mut self.w_slow, from, blocks, |w| w.fill(zero));
+        slide(&mut self.p, from, blocks, |p| p.fill(P_INIT));
+        slide(&mut self.h2, from, blocks, |h| h.fill(0.0));
         if self.snap_valid {
             // The drift measurement's snapshot moves with the taps (partition q stays partition
             // q), so a delay found between two measurements does not cost one (before the
             // aec11 round it was dropped: RT60 0.4 s / 200 ms measured at 4.0 s, not 3.0 s).
-            if blocks > self.bulk {
-                let d = (blocks - self.bulk).min(P);
-                self.w_snap.rotate_left(d);
-                for snap in &mut self.w_snap[P - d..] {
-                    snap.fill(Complex::new(0.0, 0.0));
-                }
-            } else {
-                let d = (self.bulk - blocks).min(P);
-                self.w_snap.rotate_right(d);
-                for snap in &mut self.w_snap[..d] {
-                    snap.fill(Complex::new(0.0, 0.0));
-                }
-            }
+            slide(&mut self.w_snap, from, blocks, |s| s.fill(zero));
         }
         self.bulk = blocks;
     }

@@ -491,10 +491,7 @@ async fn run() -> anyhow::Result<()> {
     // `WEBKIT_SHOW_COMPOSITING_DEBUG_VISUALS=1` it shows the web view's layers; a WebDriver
     // screenshot renders the page anew and would not).
     if let Some(file) = std::env::var_os("ONMIC_PAINT_XSHOT") {
-        let shot = std::process::Command::new("import")
-            .args(["-window", "root"])
-            .arg(&file)
-            .status();
+        let shot = x_screenshot(std::path::Path::new(&file));
         println!("studio_paint: X screenshot {file:?}: {shot:?}");
     }
     // `ONMIC_PAINT_DOM=FILE.html`: the page as it is now, with its style sheets inline, for
@@ -529,6 +526,15 @@ async fn run() -> anyhow::Result<()> {
     }
     studio.quit().await?;
     Ok(())
+}
+
+/// The X display as it is now, into `file` (ImageMagick's `import`; what the screen shows, where
+/// a WebDriver screenshot renders the page anew).
+fn x_screenshot(file: &std::path::Path) -> std::io::Result<std::process::ExitStatus> {
+    std::process::Command::new("import")
+        .args(["-window", "root"])
+        .arg(file)
+        .status()
 }
 
 /// The thread ids of process `pid` (`"self"`: this one), from `/proc/PID/task`.
@@ -816,10 +822,9 @@ async fn diagnose(studio: &Studio, web: Option<u32>) {
             // measurement (DIR/<name>.png); with `WEBKIT_SHOW_DAMAGE=1` it shows what that
             // frame redrew.
             if let (Some(dir), 0) = (std::env::var_os("ONMIC_PAINT_VARIANT_SHOTS"), round) {
-                let _ = std::process::Command::new("import")
-                    .args(["-window", "root"])
-                    .arg(std::path::Path::new(&dir).join(format!("{}.png", variants[i].0)))
-                    .status();
+                let _ = x_screenshot(
+                    &std::path::Path::new(&dir).join(format!("{}.png", variants[i].0)),
+                );
             }
             results[i].push(format!("{r} ({scroll})"));
         }
