@@ -85,6 +85,7 @@ fn main() {
             wav_format: WavFormat::F32,
             off: Default::default(),
             ns_level: None,
+            aec_components: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()
@@ -113,6 +114,7 @@ fn main() {
             wav_format: WavFormat::F32,
             off: Default::default(),
             ns_level: None,
+            aec_components: None,
         };
         process(&job, |_, _| {}).expect("offline chain");
         t.elapsed().as_secs_f64()

@@ -282,6 +282,17 @@ const DRIFT_MAX: f64 = 200e-6;
 
 type Spectrum = Vec<Complex<f32>>;
 
+/// The near end's part of the canceller's processing ([`Aec::enable_components`]): its part
+/// of the microphone for this block, its history on the error's frames, its synthesis
+/// overlap-add, and the last block's output and near-end part of it.
+struct Components {
+    near_in: [f32; N],
+    hist: Vec<f32>,
+    ola: Vec<f32>,
+    near_out: [f32; N],
+    out: [f32; N],
+}
+
 /// The echo canceller stage (mono: a stereo block is processed on its first channel and the
 /// result copied to both).
 pub struct Aec {
@@ -398,6 +409,8 @@ pub struct Aec {
     yw_spec: Spectrum,
     sxw: Vec<f32>,
     ola: Vec<f32>,
+    /// The near end's own part of the output, for studies ([`Aec::enable_components`]).
+    components: Option<Box<Components>>,
     /// Scales the windowed frame's power to a 10 ms block's (N / Σ win_a²).
     win_norm: f32,
     /// The slow filter's taps, its echo estimate's spectrum, its error's spectrum, the
@@ -567,6 +580,7 @@ impl Aec {
             yw_spec: Vec::new(),
             sxw: Vec::new(),
             ola: Vec::new(),
+            components: None,
             win_norm: 1.0,
             w_slow: Vec::new(),
             y_slow_spec: Vec::new(),
@@ -621,6 +635,71 @@ impl Aec {
     /// the residual-echo suppressor): what `examples/aec_linear.rs` studies.
     pub fn linear_output(&self) -> &[f32] {
         &self.linear
+    }
+
+    /// Makes the canceller also carry the microphone's near-end part through its processing,
+    /// for studies of what it leaves of the echo (the offline CLI's `--near-component`):
+    /// before each [`Processor::process`] the near end's part of that block goes in with
+    /// [`Aec::set_near_component`], and after it [`Aec::components`] gives the block's output
+    /// and the near end's part of it — the same suppressor gains on the same frames, so the
+    /// rest, output − near part, is exactly what is left of the echo (and of anything else the
+    /// microphone held besides the near end). Allocates: not for the live path.
+    pub fn enable_components(&mut self) {
+        self.components = Some(Box::new(Components {
+            near_in: [0.0; N],
+            hist: vec![0.0; M + N],
+            ola: vec![0.0; 2 * SYN_D],
+            near_out: [0.0; N],
+            out: [0.0; N],
+        }));
+    }
+
+    /// The near end's part of the next block's microphone (channel 0; `near` shorter than a
+    /// block is padded with silence). Nothing happens unless [`Aec::enable_components`] was
+    /// called.
+    pub fn set_near_component(&mut self, near: &[f32]) {
+        if let Some(c) = self.components.as_mut() {
+            let n = near.len().min(N);
+            c.near_in[..n].copy_from_slice(&near[..n]);
+            c.near_in[n..].fill(0.0);
+        }
+    }
+
+    /// The last block's output (channel 0) and the near end's part of it, if
+    /// [`Aec::enable_components`] was called.
+    pub fn components(&self) -> Option<(&[f32], &[f32])> {
+        self.components
+            .as_ref()
+            .map(|c| (&c.out[..], &c.near_out[..]))
+    }
+
+    /// The near end's part of this block's output: its history through the suppressor's frames
+    /// with this block's gains (or delayed as the error is, with the suppressor off).
+    fn near_part(&mut self, c: &mut Components) {
+        if self.postfilter <= 0.0 {
+            c.near_out
+                .copy_from_slice(&c.hist[M - SYN_D..M + N - SYN_D]);
+            return;
+        }
+        for j in 1..=SYN_FRAMES {
+            Self::window_into(
+                &mut self.time,
+                &c.hist[j * SYN_D..j * SYN_D + M],
+                &self.win_a,
+            );
+            self.fft();
+            for (s, g) in self.spec.iter_mut().zip(&self.gain) {
+                *s *= *g;
+            }
+            self.ifft();
+            for (i, o) in c.ola.iter_mut().enumerate() {
+                let t = M - 2 * SYN_D + i;
+                *o += self.time[t] * self.win_s[t] / M as f32;
+            }
+            c.near_out[(j - 1) * SYN_D..j * SYN_D].copy_from_slice(&c.ola[..SYN_D]);
+            c.ola.copy_within(SYN_D.., 0);
+            c.ola[SYN_D..].fill(0.0);
+        }
     }
 
     /// The residual-echo leak estimate (what fraction of the echo estimate's power is left).
@@ -1149,6 +1228,12 @@ impl Processor for Aec {
         // frame of the last M samples, ending with this block).
         self.e_hist.copy_within(N.., 0);
         self.e_hist[M..].copy_from_slice(&e);
+        if let Some(c) = self.components.as_mut() {
+            // The linear filter subtracts an estimate made of the far end alone: the near end's
+            // part of its error is the near end's part of the microphone, as it came.
+            c.hist.copy_within(N.., 0);
+            c.hist[M..].copy_from_slice(&c.near_in);
+        }
         self.y_hist.copy_within(N.., 0);
         self.y_hist[N..].copy_from_slice(&yt);
         Self::window_into(&mut self.time, &self.e_hist[N..], &self.win_a);
@@ -1455,6 +1540,11 @@ impl Processor for Aec {
                 .channel_mut(0)
                 .copy_from_slice(&self.e_hist[M - SYN_D..M + N - SYN_D]);
         }
+        if let Some(mut c) = self.components.take() {
+            self.near_part(&mut c);
+            c.out.copy_from_slice(block.channel(0));
+            self.components = Some(c);
+        }
 
         // Filter update (unconstrained), then the constraint on CONSTRAIN partitions in turn.
         let a = if self.hold > 0 {
@@ -1532,6 +1622,10 @@ impl Processor for Aec {
         self.e_hist.fill(0.0);
         self.y_hist.fill(0.0);
         self.ola.fill(0.0);
+        if let Some(c) = self.components.as_mut() {
+            c.hist.fill(0.0);
+            c.ola.fill(0.0);
+        }
         self.far_bits.fill(0);
         self.cost.fill(BANDS as f32 / 2.0);
         self.far_mean = [0.0; BANDS];
@@ -1745,6 +1839,116 @@ mod tests {
             }
         }
         (10.0 * (e / r).log10(), aec.drift_ppm(), aec.lag, aec.bulk)
+    }
+
+    /// Runs a canceller with its near-end split on (`postfilter` as given) over `far` and a
+    /// microphone of `echo` + `near`; per sample: the output, the near end's part of it, and
+    /// the linear filter's output.
+    fn split_run(far: &[f32], echo: &[f32], near: &[f32], postfilter: f32) -> [Vec<f32>; 3] {
+        let mut aec = Aec::new();
+        aec.postfilter = postfilter;
+        aec.prepare(StreamSpec {
+            channels: 1,
+            ..StreamSpec::default()
+        })
+        .expect("prepare");
+        aec.enable_components();
+        let mut out: [Vec<f32>; 3] = Default::default();
+        let mut fb = Block::silent(1);
+        let mut mb = Block::silent(1);
+        for ((f, e), n) in far
+            .chunks_exact(N)
+            .zip(echo.chunks_exact(N))
+            .zip(near.chunks_exact(N))
+        {
+            fb.channel_mut(0).copy_from_slice(f);
+            for ((m, e), n) in mb.channel_mut(0).iter_mut().zip(e).zip(n) {
+                *m = e + n;
+            }
+            aec.set_near_component(n);
+            aec.analyze_render(&fb);
+            aec.process(&mut mb);
+            let (o, np) = aec.components().expect("components on");
+            assert_eq!(o, mb.channel(0), "components() gives the block's output");
+            out[0].extend_from_slice(o);
+            out[1].extend_from_slice(np);
+            out[2].extend_from_slice(aec.linear_output());
+        }
+        out
+    }
+
+    /// A near end that starts after 4 s of far end alone, 6 dB under the echo.
+    fn talker(len: usize) -> Vec<f32> {
+        let mut n = Noise::new(11);
+        (0..len)
+            .map(|i| {
+                let v = n.next_sample();
+                if i < 4 * FS {
+                    0.0
+                } else {
+                    0.25 * v * (1.0 + (i as f32 / 2400.0).sin())
+                }
+            })
+            .collect()
+    }
+
+    /// With no far end there is nothing to cancel: the split gives the whole output to the
+    /// near end (the same gains on the same frames), with and without the suppressor.
+    #[test]
+    fn the_split_gives_everything_to_the_near_end_without_an_echo() {
+        let near = talker(8 * FS);
+        let silent = vec![0.0; near.len()];
+        for pf in [0.0, 1.0] {
+            let [out, near_part, _] = split_run(&silent, &silent, &near, pf);
+            let worst = out
+                .iter()
+                .zip(&near_part)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst < 1e-6,
+                "postfilter {pf}: output − near part up to {worst}"
+            );
+            let power: f32 = out[4 * FS..].iter().map(|v| v * v).sum();
+            assert!(power > 1.0, "the near end came through ({power})");
+        }
+    }
+
+    /// With the suppressor off the echo left is the linear filter's residual, delayed as the
+    /// output is; with it on, the split's echo left is smaller still, in double talk.
+    #[test]
+    fn the_split_leaves_the_linear_residual_and_the_suppressor_takes_more() {
+        let far = far_end(10);
+        let echo = drifted_echo(&far, 0.0);
+        let near = talker(far.len());
+        let [out, near_part, linear] = split_run(&far, &echo, &near, 0.0);
+        let d = SYN_D;
+        let mut worst = 0.0f32;
+        for t in 2 * FS..far.len() {
+            let left = out[t] - near_part[t];
+            let residual = linear[t - d] - near[t - d];
+            worst = worst.max((left - residual).abs());
+        }
+        assert!(worst < 1e-5, "echo left vs linear residual: up to {worst}");
+        let dt = |v: &[f32], w: &[f32]| -> f64 {
+            v[5 * FS..]
+                .iter()
+                .zip(&w[5 * FS..])
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum()
+        };
+        let lin_left = dt(&out, &near_part);
+        let [out, near_part, _] = split_run(&far, &echo, &near, 1.0);
+        let sup_left = dt(&out, &near_part);
+        let echo_in: f64 = echo[5 * FS..].iter().map(|v| f64::from(*v).powi(2)).sum();
+        let (lin_db, sup_db) = (
+            10.0 * (echo_in / lin_left).log10(),
+            10.0 * (echo_in / sup_left).log10(),
+        );
+        assert!(
+            sup_db > lin_db + 3.0,
+            "in double talk the suppressor leaves {sup_db:.1} dB down, the linear filter {lin_db:.1}"
+        );
     }
 
     /// A playout clock 90 ppm fast: the echo comes ever earlier, so the reference's lag falls

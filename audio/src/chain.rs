@@ -335,6 +335,16 @@ impl Chain {
         }
     }
 
+    /// The echo canceller, for studies ([`Aec::enable_components`]).
+    pub fn aec(&self) -> &Aec {
+        self.aec.inner()
+    }
+
+    /// The echo canceller, for studies ([`Aec::enable_components`]).
+    pub fn aec_mut(&mut self) -> &mut Aec {
+        self.aec.inner_mut()
+    }
+
     /// The mapped input before processing (ear monitor "raw").
     pub fn tap_raw(&self) -> &Block {
         &self.tap_raw

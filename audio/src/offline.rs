@@ -67,6 +67,9 @@ pub enum OfflineError {
         /// The error.
         detail: String,
     },
+    /// `--near-component` given where it cannot be used.
+    #[error("{0}")]
+    Components(String),
     /// Building the chain failed.
     #[error(transparent)]
     Prepare(#[from] PrepareError),
@@ -112,6 +115,22 @@ pub struct OfflineJob {
     pub ns_level: Option<crate::ns::NsLevel>,
     /// Stages to switch off (on top of the mode's defaults), e.g. to measure one stage alone.
     pub off: Toggles,
+    /// For studies of the echo canceller, when the input was made by adding an echo to a near
+    /// end: that near end's part of the input and where to write the canceller's own output
+    /// beside the near end's part of it (`--near-component`, `--aec-components`).
+    pub aec_components: Option<AecComponents>,
+}
+
+/// [`OfflineJob::aec_components`]: with the microphone's near-end part known, the AEC stage's
+/// output splits exactly into the near end's part (the suppressor's gains on the near end's
+/// frames) and what is left of the echo (the rest).
+#[derive(Debug, Clone)]
+pub struct AecComponents {
+    /// The input's near-end part: a WAV of the input's length (48 kHz after resampling).
+    pub near: PathBuf,
+    /// Written: a 2-channel 32-bit float WAV at 48 kHz, the input's length — channel 0 the AEC
+    /// stage's output (the first channel), channel 1 the near end's part of it.
+    pub out: PathBuf,
 }
 
 /// A summary of a run.
@@ -278,6 +297,39 @@ pub fn process(
         config.toggles.aec = false;
     }
     let mut chain = Chain::new(config)?;
+    let mut components = match &job.aec_components {
+        Some(c) => {
+            if !config.toggles.aec {
+                return Err(OfflineError::Components(
+                    "--near-component needs the echo canceller: give --aec-ref and leave aec on"
+                        .into(),
+                ));
+            }
+            let near = read_wav(&c.near)?;
+            if near.frames() != input.frames() {
+                return Err(OfflineError::Components(format!(
+                    "{}: {} frames, the input has {} (the near end's part must be as long)",
+                    c.near.display(),
+                    near.frames(),
+                    input.frames()
+                )));
+            }
+            chain.aec_mut().enable_components();
+            let spec = hound::WavSpec {
+                channels: 2,
+                sample_rate: 48_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let w = hound::WavWriter::create(&c.out, spec).map_err(|e| OfflineError::Write {
+                path: c.out.clone(),
+                detail: e.to_string(),
+            })?;
+            let first = near.channels.into_iter().next().unwrap_or_default();
+            Some((first, w))
+        }
+        None => None,
+    };
     if !job.effects.effects.is_empty() {
         // Offline there is no previous rack to crossfade from: the rack is in force from the
         // first sample.
@@ -379,7 +431,29 @@ pub fn process(
             tap.raw(&block).map_err(|e| write_err(&e))?;
             tap.reference(&far_block).map_err(|e| write_err(&e))?;
         }
+        if let Some((near, _)) = &components {
+            let from = start.min(near.len());
+            let to = (start + BLOCK_FRAMES).min(near.len());
+            chain.aec_mut().set_near_component(&near[from..to]);
+        }
         chain.process(&mut block, &far_block, None);
+        if let (Some((_, w)), Some((out, near_part)), true) =
+            (&mut components, chain.aec().components(), b < blocks)
+        {
+            let valid = (input.frames() - start).min(BLOCK_FRAMES);
+            for i in 0..valid {
+                for v in [out[i], near_part[i]] {
+                    w.write_sample(v).map_err(|e| OfflineError::Write {
+                        path: job
+                            .aec_components
+                            .as_ref()
+                            .map(|c| c.out.clone())
+                            .unwrap_or_default(),
+                        detail: e.to_string(),
+                    })?;
+                }
+            }
+        }
         if block.channels() != usize::from(out_channels) {
             block.set_channels(usize::from(out_channels));
         }
@@ -433,6 +507,12 @@ pub fn process(
         }
     }
     progress(total, total);
+    if let (Some((_, w)), Some(c)) = (components, &job.aec_components) {
+        w.finalize().map_err(|e| OfflineError::Write {
+            path: c.out.clone(),
+            detail: e.to_string(),
+        })?;
+    }
     let packets = match sink {
         Sink::Wav(w) => {
             w.finalize().map_err(|e| write_err(&e))?;

@@ -270,3 +270,142 @@ fn debug_tap_writes_three_wavs() {
         assert_eq!(r.duration(), 48_000, "{f}");
     }
 }
+
+/// `--near-component` / `--aec-components` (docs/voice-chain.md, "Material and measures"): the
+/// output is the same with and without them, the components file holds the AEC stage's output
+/// and its near-end part at the input's length, and misuse fails with a message.
+#[test]
+fn aec_components_split_without_changing_the_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
+    // Far end and near end: two white noises (a fixed LCG each); the microphone: the far end's
+    // echo (half, 3 ms later) and the near end from the second half on, 6 dB over the echo.
+    let len = 2 * 48_000usize;
+    let noise = |seed: u32, gain: f32| -> Vec<f32> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 * gain - gain
+            })
+            .collect()
+    };
+    let far = noise(1, 0.4);
+    let near: Vec<f32> = noise(2, 0.4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| if i < len / 2 { 0.0 } else { v })
+        .collect();
+    let mic: Vec<f32> = (0..len)
+        .map(|i| near[i] + i.checked_sub(144).map_or(0.0, |j| 0.5 * far[j]))
+        .collect();
+    let write = |name: &str, x: &[f32], frames: usize| {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(p(name), spec).expect("create");
+        for v in &x[..frames] {
+            w.write_sample(*v).expect("sample");
+        }
+        w.finalize().expect("finalize");
+    };
+    write("far.wav", &far, len);
+    write("mic.wav", &mic, len);
+    write("near.wav", &near, len);
+    write("short.wav", &near, len - 480);
+    let base = ["process", &p("mic.wav") as &str, "--aec-ref", &p("far.wav")];
+    let o = run(&[&base[..], &["--out", &p("plain.wav")]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        &base[..],
+        &[
+            "--out",
+            &p("split.wav"),
+            "--near-component",
+            &p("near.wav"),
+            "--aec-components",
+            &p("aec.wav"),
+        ],
+    ]
+    .concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |name: &str| -> (u16, Vec<f32>) {
+        let mut r = hound::WavReader::open(p(name)).expect("open");
+        let ch = r.spec().channels;
+        (ch, r.samples::<f32>().map(|s| s.expect("sample")).collect())
+    };
+    assert_eq!(
+        read("plain.wav"),
+        read("split.wav"),
+        "the output must not change"
+    );
+    let (ch, both) = read("aec.wav");
+    assert_eq!(
+        (ch, both.len()),
+        (2, 2 * len),
+        "two channels at the input's length"
+    );
+    // Before the near end starts (after the filter's first 0.3 s) its part is silence; after it,
+    // the near end's part carries the near end.
+    let power = |from: usize, to: usize, c: usize| -> f32 {
+        (from..to).map(|i| both[2 * i + c].powi(2)).sum::<f32>() / (to - from) as f32
+    };
+    assert!(
+        power(14_400, len / 2, 1) < 1e-12,
+        "near part before the near end"
+    );
+    let near_in = near[len / 2..].iter().map(|v| v * v).sum::<f32>() / (len / 2) as f32;
+    let near_out = power(len / 2 + 4_800, len, 1);
+    assert!(
+        near_out > 0.25 * near_in,
+        "near part {near_out} of {near_in}"
+    );
+    let left = (len / 2 + 4_800..len)
+        .map(|i| (both[2 * i] - both[2 * i + 1]).powi(2))
+        .sum::<f32>()
+        / (len / 2 - 4_800) as f32;
+    assert!(
+        left < 0.1 * near_out,
+        "echo left {left} beside the near part {near_out}"
+    );
+
+    assert_clean_failure(
+        &run(&[
+            "process",
+            &p("mic.wav"),
+            "--out",
+            &p("x.wav"),
+            "--near-component",
+            &p("near.wav"),
+            "--aec-components",
+            &p("a.wav"),
+        ]),
+        "needs the echo canceller",
+    );
+    assert_clean_failure(
+        &run(&[
+            &base[..],
+            &[
+                "--out",
+                &p("x.wav"),
+                "--near-component",
+                &p("short.wav"),
+                "--aec-components",
+                &p("a.wav"),
+            ],
+        ]
+        .concat()),
+        "must be as long",
+    );
+    assert_clean_failure(
+        &run(&[
+            &base[..],
+            &["--out", &p("x.wav"), "--near-component", &p("near.wav")],
+        ]
+        .concat()),
+        "--aec-components",
+    );
+}

@@ -9,7 +9,15 @@ Measures (near-end judged against the near-end component at the microphone, 16 k
   part, for noise also the unprocessed input's (``in``), for clean speech against the input.
 * STOI: `pystoi`, output against the near-end component (time-aligned by cross-correlation).
 * EchoDT: double talk, how far the echo-to-near-end ratio fell from input to output (the near
-  end is projected out of the output frame by frame, what is left counts as echo).
+  end is projected out of the output frame by frame, what is left counts as echo — so whatever
+  the chain does to the near end's spectrum within a frame counts as echo too).
+* EchoAEC: the same fall, read on the echo canceller's own output in the same run, split
+  exactly: the CLI is given the microphone's near-end part (microphone less the echo added to
+  it; `--near-component`) and writes the AEC stage's output beside the near end's part of it
+  (the suppressor's gains on the near end's own frames); the rest is what is left of the echo.
+  The stages after it (RNNoise, the classic NS, the AGC) process the two together and are not
+  split; ``EchoDTaec`` is EchoDT's projection on the AEC's output of the same run, beside the
+  chain's EchoDT, to show what those stages do to the projected figure.
 * Pause: noise conditions, how far the noise in speech pauses fell relative to the speech
   (so the AGC's gain does not count as noise).
 * Level: clean speech, the output's active-speech level (AGC target -18 dBFS).
@@ -27,6 +35,7 @@ import tempfile
 import numpy as np
 from pesq import pesq
 from pystoi import stoi
+from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +60,7 @@ def default_bin():
     sys.exit("cargo did not report the onmic-audio executable")
 
 
-def run_onmic(binary, d, out, off=None, ns_level=None):
+def run_onmic(binary, d, out, off=None, ns_level=None, components=None):
     args = [binary, "process", os.path.join(d, "mic.wav"), "--mode", "voice", "--quiet", "--out", out]
     if ns_level:
         args += ["--ns-level", ns_level]
@@ -59,6 +68,8 @@ def run_onmic(binary, d, out, off=None, ns_level=None):
         args += ["--off", off]
     if os.path.exists(os.path.join(d, "far.wav")):
         args += ["--aec-ref", os.path.join(d, "far.wav")]
+    if components:
+        args += ["--near-component", components[0], "--aec-components", components[1]]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"onmic-audio failed on {d}: {r.stderr}")
@@ -117,6 +128,46 @@ def frames(x, f=960):
     return x[: n * f].reshape(n, f)
 
 
+def near_part(d, path):
+    """The microphone's near-end part: the microphone less the echo added to it (the near end
+    and the microphone's own noise floor)."""
+    mic, _ = material.read_wav(os.path.join(d, "mic.wav"))
+    echo, _ = material.read_wav(os.path.join(d, "echo.wav"))
+    material.write(path, mic - echo)
+
+
+def echo_fall(echo, near, out, s):
+    """EchoDT's projection (above): how far the echo-to-near-end ratio fell from the input's
+    `echo` and `near` to `out`, over the double talk from sample `s`."""
+    r, o = align(near[s:], out[s:])
+    fr, fo = frames(r), frames(o)
+    alpha = np.sum(fr * fo, axis=1) / (np.sum(fr * fr, axis=1) + 1e-12)
+    resid = fo - alpha[:, None] * fr
+    near_out = np.sum((alpha[:, None] * fr) ** 2)
+    ratio_in = np.sum(echo[s:] ** 2) / (np.sum(near[s:] ** 2) + 1e-20)
+    ratio_out = np.sum(resid**2) / (near_out + 1e-20)
+    return 10 * np.log10(ratio_in / (ratio_out + 1e-20))
+
+
+def aec_components(d, comp_path):
+    """EchoAEC and EchoDTaec (above) from the CLI's `--aec-components` file."""
+    meta = json.load(open(os.path.join(d, "meta.json")))
+    s = int(meta["dt_start_s"] * FS)
+    near, _ = material.read_wav(os.path.join(d, "near.wav"))
+    echo, _ = material.read_wav(os.path.join(d, "echo.wav"))
+    fs, both = wavfile.read(comp_path)
+    both = both.astype(np.float64)
+    n = min(len(both), len(near))
+    out, near_out = both[:n, 0], both[:n, 1]
+    echo_out = out - near_out
+    ratio_in = np.sum(echo[s:n] ** 2) / (np.sum(near[s:n] ** 2) + 1e-20)
+    ratio_out = np.sum(echo_out[s:] ** 2) / (np.sum(near_out[s:] ** 2) + 1e-20)
+    return {
+        "echo_aec": 10 * np.log10(ratio_in / (ratio_out + 1e-20)),
+        "echo_dt_aec": echo_fall(echo[:n], near[:n], out, s),
+    }
+
+
 def measure(name, d, out_path):
     meta = json.load(open(os.path.join(d, "meta.json")))
     out, _ = material.read_wav(out_path)
@@ -136,13 +187,7 @@ def measure(name, d, out_path):
         res["stoi"] = float(stoi(r, o, FS, extended=False))
         # Per 20 ms frame, the near end's share of the output by least squares; the rest is echo
         # (plus distortion, so this under-states the echo's reduction).
-        fr, fo = frames(r), frames(o)
-        alpha = np.sum(fr * fo, axis=1) / (np.sum(fr * fr, axis=1) + 1e-12)
-        resid = fo - alpha[:, None] * fr
-        near_out = np.sum((alpha[:, None] * fr) ** 2)
-        ratio_in = np.sum(echo[s:] ** 2) / (np.sum(near[s:] ** 2) + 1e-20)
-        ratio_out = np.sum(resid**2) / (near_out + 1e-20)
-        res["echo_dt"] = 10 * np.log10(ratio_in / (ratio_out + 1e-20))
+        res["echo_dt"] = echo_fall(echo, near, out, s)
     elif name.startswith("noise-"):
         r, o = align(near, out)
         res["pesq"] = wb_pesq(r, o)
@@ -188,21 +233,30 @@ def main():
             if args.only and not name.startswith(args.only):
                 continue
             o = os.path.join(tmp, name + "-onmic.wav")
-            run_onmic(binary, d, o, args.off, args.ns_level)
+            # Double talk: the near end's part is given too, and beside the (unchanged) output
+            # the CLI writes the AEC stage's output split into near end and echo.
+            split = name.startswith("dt-") and not (args.off and "aec" in args.off.split(","))
+            comp = (os.path.join(tmp, name + "-near.wav"), os.path.join(tmp, name + "-aec.wav"))
+            if split:
+                near_part(d, comp[0])
+            run_onmic(binary, d, o, args.off, args.ns_level, components=comp if split else None)
             results[name] = {"onmic": measure(name, d, o), "meta": json.load(open(os.path.join(d, "meta.json")))}
+            if split:
+                results[name]["onmic"].update(aec_components(d, comp[1]))
             if not args.no_gst:
                 g = os.path.join(tmp, name + "-gst.wav")
                 run_gst(d, g)
                 results[name]["webrtcdsp"] = measure(name, d, g)
-    cols = [("erle", "ERLE2", 1), ("echo_dt", "EchoDT", 1), ("pesq_in", "PESQin", 2), ("pesq", "PESQ", 2),
+    cols = [("erle", "ERLE2", 1), ("echo_dt", "EchoDT", 1), ("echo_aec", "EchoAEC", 1), ("echo_dt_aec", "EchoDTaec", 1), ("pesq_in", "PESQin", 2), ("pesq", "PESQ", 2),
             ("stoi_in", "STOIin", 3), ("stoi", "STOI", 3), ("pause_db", "Pause", 1), ("level", "Level", 1)]
-    print(f"{'condition':18} {'engine':9} " + " ".join(f"{c[1]:>6}" for c in cols))
+    widths = [max(6, len(c[1])) for c in cols]
+    print(f"{'condition':18} {'engine':9} " + " ".join(f"{c[1]:>{w}}" for c, w in zip(cols, widths)))
     for name, r in results.items():
         for eng in ("onmic", "webrtcdsp"):
             if eng not in r:
                 continue
             m = r[eng]
-            print(f"{name:18} {eng:9} " + " ".join(fmt(m.get(k), 6, p) for k, _, p in cols))
+            print(f"{name:18} {eng:9} " + " ".join(fmt(m.get(k), w, p) for (k, _, p), w in zip(cols, widths)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

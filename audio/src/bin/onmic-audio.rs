@@ -1,7 +1,7 @@
 //! `onmic-audio`: run Onmic's audio chain on files.
 //!
 //! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] [--effect NAME]...
-//! --out OUT.wav|OUT.opus [--format f32|s16]`; `onmic-audio effects` lists the effect presets
+//! --out OUT.wav|OUT.opus [--format f32|s16] [--near-component NEAR.wav --aec-components OUT.wav]`; `onmic-audio effects` lists the effect presets
 //! and their parameters.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use onmic_audio::chain::{Mode, Toggles};
 use onmic_audio::effects::{EffectSettings, catalogue};
 use onmic_audio::ns::NsLevel;
-use onmic_audio::offline::{OfflineJob, WavFormat, process};
+use onmic_audio::offline::{AecComponents, OfflineJob, WavFormat, process};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +56,14 @@ enum Command {
         /// Never show a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// For studies of the echo canceller: the input's near-end part (the input less the
+        /// echo that was added to it; a WAV as long). With it, --aec-components is written.
+        #[arg(long, requires = "aec_components")]
+        near_component: Option<PathBuf>,
+        /// Where to write the AEC stage's output (channel 0) beside the near end's part of it
+        /// (channel 1), a 2-channel float WAV: their difference is what is left of the echo.
+        #[arg(long, requires = "near_component")]
+        aec_components: Option<PathBuf>,
         /// A voice effect, `NAME` or `NAME:key=value,...` (repeatable, applied in this order;
         /// `onmic-audio effects` lists them).
         #[arg(long = "effect", value_name = "NAME")]
@@ -119,6 +127,8 @@ fn main() -> ExitCode {
             format,
             off,
             ns_level,
+            near_component,
+            aec_components,
         } => {
             let effects = match EffectSettings::parse(&effects) {
                 Ok(e) => e,
@@ -153,6 +163,9 @@ fn main() -> ExitCode {
                     ai_ns: off.contains(&Stage::AiNs),
                     agc: off.contains(&Stage::Agc),
                 },
+                aec_components: near_component
+                    .zip(aec_components)
+                    .map(|(near, out)| AecComponents { near, out }),
             };
             let started = Instant::now();
             let mut bar: Option<ProgressBar> = None;
