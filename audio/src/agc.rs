@@ -22,6 +22,8 @@ pub struct Agc {
     level_db: Option<f32>,
     gain_db: f32,
     applied_gain: f32,
+    /// The last block's gain ramp: its gain before the block and its step per sample.
+    last_ramp: (f32, f32),
     adapt: bool,
     /// Most boost, dB.
     pub max_gain_db: f32,
@@ -49,6 +51,7 @@ impl Agc {
             level_db: None,
             gain_db: 0.0,
             applied_gain: 1.0,
+            last_ramp: (1.0, 0.0),
             adapt: true,
             max_gain_db: 36.0,
             min_gain_db: -30.0,
@@ -64,6 +67,15 @@ impl Agc {
     /// The gain now applied, in dB.
     pub fn gain_db(&self) -> f32 {
         self.gain_db
+    }
+
+    /// Multiplies `x`, one block of a second signal, by the gain ramp the last block got (the
+    /// offline CLI's split of the output into near end and echo, docs/voice-chain.md).
+    pub fn apply_last_gain(&self, x: &mut [f32]) {
+        let (start, step) = self.last_ramp;
+        for (i, s) in x.iter_mut().enumerate() {
+            *s *= start + step * (i + 1) as f32;
+        }
     }
 }
 
@@ -98,6 +110,7 @@ impl Processor for Agc {
         let target = 10f32.powf(self.gain_db / 20.0);
         let start = self.applied_gain;
         let step = (target - start) / BLOCK_FRAMES as f32;
+        self.last_ramp = (start, step);
         for ch in block.active_mut() {
             for (i, s) in ch.iter_mut().enumerate() {
                 *s *= start + step * (i + 1) as f32;

@@ -191,6 +191,33 @@ pub struct Chain {
     tap_raw: Block,
     tap_ns: Block,
     tap_voice: Block,
+    /// For studies ([`Chain::enable_components`]).
+    split: Option<Box<ChainSplit>>,
+}
+
+/// [`Chain::enable_components`]'s state: the near end's part of the input block, of the AEC's
+/// output (this block's and the one before), and of the voice (after the AGC).
+#[derive(Debug)]
+struct ChainSplit {
+    near_in: [f32; BLOCK_FRAMES],
+    aec_prev: [f32; BLOCK_FRAMES],
+    voice: [f32; BLOCK_FRAMES],
+    out: [f32; BLOCK_FRAMES],
+    /// Whether the voice's part is followed past the AEC (see [`Chain::enable_components`]).
+    through: bool,
+}
+
+/// One block of [`Chain::components`]: the AEC stage's output and the near end's part of it,
+/// and, when the split follows the chain past the AEC, the chain's output and the near end's
+/// part of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainComponents<'a> {
+    /// The AEC stage's output (channel 0).
+    pub aec: &'a [f32],
+    /// The near end's part of it.
+    pub aec_near: &'a [f32],
+    /// The chain's output (channel 0) and the near end's part of it.
+    pub output: Option<(&'a [f32], &'a [f32])>,
 }
 
 impl Chain {
@@ -219,6 +246,7 @@ impl Chain {
             tap_raw: Block::silent(2),
             tap_ns: Block::silent(2),
             tap_voice: Block::silent(2),
+            split: None,
         };
         let spec = StreamSpec {
             channels: config.channel_map.processing_channels(),
@@ -335,6 +363,66 @@ impl Chain {
         }
     }
 
+    /// Makes the chain carry the microphone's near-end part (given before each block with
+    /// [`Chain::set_near_component`]) through its processing, for studies of what it leaves of
+    /// the echo (the offline CLI's `--near-component`; docs/voice-chain.md, "The split"): the
+    /// AEC's suppressor gains ([`Aec::enable_components`]); then, with the AI-NS and the classic
+    /// NS both on, one channel processed (no instrument channel), no effects and the voice and
+    /// send gains at unity, the one-block alignment of the AI-NS's input, the classic NS's gains
+    /// on the same frames (it applies them to the AI-NS's input,
+    /// [`NoiseSuppressor::set_reference`]), the AGC's gain ramp and the limiter's gain per
+    /// sample. Every step is linear in its input once its gains are fixed, so the near end's
+    /// part of the output comes out beside the output and the rest is what is left of the echo
+    /// (from the third block on: the classic NS's first two blocks work on the AI-NS's output,
+    /// before its input lines up). Returns whether the split follows the chain past the AEC.
+    /// Needs the AEC on. Allocates: not for the live path.
+    pub fn enable_components(&mut self) -> bool {
+        self.aec.inner_mut().enable_components();
+        let through = self.ai_ns.is_on()
+            && self.ns.is_on()
+            && self.config.channel_map.processing_channels() == 1
+            && !matches!(
+                self.config.channel_map,
+                ChannelMap::VoiceAndInstrument { .. }
+            )
+            && self.effects.current().is_empty()
+            && [&self.voice_gain, &self.send_gain]
+                .iter()
+                .all(|r| r.current == 1.0 && r.target == 1.0);
+        if through {
+            self.ns.inner_mut().enable_split();
+        }
+        self.split = Some(Box::new(ChainSplit {
+            near_in: [0.0; BLOCK_FRAMES],
+            aec_prev: [0.0; BLOCK_FRAMES],
+            voice: [0.0; BLOCK_FRAMES],
+            out: [0.0; BLOCK_FRAMES],
+            through,
+        }));
+        through
+    }
+
+    /// The near end's part of the next input block (channel 0; shorter is padded with
+    /// silence), after [`Chain::enable_components`].
+    pub fn set_near_component(&mut self, near: &[f32]) {
+        if let Some(sp) = self.split.as_mut() {
+            let n = near.len().min(BLOCK_FRAMES);
+            sp.near_in[..n].copy_from_slice(&near[..n]);
+            sp.near_in[n..].fill(0.0);
+        }
+    }
+
+    /// The last block's split ([`Chain::enable_components`]).
+    pub fn components(&self) -> Option<ChainComponents<'_>> {
+        let sp = self.split.as_ref()?;
+        let (aec, aec_near) = self.aec.inner().components()?;
+        Some(ChainComponents {
+            aec,
+            aec_near,
+            output: sp.through.then(|| (&sp.out[..], &sp.voice[..])),
+        })
+    }
+
     /// The echo canceller, for studies ([`Aec::enable_components`]).
     pub fn aec(&self) -> &Aec {
         self.aec.inner()
@@ -405,6 +493,9 @@ impl Chain {
         if self.aec.is_active() {
             self.aec.inner_mut().analyze_render(far_end);
         }
+        if let Some(sp) = &self.split {
+            self.aec.inner_mut().set_near_component(&sp.near_in);
+        }
         self.aec.process(block);
         // RNNoise before the classic suppressor: it was trained on unprocessed noisy speech, and
         // this order measured 2 dB better (tests/dsp_quality.rs).
@@ -422,11 +513,28 @@ impl Chain {
             self.ns.inner_mut().set_reference(None, speech);
         }
         self.ns.process(block);
+        if let Some(mut sp) = self.split.take() {
+            if sp.through {
+                // The classic NS applied its gains to the AI-NS's input one block back.
+                if let Some((_, near)) = self.aec.inner().components() {
+                    sp.voice = sp.aec_prev;
+                    sp.aec_prev.copy_from_slice(near);
+                }
+                self.ns.inner_mut().split_block(&mut sp.voice);
+            }
+            self.split = Some(sp);
+        }
         self.tap_ns.copy_from(block);
         // The AGC adapts on near-end speech only, never on what is left of the echo.
         let near = !self.aec.is_active() || self.aec.inner().near_end_active();
         self.agc.inner_mut().set_adaptation(near);
         self.agc.process(block);
+        if let Some(sp) = self.split.as_mut()
+            && sp.through
+            && self.agc.is_active()
+        {
+            self.agc.inner().apply_last_gain(&mut sp.voice);
+        }
         // Voice effects (DESIGN.md §3): after the voice is cleaned and levelled, before the
         // instrument, the music and the limiter; may turn a mono voice into stereo.
         self.effects.process(block);
@@ -469,6 +577,14 @@ impl Chain {
         self.send_gain.apply(block);
         self.limiter.process(block);
         self.meter_out.process(block);
+        if let Some(sp) = self.split.as_mut()
+            && sp.through
+        {
+            // No music offline; the voice and send gains were at unity when the split began and
+            // nothing offline changes them.
+            self.limiter.apply_last_gains(&mut sp.voice);
+            sp.out.copy_from_slice(block.channel(0));
+        }
     }
 }
 

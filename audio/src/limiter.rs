@@ -7,7 +7,7 @@
 
 use crate::block::Block;
 use crate::processor::{PrepareError, Processor, StreamSpec};
-use crate::units::Dbfs;
+use crate::units::{BLOCK_FRAMES, Dbfs};
 
 /// The default ceiling: −1 dBFS.
 pub const DEFAULT_CEILING: Dbfs = Dbfs(-1.0);
@@ -20,6 +20,8 @@ pub struct Limiter {
     release_coef: f32,
     gain: f32,
     min_gain_in_block: f32,
+    /// The gain each sample of the last block got (for the offline split, docs/voice-chain.md).
+    last_gains: [f32; BLOCK_FRAMES],
 }
 
 impl Default for Limiter {
@@ -37,6 +39,7 @@ impl Limiter {
             release_coef: 0.0,
             gain: 1.0,
             min_gain_in_block: 1.0,
+            last_gains: [1.0; BLOCK_FRAMES],
         };
         l.release_coef = release_coef(l.release_ms, 48_000);
         l
@@ -45,6 +48,15 @@ impl Limiter {
     /// The ceiling as a linear amplitude.
     pub fn ceiling(&self) -> f32 {
         self.ceiling
+    }
+
+    /// Multiplies `x`, one block of a second signal, by the gain each sample of the last block
+    /// got (the offline CLI's split of the output into near end and echo, docs/voice-chain.md;
+    /// the ceiling's clamp of a product rounded over it is not applied).
+    pub fn apply_last_gains(&self, x: &mut [f32]) {
+        for (s, g) in x.iter_mut().zip(&self.last_gains) {
+            *s *= *g;
+        }
     }
 
     /// The smallest gain applied during the last block (1.0 = untouched), for a meter.
@@ -99,6 +111,9 @@ impl Processor for Limiter {
                 }
             }
             min_g = min_g.min(g);
+            if let Some(v) = self.last_gains.get_mut(i) {
+                *v = g;
+            }
         }
         self.gain = g;
         self.min_gain_in_block = min_g;

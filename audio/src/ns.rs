@@ -176,6 +176,16 @@ pub struct NoiseSuppressor {
     has_reference: bool,
     /// The AI-NS's speech probability for this block (0 without it).
     speech: f32,
+    /// For studies ([`NoiseSuppressor::enable_split`]): the gains of the last block on channel
+    /// 0, and a second signal's input history and overlap-add on the same frames.
+    split: Option<Box<NsSplit>>,
+}
+
+/// [`NoiseSuppressor::enable_split`]'s state.
+struct NsSplit {
+    gain: Vec<f32>,
+    input: Vec<f32>,
+    overlap: Vec<f32>,
 }
 
 impl std::fmt::Debug for NoiseSuppressor {
@@ -210,6 +220,50 @@ impl NoiseSuppressor {
             reference: [[0.0; N]; 2],
             has_reference: false,
             speech: 0.0,
+            split: None,
+        }
+    }
+
+    /// Makes the stage keep each block's gains on channel 0 so that [`Self::split_block`] can
+    /// put a second signal through the same gains on the same frames (the offline CLI's split
+    /// of the output into near end and echo, docs/voice-chain.md). Allocates: not for the live
+    /// path.
+    pub fn enable_split(&mut self) {
+        self.split = Some(Box::new(NsSplit {
+            gain: vec![1.0; BINS],
+            input: vec![0.0; M],
+            overlap: vec![0.0; N],
+        }));
+    }
+
+    /// Puts `x`, one block of a second signal lined up with what the stage's gains of its last
+    /// block were applied to (the AI-NS's input with a reference, else the stage's own input),
+    /// through those gains with the stage's frames and overlap-add, in place. The stage's
+    /// output is linear in that input once its gains are fixed, so a part of it comes out as
+    /// its part of the output. Does nothing without [`Self::enable_split`].
+    pub fn split_block(&mut self, x: &mut [f32]) {
+        let (Some(fwd), Some(inv), Some(sp)) =
+            (self.fwd.clone(), self.inv.clone(), self.split.as_mut())
+        else {
+            return;
+        };
+        sp.input.copy_within(N.., 0);
+        let n = x.len().min(N);
+        sp.input[N..N + n].copy_from_slice(&x[..n]);
+        sp.input[N + n..].fill(0.0);
+        for i in 0..M {
+            self.time[i] = sp.input[i] * self.window[i];
+        }
+        let _ = fwd.process_with_scratch(&mut self.time, &mut self.spec, &mut self.fwd_scratch);
+        for (c, g) in self.spec.iter_mut().zip(&sp.gain) {
+            *c *= *g;
+        }
+        self.spec[0].im = 0.0;
+        self.spec[BINS - 1].im = 0.0;
+        let _ = inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.inv_scratch);
+        for i in 0..n {
+            x[i] = sp.overlap[i] + self.time[i] * self.window[i] / M as f32;
+            sp.overlap[i] = self.time[N + i] * self.window[N + i] / M as f32;
         }
     }
 
@@ -394,6 +448,11 @@ impl Processor for NoiseSuppressor {
                     gw
                 };
                 self.spec[k] *= g;
+                if ch == 0
+                    && let Some(sp) = self.split.as_mut()
+                {
+                    sp.gain[k] = g;
+                }
             }
             self.spec[0].im = 0.0;
             self.spec[BINS - 1].im = 0.0;

@@ -128,8 +128,11 @@ pub struct OfflineJob {
 pub struct AecComponents {
     /// The input's near-end part: a WAV of the input's length (48 kHz after resampling).
     pub near: PathBuf,
-    /// Written: a 2-channel 32-bit float WAV at 48 kHz, the input's length — channel 0 the AEC
-    /// stage's output (the first channel), channel 1 the near end's part of it.
+    /// Written: a 32-bit float WAV at 48 kHz, the input's length — channel 0 the AEC stage's
+    /// output (the first channel), channel 1 the near end's part of it; where the split follows
+    /// the chain past the AEC ([`Chain::enable_components`]: the AI-NS and the classic NS on,
+    /// no effects) also channel 2 the chain's output (the job's output, first channel) and
+    /// channel 3 the near end's part of it (4 channels, else 2).
     pub out: PathBuf,
 }
 
@@ -297,6 +300,11 @@ pub fn process(
         config.toggles.aec = false;
     }
     let mut chain = Chain::new(config)?;
+    if !job.effects.effects.is_empty() {
+        // Offline there is no previous rack to crossfade from: the rack is in force from the
+        // first sample.
+        chain.set_effects_now(Box::new(EffectRack::new(&job.effects)?));
+    }
     let mut components = match &job.aec_components {
         Some(c) => {
             if !config.toggles.aec {
@@ -314,9 +322,9 @@ pub fn process(
                     input.frames()
                 )));
             }
-            chain.aec_mut().enable_components();
+            let through = chain.enable_components();
             let spec = hound::WavSpec {
-                channels: 2,
+                channels: if through { 4 } else { 2 },
                 sample_rate: 48_000,
                 bits_per_sample: 32,
                 sample_format: hound::SampleFormat::Float,
@@ -330,11 +338,6 @@ pub fn process(
         }
         None => None,
     };
-    if !job.effects.effects.is_empty() {
-        // Offline there is no previous rack to crossfade from: the rack is in force from the
-        // first sample.
-        chain.set_effects_now(Box::new(EffectRack::new(&job.effects)?));
-    }
     let out_channels: u16 = match job.mode {
         Mode::Soundcard => 2,
         // Stereo effects make a stereo WAV; the voice Opus profile stays mono (the encoder
@@ -434,15 +437,18 @@ pub fn process(
         if let Some((near, _)) = &components {
             let from = start.min(near.len());
             let to = (start + BLOCK_FRAMES).min(near.len());
-            chain.aec_mut().set_near_component(&near[from..to]);
+            chain.set_near_component(&near[from..to]);
         }
         chain.process(&mut block, &far_block, None);
-        if let (Some((_, w)), Some((out, near_part)), true) =
-            (&mut components, chain.aec().components(), b < blocks)
+        if let (Some((_, w)), Some(parts), true) = (&mut components, chain.components(), b < blocks)
         {
             let valid = (input.frames() - start).min(BLOCK_FRAMES);
             for i in 0..valid {
-                for v in [out[i], near_part[i]] {
+                let voice = parts.output.map(|(v, n)| [v[i], n[i]]);
+                for v in [parts.aec[i], parts.aec_near[i]]
+                    .into_iter()
+                    .chain(voice.into_iter().flatten())
+                {
                     w.write_sample(v).map_err(|e| OfflineError::Write {
                         path: job
                             .aec_components

@@ -260,3 +260,83 @@ fn voice_and_instrument_mapping_leaves_the_instrument_unprocessed() {
     println!("instrument {db:+.2} dB, voice {voice_db:+.2} dB after the chain");
     assert!(voice_db.abs() > 0.5, "the voice was not processed");
 }
+
+/// Runs the voice chain with its near-end split on over `far` and a microphone of `echo` +
+/// `near` (mono); returns per sample the chain's output and the near end's part of it.
+fn split_run(far: &[f32], echo: &[f32], near: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut chain = Chain::new(ChainConfig::for_mode(Mode::Voice)).expect("chain");
+    assert!(
+        chain.enable_components(),
+        "the voice chain's defaults are split end to end"
+    );
+    let (mut out, mut near_out) = (Vec::new(), Vec::new());
+    let mut fb = Block::silent(1);
+    let mut mb = Block::silent(1);
+    for b in 0..near.len() / BLOCK_FRAMES {
+        let r = b * BLOCK_FRAMES..(b + 1) * BLOCK_FRAMES;
+        fb.set_channels(1);
+        fb.channel_mut(0).copy_from_slice(&far[r.clone()]);
+        mb.set_channels(1);
+        for ((m, e), n) in mb
+            .channel_mut(0)
+            .iter_mut()
+            .zip(&echo[r.clone()])
+            .zip(&near[r.clone()])
+        {
+            *m = e + n;
+        }
+        chain.set_near_component(&near[r]);
+        chain.process(&mut mb, &fb, None);
+        let parts = chain.components().expect("split on");
+        let (o, n) = parts.output.expect("split past the AEC");
+        assert_eq!(o, mb.channel(0), "the split's output is the chain's");
+        out.extend_from_slice(o);
+        near_out.extend_from_slice(n);
+    }
+    (out, near_out)
+}
+
+/// A talker: noise in 200 ms syllables with 100 ms gaps, some syllables 12 dB louder (they
+/// drive the limiter once the AGC has raised the level).
+fn talker(secs: usize, seed: u64) -> Vec<f32> {
+    let mut n = Noise::new(seed);
+    (0..secs * 48_000)
+        .map(|i| {
+            let syl = i / 14_400;
+            let pos = i % 14_400;
+            let amp = if pos >= 9_600 {
+                0.0
+            } else if syl % 5 == 3 {
+                0.4
+            } else {
+                0.1
+            };
+            n.next_sample() * amp
+        })
+        .collect()
+}
+
+/// The split through the whole voice chain (docs/voice-chain.md, "The split"): with no far end
+/// there is no echo, so from the third block on the near end's part is the whole output —
+/// through the AEC's gains, the AI-NS's alignment, the classic NS's gains, the AGC's ramp and
+/// the limiter's gains (which this talker drives).
+#[test]
+fn the_split_gives_the_whole_output_to_the_near_end_without_an_echo() {
+    let near = talker(6, 5);
+    let silent = vec![0.0; near.len()];
+    let (out, near_out) = split_run(&silent, &silent, &near);
+    let ceiling = DEFAULT_CEILING.amplitude();
+    let limited = out.iter().filter(|v| v.abs() >= 0.999 * ceiling).count();
+    assert!(
+        limited > 0,
+        "the limiter never engaged: the test would miss its gains"
+    );
+    let worst = out[2 * BLOCK_FRAMES..]
+        .iter()
+        .zip(&near_out[2 * BLOCK_FRAMES..])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "output − near part up to {worst}");
+    let power: f32 = out.iter().map(|v| v * v).sum::<f32>() / out.len() as f32;
+    assert!(power > 1e-3, "the talker came through ({power})");
+}

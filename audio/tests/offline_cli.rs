@@ -271,9 +271,10 @@ fn debug_tap_writes_three_wavs() {
     }
 }
 
-/// `--near-component` / `--aec-components` (docs/voice-chain.md, "Material and measures"): the
-/// output is the same with and without them, the components file holds the AEC stage's output
-/// and its near-end part at the input's length, and misuse fails with a message.
+/// `--near-component` / `--aec-components` (docs/voice-chain.md, "The split"): the output is the
+/// same with and without them, the components file holds the AEC stage's output and its
+/// near-end part, then the output and its near-end part, at the input's length; misuse fails
+/// with a message.
 #[test]
 fn aec_components_split_without_changing_the_output() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -345,13 +346,21 @@ fn aec_components_split_without_changing_the_output() {
     let (ch, both) = read("aec.wav");
     assert_eq!(
         (ch, both.len()),
-        (2, 2 * len),
-        "two channels at the input's length"
+        (4, 4 * len),
+        "four channels at the input's length (the voice chain's defaults split end to end)"
     );
+    let (_, plain) = read("plain.wav");
+    for (i, v) in plain.iter().enumerate() {
+        assert_eq!(
+            v.to_bits(),
+            both[4 * i + 2].to_bits(),
+            "channel 2 is the output"
+        );
+    }
     // Before the near end starts (after the filter's first 0.3 s) its part is silence; after it,
     // the near end's part carries the near end.
     let power = |from: usize, to: usize, c: usize| -> f32 {
-        (from..to).map(|i| both[2 * i + c].powi(2)).sum::<f32>() / (to - from) as f32
+        (from..to).map(|i| both[4 * i + c].powi(2)).sum::<f32>() / (to - from) as f32
     };
     assert!(
         power(14_400, len / 2, 1) < 1e-12,
@@ -364,7 +373,7 @@ fn aec_components_split_without_changing_the_output() {
         "near part {near_out} of {near_in}"
     );
     let left = (len / 2 + 4_800..len)
-        .map(|i| (both[2 * i] - both[2 * i + 1]).powi(2))
+        .map(|i| (both[4 * i] - both[4 * i + 1]).powi(2))
         .sum::<f32>()
         / (len / 2 - 4_800) as f32;
     assert!(

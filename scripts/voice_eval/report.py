@@ -11,13 +11,13 @@ Measures (near-end judged against the near-end component at the microphone, 16 k
 * EchoDT: double talk, how far the echo-to-near-end ratio fell from input to output (the near
   end is projected out of the output frame by frame, what is left counts as echo — so whatever
   the chain does to the near end's spectrum within a frame counts as echo too).
-* EchoAEC: the same fall, read on the echo canceller's own output in the same run, split
-  exactly: the CLI is given the microphone's near-end part (microphone less the echo added to
-  it; `--near-component`) and writes the AEC stage's output beside the near end's part of it
-  (the suppressor's gains on the near end's own frames); the rest is what is left of the echo.
-  The stages after it (RNNoise, the classic NS, the AGC) process the two together and are not
-  split; ``EchoDTaec`` is EchoDT's projection on the AEC's output of the same run, beside the
-  chain's EchoDT, to show what those stages do to the projected figure.
+* EchoOut: the same fall with the output split exactly into the near end's part and what is
+  left of the echo: the CLI is given the microphone's near-end part (the microphone less the
+  echo added to it; `--near-component`) and carries it through every stage's own gains beside
+  the microphone (`--aec-components`; docs/voice-chain.md, "The split"). This is what
+  acceptance 2's "echo 20 dB down in double talk" is read on.
+* EchoAEC: the same, on the AEC stage's output of the same run (what the stages after it do
+  is EchoOut − EchoAEC).
 * Pause: noise conditions, how far the noise in speech pauses fell relative to the speech
   (so the AGC's gain does not count as noise).
 * Level: clean speech, the output's active-speech level (AGC target -18 dBFS).
@@ -149,23 +149,26 @@ def echo_fall(echo, near, out, s):
     return 10 * np.log10(ratio_in / (ratio_out + 1e-20))
 
 
-def aec_components(d, comp_path):
-    """EchoAEC and EchoDTaec (above) from the CLI's `--aec-components` file."""
+def split_falls(d, comp_path):
+    """EchoAEC and EchoOut (above) from the CLI's `--aec-components` file: channels 0/1 the AEC
+    stage's output and its near-end part, 2/3 (when the split follows the whole chain) the
+    output and its near-end part."""
     meta = json.load(open(os.path.join(d, "meta.json")))
     s = int(meta["dt_start_s"] * FS)
     near, _ = material.read_wav(os.path.join(d, "near.wav"))
     echo, _ = material.read_wav(os.path.join(d, "echo.wav"))
-    fs, both = wavfile.read(comp_path)
-    both = both.astype(np.float64)
-    n = min(len(both), len(near))
-    out, near_out = both[:n, 0], both[:n, 1]
-    echo_out = out - near_out
+    _, parts = wavfile.read(comp_path)
+    parts = parts.astype(np.float64)
+    n = min(len(parts), len(near))
     ratio_in = np.sum(echo[s:n] ** 2) / (np.sum(near[s:n] ** 2) + 1e-20)
-    ratio_out = np.sum(echo_out[s:] ** 2) / (np.sum(near_out[s:] ** 2) + 1e-20)
-    return {
-        "echo_aec": 10 * np.log10(ratio_in / (ratio_out + 1e-20)),
-        "echo_dt_aec": echo_fall(echo[:n], near[:n], out, s),
-    }
+    res = {}
+    for key, ch in (("echo_aec", 0), ("echo_out", 2)):
+        if parts.shape[1] < ch + 2:
+            continue
+        out, near_out = parts[s:n, ch], parts[s:n, ch + 1]
+        ratio_out = np.sum((out - near_out) ** 2) / (np.sum(near_out**2) + 1e-20)
+        res[key] = 10 * np.log10(ratio_in / (ratio_out + 1e-20))
+    return res
 
 
 def measure(name, d, out_path):
@@ -234,7 +237,8 @@ def main():
                 continue
             o = os.path.join(tmp, name + "-onmic.wav")
             # Double talk: the near end's part is given too, and beside the (unchanged) output
-            # the CLI writes the AEC stage's output split into near end and echo.
+            # the CLI writes the AEC stage's output and the chain's, each split into near end
+            # and echo.
             split = name.startswith("dt-") and not (args.off and "aec" in args.off.split(","))
             comp = (os.path.join(tmp, name + "-near.wav"), os.path.join(tmp, name + "-aec.wav"))
             if split:
@@ -242,12 +246,12 @@ def main():
             run_onmic(binary, d, o, args.off, args.ns_level, components=comp if split else None)
             results[name] = {"onmic": measure(name, d, o), "meta": json.load(open(os.path.join(d, "meta.json")))}
             if split:
-                results[name]["onmic"].update(aec_components(d, comp[1]))
+                results[name]["onmic"].update(split_falls(d, comp[1]))
             if not args.no_gst:
                 g = os.path.join(tmp, name + "-gst.wav")
                 run_gst(d, g)
                 results[name]["webrtcdsp"] = measure(name, d, g)
-    cols = [("erle", "ERLE2", 1), ("echo_dt", "EchoDT", 1), ("echo_aec", "EchoAEC", 1), ("echo_dt_aec", "EchoDTaec", 1), ("pesq_in", "PESQin", 2), ("pesq", "PESQ", 2),
+    cols = [("erle", "ERLE2", 1), ("echo_dt", "EchoDT", 1), ("echo_out", "EchoOut", 1), ("echo_aec", "EchoAEC", 1), ("pesq_in", "PESQin", 2), ("pesq", "PESQ", 2),
             ("stoi_in", "STOIin", 3), ("stoi", "STOI", 3), ("pause_db", "Pause", 1), ("level", "Level", 1)]
     widths = [max(6, len(c[1])) for c in cols]
     print(f"{'condition':18} {'engine':9} " + " ".join(f"{c[1]:>{w}}" for c, w in zip(cols, widths)))
