@@ -14,7 +14,9 @@ whose width moves), CHATN/CHATMS (chat lines per batch, ms between batches; defa
 ms), CHATKEEP/CHATTRIM (lines kept; lines dropped at a time), CHATSCROLL=false (no scroll to
 the newest), METERPROP=transform (bars scaled instead of resized; NOLAYER=true: without a layer
 of their own), METERMS/READMS (ms between bar / readout changes, default 33), EXTRA_CSS (a style
-sheet added to the page), LATE=1 (set the switches after the first load instead). Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
+sheet added to the page), LATE=1 (set the switches after the first load instead), WIN=WxH
+(the window's size, default 1440x900). Also prints the web process's CPU per thread name over
+the measured seconds, in ms per drawn frame. Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
 A diagnostic tool: the suite does not run it.
 """
 import sys, os, json
@@ -23,7 +25,8 @@ gi.require_version('Gtk', '3.0'); gi.require_version('WebKit2', '4.1')
 from gi.repository import Gtk, WebKit2, GLib
 page, feats = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else '')
 secs = float(os.environ.get('SECS', '10'))
-w = Gtk.Window(); w.set_default_size(1440, 900)
+win = [int(x) for x in os.environ.get('WIN', '1440x900').split('x')]
+w = Gtk.Window(); w.set_default_size(win[0], win[1])
 v = WebKit2.WebView()
 st = v.get_settings()
 fl = WebKit2.Settings.get_all_features()
@@ -64,14 +67,45 @@ JS = r'''
   }, 2000 + SECS * 1000);
 })();
 '''.replace('SECS', str(secs)).replace('NOCHAT', os.environ.get('NOCHAT','false')).replace('CHATN', os.environ.get('CHATN','1')).replace('CHATMS', os.environ.get('CHATMS','20')).replace('METERSEL', json.dumps(os.environ.get('METERSEL','.meter-rms, .meter-peak, .seat-level span'))).replace('EXTRACSS', json.dumps(os.environ.get('EXTRA_CSS',''))).replace('NOMETERS', os.environ.get('NOMETERS','false')).replace('METERPROP', json.dumps(os.environ.get('METERPROP','width'))).replace('CHATKEEP', os.environ.get('CHATKEEP','200')).replace('CHATTRIM', os.environ.get('CHATTRIM','1')).replace('METERMS', os.environ.get('METERMS','33')).replace('READMS', os.environ.get('READMS','33')).replace('NOLAYER', os.environ.get('NOLAYER','false')).replace('CHATSCROLL', os.environ.get('CHATSCROLL','true'))
+def web_threads():
+    """CPU ticks per thread name of the web process(es) this view started."""
+    out = {}
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f'/proc/{pid}/stat').read()
+            if int(stat.rsplit(')', 1)[1].split()[1]) != os.getpid() or 'WebKitWebProces' not in stat:
+                continue
+            for tid in os.listdir(f'/proc/{pid}/task'):
+                t = open(f'/proc/{pid}/task/{tid}/stat').read()
+                name = t[t.index('(') + 1:t.rindex(')')]
+                f = t.rsplit(')', 1)[1].split()
+                out[name] = out.get(name, 0) + int(f[11]) + int(f[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+cpu0 = {}
+def mark():
+    cpu0.update(web_threads())
+    return False
 def on_load(view, ev):
     if ev == WebKit2.LoadEvent.FINISHED:
         view.run_javascript(JS, None, None, None)
+        GLib.timeout_add(2000, mark)
 v.connect('load-changed', on_load)
 def on_title(view, _):
     t = view.get_title() or ''
     if t.startswith('RESULT'):
-        print(t); Gtk.main_quit()
+        print(t)
+        frames = max(1, int(t.split()[2]))
+        tick = 1000.0 / os.sysconf('SC_CLK_TCK')
+        now = web_threads()
+        used = {k: (now[k] - cpu0.get(k, 0)) * tick for k in now}
+        print('web process CPU per frame (ms): ' + ', '.join(
+            f'{k} {v / frames:.2f}' for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0)
+            + f' | all {sum(used.values()) / frames:.2f}')
+        Gtk.main_quit()
 v.connect('notify::title', on_title)
 GLib.timeout_add_seconds(int(secs) + 30, Gtk.main_quit)
 v.load_uri('file://' + os.path.abspath(page))

@@ -1,7 +1,7 @@
 import type { AudioSettings_Serialize as AudioSettings, DeviceListView } from "./bindings";
 import { formatGain, formatMs } from "./console";
 import { barFill, barFraction, formatDb, zone } from "./levels";
-import { LiveText } from "./LiveText";
+import { LiveText, READOUT_HOLD_MS } from "./LiveText";
 import { liveMeters, useStore } from "./meterStore";
 
 interface Props {
@@ -35,7 +35,7 @@ function Strip({ id, label, rms, peak, clipLit }: { id: string; label: string; r
       <span className={`clip-light${clipLit ? " lit" : ""}`} title={clipLit ? "Clipped: lower the gain" : "No clipping"}>
         CLIP
       </span>
-      <LiveText className="meter-readout" text={formatDb(rms)} />
+      <LiveText className="meter-readout" holdMs={READOUT_HOLD_MS} text={formatDb(rms)} />
     </div>
   );
 }

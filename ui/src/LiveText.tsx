@@ -1,3 +1,5 @@
+import { useEffect, useReducer, useRef } from "react";
+
 /**
  * Text that changes many times a second (a meter's readout, the latency and link figures),
  * drawn so that a change repaints only the text itself.
@@ -14,16 +16,48 @@ export function LiveText({
   text,
   className,
   align = "right",
+  holdMs = 0,
   ...rest
 }: {
   text: string;
   className?: string;
   align?: "left" | "right";
+  /** Shows a new text at most this often (ms; 0: every change), then the latest one. */
+  holdMs?: number;
 } & Omit<React.HTMLAttributes<HTMLSpanElement>, "children" | "className">) {
+  const shown = useHeldText(text, holdMs);
   const cls = `live-text${align === "left" ? " live-text-left" : ""}${className ? ` ${className}` : ""}`;
   return (
     <span className={cls} {...rest}>
-      <span className="live-text-inner">{text}</span>
+      <span className="live-text-inner">{shown}</span>
     </span>
   );
+}
+
+/** A meter readout's hold (ms): the bars follow every meter frame (15–30 a second), the figure
+ *  beside them changes at most four times a second — as fast as anyone reads a number, and each
+ *  change costs the web view a text repaint and the re-upload of its tile (without a GPU ~11 ms
+ *  of a core per meter frame, docs/studio.md, "Ninth round"). */
+export const READOUT_HOLD_MS = 250;
+
+/** `text`, changed at most every `holdMs` ms: a change within the hold shows when the hold ends
+ *  (a timer renders it then, so the last value always shows even if no other change comes). */
+export function useHeldText(text: string, holdMs: number): string {
+  const [, rerender] = useReducer((n: number) => n + 1, 0);
+  const held = useRef<{ text: string; at: number } | null>(null);
+  const now = Date.now();
+  const h = held.current;
+  let shown = text;
+  if (holdMs > 0 && h !== null && h.text !== text && now >= h.at && now - h.at < holdMs) {
+    shown = h.text;
+  } else if (h === null || h.text !== text) {
+    held.current = { text, at: now };
+  }
+  const since = held.current?.at ?? now;
+  useEffect(() => {
+    if (shown === text) return;
+    const t = setTimeout(rerender, Math.max(0, holdMs - (Date.now() - since)));
+    return () => clearTimeout(t);
+  }, [shown, text, holdMs, since]);
+  return shown;
 }

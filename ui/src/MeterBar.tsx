@@ -1,5 +1,5 @@
 import { barFill, barFraction, barMark, channelLabel, formatDb, zone } from "./levels";
-import { LiveText } from "./LiveText";
+import { LiveText, READOUT_HOLD_MS } from "./LiveText";
 import { inputMeters, useStore } from "./meterStore";
 
 export interface MeterBarProps {
@@ -33,7 +33,7 @@ export function MeterBar({ label, rmsDbfs, peakDbfs, holdDbfs }: MeterBarProps) 
           ))}
         </div>
       </div>
-      <LiveText className="meter-readout" data-testid="meter-readout" text={formatDb(rmsDbfs)} />
+      <LiveText className="meter-readout" data-testid="meter-readout" holdMs={READOUT_HOLD_MS} text={formatDb(rmsDbfs)} />
     </div>
   );
 }
