@@ -688,18 +688,24 @@ impl Aec {
                 &self.win_a,
             );
             self.fft();
-            for (s, g) in self.spec.iter_mut().zip(&self.gain) {
-                *s *= *g;
-            }
-            self.ifft();
-            for (i, o) in c.ola.iter_mut().enumerate() {
-                let t = M - 2 * SYN_D + i;
-                *o += self.time[t] * self.win_s[t] / M as f32;
-            }
-            c.near_out[(j - 1) * SYN_D..j * SYN_D].copy_from_slice(&c.ola[..SYN_D]);
-            c.ola.copy_within(SYN_D.., 0);
-            c.ola[SYN_D..].fill(0.0);
+            self.synthesize(&mut c.ola, &mut c.near_out[(j - 1) * SYN_D..j * SYN_D]);
         }
+    }
+
+    /// Applies this block's gains to the frame's spectrum in `self.spec`, overlap-adds its
+    /// synthesis into `ola` and moves the `SYN_D` samples it completes to `out`.
+    fn synthesize(&mut self, ola: &mut [f32], out: &mut [f32]) {
+        for (s, g) in self.spec.iter_mut().zip(&self.gain) {
+            *s *= *g;
+        }
+        self.ifft();
+        for (i, o) in ola.iter_mut().enumerate() {
+            let t = M - 2 * SYN_D + i;
+            *o += self.time[t] * self.win_s[t] / M as f32;
+        }
+        out.copy_from_slice(&ola[..SYN_D]);
+        ola.copy_within(SYN_D.., 0);
+        ola[SYN_D..].fill(0.0);
     }
 
     /// The residual-echo leak estimate (what fraction of the echo estimate's power is left).
@@ -1521,18 +1527,14 @@ impl Processor for Aec {
                     );
                     self.fft();
                 }
-                for (s, g) in self.spec.iter_mut().zip(&self.gain) {
-                    *s *= *g;
-                }
-                self.ifft();
-                for (i, o) in self.ola.iter_mut().enumerate() {
-                    let t = M - 2 * SYN_D + i;
-                    *o += self.time[t] * self.win_s[t] / M as f32;
-                }
-                let mic = block.channel_mut(0);
-                mic[(j - 1) * SYN_D..j * SYN_D].copy_from_slice(&self.ola[..SYN_D]);
-                self.ola.copy_within(SYN_D.., 0);
-                self.ola[SYN_D..].fill(0.0);
+                // The overlap-add is moved out for the moment (an empty Vec takes its place: no
+                // allocation) so that the synthesis on `self` can work on it.
+                let mut ola = std::mem::take(&mut self.ola);
+                self.synthesize(
+                    &mut ola,
+                    &mut block.channel_mut(0)[(j - 1) * SYN_D..j * SYN_D],
+                );
+                self.ola = ola;
             }
         } else {
             // No suppressor: the error, delayed as the suppressor's output would be.

@@ -152,6 +152,27 @@ impl ChannelState {
     }
 }
 
+/// The inverse FFT of `spec` (its DC and Nyquist bins made real), windowed and overlap-added
+/// with `overlap` into `x` (a block, or its first samples); the frame's second half stays in
+/// `overlap` for the next block.
+fn synthesize(
+    inv: &dyn ComplexToReal<f32>,
+    spec: &mut [Complex<f32>],
+    time: &mut [f32],
+    scratch: &mut [Complex<f32>],
+    window: &[f32],
+    overlap: &mut [f32],
+    x: &mut [f32],
+) {
+    spec[0].im = 0.0;
+    spec[BINS - 1].im = 0.0;
+    let _ = inv.process_with_scratch(spec, time, scratch);
+    for i in 0..x.len().min(N) {
+        x[i] = overlap[i] + time[i] * window[i] / M as f32;
+        overlap[i] = time[N + i] * window[N + i] / M as f32;
+    }
+}
+
 impl Default for NoiseSuppressor {
     fn default() -> Self {
         NoiseSuppressor::new(NsLevel::default())
@@ -258,13 +279,15 @@ impl NoiseSuppressor {
         for (c, g) in self.spec.iter_mut().zip(&sp.gain) {
             *c *= *g;
         }
-        self.spec[0].im = 0.0;
-        self.spec[BINS - 1].im = 0.0;
-        let _ = inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.inv_scratch);
-        for i in 0..n {
-            x[i] = sp.overlap[i] + self.time[i] * self.window[i] / M as f32;
-            sp.overlap[i] = self.time[N + i] * self.window[N + i] / M as f32;
-        }
+        synthesize(
+            &*inv,
+            &mut self.spec,
+            &mut self.time,
+            &mut self.inv_scratch,
+            &self.window,
+            &mut sp.overlap,
+            &mut x[..n],
+        );
     }
 
     /// Tells the stage, before it processes the next block, what the AI-NS in front of it had as
@@ -454,13 +477,15 @@ impl Processor for NoiseSuppressor {
                     sp.gain[k] = g;
                 }
             }
-            self.spec[0].im = 0.0;
-            self.spec[BINS - 1].im = 0.0;
-            let _ = inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.inv_scratch);
-            for i in 0..N {
-                x[i] = st.overlap[i] + self.time[i] * self.window[i] / M as f32;
-                st.overlap[i] = self.time[N + i] * self.window[N + i] / M as f32;
-            }
+            synthesize(
+                &*inv,
+                &mut self.spec,
+                &mut self.time,
+                &mut self.inv_scratch,
+                &self.window,
+                &mut st.overlap,
+                x,
+            );
         }
         if block.channels() == 2 && n_ch == 1 {
             let (l, r) = block.pair_mut();
