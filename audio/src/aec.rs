@@ -8,7 +8,7 @@
 //!   32 bands (300 Hz–6.7 kHz) is 1 when its energy is above its running mean, for the far end
 //!   and the microphone; the far-end lag (0–[`MAX_DELAY_MS`] in 10 ms steps) whose bits agree
 //!   best with the microphone's, averaged over far-end activity, is the delay. A new delay is
-//!   taken after it has won for 250 ms of far-end speech (not counted in the near-end state once
+//!   taken after it has won for 200 ms of far-end speech (not counted in the near-end state once
 //!   a delay is found: the microphone's bits are the near end's then); the filter's partitions
 //!   shift with it, so what was learnt is kept. The filter starts 50 ms before the estimate
 //!   (which lands up to 30 ms after the direct path).
@@ -45,8 +45,8 @@
 //!   [`DT_BLOCKS`] blocks, held 250 ms; 400 ms after [`DT_BLOCKS_LONG`] once the path is
 //!   learnt; entered only while the microphone is above [`NEAR_ERL`] of the echo a learnt
 //!   echo-return loss predicts from the far end) switches the power prediction's over-subtraction from 8
-//!   (far end alone: the echo goes) to 1 (double talk: bins where the near end dominates are
-//!   kept) and lets it learn only downwards (where the smoothed error is under its
+//!   (far end alone: the echo goes) to 4 (double talk, where the gain takes Wiener's form, so
+//!   bins where the near end dominates are kept) and lets it learn only downwards (where the smoothed error is under its
 //!   prediction: the coherent filter has improved since); the coherent estimate is
 //!   over-subtracted by 2 (1 in the near-end state). Gain floor −40 dB.
 //! * **Framing of the suppressor**: its gains are applied on a windowed analysis of the error
@@ -163,13 +163,24 @@ const ECHO_OVERSUB_NEAR: f32 = 8.0;
 /// than 1 − residual / E²: the residual it is given runs 10–14 dB over the true residual in
 /// double talk (the coherent estimate's over-subtraction), and subtraction cut holes in the
 /// near end; Wiener's form never takes a bin at its predicted residual below 1 / (1 +
-/// NEAR_WIENER). 2: double talk PESQ +0.10 to +0.32 and echo 0.5–1.2 dB further down in every
-/// room of the sweep; 1 kept more near end but took RT60 0.6 s / 0 ms to 34.9 dB ERLE (false
-/// near-end states on echo keep more of it); 4 failed `tests/dsp_quality.rs`'s double talk.
-const NEAR_WIENER: f32 = 2.0;
+/// NEAR_WIENER). 2 against subtraction: double talk PESQ +0.10 to +0.32 and echo 0.5–1.2 dB
+/// further down in every room of the sweep; 1 kept more near end but took RT60 0.6 s / 0 ms to
+/// 34.9 dB ERLE (false near-end states on echo keep more of it). 4 since the aec12 round, with
+/// the power prediction over-subtracted by 4 in that state ([`Aec::postfilter_near`]): the
+/// echo left on the AEC's output, read exactly (`report.py`'s EchoAEC), 0.7–1.7 dB further
+/// down in all nine double-talk rooms of the sweep (19.96–27.69 → 21.68–28.74 dB) for PESQ
+/// 2.660 → 2.593 (lowest 2.355 → 2.279); `tests/dsp_quality.rs`'s double talk keeps 87.4 % of
+/// the near end (90.0 % with 2; an earlier suppressor failed its 75 % with 4).
+const NEAR_WIENER: f32 = 4.0;
 /// ...used only while the coherent filter's echo estimate is at least this fraction of the
 /// error's power.
 const NEAR_WIENER_ECHOING: f32 = 0.25;
+/// Far-end blocks a lag must win in a row before the filter moves to it (200 ms; 250 ms before
+/// the aec12 round: the delay found sooner, double talk at RT60 0.4 s / 200 ms PESQ 2.28 →
+/// 2.42 and its echo left on the AEC's output 21.68 → 21.87 dB; the echo rooms' ERLE −0.1 to
+/// +3.0 dB. 150 ms read as well, 100 ms took a wrong first lag at RT60 0.8 s / 200 ms, ERLE
+/// 48.7 → −0.1 dB: in long rooms which lag wins first moves with this count).
+const DELAY_WIN_BLOCKS: u32 = 20;
 /// Far-end activity threshold: block power of −50 dBFS.
 const FAR_ACTIVE: f32 = 1e-5;
 /// Deepest residual-echo gain (−40 dB).
@@ -359,7 +370,9 @@ pub struct Aec {
     pub transition_near: f32,
     /// Residual-echo suppressor over-subtraction while the far end talks alone (0 = off).
     pub postfilter: f32,
-    /// Over-subtraction while the near end talks (double talk).
+    /// Over-subtraction of the power path's prediction while the near end talks (double talk;
+    /// 4 since the aec12 round, 1 before: alone, 4 took the echo left in double talk 0.1–0.9 dB
+    /// further down on the AEC's output, most in RT60 0.4 s / 200 ms, for PESQ 2.660 → 2.637).
     pub postfilter_near: f32,
     /// Whether the clock drift is estimated and the reference resampled by it.
     pub drift_tracking: bool,
@@ -548,7 +561,7 @@ impl Aec {
             near_active: true,
             far_active: false,
             postfilter: 8.0,
-            postfilter_near: 1.0,
+            postfilter_near: 4.0,
             transition: 0.998,
             transition_near: 0.9998,
             drift_tracking: true,
@@ -1012,7 +1025,7 @@ impl Aec {
             self.candidate = best;
             self.candidate_blocks = 0;
         }
-        if self.candidate_blocks >= 25 {
+        if self.candidate_blocks >= DELAY_WIN_BLOCKS {
             let start = best.saturating_sub(MARGIN);
             // Within one block of the current start: leave it (the filter covers it).
             if !self.delay_found || start.abs_diff(self.bulk) > 1 {
