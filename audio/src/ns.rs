@@ -152,27 +152,6 @@ impl ChannelState {
     }
 }
 
-/// The inverse FFT of `spec` (its DC and Nyquist bins made real), windowed and overlap-added
-/// with `overlap` into `x` (a block, or its first samples); the frame's second half stays in
-/// `overlap` for the next block.
-fn synthesize(
-    inv: &dyn ComplexToReal<f32>,
-    spec: &mut [Complex<f32>],
-    time: &mut [f32],
-    scratch: &mut [Complex<f32>],
-    window: &[f32],
-    overlap: &mut [f32],
-    x: &mut [f32],
-) {
-    spec[0].im = 0.0;
-    spec[BINS - 1].im = 0.0;
-    let _ = inv.process_with_scratch(spec, time, scratch);
-    for i in 0..x.len().min(N) {
-        x[i] = overlap[i] + time[i] * window[i] / M as f32;
-        overlap[i] = time[N + i] * window[N + i] / M as f32;
-    }
-}
-
 impl Default for NoiseSuppressor {
     fn default() -> Self {
         NoiseSuppressor::new(NsLevel::default())
@@ -263,9 +242,7 @@ impl NoiseSuppressor {
     /// output is linear in that input once its gains are fixed, so a part of it comes out as
     /// its part of the output. Does nothing without [`Self::enable_split`].
     pub fn split_block(&mut self, x: &mut [f32]) {
-        let (Some(fwd), Some(inv), Some(sp)) =
-            (self.fwd.clone(), self.inv.clone(), self.split.as_mut())
-        else {
+        let (Some(fwd), Some(sp)) = (self.fwd.clone(), self.split.as_mut()) else {
             return;
         };
         sp.input.copy_within(N.., 0);
@@ -279,15 +256,27 @@ impl NoiseSuppressor {
         for (c, g) in self.spec.iter_mut().zip(&sp.gain) {
             *c *= *g;
         }
-        synthesize(
-            &*inv,
-            &mut self.spec,
-            &mut self.time,
-            &mut self.inv_scratch,
-            &self.window,
-            &mut sp.overlap,
-            &mut x[..n],
-        );
+        let mut overlap = std::mem::take(&mut sp.overlap);
+        self.synthesize(&mut overlap, &mut x[..n]);
+        if let Some(sp) = self.split.as_mut() {
+            sp.overlap = overlap;
+        }
+    }
+
+    /// The inverse FFT of `self.spec` (its DC and Nyquist bins made real), windowed and
+    /// overlap-added with `overlap` into `x` (a block, or its first samples); the frame's second
+    /// half stays in `overlap` for the next block.
+    fn synthesize(&mut self, overlap: &mut [f32], x: &mut [f32]) {
+        let Some(inv) = self.inv.clone() else {
+            return;
+        };
+        self.spec[0].im = 0.0;
+        self.spec[BINS - 1].im = 0.0;
+        let _ = inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.inv_scratch);
+        for i in 0..x.len().min(N) {
+            x[i] = overlap[i] + self.time[i] * self.window[i] / M as f32;
+            overlap[i] = self.time[N + i] * self.window[N + i] / M as f32;
+        }
     }
 
     /// Tells the stage, before it processes the next block, what the AI-NS in front of it had as
@@ -390,7 +379,7 @@ impl Processor for NoiseSuppressor {
     }
 
     fn process(&mut self, block: &mut Block) {
-        let (Some(fwd), Some(inv)) = (self.fwd.clone(), self.inv.clone()) else {
+        let (Some(fwd), true) = (self.fwd.clone(), self.inv.is_some()) else {
             return;
         };
         let n_ch = block.channels().min(self.channels.len());
@@ -477,15 +466,11 @@ impl Processor for NoiseSuppressor {
                     sp.gain[k] = g;
                 }
             }
-            synthesize(
-                &*inv,
-                &mut self.spec,
-                &mut self.time,
-                &mut self.inv_scratch,
-                &self.window,
-                &mut st.overlap,
-                x,
-            );
+            // The overlap-add is moved out for the moment (an empty Vec takes its place: no
+            // allocation) so that the synthesis on `self` can work on it.
+            let mut overlap = std::mem::take(&mut self.channels[ch].overlap);
+            self.synthesize(&mut overlap, x);
+            self.channels[ch].overlap = overlap;
         }
         if block.channels() == 2 && n_ch == 1 {
             let (l, r) = block.pair_mut();
