@@ -21,6 +21,12 @@ describe("StatsPanel", () => {
     }
     expect(container.querySelector("#speaker-loss")).toBeNull();
     expect(container.querySelectorAll("#stats-graph path").length).toBe(0);
+    expect(container.querySelector("#stats-span")?.textContent).toBe("last 60 s · every 1 s");
+  });
+
+  it("says nothing of the interval before the first reading", () => {
+    const { container } = render(<StatsPanel stats={{ ...unknown, intervalS: 0 }} jitterMs={null} />);
+    expect(container.querySelector("#stats-span")?.textContent).toBe("last 60 s");
   });
 
   it("shows the figures, the speakers' loss and a graph line", () => {

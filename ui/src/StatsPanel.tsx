@@ -79,7 +79,8 @@ export function StatsPanel({ stats, jitterMs, names }: StatsPanelProps) {
     <section className="card stats-panel" id="stats-panel" aria-labelledby="stats-title">
       <header className="card-head">
         <h2 id="stats-title">Live stats</h2>
-        <span className="muted small">last 60 s · every {stats.intervalS} s</span>
+        {/* Before the first reading the interval is not known (0): no "every 0 s". */}
+        <span className="muted small" id="stats-span">last 60 s{stats.intervalS != null && stats.intervalS > 0 && ` · every ${stats.intervalS} s`}</span>
       </header>
       <dl className="stats-figures">
         {rows.map(([id, label, value, cls]) => (
