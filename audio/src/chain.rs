@@ -195,11 +195,11 @@ pub struct Chain {
     split: Option<Box<ChainSplit>>,
 }
 
-/// [`Chain::enable_components`]'s state: the near end's part of the input block, of the AEC's
-/// output (this block's and the one before), and of the voice (after the AGC).
+/// [`Chain::enable_components`]'s state past the AEC (which keeps its own): the near end's part
+/// of the AEC's output one block back (what the classic NS works on), of the voice as it goes
+/// through the stages, and the output it is the near end's part of.
 #[derive(Debug)]
 struct ChainSplit {
-    near_in: [f32; BLOCK_FRAMES],
     aec_prev: [f32; BLOCK_FRAMES],
     voice: [f32; BLOCK_FRAMES],
     out: [f32; BLOCK_FRAMES],
@@ -393,7 +393,6 @@ impl Chain {
             self.ns.inner_mut().enable_split();
         }
         self.split = Some(Box::new(ChainSplit {
-            near_in: [0.0; BLOCK_FRAMES],
             aec_prev: [0.0; BLOCK_FRAMES],
             voice: [0.0; BLOCK_FRAMES],
             out: [0.0; BLOCK_FRAMES],
@@ -405,11 +404,7 @@ impl Chain {
     /// The near end's part of the next input block (channel 0; shorter is padded with
     /// silence), after [`Chain::enable_components`].
     pub fn set_near_component(&mut self, near: &[f32]) {
-        if let Some(sp) = self.split.as_mut() {
-            let n = near.len().min(BLOCK_FRAMES);
-            sp.near_in[..n].copy_from_slice(&near[..n]);
-            sp.near_in[n..].fill(0.0);
-        }
+        self.aec.inner_mut().set_near_component(near);
     }
 
     /// The last block's split ([`Chain::enable_components`]).
@@ -493,9 +488,6 @@ impl Chain {
         if self.aec.is_active() {
             self.aec.inner_mut().analyze_render(far_end);
         }
-        if let Some(sp) = &self.split {
-            self.aec.inner_mut().set_near_component(&sp.near_in);
-        }
         self.aec.process(block);
         // RNNoise before the classic suppressor: it was trained on unprocessed noisy speech, and
         // this order measured 2 dB better (tests/dsp_quality.rs).
@@ -513,16 +505,15 @@ impl Chain {
             self.ns.inner_mut().set_reference(None, speech);
         }
         self.ns.process(block);
-        if let Some(mut sp) = self.split.take() {
-            if sp.through {
-                // The classic NS applied its gains to the AI-NS's input one block back.
-                if let Some((_, near)) = self.aec.inner().components() {
-                    sp.voice = sp.aec_prev;
-                    sp.aec_prev.copy_from_slice(near);
-                }
-                self.ns.inner_mut().split_block(&mut sp.voice);
+        if let Some(sp) = self.split.as_mut()
+            && sp.through
+        {
+            // The classic NS applied its gains to the AI-NS's input one block back.
+            if let Some((_, near)) = self.aec.inner().components() {
+                sp.voice = sp.aec_prev;
+                sp.aec_prev.copy_from_slice(near);
             }
-            self.split = Some(sp);
+            self.ns.inner_mut().split_block(&mut sp.voice);
         }
         self.tap_ns.copy_from(block);
         // The AGC adapts on near-end speech only, never on what is left of the echo.

@@ -305,6 +305,14 @@ pub fn process(
         // first sample.
         chain.set_effects_now(Box::new(EffectRack::new(&job.effects)?));
     }
+    let parts_err = |e: &dyn std::fmt::Display| OfflineError::Write {
+        path: job
+            .aec_components
+            .as_ref()
+            .map(|c| c.out.clone())
+            .unwrap_or_default(),
+        detail: e.to_string(),
+    };
     let mut components = match &job.aec_components {
         Some(c) => {
             if !config.toggles.aec {
@@ -329,10 +337,7 @@ pub fn process(
                 bits_per_sample: 32,
                 sample_format: hound::SampleFormat::Float,
             };
-            let w = hound::WavWriter::create(&c.out, spec).map_err(|e| OfflineError::Write {
-                path: c.out.clone(),
-                detail: e.to_string(),
-            })?;
+            let w = hound::WavWriter::create(&c.out, spec).map_err(|e| parts_err(&e))?;
             let first = near.channels.into_iter().next().unwrap_or_default();
             Some((first, w))
         }
@@ -449,14 +454,7 @@ pub fn process(
                     .into_iter()
                     .chain(voice.into_iter().flatten())
                 {
-                    w.write_sample(v).map_err(|e| OfflineError::Write {
-                        path: job
-                            .aec_components
-                            .as_ref()
-                            .map(|c| c.out.clone())
-                            .unwrap_or_default(),
-                        detail: e.to_string(),
-                    })?;
+                    w.write_sample(v).map_err(|e| parts_err(&e))?;
                 }
             }
         }
@@ -513,11 +511,8 @@ pub fn process(
         }
     }
     progress(total, total);
-    if let (Some((_, w)), Some(c)) = (components, &job.aec_components) {
-        w.finalize().map_err(|e| OfflineError::Write {
-            path: c.out.clone(),
-            detail: e.to_string(),
-        })?;
+    if let Some((_, w)) = components {
+        w.finalize().map_err(|e| parts_err(&e))?;
     }
     let packets = match sink {
         Sink::Wav(w) => {

@@ -136,42 +136,37 @@ def near_part(d, path):
     material.write(path, mic - echo)
 
 
-def echo_fall(echo, near, out, s):
-    """EchoDT's projection (above): how far the echo-to-near-end ratio fell from the input's
-    `echo` and `near` to `out`, over the double talk from sample `s`."""
-    r, o = align(near[s:], out[s:])
+def projected_fall(ratio_in, r, o):
+    """EchoDT (above): how far the echo-to-near-end ratio fell from `ratio_in` (the input's) to
+    the output `o`, the near end `r` it is aligned to projected out of it per frame."""
     fr, fo = frames(r), frames(o)
     alpha = np.sum(fr * fo, axis=1) / (np.sum(fr * fr, axis=1) + 1e-12)
     resid = fo - alpha[:, None] * fr
     near_out = np.sum((alpha[:, None] * fr) ** 2)
-    ratio_in = np.sum(echo[s:] ** 2) / (np.sum(near[s:] ** 2) + 1e-20)
     ratio_out = np.sum(resid**2) / (near_out + 1e-20)
     return 10 * np.log10(ratio_in / (ratio_out + 1e-20))
 
 
-def split_falls(d, comp_path):
-    """EchoAEC and EchoOut (above) from the CLI's `--aec-components` file: channels 0/1 the AEC
-    stage's output and its near-end part, 2/3 (when the split follows the whole chain) the
-    output and its near-end part."""
-    meta = json.load(open(os.path.join(d, "meta.json")))
-    s = int(meta["dt_start_s"] * FS)
-    near, _ = material.read_wav(os.path.join(d, "near.wav"))
-    echo, _ = material.read_wav(os.path.join(d, "echo.wav"))
-    _, parts = wavfile.read(comp_path)
+def split_falls(ratio_in, parts_path, s):
+    """EchoAEC and EchoOut (above) from the CLI's `--aec-components` file, over the double talk
+    from sample `s`: channels 0/1 the AEC stage's output and its near-end part, 2/3 (when the
+    split follows the whole chain) the output and its near-end part."""
+    _, parts = wavfile.read(parts_path)
     parts = parts.astype(np.float64)
-    n = min(len(parts), len(near))
-    ratio_in = np.sum(echo[s:n] ** 2) / (np.sum(near[s:n] ** 2) + 1e-20)
     res = {}
     for key, ch in (("echo_aec", 0), ("echo_out", 2)):
         if parts.shape[1] < ch + 2:
             continue
-        out, near_out = parts[s:n, ch], parts[s:n, ch + 1]
+        out, near_out = parts[s:, ch], parts[s:, ch + 1]
         ratio_out = np.sum((out - near_out) ** 2) / (np.sum(near_out**2) + 1e-20)
         res[key] = 10 * np.log10(ratio_in / (ratio_out + 1e-20))
     return res
 
 
-def measure(name, d, out_path):
+def measure(name, d, out_path, parts_path=None):
+    """The measures of one engine's output `out_path` on condition `name` (directory `d`);
+    `parts_path`: the CLI's split of a double-talk run (`--aec-components`), for EchoAEC and
+    EchoOut."""
     meta = json.load(open(os.path.join(d, "meta.json")))
     out, _ = material.read_wav(out_path)
     mic, _ = material.read_wav(os.path.join(d, "mic.wav"))
@@ -188,9 +183,12 @@ def measure(name, d, out_path):
         r, o = align(near[s:], out[s:])
         res["pesq"] = wb_pesq(r, o)
         res["stoi"] = float(stoi(r, o, FS, extended=False))
+        ratio_in = np.sum(echo[s:] ** 2) / (np.sum(near[s:] ** 2) + 1e-20)
         # Per 20 ms frame, the near end's share of the output by least squares; the rest is echo
         # (plus distortion, so this under-states the echo's reduction).
-        res["echo_dt"] = echo_fall(echo, near, out, s)
+        res["echo_dt"] = projected_fall(ratio_in, r, o)
+        if parts_path:
+            res.update(split_falls(ratio_in, parts_path, s))
     elif name.startswith("noise-"):
         r, o = align(near, out)
         res["pesq"] = wb_pesq(r, o)
@@ -244,9 +242,10 @@ def main():
             if split:
                 near_part(d, comp[0])
             run_onmic(binary, d, o, args.off, args.ns_level, components=comp if split else None)
-            results[name] = {"onmic": measure(name, d, o), "meta": json.load(open(os.path.join(d, "meta.json")))}
-            if split:
-                results[name]["onmic"].update(split_falls(d, comp[1]))
+            results[name] = {
+                "onmic": measure(name, d, o, comp[1] if split else None),
+                "meta": json.load(open(os.path.join(d, "meta.json"))),
+            }
             if not args.no_gst:
                 g = os.path.join(tmp, name + "-gst.wav")
                 run_gst(d, g)

@@ -1,8 +1,8 @@
 //! `onmic-audio`: run Onmic's audio chain on files.
 //!
 //! `onmic-audio process IN.wav --mode soundcard|voice [--aec-ref REF.wav] [--effect NAME]...
-//! --out OUT.wav|OUT.opus [--format f32|s16] [--near-component NEAR.wav --aec-components OUT.wav]`; `onmic-audio effects` lists the effect presets
-//! and their parameters.
+//! --out OUT.wav|OUT.opus [--format f32|s16] [--near-component NEAR.wav --aec-components
+//! PARTS.wav]`; `onmic-audio effects` lists the effect presets and their parameters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,8 +60,9 @@ enum Command {
         /// echo that was added to it; a WAV as long). With it, --aec-components is written.
         #[arg(long, requires = "aec_components")]
         near_component: Option<PathBuf>,
-        /// Where to write the AEC stage's output (channel 0) beside the near end's part of it
-        /// (channel 1), a 2-channel float WAV: their difference is what is left of the echo.
+        /// Where to write the split, a float WAV: the AEC stage's output (channel 0) and the
+        /// near end's part of it (1), then the output (2) and its near end's part (3) where the
+        /// split follows the whole chain; output less near part is what is left of the echo.
         #[arg(long, requires = "near_component")]
         aec_components: Option<PathBuf>,
         /// A voice effect, `NAME` or `NAME:key=value,...` (repeatable, applied in this order;
