@@ -9,8 +9,8 @@
 //! Without a GPU the executable also asks WebKitGTK to paint the page's tiles with Skia on the CPU
 //! ([`CPU_PAINTING_VAR`]) instead of through GL on the software rasteriser: the benchmark's
 //! event-to-paint delay halved (p50 190 → 92 ms, p99 495 → 212 ms). It gives llvmpipe half the
-//! CPUs ([`llvmpipe_threads`]), composites only what changed ([`webkit_switches`]) and sends the
-//! live meters half as often ([`live_meter_interval`]).
+//! CPUs ([`llvmpipe_threads`]), composites only what changed and scrolls on the main thread
+//! ([`webkit_switches`]) and sends the live meters half as often ([`live_meter_interval`]).
 
 use serde::Serialize;
 
@@ -94,7 +94,12 @@ pub fn live_meter_interval(mode: RenderMode) -> std::time::Duration {
 /// unless asked, and unites the damage into one bounding box by default, which a meter on the
 /// left and the chat on the right make the whole window). The `studio_paint` bench, room of 9:
 /// event-to-paint p50 38.6/42.2 → 26.5/17.3 ms, p99 90.9/67.4 → 70.5/41.8 ms; 2,000 members:
-/// p50 99.7 → 78.5 ms, p99 228 → 220 ms (docs/studio.md, "Fifth round").
+/// p50 99.7 → 78.5 ms, p99 228 → 220 ms (docs/studio.md, "Fifth round"). And scroll overflow
+/// boxes on the main thread (`AsyncOverflowScrolling` off): a composited scroller (the audio and
+/// stage columns) is a layer of its own that every frame blends over the page on the CPU; without
+/// them llvmpipe took 31–36 % of a core in the 2,000-member room instead of 49–53 %, the web view
+/// 61–63 % instead of 75–76 % (docs/studio.md, "Tenth round"). Scrolling a column then repaints
+/// it, which a console scrolled now and then can afford.
 pub fn webkit_switches(mode: RenderMode) -> Vec<crate::webkit_features::FeatureSwitch> {
     use crate::webkit_features::FeatureSwitch;
     match mode {
@@ -106,6 +111,10 @@ pub fn webkit_switches(mode: RenderMode) -> Vec<crate::webkit_features::FeatureS
             },
             FeatureSwitch {
                 name: "UnifyDamagedRegions".into(),
+                enabled: false,
+            },
+            FeatureSwitch {
+                name: "AsyncOverflowScrolling".into(),
                 enabled: false,
             },
         ],
@@ -145,6 +154,7 @@ mod tests {
         let on = |n: &str| sw.iter().find(|s| s.name == n).map(|s| s.enabled);
         assert_eq!(on("UseDamagingInformationForCompositing"), Some(true));
         assert_eq!(on("UnifyDamagedRegions"), Some(false));
+        assert_eq!(on("AsyncOverflowScrolling"), Some(false));
     }
 
     #[test]

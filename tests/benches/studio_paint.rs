@@ -3,7 +3,7 @@
 //!
 //! A room server (the release binary `cargo xtask` builds) holds a room of 2,000 members: the
 //! Studio as owner on seat 0, 8 speakers (`onmic-client` peers publishing a tone, seats 1–8, so
-//! the server sends volume indications for 8 speakers) and 1,991 listeners on the WebSocket
+//! the server sends volume indications for 8 speakers; they decode nothing they receive) and 1,991 listeners on the WebSocket
 //! protocol with heartbeats; 50 chat messages a second come from the listeners in turn. The
 //! Studio stamps every room status it sends to the UI (`emittedAtMs`); the UI records, for each,
 //! the delay to the first animation frame after React committed it (`ui/src/paintProbe.ts`).
@@ -26,8 +26,10 @@
 //! after the measurement, `ONMIC_PAINT_DOM=FILE.html` the page with its style sheets inline (for
 //! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. `ONMIC_PAINT_GAPS=1` adds the
 //! web view's main thread's busy stretches, how much of each late status's wait fell in one, and
-//! each thread's time on and waiting for a CPU (Studio and web view). See docs/studio.md,
-//! "Fourth round" to "Seventh round".
+//! each thread's time on and waiting for a CPU (Studio and web view), and the processes that
+//! used the most CPU on the machine. `ONMIC_PAINT_JS=CODE` runs code in the page before the
+//! warm-up (a style sheet; `window.__onmicMeterEveryMs`). See docs/studio.md, "Fourth round" to
+//! "Tenth round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
 use std::sync::Arc;
@@ -114,6 +116,48 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime is field 14, stime 15 (1-based); here index 11 and 12.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Every process's CPU time (seconds) and name: what ran on the machine in the measured
+/// seconds (`ONMIC_PAINT_GAPS`).
+fn all_cpu_seconds() -> std::collections::HashMap<u32, (String, f64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            Some((pid, (comm.trim().to_string(), cpu_seconds(pid))))
+        })
+        .collect()
+}
+
+/// Prints the processes that used the most CPU between two [`all_cpu_seconds`] snapshots.
+fn print_top(
+    before: &std::collections::HashMap<u32, (String, f64)>,
+    after: &std::collections::HashMap<u32, (String, f64)>,
+    wall: f64,
+) {
+    let mut rows: Vec<(f64, u32, &str)> = after
+        .iter()
+        .map(|(pid, (name, t))| {
+            let t0 = before.get(pid).map_or(0.0, |b| b.1);
+            ((t - t0) / wall * 100.0, *pid, name.as_str())
+        })
+        .collect();
+    let total: f64 = rows.iter().map(|r| r.0).sum();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let top: Vec<String> = rows
+        .iter()
+        .take(8)
+        .filter(|r| r.0 >= 1.0)
+        .map(|(c, pid, name)| format!("{name} ({pid}) {c:.0} %"))
+        .collect();
+    println!(
+        "studio_paint: the machine: {total:.0} % of one core in all; most: {}",
+        top.join(", ")
+    );
 }
 
 /// The Studio's process id (the one running the binary under test).
@@ -245,7 +289,7 @@ async fn run() -> anyhow::Result<()> {
     for i in 1..=speakers {
         let uid = format!("speaker-{i}");
         let t = token(&uid, &["join", "publish_audio", "admin"]);
-        let mut h = ClientHost::connect(&server.base, ROOM, &t).await?;
+        let mut h = ClientHost::connect_publisher(&server.base, ROOM, &t).await?;
         h.ok(json!({ "type": "take_seat", "seat": i })).await?;
         h.start_tone(220.0 * i as f64, 330.0 * i as f64);
         hosts.push(h);
@@ -369,6 +413,12 @@ async fn run() -> anyhow::Result<()> {
         }
     });
 
+    // `ONMIC_PAINT_JS=CODE`: run in the page before the warm-up (diagnosis: a style sheet, a
+    // knob such as `window.__onmicMeterEveryMs`).
+    if let Ok(code) = std::env::var("ONMIC_PAINT_JS") {
+        let r = studio.client.execute(&code, vec![]).await;
+        println!("studio_paint: ONMIC_PAINT_JS ran: {r:?}");
+    }
     tokio::time::sleep(Duration::from_secs(10)).await;
     studio
         .client
@@ -398,8 +448,9 @@ async fn run() -> anyhow::Result<()> {
     let cpu0 = pid.map(cpu_seconds);
     let web0 = web.map(cpu_seconds);
     let server_pid = server.pid();
-    let load0 = cpu_seconds(server_pid) + cpu_seconds(std::process::id());
+    let (server0, bench0) = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
     let sched0 = (pid.map(thread_times), web.map(thread_times));
+    let machine0 = all_cpu_seconds();
     let t0 = Instant::now();
     let frames0 = frames.load(Ordering::Relaxed);
     let chat0 = chat_sent.load(Ordering::Relaxed);
@@ -411,8 +462,8 @@ async fn run() -> anyhow::Result<()> {
     let web_cpu = web
         .zip(web0)
         .map(|(p, c)| (cpu_seconds(p) - c) / wall * 100.0);
-    let load_cpu =
-        (cpu_seconds(server_pid) + cpu_seconds(std::process::id()) - load0) / wall * 100.0;
+    let server_cpu = (cpu_seconds(server_pid) - server0) / wall * 100.0;
+    let bench_cpu = (cpu_seconds(std::process::id()) - bench0) / wall * 100.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let read = |script: &'static str| {
         let client = studio.client.clone();
@@ -461,9 +512,10 @@ async fn run() -> anyhow::Result<()> {
         percentile(&committed, 0.99),
     );
     println!(
-        "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); the simulated room {load_cpu:.0} % (server and bench); chat sent {:.1}/s, listeners' frames {:.0}/s; load average {}",
+        "studio_paint: Studio CPU {} % of one core (process {pid:?}), its web view {} % (process {web:?}); the simulated room {:.0} % (server {server_cpu:.0} %, bench {bench_cpu:.0} %); chat sent {:.1}/s, listeners' frames {:.0}/s; load average {}",
         cpu.map_or("?".into(), |c| format!("{c:.0}")),
         web_cpu.map_or("?".into(), |c| format!("{c:.0}")),
+        server_cpu + bench_cpu,
         (chat_sent.load(Ordering::Relaxed) - chat0) as f64 / wall,
         (frames.load(Ordering::Relaxed) - frames0) as f64 / wall,
         load.split_whitespace()
@@ -471,8 +523,10 @@ async fn run() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let machine1 = all_cpu_seconds();
     if gaps {
         print_gaps(&studio, wall).await?;
+        print_top(&machine0, &machine1, wall);
         for (name, p, before) in [("Studio", pid, sched0.0), ("web view", web, sched0.1)] {
             if let (Some(p), Some(before)) = (p, before) {
                 print_thread_times(name, p, &before, &thread_times(p), wall);

@@ -31,6 +31,27 @@ pub struct ClientHost {
 impl ClientHost {
     /// Joins `room` at `base` with `token` and waits for the media connection.
     pub async fn connect(base: &str, room: &str, token: &str) -> anyhow::Result<ClientHost> {
+        Self::connect_with(base, room, token, true).await
+    }
+
+    /// Like [`ClientHost::connect`], but decodes nothing it receives (its [`ClientHost::heard`]
+    /// stays empty; [`ClientHost::packets_from`] still counts): a speaker that only loads the
+    /// room, as the `studio_paint` benchmark's 8 speakers do, whose 64 decoders would otherwise
+    /// take a share of the cores the measured Studio runs on.
+    pub async fn connect_publisher(
+        base: &str,
+        room: &str,
+        token: &str,
+    ) -> anyhow::Result<ClientHost> {
+        Self::connect_with(base, room, token, false).await
+    }
+
+    async fn connect_with(
+        base: &str,
+        room: &str,
+        token: &str,
+        play: bool,
+    ) -> anyhow::Result<ClientHost> {
         let mut client = RoomClient::connect(ClientConfig::new(base, room, token))
             .await
             .map_err(|e| anyhow::anyhow!("onmic-client connect: {e}"))?;
@@ -47,6 +68,9 @@ impl ClientHost {
                     tick.tick().await;
                     while let Ok(change) = remotes.try_recv() {
                         match change {
+                            // Not played: the stream is dropped and its ring fills up (the
+                            // client counts what it cannot queue).
+                            RemoteChange::Added { .. } if !play => {}
                             RemoteChange::Added { uid, stream, .. } => {
                                 streams.retain(|(u, _)| *u != uid);
                                 streams.push((uid, stream));

@@ -200,7 +200,17 @@ export function App() {
       setStatus((prev) => mergeStatus(prev, s));
     };
     const onMeters = new Channel<LiveMeters>();
-    onMeters.onmessage = (m) => pushLiveMeters(m);
+    let metersAt = -Infinity;
+    onMeters.onmessage = (m) => {
+      // Diagnosis (`studio_paint`'s ONMIC_PAINT_JS, docs/studio.md "Tenth round"):
+      // `window.__onmicMeterEveryMs` drops the frames that come sooner than that after the last
+      // one shown (1e9: the meters stand still).
+      const every = window.__onmicMeterEveryMs ?? 0;
+      const now = performance.now();
+      if (every > 0 && now - metersAt < every) return;
+      metersAt = now;
+      pushLiveMeters(m);
+    };
     const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);

@@ -1,6 +1,7 @@
 import { useState } from "react";
 import type { AppError, RoomRules, RoomStatus } from "./bindings";
 import { connectionLabel } from "./room";
+import { useHeldText } from "./LiveText";
 import { CreateRoomDialog } from "./CreateRoomDialog";
 import { RecordingControls } from "./RecordingControls";
 import { RulesPopover } from "./RulesPopover";
@@ -89,10 +90,7 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
       <span className="room-name">
         <strong>{status.room}</strong> <span className="muted">as {status.uid}</span>
       </span>
-      <span className="muted small" id="room-counters">
-        {status.members} in the room · sent {status.packetsSent} · received {status.packetsReceived} packets
-        {status.sendLoss > 0 ? ` · loss ${status.sendLoss} %` : ""}
-      </span>
+      <RoomCounters status={status} />
       <span className="spacer" />
       {status.view && <RulesPopover rules={status.view.rules} onApply={onRules} />}
       <RecordingControls room={status.room} onError={onError} />
@@ -159,5 +157,26 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
         </p>
       )}
     </div>
+  );
+}
+
+/** How often (ms) the room bar's counters may change. The packet counts move with every status
+ *  (~10 a second in a busy room); each change repaints the top bar, and without a GPU a frame that
+ *  changes the top bar and the chat composites the whole window (~40 ms of a core instead of ~8,
+ *  docs/studio.md, "Tenth round"). Once a second is as fast as anyone reads them. */
+export const ROOM_COUNTERS_HOLD_MS = 1000;
+
+/** Members and packets, changed at most every ROOM_COUNTERS_HOLD_MS. */
+export function RoomCounters({ status }: { status: RoomStatus }) {
+  const text = useHeldText(
+    `${status.members} in the room · sent ${status.packetsSent} · received ${status.packetsReceived} packets${
+      status.sendLoss > 0 ? ` · loss ${status.sendLoss} %` : ""
+    }`,
+    ROOM_COUNTERS_HOLD_MS,
+  );
+  return (
+    <span className="muted small" id="room-counters">
+      {text}
+    </span>
   );
 }

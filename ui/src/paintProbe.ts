@@ -17,6 +17,8 @@ declare global {
     __onmicReceiveAt?: number[];
     __onmicCommit?: number[];
     __onmicFrames?: number[];
+    /** Diagnosis: the live meters show at most one frame per this many ms (App.tsx). */
+    __onmicMeterEveryMs?: number;
   }
 }
 
