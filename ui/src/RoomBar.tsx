@@ -161,9 +161,10 @@ export function RoomBar({ status, localRoom, busy, link, onJoin, onLeave, onLink
 }
 
 /** How often (ms) the room bar's counters may change. The packet counts move with every status
- *  (~10 a second in a busy room); each change repaints the top bar, and without a GPU a frame that
- *  changes the top bar and the chat composites the whole window (~40 ms of a core instead of ~8,
- *  docs/studio.md, "Tenth round"). Once a second is as fast as anyone reads them. */
+ *  (~10 a second in a busy room), faster than anyone reads them, and each change repaints the
+ *  top bar: without a GPU, on the `studio_paint` trial page, a frame that changes the top left
+ *  and the chat composites the box around both (~40 ms of a core instead of ~8; in the Studio's
+ *  own bench the hold alone made no measurable change; docs/studio.md, "Tenth round"). */
 export const ROOM_COUNTERS_HOLD_MS = 1000;
 
 /** Members and packets, changed at most every ROOM_COUNTERS_HOLD_MS. */
