@@ -16,7 +16,8 @@
 //! normal priority (not under `nice`).
 //!
 //! Run: `cargo xtask with-daemons -- cargo bench -p onmic-e2e --bench studio_paint`
-//! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load).
+//! (`ONMIC_BENCH_MEMBERS`, `ONMIC_BENCH_CHAT_PER_SEC`, `ONMIC_BENCH_SECS` override the load;
+//! `ONMIC_BENCH_WINDOW=WxH` the window's size, 1440x900 by default).
 //! Diagnosis: `ONMIC_PAINT_DIAG=1` adds the DOM changes, the frame intervals and the frame
 //! intervals with one part of the window hidden; with it, `ONMIC_PAINT_VARIANTS=FILE` (lines
 //! `name|css`) measures each CSS variant's frame intervals, interleaved, `ONMIC_PAINT_ROUNDS`
@@ -244,7 +245,15 @@ async fn run() -> anyhow::Result<()> {
         .await;
 
     let studio = Studio::launch(&[("ONMIC_SERVER_URL", server.base.as_str())]).await?;
-    studio.client.set_window_size(1440, 900).await?;
+    // `ONMIC_BENCH_WINDOW=WxH` (diagnosis; the budget is read at 1440x900).
+    let (w, h) = std::env::var("ONMIC_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| {
+            let (w, h) = v.split_once('x')?;
+            Some((w.parse().ok()?, h.parse().ok()?))
+        })
+        .unwrap_or((1440u32, 900u32));
+    studio.client.set_window_size(w, h).await?;
     // Go live on the server with the host's token. The room field is React's: set its value the
     // way typing does (WebDriver's clear() does not reach React's state, and the keys were
     // appended to the default room id).
