@@ -108,15 +108,23 @@ async fn join(ws_url: &str, uid: &str) -> anyhow::Result<Ws> {
     anyhow::bail!("{uid} could not join (last from the server: {last})")
 }
 
-/// Total CPU time (user + system) of `pid`, seconds.
+/// Total CPU time (user + system) of `pid`, seconds (0 if it cannot be read).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    name_and_cpu_seconds(pid).map_or(0.0, |(_, t)| t)
+}
+
+/// `pid`'s command name and total CPU time (user + system, seconds), from one read of
+/// `/proc/PID/stat`.
+fn name_and_cpu_seconds(pid: u32) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name sits in parentheses and may hold spaces; the fields after it start after
+    // the last ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime is field 14, stime 15 (1-based); here index 11 and 12.
-    (ticks(11) + ticks(12)) / 100.0
+    Some((name, (ticks(11) + ticks(12)) / 100.0))
 }
 
 /// Every process's CPU time (seconds) and name: what ran on the machine in the measured
@@ -128,8 +136,7 @@ fn all_cpu_seconds() -> std::collections::HashMap<u32, (String, f64)> {
     dir.flatten()
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            Some((pid, (comm.trim().to_string(), cpu_seconds(pid))))
+            Some((pid, name_and_cpu_seconds(pid)?))
         })
         .collect()
 }
@@ -459,7 +466,7 @@ async fn run() -> anyhow::Result<()> {
     let server_pid = server.pid();
     let (server0, bench0) = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
     let sched0 = (pid.map(thread_times), web.map(thread_times));
-    let machine0 = all_cpu_seconds();
+    let machine0 = gaps.then(all_cpu_seconds);
     let t0 = Instant::now();
     let frames0 = frames.load(Ordering::Relaxed);
     let chat0 = chat_sent.load(Ordering::Relaxed);
@@ -532,10 +539,12 @@ async fn run() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let machine1 = all_cpu_seconds();
+    let machine1 = machine0.as_ref().map(|_| all_cpu_seconds());
     if gaps {
         print_gaps(&studio, wall).await?;
-        print_top(&machine0, &machine1, wall);
+        if let (Some(before), Some(after)) = (&machine0, &machine1) {
+            print_top(before, after, wall);
+        }
         for (name, p, before) in [("Studio", pid, sched0.0), ("web view", web, sched0.1)] {
             if let (Some(p), Some(before)) = (p, before) {
                 print_thread_times(name, p, &before, &thread_times(p), wall);

@@ -61,6 +61,12 @@ impl ClientHost {
         let playout = {
             let heard = heard.clone();
             tokio::spawn(async move {
+                if !play {
+                    // Not played: each stream is dropped as it comes and its ring fills up (the
+                    // client counts what it cannot queue); nothing to do every 10 ms.
+                    while remotes.recv().await.is_some() {}
+                    return;
+                }
                 let mut streams: Vec<(Uid, Box<RemoteStream>)> = Vec::new();
                 let mut block = Block::silent(2);
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -68,9 +74,6 @@ impl ClientHost {
                     tick.tick().await;
                     while let Ok(change) = remotes.try_recv() {
                         match change {
-                            // Not played: the stream is dropped and its ring fills up (the
-                            // client counts what it cannot queue).
-                            RemoteChange::Added { .. } if !play => {}
                             RemoteChange::Added { uid, stream, .. } => {
                                 streams.retain(|(u, _)| *u != uid);
                                 streams.push((uid, stream));
