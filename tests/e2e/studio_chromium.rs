@@ -744,8 +744,9 @@ async fn audio_scenario() -> anyhow::Result<()> {
     let m: Value = serde_json::from_slice(&out.stdout)?;
     println!("NS at the listener: {m}");
     let f = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
-    // The pauses' fall: report.py's aligned measure when the alignment held (the path's speech
-    // gain within 6 dB of unity), else the alignment-free pause depth.
+    // The pauses' fall: report.py's pause measure on the recording aligned block by block
+    // (listener_ns.py: the jitter buffer moves the lag within a recording) when the alignment
+    // held (the path's speech gain within 6 dB of unity), else the alignment-free pause depth.
     let aligned = f("gain_db_off").abs() < 6.0 && f("gain_db_on").abs() < 6.0;
     let fall = if aligned {
         f("pause_db_on") - f("pause_db_off")
