@@ -72,7 +72,9 @@ pub struct Display {
     _daemon: Daemon,
 }
 
-/// Starts Xvfb on the first free display from :90.
+/// Starts Xvfb on the first free display from :90, with a 1920 × 1080 screen: larger than any
+/// window the tests open (the Studio at 1440 × 900 included), so that the X server draws all of
+/// it, as a host's screen would (at 1280 × 800 it clipped the Studio's window).
 pub fn xvfb() -> Result<Display> {
     let n = (90..200)
         .find(|n| display_free(*n))
@@ -83,7 +85,7 @@ pub fn xvfb() -> Result<Display> {
             name.as_str(),
             "-screen",
             "0",
-            "1280x800x24",
+            "1920x1080x24",
             "-nolisten",
             "tcp",
         ])
