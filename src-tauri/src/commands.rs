@@ -137,6 +137,8 @@ pub async fn join_room(
     };
     let mut settings = studio.settings.get();
     studio.music.on_leave();
+    // The engine captures the input from now on, and its Input strip shows the level.
+    studio.meter.pause();
     let catalog = (server_url.clone(), token.clone());
     // Push-to-talk starts with the voice muted until its key is held.
     settings.audio = studio
@@ -162,7 +164,8 @@ pub async fn join_room(
                 let _ = on_meters.send(meters);
             },
         )
-        .await?;
+        .await
+        .inspect_err(|_| studio.meter.resume())?;
     // The effects and music panels come on air with the session.
     crate::effects_panel::apply_live(&studio, &settings.effects.current).await?;
     if let Some(engine) = studio.session.control_sender().await {
@@ -179,6 +182,7 @@ pub async fn join_room(
 pub async fn leave_room(studio: State<'_, Studio>) -> Result<(), AppError> {
     studio.music.on_leave();
     studio.session.leave().await;
+    studio.meter.resume();
     Ok(())
 }
 

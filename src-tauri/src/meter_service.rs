@@ -44,6 +44,9 @@ struct Running {
 #[derive(Default)]
 pub struct MeterService {
     running: Mutex<Option<Running>>,
+    /// What the UI last asked to meter (the device as asked, `None` the default input, and its
+    /// channel), kept while paused so that [`MeterService::resume`] can open it again.
+    wanted: Mutex<Option<(Option<String>, Channel<MeterFrame>)>>,
 }
 
 impl MeterService {
@@ -55,6 +58,15 @@ impl MeterService {
         channel: Channel<MeterFrame>,
     ) -> Result<DeviceView, AppError> {
         self.stop();
+        *lock(&self.wanted) = Some((device_id.clone(), channel.clone()));
+        self.open(device_id, channel)
+    }
+
+    fn open(
+        &self,
+        device_id: Option<String>,
+        channel: Channel<MeterFrame>,
+    ) -> Result<DeviceView, AppError> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop_worker = Arc::clone(&stop);
@@ -91,8 +103,48 @@ impl MeterService {
         Ok(device)
     }
 
-    /// Stops the running meter, if any, and waits for its stream to close.
+    /// Stops the running meter, if any, and waits for its stream to close; a later
+    /// [`MeterService::resume`] does nothing.
     pub fn stop(&self) {
+        *lock(&self.wanted) = None;
+        self.close();
+    }
+
+    /// Closes the meter's stream while the live engine captures the same input (from going
+    /// live until leaving): the engine's own *Input* strip shows the level then, a second
+    /// capture stream of the same device would cost the sound server and the Studio a share
+    /// of a core for nothing (docs/studio.md, "Twelfth round"), and a device that allows one
+    /// client at a time could refuse the engine. [`MeterService::resume`] opens it again.
+    pub fn pause(&self) {
+        self.close();
+    }
+
+    /// Opens again what the UI last asked to meter, if it is not running and was not stopped.
+    /// A device that cannot be opened any more (unplugged while live) is reported to the UI as
+    /// a frame with the error, as a failing device is while metering.
+    pub fn resume(&self) {
+        if self.lock().is_some() {
+            return;
+        }
+        let Some((device_id, channel)) = lock(&self.wanted).clone() else {
+            return;
+        };
+        if let Err(error) = self.open(device_id, channel.clone()) {
+            let _ = channel.send(MeterFrame {
+                channels: Vec::new(),
+                clipped: false,
+                seq: 0,
+                error: Some(error),
+            });
+        }
+    }
+
+    /// Whether a meter stream is open.
+    pub fn is_running(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn close(&self) {
         let running = self.lock().take();
         if let Some(Running { stop, thread }) = running {
             stop.store(true, Ordering::Relaxed);
@@ -101,10 +153,12 @@ impl MeterService {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.running)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) {

@@ -101,6 +101,12 @@ async fn scenario() -> anyhow::Result<()> {
         .expect("the title names the local room's URL")
         .to_owned();
 
+    // The input meter reads the input before going live ...
+    assert_eq!(
+        sink.monitor_readers()?,
+        1,
+        "the input meter reads the input"
+    );
     studio.click("#join-room").await?;
     wait_for(Duration::from_secs(20), "the Studio to be live", || async {
         let state = studio.attr("#room-state", "data-state").await?;
@@ -222,12 +228,38 @@ async fn scenario() -> anyhow::Result<()> {
     let counters = studio.text("#room-counters").await.unwrap_or_default();
     assert!(counters.contains("2 in the room"), "{counters}");
     studio.screenshot("studio-live").await?;
+    // ... and while live only the engine does (the listener heard it above): the meter's own
+    // stream is closed (docs/studio.md, "Twelfth round"), and the mixer shows the engine's.
+    assert_eq!(
+        sink.monitor_readers()?,
+        1,
+        "only the engine captures the input while live"
+    );
+    assert!(
+        studio.attr("#meter-input", "data-rms-dbfs").await.is_some(),
+        "the mixer shows the engine's Input strip"
+    );
 
     studio.click("#leave-room").await?;
     wait_for(Duration::from_secs(10), "the join form again", || async {
         studio.text("#join-room").await
     })
     .await?;
+    // After leaving, the input meter reads the input again and shows the tone.
+    wait_for(
+        Duration::from_secs(10),
+        "the input meter back on the tone",
+        || async {
+            let rms = studio.meter_rms().await.ok()?;
+            (rms.len() == 2 && rms.iter().all(|&db| db > -30.0)).then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        sink.monitor_readers()?,
+        1,
+        "the input meter reads the input again, the engine no more"
+    );
     listener.close().await;
     studio.quit().await
 }

@@ -58,6 +58,37 @@ impl NullSink {
     }
 }
 
+impl NullSink {
+    /// How many capture streams (PulseAudio source outputs) read this sink's monitor now, or
+    /// an error naming what `pactl` said.
+    pub fn monitor_readers(&self) -> anyhow::Result<usize> {
+        let short = |what: &str| -> anyhow::Result<String> {
+            let out = Command::new("pactl")
+                .args(["list", "short", what])
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "pactl list short {what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let monitor = format!("{}.monitor", self.name);
+        let sources = short("sources")?;
+        let index = sources
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cols| cols.get(1) == Some(&monitor.as_str()))
+            .and_then(|cols| cols.first().map(|c| (*c).to_owned()))
+            .ok_or_else(|| anyhow::anyhow!("no source {monitor} in:\n{sources}"))?;
+        // Index, source index, client, driver, sample spec.
+        Ok(short("source-outputs")?
+            .lines()
+            .filter(|l| l.split('\t').nth(1) == Some(index.as_str()))
+            .count())
+    }
+}
+
 impl Drop for NullSink {
     fn drop(&mut self) {
         let _ = Command::new("pactl")

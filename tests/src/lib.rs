@@ -31,8 +31,15 @@ pub fn required_env(name: &str) -> String {
 }
 
 /// The workspace root.
+/// The workspace root: of the checkout `cargo test` runs in (its CARGO_MANIFEST_DIR at run
+/// time), not of the one this binary was built in (cargo reuses a test binary built in another
+/// checkout of the same source when they share a build directory; it would then read that
+/// checkout's scripts and files).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
 }
 
 /// Where screenshots go: `target/screenshots/` in the workspace.

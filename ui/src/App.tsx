@@ -79,6 +79,9 @@ export function App() {
   const onVoiceMuted = useCallback((muted: boolean) => setAudio((a) => (a ? { ...a, voiceMuted: muted } : a)), []);
   const onLocalRoom = useCallback((room: unknown) => setLocalRoom(room !== null), []);
   const live = status !== null && status.state !== "closed";
+  // The engine runs from going live until leaving, the room's end included: its meters replace
+  // the input meter then (whose own stream the Studio closes meanwhile, `MeterService::pause`).
+  const engineOn = status !== null;
 
   useEffect(() => {
     document.documentElement.dataset.theme = theme;
@@ -211,6 +214,8 @@ export function App() {
       metersAt = now;
       pushLiveMeters(m);
     };
+    // The input meter's stream closes while live: its last frame is not the level any more.
+    inputMeters.set({ frame: null, hold: [] });
     const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);
@@ -329,7 +334,7 @@ export function App() {
             </p>
           </section>
           {audio && (
-            <AudioPanel audio={audio} devices={devices} inputId={selected} live={live} onChange={(a) => void changeAudio(a)} inputMeter={<InputMeters />} />
+            <AudioPanel audio={audio} devices={devices} inputId={selected} live={engineOn} onChange={(a) => void changeAudio(a)} inputMeter={<InputMeters />} />
           )}
           {audio && (
             <SpeakerVolumes

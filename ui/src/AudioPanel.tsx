@@ -9,8 +9,8 @@ interface Props {
   devices: DeviceListView | null;
   /** The input in use (its channel count offers the channel pair). */
   inputId: string | null;
-  /** On air: the engine's meters (`liveMeters`) replace the input meter, and the latency
-   *  readout is filled. */
+  /** The engine runs (from going live until leaving): its meters (`liveMeters`) replace the
+   *  input meter, and the latency readout is filled. */
   live: boolean;
   onChange: (next: AudioSettings) => void;
   /** The per-channel input meter (before going live it is the only meter). */

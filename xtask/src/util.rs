@@ -8,7 +8,15 @@ use anyhow::{Context, Result, bail};
 
 /// The workspace root (the parent of `xtask/`).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    // `cargo xtask` (`cargo run`) sets CARGO_MANIFEST_DIR for the process: the checkout the
+    // command was typed in. The value compiled in is the checkout this binary was built in,
+    // and cargo reuses an xtask built in another checkout of the same source when they share a
+    // build directory (`~/.cache/onmic/target`: CI's clones, `git worktree`s), which then built
+    // and tested that other checkout.
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
 }
 
 /// Prints a command the way a person would type it, then runs it with inherited output.

@@ -30,7 +30,12 @@ pub fn server_bin() -> String {
         .parent()
         .and_then(|d| d.parent())
         .expect("target/<profile>/deps/<test>");
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    // The checkout `cargo test` runs in (not the one a reused binary was built in).
+    let root = format!(
+        "{}/../..",
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+    );
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "-p", "onmic-server", "--bin", "onmic-server"])
         .current_dir(root);
