@@ -19,6 +19,17 @@ fn python() -> PathBuf {
     home.join(".cache/onmic/voice-eval/venv/bin/python3")
 }
 
+/// The workspace root and the yardstick's Python (which must exist).
+fn root_and_python() -> (PathBuf, PathBuf) {
+    let py = python();
+    assert!(
+        py.exists(),
+        "{} is missing: run `cargo xtask setup` (installs pyroomacoustics, pesq, pystoi into a venv)",
+        py.display()
+    );
+    (Path::new(&manifest_dir()).join(".."), py)
+}
+
 struct Row<'a>(&'a serde_json::Value);
 
 impl Row<'_> {
@@ -31,13 +42,7 @@ impl Row<'_> {
 
 #[test]
 fn voice_chain_in_real_rooms() {
-    let root = Path::new(&manifest_dir()).join("..");
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run `cargo xtask setup` (installs pyroomacoustics, pesq, pystoi into a venv)",
-        py.display()
-    );
+    let (root, py) = root_and_python();
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
     let out = Command::new(&py)
@@ -174,13 +179,7 @@ fn voice_chain_in_real_rooms() {
 /// the stretches took up to 16 dB off.
 #[test]
 fn listener_pause_measure_follows_a_jitter_buffer_stretching_time() {
-    let root = Path::new(&manifest_dir()).join("..");
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run `cargo xtask setup`",
-        py.display()
-    );
+    let (root, py) = root_and_python();
     let out = Command::new(&py)
         .arg(root.join("scripts/voice_eval/listener_ns.py"))
         .arg("selftest")

@@ -47,6 +47,9 @@ pub struct MeterService {
     /// What the UI last asked to meter (the device as asked, `None` the default input, and its
     /// channel), kept while paused so that [`MeterService::resume`] can open it again.
     wanted: Mutex<Option<(Option<String>, Channel<MeterFrame>)>>,
+    /// Between [`MeterService::pause`] and [`MeterService::resume`]: a new choice of input is
+    /// remembered, not opened.
+    paused: AtomicBool,
 }
 
 impl MeterService {
@@ -59,6 +62,10 @@ impl MeterService {
     ) -> Result<DeviceView, AppError> {
         self.stop();
         *lock(&self.wanted) = Some((device_id.clone(), channel.clone()));
+        if self.paused.load(Ordering::Relaxed) {
+            // Live: the input opens after leaving; say now which device that is.
+            return describe_input(device_id.as_deref());
+        }
         self.open(device_id, channel)
     }
 
@@ -116,6 +123,7 @@ impl MeterService {
     /// of a core for nothing (docs/studio.md, "Twelfth round"), and a device that allows one
     /// client at a time could refuse the engine. [`MeterService::resume`] opens it again.
     pub fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
         self.close();
     }
 
@@ -123,6 +131,7 @@ impl MeterService {
     /// A device that cannot be opened any more (unplugged while live) is reported to the UI as
     /// a frame with the error, as a failing device is while metering.
     pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
         if self.lock().is_some() {
             return;
         }
@@ -224,8 +233,113 @@ fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) 
     }
 }
 
+/// The input `id` (the default input when `None`) as the device list shows it, or the error
+/// opening it would give.
+fn describe_input(id: Option<&str>) -> Result<DeviceView, AppError> {
+    let list = onmic_audio::list_devices()?;
+    let found = match id {
+        Some(id) => list.inputs.iter().find(|d| d.id == id),
+        None => list
+            .inputs
+            .iter()
+            .find(|d| d.is_default)
+            .or(list.inputs.first()),
+    };
+    found.map(DeviceView::from).ok_or_else(|| {
+        AppError::from(match id {
+            Some(id) => DeviceError::NotFound { id: id.to_owned() },
+            None => DeviceError::NoInputDevice,
+        })
+    })
+}
+
 /// Whether the input `id` is still in the host's device list (an unreadable list counts as
 /// present: only a definite absence stops the meter).
 fn device_present(id: &str) -> bool {
     onmic_audio::list_devices().map_or(true, |list| list.inputs.iter().any(|d| d.id == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Instant;
+
+    /// Waits up to 5 s for `ok`.
+    fn wait(what: &str, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// On `cargo xtask test`'s PulseAudio (its null sinks' monitors are inputs): a paused meter
+    /// sends nothing and has no stream open; a choice of input made meanwhile is remembered and
+    /// opened on resume; after an explicit stop, resume opens nothing.
+    #[test]
+    fn a_paused_meter_closes_its_stream_and_resumes_with_the_latest_choice() {
+        assert!(
+            std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
+            "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
+             (ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
+        );
+        let frames = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&frames);
+        let channel = Channel::new(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        });
+        let list = onmic_audio::list_devices().expect("device list");
+        let second = list
+            .inputs
+            .iter()
+            .find(|d| d.id.ends_with("onmic_b.monitor"))
+            .unwrap_or_else(|| panic!("no onmic_b.monitor in {:?}", list.inputs))
+            .id
+            .clone();
+        let meter = MeterService::default();
+        let first = meter
+            .start(None, channel.clone())
+            .expect("the default input opens");
+        wait("frames from the default input", || {
+            frames.load(Ordering::Relaxed) >= 3
+        });
+
+        meter.pause();
+        assert!(!meter.is_running(), "paused, no stream is open");
+        let before = frames.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            frames.load(Ordering::Relaxed),
+            before,
+            "a paused meter sends no frame"
+        );
+
+        // The host picks another input while live: named at once, opened after leaving.
+        let view = meter
+            .start(Some(second.clone()), channel.clone())
+            .expect("a present input is described while paused");
+        assert_eq!(view.id, second);
+        assert_ne!(view.id, first.id, "the test needs two different inputs");
+        assert!(!meter.is_running(), "still paused: nothing opened");
+        // An input that is not there is refused as opening it would be.
+        let missing = meter.start(Some("pulseaudio:no-such-source".into()), channel.clone());
+        assert!(missing.is_err(), "{missing:?}");
+        meter
+            .start(Some(second.clone()), channel.clone())
+            .expect("described again");
+
+        meter.resume();
+        assert!(meter.is_running(), "resumed");
+        let at = frames.load(Ordering::Relaxed);
+        wait("frames after resuming", || {
+            frames.load(Ordering::Relaxed) >= at + 3
+        });
+
+        meter.stop();
+        meter.pause();
+        meter.resume();
+        assert!(!meter.is_running(), "after stop, resume opens nothing");
+    }
 }
