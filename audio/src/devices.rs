@@ -47,6 +47,16 @@ pub struct DeviceList {
     pub outputs: Vec<DeviceInfo>,
 }
 
+impl DeviceList {
+    /// The input whose id is `id`, or with `None` the one flagged as the default.
+    pub fn input(&self, id: Option<&str>) -> Option<&DeviceInfo> {
+        self.inputs.iter().find(|d| match id {
+            Some(id) => d.id == id,
+            None => d.is_default,
+        })
+    }
+}
+
 /// Why a device operation failed; each variant says what the user can do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

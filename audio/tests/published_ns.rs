@@ -9,24 +9,18 @@
 //! the clean speech by cross-correlation: the speech's gain through the whole path and how far the
 //! noise in speech pauses fell relative to it (report.py's "Pause").
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use onmic_audio::block::Block;
 use onmic_audio::chain::{Chain, ChainConfig, Mode, Toggles};
 use onmic_audio::engine::{Control, EngineConfig, EngineCore};
 use onmic_audio::opus::{MAX_DECODE_FRAMES, OpusDecoder, OpusEncoder};
 use onmic_audio::units::BLOCK_FRAMES;
+use support::run_voice_eval;
 
 const FS: usize = 48_000;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ONMIC_VOICE_EVAL_PYTHON") {
-        return p.into();
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    home.join(".cache/onmic/voice-eval/venv/bin/python3")
-}
 
 fn read_wav(path: &std::path::Path) -> Vec<f32> {
     let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -41,27 +35,13 @@ fn read_wav(path: &std::path::Path) -> Vec<f32> {
 
 /// (near = the clean speech, mic = speech + white noise at 5 dB SNR), 10 s each.
 fn material() -> (Vec<f32>, Vec<f32>) {
-    let root = PathBuf::from(manifest_dir()).join("..");
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run `cargo xtask setup` (it installs scripts/voice_eval/requirements.txt)",
-        py.display()
-    );
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(&py)
-        .arg(root.join("scripts/voice_eval/listener_ns.py"))
-        .arg("prepare")
-        .arg(dir.path().join("tiled.wav"))
-        .arg("1")
-        .output()
-        .expect("run listener_ns.py");
-    assert!(
-        out.status.success(),
-        "listener_ns.py prepare: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let tiled = dir.path().join("tiled.wav");
+    let out = run_voice_eval(
+        "listener_ns.py",
+        &["prepare".as_ref(), tiled.as_os_str(), "1".as_ref()],
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let meta: serde_json::Value = serde_json::from_slice(&out).expect("json");
     let d = PathBuf::from(meta["dir"].as_str().expect("dir"));
     (read_wav(&d.join("near.wav")), read_wav(&d.join("mic.wav")))
 }
@@ -337,11 +317,4 @@ fn classic_ns_on_air_lowers_the_noise_after_silence_and_a_tone() {
             m.pause_db
         );
     }
-}
-
-/// This package's directory in the checkout `cargo test` runs in (CARGO_MANIFEST_DIR at run
-/// time; the compiled-in one names the checkout the binary was built in, which cargo reuses
-/// across checkouts of the same source that share a build directory).
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

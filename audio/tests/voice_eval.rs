@@ -8,27 +8,11 @@
 //! (acceptance 2's echo bar on the output split exactly into near end and echo, `EchoOut`), and
 //! that it is never worse than `webrtcdsp` in ERLE, PESQ and STOI (acceptance 5).
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::Command;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ONMIC_VOICE_EVAL_PYTHON") {
-        return p.into();
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    home.join(".cache/onmic/voice-eval/venv/bin/python3")
-}
-
-/// The workspace root and the yardstick's Python (which must exist).
-fn root_and_python() -> (PathBuf, PathBuf) {
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run `cargo xtask setup` (installs pyroomacoustics, pesq, pystoi into a venv)",
-        py.display()
-    );
-    (Path::new(&manifest_dir()).join(".."), py)
-}
+use support::{run_voice_eval, voice_eval_python, workspace_root};
 
 struct Row<'a>(&'a serde_json::Value);
 
@@ -42,7 +26,7 @@ impl Row<'_> {
 
 #[test]
 fn voice_chain_in_real_rooms() {
-    let (root, py) = root_and_python();
+    let (root, py) = (workspace_root(), voice_eval_python());
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("report.json");
     let out = Command::new(&py)
@@ -179,19 +163,9 @@ fn voice_chain_in_real_rooms() {
 /// the stretches took up to 16 dB off.
 #[test]
 fn listener_pause_measure_follows_a_jitter_buffer_stretching_time() {
-    let (root, py) = root_and_python();
-    let out = Command::new(&py)
-        .arg(root.join("scripts/voice_eval/listener_ns.py"))
-        .arg("selftest")
-        .output()
-        .expect("run listener_ns.py");
-    assert!(
-        out.status.success(),
-        "listener_ns.py selftest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_voice_eval("listener_ns.py", &["selftest".as_ref()]);
     let cases: Vec<serde_json::Value> =
-        serde_json::from_slice(&out.stdout).expect("listener_ns.py selftest prints JSON");
+        serde_json::from_slice(&out).expect("listener_ns.py selftest prints JSON");
     assert_eq!(cases.len(), 12, "{cases:?}");
     let mut bad = Vec::new();
     for c in &cases {
@@ -210,11 +184,4 @@ fn listener_pause_measure_follows_a_jitter_buffer_stretching_time() {
         }
     }
     assert!(bad.is_empty(), "measured off the truth: {bad:?}");
-}
-
-/// This package's directory in the checkout `cargo test` runs in (CARGO_MANIFEST_DIR at run
-/// time; the compiled-in one names the checkout the binary was built in, which cargo reuses
-/// across checkouts of the same source that share a build directory).
-fn manifest_dir() -> String {
-    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }

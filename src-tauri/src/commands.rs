@@ -247,11 +247,7 @@ fn check_input_channels(input: Option<&str>, audio: &AudioSettings) -> Result<()
         return Ok(());
     };
     let list = onmic_audio::list_devices()?;
-    let device = list
-        .inputs
-        .iter()
-        .find(|d| input.is_some_and(|id| d.id == id) || (input.is_none() && d.is_default));
-    let Some(device) = device else {
+    let Some(device) = list.input(input) else {
         return Ok(());
     };
     pick.check(device.channels).map_err(|_| {

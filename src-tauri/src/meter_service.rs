@@ -132,7 +132,7 @@ impl MeterService {
     /// a frame with the error, as a failing device is while metering.
     pub fn resume(&self) {
         self.paused.store(false, Ordering::Relaxed);
-        if self.lock().is_some() {
+        if self.is_running() {
             return;
         }
         let Some((device_id, channel)) = lock(&self.wanted).clone() else {
@@ -238,12 +238,8 @@ fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) 
 fn describe_input(id: Option<&str>) -> Result<DeviceView, AppError> {
     let list = onmic_audio::list_devices()?;
     let found = match id {
-        Some(id) => list.inputs.iter().find(|d| d.id == id),
-        None => list
-            .inputs
-            .iter()
-            .find(|d| d.is_default)
-            .or(list.inputs.first()),
+        Some(_) => list.input(id),
+        None => list.input(None).or(list.inputs.first()),
     };
     found.map(DeviceView::from).ok_or_else(|| {
         AppError::from(match id {
@@ -256,7 +252,7 @@ fn describe_input(id: Option<&str>) -> Result<DeviceView, AppError> {
 /// Whether the input `id` is still in the host's device list (an unreadable list counts as
 /// present: only a definite absence stops the meter).
 fn device_present(id: &str) -> bool {
-    onmic_audio::list_devices().map_or(true, |list| list.inputs.iter().any(|d| d.id == id))
+    onmic_audio::list_devices().map_or(true, |list| list.input(Some(id)).is_some())
 }
 
 #[cfg(test)]

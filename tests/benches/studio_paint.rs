@@ -130,14 +130,9 @@ fn name_and_cpu_seconds(pid: u32) -> Option<(String, f64)> {
 /// Every process's CPU time (seconds) and name: what ran on the machine in the measured
 /// seconds (`ONMIC_PAINT_GAPS`).
 fn all_cpu_seconds() -> std::collections::HashMap<u32, (String, f64)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Default::default();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            Some((pid, name_and_cpu_seconds(pid)?))
-        })
+    numbered_entries("/proc")
+        .into_iter()
+        .filter_map(|pid| Some((pid, name_and_cpu_seconds(pid)?)))
         .collect()
 }
 
@@ -611,7 +606,13 @@ fn x_screenshot(file: &std::path::Path) -> std::io::Result<std::process::ExitSta
 
 /// The thread ids of process `pid` (`"self"`: this one), from `/proc/PID/task`.
 fn task_ids(pid: &str) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
+    numbered_entries(&format!("/proc/{pid}/task"))
+}
+
+/// The entries of `dir` whose names are numbers (processes in `/proc`, threads in a task
+/// directory); none if it cannot be read.
+fn numbered_entries(dir: &str) -> Vec<u32> {
+    std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())

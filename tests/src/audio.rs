@@ -56,9 +56,7 @@ impl NullSink {
             module,
         }
     }
-}
 
-impl NullSink {
     /// How many capture streams (PulseAudio source outputs) read this sink's monitor now, or
     /// an error naming what `pactl` said.
     pub fn monitor_readers(&self) -> anyhow::Result<usize> {

@@ -30,7 +30,6 @@ pub fn required_env(name: &str) -> String {
     })
 }
 
-/// The workspace root.
 /// The workspace root: of the checkout `cargo test` runs in (its CARGO_MANIFEST_DIR at run
 /// time), not of the one this binary was built in (cargo reuses a test binary built in another
 /// checkout of the same source when they share a build directory; it would then read that

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: speech from espeak-ng, echo paths, measurements.
 #![allow(dead_code, clippy::needless_range_loop)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use onmic_audio::resample::resample_planar;
@@ -190,4 +190,50 @@ pub fn g160_snr(clean: &[f32], x: &[f32], y: &[f32]) -> (f64, f64, f64) {
     let (s_in, n_in) = measure(x);
     let (s_out, n_out) = measure(y);
     (db(s_in / n_in), db(s_out / n_out), db(s_out / s_in))
+}
+
+/// The workspace root of the checkout `cargo test` runs in (CARGO_MANIFEST_DIR at run time; the
+/// compiled-in one names the checkout the binary was built in, which cargo reuses across
+/// checkouts of the same source that share a build directory).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+}
+
+/// The voice-chain yardstick's Python (`ONMIC_VOICE_EVAL_PYTHON`, else the venv `cargo xtask
+/// setup` makes); fails the test if it is missing.
+pub fn voice_eval_python() -> PathBuf {
+    let py = std::env::var_os("ONMIC_VOICE_EVAL_PYTHON").map_or_else(
+        || {
+            let home =
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+            home.join(".cache/onmic/voice-eval/venv/bin/python3")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        py.exists(),
+        "{} is missing: run `cargo xtask setup` (installs scripts/voice_eval/requirements.txt \
+         into a venv)",
+        py.display()
+    );
+    py
+}
+
+/// Runs `scripts/voice_eval/SCRIPT` with `args` on [`voice_eval_python`] and returns what it
+/// printed; fails the test with its standard error if it fails.
+pub fn run_voice_eval(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new(voice_eval_python())
+        .arg(workspace_root().join("scripts/voice_eval").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
