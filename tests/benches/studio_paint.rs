@@ -27,10 +27,11 @@
 //! after the measurement, `ONMIC_PAINT_DOM=FILE.html` the page with its style sheets inline (for
 //! `scripts/studio_paint_trial.py`); `ONMIC_STUDIO_STDERR=FILE` keeps the Studio's log. `ONMIC_PAINT_GAPS=1` adds the
 //! web view's main thread's busy stretches, how much of each late status's wait fell in one, and
-//! each thread's time on and waiting for a CPU (Studio and web view), and the processes that
-//! used the most CPU on the machine. `ONMIC_PAINT_JS=CODE` runs code in the page before the
+//! each thread's time on and waiting for a CPU (Studio and web view), the processes that
+//! used the most CPU on the machine, and how many of the statuses over 50 ms (and of all) had a
+//! change of the live stats card, the room bar's counters or the audience count within their wait. `ONMIC_PAINT_JS=CODE` runs code in the page before the
 //! warm-up (a style sheet; `window.__onmicMeterEveryMs`). See docs/studio.md, "Fourth round" to
-//! "Tenth round".
+//! "Thirteenth round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
 use std::sync::Arc;
@@ -434,7 +435,7 @@ async fn run() -> anyhow::Result<()> {
     studio
         .client
         .execute(
-            "window.__onmicPaint = []; window.__onmicReceive = []; window.__onmicReceiveAt = []; window.__onmicCommit = []; window.__onmicFrames = []; return 0",
+            "window.__onmicPaint = []; window.__onmicPaintAt = []; window.__onmicReceive = []; window.__onmicReceiveAt = []; window.__onmicCommit = []; window.__onmicFrames = []; return 0",
             vec![],
         )
         .await?;
@@ -449,7 +450,13 @@ async fn run() -> anyhow::Result<()> {
                 "window.__onmicGaps = []; let last = performance.now(); \
                  const tick = () => { const n = performance.now(); \
                  if (n - last > 20) window.__onmicGaps.push([performance.timeOrigin + last, n - last]); \
-                 last = n; if (window.__onmicGaps) setTimeout(tick, 0); }; setTimeout(tick, 0); return 0",
+                 last = n; if (window.__onmicGaps) setTimeout(tick, 0); }; setTimeout(tick, 0); \
+                 window.__onmicTicks = {}; \
+                 for (const [k, sel] of [['stats', '#stats-panel'], ['counters', '#room-counters'], ['audience', '#audience-count, .side .tabs']]) { \
+                   const el = document.querySelector(sel); window.__onmicTicks[k] = []; \
+                   if (el) new MutationObserver(() => window.__onmicTicks[k].push(performance.timeOrigin + performance.now())) \
+                     .observe(el, {subtree: true, childList: true, characterData: true, attributes: true}); } \
+                 return 0",
                 vec![],
             )
             .await?;
@@ -696,7 +703,8 @@ async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
         .client
         .execute(
             "const g = window.__onmicGaps || []; window.__onmicGaps = null; \
-             return [g, window.__onmicReceiveAt || [], window.__onmicReceive || []]",
+             return [g, window.__onmicReceiveAt || [], window.__onmicReceive || [], \
+                     window.__onmicPaintAt || [], window.__onmicPaint || [], window.__onmicTicks || {}]",
             vec![],
         )
         .await?;
@@ -736,6 +744,23 @@ async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
     for (d, covered) in late.iter().take(10) {
         println!(
             "studio_paint:   a status {d:.1} ms to its handler, {covered:.1} ms of it with the web view's main thread busy"
+        );
+    }
+    // Which of the once-a-second changes (the live stats, the room bar's counters, the audience count)
+    // fell within the wait of the late statuses, against all statuses.
+    let measured: Vec<(f64, f64)> = floats(&v[3]).into_iter().zip(floats(&v[4])).collect();
+    let ticks = |k: &str| floats(&v[5][k]);
+    for kind in ["stats", "counters", "audience"] {
+        let t = ticks(kind);
+        let hit = |(e, d): &(f64, f64)| t.iter().any(|x| *x >= *e && *x <= e + d);
+        let late: Vec<_> = measured.iter().filter(|(_, d)| *d > 50.0).collect();
+        println!(
+            "studio_paint:   {kind} changed {} times; within the wait of {} of {} statuses over 50 ms, of {} of all {}",
+            t.len(),
+            late.iter().filter(|x| hit(x)).count(),
+            late.len(),
+            measured.iter().filter(|x| hit(x)).count(),
+            measured.len()
         );
     }
     Ok(())

@@ -23,7 +23,7 @@ import { SeatGrid } from "./SeatGrid";
 import { SidePanel } from "./SidePanel";
 import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
-import { StatsPanel } from "./StatsPanel";
+import { StatsPanel, sameStats } from "./StatsPanel";
 import { notePaint, noteReceive } from "./paintProbe";
 import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters } from "./meterStore";
 import { mergeStatus } from "./room";
@@ -35,14 +35,19 @@ import { MicTest } from "./MicTest";
 import { ShortcutsPanel } from "./Shortcuts";
 import { SpeakerVolumes } from "./SpeakerVolumes";
 
-/** The live stats card. Its jitter buffer figure comes with the meter frames (~30 a second) but
- *  is read when the card renders with a new status (at least once per stats interval), like the
- *  card's other figures: following every frame re-rendered the card 30 times a second. */
-const LiveStatsPanel = memo(function LiveStatsPanel({ stats }: { stats: LiveStats }) {
-  const m = liveMeters.get().meters;
-  const jitterMs = stats.speakers.length > 0 && m ? m.latency.jitterMs : null;
-  return <StatsPanel stats={stats} jitterMs={jitterMs} />;
-});
+/** The live stats card. It renders when a new reading comes (once per stats interval), not with
+ *  every status: each status carries the stats as a new object, equal to the last one between
+ *  readings. Its jitter buffer figure comes with the meter frames (~30 a second) and is read then,
+ *  like the card's other figures: following every frame re-rendered the card 30 times a second,
+ *  and following every status re-drew its text with each chat line. */
+const LiveStatsPanel = memo(
+  function LiveStatsPanel({ stats }: { stats: LiveStats }) {
+    const m = liveMeters.get().meters;
+    const jitterMs = stats.speakers.length > 0 && m ? m.latency.jitterMs : null;
+    return <StatsPanel stats={stats} jitterMs={jitterMs} />;
+  },
+  (a, b) => sameStats(a.stats, b.stats),
+);
 
 const MemoSidePanel = memo(SidePanel);
 const MemoSeatGrid = memo(SeatGrid);

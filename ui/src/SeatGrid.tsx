@@ -27,7 +27,7 @@ export function SeatGrid({ seats, applications, me, volumes, invitable, onAct: s
   const free = seats.filter((s) => s.uid === null && !s.locked && s.kind === "regular");
   return (
     <div className="stage">
-      <section className="card queue" aria-labelledby="queue-title" id="applications">
+      <section className={`card queue${applications.length === 0 ? " empty" : ""}`} aria-labelledby="queue-title" id="applications">
         <header className="card-head">
           <h2 id="queue-title">
             Requests{" "}
@@ -35,10 +35,10 @@ export function SeatGrid({ seats, applications, me, volumes, invitable, onAct: s
               {applications.length}
             </span>
           </h2>
+          {/* An empty queue is one line: the seats get the height. */}
+          {applications.length === 0 && <p className="muted small queue-empty">No one is asking for a seat.</p>}
         </header>
-        {applications.length === 0 ? (
-          <p className="muted small">No one is asking for a seat.</p>
-        ) : (
+        {applications.length > 0 && (
           <ul className="queue-list">
             {applications.map((a) => (
               <li key={a.uid} data-uid={a.uid}>

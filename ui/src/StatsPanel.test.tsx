@@ -1,5 +1,5 @@
 import { render } from "@testing-library/react";
-import { StatsPanel, figure } from "./StatsPanel";
+import { StatsPanel, figure, sameStats } from "./StatsPanel";
 import type { LiveStats_Serialize as LiveStats } from "./bindings";
 
 const unknown: LiveStats = {
@@ -52,6 +52,21 @@ describe("StatsPanel", () => {
     expect(rows[0].querySelector("td.loss")?.textContent).toBe("12.5 %");
     expect(rows[1].querySelector("td.loss")?.textContent).toBe("—");
     expect(container.querySelectorAll("#stats-graph path").length).toBe(2);
+  });
+
+  it("tells a new reading from the same one carried by the next status", () => {
+    const stats: LiveStats = {
+      ...unknown,
+      listeners: 12,
+      bitrateKbps: 131.6,
+      history: [-1, 0].map((t) => ({ t, bitrateKbps: 130, lossPercent: null, rttMs: 0.4, listeners: 12 })),
+    };
+    // Each status carries the stats as a new object: equal between readings.
+    expect(sameStats(stats, JSON.parse(JSON.stringify(stats)) as LiveStats)).toBe(true);
+    expect(sameStats(stats, { ...stats, listeners: 13 })).toBe(false);
+    const moved = { ...stats, history: [-2, -1, 0].map((t) => ({ ...stats.history[0], t })) };
+    expect(sameStats(stats, moved)).toBe(false);
+    expect(sameStats(stats, { ...stats, speakers: [{ uid: "guest-1", seat: 2, lossPercent: 1 }] })).toBe(false);
   });
 
   it("formats figures", () => {

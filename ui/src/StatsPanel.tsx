@@ -8,6 +8,12 @@ export function figure(v: number | null | undefined, digits: number, unit: strin
   return `${v.toFixed(digits)} ${unit}`;
 }
 
+/** Two statuses' stats are the same reading: each status carries them as a new object, equal to
+ *  the last one between readings (compared as JSON, a few kB once per status). */
+export function sameStats(a: LiveStats, b: LiveStats): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
 /** Loss above this is shown as a warning, above `LOSS_BAD` as bad. */
 const LOSS_WARN = 2;
 const LOSS_BAD = 8;

@@ -3,7 +3,8 @@
  * ms, when the Rust side emitted it), the delay until the first animation frame after React
  * committed it or a later status to the DOM. A status that a newer one replaced before React
  * rendered is counted too, with its own (longer) delay: what it carried was painted then. Kept
- * in bounded rings on `window.__onmicPaint` (one entry per status), `window.__onmicCommit` (the
+ * in bounded rings on `window.__onmicPaint` (one entry per status; its emission time on
+ * `window.__onmicPaintAt`), `window.__onmicCommit` (the
  * emission to React's commit, per committed status) and `window.__onmicFrames` (statuses per
  * painted commit) for the `studio_paint` benchmark (docs/studio.md, Live stats);
  * costs one rAF per commit.
@@ -13,6 +14,8 @@ const KEEP = 20_000;
 declare global {
   interface Window {
     __onmicPaint?: number[];
+    /** The emission times of the statuses on `__onmicPaint`, in the same order. */
+    __onmicPaintAt?: number[];
     __onmicReceive?: number[];
     __onmicReceiveAt?: number[];
     __onmicCommit?: number[];
@@ -51,12 +54,16 @@ export function notePaint(emittedAtMs: number): void {
   requestAnimationFrame(() => {
     const now = performance.timeOrigin + performance.now();
     const paint = (window.__onmicPaint ??= []);
+    const paintAt = (window.__onmicPaintAt ??= []);
     // Emission times come in order: the painted ones are a prefix.
     const n = unpainted.findIndex((e) => e > emittedAtMs);
     const painted = unpainted.splice(0, n < 0 ? unpainted.length : n);
     // Nothing left: an older commit's frame counted these statuses already.
     if (painted.length === 0) return;
-    for (const e of painted) keep(paint, now - e);
+    for (const e of painted) {
+      keep(paint, now - e);
+      keep(paintAt, e);
+    }
     keep((window.__onmicFrames ??= []), painted.length);
   });
 }
