@@ -15,7 +15,8 @@ ms), CHATKEEP/CHATTRIM (lines kept; lines dropped at a time), CHATSCROLL=false (
 the newest), METERPROP=transform (bars scaled instead of resized; NOLAYER=true: without a layer
 of their own), METERMS/READMS (ms between bar / readout changes, default 33), EXTRA_CSS (a style
 sheet added to the page), LATE=1 (set the switches after the first load instead), WIN=WxH
-(the window's size, default 1440x900). Also prints the web process's CPU per thread name over
+(the window's size, default 1440x900), SECOND=WxH+X+Y (a second web view there with BARS
+bars moving every METERMS ms; set METERSEL so that the page's own meters stand still). Also prints the web process's CPU per thread name over
 the measured seconds, in ms per drawn frame. Needs Debian's python3-gi and gir1.2-webkit2-4.1 (the system Python, not a venv).
 A diagnostic tool: the suite does not run it.
 """
@@ -39,7 +40,28 @@ def setf():
     return False
 if not os.environ.get('LATE'):
     setf()
-w.add(v); w.show_all()
+# SECOND=WxH+X+Y: a second web view over the first at that place, with BARS meter bars (default
+# 4) moving every METERMS ms: the meters on a surface of their own (Tauri's multi-webview), to
+# compare with the same bars moving in the page.
+second = os.environ.get('SECOND')
+if second:
+    size, _, pos = second.partition('+')
+    sw, sh = (int(x) for x in size.split('x'))
+    sx, sy = (int(x) for x in pos.split('+'))
+    ov = Gtk.Overlay(); ov.add(v)
+    v2 = WebKit2.WebView(); v2.set_size_request(sw, sh)
+    v2.set_halign(Gtk.Align.START); v2.set_valign(Gtk.Align.START)
+    v2.set_margin_start(sx); v2.set_margin_top(sy)
+    ov.add_overlay(v2); w.add(ov)
+    bars = int(os.environ.get('BARS', '4'))
+    v2.load_html('''<html><body style="margin:0;background:#15151c">''' + ''.join(
+        f'<div style="margin:6px 8px;height:8px;background:#222;overflow:hidden"><div class="b" style="height:100%;background:#3c6;transform-origin:left;will-change:transform"></div></div>'
+        for _ in range(bars)) + '''<script>const b=[...document.querySelectorAll('.b')];
+setInterval(()=>{for(const x of b)x.style.transform='scaleX('+(0.2+0.7*Math.random()).toFixed(3)+')'},''' +
+        os.environ.get('METERMS', '33') + ''');</script></body></html>''', 'about:blank')
+else:
+    w.add(v)
+w.show_all()
 JS = r'''
 (() => {
   { const st = document.createElement('style'); st.textContent = EXTRACSS; document.head.appendChild(st); }
