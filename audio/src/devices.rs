@@ -236,6 +236,36 @@ pub fn list_devices() -> Result<DeviceList, DeviceError> {
     Ok(list)
 }
 
+/// The input `id` (the default input when `None`) as opening it would find it — the same
+/// look-up as [`crate::InputMeter::open`] and the live capture — without opening a stream.
+pub fn describe_input(id: Option<&str>) -> Result<DeviceInfo, DeviceError> {
+    let (device, id) = find_input(id)?;
+    let config = device
+        .default_input_config()
+        .map_err(|e| DeviceError::from_cpal(&id, &e))?;
+    Ok(input_info(&device, id, &config))
+}
+
+/// What an input found under `id` is, at its default format `config`.
+pub(crate) fn input_info(
+    device: &cpal::Device,
+    id: String,
+    config: &cpal::SupportedStreamConfig,
+) -> DeviceInfo {
+    let name = device
+        .description()
+        .map(|d| d.name().to_owned())
+        .unwrap_or_else(|_| id.clone());
+    DeviceInfo {
+        id,
+        name,
+        direction: Direction::Input,
+        is_default: false,
+        channels: config.channels(),
+        sample_rate: config.sample_rate(),
+    }
+}
+
 /// Finds a device by id, or the default input device when `id` is `None`.
 pub(crate) fn find_input(id: Option<&str>) -> Result<(cpal::Device, String), DeviceError> {
     let host = host();

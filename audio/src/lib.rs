@@ -52,7 +52,7 @@ pub mod units;
 pub mod volume_indication;
 
 pub use block::Block;
-pub use devices::{DeviceError, DeviceInfo, DeviceList, Direction, list_devices};
+pub use devices::{DeviceError, DeviceInfo, DeviceList, Direction, describe_input, list_devices};
 pub use meter::{ChannelLevel, InputMeter, MeterReading};
 pub use processor::{PrepareError, Processor, StreamSpec};
 pub use units::{BLOCK_FRAMES, Dbfs, ENGINE_RATE, Frames, SampleRate, VolumePercent};

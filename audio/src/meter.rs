@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use serde::Serialize;
 
-use crate::devices::{DeviceError, DeviceInfo, Direction, find_input};
+use crate::devices::{DeviceError, DeviceInfo, find_input, input_info};
 
 /// Most channels a meter tracks; further channels of a wider device are ignored.
 pub const MAX_CHANNELS: usize = 8;
@@ -186,21 +186,10 @@ impl InputMeter {
         let config = device
             .default_input_config()
             .map_err(|e| DeviceError::from_cpal(&id, &e))?;
-        let name = device
-            .description()
-            .map(|d| d.name().to_owned())
-            .unwrap_or_else(|_| id.clone());
         let rate = config.sample_rate();
         let channels = config.channels();
         let period = (rate / 100).max(1); // 10 ms
-        let info = DeviceInfo {
-            id: id.clone(),
-            name,
-            direction: Direction::Input,
-            is_default: false,
-            channels,
-            sample_rate: rate,
-        };
+        let info = input_info(&device, id.clone(), &config);
         let status = Arc::new(AtomicU8::new(STATUS_OK));
         let mut stream_config = config.config();
         // A 10 ms period first; some backends refuse a fixed period, then take the device's own.

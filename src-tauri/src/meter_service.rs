@@ -63,8 +63,10 @@ impl MeterService {
         self.stop();
         *lock(&self.wanted) = Some((device_id.clone(), channel.clone()));
         if self.paused.load(Ordering::Relaxed) {
-            // Live: the input opens after leaving; say now which device that is.
-            return describe_input(device_id.as_deref());
+            // Live: the input opens after leaving; say now which device that is (the same
+            // look-up as opening it, and its error).
+            let device = onmic_audio::describe_input(device_id.as_deref())?;
+            return Ok(DeviceView::from(&device));
         }
         self.open(device_id, channel)
     }
@@ -231,22 +233,6 @@ fn run(mut meter: InputMeter, channel: &Channel<MeterFrame>, stop: &AtomicBool) 
             break;
         }
     }
-}
-
-/// The input `id` (the default input when `None`) as the device list shows it, or the error
-/// opening it would give.
-fn describe_input(id: Option<&str>) -> Result<DeviceView, AppError> {
-    let list = onmic_audio::list_devices()?;
-    let found = match id {
-        Some(_) => list.input(id),
-        None => list.input(None).or(list.inputs.first()),
-    };
-    found.map(DeviceView::from).ok_or_else(|| {
-        AppError::from(match id {
-            Some(id) => DeviceError::NotFound { id: id.to_owned() },
-            None => DeviceError::NoInputDevice,
-        })
-    })
 }
 
 /// Whether the input `id` is still in the host's device list (an unreadable list counts as

@@ -29,8 +29,8 @@
 //! web view's main thread's busy stretches, how much of each late status's wait fell in one, and
 //! each thread's time on and waiting for a CPU (Studio and web view), the processes that
 //! used the most CPU on the machine, and how many of the statuses over 50 ms (and of all) had a
-//! change of the live stats card, the room bar's counters or the audience count within their wait. `ONMIC_PAINT_JS=CODE` runs code in the page before the
-//! warm-up (a style sheet; `window.__onmicMeterEveryMs`). See docs/studio.md, "Fourth round" to
+//! change of the live stats card, the room bar's counters or the audience count within their
+//! wait. `ONMIC_PAINT_JS=CODE` runs code in the page before the warm-up (a style sheet; `window.__onmicMeterEveryMs`). See docs/studio.md, "Fourth round" to
 //! "Thirteenth round".
 //! WebRTC runs in a loopback-only network namespace the bench creates.
 
@@ -746,14 +746,13 @@ async fn print_gaps(studio: &Studio, wall: f64) -> anyhow::Result<()> {
             "studio_paint:   a status {d:.1} ms to its handler, {covered:.1} ms of it with the web view's main thread busy"
         );
     }
-    // Which of the once-a-second changes (the live stats, the room bar's counters, the audience count)
-    // fell within the wait of the late statuses, against all statuses.
+    // Which of the changes meant to come at most once a second (the live stats, the room bar's
+    // counters, the audience count) fell within the wait of the late statuses, against all.
     let measured: Vec<(f64, f64)> = floats(&v[3]).into_iter().zip(floats(&v[4])).collect();
-    let ticks = |k: &str| floats(&v[5][k]);
+    let late: Vec<_> = measured.iter().filter(|(_, d)| *d > 50.0).collect();
     for kind in ["stats", "counters", "audience"] {
-        let t = ticks(kind);
+        let t = floats(&v[5][kind]);
         let hit = |(e, d): &(f64, f64)| t.iter().any(|x| *x >= *e && *x <= e + d);
-        let late: Vec<_> = measured.iter().filter(|(_, d)| *d > 50.0).collect();
         println!(
             "studio_paint:   {kind} changed {} times; within the wait of {} of {} statuses over 50 ms, of {} of all {}",
             t.len(),

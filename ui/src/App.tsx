@@ -25,7 +25,7 @@ import { RoomBar } from "./RoomBar";
 import { AlertBar } from "./AlertBar";
 import { StatsPanel, sameStats } from "./StatsPanel";
 import { notePaint, noteReceive } from "./paintProbe";
-import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters } from "./meterStore";
+import { clearInputMeters, clearLiveMeters, liveMeters, pushInputFrame, pushLiveMeters } from "./meterStore";
 import { mergeStatus } from "./room";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
@@ -126,7 +126,7 @@ export function App() {
       setAudio((a) => (a && a.inputChannels !== after.audio.inputChannels ? { ...a, inputChannels: after.audio.inputChannels } : a));
     } else {
       setActive(null);
-      inputMeters.set({ frame: null, hold: [] });
+      clearInputMeters();
       setError(result.error);
     }
   }, []);
@@ -220,7 +220,7 @@ export function App() {
       pushLiveMeters(m);
     };
     // The input meter's stream closes while live: its last frame is not the level any more.
-    inputMeters.set({ frame: null, hold: [] });
+    clearInputMeters();
     const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
     setBusy(false);
     if (result.status === "ok") setStatus(result.data);

@@ -1,7 +1,7 @@
 import { act, render } from "@testing-library/react";
 import type { AudioSettings_Serialize as AudioSettings, LiveMeters } from "./bindings";
 import { AudioPanel } from "./AudioPanel";
-import { clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, Store, useStore, HOLD_FALL_DB, LATENCY_HOLD_MS } from "./meterStore";
+import { clearInputMeters, clearLiveMeters, inputMeters, liveMeters, pushInputFrame, pushLiveMeters, Store, useStore, HOLD_FALL_DB, LATENCY_HOLD_MS } from "./meterStore";
 import { InputMeters } from "./MeterBar";
 
 function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): LiveMeters {
@@ -16,7 +16,7 @@ function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): 
 describe("meter store", () => {
   afterEach(() => {
     clearLiveMeters();
-    inputMeters.set({ frame: null, hold: [] });
+    clearInputMeters();
   });
 
   it("re-renders a selecting component only when the selected part changes", () => {

@@ -48,7 +48,14 @@ export interface InputMeterState {
   hold: number[];
 }
 
-export const inputMeters = new Store<InputMeterState>({ frame: null, hold: [] });
+const NO_INPUT_METER: InputMeterState = { frame: null, hold: [] };
+
+export const inputMeters = new Store<InputMeterState>(NO_INPUT_METER);
+
+/** No input meter frame (its stream failed to open, or closed while the engine captures). */
+export function clearInputMeters(): void {
+  inputMeters.set(NO_INPUT_METER);
+}
 
 /** A frame from the input meter's stream: the peak holds fall by HOLD_FALL_DB a frame. */
 export function pushInputFrame(frame: MeterFrame): void {
