@@ -49,6 +49,7 @@ fn raw_ear_monitor_adds_at_most_one_period() {
     let mut underruns_at = Vec::new(); // output frame index of each underrun
     let mut trimmed = 0;
     let mut margins = Vec::with_capacity(periods); // the reader's margin after each period
+    let mut backlog_at_hiccup = 0; // samples in the output ring when the late period was due
     let t0 = Instant::now();
     for k in 0..periods {
         let due = t0 + Duration::from_millis(10 * k as u64);
@@ -73,6 +74,9 @@ fn raw_ear_monitor_adds_at_most_one_period() {
         std::thread::sleep(phase);
         // The output callback: one period, silence for whatever is not there yet.
         let mut got = vec![0.0f32; PERIOD * 2];
+        if k == late_capture {
+            backlog_at_hiccup = io.output.slots();
+        }
         let r = reader.read(&mut io.output, &mut got);
         if r.from_ring < got.len() {
             underruns_at.push(out.len());
@@ -83,12 +87,26 @@ fn raw_ear_monitor_adds_at_most_one_period() {
     }
     let after_hiccup = late_capture * PERIOD;
     // The late capture underruns the output at its period (or, if the engine was already late
-    // the period before on a loaded machine, that underrun absorbed it).
-    assert!(
-        underruns_at
+    // the period before on a loaded machine, that underrun absorbed it). If the machine caused
+    // an underrun of its own shortly before and its backlog was not given back yet, the ring
+    // still held that extra period when the late one was due, and the late capture only used it
+    // up: no underrun is due then, and the recovery below is measured from the machine's one.
+    let underran_at_hiccup = underruns_at
+        .iter()
+        .any(|u| (after_hiccup.saturating_sub(2 * PERIOD)..=after_hiccup).contains(u));
+    let absorbed = backlog_at_hiccup >= PERIOD * 2
+        && underruns_at
             .iter()
-            .any(|u| (after_hiccup.saturating_sub(2 * PERIOD)..=after_hiccup).contains(u)),
-        "the late capture must cause an underrun at frame {after_hiccup}: {underruns_at:?}"
+            .any(|u| *u < after_hiccup && after_hiccup < u + RECOVERY_FRAMES);
+    println!(
+        "at the late period the output ring held {} frames; underrun there: {underran_at_hiccup}",
+        backlog_at_hiccup / 2
+    );
+    assert!(
+        underran_at_hiccup || absorbed,
+        "the late capture must cause an underrun at frame {after_hiccup}, unless an earlier \
+         underrun's backlog absorbed it: underruns {underruns_at:?}, ring held {} frames",
+        backlog_at_hiccup / 2
     );
     handle.stop();
     let phase_frames = phase.as_secs_f64() * 48_000.0;
