@@ -138,12 +138,34 @@ pub struct EngineStats {
     pub garbage_leaked: AtomicU64,
     /// Blocks processed on silence because no capture arrived in time (input device lost).
     pub capture_starved_blocks: AtomicU64,
+    /// What became of the DSP thread's real-time priority: see [`EngineStats::realtime`].
+    realtime: std::sync::OnceLock<Realtime>,
     /// Music voices the bus refused because it already played [`crate::music::MAX_VOICES`] (or
     /// one with the same id): handed back and dropped off the DSP thread, never played. Whoever
     /// sent one watches this to tell the user instead of showing a source that plays nothing.
     pub music_refused: AtomicU64,
     /// Meters for a UI: the chain's input and publish-bus levels, see [`EngineMeters`].
     pub meters: EngineMeters,
+}
+
+/// The DSP thread's scheduling, as [`EngineConfig::realtime`] asked and the OS answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Realtime {
+    /// Not asked for ([`EngineConfig::realtime`] off): the thread runs at normal priority.
+    NotAsked,
+    /// The thread runs at real-time priority (Linux: `SCHED_FIFO`; Windows: MMCSS "Audio";
+    /// macOS: a time-constraint policy sized for one block).
+    Granted,
+    /// The OS refused; the thread runs at normal priority. The text is the OS's reason (on Linux
+    /// usually "Operation not permitted": the user has no `rtprio` limit, see docs/platforms.md).
+    Refused(String),
+}
+
+impl EngineStats {
+    /// The DSP thread's scheduling; `None` until the thread has started.
+    pub fn realtime(&self) -> Option<&Realtime> {
+        self.realtime.get()
+    }
 }
 
 /// Levels a UI reads while the engine runs: the largest peak and the loudest block's RMS since
@@ -280,6 +302,11 @@ pub struct EngineConfig {
     pub capture_channels: usize,
     /// Called first thing on the DSP thread (tests use it to mark the thread).
     pub dsp_thread_hook: Option<fn()>,
+    /// Ask the OS to run the DSP thread at real-time priority, so that other programs' load
+    /// (a game, an encoder) does not delay a block past the output device's deadline. Off by
+    /// default: an engine fed faster than real time (a file, a test) would hold a core. The
+    /// answer is in [`EngineStats::realtime`]; a refusal is not an error.
+    pub realtime: bool,
     /// After this long without capture the engine processes silence instead (a lost input
     /// device must not stop remotes and music), in ms.
     pub capture_timeout_ms: u64,
@@ -294,6 +321,7 @@ impl Default for EngineConfig {
             max_remotes: 16,
             capture_channels: 2,
             dsp_thread_hook: None,
+            realtime: false,
             capture_timeout_ms: 50,
         }
     }
@@ -590,6 +618,21 @@ pub fn start(config: EngineConfig) -> Result<(EngineHandle, EngineIo), EngineErr
             // Thread-local caches some libraries fill on first use are filled now, before the
             // real-time loop starts.
             crate::ai_ns::prime_thread();
+            // Once, before the loop: the promotion is a system call (and on Windows and macOS
+            // may allocate). The handle is kept for the thread's life; the thread ending ends
+            // the priority with it.
+            let (_rt_handle, rt) = if config.realtime {
+                match audio_thread_priority::promote_current_thread_to_real_time(
+                    BLOCK_FRAMES as u32,
+                    48_000,
+                ) {
+                    Ok(h) => (Some(h), Realtime::Granted),
+                    Err(e) => (None, Realtime::Refused(e.to_string())),
+                }
+            } else {
+                (None, Realtime::NotAsked)
+            };
+            let _ = stats2.realtime.set(rt);
             if let Some(hook) = config.dsp_thread_hook {
                 hook();
             }

@@ -52,6 +52,8 @@ fn run_engine() -> u64 {
         chain,
         capture_channels: 1,
         dsp_thread_hook: Some(mark_dsp_thread),
+        // The loop as the Studio runs it: promoted (where the OS allows) before the hook.
+        realtime: true,
         ..EngineConfig::default()
     };
     let (mut handle, mut io) = start(config).expect("engine");

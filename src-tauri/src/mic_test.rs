@@ -279,6 +279,8 @@ impl MicTestService {
             // Nothing else runs in this engine (no remotes, no music) to keep going on silence:
             // wait for late capture on a busy machine rather than punch holes in the recording.
             capture_timeout_ms: CAPTURE_TIMEOUT_MS,
+            // As live: the test is meant to sound like going on air.
+            realtime: true,
             ..EngineConfig::default()
         };
         let (mut handle, io) = engine::start(config).map_err(|e| {

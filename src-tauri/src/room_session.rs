@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use onmic_audio::Dbfs;
-use onmic_audio::engine::{self, Control, EngineConfig};
+use onmic_audio::engine::{self, Control, EngineConfig, Realtime};
 use onmic_audio::streams::{EngineDevices, StreamRequest};
 use onmic_client::{
     ClientConfig, ClientEvent, ConnectionState, RemoteChange, RoomClient, remote_key,
@@ -131,6 +131,9 @@ pub struct LatencyView {
     pub total_ms: f32,
     /// What the ear monitor adds to the input's own path (the chain's delay up to its tap).
     pub ear_ms: f32,
+    /// The audio thread runs at real-time priority (the OS granted it); false: at normal
+    /// priority, where other programs' load can delay a block into a click (docs/platforms.md).
+    pub realtime: bool,
 }
 
 /// The gain reduction of the effect rack's dynamics, dB (≤ 0): the deepest of each stage since
@@ -792,7 +795,10 @@ fn run_engine(
     commands: mpsc::Receiver<SessionCommand>,
     on_meters: impl Fn(LiveMeters),
 ) {
-    let config = EngineConfig::default();
+    let config = EngineConfig {
+        realtime: true,
+        ..EngineConfig::default()
+    };
     let (mut handle, io) = match engine::start(config) {
         Ok(started) => started,
         Err(e) => {
@@ -837,7 +843,12 @@ fn run_engine(
     let mut next_tick = std::time::Instant::now();
     let mut next_meter = next_tick;
     let mut next_device_poll = next_tick + DEVICE_POLL_INTERVAL;
+    let mut scheduling_logged = false;
     loop {
+        if !scheduling_logged && let Some(rt) = handle.stats().realtime() {
+            scheduling_logged = true;
+            log_scheduling(rt);
+        }
         let wait = next_tick.saturating_duration_since(std::time::Instant::now());
         match commands.recv_timeout(wait) {
             Ok(SessionCommand::Remote(RemoteChange::Added {
@@ -895,6 +906,20 @@ fn run_engine(
         }
     }
     handle.stop();
+}
+
+/// Says once per session how the OS scheduled the audio thread. A refusal is the usual case for
+/// a desktop user without an `rtprio` limit, not a fault: INFO, with what would allow it.
+fn log_scheduling(rt: &Realtime) {
+    match rt {
+        Realtime::Granted => tracing::info!("the audio thread runs at real-time priority"),
+        Realtime::Refused(why) => tracing::info!(
+            "the audio thread runs at normal priority: the OS refused real-time scheduling \
+             ({why}); other programs' load can cause clicks. On Linux, an rtprio limit allows it \
+             (docs/platforms.md, \"Real-time priority\")"
+        ),
+        Realtime::NotAsked => {}
+    }
 }
 
 /// Sends controls to the engine in order; a control its ring cannot take now is kept (the ring
@@ -1011,6 +1036,7 @@ impl EngineControls {
             output_ms: device_ms(devices.output()),
             total_ms: 0.0,
             ear_ms: ms(self.chain_latency),
+            realtime: matches!(handle.stats().realtime(), Some(Realtime::Granted)),
         };
         latency.total_ms = latency.input_ms
             + latency.chain_ms

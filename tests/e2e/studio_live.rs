@@ -239,6 +239,31 @@ async fn scenario() -> anyhow::Result<()> {
         studio.attr("#meter-input", "data-rms-dbfs").await.is_some(),
         "the mixer shows the engine's Input strip"
     );
+    // The latency readout says how the OS scheduled the audio thread, as the kernel has it:
+    // real-time (SCHED_FIFO) where the Studio may (root here), normal priority where it was
+    // refused (audio/tests/realtime.rs runs the refusal).
+    let policies = studio.dsp_thread_policies();
+    assert_eq!(
+        policies.len(),
+        1,
+        "one engine thread while live: {policies:?}"
+    );
+    let shown = studio.attr("#latency-thread", "data-realtime").await;
+    let text = studio.text("#latency-thread dd").await.unwrap_or_default();
+    println!("audio thread: policy {policies:?}, the readout says {text:?}");
+    assert_eq!(
+        shown.as_deref(),
+        Some(if policies[0] == 1 { "true" } else { "false" }),
+        "the readout ({text}) against the kernel's policy {policies:?}"
+    );
+    studio
+        .client
+        .execute(
+            "document.getElementById('latency-thread').scrollIntoView({block: 'center'})",
+            vec![],
+        )
+        .await?;
+    studio.screenshot("studio-live-latency").await?;
 
     studio.click("#leave-room").await?;
     wait_for(Duration::from_secs(10), "the join form again", || async {
@@ -261,5 +286,88 @@ async fn scenario() -> anyhow::Result<()> {
         "the input meter reads the input again, the engine no more"
     );
     listener.close().await;
+    studio.quit().await
+}
+
+/// The same Studio without the right to real-time scheduling (as a desktop user without an
+/// `rtprio` limit or rtkit): it goes live all the same, its audio thread runs at normal
+/// priority (the kernel's word), and the latency readout says so and what would allow it.
+#[test]
+fn without_the_right_to_real_time_the_studio_goes_live_and_says_normal_priority() {
+    run_in_netns(
+        "without_the_right_to_real_time_the_studio_goes_live_and_says_normal_priority",
+        refused_scenario,
+    );
+}
+
+async fn refused_scenario() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // The driver starts this wrapper, which execs the Studio with the rtprio limit at 0 and
+    // without CAP_SYS_NICE (dropped from the bounding set, so root's exec does not get it).
+    let wrapper = dir.path().join("studio-without-rt");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec prlimit --rtprio=0:0 -- setpriv --bounding-set=-sys_nice \
+             --inh-caps=-sys_nice -- '{}' \"$@\"\n",
+            onmic_e2e::studio::studio_bin().display()
+        ),
+    )?;
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let studio = Studio::launch_app(
+        &wrapper,
+        &[
+            ("ONMIC_LOCAL_ROOM", "1"),
+            ("ONMIC_SERVER_URL", "http://127.0.0.1:9"),
+        ],
+        tempfile::tempdir()?,
+    )
+    .await?;
+    wait_for(Duration::from_secs(15), "the local room", || async {
+        studio
+            .attr("#server-status", "title")
+            .await
+            .filter(|t| t.starts_with("Local room reachable"))
+    })
+    .await?;
+    studio.click("#join-room").await?;
+    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
+        let state = studio.attr("#room-state", "data-state").await?;
+        let publishing = studio.attr("#room-state", "data-publishing").await?;
+        (state == "connected" && publishing == "true").then_some(())
+    })
+    .await?;
+    let shown = wait_for(Duration::from_secs(10), "the latency readout", || async {
+        studio.attr("#latency-thread", "data-realtime").await
+    })
+    .await?;
+    let policies = studio.dsp_thread_policies();
+    let title = studio
+        .attr("#latency-thread", "title")
+        .await
+        .unwrap_or_default();
+    let text = studio.text("#latency-thread dd").await.unwrap_or_default();
+    println!("audio thread: policy {policies:?}, the readout says {text:?} ({title})");
+    assert_eq!(policies, vec![0], "the engine thread at SCHED_OTHER");
+    assert_eq!(shown, "false");
+    assert_eq!(text, "Normal");
+    assert!(
+        title.contains("rtprio"),
+        "the readout says what allows it: {title}"
+    );
+    studio
+        .client
+        .execute(
+            "document.getElementById('latency-thread').scrollIntoView({block: 'center'})",
+            vec![],
+        )
+        .await?;
+    studio
+        .screenshot("studio-live-latency-normal-priority")
+        .await?;
+    studio.click("#leave-room").await?;
     studio.quit().await
 }

@@ -36,6 +36,16 @@ impl Studio {
         env: &[(&str, &str)],
         config_home: tempfile::TempDir,
     ) -> anyhow::Result<Self> {
+        Self::launch_app(&studio_bin(), env, config_home).await
+    }
+
+    /// Like [`Studio::launch_with_config`], the driver starting `app` (a wrapper that execs the
+    /// Studio, to run it under other limits) instead of the Studio itself.
+    pub async fn launch_app(
+        app: &std::path::Path,
+        env: &[(&str, &str)],
+        config_home: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
         crate::required_env("DISPLAY");
         let tauri_driver = crate::required_env("ONMIC_TAURI_DRIVER");
         let webkit_driver = crate::required_env("ONMIC_WEBKIT_DRIVER");
@@ -78,7 +88,7 @@ impl Studio {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "tauri:options".into(),
-            serde_json::json!({ "application": studio_bin().to_string_lossy() }),
+            serde_json::json!({ "application": app.to_string_lossy() }),
         );
         caps.insert("browserName".into(), "wry".into());
         let client = match ClientBuilder::native()
@@ -189,6 +199,45 @@ impl Studio {
         self.config_home
             .take()
             .ok_or_else(|| anyhow::anyhow!("settings directory already taken"))
+    }
+}
+
+impl Studio {
+    /// The scheduling policy (`/proc/…/stat` field 41: 0 `SCHED_OTHER`, 1 `SCHED_FIFO`) of each
+    /// thread named `onmic-dsp` (the engine's) in this Studio's processes (the driver's process
+    /// group), as the kernel has it.
+    pub fn dsp_thread_policies(&self) -> Vec<u32> {
+        let group = self.driver.id().to_string();
+        let field = |stat: &str, n: usize| -> Option<String> {
+            // Fields after the command's closing parenthesis start at field 3.
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            rest.split_whitespace().nth(n - 3).map(str::to_owned)
+        };
+        let mut policies = Vec::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return policies;
+        };
+        for p in procs.flatten() {
+            let dir = p.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            if field(&stat, 5).as_deref() != Some(group.as_str()) {
+                continue;
+            }
+            let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                if comm.trim() != "onmic-dsp" {
+                    continue;
+                }
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                if let Some(policy) = field(&stat, 41).and_then(|v| v.parse().ok()) {
+                    policies.push(policy);
+                }
+            }
+        }
+        policies
     }
 }
 

@@ -96,6 +96,19 @@ function LatencyCard({ live }: { live: boolean }) {
           <div><dt>Encoder frame</dt><dd><LiveText text={lat.encoderMs} /></dd></div>
           <div><dt>Jitter buffer</dt><dd><LiveText text={lat.jitterMs} /></dd></div>
           <div><dt>Output</dt><dd><LiveText text={lat.outputMs} /></dd></div>
+          <div
+            id="latency-thread"
+            data-realtime={lat.thread === "Real-time"}
+            title={
+              lat.thread === "Real-time"
+                ? "The audio thread runs at real-time priority: other programs' load does not delay it."
+                : "The OS refused real-time priority to the audio thread: a busy machine can cause clicks. " +
+                  "On Linux, add your user to a group with an rtprio limit (e.g. the audio group from the jackd2 package) and go live again."
+            }
+          >
+            <dt>Audio thread priority</dt>
+            <dd className={lat.thread === "Real-time" ? undefined : "warn-text"}>{lat.thread}</dd>
+          </div>
         </dl>
       ) : (
         <p className="muted small">Shown while on air.</p>

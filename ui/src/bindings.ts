@@ -1127,6 +1127,11 @@ export type LatencyView = {
 	totalMs: number | null,
 	/**  What the ear monitor adds to the input's own path (the chain's delay up to its tap). */
 	earMs: number | null,
+	/**
+	 *  The audio thread runs at real-time priority (the OS granted it); false: at normal
+	 *  priority, where other programs' load can delay a block into a click (docs/platforms.md).
+	 */
+	realtime: boolean,
 };
 
 /**  One level reading, dBFS. */

@@ -8,7 +8,7 @@ function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): 
   return {
     input: { rmsDbfs: inputDb, peakDbfs: inputDb + 3, clipped },
     published: { rmsDbfs: inputDb - 2, peakDbfs: inputDb + 1, clipped: false },
-    latency: { inputMs: 10, chainMs: 0.5, encoderMs: 20, jitterMs, outputMs: 10, earMs: 10.5, totalMs: 80.5 },
+    latency: { inputMs: 10, chainMs: 0.5, encoderMs: 20, jitterMs, outputMs: 10, earMs: 10.5, totalMs: 80.5, realtime: true },
     gainReduction: { gateDb: 0, compressorDb: -3, deesserDb: 0 },
   } as unknown as LiveMeters;
 }
@@ -99,5 +99,34 @@ describe("meter store", () => {
     expect(Number(strip.dataset.rmsDbfs)).toBe(-11);
     expect(container.querySelector("#latency-total")?.textContent).toBe("81 ms");
     expect(container.querySelector("#ear-latency")?.textContent).toBe("Adds 11 ms to your own voice in the headphones");
+    const thread = container.querySelector("#latency-thread") as HTMLElement;
+    expect(thread.querySelector("dd")?.textContent).toBe("Real-time");
+    expect(thread.dataset.realtime).toBe("true");
+  });
+
+  it("says when the OS refused the audio thread real-time priority, and what allows it", () => {
+    const audio: AudioSettings = {
+      mode: "voice",
+      aec: true,
+      ns: true,
+      aiNs: false,
+      aiNsStrength: 100,
+      agc: true,
+      inputGainDb: 0,
+      inputChannels: null,
+      outputDevice: null,
+      voiceMuted: false,
+      sendMuted: false,
+      ear: { enabled: false, volume: 100, source: "raw" },
+      speakerVolumes: {},
+    };
+    const refused = frame(-20);
+    refused.latency = { ...refused.latency, realtime: false };
+    const { container } = render(<AudioPanel audio={audio} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />);
+    act(() => pushLiveMeters(refused));
+    const thread = container.querySelector("#latency-thread") as HTMLElement;
+    expect(thread.querySelector("dd")?.textContent).toBe("Normal");
+    expect(thread.dataset.realtime).toBe("false");
+    expect(thread.title).toMatch(/rtprio/);
   });
 });

@@ -93,6 +93,9 @@ export interface ShownLatency {
   jitterMs: string;
   outputMs: string;
   earMs: string;
+  /** The audio thread's scheduling: "Real-time" or "Normal" priority (the OS refused
+   *  real-time). */
+  thread: string;
 }
 
 function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): ShownLatency {
@@ -104,6 +107,7 @@ function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): Shown
     jitterMs: formatMs(l.jitterMs),
     outputMs: formatMs(l.outputMs),
     earMs: formatMs(l.earMs),
+    thread: l.realtime ? "Real-time" : "Normal",
   };
   const same = prev !== null && (Object.keys(next) as (keyof ShownLatency)[]).every((k) => next[k] === prev[k]);
   return same ? prev : next;
