@@ -91,12 +91,7 @@ async fn scenario() -> anyhow::Result<()> {
     let (studio, url) = onmic_e2e::console::launch_local_studio(&sink).await?;
 
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(20), "the Studio on air", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(20)).await?;
     // Figures nobody can know yet read "—", never a made-up number.
     let loss_at_start = studio.attr("#stat-loss", "data-value").await;
     println!("loss figure right after going live: {loss_at_start:?}");

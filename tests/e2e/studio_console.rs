@@ -89,28 +89,12 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
     option.click().await?;
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .expect("the title names the local room's URL")
-        .to_owned();
+    let url = studio.local_room_url().await?;
     studio.screenshot("console-0-offline").await?;
 
     // 1. The host goes live from the UI.
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(20), "the Studio on air", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(20)).await?;
 
     // 2. A listener joins through the share link and applies.
     studio.click("#listener-link").await?;

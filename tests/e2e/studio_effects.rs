@@ -125,13 +125,7 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
     out_option.click().await?;
-    wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
+    studio.local_room_url().await?;
     studio.click("#join-room").await?;
     wait_for(Duration::from_secs(20), "the Studio to be live", || async {
         let state = studio.attr("#room-state", "data-state").await?;

@@ -88,18 +88,7 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
 
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .expect("the title names the local room's URL")
-        .to_owned();
+    let url = studio.local_room_url().await?;
 
     // The input meter reads the input before going live ...
     assert_eq!(
@@ -108,12 +97,7 @@ async fn scenario() -> anyhow::Result<()> {
         "the input meter reads the input"
     );
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(20)).await?;
     assert_eq!(
         studio
             .attr("#seats [data-seat='0']", "data-uid")
@@ -256,13 +240,7 @@ async fn scenario() -> anyhow::Result<()> {
         Some(if policies[0] == 1 { "true" } else { "false" }),
         "the readout ({text}) against the kernel's policy {policies:?}"
     );
-    studio
-        .client
-        .execute(
-            "document.getElementById('latency-thread').scrollIntoView({block: 'center'})",
-            vec![],
-        )
-        .await?;
+    studio.scroll_to("latency-thread").await?;
     studio.screenshot("studio-live-latency").await?;
 
     studio.click("#leave-room").await?;
@@ -326,20 +304,9 @@ async fn refused_scenario() -> anyhow::Result<()> {
         tempfile::tempdir()?,
     )
     .await?;
-    wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
+    studio.local_room_url().await?;
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(20), "the Studio to be live", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(20)).await?;
     let shown = wait_for(Duration::from_secs(10), "the latency readout", || async {
         studio.attr("#latency-thread", "data-realtime").await
     })
@@ -358,13 +325,7 @@ async fn refused_scenario() -> anyhow::Result<()> {
         title.contains("rtprio"),
         "the readout says what allows it: {title}"
     );
-    studio
-        .client
-        .execute(
-            "document.getElementById('latency-thread').scrollIntoView({block: 'center'})",
-            vec![],
-        )
-        .await?;
+    studio.scroll_to("latency-thread").await?;
     studio
         .screenshot("studio-live-latency-normal-priority")
         .await?;

@@ -369,12 +369,7 @@ async fn shortcuts() -> anyhow::Result<()> {
     println!("mute toggle: {mute_key} (global)");
 
     studio.click("#join-room").await?;
-    wait_for(Duration::from_secs(20), "the Studio on air", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(20)).await?;
     let host = invoke(&studio, "room_status").await?["uid"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("room_status has the host's uid"))?

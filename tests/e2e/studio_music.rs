@@ -346,13 +346,7 @@ async fn scenario() -> anyhow::Result<()> {
         .await?;
         option.click().await?;
     }
-    wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
+    studio.local_room_url().await?;
     studio.click("#tab-music").await?;
     studio.screenshot("studio-music-offline").await?;
     studio.click("#join-room").await?;

@@ -165,18 +165,7 @@ async fn scenario() -> anyhow::Result<()> {
     })
     .await?;
     option.click().await?;
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .expect("the title names the local room's URL")
-        .to_owned();
+    let url = studio.local_room_url().await?;
     let bearer = local_room_bearer(&data)?;
 
     // 1. A room with non-default settings, through the dialog.
@@ -200,12 +189,7 @@ async fn scenario() -> anyhow::Result<()> {
     if let Some(e) = studio.text("#create-room-error").await {
         anyhow::bail!("the dialog refused: {e}");
     }
-    wait_for(Duration::from_secs(30), "the Studio on air", || async {
-        let state = studio.attr("#room-state", "data-state").await?;
-        let publishing = studio.attr("#room-state", "data-publishing").await?;
-        (state == "connected" && publishing == "true").then_some(())
-    })
-    .await?;
+    studio.wait_on_air(Duration::from_secs(30)).await?;
     let room = get(&format!("{url}/v1/rooms/roombar"), &bearer).await?;
     let s = &room["settings"];
     assert_eq!(room["title"], "Room bar test", "{room}");

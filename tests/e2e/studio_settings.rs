@@ -373,18 +373,7 @@ async fn wait_attr(studio: &Studio, css: &str, attr: &str, want: &str) -> anyhow
 /// Goes live in the local room, seats a listener (it applies, the host approves in the UI), sets
 /// its playback volume to 35 % with its seat's slider, leaves; returns the listener's uid.
 async fn set_speaker_volume(studio: &Studio) -> anyhow::Result<String> {
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .ok_or_else(|| anyhow::anyhow!("the title names the local room's URL"))?
-        .to_owned();
+    let url = studio.local_room_url().await?;
     studio.click("#join-room").await?;
     wait_attr(studio, "#room-state", "data-state", "connected").await?;
     studio.click("#listener-link").await?;

@@ -29,18 +29,7 @@ pub async fn launch_local_studio(input: &NullSink) -> anyhow::Result<(Studio, St
         &format!("Monitor of {}", input.description),
     )
     .await?;
-    let title = wait_for(Duration::from_secs(15), "the local room", || async {
-        studio
-            .attr("#server-status", "title")
-            .await
-            .filter(|t| t.starts_with("Local room reachable"))
-    })
-    .await?;
-    let url = title
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .ok_or_else(|| anyhow::anyhow!("the status title names no local room URL: {title}"))?
-        .to_owned();
+    let url = studio.local_room_url().await?;
     Ok((studio, url))
 }
 

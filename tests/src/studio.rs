@@ -203,6 +203,43 @@ impl Studio {
 }
 
 impl Studio {
+    /// Waits (15 s) until the status bar says the embedded local room is reachable, and returns
+    /// the room's URL, which its title names.
+    pub async fn local_room_url(&self) -> anyhow::Result<String> {
+        let title = crate::wait_for(Duration::from_secs(15), "the local room", || async {
+            self.attr("#server-status", "title")
+                .await
+                .filter(|t| t.starts_with("Local room reachable"))
+        })
+        .await?;
+        title
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("the status title names no local room URL: {title}"))
+    }
+
+    /// Waits up to `timeout` until the Studio is in its room and publishing.
+    pub async fn wait_on_air(&self, timeout: Duration) -> anyhow::Result<()> {
+        crate::wait_for(timeout, "the Studio on air", || async {
+            let state = self.attr("#room-state", "data-state").await?;
+            let publishing = self.attr("#room-state", "data-publishing").await?;
+            (state == "connected" && publishing == "true").then_some(())
+        })
+        .await
+    }
+
+    /// Scrolls the element with id `id` to the middle of its scroller (for a screenshot).
+    pub async fn scroll_to(&self, id: &str) -> anyhow::Result<()> {
+        self.client
+            .execute(
+                "document.getElementById(arguments[0]).scrollIntoView({block: 'center'})",
+                vec![serde_json::Value::from(id)],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The scheduling policy (`/proc/…/stat` field 41: 0 `SCHED_OTHER`, 1 `SCHED_FIFO`) of each
     /// thread named `onmic-dsp` (the engine's) in this Studio's processes (the driver's process
     /// group), as the kernel has it.

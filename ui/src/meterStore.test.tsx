@@ -13,6 +13,23 @@ function frame(inputDb: number, clipped = false, jitterMs: number | null = 40): 
   } as unknown as LiveMeters;
 }
 
+/** Voice mode, every process on, the ear monitor after noise suppression. */
+const VOICE_AUDIO: AudioSettings = {
+  mode: "voice",
+  aec: true,
+  ns: true,
+  aiNs: true,
+  aiNsStrength: 100,
+  agc: true,
+  inputGainDb: 0,
+  inputChannels: null,
+  outputDevice: null,
+  voiceMuted: false,
+  sendMuted: false,
+  ear: { enabled: true, volume: 100, source: "withNs" },
+  speakerVolumes: {},
+};
+
 describe("meter store", () => {
   afterEach(() => {
     clearLiveMeters();
@@ -72,24 +89,9 @@ describe("meter store", () => {
 
   it("draws meter frames in the strips without re-rendering the audio panel around them", () => {
     let outer = 0;
-    const audio: AudioSettings = {
-      mode: "voice",
-      aec: true,
-      ns: true,
-      aiNs: true,
-      aiNsStrength: 100,
-      agc: true,
-      inputGainDb: 0,
-      inputChannels: null,
-      outputDevice: null,
-      voiceMuted: false,
-      sendMuted: false,
-      ear: { enabled: true, volume: 100, source: "withNs" },
-      speakerVolumes: {},
-    };
     function Probe() {
       outer += 1;
-      return <AudioPanel audio={audio} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />;
+      return <AudioPanel audio={VOICE_AUDIO} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />;
     }
     const { container } = render(<Probe />);
     expect(outer).toBe(1);
@@ -105,24 +107,9 @@ describe("meter store", () => {
   });
 
   it("says when the OS refused the audio thread real-time priority, and what allows it", () => {
-    const audio: AudioSettings = {
-      mode: "voice",
-      aec: true,
-      ns: true,
-      aiNs: false,
-      aiNsStrength: 100,
-      agc: true,
-      inputGainDb: 0,
-      inputChannels: null,
-      outputDevice: null,
-      voiceMuted: false,
-      sendMuted: false,
-      ear: { enabled: false, volume: 100, source: "raw" },
-      speakerVolumes: {},
-    };
     const refused = frame(-20);
     refused.latency = { ...refused.latency, realtime: false };
-    const { container } = render(<AudioPanel audio={audio} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />);
+    const { container } = render(<AudioPanel audio={VOICE_AUDIO} devices={null} inputId={null} live onChange={() => {}} inputMeter={<InputMeters />} />);
     act(() => pushLiveMeters(refused));
     const thread = container.querySelector("#latency-thread") as HTMLElement;
     expect(thread.querySelector("dd")?.textContent).toBe("Normal");
