@@ -21,33 +21,40 @@ pub fn list_devices() -> Result<DeviceListView, AppError> {
 }
 
 /// Starts metering `device_id` (the default input when null), streaming frames to `on_level`;
-/// remembers the choice.
+/// remembers the choice. Opening a device can take a while (PulseAudio acks a null sink
+/// monitor's start only when the sink's thread wakes, up to 2 s here; a Bluetooth headset
+/// switches profile): the command is `async`, so it does not run on the window's main thread as
+/// a plain command would, and it tells the runtime its worker blocks meanwhile.
 #[tauri::command]
 #[specta::specta]
-pub fn start_meter(
+pub async fn start_meter(
     studio: State<'_, Studio>,
     device_id: Option<String>,
     on_level: Channel<MeterFrame>,
 ) -> Result<DeviceView, AppError> {
-    let device = studio.meter.start(device_id.clone(), on_level)?;
-    if device_id.is_some() {
-        studio.settings.update(|s| s.input_device = device_id)?;
-        // Channels the new input does not have go back to its first two.
-        let now = studio.settings.get();
-        if now.audio.input_channels.is_some()
-            && check_input_channels(now.input_device.as_deref(), &now.audio).is_err()
-        {
-            studio.settings.update(|s| s.audio.input_channels = None)?;
+    tokio::task::block_in_place(|| {
+        let device = studio.meter.start(device_id.clone(), on_level)?;
+        if device_id.is_some() {
+            studio.settings.update(|s| s.input_device = device_id)?;
+            // Channels the new input does not have go back to its first two.
+            let now = studio.settings.get();
+            if now.audio.input_channels.is_some()
+                && check_input_channels(now.input_device.as_deref(), &now.audio).is_err()
+            {
+                studio.settings.update(|s| s.audio.input_channels = None)?;
+            }
         }
-    }
-    Ok(device)
+        Ok(device)
+    })
 }
 
-/// Stops the meter.
+/// Stops the meter and waits for its stream to close (off the main thread, as
+/// [`start_meter`]).
 #[tauri::command]
 #[specta::specta]
-pub fn stop_meter(studio: State<'_, Studio>) {
-    studio.meter.stop();
+pub async fn stop_meter(studio: State<'_, Studio>) -> Result<(), AppError> {
+    tokio::task::block_in_place(|| studio.meter.stop());
+    Ok(())
 }
 
 /// The current settings.
@@ -165,7 +172,7 @@ pub async fn join_room(
             },
         )
         .await
-        .inspect_err(|_| studio.meter.resume())?;
+        .inspect_err(|_| tokio::task::block_in_place(|| studio.meter.resume()))?;
     // The effects and music panels come on air with the session.
     crate::effects_panel::apply_live(&studio, &settings.effects.current).await?;
     if let Some(engine) = studio.session.control_sender().await {
@@ -182,7 +189,8 @@ pub async fn join_room(
 pub async fn leave_room(studio: State<'_, Studio>) -> Result<(), AppError> {
     studio.music.on_leave();
     studio.session.leave().await;
-    studio.meter.resume();
+    // Opens the input again: may take a while (see `start_meter`).
+    tokio::task::block_in_place(|| studio.meter.resume());
     Ok(())
 }
 

@@ -40,9 +40,15 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
-/// Owns at most one running meter.
+/// Owns at most one running meter. Its operations may be called from several threads at once
+/// (the commands run on the async runtime's blocking pool, joining and leaving on its workers):
+/// each holds `ops` throughout, so they apply one after the other, whole.
 #[derive(Default)]
 pub struct MeterService {
+    /// Held for the whole of [`MeterService::start`], `stop`, `pause` and `resume`: each is a
+    /// close, a change of what is wanted and an open, and two interleaved starts would both
+    /// open, leaving one meter running that nothing stops.
+    ops: Mutex<()>,
     running: Mutex<Option<Running>>,
     /// What the UI last asked to meter (the device as asked, `None` the default input, and its
     /// channel), kept while paused so that [`MeterService::resume`] can open it again.
@@ -60,7 +66,8 @@ impl MeterService {
         device_id: Option<String>,
         channel: Channel<MeterFrame>,
     ) -> Result<DeviceView, AppError> {
-        self.stop();
+        let _op = lock(&self.ops);
+        self.stop_now();
         *lock(&self.wanted) = Some((device_id.clone(), channel.clone()));
         if self.paused.load(Ordering::Relaxed) {
             // Live: the input opens after leaving; say now which device that is (the same
@@ -115,6 +122,11 @@ impl MeterService {
     /// Stops the running meter, if any, and waits for its stream to close; a later
     /// [`MeterService::resume`] does nothing.
     pub fn stop(&self) {
+        let _op = lock(&self.ops);
+        self.stop_now();
+    }
+
+    fn stop_now(&self) {
         *lock(&self.wanted) = None;
         self.close();
     }
@@ -125,6 +137,7 @@ impl MeterService {
     /// of a core for nothing (docs/studio.md, "Twelfth round"), and a device that allows one
     /// client at a time could refuse the engine. [`MeterService::resume`] opens it again.
     pub fn pause(&self) {
+        let _op = lock(&self.ops);
         self.paused.store(true, Ordering::Relaxed);
         self.close();
     }
@@ -133,6 +146,7 @@ impl MeterService {
     /// A device that cannot be opened any more (unplugged while live) is reported to the UI as
     /// a frame with the error, as a failing device is while metering.
     pub fn resume(&self) {
+        let _op = lock(&self.ops);
         self.paused.store(false, Ordering::Relaxed);
         if self.is_running() {
             return;
@@ -247,6 +261,9 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 
+    /// The tests below open meters on the same null sinks: one at a time.
+    static DEVICE_TESTS: Mutex<()> = Mutex::new(());
+
     /// Waits up to 5 s for `ok`.
     fn wait(what: &str, ok: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -261,6 +278,7 @@ mod tests {
     /// opened on resume; after an explicit stop, resume opens nothing.
     #[test]
     fn a_paused_meter_closes_its_stream_and_resumes_with_the_latest_choice() {
+        let _one = lock(&DEVICE_TESTS);
         assert!(
             std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
             "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
@@ -323,5 +341,79 @@ mod tests {
         meter.pause();
         meter.resume();
         assert!(!meter.is_running(), "after stop, resume opens nothing");
+    }
+
+    /// The commands run on the runtime's threads, so picks can arrive at once (a host picking
+    /// quickly, a join pausing meanwhile): every operation applies whole, one after the other.
+    /// Each start gets a channel of its own; afterwards exactly one channel still receives
+    /// frames (a meter left running unstopped would keep feeding its own), and none after stop.
+    #[test]
+    fn concurrent_picks_leave_one_meter_and_stop_leaves_none() {
+        let _one = lock(&DEVICE_TESTS);
+        assert!(
+            std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
+            "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
+             (ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
+        );
+        let list = onmic_audio::list_devices().expect("device list");
+        let ids: Vec<String> = ["onmic_b.monitor", "onmic_quad.monitor"]
+            .iter()
+            .map(|name| {
+                list.inputs
+                    .iter()
+                    .find(|d| d.id.ends_with(name))
+                    .unwrap_or_else(|| panic!("no {name} in {:?}", list.inputs))
+                    .id
+                    .clone()
+            })
+            .collect();
+        const THREADS: usize = 3;
+        const PICKS: usize = 3;
+        let frames: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..THREADS * PICKS).map(|_| AtomicUsize::new(0)).collect());
+        let meter = MeterService::default();
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (meter, ids, frames) = (&meter, &ids, &frames);
+                scope.spawn(move || {
+                    for k in 0..PICKS {
+                        let slot = t * PICKS + k;
+                        let counted = Arc::clone(frames);
+                        let channel = Channel::new(move |_| {
+                            counted[slot].fetch_add(1, Ordering::Relaxed);
+                            Ok(())
+                        });
+                        let id = ids[(t + k) % ids.len()].clone();
+                        meter.start(Some(id), channel).expect("opens");
+                        if k == 1 && t == 0 {
+                            meter.pause();
+                            meter.resume();
+                        }
+                    }
+                });
+            }
+        });
+        // Which channels receive frames over half a second, now that every pick has applied.
+        let feeding = || {
+            let at: Vec<usize> = frames.iter().map(|f| f.load(Ordering::Relaxed)).collect();
+            std::thread::sleep(Duration::from_millis(500));
+            frames
+                .iter()
+                .zip(at)
+                .enumerate()
+                .filter(|(_, (f, a))| f.load(Ordering::Relaxed) > *a)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
+        assert!(meter.is_running());
+        let live = feeding();
+        assert_eq!(
+            live.len(),
+            1,
+            "after {} concurrent picks exactly one meter streams: channels {live:?}",
+            THREADS * PICKS
+        );
+        meter.stop();
+        assert_eq!(feeding(), Vec::<usize>::new(), "after stop, none streams");
     }
 }

@@ -60,33 +60,20 @@ async fn scenario() -> anyhow::Result<()> {
     )
     .await?;
 
-    // Pick the null sink's monitor as the input, as a host would pick their sound card.
-    let option = wait_for(
-        Duration::from_secs(15),
-        "the virtual input in the device list",
-        || async {
-            for o in studio
-                .client
-                .find_all(Locator::Css("#input-device option"))
-                .await
-                .ok()?
-            {
-                if o.text().await.ok()?.contains(&monitor_name) {
-                    return Some(o);
-                }
-            }
-            None
-        },
-    )
-    .await?;
-    option.click().await?;
-    wait_for(Duration::from_secs(10), "the input to open", || async {
-        studio
-            .text("#meter-device")
-            .await
-            .filter(|t| t.contains(&monitor_name))
-    })
-    .await?;
+    // Opening an input takes 0.1-2 s here (an idle null sink's monitor: PulseAudio acks its
+    // start only when the sink's thread wakes). The window must stay live meanwhile: the longest
+    // gap between two of its animation frames stays under FROZEN_MS whatever the device took
+    // (20-42 ms measured; when the command ran on the main thread, 377 ms for a 428 ms open).
+    const FROZEN_MS: f64 = 250.0;
+    for name in ["Monitor of onmic_a", monitor_name.as_str()] {
+        // The tone's monitor last, as a host would pick their sound card.
+        let (open, gap) = pick_input(&studio, name).await?;
+        println!("picking {name}: open after {open:?}, longest frame gap {gap:.0} ms");
+        assert!(
+            gap < FROZEN_MS,
+            "the window froze {gap:.0} ms while {name} opened ({open:?})"
+        );
+    }
 
     let url = studio.local_room_url().await?;
 
@@ -331,4 +318,60 @@ async fn refused_scenario() -> anyhow::Result<()> {
         .await?;
     studio.click("#leave-room").await?;
     studio.quit().await
+}
+
+/// Picks the input whose option contains `name` as a host would, waits until the meter says it
+/// is open, and returns how long that took and the longest gap between two of the window's
+/// animation frames meanwhile (ms).
+async fn pick_input(studio: &Studio, name: &str) -> anyhow::Result<(Duration, f64)> {
+    let option = wait_for(
+        Duration::from_secs(15),
+        "the input in the device list",
+        || async {
+            for o in studio
+                .client
+                .find_all(Locator::Css("#input-device option"))
+                .await
+                .ok()?
+            {
+                if o.text().await.ok()?.contains(name) {
+                    return Some(o);
+                }
+            }
+            None
+        },
+    )
+    .await?;
+    studio
+        .client
+        .execute(
+            "window.__gap = 0; window.__gapRun = true; let last = performance.now(); \
+             requestAnimationFrame(function f(t) { window.__gap = Math.max(window.__gap, t - last); \
+             last = t; if (window.__gapRun) requestAnimationFrame(f); });",
+            vec![],
+        )
+        .await?;
+    let t0 = std::time::Instant::now();
+    option.click().await?;
+    wait_for(Duration::from_secs(10), "the input to open", || async {
+        studio
+            .text("#meter-device")
+            .await
+            .filter(|t| t.contains(name))
+    })
+    .await?;
+    let open = t0.elapsed();
+    // Two frames on, so that a gap that ends only now is counted.
+    let gap = studio
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             requestAnimationFrame(() => requestAnimationFrame(() => { \
+             window.__gapRun = false; done(window.__gap); }));",
+            vec![],
+        )
+        .await?
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    Ok((open, gap))
 }

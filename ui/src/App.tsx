@@ -27,6 +27,7 @@ import { StatsPanel, sameStats } from "./StatsPanel";
 import { notePaint, noteReceive } from "./paintProbe";
 import { clearInputMeters, clearLiveMeters, liveMeters, pushInputFrame, pushLiveMeters } from "./meterStore";
 import { mergeStatus } from "./room";
+import { newestOnly } from "./newest";
 import { EffectsPanel } from "./EffectsPanel";
 import { MusicPanel } from "./MusicPanel";
 import type { EffectsPanel_Serialize as EffectsSettings, MusicSettings_Serialize as MusicSettings } from "./bindings";
@@ -104,7 +105,7 @@ export function App() {
     return () => clearInterval(t);
   }, []);
 
-  const startMeter = useCallback(async (id: string | null) => {
+  const openMeter = useCallback(async (id: string | null) => {
     const channel = new Channel<MeterFrame>();
     channel.onmessage = (f) => {
       pushInputFrame(f);
@@ -130,6 +131,18 @@ export function App() {
       setError(result.error);
     }
   }, []);
+
+  // Opening a device can take a while (seconds for some): the window stays live meanwhile, the
+  // pick shows at once, and picks made while one opens collapse to the newest (`newestOnly`), so
+  // the input that ends up open is the last one picked.
+  const openNewest = useMemo(() => newestOnly(openMeter), [openMeter]);
+  const startMeter = useCallback(
+    async (id: string | null) => {
+      if (id !== null) setSelected(id);
+      await openNewest(id);
+    },
+    [openNewest],
+  );
 
   const refresh = useCallback(async () => {
     const settings = await commands.getSettings();

@@ -11,11 +11,17 @@ export const commands = {
 	listDevices: () => typedError<DeviceListView, AppError>(__TAURI_INVOKE("list_devices")),
 	/**
 	 *  Starts metering `device_id` (the default input when null), streaming frames to `on_level`;
-	 *  remembers the choice.
+	 *  remembers the choice. Opening a device can take a while (PulseAudio acks a null sink
+	 *  monitor's start only when the sink's thread wakes, up to 2 s here; a Bluetooth headset
+	 *  switches profile): the command is `async`, so it does not run on the window's main thread as
+	 *  a plain command would, and it tells the runtime its worker blocks meanwhile.
 	 */
 	startMeter: (deviceId: string | null, onLevel: Channel<MeterFrame_Deserialize>) => typedError<DeviceView, AppError>(__TAURI_INVOKE("start_meter", { deviceId, onLevel })),
-	/**  Stops the meter. */
-	stopMeter: () => __TAURI_INVOKE<void>("stop_meter"),
+	/**
+	 *  Stops the meter and waits for its stream to close (off the main thread, as
+	 *  [`start_meter`]).
+	 */
+	stopMeter: () => typedError<null, AppError>(__TAURI_INVOKE("stop_meter")),
 	/**  The current settings. */
 	getSettings: () => __TAURI_INVOKE<Settings_Serialize>("get_settings"),
 	/**  Changes the room server's address and probes it at once. */

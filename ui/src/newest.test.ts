@@ -1,0 +1,56 @@
+import { newestOnly } from "./newest";
+
+/** A run that stays in flight until released, recording what ran. */
+function gate() {
+  const ran: string[] = [];
+  const release: (() => void)[] = [];
+  let inFlight = 0;
+  let most = 0;
+  const run = (v: string) =>
+    new Promise<void>((done) => {
+      ran.push(v);
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      release.push(() => {
+        inFlight -= 1;
+        done();
+      });
+    });
+  return { ran, release, run, most: () => most };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe("newestOnly", () => {
+  it("runs the first pick at once, then only the newest of those made meanwhile", async () => {
+    const g = gate();
+    const pick = newestOnly(g.run);
+    const a = pick("a");
+    void pick("b");
+    void pick("c");
+    await tick();
+    expect(g.ran).toEqual(["a"]);
+    g.release[0]();
+    await tick();
+    expect(g.ran).toEqual(["a", "c"]);
+    void pick("d");
+    g.release[1]();
+    await tick();
+    expect(g.ran).toEqual(["a", "c", "d"]);
+    g.release[2]();
+    await a;
+    expect(g.most()).toBe(1);
+  });
+
+  it("runs each pick when they come one after the other", async () => {
+    const g = gate();
+    const pick = newestOnly(g.run);
+    for (const v of ["x", "y", "z"]) {
+      const p = pick(v);
+      await tick();
+      g.release[g.release.length - 1]();
+      await p;
+    }
+    expect(g.ran).toEqual(["x", "y", "z"]);
+  });
+});

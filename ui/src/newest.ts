@@ -1,0 +1,26 @@
+/** Runs `run` for one value at a time. A value given while a run is in flight waits, and a newer
+ *  one replaces it: the last value given is always the last one run, and no two runs overlap.
+ *  For a device pick: a host who picks A, B and C quickly gets A opened (already under way) and
+ *  then C, never B after C. `run` reports its own errors; it must not throw. The promise a
+ *  call returns settles when its value has run or was replaced. */
+export function newestOnly<T>(run: (value: T) => Promise<void>): (value: T) => Promise<void> {
+  let busy = false;
+  let waiting: { value: T } | null = null;
+  return async (value: T) => {
+    if (busy) {
+      waiting = { value };
+      return;
+    }
+    busy = true;
+    try {
+      let next: { value: T } | null = { value };
+      while (next) {
+        waiting = null;
+        await run(next.value);
+        next = waiting;
+      }
+    } finally {
+      busy = false;
+    }
+  };
+}
