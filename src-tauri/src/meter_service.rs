@@ -264,6 +264,18 @@ mod tests {
     /// The tests below open meters on the same null sinks: one at a time.
     static DEVICE_TESTS: Mutex<()> = Mutex::new(());
 
+    /// Takes the device tests' turn; they need `cargo xtask test`'s PulseAudio (its null sinks'
+    /// monitors are inputs).
+    fn device_tests() -> std::sync::MutexGuard<'static, ()> {
+        let turn = lock(&DEVICE_TESTS);
+        assert!(
+            std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
+            "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
+             (ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
+        );
+        turn
+    }
+
     /// Waits up to 5 s for `ok`.
     fn wait(what: &str, ok: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -278,12 +290,7 @@ mod tests {
     /// opened on resume; after an explicit stop, resume opens nothing.
     #[test]
     fn a_paused_meter_closes_its_stream_and_resumes_with_the_latest_choice() {
-        let _one = lock(&DEVICE_TESTS);
-        assert!(
-            std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
-            "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
-             (ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
-        );
+        let _one = device_tests();
         let frames = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&frames);
         let channel = Channel::new(move |_| {
@@ -349,12 +356,7 @@ mod tests {
     /// frames (a meter left running unstopped would keep feeding its own), and none after stop.
     #[test]
     fn concurrent_picks_leave_one_meter_and_stop_leaves_none() {
-        let _one = lock(&DEVICE_TESTS);
-        assert!(
-            std::env::var_os("ONMIC_TEST_AUDIO").is_some(),
-            "this test needs the PulseAudio null sinks that `cargo xtask test` starts \
-             (ONMIC_TEST_AUDIO=1, PULSE_SERVER/XDG_RUNTIME_DIR exported)"
-        );
+        let _one = device_tests();
         let list = onmic_audio::list_devices().expect("device list");
         let ids: Vec<String> = ["onmic_b.monitor", "onmic_quad.monitor"]
             .iter()

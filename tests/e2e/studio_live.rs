@@ -324,24 +324,6 @@ async fn refused_scenario() -> anyhow::Result<()> {
 /// is open, and returns how long that took and the longest gap between two of the window's
 /// animation frames meanwhile (ms).
 async fn pick_input(studio: &Studio, name: &str) -> anyhow::Result<(Duration, f64)> {
-    let option = wait_for(
-        Duration::from_secs(15),
-        "the input in the device list",
-        || async {
-            for o in studio
-                .client
-                .find_all(Locator::Css("#input-device option"))
-                .await
-                .ok()?
-            {
-                if o.text().await.ok()?.contains(name) {
-                    return Some(o);
-                }
-            }
-            None
-        },
-    )
-    .await?;
     studio
         .client
         .execute(
@@ -352,7 +334,7 @@ async fn pick_input(studio: &Studio, name: &str) -> anyhow::Result<(Duration, f6
         )
         .await?;
     let t0 = std::time::Instant::now();
-    option.click().await?;
+    onmic_e2e::console::select_option(studio, "#input-device", name).await?;
     wait_for(Duration::from_secs(10), "the input to open", || async {
         studio
             .text("#meter-device")
