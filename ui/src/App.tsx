@@ -232,6 +232,9 @@ export function App() {
       metersAt = now;
       pushLiveMeters(m);
     };
+    // An input picked a moment ago may still be opening: the session takes the input the
+    // settings name, so going live waits until the newest pick has applied.
+    await openNewest.idle();
     // The input meter's stream closes while live: its last frame is not the level any more.
     clearInputMeters();
     const result = await commands.joinRoom({ room, token }, onStatus, onMeters);
@@ -363,7 +366,7 @@ export function App() {
               }}
             />
           )}
-          <MicTest live={live} onError={setError} />
+          <MicTest live={live} onError={setError} inputReady={openNewest.idle} />
           {shortcuts && (
             <ShortcutsPanel shortcuts={shortcuts} onSaved={setShortcuts} onVoiceMuted={onVoiceMuted} onError={setError} helpOpen={helpOpen} onHelp={setHelpOpen} />
           )}

@@ -7,6 +7,9 @@ interface Props {
   /** On air: the test would go out to the room, so it waits. */
   live: boolean;
   onError: (e: AppError) => void;
+  /** Settles once an input picked a moment ago has applied (the test records the input the
+   *  settings name). */
+  inputReady: () => Promise<void>;
 }
 
 const VERDICT_LABEL: Record<MicTestReport["verdict"], string> = {
@@ -17,7 +20,7 @@ const VERDICT_LABEL: Record<MicTestReport["verdict"], string> = {
 };
 
 /** "Test my mic": 5 s through the chosen chain, played back on the chosen output, with advice. */
-export function MicTest({ live, onError }: Props) {
+export function MicTest({ live, onError, inputReady }: Props) {
   const [progress, setProgress] = useState<MicTestProgress | null>(null);
   const [report, setReport] = useState<MicTestReport | null>(null);
   const running = progress !== null;
@@ -27,6 +30,7 @@ export function MicTest({ live, onError }: Props) {
     setProgress({ phase: "starting", elapsedMs: 0, totalMs: 5000, levelDbfs: -100 });
     const channel = new Channel<MicTestProgress>();
     channel.onmessage = setProgress;
+    await inputReady();
     const result = await commands.testMic(channel);
     setProgress(null);
     if (result.status === "ok") setReport(result.data);

@@ -53,4 +53,23 @@ describe("newestOnly", () => {
     }
     expect(g.ran).toEqual(["x", "y", "z"]);
   });
+
+  it("says when the newest pick has run, for going live after a quick pick", async () => {
+    const g = gate();
+    const pick = newestOnly(g.run);
+    let idle = false;
+    await pick.idle(); // nothing in flight: at once
+    void pick("a");
+    void pick("b");
+    void pick.idle().then(() => (idle = true));
+    await tick();
+    expect(idle).toBe(false);
+    g.release[0]();
+    await tick();
+    expect(g.ran).toEqual(["a", "b"]);
+    expect(idle).toBe(false);
+    g.release[1]();
+    await tick();
+    expect(idle).toBe(true);
+  });
 });

@@ -1,12 +1,21 @@
+/** A function that runs `run` for one value at a time (see [`newestOnly`]). */
+export interface Newest<T> {
+  (value: T): Promise<void>;
+  /** Settles once nothing runs or waits: what was given last has run. */
+  idle(): Promise<void>;
+}
+
 /** Runs `run` for one value at a time. A value given while a run is in flight waits, and a newer
  *  one replaces it: the last value given is always the last one run, and no two runs overlap.
  *  For a device pick: a host who picks A, B and C quickly gets A opened (already under way) and
- *  then C, never B after C. `run` reports its own errors; it must not throw. The promise a
- *  call returns settles when its value has run or was replaced. */
-export function newestOnly<T>(run: (value: T) => Promise<void>): (value: T) => Promise<void> {
+ *  then C, never B after C; going live first waits for `idle()`, so that it uses C. `run`
+ *  reports its own errors; it must not throw. The promise a call returns settles when its value
+ *  has run or was replaced. */
+export function newestOnly<T>(run: (value: T) => Promise<void>): Newest<T> {
   let busy = false;
   let waiting: { value: T } | null = null;
-  return async (value: T) => {
+  let idlers: (() => void)[] = [];
+  const call = async (value: T) => {
     if (busy) {
       waiting = { value };
       return;
@@ -21,6 +30,12 @@ export function newestOnly<T>(run: (value: T) => Promise<void>): (value: T) => P
       }
     } finally {
       busy = false;
+      const done = idlers;
+      idlers = [];
+      for (const f of done) f();
     }
   };
+  return Object.assign(call, {
+    idle: () => (busy ? new Promise<void>((r) => idlers.push(r)) : Promise.resolve()),
+  });
 }
