@@ -13,9 +13,10 @@
 //! `cargo bench -p onmic-audio --bench realtime` (as root or with an `rtprio` limit; otherwise
 //! the promotions are refused, which the table says, and both rows measure normal priority).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use onmic_audio::chain::{ChainConfig, Mode};
 use onmic_audio::engine::{EngineConfig, Realtime, start};
@@ -93,30 +94,13 @@ fn pct(v: &[u64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-fn load(threads: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
-    (0..threads)
-        .map(|_| {
-            let stop = Arc::clone(stop);
-            std::thread::spawn(move || {
-                let mut x = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..10_000 {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                    std::hint::black_box(x);
-                }
-            })
-        })
-        .collect()
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let secs = std::env::var("ONMIC_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20u64);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = support::cores();
     println!(
         "voice chain (AEC, NS, AGC), 10 ms periods, {secs} s each; turnaround = capture in → \
          block out, ms"
@@ -126,8 +110,7 @@ fn main() {
         "busy", "device", "DSP", "p50", "p99", "p99.9", "max", "> 5 ms"
     );
     for busy in [0, cores * 2, cores * 8] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = load(busy, &stop);
+        let load = support::Busy::threads(busy);
         for dsp_rt in [false, true] {
             let o = run(secs, dsp_rt);
             let dsp = match &o.dsp {
@@ -146,9 +129,6 @@ fn main() {
                 t.iter().filter(|&&u| u > DEADLINE_US).count(),
             );
         }
-        stop.store(true, Ordering::Relaxed);
-        for t in threads {
-            let _ = t.join();
-        }
+        drop(load);
     }
 }

@@ -20,12 +20,13 @@
 //! Needs the PulseAudio server that `cargo xtask test` starts.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+mod support;
 
 use onmic_audio::list_devices;
 use onmic_audio::streams::{StreamRequest, open_input, open_output};
+use support::Busy;
 
 const RATE: u32 = 48_000;
 const FREQ: f32 = 440.0;
@@ -49,40 +50,6 @@ fn drain_left(ring: &mut rtrb::Consumer<f32>) -> Vec<f32> {
 
 /// The two tests load the machine in turn, not together.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Busy threads on every core, at the same priority as PulseAudio, until the value is dropped.
-struct Busy {
-    stop: Arc<AtomicBool>,
-    hogs: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Busy {
-    fn start() -> (Busy, usize) {
-        let stop = Arc::new(AtomicBool::new(false));
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let hogs = (0..4 * cores)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let mut x = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
-                    }
-                })
-            })
-            .collect();
-        (Busy { stop, hogs }, cores)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for h in self.hogs.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
 
 /// The id of the monitor of null sink `sink`.
 fn monitor(sink: &str) -> String {
@@ -161,7 +128,8 @@ fn capture_from_a_pulseaudio_monitor_loses_nothing_while_the_machine_is_busy() {
         .spawn()
         .expect("paplay starts");
 
-    let (busy, cores) = Busy::start();
+    let cores = support::cores();
+    let busy = Busy::threads(4 * cores);
     std::thread::sleep(BUSY);
     drop(busy);
     // What the server queued while the machine was busy arrives now.
@@ -269,7 +237,7 @@ fn play_under_load(output: &str, tone: &[f32], period: u32) -> (usize, usize, us
     fill.write_chunk_uninit(tone.len())
         .expect("room for the tone")
         .fill_from_iter(tone.iter().copied());
-    let (busy, _cores) = Busy::start();
+    let busy = Busy::threads(4 * support::cores());
     let out = open_output(
         &StreamRequest {
             id: Some(output.to_owned()),

@@ -1,4 +1,4 @@
-import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useState } from "react";
 import { Channel } from "@tauri-apps/api/core";
 import {
   commands,
@@ -182,25 +182,22 @@ export function App() {
   // One change in flight at a time, the newest sent next: concurrent saves could land out of
   // order (a slider moved by several keys would keep an older value), and a late reply would
   // roll the control back.
-  const audioInflight = useRef(false);
-  const audioPending = useRef<AudioSettings | null>(null);
-  const changeAudio = useCallback(async (next: AudioSettings) => {
-    setAudio(next);
-    if (audioInflight.current) {
-      audioPending.current = next;
-      return;
-    }
-    audioInflight.current = true;
-    let send: AudioSettings | null = next;
-    while (send) {
-      audioPending.current = null;
-      const result = await commands.setAudio(send);
-      if (result.status === "error") setError(result.error);
-      send = audioPending.current;
-      if (!send && result.status === "ok") setAudio(result.data.audio);
-    }
-    audioInflight.current = false;
-  }, []);
+  const sendAudio = useMemo(
+    () =>
+      newestOnly(async (send: AudioSettings, newer: () => boolean) => {
+        const result = await commands.setAudio(send);
+        if (result.status === "error") setError(result.error);
+        else if (!newer()) setAudio(result.data.audio);
+      }),
+    [],
+  );
+  const changeAudio = useCallback(
+    async (next: AudioSettings) => {
+      setAudio(next);
+      await sendAudio(next);
+    },
+    [sendAudio],
+  );
 
   const resetAll = async () => {
     const result = await commands.resetSettings();

@@ -98,16 +98,16 @@ function LatencyCard({ live }: { live: boolean }) {
           <div><dt>Output</dt><dd><LiveText text={lat.outputMs} /></dd></div>
           <div
             id="latency-thread"
-            data-realtime={lat.thread === "Real-time"}
+            data-realtime={lat.realtime}
             title={
-              lat.thread === "Real-time"
+              lat.realtime
                 ? "The audio thread runs at real-time priority: other programs' load does not delay it."
                 : "The OS refused real-time priority to the audio thread: a busy machine can cause clicks. " +
                   "On Linux, add your user to a group with an rtprio limit (e.g. the audio group from the jackd2 package) and go live again."
             }
           >
             <dt>Audio thread priority</dt>
-            <dd className={lat.thread === "Real-time" ? undefined : "warn-text"}>{lat.thread}</dd>
+            <dd className={lat.realtime ? undefined : "warn-text"}>{lat.realtime ? "Real-time" : "Normal"}</dd>
           </div>
         </dl>
       ) : (

@@ -84,7 +84,7 @@ export interface LiveMeterState {
  *  ~36 text changes a second in the readout before, at most 4 × 7 now). */
 export const LATENCY_HOLD_MS = 250;
 
-/** The latency readout's figures, formatted (`formatMs`). */
+/** The latency readout's figures, formatted (`formatMs`), and the audio thread's priority. */
 export interface ShownLatency {
   totalMs: string;
   inputMs: string;
@@ -93,9 +93,8 @@ export interface ShownLatency {
   jitterMs: string;
   outputMs: string;
   earMs: string;
-  /** The audio thread's scheduling: "Real-time" or "Normal" priority (the OS refused
-   *  real-time). */
-  thread: string;
+  /** The audio thread runs at real-time priority (false: normal, the OS refused). */
+  realtime: boolean;
 }
 
 function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): ShownLatency {
@@ -107,7 +106,7 @@ function showLatency(l: LiveMeters["latency"], prev: ShownLatency | null): Shown
     jitterMs: formatMs(l.jitterMs),
     outputMs: formatMs(l.outputMs),
     earMs: formatMs(l.earMs),
-    thread: l.realtime ? "Real-time" : "Normal",
+    realtime: l.realtime,
   };
   const same = prev !== null && (Object.keys(next) as (keyof ShownLatency)[]).every((k) => next[k] === prev[k]);
   return same ? prev : next;

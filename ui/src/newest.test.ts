@@ -72,4 +72,22 @@ describe("newestOnly", () => {
     await tick();
     expect(idle).toBe(true);
   });
+
+  it("tells a run whether a newer value waits", async () => {
+    const seen: [string, boolean][] = [];
+    let release: () => void = () => {};
+    const pick = newestOnly(async (v: string, newer) => {
+      if (v === "a") await new Promise<void>((r) => (release = r));
+      seen.push([v, newer()]);
+    });
+    const done = pick("a");
+    void pick("b");
+    await tick();
+    release();
+    await done;
+    expect(seen).toEqual([
+      ["a", true],
+      ["b", false],
+    ]);
+  });
 });

@@ -237,3 +237,44 @@ pub fn run_voice_eval(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// This machine's cores (2 when it cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Busy threads at normal priority (the same as PulseAudio's clients, a game's or an encoder's),
+/// spinning until the value is dropped.
+pub struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    hogs: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    /// Starts `threads` busy threads.
+    pub fn threads(threads: usize) -> Busy {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hogs = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) + 1);
+                    }
+                })
+            })
+            .collect();
+        Busy { stop, hogs }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.hogs.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
